@@ -1,0 +1,126 @@
+"""Strict JSON checks shared by the registry and the readers (private).
+
+msgspec is fast and exact but lenient in three ways we are not: a duplicate key silently
+takes the last value, very deep nesting surfaces as a bare ``RecursionError``, and invalid
+UTF-8 as ``UnicodeDecodeError``. These helpers close those gaps and turn msgspec's error
+paths (``$.items[0].price``) into JSON Pointers (``/items/0/price``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "DuplicateKey",
+    "escape_pointer_token",
+    "find_duplicate_key",
+    "has_duplicate_key",
+    "msgspec_path_to_pointer",
+    "strip_msgspec_path",
+]
+
+_untyped_encoder = msgspec.json.Encoder()
+
+
+class DuplicateKey(Exception):
+    def __init__(self, pointer: str, key: str) -> None:
+        super().__init__(key)
+        self.pointer = pointer
+        self.key = key
+
+
+def escape_pointer_token(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def has_duplicate_key(data: bytes, decoded: Any = None) -> bool:
+    """Whether ``data`` (valid JSON) repeats a key in some object. Exact, at C speed.
+
+    Outside strings a colon only separates a key from its value, and msgspec's compact
+    encoding writes every colon of the decoded value literally. Decoding keeps the last of
+    repeated keys, dropping the others with their values, so unless the document spells a
+    colon as ``\\u003a`` (then we take the slow exact path), the colon count of the input
+    equals that of the re-encoded value exactly when no key was dropped.
+    ``decoded`` may pass ``msgspec.json.decode(data)`` when the caller already has it.
+    """
+    if b"\\u003" in data or b"\\u003" in data.lower():
+        return find_duplicate_key(data) is not None
+    value = msgspec.json.decode(data) if decoded is None else decoded
+    return data.count(b":") != _untyped_encoder.encode(value).count(b":")
+
+
+def find_duplicate_key(data: bytes) -> tuple[str, str] | None:
+    """``(pointer of the object, key)`` of the first repeated key, or ``None`` (slow)."""
+    found: list[str] = []
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if not found:
+            seen: set[str] = set()
+            for k, _ in pairs:
+                if k in seen:
+                    found.append(k)
+                    break
+                seen.add(k)
+        return dict(pairs)
+
+    json.loads(data, object_pairs_hook=hook)
+    if not found:
+        return None
+    return _locate_duplicate(data, found[0])
+
+
+def _locate_duplicate(data: bytes, key: str) -> tuple[str, str]:
+    """Find the JSON Pointer of the first object that repeats ``key`` (slow, error path)."""
+    doc = json.loads(data, object_pairs_hook=lambda pairs: _Pairs(pairs))
+
+    def walk(node: Any, pointer: str) -> str | None:
+        if isinstance(node, _Pairs):
+            names = [k for k, _ in node.pairs]
+            if names.count(key) > 1:
+                return pointer
+            for k, v in node.pairs:
+                hit = walk(v, f"{pointer}/{escape_pointer_token(k)}")
+                if hit is not None:
+                    return hit
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                hit = walk(v, f"{pointer}/{i}")
+                if hit is not None:
+                    return hit
+        return None
+
+    return (walk(doc, "") or ""), key
+
+
+class _Pairs:
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        self.pairs = pairs
+
+
+_MSGSPEC_PATH = re.compile(r" - at `(\$[^`]*)`$")
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+
+
+def msgspec_path_to_pointer(message: str) -> str:
+    """Turn the ``$.items[0].price`` suffix of a msgspec error into ``/items/0/price``.
+
+    Errors about the top-level object itself (missing field, unknown field) have no
+    suffix and map to ``""``, the pointer of the whole document. Map keys (``[...]``)
+    become ``*``.
+    """
+    m = _MSGSPEC_PATH.search(message)
+    if not m:
+        return ""
+    parts = [escape_pointer_token(key) if key else ("*" if index == "..." else index)
+             for key, index in _PATH_PART.findall(m.group(1)[1:])]
+    return "".join("/" + p for p in parts)
+
+
+def strip_msgspec_path(message: str) -> str:
+    return _MSGSPEC_PATH.sub("", message)

@@ -1,0 +1,39 @@
+"""Dialects: models of real JSON consumers, one module each, the same verbs in each.
+
+``get_dialect("go")`` returns a ready instance; ``DIALECTS`` lists the names. Modules are
+imported on first use so that ``import evtools`` never imports pandas, polars or torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..errors import UsageError
+from ._base import Dialect
+
+__all__ = ["DIALECTS", "Dialect", "get_dialect"]
+
+#: name -> (module, class). Order is the order reports list them.
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "python": ("python", "PythonDialect"),
+    "go": ("go", "GoDialect"),
+    "js": ("js", "JsDialect"),
+    "pandas": ("pandas", "PandasDialect"),
+    "polars": ("polars", "PolarsDialect"),
+    "torch": ("torch", "TorchDialect"),
+}
+DIALECTS: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def get_dialect(name: str, **options: Any) -> Dialect:
+    """An instance of the dialect called ``name`` (``go``, ``js``, ``pandas``...)."""
+    try:
+        module_name, class_name = _REGISTRY[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown dialect {name!r}; choose from {', '.join(DIALECTS)}"
+        ) from None
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    cls: type[Dialect] = getattr(module, class_name)
+    return cls(**options)

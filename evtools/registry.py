@@ -1,0 +1,585 @@
+"""The registry: (event type, schema version) -> typed class, upcasters, strict decoding.
+
+A :class:`Registry` is an object you build and pass around (there is no global one)::
+
+    registry = Registry()
+
+    @registry.register("OrderPlaced", version=2)
+    class OrderPlaced(msgspec.Struct, forbid_unknown_fields=True):
+        order_id: Int64
+        total: Decimal
+        placed_at: Timestamp
+
+    @registry.upcaster("OrderPlaced", from_version=1)
+    def add_currency(payload: dict) -> dict:
+        return {**payload, "currency": "EUR"}
+
+    event = registry.decode(raw_event)      # an OrderPlaced, or an InputError
+
+Decoding is strict and exact: integers stay ``int`` at any size (``Int64`` fields reject
+values outside int64), ``Decimal`` fields are read from the number's own text, timestamps
+keep offset and nanoseconds (:class:`~evtools.scalars.Timestamp`), UUIDs, enums (by value),
+nested structs, lists and maps decode to their declared types. What msgspec would let
+through is checked here: duplicate keys, unknown fields (per-registry policy: ``"reject"``
+or ``"keep"`` and report), invalid UTF-8, absurd nesting and oversized payloads. Every
+error is an :class:`~evtools.errors.InputError` that names stream, version, event type and
+JSON path, with the parser's error as ``__cause__``.
+
+Upcasters lift an old payload one version at a time (v1 -> v2 -> v3) before the typed
+decode. They receive the payload decoded losslessly (ints exact, non-integer numbers as
+``Decimal``) and return a new dict, which is re-encoded with numbers written from their
+exact value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any, Literal, TypeVar, overload
+
+import msgspec
+
+from ._json import (
+    find_duplicate_key,
+    has_duplicate_key,
+    msgspec_path_to_pointer,
+    strip_msgspec_path,
+)
+from .errors import (
+    Context,
+    DecodeError,
+    InputError,
+    SchemaError,
+    UnknownEventType,
+    UnknownSchemaVersion,
+    UpcastError,
+    UsageError,
+)
+from .events import JSON_CONTENT_TYPE, RawEvent
+from .scalars import dec_hook, enc_hook
+
+__all__ = ["Decoded", "Registry", "Upcaster"]
+
+T = TypeVar("T")
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+UnknownFieldPolicy = Literal["reject", "keep"]
+DuplicateKeyPolicy = Literal["reject", "last-wins"]
+
+_lossless = msgspec.json.Decoder(float_hook=Decimal)
+_number_encoder = msgspec.json.Encoder(decimal_format="number", enc_hook=enc_hook)
+
+DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decoded:
+    """A decoded event with what the ``keep`` policy found besides its declared fields."""
+
+    event: Any
+    unknown: dict[str, Any]  # JSON Pointer -> the value that had no field
+
+
+@dataclasses.dataclass(slots=True)
+class _Entry:
+    cls: type
+    name: str
+    version: int
+    decoder: msgspec.json.Decoder[Any]
+    shape: _Shape
+    check_unknown: bool  # False when msgspec already rejects unknown fields everywhere
+
+
+class Registry:
+    """Maps (event type, schema version) to a typed class and decodes strictly.
+
+    Parameters
+    ----------
+    unknown_fields:
+        ``"reject"`` (default): a payload field the class does not declare is a
+        ``SchemaError``. ``"keep"``: the event decodes, and the extra fields are returned
+        by :meth:`decode_verbose` and counted in :attr:`unknown_field_counts`.
+    duplicate_keys:
+        ``"reject"`` (default): a repeated key is a ``DecodeError`` (Go and JavaScript both
+        silently keep the last value). ``"last-wins"``: accept, as they do.
+    max_payload_bytes:
+        Larger payloads are refused before parsing (default 16 MiB).
+    """
+
+    def __init__(self, *, unknown_fields: UnknownFieldPolicy = "reject",
+                 duplicate_keys: DuplicateKeyPolicy = "reject",
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+        if unknown_fields not in ("reject", "keep"):
+            raise UsageError(f"unknown_fields must be 'reject' or 'keep', not {unknown_fields!r}")
+        if duplicate_keys not in ("reject", "last-wins"):
+            raise UsageError("duplicate_keys must be 'reject' or 'last-wins', "
+                             f"not {duplicate_keys!r}")
+        self.unknown_fields = unknown_fields
+        self.duplicate_keys = duplicate_keys
+        self.max_payload_bytes = max_payload_bytes
+        self._entries: dict[tuple[str, int], _Entry] = {}
+        self._latest: dict[str, int] = {}
+        self._by_class: dict[type, _Entry] = {}
+        self._upcasters: dict[tuple[str, int], tuple[int, Upcaster]] = {}
+        self.unknown_field_counts: Counter[tuple[str, int, str]] = Counter()
+        self._encoder = msgspec.json.Encoder(enc_hook=enc_hook)
+
+    # -- registration ---------------------------------------------------------------------
+
+    @overload
+    def register(self, cls: type[T], *, name: str | None = ..., version: int = ...) -> type[T]:
+        ...
+
+    @overload
+    def register(self, cls: str | None = ..., *, name: str | None = ...,
+                 version: int = ...) -> Callable[[type[T]], type[T]]: ...
+
+    def register(self, cls: Any = None, *, name: str | None = None, version: int = 1) -> Any:
+        """Register a class for an event type and schema version.
+
+        Use as ``registry.register(Cls, name="T", version=2)`` or as a decorator,
+        ``@registry.register("T", version=2)``. ``name`` defaults to the class name.
+        """
+        if isinstance(cls, str) or cls is None:
+            type_name = cls if isinstance(cls, str) else name
+
+            def decorator(klass: type[T]) -> type[T]:
+                self._add(klass, type_name or klass.__name__, version)
+                return klass
+
+            return decorator
+        self._add(cls, name or cls.__name__, version)
+        return cls
+
+    def _add(self, cls: type, name: str, version: int) -> None:
+        if not (isinstance(cls, type) and (issubclass(cls, msgspec.Struct)
+                                           or dataclasses.is_dataclass(cls))):
+            raise UsageError(f"{cls!r} is not a msgspec.Struct or a dataclass")
+        if version < 1:
+            raise UsageError(f"schema versions start at 1 (got {version} for {name})")
+        key = (name, version)
+        if key in self._entries:
+            raise UsageError(f"{name} v{version} is already registered "
+                             f"(to {self._entries[key].cls.__qualname__})")
+        if cls in self._by_class:
+            other = self._by_class[cls]
+            raise UsageError(f"{cls.__qualname__} is already registered as "
+                             f"{other.name} v{other.version}")
+        _refuse_lossy_types(cls, name)
+        try:
+            decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(cls, dec_hook=dec_hook)
+        except TypeError as e:
+            raise UsageError(f"cannot decode into {cls.__qualname__}: {e}") from e
+        shape = _shape_of(cls)
+        entry = _Entry(cls=cls, name=name, version=version, decoder=decoder, shape=shape,
+                       check_unknown=not _forbids_everywhere(shape))
+        self._entries[key] = entry
+        self._by_class[cls] = entry
+        self._latest[name] = max(version, self._latest.get(name, 0))
+
+    def upcaster(self, event_type: str, from_version: int,
+                 to_version: int | None = None) -> Callable[[Upcaster], Upcaster]:
+        """Decorator: ``fn(payload: dict) -> dict`` lifts ``event_type`` from
+        ``from_version`` to ``to_version`` (default ``from_version + 1``)."""
+
+        def decorator(fn: Upcaster) -> Upcaster:
+            self.add_upcaster(event_type, from_version, fn, to_version)
+            return fn
+
+        return decorator
+
+    def add_upcaster(self, event_type: str, from_version: int, fn: Upcaster,
+                     to_version: int | None = None) -> None:
+        target = from_version + 1 if to_version is None else to_version
+        key = (event_type, from_version)
+        if key in self._upcasters:
+            raise UsageError(f"an upcaster for {event_type} v{from_version} already exists")
+        self._upcasters[key] = (target, fn)
+
+    # -- lookup ---------------------------------------------------------------------------
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            return key in self._latest
+        return key in self._entries
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return iter(sorted(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def class_for(self, event_type: str, version: int | None = None) -> type:
+        """The class registered for ``event_type`` at ``version`` (default: latest)."""
+        if event_type not in self._latest:
+            raise UnknownEventType(f"no class registered for event type {event_type!r}",
+                                   event_type=event_type)
+        v = self._latest[event_type] if version is None else version
+        entry = self._entries.get((event_type, v))
+        if entry is None:
+            raise UnknownSchemaVersion(f"{event_type} has no class for schema version {v}",
+                                       event_type=event_type, schema_version=v)
+        return entry.cls
+
+    def latest_version(self, event_type: str) -> int:
+        if event_type not in self._latest:
+            raise UnknownEventType(f"no class registered for event type {event_type!r}",
+                                   event_type=event_type)
+        return self._latest[event_type]
+
+    def type_of(self, event: Any) -> tuple[str, int]:
+        """``(type name, schema version)`` of a typed event or class."""
+        cls = event if isinstance(event, type) else type(event)
+        entry = self._by_class.get(cls)
+        if entry is None:
+            raise UsageError(f"{cls.__qualname__} is not registered")
+        return entry.name, entry.version
+
+    # -- decoding -------------------------------------------------------------------------
+
+    def decode(self, raw: RawEvent) -> Any:
+        """The typed event for ``raw``, or an :class:`~evtools.errors.InputError`."""
+        return self._decode(raw.type, raw.schema_version, raw.data, raw)[0]
+
+    def decode_verbose(self, raw: RawEvent) -> Decoded:
+        """Like :meth:`decode`, also returning unknown fields kept under ``"keep"``."""
+        event, unknown = self._decode(raw.type, raw.schema_version, raw.data, raw)
+        return Decoded(event, unknown)
+
+    def decode_payload(self, event_type: str, schema_version: int, data: bytes,
+                       context: Context | None = None) -> Any:
+        """Decode a bare payload for ``event_type`` at ``schema_version``."""
+        return self._decode(event_type, schema_version, data, None, context)[0]
+
+    def _decode(self, event_type: str, schema_version: int, data: bytes,
+                raw: RawEvent | None, context: Context | None = None
+                ) -> tuple[Any, dict[str, Any]]:
+        entry = self._entries.get((event_type, schema_version))
+        if (entry is not None and self._latest[event_type] == schema_version
+                and (raw is None or raw.content_type == JSON_CONTENT_TYPE)
+                and len(data) <= self.max_payload_bytes):
+            # hot path: current version, plain JSON
+            try:
+                event = entry.decoder.decode(data)
+            except msgspec.ValidationError as e:
+                if self.unknown_fields == "keep" and "unknown field" in str(e):
+                    return self._decode_keeping(entry, data, raw, context)
+                raise self._error(e, raw, context, event_type, schema_version) from e
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+                raise self._error(e, raw, context, event_type, schema_version) from e
+            return self._post_checks(entry, event, data, raw, context)
+        return self._decode_slow(event_type, schema_version, data, raw, context)
+
+    def _post_checks(self, entry: _Entry, event: Any, data: bytes, raw: RawEvent | None,
+                     context: Context | None) -> tuple[Any, dict[str, Any]]:
+        untyped: Any = None
+        if entry.check_unknown or self.duplicate_keys == "reject":
+            try:  # typed decoding skips what it does not need: check the whole payload
+                untyped = msgspec.json.decode(data)
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+                raise self._error(e, raw, context, entry.name, entry.version) from e
+        if self.duplicate_keys == "reject" and has_duplicate_key(data, untyped):
+            self._duplicate(data, entry.name, entry.version, raw, context)
+        unknown: dict[str, Any] = {}
+        if entry.check_unknown:
+            entry.shape.collect_unknown(untyped, "", unknown)
+            if unknown:
+                self._unknown_found(entry, unknown, raw, context)
+        return event, unknown
+
+    def _decode_keeping(self, entry: _Entry, data: bytes, raw: RawEvent | None,
+                        context: Context | None) -> tuple[Any, dict[str, Any]]:
+        """``keep`` policy on a class that forbids unknown fields: take them out, decode
+        the rest, and report what was taken out."""
+        try:
+            payload = _lossless.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise self._error(e, raw, context, entry.name, entry.version) from e
+        unknown: dict[str, Any] = {}
+        entry.shape.collect_unknown(payload, "", unknown)
+        for pointer in sorted(unknown, key=len, reverse=True):
+            _remove(payload, pointer)
+        stripped = _number_encoder.encode(payload)
+        try:
+            event = entry.decoder.decode(stripped)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise self._error(e, raw, context, entry.name, entry.version) from e
+        if self.duplicate_keys == "reject" and has_duplicate_key(data):
+            self._duplicate(data, entry.name, entry.version, raw, context)
+        self._unknown_found(entry, unknown, raw, context)
+        return event, unknown
+
+    def _unknown_found(self, entry: _Entry, unknown: dict[str, Any], raw: RawEvent | None,
+                       context: Context | None) -> None:
+        if self.unknown_fields == "reject":
+            pointer = next(iter(unknown))
+            raise SchemaError(f"unknown field {pointer.rsplit('/', 1)[-1]!r} "
+                              f"(not declared by {entry.cls.__qualname__})",
+                              self._where(raw, context, entry.name, entry.version, pointer))
+        for pointer in unknown:
+            self.unknown_field_counts[(entry.name, entry.version, pointer)] += 1
+
+    def _decode_slow(self, event_type: str, schema_version: int, data: bytes,
+                     raw: RawEvent | None, context: Context | None
+                     ) -> tuple[Any, dict[str, Any]]:
+        where = self._where(raw, context, event_type, schema_version, None)
+        if raw is not None and not raw.is_json:
+            raise DecodeError(f"content type {raw.content_type!r} is not JSON", where)
+        if len(data) > self.max_payload_bytes:
+            raise DecodeError(f"payload of {len(data):,} bytes exceeds the limit of "
+                              f"{self.max_payload_bytes:,} bytes", where)
+        if event_type not in self._latest:
+            raise UnknownEventType(f"no class registered for event type {event_type!r}", where)
+        target = self._latest[event_type]
+        if schema_version > target or (
+                schema_version != target and (event_type, schema_version) not in self._upcasters
+                and (event_type, schema_version) not in self._entries):
+            known = sorted(v for (n, v) in self._entries if n == event_type)
+            raise UnknownSchemaVersion(
+                f"{event_type} has no class or upcaster for schema version {schema_version} "
+                f"(registered: {', '.join(f'v{v}' for v in known)})", where)
+        if schema_version != target:
+            data = self._upcast(event_type, schema_version, target, data, where)
+        entry = self._entries[(event_type, target)]
+        try:
+            event = entry.decoder.decode(data)
+        except msgspec.ValidationError as e:
+            if self.unknown_fields == "keep" and "unknown field" in str(e):
+                return self._decode_keeping(entry, data, raw, context)
+            err = self._error(e, raw, context, event_type, target)
+            if schema_version != target:
+                raise UpcastError(f"upcast {event_type} v{schema_version} -> v{target} produced "
+                                  f"a payload {entry.cls.__qualname__} rejects: {err.message}",
+                                  err.context) from e
+            raise err from e
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+            err = self._error(e, raw, context, event_type, target)
+            if schema_version != target:
+                raise UpcastError(f"upcast {event_type} v{schema_version} -> v{target} produced "
+                                  f"a payload {entry.cls.__qualname__} rejects: {err.message}",
+                                  err.context) from e
+            raise err from e
+        if schema_version != target:
+            # checks ran on the original bytes in _upcast; the upcast payload is ours
+            unknown: dict[str, Any] = {}
+            if entry.check_unknown:
+                entry.shape.collect_unknown(msgspec.json.decode(data), "", unknown)
+                if unknown:
+                    self._unknown_found(entry, unknown, raw, context)
+            return event, unknown
+        return self._post_checks(entry, event, data, raw, context)
+
+    def _upcast(self, event_type: str, version: int, target: int, data: bytes,
+                where: Context) -> bytes:
+        try:
+            payload = _lossless.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise DecodeError(f"payload is not valid JSON: {_describe(e)}", where) from e
+        if self.duplicate_keys == "reject" and has_duplicate_key(data):
+            self._duplicate(data, event_type, version, None, where)
+        if not isinstance(payload, dict):
+            raise SchemaError(f"payload is a JSON {_json_type(payload)}, not an object",
+                              where.merge(Context(path="")))
+        seen = [version]
+        current = version
+        while current != target:
+            step = self._upcasters.get((event_type, current))
+            if step is None:
+                chain = " -> ".join(f"v{v}" for v in seen)
+                raise UpcastError(f"no upcaster for {event_type} from v{current} "
+                                  f"(chain so far {chain}, target v{target})", where)
+            nxt, fn = step
+            if nxt in seen:
+                chain = " -> ".join(f"v{v}" for v in [*seen, nxt])
+                raise UpcastError(f"upcaster cycle for {event_type}: {chain}", where)
+            try:
+                payload = fn(payload)
+            except InputError:
+                raise
+            except Exception as e:
+                raise UpcastError(f"upcaster {event_type} v{current} -> v{nxt} failed: "
+                                  f"{type(e).__name__}: {e}", where) from e
+            if not isinstance(payload, dict):
+                raise UpcastError(f"upcaster {event_type} v{current} -> v{nxt} returned "
+                                  f"{type(payload).__name__}, not a dict", where)
+            seen.append(nxt)
+            current = nxt
+        try:
+            return _number_encoder.encode(payload)
+        except (TypeError, ValueError) as e:
+            raise UpcastError(f"upcaster output for {event_type} v{target} cannot be encoded "
+                              f"as JSON: {e}", where) from e
+
+    # -- encoding -------------------------------------------------------------------------
+
+    def encode(self, event: Any) -> bytes:
+        """The JSON payload of a typed event (timestamps keep their text)."""
+        try:
+            return self._encoder.encode(event)
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"cannot encode {type(event).__qualname__}: {e}") from e
+
+    def to_raw(self, event: Any, *, stream: str, version: int, **fields: Any) -> RawEvent:
+        """Wrap a typed event into a :class:`RawEvent` with its registered type and version."""
+        name, schema_version = self.type_of(event)
+        return RawEvent.new(stream, version, name, self.encode(event),
+                            schema_version=schema_version, **fields)
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def _duplicate(self, data: bytes, event_type: str, schema_version: int,
+                   raw: RawEvent | None, context: Context | None) -> None:
+        pointer, key = find_duplicate_key(data) or ("", "?")
+        raise DecodeError(f"duplicate key {key!r} (Go and JavaScript silently keep the last "
+                          "value)", self._where(raw, context, event_type, schema_version,
+                                                pointer))
+
+    @staticmethod
+    def _where(raw: RawEvent | None, context: Context | None, event_type: str,
+               schema_version: int, path: str | None) -> Context:
+        base = raw.context if raw is not None else Context(event_type=event_type,
+                                                          schema_version=schema_version)
+        return Context(path=path).merge(base).merge(context)
+
+    def _error(self, e: BaseException, raw: RawEvent | None, context: Context | None,
+               event_type: str, schema_version: int) -> InputError:
+        if isinstance(e, msgspec.ValidationError):
+            text = str(e)
+            return SchemaError(_fix_message(strip_msgspec_path(text)),
+                               self._where(raw, context, event_type, schema_version,
+                                           msgspec_path_to_pointer(text)))
+        return DecodeError(f"payload is not valid JSON: {_describe(e)}",
+                           self._where(raw, context, event_type, schema_version, None))
+
+
+def _remove(doc: Any, pointer: str) -> None:
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+    for token in tokens[:-1]:
+        doc = doc[int(token)] if isinstance(doc, list) else doc[token]
+    del doc[tokens[-1]]
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, UnicodeDecodeError):
+        return f"invalid UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start})"
+    if isinstance(e, RecursionError):
+        return "nesting too deep"
+    text = str(e)
+    if "invalid character" in text and any(t in text for t in ("NaN", "Infinity")):
+        return text + " (NaN and Infinity are not JSON)"
+    return text
+
+
+def _fix_message(text: str) -> str:
+    if text.startswith("Number out of range"):
+        return "number out of range for its field (e.g. 1e400 does not fit a float64)"
+    return text
+
+
+def _json_type(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number")
+
+
+# -- declared shape of a class, to find unknown fields msgspec ignores ------------------------
+
+class _Shape:
+    """The field names a class declares, recursively, for finding unknown fields."""
+
+    __slots__ = ("children", "element", "forbids", "names")
+
+    def __init__(self) -> None:
+        self.names: frozenset[str] | None = None  # object with declared names
+        self.forbids = False  # msgspec already rejects unknown fields here
+        self.children: dict[str, _Shape] = {}
+        self.element: _Shape | None = None  # list/dict element shape
+
+    def collect_unknown(self, value: Any, pointer: str, out: dict[str, Any]) -> None:
+        if self.names is not None and isinstance(value, dict):
+            for key, item in value.items():
+                token = pointer + "/" + key.replace("~", "~0").replace("/", "~1")
+                if key not in self.names:
+                    out[token] = item
+                elif key in self.children:
+                    self.children[key].collect_unknown(item, token, out)
+        elif self.element is not None:
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    self.element.collect_unknown(item, f"{pointer}/{i}", out)
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    self.element.collect_unknown(item, pointer + "/" + key, out)
+
+
+def _shape_of(tp: Any, _seen: dict[Any, _Shape] | None = None) -> _Shape:
+    seen = {} if _seen is None else _seen
+    info = msgspec.inspect.type_info(tp)
+    return _shape_from_info(info, seen)
+
+
+def _shape_from_info(info: msgspec.inspect.Type, seen: dict[Any, _Shape]) -> _Shape:
+    shape = _Shape()
+    if isinstance(info, msgspec.inspect.StructType | msgspec.inspect.DataclassType):
+        if info.cls in seen:
+            return seen[info.cls]
+        seen[info.cls] = shape
+        shape.forbids = bool(getattr(info, "forbid_unknown_fields", False))
+        shape.names = frozenset(f.encode_name for f in info.fields)
+        for f in info.fields:
+            child = _shape_from_info(f.type, seen)
+            if child.names is not None or child.element is not None:
+                shape.children[f.encode_name] = child
+    elif isinstance(info, msgspec.inspect.ListType | msgspec.inspect.SetType
+                    | msgspec.inspect.FrozenSetType | msgspec.inspect.VarTupleType):
+        child = _shape_from_info(info.item_type, seen)
+        shape.element = child if (child.names is not None or child.element is not None) \
+            else None
+    elif isinstance(info, msgspec.inspect.DictType):
+        child = _shape_from_info(info.value_type, seen)
+        shape.element = child if (child.names is not None or child.element is not None) \
+            else None
+    elif isinstance(info, msgspec.inspect.UnionType):
+        objects = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        if len(objects) == 1:
+            return _shape_from_info(objects[0], seen)
+    elif isinstance(info, msgspec.inspect.Metadata):
+        return _shape_from_info(info.type, seen)
+    return shape
+
+
+def _forbids_everywhere(shape: _Shape, _seen: set[int] | None = None) -> bool:
+    seen = set() if _seen is None else _seen
+    if id(shape) in seen:
+        return True
+    seen.add(id(shape))
+    if shape.names is not None and not shape.forbids:
+        return False
+    if shape.element is not None and not _forbids_everywhere(shape.element, seen):
+        return False
+    return all(_forbids_everywhere(c, seen) for c in shape.children.values())
+
+
+def _refuse_lossy_types(cls: type, name: str) -> None:
+    """``datetime``/``time`` fields round nanoseconds silently: refuse them up front."""
+    def walk(info: msgspec.inspect.Type, path: str, seen: set[Any]) -> None:
+        if isinstance(info, msgspec.inspect.DateTimeType | msgspec.inspect.TimeType):
+            raise UsageError(
+                f"{name}: field {path or '/'} is a datetime/time, which drops nanoseconds "
+                "and accepts timestamps without offset; declare it as evtools.Timestamp")
+        if isinstance(info, msgspec.inspect.StructType | msgspec.inspect.DataclassType):
+            if info.cls in seen:
+                return
+            seen.add(info.cls)
+            for f in info.fields:
+                walk(f.type, f"{path}/{f.encode_name}", seen)
+        for attr in ("item_type", "value_type", "type"):
+            sub = getattr(info, attr, None)
+            if isinstance(sub, msgspec.inspect.Type):
+                walk(sub, f"{path}/*" if attr != "type" else path, seen)
+        if isinstance(info, msgspec.inspect.UnionType):
+            for t in info.types:
+                walk(t, path, seen)
+
+    walk(msgspec.inspect.type_info(cls), "", set())
+

@@ -1,0 +1,209 @@
+"""Exact scalar types for event fields.
+
+Python's ``datetime`` keeps microseconds: msgspec rounds a nanosecond timestamp to the
+nearest microsecond and ``datetime.fromisoformat`` truncates it, so half of all
+nanosecond timestamps differ by 1 us depending on the decoder. :class:`Timestamp` keeps
+the instant to the nanosecond, its UTC offset, and the exact text it was read from.
+
+``Int64`` / ``UInt64`` are ``int`` fields that reject values outside their range (msgspec
+checks the bounds in C). ``decimal.Decimal``, ``uuid.UUID`` and ``enum.Enum`` fields need
+nothing extra: msgspec decodes them exactly (a JSON number is parsed into a Decimal from
+its own text, never through float).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Annotated, Any
+
+import msgspec
+
+__all__ = ["Int64", "Timestamp", "UInt64"]
+
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+"""A signed 64-bit integer: any other value is a decode error, never a rounded float."""
+
+UInt64 = Annotated[int, msgspec.Meta(ge=0, le=2**64 - 1)]
+"""An unsigned 64-bit integer."""
+
+# Field ranges are checked here, in C; only the day of month needs the calendar.
+_RFC3339 = re.compile(
+    r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):([0-5]\d):([0-5]\d|60)"
+    r"(?:\.(\d{1,9}))?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
+)
+_NS_PER_S = 1_000_000_000
+
+
+class Timestamp:
+    """An RFC 3339 timestamp that keeps nanoseconds, its UTC offset and its text.
+
+    Two timestamps are equal when they name the same instant *and* carry the same UTC
+    offset (a consumer that turns ``+02:00`` into ``Z`` has changed the state). They order
+    by instant. ``str()`` gives the text the timestamp was read from.
+    """
+
+    __slots__ = ("_dt", "_ns", "_text")
+
+    _dt: datetime | None  # aware, truncated to the microsecond; parsed on first use
+    _ns: int  # nanoseconds below the microsecond, 0..999
+    _text: str
+
+    def __init__(self, text: str) -> None:
+        m = _RFC3339.fullmatch(text)
+        if m is None:
+            if isinstance(text, str) and re.fullmatch(
+                r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?", text
+            ):
+                raise ValueError(f"timestamp {text!r} has no UTC offset")
+            raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
+        self._text = text
+        self._dt = None
+        self._ns = 0
+        if m.group(3) > "28" or m.group(6) == "60":  # the calendar decides: check it now
+            self._parse()
+
+    def _parse(self) -> datetime:
+        m = _RFC3339.fullmatch(self._text)
+        assert m is not None  # checked in __init__
+        year, month, day, hour, minute, second, frac, offset = m.groups()
+        frac = frac or ""
+        try:
+            dt = datetime.fromisoformat(f"{year}-{month}-{day}T{hour}:{minute}:{second}."
+                                        f"{frac[:6].ljust(6, '0')}{_offset_text(offset)}")
+        except ValueError as e:
+            raise ValueError(f"not a valid timestamp: {self._text!r} ({e})") from None
+        self._dt = dt
+        self._ns = int(frac[6:9].ljust(3, "0")) if len(frac) > 6 else 0
+        return dt
+
+    @property
+    def _datetime(self) -> datetime:
+        return self._dt if self._dt is not None else self._parse()
+
+    # -- constructors ---------------------------------------------------------------------
+
+    @classmethod
+    def from_datetime(cls, value: datetime, nanosecond: int = 0) -> Timestamp:
+        """From an aware ``datetime`` plus ``nanosecond`` (0-999) below its microsecond."""
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("datetime has no UTC offset")
+        if not 0 <= nanosecond <= 999:
+            raise ValueError("nanosecond must be in 0..999")
+        frac = f"{value.microsecond:06d}{nanosecond:03d}".rstrip("0")
+        # keep 3, 6 or 9 digits so the text reads the way producers write it
+        width = 0 if not frac else (3 if len(frac) <= 3 else 6 if len(frac) <= 6 else 9)
+        text = (f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+                f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}")
+        if width:
+            text += "." + f"{value.microsecond:06d}{nanosecond:03d}"[:width]
+        offset = value.utcoffset() or timedelta(0)
+        text += "Z" if offset == timedelta(0) else _format_offset(offset)
+        return cls(text)
+
+    @classmethod
+    def from_epoch_ns(cls, epoch_ns: int, offset: timedelta = timedelta(0)) -> Timestamp:
+        seconds, ns = divmod(epoch_ns, _NS_PER_S)
+        dt = datetime.fromtimestamp(seconds, UTC).astimezone(timezone(offset))
+        return cls.from_datetime(dt.replace(microsecond=ns // 1000), ns % 1000)
+
+    # -- views ----------------------------------------------------------------------------
+
+    @property
+    def nanosecond(self) -> int:
+        """Nanoseconds within the second (0..999,999,999)."""
+        return self._datetime.microsecond * 1000 + self._ns
+
+    @property
+    def utcoffset(self) -> timedelta:
+        offset = self._datetime.utcoffset()
+        assert offset is not None  # always aware by construction
+        return offset
+
+    @property
+    def epoch_ns(self) -> int:
+        """Nanoseconds since 1970-01-01T00:00:00Z, exact."""
+        delta = self._datetime - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * _NS_PER_S + self.nanosecond
+
+    def to_datetime(self, *, truncate: bool = False) -> datetime:
+        """The aware ``datetime``; raises if that would drop nanoseconds, unless
+        ``truncate=True`` says dropping them is wanted."""
+        dt = self._datetime
+        if self._ns and not truncate:
+            raise ValueError(f"{self._text} has sub-microsecond digits that datetime drops; "
+                             "pass truncate=True to drop them")
+        return dt
+
+    def isoformat(self) -> str:
+        return self._text
+
+    # -- protocol -------------------------------------------------------------------------
+
+    def __str__(self) -> str:
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"Timestamp({self._text!r})"
+
+    def _key(self) -> tuple[datetime, int]:
+        return (self._datetime, self._ns)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Timestamp):
+            return NotImplemented
+        return self._key() == other._key() and self.utcoffset == other.utcoffset
+
+    def __hash__(self) -> int:
+        return hash((*self._key(), self.utcoffset))
+
+    def __lt__(self, other: Timestamp) -> bool:
+        return self._key() < other._key()
+
+    def __le__(self, other: Timestamp) -> bool:
+        return self._key() <= other._key()
+
+    def __gt__(self, other: Timestamp) -> bool:
+        return self._key() > other._key()
+
+    def __ge__(self, other: Timestamp) -> bool:
+        return self._key() >= other._key()
+
+    def __sub__(self, other: Timestamp) -> timedelta:
+        """The time between two instants, to the microsecond (timedelta's resolution)."""
+        return timedelta(microseconds=(self.epoch_ns - other.epoch_ns) // 1000)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Timestamp, (self._text,))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _offset_text(offset: str) -> str:
+    return "+00:00" if offset in ("Z", "z") else offset
+
+
+def _format_offset(offset: timedelta) -> str:
+    total = int(offset.total_seconds())
+    sign = "+" if total >= 0 else "-"
+    hours, minutes = divmod(abs(total) // 60, 60)
+    return f"{sign}{hours:02d}:{minutes:02d}"
+
+
+# -- msgspec hooks ---------------------------------------------------------------------------
+
+def dec_hook(type_: type, obj: Any) -> Any:
+    """msgspec ``dec_hook`` for the types of this module."""
+    if type_ is Timestamp:
+        if not isinstance(obj, str):
+            raise TypeError(f"Expected `str` (RFC 3339 timestamp), got `{type(obj).__name__}`")
+        return Timestamp(obj)
+    raise TypeError(f"evtools cannot decode type {type_!r}")
+
+
+def enc_hook(obj: Any) -> Any:
+    """msgspec ``enc_hook`` for the types of this module."""
+    if isinstance(obj, Timestamp):
+        return obj.isoformat()
+    raise TypeError(f"evtools cannot encode {type(obj).__name__}")

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+
+from evtools import errors
+from evtools.errors import Context, EvtoolsError, SchemaError
+
+
+def test_every_exported_error_is_an_evtools_error() -> None:
+    for name in errors.__all__:
+        obj = getattr(errors, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, EvtoolsError), name
+
+
+def test_tree_in_docstring_names_every_error() -> None:
+    doc = errors.__doc__ or ""
+    for name in errors.__all__:
+        if name != "Context":
+            assert name in doc, f"{name} missing from the tree drawn in errors.__doc__"
+
+
+def test_message_names_file_stream_version_type_and_path() -> None:
+    err = SchemaError("Expected `int`, got `str`", file="events.jsonl", line=3,
+                      stream="order-1", version=7, event_type="OrderPlaced",
+                      schema_version=2, path="/items/0/qty")
+    assert str(err) == ("Expected `int`, got `str` (file events.jsonl:3, stream 'order-1', "
+                        "version 7, type OrderPlaced v2, at /items/0/qty)")
+
+
+def test_with_context_fills_only_what_is_missing() -> None:
+    err = SchemaError("bad", stream="a", path="/x")
+    err.with_context(Context(stream="b", version=3, file="f.json"))
+    assert err.context == Context(stream="a", version=3, file="f.json", path="/x")
+
+
+def test_message_without_context_is_the_bare_message() -> None:
+    assert str(EvtoolsError("plain")) == "plain"
+
+
+def test_missing_dependency_says_what_to_install() -> None:
+    err = errors.MissingDependency("torch", "torch")
+    assert "pip install 'evtools[torch]'" in str(err)
+
+
+def test_frozen_aggregate_error_is_also_an_attribute_error() -> None:
+    with pytest.raises(AttributeError):
+        raise errors.FrozenAggregateError("frozen")

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from evtools.errors import EnvelopeError
+from evtools.events import RawEvent, from_cloudevent, to_cloudevent
+
+from .strategies import raw_events
+
+
+def test_cloudevent_carries_required_and_extension_attributes() -> None:
+    ev = RawEvent.new("order-1", 4, "OrderPlaced", b'{"a": 1.10}', schema_version=2,
+                      recorded_at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+                      metadata=b'{"causation_id":"x"}', position=42)
+    doc = json.loads(to_cloudevent(ev))
+    assert doc["specversion"] == "1.0"
+    assert doc["id"] == ev.id and doc["type"] == "OrderPlaced"
+    assert doc["source"] == "/streams/order-1"
+    assert doc["time"] == "2026-01-02T03:04:05.000006Z"
+    assert doc["datacontenttype"] == "application/json"
+    assert (doc["evstream"], doc["evversion"], doc["evschemaversion"], doc["evposition"]) == \
+        ("order-1", 4, 2, 42)
+    assert doc["evmetadata"] == {"causation_id": "x"}
+
+
+def test_json_payload_bytes_survive_verbatim() -> None:
+    data = b'{ "amount" : 12.30,\t"id": 9007199254740993 }'
+    ev = RawEvent.new("s", 0, "T", data)
+    assert data in to_cloudevent(ev)
+    assert from_cloudevent(to_cloudevent(ev)).data == data
+
+
+def test_binary_payload_uses_data_base64() -> None:
+    ev = RawEvent.new("s", 0, "T", b"\x00\xff", content_type="application/octet-stream")
+    doc = json.loads(to_cloudevent(ev))
+    assert "data" not in doc and doc["data_base64"] == "AP8="
+    assert from_cloudevent(to_cloudevent(ev)) == ev
+
+
+@given(raw_events())
+def test_round_trip_is_exact(ev: RawEvent) -> None:
+    assert from_cloudevent(to_cloudevent(ev)) == ev
+
+
+@pytest.mark.parametrize("doc, message", [
+    (b'{"id":"1","source":"s","type":"T","evstream":"a","evversion":0}', "specversion"),
+    (b'{"specversion":"1.0","source":"s","type":"T","evstream":"a","evversion":0}', "`id`"),
+    (b'{"specversion":"1.0","id":"1","type":"T","evstream":"a","evversion":0}', "`source`"),
+    (b'{"specversion":"1.0","id":"1","source":"s","evstream":"a","evversion":0}', "`type`"),
+    (b'{"specversion":"0.3","id":"1","source":"s","type":"T","evstream":"a","evversion":0}',
+     "specversion"),
+    (b'{"specversion":"1.0","id":"","source":"s","type":"T","evstream":"a","evversion":0}',
+     "'id' is empty"),
+    (b'{"specversion":"1.0","id":"1","source":"s","type":"T","evversion":0}', "evstream"),
+    (b'{"specversion":"1.0","id":"1","source":"s","type":"T","evstream":"a"}', "evversion"),
+    (b'{"specversion":"1.0","id":"1","source":"s","type":"T","evstream":"a","evversion":0,'
+     b'"time":"2026-01-01T00:00:00"}', "RFC 3339"),
+    (b'{"specversion":"1.0","id":"1","source":"s","type":"T","evstream":"a","evversion":0,'
+     b'"data_base64":"!!"}', "base64"),
+    (b'{"specversion":"1.0","id":"1","source":"s","type":"T","evstream":"a","evversion":0,'
+     b'"data":{},"data_base64":"AA=="}', "both"),
+    (b'not json', "not valid JSON"),
+    (b'[]', "not a CloudEvents"),
+])
+def test_invalid_envelopes_are_rejected(doc: bytes, message: str) -> None:
+    with pytest.raises(EnvelopeError, match=message):
+        from_cloudevent(doc)
+
+
+def test_stream_and_version_can_come_from_the_caller() -> None:
+    doc = b'{"specversion":"1.0","id":"1","source":"s","type":"T","data":{"x":1}}'
+    ev = from_cloudevent(doc, stream="order-9", version=3)
+    assert (ev.stream, ev.version, ev.data) == ("order-9", 3, b'{"x":1}')
+
+
+def test_sub_microsecond_time_is_refused_not_truncated() -> None:
+    doc = (b'{"specversion":"1.0","id":"1","source":"s","type":"T","evstream":"a",'
+           b'"evversion":0,"time":"2026-01-01T00:00:00.123456789Z"}')
+    with pytest.raises(EnvelopeError, match="sub-microsecond"):
+        from_cloudevent(doc)
+    ok = doc.replace(b"123456789", b"123456000")
+    assert from_cloudevent(ok).recorded_at == datetime(2026, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_decode_or_raise_envelope_error(data: bytes) -> None:
+    with contextlib.suppress(EnvelopeError):
+        from_cloudevent(data)

@@ -1,0 +1,347 @@
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from evtools.errors import (
+    DecodeError,
+    EvtoolsError,
+    InputError,
+    SchemaError,
+    UnknownEventType,
+    UnknownSchemaVersion,
+    UpcastError,
+    UsageError,
+)
+from evtools.events import RawEvent
+from evtools.registry import Registry
+from evtools.scalars import Int64
+
+from .strategies import Placed, json_values, placed_events
+
+GOOD = (b'{"order_id":9007199254740993,"customer":"7f4c2b2e-8d5e-4d8e-9a0a-1c2b3d4e5f60",'
+        b'"placed_at":"2026-01-01T00:00:00.123456789+02:00",'
+        b'"total":{"amount":12.30,"currency":"EUR"},'
+        b'"lines":[{"sku":18014398509481985,"quantity":2,"price":{"amount":"6.15",'
+        b'"currency":"EUR"}}]}')
+
+
+@pytest.fixture
+def registry() -> Registry:
+    reg = Registry()
+    reg.register(Placed, name="OrderPlaced", version=2)
+    return reg
+
+
+def raw(data: bytes, *, type: str = "OrderPlaced", schema_version: int = 2,
+        content_type: str = "application/json") -> RawEvent:
+    return RawEvent.new("order-7", 41, type, data, schema_version=schema_version,
+                        content_type=content_type)
+
+
+def test_decodes_exact_values(registry: Registry) -> None:
+    ev = registry.decode(raw(GOOD))
+    assert isinstance(ev, Placed)
+    assert ev.order_id == 9007199254740993  # above 2**53, not rounded
+    assert ev.total.amount == Decimal("12.30") and str(ev.total.amount) == "12.30"
+    assert ev.lines[0].price.amount == Decimal("6.15")
+    assert ev.lines[0].sku == 2**54 + 1
+    assert ev.placed_at.nanosecond == 123456789
+    assert str(ev.placed_at) == "2026-01-01T00:00:00.123456789+02:00"
+    assert ev.customer == uuid.UUID("7f4c2b2e-8d5e-4d8e-9a0a-1c2b3d4e5f60")
+
+
+def test_decimal_from_number_text_is_never_via_float(registry: Registry) -> None:
+    data = GOOD.replace(b"12.30", b"0.1000000000000000055511151231257827021181583404541015625")
+    assert registry.decode(raw(data)).total.amount == \
+        Decimal("0.1000000000000000055511151231257827021181583404541015625")
+
+
+def test_big_ints_stay_ints(registry: Registry) -> None:
+    big = 2**200 + 1
+    ev = registry.decode(raw(GOOD[:-1] + b',"huge":' + str(big).encode() + b"}"))
+    assert ev.huge == big and type(ev.huge) is int
+
+
+# -- every bad input of the foundation issue, each an EvtoolsError with context ---------------
+
+def _bad(**replace: bytes) -> bytes:
+    data = GOOD
+    for old, new in replace.items():
+        data = data.replace(old.encode(), new)
+    return data
+
+
+BAD_INPUTS: list[tuple[str, bytes, type[EvtoolsError], str, str | None]] = [
+    ("malformed JSON", GOOD[:40], DecodeError, "not valid JSON", None),
+    ("invalid UTF-8", GOOD.replace(b'"EUR"', b'"E\xffR"', 1), DecodeError, "invalid UTF-8",
+     None),
+    ("not an object", b"[1, 2, 3]", SchemaError, "Expected `object`, got `array`", ""),
+    ("NaN token", GOOD.replace(b"12.30", b"NaN"), DecodeError, "not valid JSON", None),
+    ("Infinity token", GOOD.replace(b"12.30", b"-Infinity"), DecodeError, "not valid JSON",
+     None),
+    ("1e400", GOOD.replace(b'"quantity":2', b'"quantity":1e400'), SchemaError,
+     "number out of range", "/lines/0/quantity"),
+    ("deep nesting", GOOD[:-1] + b',"tags":{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
+     SchemaError, "Expected `str`, got `array`", "/tags/*"),
+    ("duplicate keys", GOOD.replace(b'"currency":"EUR"}}', b'"currency":"EUR","currency":'
+                                                           b'"USD"}}'),
+     DecodeError, "duplicate key 'currency'", "/lines/0/price"),
+    ("wrong JSON type", GOOD.replace(b'"quantity":2', b'"quantity":"2"'), SchemaError,
+     "Expected `int`, got `str`", "/lines/0/quantity"),
+    ("missing field", GOOD.replace(b'"quantity":2,', b""), SchemaError,
+     "missing required field `quantity`", "/lines/0"),
+    ("enum value", GOOD.replace(b'"currency":"EUR"}', b'"currency":"eur"}', 1), SchemaError,
+     "Invalid enum value 'eur'", "/total/currency"),
+    ("no offset", GOOD.replace(b"+02:00", b""), SchemaError, "has no UTC offset",
+     "/placed_at"),
+    ("int64 overflow", GOOD.replace(b"9007199254740993", b"9223372036854775808"), SchemaError,
+     "<= 9223372036854775807", "/order_id"),
+    ("unknown field", GOOD.replace(b'"quantity":2', b'"quantity":2,"discount":1'),
+     SchemaError, "unknown field `discount`", "/lines/0"),
+    ("bad uuid", GOOD.replace(b"7f4c2b2e-", b"7f4c2b2x-"), SchemaError, "Invalid UUID",
+     "/customer"),
+]
+
+
+@pytest.mark.parametrize("name, data, error, message, path", BAD_INPUTS,
+                         ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_raises_with_context(registry: Registry, name: str, data: bytes,
+                                       error: type[EvtoolsError], message: str,
+                                       path: str | None) -> None:
+    with pytest.raises(error, match=message) as info:
+        registry.decode(raw(data))
+    ctx = info.value.context
+    assert (ctx.stream, ctx.version, ctx.event_type, ctx.schema_version) == \
+        ("order-7", 41, "OrderPlaced", 2)
+    if path is not None:
+        assert ctx.path == path
+    assert info.value.__cause__ is not None or isinstance(info.value, DecodeError)
+    assert "order-7" in str(info.value) and "version 41" in str(info.value)
+
+
+def test_50_mb_string_is_refused_before_parsing(registry: Registry) -> None:
+    data = b'{"note":"' + b"x" * (50 * 1024 * 1024) + b'"}'
+    with pytest.raises(DecodeError, match="exceeds the limit"):
+        registry.decode(raw(data))
+
+
+def test_nesting_deeper_than_the_parser_allows_is_a_decode_error() -> None:
+    reg = Registry()
+
+    @reg.register("Any")
+    class AnyPayload(msgspec.Struct):
+        x: Any
+
+    with pytest.raises(DecodeError, match="nesting too deep"):
+        reg.decode(raw(b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}", type="Any",
+                       schema_version=1))
+
+
+def test_unknown_type_and_version(registry: Registry) -> None:
+    with pytest.raises(UnknownEventType, match="'Nope'"):
+        registry.decode(raw(GOOD, type="Nope"))
+    with pytest.raises(UnknownSchemaVersion, match="schema version 3"):
+        registry.decode(raw(GOOD, schema_version=3))
+    with pytest.raises(UnknownSchemaVersion, match="schema version 1"):
+        registry.decode(raw(GOOD, schema_version=1))
+
+
+def test_non_json_content_type_is_refused(registry: Registry) -> None:
+    with pytest.raises(DecodeError, match="not JSON"):
+        registry.decode(raw(GOOD, content_type="application/octet-stream"))
+
+
+# -- unknown-field policy ---------------------------------------------------------------------
+
+class Lenient(msgspec.Struct):  # does not forbid unknown fields itself
+    a: int
+    inner: dict[str, int] = {}
+
+
+def test_reject_policy_catches_unknown_fields_msgspec_ignores() -> None:
+    reg = Registry()
+    reg.register(Lenient, version=1)
+    with pytest.raises(SchemaError, match="unknown field 'zz'") as info:
+        reg.decode(raw(b'{"a":1,"zz":2}', type="Lenient", schema_version=1))
+    assert info.value.context.path == "/zz"
+
+
+def test_keep_policy_decodes_and_reports() -> None:
+    reg = Registry(unknown_fields="keep")
+    reg.register(Lenient, version=1)
+    reg.register(Placed, name="OrderPlaced", version=2)
+    out = reg.decode_verbose(raw(b'{"a":1,"zz":{"q":2}}', type="Lenient", schema_version=1))
+    assert out.event == Lenient(a=1) and out.unknown == {"/zz": {"q": 2}}
+    # a class that forbids unknown fields itself: keep still keeps
+    data = GOOD.replace(b'"quantity":2', b'"quantity":2,"discount":1')
+    out = reg.decode_verbose(raw(data))
+    assert out.unknown == {"/lines/0/discount": 1} and out.event.lines[0].quantity == 2
+    assert reg.unknown_field_counts[("OrderPlaced", 2, "/lines/0/discount")] == 1
+
+
+def test_dataclasses_are_accepted() -> None:
+    reg = Registry()
+
+    @reg.register("Renamed", version=1)
+    @dataclasses.dataclass
+    class Renamed:
+        old: str
+        new: str
+
+    assert reg.decode(raw(b'{"old":"a","new":"b"}', type="Renamed", schema_version=1)) == \
+        Renamed("a", "b")
+    with pytest.raises(SchemaError, match="unknown field 'x'"):
+        reg.decode(raw(b'{"old":"a","new":"b","x":0}', type="Renamed", schema_version=1))
+
+
+# -- upcasters -------------------------------------------------------------------------------
+
+class V3(msgspec.Struct, forbid_unknown_fields=True):
+    order_id: Int64
+    total: Decimal
+    currency: str
+    channel: str
+
+
+def upcast_registry() -> Registry:
+    reg = Registry()
+    reg.register(V3, name="Placed", version=3)
+
+    @reg.upcaster("Placed", from_version=1)
+    def rename(p: dict[str, Any]) -> dict[str, Any]:
+        p["total"] = p.pop("amount")
+        p["currency"] = "EUR"
+        return p
+
+    @reg.upcaster("Placed", from_version=2)
+    def add_channel(p: dict[str, Any]) -> dict[str, Any]:
+        return {**p, "channel": "web"}
+
+    return reg
+
+
+def test_upcasters_chain_and_keep_values_exact() -> None:
+    reg = upcast_registry()
+    ev = reg.decode(raw(b'{"order_id":9007199254740993,"amount":0.30}', type="Placed",
+                        schema_version=1))
+    assert ev == V3(order_id=9007199254740993, total=Decimal("0.30"), currency="EUR",
+                    channel="web")
+    assert str(ev.total) == "0.30"
+
+
+def test_missing_upcaster_step_names_type_and_versions() -> None:
+    reg = Registry()
+    reg.register(V3, name="Placed", version=3)
+    reg.add_upcaster("Placed", 1, lambda p: p)
+    with pytest.raises(UpcastError, match=r"no upcaster for Placed from v2 .*v1 -> v2.*v3"):
+        reg.decode(raw(b"{}", type="Placed", schema_version=1))
+
+
+def test_upcaster_cycle_is_detected() -> None:
+    reg = Registry()
+    reg.register(V3, name="Placed", version=3)
+    reg.add_upcaster("Placed", 1, lambda p: p)
+    reg.add_upcaster("Placed", 2, lambda p: p, to_version=1)
+    with pytest.raises(UpcastError, match=r"cycle for Placed: v1 -> v2 -> v1"):
+        reg.decode(raw(b"{}", type="Placed", schema_version=1))
+
+
+def test_upcaster_output_the_class_rejects() -> None:
+    reg = Registry()
+    reg.register(V3, name="Placed", version=3)
+    reg.add_upcaster("Placed", 2, lambda p: p)  # forgets the channel
+    with pytest.raises(UpcastError, match=r"v2 -> v3 produced a payload V3 rejects: .*"
+                                          r"channel") as info:
+        reg.decode(raw(b'{"order_id":1,"total":1,"currency":"EUR"}', type="Placed",
+                       schema_version=2))
+    assert info.value.context.stream == "order-7"
+
+
+def test_upcaster_that_raises_is_wrapped() -> None:
+    reg = upcast_registry()
+    with pytest.raises(UpcastError, match=r"v1 -> v2 failed: KeyError"):
+        reg.decode(raw(b'{"order_id":1}', type="Placed", schema_version=1))
+
+
+# -- registration rules ----------------------------------------------------------------------
+
+def test_registration_mistakes_are_usage_errors() -> None:
+    reg = Registry()
+    reg.register(Placed, name="OrderPlaced", version=2)
+    with pytest.raises(UsageError, match="already registered"):
+        reg.register(Placed, name="Other", version=1)
+    with pytest.raises(UsageError, match=r"not a msgspec\.Struct or a dataclass"):
+        reg.register(dict, name="X")  # type: ignore[arg-type]
+
+    class WithDatetime(msgspec.Struct):
+        at: datetime
+
+    with pytest.raises(UsageError, match=r"drops nanoseconds.*evtools\.Timestamp"):
+        reg.register(WithDatetime)
+    assert reg.type_of(Placed) == ("OrderPlaced", 2)
+    assert ("OrderPlaced", 2) in reg and "OrderPlaced" in reg and len(reg) == 1
+
+
+# -- properties ------------------------------------------------------------------------------
+
+@given(placed_events)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_encode_then_decode_gives_an_equal_event(registry: Registry, ev: Placed) -> None:
+    assert registry.decode(registry.to_raw(ev, stream="s", version=0)) == ev
+
+
+@given(st.dictionaries(st.sampled_from(["order_id", "customer", "placed_at", "total", "lines",
+                                        "tags", "note", "huge", "extra"]), json_values)
+       | json_values)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_payload_decodes_or_raises_input_error(registry: Registry, value: Any) -> None:
+    data = msgspec.json.encode(value)
+    try:
+        ev = registry.decode(raw(data))
+    except InputError:
+        return
+    # accepted: then it is exactly what the payload says
+    assert msgspec.json.decode(registry.encode(ev)) == msgspec.json.decode(
+        registry.encode(registry.decode(raw(registry.encode(ev)))))
+
+
+@given(st.binary(max_size=300))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_arbitrary_bytes_decode_or_raise_input_error(registry: Registry, data: bytes) -> None:
+    with contextlib.suppress(InputError):
+        registry.decode(raw(data))
+
+
+@given(st.recursive(st.integers() | st.text(max_size=3),
+                    lambda c: st.lists(c, max_size=3)
+                    | st.lists(st.tuples(st.sampled_from("abc:"), c), max_size=4),
+                    max_leaves=12))
+def test_duplicate_key_check_is_exact(value: Any) -> None:
+    from evtools._json import find_duplicate_key, has_duplicate_key
+
+    def render(v: Any) -> str:
+        if isinstance(v, list) and v and all(isinstance(x, tuple) for x in v):
+            return "{" + ",".join(f'"{k}" : {render(x)}' for k, x in v) + "}"
+        if isinstance(v, list):
+            return "[" + ",".join(render(x) for x in v) + "]"
+        return msgspec.json.encode(v).decode()
+
+    def has_dup(v: Any) -> bool:
+        if isinstance(v, list) and v and all(isinstance(x, tuple) for x in v):
+            keys = [k for k, _ in v]
+            return len(keys) != len(set(keys)) or any(has_dup(x) for _, x in v)
+        return isinstance(v, list) and any(has_dup(x) for x in v)
+
+    data = render(value).encode()
+    assert has_duplicate_key(data) == has_dup(value)
+    assert (find_duplicate_key(data) is not None) == has_dup(value)

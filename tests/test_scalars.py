@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from evtools.scalars import Int64, Timestamp, dec_hook, enc_hook
+
+from .strategies import timestamps
+
+
+def test_keeps_nanoseconds_offset_and_text() -> None:
+    ts = Timestamp("2026-03-04T05:06:07.123456789+05:30")
+    assert ts.nanosecond == 123_456_789
+    assert ts.utcoffset == timedelta(hours=5, minutes=30)
+    assert str(ts) == "2026-03-04T05:06:07.123456789+05:30"
+    assert ts.epoch_ns == 1772580967123456789
+
+
+def test_to_datetime_refuses_to_drop_nanoseconds_silently() -> None:
+    ts = Timestamp("2026-03-04T05:06:07.123456789Z")
+    with pytest.raises(ValueError, match="sub-microsecond"):
+        ts.to_datetime()
+    assert ts.to_datetime(truncate=True) == datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+    assert Timestamp("2026-03-04T05:06:07.5Z").to_datetime().microsecond == 500000
+
+
+def test_same_instant_other_offset_is_not_equal_but_orders_equal() -> None:
+    a = Timestamp("2026-01-01T02:00:00+02:00")
+    b = Timestamp("2026-01-01T00:00:00Z")
+    assert a != b and a.epoch_ns == b.epoch_ns
+    assert not a < b and not b < a
+    assert Timestamp("2026-01-01T00:00:00.000Z") == b  # same instant, same offset
+    assert hash(Timestamp("2026-01-01T00:00:00.000Z")) == hash(b)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("2026-01-01T00:00:00", "no UTC offset"),
+    ("2026-01-01 00:00:00", "no UTC offset"),
+    ("2026-02-30T00:00:00Z", "day is out of range"),
+    ("2026-13-01T00:00:00Z", "not an RFC 3339"),
+    ("2026-01-01T24:00:00Z", "not an RFC 3339"),
+    ("2026-01-01T00:00:00.1234567891Z", "not an RFC 3339"),
+    ("2026-01-01T00:00:00+24:00", "not an RFC 3339"),
+    ("yesterday", "not an RFC 3339"),
+])
+def test_invalid_text_is_rejected(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Timestamp(text)
+
+
+@given(timestamps())
+def test_text_round_trip(ts: Timestamp) -> None:
+    again = Timestamp(str(ts))
+    assert again == ts and again.epoch_ns == ts.epoch_ns
+
+
+@given(st.integers(min_value=-(2**60), max_value=2**60))
+def test_epoch_ns_round_trip(ns: int) -> None:
+    assert Timestamp.from_epoch_ns(ns).epoch_ns == ns
+
+
+def test_msgspec_hooks() -> None:
+    class E(msgspec.Struct):
+        at: Timestamp
+        n: Int64
+
+    data = b'{"at":"2026-01-01T00:00:00.000000001-03:00","n":9223372036854775807}'
+    ev = msgspec.json.decode(data, type=E, dec_hook=dec_hook)
+    assert ev.at.nanosecond == 1 and ev.n == 2**63 - 1
+    assert msgspec.json.encode(ev, enc_hook=enc_hook) == data
+    with pytest.raises(msgspec.ValidationError, match=r"<= 9223372036854775807"):
+        msgspec.json.decode(data.replace(b"807", b"808"), type=E, dec_hook=dec_hook)
+    with pytest.raises(msgspec.ValidationError, match=r"Expected `str`"):
+        msgspec.json.decode(b'{"at":1,"n":1}', type=E, dec_hook=dec_hook)
