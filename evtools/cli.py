@@ -1,0 +1,451 @@
+"""The ``evtools`` command (also ``python -m evtools``).
+
+Exit codes: 0 success; 1 the check found problems (``--fail-on-loss``, ``--strict``,
+``--fail-on-drift``); 2 bad input or usage, as one line naming file, stream, version and
+JSON path where known, never a traceback. The CLI is the only place that reads the
+environment and configures logging; every command calls the library and formats the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from . import __version__
+from .errors import EvtoolsError, UsageError
+
+log = logging.getLogger("evtools")
+
+DEFAULT_STORE = "sqlite:///data/events.db"
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line and exit code 2."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+@contextmanager
+def _progress(label: str, total: int | None, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr; yields ``advance(n)``."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=_console(stderr=True), transient=False) as p:
+        task = p.add_task(label, total=total)
+        yield lambda n: p.update(task, completed=n)
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _ints(value: str) -> list[int]:
+    try:
+        return [int(v) for v in _csv(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers: {value!r}") \
+            from None
+
+
+def _write_output(text: str, out: str | None) -> None:
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text, encoding="utf-8")
+        log.info("wrote %s", out)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _is_store_url(source: str) -> bool:
+    return "://" in source or source == "memory:" or source.startswith("memory:")
+
+
+# -- generate -------------------------------------------------------------------------------
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from . import datagen
+    from .stores import open_store
+
+    faults = datagen.FaultRates.parse(args.faults) if args.faults else datagen.FaultRates()
+    with open_store(args.store) as store, _progress("generating", args.events,
+                                                    not args.quiet) as advance:
+        manifest = datagen.write_workload(store, events=args.events, seed=args.seed,
+                                          faults=faults, progress=advance)
+    _console(stderr=True).print(
+        f"wrote {manifest.events:,} events in {manifest.streams:,} streams to {args.store}"
+        + (f" with {manifest.fault_count} injected faults" if manifest.fault_count else ""))
+    return EXIT_OK
+
+
+# -- audit ----------------------------------------------------------------------------------
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from . import fidelity
+    from .dialects import get_dialect
+
+    dialects = _csv(args.dialect)
+    for name in dialects:
+        get_dialect(name)  # unknown names fail before any reading
+    documents: Any
+    if _is_store_url(args.source):
+        from .stores import open_store
+
+        store = open_store(args.source)
+        documents = store.read_all()
+    else:
+        documents = fidelity.read_source(args.source)
+    result = fidelity.audit(documents, dialects, examples=args.examples)
+    if args.format == "table":
+        _print_audit_table(result, args.out)
+    else:
+        render = {"json": result.to_json, "csv": result.to_csv, "html": result.to_html}
+        _write_output(render[args.format](), args.out)
+    if args.fail_on_loss and result.has_loss:
+        return EXIT_PROBLEMS
+    return EXIT_OK
+
+
+def _print_audit_table(result: Any, out: str | None) -> None:
+    from rich.table import Table
+
+    frame = result.to_frame()
+    table = Table(title="What each consumer loses, by JSON path", show_lines=False)
+    columns = ["dialect", "path", "values", "at_risk", "value_changed", "text_changed",
+               "type_changed", "dropped", "rejected"]
+    for col in columns:
+        table.add_column(col, justify="right" if col not in ("dialect", "path") else "left")
+    table.add_column("example")
+    for row in frame.iter_rows(named=True):
+        changed = any(row[c] for c in columns[3:])
+        if not changed and len(frame) > 40:
+            continue  # keep the terminal view to paths where something happens
+        examples = row.get("examples") or []
+        example = ""
+        if examples:
+            first = examples[0]
+            before, after = (first["before"], first["after"]) if isinstance(first, dict) \
+                else first
+            example = f"{before} -> {after}"
+        table.add_row(*[str(row[c]) for c in columns], example[:60])
+    console = _console()
+    if out:
+        with open(out, "w", encoding="utf-8") as fh:
+            from rich.console import Console
+
+            Console(file=fh, width=160).print(table)
+    else:
+        console.print(table)
+        if len(frame) > 40:
+            console.print(f"({len(frame)} paths in all; unchanged paths hidden: use "
+                          "--format csv or json for every path)")
+
+
+# -- dialect roundtrip ----------------------------------------------------------------------
+
+def cmd_dialect_roundtrip(args: argparse.Namespace) -> int:
+    from .dialects import get_dialect
+    from .errors import ConsumerRejected
+
+    dialect = get_dialect(args.dialect)
+    stream: IO[bytes]
+    if args.file and args.file != "-":
+        try:
+            stream = open(args.file, "rb")  # noqa: SIM115 - closed below
+        except OSError as e:
+            raise UsageError(f"cannot read {args.file}: {e.strerror}") from e
+    else:
+        stream = sys.stdin.buffer
+    out = sys.stdout.buffer
+    try:
+        for line in _lines(stream):
+            try:
+                out.write(dialect.roundtrip(line))
+            except ConsumerRejected as e:
+                out.write(b"ERR\t" + e.reason.encode("utf-8", "surrogateescape"))
+            out.write(b"\n")
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    out.flush()
+    return EXIT_OK
+
+
+def _lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """Documents, one per line, split on ``\\n`` only (a final newline ends the last one)."""
+    for line in stream:
+        yield line[:-1] if line.endswith(b"\n") else line
+
+
+# -- rehydrate ------------------------------------------------------------------------------
+
+def cmd_rehydrate(args: argparse.Namespace) -> int:
+    from . import rehydrate
+    from .stores import open_store
+
+    with open_store(args.source) as store:
+        summary = rehydrate.rehydrate_source(
+            store, stream=args.stream, policy="strict" if args.strict else "audit",
+            snapshot_every=args.snapshot_every)
+    if args.format == "json":
+        _write_output(json.dumps(summary.to_dict(), indent=2, default=str), args.out)
+    else:
+        _print_frame(summary.to_frame(), f"Rehydrated {summary.streams:,} streams, "
+                     f"{summary.events:,} events: {summary.violation_count} violations")
+    return EXIT_PROBLEMS if (args.strict and summary.violation_count) else EXIT_OK
+
+
+def _print_frame(frame: Any, title: str, limit: int = 50) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in frame.columns:
+        table.add_column(str(col))
+    for row in frame.head(limit).iter_rows():
+        table.add_row(*[str(v) for v in row])
+    _console().print(table)
+    if len(frame) > limit:
+        _console().print(f"... {len(frame) - limit} more rows (use --format json)")
+
+
+# -- copy -----------------------------------------------------------------------------------
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    from .stores import copy, open_store
+
+    with open_store(args.source) as source, open_store(args.dest, create=True) as dest, \
+            _progress("copying", None, not args.quiet) as advance:
+        count = copy(source, dest, progress=advance)
+    _console(stderr=True).print(f"copied {count:,} events from {args.source} to {args.dest}")
+    return EXIT_OK
+
+
+# -- bench ----------------------------------------------------------------------------------
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "inference":
+        from .inference import run_inference_benchmark
+
+        result: Any = run_inference_benchmark(device=args.device, batch_sizes=args.batch_sizes,
+                                              seed=args.seed)
+    elif args.what == "rehydrate":
+        from .profiling import run_rehydration_suite
+
+        result = run_rehydration_suite(n_events=args.events, seed=args.seed)
+    else:  # pragma: no cover - argparse restricts the choices
+        raise UsageError(f"unknown benchmark {args.what!r}")
+    if args.format == "json":
+        _write_output(json.dumps(result.to_dict(), indent=2, default=str), args.out)
+    else:
+        _print_frame(_polars(result.to_frame()), f"evtools bench {args.what}")
+    return EXIT_OK
+
+
+def _polars(frame: Any) -> Any:
+    if hasattr(frame, "iter_rows"):
+        return frame
+    import polars as pl
+
+    return pl.from_pandas(frame)
+
+
+# -- profile --------------------------------------------------------------------------------
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .profiling import profile_rehydration
+
+    result = profile_rehydration(args.source, kind=args.kind, path=args.path,
+                                 out_dir=args.out, events=args.events)
+    _write_output(json.dumps(result.to_dict(), indent=2, default=str), None)
+    return EXIT_OK
+
+
+# -- report ---------------------------------------------------------------------------------
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    source = args.source or os.environ.get("EVTOOLS_SOURCE") or DEFAULT_STORE
+    if source == DEFAULT_STORE:
+        _ensure_default_store(args.quick, args.seed, not args.quiet)
+    parameters: dict[str, Any] = {"source": _absolute_source(source), "seed": args.seed,
+                                  "quick": args.quick}
+    console = _console(stderr=True)
+    if not args.quiet:
+        from rich.status import Status
+
+        status = Status("", console=console)
+
+        def progress(step: str, state: str) -> None:
+            if state == "start":
+                status.update(f"running notebook {step}")
+                status.start()
+            else:
+                status.stop()
+                mark = "[green]ok[/]" if state == "done" else "[red]FAILED[/]"
+                console.print(f"{step}: {mark}")
+    else:
+        def progress(step: str, state: str) -> None:
+            return None
+
+    result = build_report(args.out, notebooks_dir=args.notebooks, parameters=parameters,
+                          only=args.only, hide_input=args.hide_input, progress=progress)
+    console.print(f"report: {result.index}")
+    for run in result.failures:
+        console.print(f"[red]{run.name} failed at cell In [{run.cell}]: {run.error}[/]")
+    return EXIT_OK if result.ok else EXIT_PROBLEMS
+
+
+def _absolute_source(source: str) -> str:
+    if source.startswith("sqlite:///") and not source.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(source[len("sqlite:///"):]).resolve())
+    if not _is_store_url(source):
+        return str(Path(source).resolve())
+    return source
+
+
+def _ensure_default_store(quick: bool, seed: int, show: bool) -> None:
+    path = Path(DEFAULT_STORE[len("sqlite:///"):])
+    if path.exists():
+        return
+    from . import datagen
+    from .stores import open_store
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    events = 20_000 if quick else 200_000
+    _console(stderr=True).print(f"creating the embedded default data: {path} "
+                                f"({events:,} events, seed {seed})")
+    with open_store(DEFAULT_STORE) as store, _progress("generating", events, show) as advance:
+        datagen.write_workload(store, events=events, seed=seed, progress=advance)
+
+
+# -- the parser -----------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="evtools", description=(
+        "Reproduce, audit and fix the state untyped consumers lose from event streams."))
+    parser.add_argument("--version", action="version", version=f"evtools {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("generate", help="write a deterministic synthetic order workload")
+    p.add_argument("--store", default=DEFAULT_STORE, help=f"store URL (default {DEFAULT_STORE})")
+    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--faults", default="",
+                   help="injected fault rates, e.g. gap=0.01,duplicate=0.005,reorder=0.01")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("audit", help="what each consumer loses, path by path")
+    p.add_argument("source", help="a .json/.jsonl file or a store URL")
+    p.add_argument("--dialect", default="go,js,pandas,polars,torch",
+                   help="comma-separated dialects (default: go,js,pandas,polars,torch)")
+    p.add_argument("--format", choices=["table", "json", "csv", "html"], default="table")
+    p.add_argument("--out", help="write the output to this file")
+    p.add_argument("--examples", type=int, default=3, help="examples per path (default 3)")
+    p.add_argument("--fail-on-loss", action="store_true", help="exit 1 when anything changed")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("dialect", help="run one document at a time through a dialect")
+    dsub = p.add_subparsers(dest="dialect_command", required=True, parser_class=_Parser)
+    d = dsub.add_parser("roundtrip", help="JSON lines in, what the consumer writes back out")
+    d.add_argument("--dialect", required=True, help="go or js (or any dialect)")
+    d.add_argument("file", nargs="?", help="input file (default: stdin)")
+    d.set_defaults(func=cmd_dialect_roundtrip)
+
+    p = sub.add_parser("rehydrate", help="rebuild aggregates and report violations")
+    p.add_argument("source", help="a store URL or export file")
+    p.add_argument("--stream", help="only this stream")
+    p.add_argument("--strict", action="store_true", help="exit 1 on any violation")
+    p.add_argument("--snapshot-every", type=int, default=0,
+                   help="take (and use) a snapshot every N events; 0: none")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_rehydrate)
+
+    p = sub.add_parser("copy", help="copy every stream from one store or file to another")
+    p.add_argument("source")
+    p.add_argument("dest")
+    p.set_defaults(func=cmd_copy)
+
+    p = sub.add_parser("bench", help="benchmarks, results as JSON")
+    p.add_argument("what", choices=["rehydrate", "inference"])
+    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-sizes", type=_ints, default=[1, 8, 64, 512])
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("profile", help="memray / py-spy profiles of rehydration")
+    p.add_argument("kind", choices=["memory", "cpu"])
+    p.add_argument("source", help="a store URL or export file")
+    p.add_argument("--path", default="typed",
+                   help="typed, naive, typed-snapshots, materialized or streaming")
+    p.add_argument("--events", type=int)
+    p.add_argument("--out", default="profiles")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("report", help="execute the notebooks and export HTML")
+    p.add_argument("--source", help=f"store URL or file (default {DEFAULT_STORE}, created "
+                                    "when missing)")
+    p.add_argument("--out", default="reports")
+    p.add_argument("--notebooks", default="notebooks")
+    p.add_argument("--quick", action="store_true", help="small sizes (as CI runs it)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--only", type=_csv, help="only notebooks whose name contains these")
+    p.add_argument("--hide-input", action="store_true", help="hide code cells in the pages")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        logging.basicConfig(
+            level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+            format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        code: int = args.func(args)
+        return code
+    except EvtoolsError as e:
+        sys.stderr.write(f"evtools: error: {e}\n")
+        return EXIT_USAGE
+    except BrokenPipeError:  # `evtools ... | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        sys.stderr.write("evtools: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

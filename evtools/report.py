@@ -1,0 +1,286 @@
+"""The report: execute the notebooks with parameters, export HTML, write an index page.
+
+``build_report`` runs every numbered notebook in ``notebooks/`` through papermill with the
+same parameters (source, sizes, seed, where to put results), exports each executed notebook
+to one self-contained HTML page with nbconvert (images embedded, no script or style loaded
+from the network), and writes ``index.html``: the headline figures each notebook recorded,
+with links to each page and to the profiler artefacts.
+
+A notebook records its headline figures with :func:`record_headlines`, which writes
+``<results_dir>/<notebook>.json``; the index reads those files. A notebook that fails does
+not stop the others: its page is still written (with the error in it), the index marks it,
+and :class:`ReportResult` names the cell and the error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import EvtoolsError, MissingDependency, UsageError
+
+__all__ = [
+    "Headline",
+    "NotebookRun",
+    "ReportResult",
+    "build_report",
+    "export_html",
+    "find_notebooks",
+    "record_headlines",
+]
+
+log = logging.getLogger(__name__)
+
+#: Progress callback: (step name, state) with state "start", "done" or "failed".
+Progress = Callable[[str, str], None]
+
+_NETWORK_ASSET = re.compile(
+    r"""<script[^>]*\bsrc=["']https?://[^"']*["'][^>]*>\s*</script>"""
+    r"""|<link[^>]*\bhref=["']https?://[^"']*["'][^>]*>""",
+    re.I,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Headline:
+    """One figure for the index page: ``label: value unit``, with a sentence of context."""
+
+    label: str
+    value: Any
+    unit: str = ""
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class NotebookRun:
+    name: str
+    html: Path | None
+    executed: Path | None
+    seconds: float
+    ok: bool
+    error: str | None = None
+    cell: int | None = None  # the failing cell's execution count, as the page shows In [n]
+    headlines: list[Headline] = dataclasses.field(default_factory=list)
+    artefacts: list[Path] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class ReportResult:
+    out_dir: Path
+    index: Path
+    runs: list[NotebookRun]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.runs)
+
+    @property
+    def failures(self) -> list[NotebookRun]:
+        return [r for r in self.runs if not r.ok]
+
+    def summary(self) -> str:
+        lines = [f"{r.name}: {'ok' if r.ok else 'FAILED'} ({r.seconds:.1f} s)"
+                 + (f" - cell In [{r.cell}]: {r.error}" if r.error else "") for r in self.runs]
+        return "\n".join(lines)
+
+
+def record_headlines(results_dir: str | Path | None, notebook: str,
+                     headlines: Sequence[Headline] | Mapping[str, Any]) -> Path | None:
+    """Write a notebook's headline figures for the index page (no-op without a dir).
+
+    ``headlines`` is a list of :class:`Headline`, or a mapping ``label -> value``.
+    """
+    if not results_dir:
+        return None
+    items = (list(headlines) if not isinstance(headlines, Mapping)
+             else [Headline(str(k), v) for k, v in headlines.items()])
+    path = Path(results_dir) / f"{Path(notebook).stem}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"notebook": Path(notebook).stem,
+                                "headlines": [h.to_dict() for h in items]},
+                               indent=2, default=str))
+    return path
+
+
+def find_notebooks(notebooks_dir: str | Path) -> list[Path]:
+    """The report's notebooks: ``NN_name.ipynb`` files, in order."""
+    found = sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise UsageError(f"no notebooks (NN_name.ipynb) found in {notebooks_dir}")
+    return found
+
+
+def export_html(executed: Path, target: Path, *, hide_input: bool = False) -> Path:
+    """Export an executed notebook to one self-contained HTML page."""
+    try:
+        import nbformat
+        from nbconvert import HTMLExporter
+    except ImportError as e:
+        raise MissingDependency("nbconvert", "notebooks") from e
+    nb = nbformat.read(executed, as_version=4)
+    exporter = HTMLExporter(template_name="lab", embed_images=True,
+                            exclude_input=hide_input, exclude_input_prompt=hide_input)
+    body, _ = exporter.from_notebook_node(nb)
+    # Our notebooks use neither widgets nor LaTeX: drop the CDN scripts so the page opens
+    # from disk with no network at all.
+    body = _NETWORK_ASSET.sub("", body)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks",
+                 parameters: Mapping[str, Any] | None = None,
+                 only: Sequence[str] | None = None, hide_input: bool = False,
+                 kernel_name: str = "python3", timeout: int = 1200,
+                 progress: Progress | None = None) -> ReportResult:
+    """Execute every report notebook with ``parameters`` and write HTML into ``out_dir``.
+
+    Each notebook receives ``parameters`` plus ``results_dir`` (where to record headlines
+    and artefacts). Notebooks run with their own folder as working directory.
+    """
+    try:
+        import papermill
+    except ImportError as e:
+        raise MissingDependency("papermill", "notebooks") from e
+    out = Path(out_dir).resolve()
+    results_dir = out / "results"
+    executed_dir = out / "executed"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    notebooks = find_notebooks(notebooks_dir)
+    if only:
+        notebooks = [nb for nb in notebooks if any(key in nb.stem for key in only)]
+    notify = progress or (lambda step, state: None)
+    runs: list[NotebookRun] = []
+    for nb in notebooks:
+        params = {**(parameters or {}), "results_dir": str(results_dir)}
+        executed = executed_dir / nb.name
+        page = out / f"{nb.stem}.html"
+        notify(nb.stem, "start")
+        started = time.perf_counter()
+        error: str | None = None
+        cell: int | None = None
+        try:
+            papermill.execute_notebook(
+                str(nb), str(executed), parameters=params, kernel_name=kernel_name,
+                cwd=str(nb.parent.resolve()), progress_bar=False, log_output=False,
+                execution_timeout=timeout,
+            )
+        except papermill.PapermillExecutionError as e:
+            cell = e.exec_count
+            error = f"{e.ename}: {_first_line(e.evalue)}"
+        except Exception as e:  # the kernel died, a timeout: report it, keep going
+            error = f"{type(e).__name__}: {_first_line(str(e))}"
+        seconds = time.perf_counter() - started
+        html_path: Path | None = None
+        if executed.exists():
+            try:
+                html_path = export_html(executed, page, hide_input=hide_input)
+            except Exception as e:
+                error = error or f"HTML export failed: {type(e).__name__}: {e}"
+        run = NotebookRun(name=nb.stem, html=html_path,
+                          executed=executed if executed.exists() else None,
+                          seconds=seconds, ok=error is None, error=error, cell=cell,
+                          headlines=_read_headlines(results_dir / f"{nb.stem}.json"),
+                          artefacts=_artefacts(results_dir, nb.stem))
+        if error:
+            log.error("notebook %s failed at cell %s: %s", nb.name, cell, error)
+        notify(nb.stem, "done" if run.ok else "failed")
+        runs.append(run)
+    index = write_index(out, runs, parameters or {})
+    return ReportResult(out_dir=out, index=index, runs=runs)
+
+
+def _first_line(text: str) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def _read_headlines(path: Path) -> list[Headline]:
+    if not path.exists():
+        return []
+    try:
+        doc = json.loads(path.read_text())
+        return [Headline(**h) for h in doc.get("headlines", [])]
+    except (ValueError, TypeError) as e:
+        raise EvtoolsError(f"headline file is not valid: {e}", file=str(path)) from e
+
+
+def _artefacts(results_dir: Path, stem: str) -> list[Path]:
+    folder = results_dir / stem
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.is_file()
+                  and p.suffix in {".html", ".svg", ".json", ".png"})
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+_CSS = """
+body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;
+max-width:60rem;padding:0 1rem;color:#1d2330}
+h1{font-size:1.6rem;margin-bottom:.2rem} .sub{color:#5a6270;margin-top:0}
+section{border:1px solid #d9dde5;border-radius:8px;padding:1rem 1.2rem;margin:1rem 0}
+section.failed{border-color:#c0392b;background:#fdf1ef}
+h2{font-size:1.15rem;margin:.1rem 0 .6rem} table{border-collapse:collapse;width:100%}
+td{padding:.25rem .5rem;border-bottom:1px solid #eef0f4;vertical-align:top}
+td.v{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap;font-weight:600}
+td.n{color:#5a6270;font-size:.9em} .err{color:#c0392b;font-family:monospace}
+.meta{color:#5a6270;font-size:.85em}
+"""
+
+
+def write_index(out: Path, runs: Sequence[NotebookRun], parameters: Mapping[str, Any]) -> Path:
+    """Write ``index.html`` summarising ``runs``."""
+    sections = []
+    for run in runs:
+        title = html.escape(run.name.replace("_", " "))
+        link = (f'<a href="{html.escape(run.html.name)}">open the page</a>'
+                if run.html else "no page")
+        rows = "".join(
+            f"<tr><td>{html.escape(h.label)}</td><td class='v'>{html.escape(_fmt(h.value))}"
+            f"{' ' + html.escape(h.unit) if h.unit else ''}</td>"
+            f"<td class='n'>{html.escape(h.note)}</td></tr>" for h in run.headlines)
+        arts = "".join(
+            f'<li><a href="{html.escape(str(a.relative_to(out)))}">'
+            f"{html.escape(a.name)}</a></li>" for a in run.artefacts
+            if a.suffix in {".html", ".svg"})
+        status = ("" if run.ok else
+                  f"<p class='err'>failed at cell In [{run.cell}]: "
+                  f"{html.escape(run.error or '')}</p>")
+        sections.append(
+            f"<section class='{'ok' if run.ok else 'failed'}'><h2>{title}</h2>{status}"
+            f"<table>{rows}</table>"
+            + (f"<p>Profiles:</p><ul>{arts}</ul>" if arts else "")
+            + f"<p class='meta'>{link} · ran in {run.seconds:.1f} s</p></section>")
+    params = ", ".join(f"{html.escape(str(k))}={html.escape(str(v))}"
+                       for k, v in sorted(parameters.items()))
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    page = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<title>evtools report</title>"
+        f"<style>{_CSS}</style></head><body><h1>evtools report</h1>"
+        "<p class='sub'>What untyped consumers lose from your events, what typed "
+        "rehydration costs, and how fast models run on the result.</p>"
+        f"<p class='meta'>Generated {stamp} · parameters: {params or 'defaults'}</p>"
+        + "".join(sections) + "</body></html>")
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
