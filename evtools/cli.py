@@ -250,8 +250,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "inference":
         from .inference import run_inference_benchmark
 
-        result: Any = run_inference_benchmark(device=args.device, batch_sizes=args.batch_sizes,
-                                              seed=args.seed)
+        result: Any = run_inference_benchmark(
+            device=args.device, batch_sizes=args.batch_sizes, seed=args.seed,
+            n_orders=args.n_orders, dtype=args.dtype, num_threads=args.threads)
     elif args.what == "rehydrate":
         from .profiling import run_rehydration_suite
 
@@ -399,6 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-sizes", type=_ints, default=[1, 8, 64, 512])
+    p.add_argument("--n-orders", type=int, default=5000, help="inference: orders to score")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="inference: model dtype (half types on CUDA)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="inference: torch CPU threads (default 1 on CPU; 0 = torch default)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--out")

@@ -1,0 +1,1641 @@
+"""Torch inference on rehydrated state: feature pipelines, a risk model, a benchmark harness.
+
+Two pipelines turn rebuilt order aggregates into the inputs of the same model, a pair of
+tensors ``(ids, numeric)``: ``ids`` int64 ``[B, k]`` (order, customer... IDs), ``numeric``
+float ``[B, m]`` (money in currency units, counts)::
+
+    naive   dicts (the untyped rebuild) -> pandas DataFrame -> torch.tensor(row, float32)
+            -> ids = x[:, :k].long()          IDs above 2**24 are rounded, distinct IDs
+                                               collide, money is binary; one row at a time
+    typed   typed aggregates -> numpy int64 columns + exact cents (int64)
+            -> torch.from_numpy (no copy)     IDs exact, batched, pinned + non_blocking on CUDA
+
+:func:`check_pipelines` runs both over the same orders and counts what the naive path
+corrupts: IDs whose value differs from the exact one, distinct IDs that collide, money
+that no longer holds its cents, and predictions that differ from the typed path's.
+
+The model (:func:`risk_scorer`, class ``OrderRiskScorer``) hashes each exact int64 ID into
+an ``nn.Embedding`` with a universal hash that never overflows int64 (so CPU, CUDA and MPS
+agree bit for bit), concatenates the numeric features and scores with an MLP and a
+sigmoid. Its weights come from a seed, not from torch's global generator. The harness
+accepts any ``torch.nn.Module``: :func:`benchmark_model` feeds it any tuple of batch-first
+tensors.
+
+The harness works like Triton's perf_analyzer and MLPerf LoadGen: device chosen
+automatically (CUDA, then MPS, then CPU) or forced; warm-up requests; everything under
+``torch.inference_mode``; per batch size a *single-stream* phase (one request at a time,
+each timed, giving latency p50/p90/p95/p99) and an *offline* phase (requests back to back,
+giving samples/s); cold start (construction, weight load, move to device, first
+inference). On CUDA the clock is read only after ``torch.cuda.synchronize``, inputs go
+through pinned host buffers with ``non_blocking`` copies, ``dtype`` may be ``float16`` or
+``bfloat16``, and the peak of ``torch.cuda.max_memory_allocated`` is recorded per run.
+Every result carries its environment: device name, torch / CUDA / cuDNN versions, thread
+count, load average and CPU count.
+
+:func:`run_inference_benchmark` does all of it on a generated workload and returns an
+:class:`InferenceBenchmark` (``.to_frame()``, ``.to_dict()``, ``.to_json()``,
+``.speedup``). torch is imported only when a function here needs it: ``import
+evtools.inference`` neither imports torch nor starts CUDA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gc
+import io
+import json
+import logging
+import math
+import operator
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from .errors import InputError, MissingDependency, UsageError
+from .events import RawEvent
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
+    import torch
+
+    from .registry import Registry
+
+__all__ = [
+    "ORDER_FEATURES",
+    "ColdStart",
+    "Correctness",
+    "Feature",
+    "FeatureBatch",
+    "FeatureColumns",
+    "FeatureSpec",
+    "InferenceBenchmark",
+    "NaivePipeline",
+    "Run",
+    "TypedPipeline",
+    "benchmark_model",
+    "benchmark_pipelines",
+    "check_pipelines",
+    "environment",
+    "hash_ids",
+    "measure_cold_start",
+    "order_line_count",
+    "order_quantity",
+    "order_total",
+    "order_workload",
+    "rehydrate_orders",
+    "risk_scorer",
+    "run_inference_benchmark",
+    "select_device",
+]
+
+log = logging.getLogger(__name__)
+
+_DTYPE_ALIASES: dict[str, str] = {
+    "float32": "float32", "fp32": "float32", "float": "float32",
+    "float16": "float16", "fp16": "float16", "half": "float16",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+}
+#: The prime of the ID hash: products of a 31-bit multiplier and a 32-bit half of an
+#: int64 stay below 2**63, so the hash is exact int64 arithmetic on every device.
+HASH_PRIME = 2**31 - 1
+
+
+# -- lazy torch ------------------------------------------------------------------------------
+
+def _need_torch() -> None:
+    """Raise :class:`MissingDependency` when torch is not installed."""
+    try:
+        import torch  # noqa: F401  # imported here so that the module import stays light
+    except ImportError as e:
+        raise MissingDependency("torch", "torch") from e
+
+
+def _dtype_name(dtype: str) -> str:
+    try:
+        return _DTYPE_ALIASES[str(dtype).removeprefix("torch.")]
+    except KeyError:
+        raise UsageError(f"unknown dtype {dtype!r}; choose float32, float16 or bfloat16") from None
+
+
+def _torch_dtype(dtype: str) -> torch.dtype:
+    import torch
+
+    name = _dtype_name(dtype)
+    return {"float32": torch.float32, "float16": torch.float16,
+            "bfloat16": torch.bfloat16}[name]
+
+
+def select_device(device: str | torch.device = "auto") -> torch.device:
+    """The device to run on: ``"auto"`` picks CUDA, then MPS, then CPU; ``"cuda"``,
+    ``"cuda:1"``, ``"mps"`` or ``"cpu"`` force one (an unavailable one is a UsageError)."""
+    _need_torch()
+    import torch
+
+    name = str(device or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        chosen = torch.device(name)
+    except RuntimeError as e:
+        raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from e
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {device!r} asked for, but torch sees no CUDA GPU "
+                         f"(torch {torch.__version__}, built for CUDA {torch.version.cuda})")
+    if chosen.type == "cuda" and chosen.index is not None \
+            and chosen.index >= torch.cuda.device_count():
+        raise UsageError(f"device {device!r} asked for, but only "
+                         f"{torch.cuda.device_count()} CUDA device(s) are visible")
+    if chosen.type == "mps" and not _mps_available():
+        raise UsageError(f"device {device!r} asked for, but MPS is not available here")
+    if chosen.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"device {device!r} is not supported; use auto, cpu, cuda or mps")
+    return chosen
+
+
+def _mps_available() -> bool:
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for the device to finish queued work (before reading a clock)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+# -- features --------------------------------------------------------------------------------
+
+FeatureKind = Literal["id", "money", "count"]
+_KINDS: tuple[str, ...] = ("id", "money", "count")
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    """One model input, read from a state.
+
+    ``kind``: ``"id"`` (an integer identifier: int64 on the typed path, hashed into an
+    embedding), ``"money"`` (an exact ``Decimal``: held as an integer of minor units, given
+    to the model in currency units) or ``"count"`` (an integer). ``typed`` reads the value
+    from an exact state (an aggregate or its ``to_state()`` dict; by default the attribute
+    or key ``name``); ``naive`` reads it from the untyped consumer's dict (by default the
+    key ``name``), the way code written against such dicts does.
+    """
+
+    name: str
+    kind: FeatureKind
+    typed: Callable[[Any], Any] | None = None
+    naive: Callable[[Mapping[str, Any]], Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise UsageError(f"feature {self.name!r}: kind must be one of {', '.join(_KINDS)}")
+
+    def typed_reader(self, sample: Any) -> Callable[[Any], Any]:
+        if self.typed is not None:
+            return self.typed
+        if isinstance(sample, Mapping):
+            return operator.itemgetter(self.name)
+        return operator.attrgetter(self.name)
+
+    def naive_reader(self) -> Callable[[Mapping[str, Any]], Any]:
+        if self.naive is not None:
+            return self.naive
+        name = self.name
+        return lambda d: d.get(name)
+
+    def describe(self) -> dict[str, str]:
+        def where(fn: Callable[..., Any] | None) -> str:
+            return getattr(fn, "__qualname__", repr(fn)) if fn is not None else self.name
+
+        return {"name": self.name, "kind": self.kind, "typed": where(self.typed),
+                "naive": where(self.naive)}
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """The model's inputs, in the order the model sees them: IDs first (``ids`` tensor),
+    then money and counts (``numeric`` tensor). ``money_scale``: 2 holds money in cents."""
+
+    features: tuple[Feature, ...]
+    money_scale: int = 2
+
+    def __post_init__(self) -> None:
+        if not any(f.kind == "id" for f in self.features):
+            raise UsageError("a FeatureSpec needs at least one ID feature")
+        names = [f.name for f in self.features]
+        if len(set(names)) != len(names):
+            raise UsageError(f"feature names repeat: {names}")
+        if not 0 <= self.money_scale <= 9:
+            raise UsageError("money_scale must be in 0..9")
+
+    def of_kind(self, kind: FeatureKind) -> tuple[Feature, ...]:
+        return tuple(f for f in self.features if f.kind == kind)
+
+    @property
+    def ordered(self) -> tuple[Feature, ...]:
+        """IDs, then money, then counts: the column order of every pipeline."""
+        return (*self.of_kind("id"), *self.of_kind("money"), *self.of_kind("count"))
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.ordered)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.of_kind("id"))
+
+    @property
+    def money(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.of_kind("money"))
+
+    @property
+    def counts(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.of_kind("count"))
+
+    @property
+    def n_ids(self) -> int:
+        return len(self.of_kind("id"))
+
+    @property
+    def n_numeric(self) -> int:
+        return len(self.features) - self.n_ids
+
+    def describe(self) -> dict[str, Any]:
+        return {"features": [f.describe() for f in self.ordered],
+                "money_scale": self.money_scale}
+
+
+# Order states: a frozen `evtools.orders.Order` (attributes) or a state dict (to_state()
+# for the exact one, the untyped rebuild's dict for the naive one). Lines are keyed by SKU.
+
+def _lines(state: Any) -> Any:
+    """The lines of an order state (``Order.lines`` or ``state["lines"]``), as an iterable
+    of line values; ``isinstance(..., dict)``, not ``Mapping``: this runs per order."""
+    lines = state.get("lines") if isinstance(state, dict) else getattr(state, "lines", None)
+    if not lines:
+        return ()
+    return lines.values() if isinstance(lines, dict) else lines
+
+
+def order_total(state: Any) -> Decimal:
+    """Exact order total: ``Order.total``, or the sum over a state dict's lines."""
+    if not isinstance(state, dict):
+        total = state.total
+        if isinstance(total, Decimal):
+            return total
+    return sum((Decimal(line["unit_price"]["amount"]) * line["quantity"]
+                for line in _lines(state)), Decimal(0))
+
+
+def order_line_count(state: Any) -> int:
+    """Number of distinct SKUs on the order."""
+    return len(_lines(state))
+
+
+def order_quantity(state: Any) -> int:
+    """Units ordered, over all lines."""
+    lines = _lines(state)
+    if isinstance(state, dict):
+        return sum(int(line["quantity"]) for line in lines)
+    return sum(line.quantity for line in lines)
+
+
+def _naive_total(state: Mapping[str, Any]) -> Any:
+    # what code written against the untyped dicts does: float(amount) * quantity, summed
+    total = 0.0
+    for line in _lines(state):
+        price = line.get("unit_price") or {}
+        total += float(price.get("amount", 0.0)) * line.get("quantity", 0)
+    return total
+
+
+def _naive_lines(state: Mapping[str, Any]) -> Any:
+    return len(_lines(state))
+
+
+def _naive_quantity(state: Mapping[str, Any]) -> Any:
+    return sum(line.get("quantity", 0) for line in _lines(state))
+
+
+#: The order domain's features (:class:`evtools.orders.Order`): order and customer IDs,
+#: the total, the number of lines and of units.
+ORDER_FEATURES = FeatureSpec(features=(
+    Feature("order_id", "id"),
+    Feature("customer_id", "id"),
+    Feature("total", "money", typed=order_total, naive=_naive_total),
+    Feature("lines", "count", typed=order_line_count, naive=_naive_lines),
+    Feature("quantity", "count", typed=order_quantity, naive=_naive_quantity),
+))
+
+
+def _typed_column(states: Sequence[Any], feature: Feature) -> list[Any]:
+    if not states:
+        return []
+    read = feature.typed_reader(states[0])
+    try:
+        return [read(s) for s in states]
+    except (KeyError, AttributeError) as e:
+        raise UsageError(f"cannot read feature {feature.name!r} from a "
+                         f"{type(states[0]).__name__} state: {e}") from e
+
+
+def _pointer(name: str) -> str:
+    return "/" + name.replace(".", "/")
+
+
+def _int64_column(values: list[Any], name: str) -> np.ndarray:
+    for v in values:
+        # None, a float, str or bool never belongs here: coercing it would hide the bug
+        if not isinstance(v, int | np.integer) or isinstance(v, bool):
+            raise InputError(f"feature {name!r} holds {type(v).__name__} {v!r}, not an "
+                             "integer: the typed pipeline takes exact states only",
+                             path=_pointer(name))
+    try:
+        return np.fromiter(values, dtype=np.int64, count=len(values))
+    except OverflowError as e:
+        raise InputError(f"feature {name!r} holds an integer outside int64",
+                         path=_pointer(name)) from e
+
+
+def _minor_units_column(values: list[Any], name: str, scale: int) -> np.ndarray:
+    factor = 10**scale
+    out = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        if isinstance(v, Decimal):
+            scaled = v.scaleb(scale)
+            whole = int(scaled)
+            if whole != scaled:
+                raise InputError(f"money feature {name!r} holds {v}, finer than 10**-{scale}",
+                                 path=_pointer(name))
+        elif isinstance(v, int) and not isinstance(v, bool):
+            whole = v * factor
+        else:
+            raise InputError(f"money feature {name!r} holds {type(v).__name__} {v!r}, not a "
+                             "Decimal: binary floats cannot hold cents exactly",
+                             path=_pointer(name))
+        try:
+            out[i] = whole
+        except OverflowError as e:
+            raise InputError(f"money feature {name!r} holds {v}, beyond int64 minor units",
+                             path=_pointer(name)) from e
+    return out
+
+
+@dataclasses.dataclass
+class FeatureColumns:
+    """The typed pipeline's host-side columns (numpy, exact).
+
+    ``ids`` int64 ``[N, k]``; ``money`` int64 ``[N, len(spec.money)]`` in minor units
+    (``10**-spec.money_scale``: exact cents); ``counts`` int64; ``numeric`` the model's
+    float32 view of money (in currency units) and counts, ``[N, m]``.
+    """
+
+    spec: FeatureSpec
+    ids: np.ndarray
+    money: np.ndarray
+    counts: np.ndarray
+    numeric: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def to_tensors(self) -> FeatureBatch:
+        """Zero-copy tensors over these columns (``torch.from_numpy``)."""
+        import torch
+
+        return FeatureBatch(ids=torch.from_numpy(self.ids),
+                            numeric=torch.from_numpy(self.numeric))
+
+    def to_polars(self) -> pl.DataFrame:
+        """One column per feature; IDs, minor units and counts as exact ``Int64``."""
+        import polars as pl
+
+        data: dict[str, pl.Series] = {}
+        for j, name in enumerate(self.spec.ids):
+            data[name] = pl.Series(name, self.ids[:, j], dtype=pl.Int64)
+        for j, name in enumerate(self.spec.money):
+            col = f"{name}_minor_units"
+            data[col] = pl.Series(col, self.money[:, j], dtype=pl.Int64)
+        for j, name in enumerate(self.spec.counts):
+            data[name] = pl.Series(name, self.counts[:, j], dtype=pl.Int64)
+        return pl.DataFrame(data)
+
+
+@dataclasses.dataclass
+class FeatureBatch:
+    """The model's inputs: ``ids`` int64 ``[B, k]`` and ``numeric`` float ``[B, m]``."""
+
+    ids: torch.Tensor
+    numeric: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def as_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.ids, self.numeric)
+
+
+class TypedPipeline:
+    """Typed aggregates -> exact numpy int64 columns -> ``torch.from_numpy`` -> model.
+
+    IDs stay int64 end to end; money is held as exact minor units and reaches the model
+    as float only at the end, in currency units. Requests are batches of ``batch_size``
+    states. On CUDA each batch goes through a pinned host buffer, copied with
+    ``non_blocking=True``.
+    """
+
+    name = "typed"
+
+    def __init__(self, spec: FeatureSpec = ORDER_FEATURES, *, batch_size: int = 512) -> None:
+        if batch_size < 1:
+            raise UsageError("batch_size must be at least 1")
+        self.spec = spec
+        self.batch_size = batch_size
+
+    @property
+    def mode(self) -> str:
+        return "per-row" if self.batch_size == 1 else "batched"
+
+    def columns(self, states: Sequence[Any]) -> FeatureColumns:
+        """The exact columns of ``states`` (aggregates, or exact state dicts)."""
+        spec = self.spec
+        n = len(states)
+        ids_f, money_f, counts_f = spec.of_kind("id"), spec.of_kind("money"), \
+            spec.of_kind("count")
+        ids = np.empty((n, len(ids_f)), dtype=np.int64)
+        for j, f in enumerate(ids_f):
+            ids[:, j] = _int64_column(_typed_column(states, f), f.name)
+        money = np.empty((n, len(money_f)), dtype=np.int64)
+        for j, f in enumerate(money_f):
+            money[:, j] = _minor_units_column(_typed_column(states, f), f.name,
+                                              spec.money_scale)
+        counts = np.empty((n, len(counts_f)), dtype=np.int64)
+        for j, f in enumerate(counts_f):
+            counts[:, j] = _int64_column(_typed_column(states, f), f.name)
+        numeric = np.empty((n, spec.n_numeric), dtype=np.float32)
+        k = len(money_f)
+        # exact integer -> float64 (exact below 2**53) -> one rounding to float32
+        numeric[:, :k] = money / float(10**spec.money_scale)
+        numeric[:, k:] = counts
+        return FeatureColumns(spec=spec, ids=ids, money=money, counts=counts, numeric=numeric)
+
+    def batches(self, states: Sequence[Any]) -> Iterator[FeatureBatch]:
+        """Host tensors, one batch per request (zero-copy views of the columns)."""
+        for start in range(0, len(states), self.batch_size):
+            yield self.columns(states[start:start + self.batch_size]).to_tensors()
+
+    def predict(self, model: Any, states: Sequence[Any], *,
+                device: torch.device | str = "cpu", dtype: str = "float32",
+                latencies: list[float] | None = None) -> torch.Tensor:
+        """Predictions on the host, ``[N]`` float32; appends each request's seconds to
+        ``latencies`` (the clock is read once the result is on the host)."""
+        _need_torch()
+        import torch
+
+        dev = torch.device(device) if isinstance(device, str) else device
+        fdtype = _torch_dtype(dtype)
+        staging = _Staging(dev)
+        outputs: list[torch.Tensor] = []
+        with torch.inference_mode():
+            for start in range(0, len(states), self.batch_size):
+                t0 = time.perf_counter()
+                batch = self.columns(states[start:start + self.batch_size]).to_tensors()
+                ids, numeric = staging.to_device(batch.ids, batch.numeric)
+                out = model(ids, numeric.to(fdtype))
+                out = out.to("cpu", torch.float32)  # waits for the device: request done
+                outputs.append(out.reshape(-1))
+                if latencies is not None:
+                    latencies.append(time.perf_counter() - t0)
+        return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+class NaivePipeline:
+    """What an untyped consumer does: dicts -> pandas -> ``torch.tensor(..., float32)``.
+
+    The dicts are whatever the untyped rebuild holds (IDs as ``float`` where its decoder
+    rounded them, money as ``float`` or text). Numbers held as text are parsed with
+    ``pd.to_numeric`` (as such code does); every row becomes one float tensor (``dtype``,
+    float32 by default: the dtype of the model's weights), from which the IDs are cut back
+    out with ``.long()``. ``batch_size=1`` walks the frame with ``iterrows`` and calls the
+    model once per row; larger sizes slice the frame.
+    """
+
+    name = "naive"
+
+    def __init__(self, spec: FeatureSpec = ORDER_FEATURES, *, batch_size: int = 1,
+                 dtype: str = "float32") -> None:
+        if batch_size < 1:
+            raise UsageError("batch_size must be at least 1")
+        self.spec = spec
+        self.batch_size = batch_size
+        self.dtype = _dtype_name(dtype)
+
+    @property
+    def mode(self) -> str:
+        return "per-row" if self.batch_size == 1 else "batched"
+
+    def frame(self, states: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+        """The DataFrame the untyped consumer builds from its dicts (model columns only)."""
+        import pandas as pd
+
+        readers = [(f.name, f.naive_reader()) for f in self.spec.ordered]
+        rows = [{name: read(s) for name, read in readers} for s in states]
+        cols = list(self.spec.columns)
+        df = pd.DataFrame.from_records(rows, columns=cols)
+        for c in cols:
+            if df[c].dtype == object:  # numbers the decoder kept as text ("19.99")
+                df[c] = pd.to_numeric(df[c])
+        return df
+
+    def _split(self, x: torch.Tensor) -> FeatureBatch:
+        import torch
+
+        k = self.spec.n_ids
+        return FeatureBatch(ids=x[:, :k].to(torch.int64), numeric=x[:, k:])
+
+    def batches(self, states: Sequence[Mapping[str, Any]]) -> Iterator[FeatureBatch]:
+        """Host tensors, one batch per request."""
+        yield from self._batches(self.frame(states))
+
+    def _batches(self, df: pd.DataFrame) -> Iterator[FeatureBatch]:
+        import torch
+
+        fdtype = _torch_dtype(self.dtype)
+        if self.batch_size == 1:
+            for _, row in df.iterrows():
+                yield self._split(torch.tensor(row.to_numpy(), dtype=fdtype).unsqueeze(0))
+        else:
+            for start in range(0, len(df), self.batch_size):
+                chunk = df.iloc[start:start + self.batch_size].to_numpy()
+                yield self._split(torch.tensor(chunk, dtype=fdtype))
+
+    def predict(self, model: Any, states: Sequence[Mapping[str, Any]], *,
+                device: torch.device | str = "cpu", dtype: str = "float32",
+                latencies: list[float] | None = None) -> torch.Tensor:
+        """Predictions on the host, ``[N]`` float32. The frame is built once (its time
+        counts in samples/s, not in per-request latency); each request is one row or
+        slice of it, copied to the device the plain way (pageable memory, blocking)."""
+        _need_torch()
+        import torch
+
+        dev = torch.device(device) if isinstance(device, str) else device
+        fdtype = _torch_dtype(dtype)
+        outputs: list[torch.Tensor] = []
+        df = self.frame(states)
+        with torch.inference_mode():
+            batches = self._batches(df)
+            while True:
+                t0 = time.perf_counter()
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                out = model(batch.ids.to(dev), batch.numeric.to(dev, fdtype))
+                out = out.to("cpu", torch.float32)
+                outputs.append(out.reshape(-1))
+                if latencies is not None:
+                    latencies.append(time.perf_counter() - t0)
+        return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+class _Staging:
+    """Host -> device copies: pinned buffers and ``non_blocking`` on CUDA, plain elsewhere."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.pinned = device.type == "cuda"
+        self._buffers: dict[tuple[int, str], torch.Tensor] = {}
+
+    def _buffer(self, slot: int, t: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        key = (slot, str(t.dtype))
+        buf = self._buffers.get(key)
+        if buf is None or buf.numel() < t.numel():
+            buf = torch.empty(max(t.numel(), 1), dtype=t.dtype, pin_memory=True)
+            self._buffers[key] = buf
+        return buf[:t.numel()].view(t.shape)
+
+    def to_device(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.device.type == "cpu":
+            return tensors
+        if not self.pinned:
+            return tuple(t.to(self.device) for t in tensors)
+        out = []
+        for slot, t in enumerate(tensors):
+            host = self._buffer(slot, t)
+            # the previous copy from this buffer must be done before it is overwritten;
+            # callers read each result back (a sync) before the next request
+            host.copy_(t)
+            out.append(host.to(self.device, non_blocking=True))
+        return tuple(out)
+
+
+# -- the model -------------------------------------------------------------------------------
+
+def hash_ids(ids: np.ndarray, params: np.ndarray, buckets: int) -> np.ndarray:
+    """Reference (numpy) of the model's ID hash: ``ids`` int64 ``[N, k]``, ``params``
+    int64 ``[k, H, 3]`` -> bucket indices ``[N, k, H]`` in ``0..buckets-1``.
+
+    ``h = (a*hi mod p + b*lo mod p + c) mod p mod buckets`` over the two 32-bit halves of
+    the exact int64, ``p = 2**31 - 1``: every product stays below ``2**63``.
+    """
+    x = np.asarray(ids, dtype=np.int64)[:, :, None]
+    hi = (x >> 32) & 0xFFFFFFFF
+    lo = x & 0xFFFFFFFF
+    a, b, c = params[None, :, :, 0], params[None, :, :, 1], params[None, :, :, 2]
+    return (((a * hi) % HASH_PRIME + (b * lo) % HASH_PRIME + c) % HASH_PRIME) % buckets
+
+
+@functools.cache
+def _risk_scorer_class() -> type:
+    import torch
+    from torch import nn
+
+    class OrderRiskScorer(nn.Module):
+        """Order-risk scorer: hashed ID embeddings + numeric features -> MLP -> sigmoid.
+
+        ``forward(ids int64 [B, k], numeric float [B, m]) -> [B]`` probabilities. Each ID
+        column has its own region of one embedding table; each ID is hashed ``n_hashes``
+        times (the embeddings summed), so two IDs share a vector only if all hashes agree.
+        Numeric features go through ``sign(x) * log1p(|x|)``.
+        """
+
+        hash_params: torch.Tensor  # int64 [k, H, 3]: (a, b, c) per ID column and hash
+        offsets: torch.Tensor  # int64 [k]: each ID column's region of the table
+
+        def __init__(self, n_ids: int = 2, n_numeric: int = 3, *, buckets: int = 2**16,
+                     dim: int = 16, n_hashes: int = 2, hidden: Sequence[int] = (64, 32),
+                     seed: int = 0) -> None:
+            super().__init__()
+            if buckets > HASH_PRIME:
+                raise UsageError(f"buckets must be at most {HASH_PRIME}")
+            self.n_ids, self.n_numeric, self.buckets = n_ids, n_numeric, buckets
+            self.dim, self.n_hashes, self.seed = dim, n_hashes, seed
+            gen = torch.Generator().manual_seed(seed)
+            # layer constructors draw from torch's global generator: keep it untouched
+            with torch.random.fork_rng(devices=[]):
+                self.embedding = nn.Embedding(n_ids * buckets, dim)
+                layers: list[nn.Module] = []
+                width = n_ids * dim + n_numeric
+                for h in hidden:
+                    layers += [nn.Linear(width, h), nn.ReLU()]
+                    width = h
+                layers.append(nn.Linear(width, 1))
+                self.mlp = nn.Sequential(*layers)
+            with torch.no_grad():
+                self.embedding.weight.normal_(0.0, 0.5, generator=gen)
+                for m in self.mlp:
+                    if isinstance(m, nn.Linear):
+                        bound = 1.0 / math.sqrt(m.in_features)
+                        m.weight.uniform_(-bound, bound, generator=gen)
+                        m.bias.uniform_(-bound, bound, generator=gen)
+            params = torch.randint(1, HASH_PRIME, (n_ids, n_hashes, 3), generator=gen,
+                                   dtype=torch.int64)
+            self.register_buffer("hash_params", params)
+            self.register_buffer("offsets", torch.arange(n_ids, dtype=torch.int64) * buckets)
+
+        def bucket(self, ids: torch.Tensor) -> torch.Tensor:
+            """Bucket indices ``[B, k, H]`` of exact int64 IDs (same as :func:`hash_ids`)."""
+            p = self.hash_params
+            x = ids.to(torch.int64).unsqueeze(-1)
+            hi = (x >> 32) & 0xFFFFFFFF
+            lo = x & 0xFFFFFFFF
+            h = ((p[:, :, 0] * hi) % HASH_PRIME + (p[:, :, 1] * lo) % HASH_PRIME
+                 + p[:, :, 2]) % HASH_PRIME
+            return h % self.buckets
+
+        def forward(self, ids: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+            idx = self.bucket(ids) + self.offsets.view(1, -1, 1)
+            emb = self.embedding(idx).sum(dim=2).flatten(1)  # [B, k*dim]
+            num = numeric.to(emb.dtype)
+            num = torch.sign(num) * torch.log1p(torch.abs(num))
+            return torch.sigmoid(self.mlp(torch.cat([emb, num], dim=1))).squeeze(1)
+
+        def extra_repr(self) -> str:
+            return (f"n_ids={self.n_ids}, n_numeric={self.n_numeric}, buckets={self.buckets},"
+                    f" dim={self.dim}, n_hashes={self.n_hashes}, seed={self.seed}")
+
+    return OrderRiskScorer
+
+
+def risk_scorer(spec: FeatureSpec = ORDER_FEATURES, *, seed: int = 0, buckets: int = 2**16,
+                dim: int = 16, n_hashes: int = 2,
+                hidden: Sequence[int] = (64, 32)) -> torch.nn.Module:
+    """An ``OrderRiskScorer`` sized for ``spec``, weights drawn from ``seed`` (same seed,
+    same weights, on any machine; torch's global generator is left as it was)."""
+    _need_torch()
+    cls = _risk_scorer_class()
+    model: torch.nn.Module = cls(spec.n_ids, spec.n_numeric, buckets=buckets, dim=dim,
+                                 n_hashes=n_hashes, hidden=tuple(hidden), seed=seed)
+    return model.eval()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "OrderRiskScorer":  # the class needs torch: built on first access
+        _need_torch()
+        return _risk_scorer_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# -- results ---------------------------------------------------------------------------------
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    if not len(values):
+        return float("nan")
+    # "higher": the reported percentile is a latency that was observed (LoadGen style)
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q, method="higher"))
+
+
+@dataclasses.dataclass
+class Run:
+    """One measured configuration.
+
+    ``stage`` is ``"end-to-end"`` (rehydrated state -> predictions on the host) or
+    ``"model"`` (inputs ready on the host -> predictions on the host, the model alone);
+    ``pipeline`` is ``"naive"``, ``"typed"`` or the model's label. ``throughput`` is
+    samples/s over the whole run; ``latencies_ms`` one entry per request (a request is
+    one batch). ``stats`` holds the summary figures when they were computed from more
+    latencies than the run carries (a run read back from JSON keeps a sampled CDF).
+    """
+
+    stage: str
+    pipeline: str
+    mode: str
+    batch_size: int
+    samples: int
+    requests: int
+    seconds: float
+    throughput: float
+    latencies_ms: list[float]
+    peak_memory_bytes: int | None = None
+    repeats: int = 1
+    stats: dict[str, float] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.pipeline} {self.mode}, batch {self.batch_size}"
+
+    def percentile(self, q: float) -> float:
+        key = f"p{q:g}_ms"
+        if self.stats is not None and key in self.stats:
+            return self.stats[key]
+        return _percentile(self.latencies_ms, q)
+
+    @property
+    def p50_ms(self) -> float:
+        return self.percentile(50)
+
+    @property
+    def p90_ms(self) -> float:
+        return self.percentile(90)
+
+    @property
+    def p95_ms(self) -> float:
+        return self.percentile(95)
+
+    @property
+    def p99_ms(self) -> float:
+        return self.percentile(99)
+
+    @property
+    def mean_ms(self) -> float:
+        if self.stats is not None and "mean_ms" in self.stats:
+            return self.stats["mean_ms"]
+        return float(np.mean(self.latencies_ms)) if self.latencies_ms else float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        """The run as one flat row (no latency list)."""
+        return {"stage": self.stage, "pipeline": self.pipeline, "mode": self.mode,
+                "batch_size": self.batch_size, "samples": self.samples,
+                "requests": self.requests, "seconds": self.seconds,
+                "throughput": self.throughput, "mean_ms": self.mean_ms, "p50_ms": self.p50_ms,
+                "p90_ms": self.p90_ms, "p95_ms": self.p95_ms, "p99_ms": self.p99_ms,
+                "peak_memory_bytes": self.peak_memory_bytes, "repeats": self.repeats}
+
+    def to_dict(self, *, latencies: bool = True, max_points: int = 2000) -> dict[str, Any]:
+        """The summary, plus the latencies (``latencies``): all of them, or, past
+        ``max_points``, that many evenly spaced quantiles of them (the same CDF)."""
+        d = self.summary()
+        if latencies:
+            values = self.latencies_ms
+            if len(values) > max_points:
+                probs = np.linspace(0.0, 1.0, max_points)
+                values = np.quantile(np.asarray(values), probs, method="inverted_cdf").tolist()
+                d["latencies_sampled"] = True
+            d["latencies_ms"] = list(values)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Run:
+        stats = {k: float(d[k]) for k in ("mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms")
+                 if d.get(k) is not None}
+        return cls(stage=d["stage"], pipeline=d["pipeline"], mode=d["mode"],
+                   batch_size=int(d["batch_size"]), samples=int(d["samples"]),
+                   requests=int(d["requests"]), seconds=float(d["seconds"]),
+                   throughput=float(d["throughput"]),
+                   latencies_ms=[float(v) for v in d.get("latencies_ms", [])],
+                   peak_memory_bytes=d.get("peak_memory_bytes"),
+                   repeats=int(d.get("repeats", 1)), stats=stats or None)
+
+
+@dataclasses.dataclass
+class ColdStart:
+    """Seconds from nothing to the first prediction: build the model (seeded init), load
+    its weights from a checkpoint in memory, move it to the device, run one request.
+    ``device_initialised`` tells whether the device (CUDA context) was already up."""
+
+    construct_s: float
+    load_s: float
+    to_device_s: float
+    first_inference_s: float
+    device_initialised: bool
+
+    @property
+    def total_s(self) -> float:
+        return self.construct_s + self.load_s + self.to_device_s + self.first_inference_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "total_s": self.total_s}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ColdStart:
+        return cls(construct_s=d["construct_s"], load_s=d["load_s"],
+                   to_device_s=d["to_device_s"], first_inference_s=d["first_inference_s"],
+                   device_initialised=d["device_initialised"])
+
+
+@dataclasses.dataclass
+class Correctness:
+    """What the naive pipeline changes, measured against the exact (typed) states.
+
+    Per ID field: ``ids_corrupted`` (rows whose ID reached the model as another value),
+    ``ids_distinct`` (distinct exact IDs), ``ids_colliding`` (distinct exact IDs that reach
+    the model as the same value as another distinct ID), ``ids_corrupted_before_tensor``
+    (already wrong in the DataFrame, i.e. lost by the decoder). ``money_inexact``: amounts
+    whose value differs from the exact decimal; ``money_cents_lost``: amounts that no
+    longer round to the right cent. ``predictions_differ``: rows where the two
+    pipelines' scores differ by more than ``atol``. ``trap``: sample rows of
+    ``(exact ID, ID as the naive frame holds it, ID as float32)``.
+    """
+
+    rows: int
+    ids_distinct: dict[str, int]
+    typed_ids_corrupted: dict[str, int]
+    typed_ids_colliding: dict[str, int]
+    naive_ids_corrupted: dict[str, int]
+    naive_ids_colliding: dict[str, int]
+    naive_ids_corrupted_before_tensor: dict[str, int]
+    typed_money_inexact: int
+    naive_money_inexact: int
+    naive_money_cents_lost: int
+    predictions_differ: int
+    max_abs_prediction_diff: float
+    atol: float
+    trap: list[tuple[int, int, int]]
+
+    @property
+    def typed_corrupted(self) -> int:
+        """Typed rows whose ID changed plus distinct IDs that collide (0 when correct)."""
+        return sum(self.typed_ids_corrupted.values()) + sum(self.typed_ids_colliding.values())
+
+    @property
+    def naive_corrupted(self) -> int:
+        """Naive rows whose ID changed (all ID fields)."""
+        return sum(self.naive_ids_corrupted.values())
+
+    @property
+    def naive_colliding(self) -> int:
+        return sum(self.naive_ids_colliding.values())
+
+    def to_frame(self) -> pl.DataFrame:
+        """One row per ID field: distinct IDs, and per path how many reached the model
+        changed or colliding (naive: also how many were already wrong in the frame)."""
+        import polars as pl
+
+        return pl.DataFrame([{
+            "field": field, "distinct": n,
+            "typed_corrupted": self.typed_ids_corrupted.get(field, 0),
+            "typed_colliding": self.typed_ids_colliding.get(field, 0),
+            "naive_corrupted": self.naive_ids_corrupted.get(field, 0),
+            "naive_colliding": self.naive_ids_colliding.get(field, 0),
+            "naive_wrong_before_tensor": self.naive_ids_corrupted_before_tensor.get(field, 0),
+        } for field, n in self.ids_distinct.items()])
+
+    def trap_frame(self, n: int | None = None) -> pl.DataFrame:
+        """The sampled IDs: exact, as the naive frame held it, as float32 (all exact
+        ``Int64``) and the float32 error, in IDs."""
+        import polars as pl
+
+        rows = self.trap if n is None else self.trap[:n]
+        data = {"exact_id": [e for e, _, _ in rows],
+                "naive_frame_id": [f for _, f, _ in rows],
+                "float32_id": [s for _, _, s in rows],
+                "float32_error": [s - e for e, _, s in rows]}
+        fits = all(-(2**63) <= v < 2**63 for col in data.values() for v in col)
+        # float32 can round an ID up to 2**63, past int64: then show text, still exact
+        dtype = pl.Int64 if fits else pl.String
+        return pl.DataFrame({k: [v if fits else str(v) for v in col]
+                             for k, col in data.items()},
+                            schema=dict.fromkeys(data, dtype))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["trap"] = [[str(a), str(b), str(c)] for a, b, c in self.trap]  # exact in JSON
+        d.update(typed_corrupted=self.typed_corrupted, naive_corrupted=self.naive_corrupted,
+                 naive_colliding=self.naive_colliding)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Correctness:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["trap"] = [(int(a), int(b), int(c)) for a, b, c in d.get("trap", [])]
+        return cls(**kw)
+
+
+@dataclasses.dataclass
+class InferenceBenchmark:
+    """Everything one benchmark run measured, with its environment and configuration."""
+
+    environment: dict[str, Any]
+    config: dict[str, Any]
+    runs: list[Run]
+    correctness: Correctness | None = None
+    cold_start: ColdStart | None = None
+
+    def select(self, *, stage: str | None = None, pipeline: str | None = None,
+               mode: str | None = None) -> list[Run]:
+        return [r for r in self.runs if (stage is None or r.stage == stage)
+                and (pipeline is None or r.pipeline == pipeline)
+                and (mode is None or r.mode == mode)]
+
+    @property
+    def naive_per_row(self) -> Run | None:
+        runs = self.select(stage="end-to-end", pipeline="naive", mode="per-row")
+        return runs[0] if runs else None
+
+    @property
+    def best_typed(self) -> Run | None:
+        runs = self.select(stage="end-to-end", pipeline="typed")
+        return max(runs, key=lambda r: r.throughput) if runs else None
+
+    @property
+    def speedup(self) -> float:
+        """End-to-end samples/s of the best typed batch size over naive per-row (same run)."""
+        base, best = self.naive_per_row, self.best_typed
+        if base is None or best is None or base.throughput <= 0:
+            return float("nan")
+        return best.throughput / base.throughput
+
+    def speedup_at(self, batch_size: int) -> float:
+        """Typed over naive end-to-end samples/s at the same batch size."""
+        typed = [r for r in self.select(stage="end-to-end", pipeline="typed")
+                 if r.batch_size == batch_size]
+        naive = [r for r in self.select(stage="end-to-end", pipeline="naive")
+                 if r.batch_size == batch_size]
+        if not typed or not naive or naive[0].throughput <= 0:
+            return float("nan")
+        return typed[0].throughput / naive[0].throughput
+
+    def to_frame(self, backend: Literal["polars", "pandas"] = "polars") -> Any:
+        """One row per run: stage, pipeline, mode, batch size, samples/s, latency
+        percentiles (ms), peak memory; device and dtype repeated on each row."""
+        rows = [{**r.summary(), "device": self.environment.get("device"),
+                 "dtype": self.config.get("dtype")} for r in self.runs]
+        if backend == "pandas":
+            import pandas as pd
+
+            return pd.DataFrame(rows)
+        import polars as pl
+
+        return pl.DataFrame(rows, infer_schema_length=None)
+
+    def headlines(self) -> dict[str, Any]:
+        """The figures a report leads with."""
+        best, base = self.best_typed, self.naive_per_row
+        c = self.correctness
+        return {
+            "speedup": self.speedup,
+            "typed_best_batch_size": best.batch_size if best else None,
+            "typed_best_samples_per_s": best.throughput if best else None,
+            "typed_best_p99_ms": best.p99_ms if best else None,
+            "naive_per_row_samples_per_s": base.throughput if base else None,
+            "naive_per_row_p99_ms": base.p99_ms if base else None,
+            "typed_corrupted_ids": c.typed_corrupted if c else None,
+            "naive_corrupted_ids": c.naive_corrupted if c else None,
+            "naive_colliding_ids": c.naive_colliding if c else None,
+            "predictions_differ": c.predictions_differ if c else None,
+            "cold_start_s": self.cold_start.total_s if self.cold_start else None,
+        }
+
+    def to_dict(self, *, latencies: bool = True) -> dict[str, Any]:
+        return {
+            "benchmark": "inference",
+            "headlines": _json_safe(self.headlines()),
+            "environment": self.environment,
+            "config": self.config,
+            "cold_start": self.cold_start.to_dict() if self.cold_start else None,
+            "correctness": self.correctness.to_dict() if self.correctness else None,
+            "runs": [_json_safe(r.to_dict(latencies=latencies)) for r in self.runs],
+        }
+
+    def to_json(self, *, latencies: bool = True, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(latencies=latencies), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> InferenceBenchmark:
+        return cls(environment=dict(d["environment"]), config=dict(d["config"]),
+                   runs=[Run.from_dict(r) for r in d["runs"]],
+                   correctness=(Correctness.from_dict(d["correctness"])
+                                if d.get("correctness") else None),
+                   cold_start=(ColdStart.from_dict(d["cold_start"])
+                               if d.get("cold_start") else None))
+
+    def summary(self) -> str:
+        lines = [f"device {self.environment.get('device')} "
+                 f"({self.environment.get('device_name')}), dtype {self.config.get('dtype')},"
+                 f" {self.environment.get('torch_threads')} torch threads"]
+        for r in self.runs:
+            lines.append(f"{r.stage:10} {r.label:28} {r.throughput:12,.0f} samples/s  "
+                         f"p50 {r.p50_ms:8.3f} ms  p99 {r.p99_ms:8.3f} ms")
+        if not math.isnan(self.speedup):
+            lines.append(f"typed batched vs naive per-row, end to end: {self.speedup:.1f}x")
+        if self.correctness:
+            c = self.correctness
+            lines.append(f"corrupted IDs: typed {c.typed_corrupted}, naive {c.naive_corrupted} "
+                         f"({c.naive_colliding} colliding); predictions differing: "
+                         f"{c.predictions_differ} of {c.rows}")
+        return "\n".join(lines)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+# -- environment -----------------------------------------------------------------------------
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # not available on this platform
+        return None
+
+
+def _describe_dialect(dialect: Any) -> str:
+    if isinstance(dialect, str):
+        return "json.loads (standard library)" if dialect == "json" else dialect
+    return str(getattr(dialect, "name", None) or getattr(dialect, "__qualname__", None)
+               or repr(dialect))
+
+
+def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Where a measurement was taken: device and its name, versions (torch, CUDA, cuDNN,
+    numpy, pandas, polars, Python), torch thread counts, CPU count and load average."""
+    _need_torch()
+    import pandas as pd
+    import polars as pl
+    import torch
+
+    dev = torch.device(device) if isinstance(device, str) else device
+    try:
+        affinity: int | None = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = None
+    env: dict[str, Any] = {
+        "device": str(dev),
+        "device_type": dev.type,
+        "device_name": _cpu_name(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": (torch.backends.cudnn.version()
+                  if torch.backends.cudnn.is_available() else None),
+        "cuda_available": torch.cuda.is_available(),
+        "mps_available": _mps_available(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": affinity,
+        "loadavg": _loadavg(),
+        "cpu": _cpu_name(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "polars": pl.__version__,
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if dev.type == "cuda":
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(index)
+        env.update(device_name=torch.cuda.get_device_name(index),
+                   gpu_memory_bytes=int(props.total_memory),
+                   gpu_capability=f"{props.major}.{props.minor}",
+                   gpu_count=torch.cuda.device_count())
+    elif dev.type == "mps":
+        env.update(device_name=f"Apple MPS ({platform.machine()})")
+    return env
+
+
+# -- harness ---------------------------------------------------------------------------------
+
+def _peak_reset(device: torch.device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak(device: torch.device) -> int | None:
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return None
+
+
+def _prepare_model(model: torch.nn.Module, device: torch.device,
+                   dtype: torch.dtype) -> torch.nn.Module:
+    # .to(dtype) casts floating parameters only: int64 buffers (hash parameters) stay exact
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def _cast_inputs(inputs: Sequence[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
+    return [t.to(dtype) if t.is_floating_point() else t for t in inputs]
+
+
+def measure_cold_start(factory: Callable[[], torch.nn.Module],
+                       example_inputs: Sequence[torch.Tensor], *,
+                       device: str | torch.device = "auto",
+                       dtype: str = "float32") -> ColdStart:
+    """Time build + weight load + move to device + first inference of a fresh model.
+
+    ``factory`` builds the model (any ``nn.Module``); its weights are then saved to a
+    checkpoint in memory and loaded back (``torch.load(weights_only=True)``), as serving
+    does from disk. ``example_inputs`` are batch-first host tensors; one row is used.
+    """
+    _need_torch()
+    import torch
+
+    dev = select_device(device)
+    fdtype = _torch_dtype(dtype)
+    initialised = dev.type == "cpu" or (dev.type == "cuda" and torch.cuda.is_initialized())
+    t0 = time.perf_counter()
+    model = factory()
+    t1 = time.perf_counter()
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    buf.seek(0)
+    t_save = time.perf_counter()
+    model.load_state_dict(torch.load(buf, weights_only=True))
+    t2 = time.perf_counter()
+    model = _prepare_model(model, dev, fdtype)
+    _sync(dev)
+    t3 = time.perf_counter()
+    with torch.inference_mode():
+        inputs = _cast_inputs([t[:1].to(dev) for t in example_inputs], fdtype)
+        out = model(*inputs)
+        _sync(dev)
+        out.to("cpu")
+    t4 = time.perf_counter()
+    return ColdStart(construct_s=t1 - t0, load_s=t2 - t_save, to_device_s=t3 - t2,
+                     first_inference_s=t4 - t3, device_initialised=initialised)
+
+
+def benchmark_model(model: torch.nn.Module, inputs: Sequence[torch.Tensor] | FeatureBatch, *,
+                    batch_sizes: Sequence[int] = (1, 8, 64, 512),
+                    device: str | torch.device = "auto", dtype: str = "float32",
+                    warmup: int = 10, latency_requests: int = 200, min_seconds: float = 0.3,
+                    max_requests: int = 10_000,
+                    label: str = "model") -> list[Run]:
+    """Sweep batch sizes over any ``nn.Module`` called as ``model(*inputs)``.
+
+    ``inputs`` are batch-first host tensors (``N`` rows); request ``i`` of batch size ``b``
+    is the ``i``-th slice of ``b`` rows (wrapping around). For each size: ``warmup``
+    requests; a single-stream phase of ``latency_requests`` requests, each from host
+    tensors to a result on the host, timed one by one (device synchronised); an offline
+    phase issuing requests back to back for ``min_seconds`` (at least one request, at
+    most ``max_requests``), synchronised once at the end, for samples/s. On CUDA the host
+    slices sit in pinned memory and are copied with ``non_blocking=True``.
+    """
+    _need_torch()
+    import torch
+
+    dev = select_device(device)
+    fdtype = _torch_dtype(dtype)
+    host = list(inputs.as_inputs() if isinstance(inputs, FeatureBatch) else inputs)
+    if not host:
+        raise UsageError("benchmark_model needs at least one input tensor")
+    n = int(host[0].shape[0])
+    if n == 0 or any(int(t.shape[0]) != n for t in host):
+        raise UsageError("inputs must be non-empty and share their first (batch) dimension")
+    if dev.type == "cuda":
+        host = [t.contiguous().pin_memory() for t in host]
+    model = _prepare_model(model, dev, fdtype)
+    runs: list[Run] = []
+
+    def request(i: int, b: int) -> torch.Tensor:
+        start = (i * b) % n
+        idx = torch.arange(start, start + b) % n if start + b > n else slice(start, start + b)
+        parts = [t[idx] for t in host]
+        if dev.type == "cuda" and not isinstance(idx, slice):
+            parts = [p.pin_memory() for p in parts]
+        on_dev = [p.to(dev, non_blocking=True) for p in parts]
+        out: torch.Tensor = model(*_cast_inputs(on_dev, fdtype))
+        return out
+
+    with torch.inference_mode():
+        for b in batch_sizes:
+            if b < 1:
+                raise UsageError(f"batch sizes must be positive, got {b}")
+            for i in range(warmup):
+                request(i, b).to("cpu")
+            _sync(dev)
+            _peak_reset(dev)
+            latencies: list[float] = []
+            for i in range(latency_requests):
+                t0 = time.perf_counter()
+                request(i, b).to("cpu")  # blocking copy back: the request is complete
+                _sync(dev)
+                latencies.append((time.perf_counter() - t0) * 1e3)
+            _sync(dev)
+            count = 0
+            t0 = time.perf_counter()
+            deadline = t0 + min_seconds
+            outs: list[torch.Tensor] = []
+            while count < max_requests and (count == 0 or time.perf_counter() < deadline):
+                outs.append(request(count, b))
+                count += 1
+                if len(outs) >= 64:  # bound the list; results stay on the device until the end
+                    outs = [torch.cat([o.reshape(-1) for o in outs])]
+            final = torch.cat([o.reshape(-1) for o in outs]).to("cpu")
+            _sync(dev)
+            seconds = time.perf_counter() - t0
+            del final
+            runs.append(Run(stage="model", pipeline=label, mode="batched" if b > 1 else
+                            "per-row", batch_size=b, samples=count * b, requests=count,
+                            seconds=seconds, throughput=count * b / seconds,
+                            latencies_ms=latencies, peak_memory_bytes=_peak(dev)))
+            log.info("model b=%d: %.0f samples/s, p99 %.3f ms", b, runs[-1].throughput,
+                     runs[-1].p99_ms)
+    return runs
+
+
+@dataclasses.dataclass
+class _E2EConfig:
+    pipeline: TypedPipeline | NaivePipeline
+    states: Sequence[Any]
+    latencies: list[float] = dataclasses.field(default_factory=list)
+    rounds: list[tuple[float, int, int]] = dataclasses.field(default_factory=list)
+    peak: int | None = None
+
+
+def _e2e_round(cfg: _E2EConfig, model: torch.nn.Module, device: torch.device, dtype: str,
+               min_seconds: float) -> None:
+    """One round of a configuration: whole passes over its states until ``min_seconds``."""
+    n = len(cfg.states)
+    passes = 0
+    _peak_reset(device)
+    t0 = time.perf_counter()
+    while True:
+        cfg.pipeline.predict(model, cfg.states, device=device, dtype=dtype,
+                             latencies=cfg.latencies)
+        _sync(device)
+        passes += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_seconds:
+            break
+    cfg.rounds.append((elapsed, passes * n, passes * math.ceil(n / cfg.pipeline.batch_size)))
+    peak = _peak(device)
+    if peak is not None:
+        cfg.peak = max(cfg.peak or 0, peak)
+
+
+def benchmark_pipelines(model: torch.nn.Module, typed_states: Sequence[Any],
+                        naive_states: Sequence[Mapping[str, Any]], *,
+                        spec: FeatureSpec = ORDER_FEATURES,
+                        batch_sizes: Sequence[int] = (1, 8, 64, 512),
+                        device: str | torch.device = "auto",
+                        dtype: str = "float32", repeats: int = 3,
+                        naive_batch_sizes: Sequence[int] | None = None,
+                        warmup_states: int = 64, min_seconds: float = 0.25) -> list[Run]:
+    """End to end, from rehydrated state to predictions on the host, in the same run:
+    naive per row (and at ``naive_batch_sizes``, by default the sizes up to 64) and
+    typed at every batch size.
+
+    After a warm-up of each configuration (``warmup_states``, and at least two full
+    requests), ``repeats`` rounds run every configuration once each, interleaved, so that
+    a neighbour's burst on a shared machine hits all of them alike. In a round a
+    configuration makes whole passes over all its states until ``min_seconds`` have
+    passed. Its samples/s is that of the median round; its latencies are every request
+    of every round."""
+    _need_torch()
+    dev = select_device(device)
+    fdtype = _torch_dtype(dtype)
+    model = _prepare_model(model, dev, fdtype)
+    if repeats < 1:
+        raise UsageError("repeats must be at least 1")
+    sizes = sorted(set(batch_sizes))
+    naive_sizes = sorted({1, *(naive_batch_sizes if naive_batch_sizes is not None
+                               else [b for b in sizes if b <= 64])})
+    configs = ([_E2EConfig(NaivePipeline(spec, batch_size=b), naive_states)
+                for b in naive_sizes]
+               + [_E2EConfig(TypedPipeline(spec, batch_size=b), typed_states) for b in sizes])
+    for cfg in configs:
+        if warmup_states:  # at least two full requests, so the timed shapes are warm too
+            warm = min(len(cfg.states), max(warmup_states, 2 * cfg.pipeline.batch_size))
+            cfg.pipeline.predict(model, cfg.states[:warm], device=dev, dtype=dtype)
+    _sync(dev)
+    for _ in range(repeats):
+        for cfg in configs:
+            _e2e_round(cfg, model, dev, dtype, min_seconds)
+    runs: list[Run] = []
+    for cfg in configs:
+        seconds, samples, requests = sorted(cfg.rounds, key=lambda r: r[1] / r[0])[
+            len(cfg.rounds) // 2]
+        p = cfg.pipeline
+        run = Run(stage="end-to-end", pipeline=p.name, mode=p.mode, batch_size=p.batch_size,
+                  samples=samples, requests=requests, seconds=seconds,
+                  throughput=samples / seconds,
+                  latencies_ms=[v * 1e3 for v in cfg.latencies],
+                  peak_memory_bytes=cfg.peak, repeats=repeats)
+        log.info("end-to-end %s: %.0f samples/s, p99 %.3f ms", run.label, run.throughput,
+                 run.p99_ms)
+        runs.append(run)
+    return runs
+
+
+def _exact_int(value: Any) -> int | None:
+    """The integer a consumer's value stands for (a float is taken at its exact value)."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) else None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _colliding(exact: Sequence[int], seen: Sequence[Any]) -> int:
+    """Distinct exact values that share their seen value with another distinct exact one."""
+    groups: dict[Any, set[int]] = {}
+    for e, s in zip(exact, seen, strict=True):
+        groups.setdefault(s, set()).add(e)
+    return sum(len(g) for g in groups.values() if len(g) > 1)
+
+
+def check_pipelines(model: torch.nn.Module, typed_states: Sequence[Any],
+                    naive_states: Sequence[Mapping[str, Any]], *,
+                    spec: FeatureSpec = ORDER_FEATURES, batch_size: int = 512,
+                    device: str | torch.device = "auto", dtype: str = "float32",
+                    atol: float | None = None,
+                    trap_samples: int = 256) -> Correctness:
+    """Count what the naive pipeline corrupts, row by row against the typed states.
+
+    ``typed_states[i]`` and ``naive_states[i]`` must be the same order. Both pipelines
+    run with the same batch size, so any difference in predictions comes from the
+    features. ``atol`` defaults to 1e-6 for float32 and 1e-2 for half types.
+    """
+    _need_torch()
+    import torch
+
+    if len(typed_states) != len(naive_states):
+        raise UsageError(f"typed and naive states differ in length: {len(typed_states)} vs "
+                         f"{len(naive_states)}; they must be the same orders in the same order")
+    dev = select_device(device)
+    name = _dtype_name(dtype)
+    tol = atol if atol is not None else (1e-6 if name == "float32" else 1e-2)
+    model = _prepare_model(model, dev, _torch_dtype(name))
+    typed = TypedPipeline(spec, batch_size=batch_size)
+    naive = NaivePipeline(spec, batch_size=batch_size)
+    cols = typed.columns(typed_states)
+    df = naive.frame(naive_states)
+    # the rows exactly as the naive pipeline hands them over (before `.long()` on the IDs)
+    naive_x = torch.tensor(df.to_numpy(), dtype=_torch_dtype(naive.dtype)) if len(df) else \
+        torch.empty((0, len(spec.columns)))
+    typed_ids = cols.to_tensors().ids
+
+    distinct: dict[str, int] = {}
+    t_bad: dict[str, int] = {}
+    t_coll: dict[str, int] = {}
+    n_bad: dict[str, int] = {}
+    n_coll: dict[str, int] = {}
+    n_before: dict[str, int] = {}
+    trap: list[tuple[int, int, int]] = []
+    for j, feature in enumerate(spec.of_kind("id")):
+        field = feature.name
+        exact = [int(v) for v in _typed_column(typed_states, feature)]
+        distinct[field] = len(set(exact))
+        typed_seen = typed_ids[:, j].tolist()
+        t_bad[field] = sum(a != b for a, b in zip(exact, typed_seen, strict=True))
+        t_coll[field] = _colliding(exact, typed_seen)
+        # the float value itself, exactly (`.long()` of a value rounded up to 2**63 wraps)
+        seen32 = [_exact_int(v) for v in naive_x[:, j].tolist()]
+        n_bad[field] = sum(a != b for a, b in zip(exact, seen32, strict=True))
+        n_coll[field] = _colliding(exact, seen32)
+        frame_vals = [_exact_int(v) for v in df[field].tolist()]
+        n_before[field] = sum(a != b for a, b in zip(exact, frame_vals, strict=True))
+        if j == 0:
+            trap = [(e, f if f is not None else 0, s if s is not None else 0)
+                    for e, f, s in list(zip(exact, frame_vals, seen32,
+                                            strict=True))[:trap_samples]]
+
+    scale = 10**spec.money_scale
+    t_money = 0
+    n_money = 0
+    n_cents = 0
+    k = spec.n_ids
+    for j, feature in enumerate(spec.of_kind("money")):
+        exact_money = [Decimal(v) for v in _typed_column(typed_states, feature)]
+        typed_back = [Decimal(int(c)).scaleb(-spec.money_scale) for c in cols.money[:, j]]
+        t_money += sum(a != b for a, b in zip(exact_money, typed_back, strict=True))
+        seen = naive_x[:, k + j].tolist()
+        for exact_value, value in zip(exact_money, seen, strict=True):
+            if not math.isfinite(value) or Decimal(value) != exact_value:
+                n_money += 1
+            if not math.isfinite(value) or round(value * scale) != int(exact_value * scale):
+                n_cents += 1
+
+    p_typed = typed.predict(model, typed_states, device=dev, dtype=name)
+    p_naive = naive.predict(model, naive_states, device=dev, dtype=name)
+    diff = (p_typed - p_naive).abs()
+    differ = int((diff > tol).sum().item()) if len(diff) else 0
+    result = Correctness(
+        rows=len(typed_states), ids_distinct=distinct, typed_ids_corrupted=t_bad,
+        typed_ids_colliding=t_coll, naive_ids_corrupted=n_bad, naive_ids_colliding=n_coll,
+        naive_ids_corrupted_before_tensor=n_before, typed_money_inexact=t_money,
+        naive_money_inexact=n_money, naive_money_cents_lost=n_cents,
+        predictions_differ=differ,
+        max_abs_prediction_diff=float(diff.max().item()) if len(diff) else 0.0,
+        atol=tol, trap=trap)
+    log.info("corrupted IDs: typed %d, naive %d; predictions differing %d of %d",
+             result.typed_corrupted, result.naive_corrupted, differ, len(typed_states))
+    return result
+
+
+# -- the benchmark on the generated workload --------------------------------------------------
+
+def run_inference_benchmark(device: str | torch.device = "auto",
+                            batch_sizes: Sequence[int] = (1, 8, 64, 512), *,
+                            n_orders: int = 5_000, seed: int = 7, dtype: str = "float32",
+                            repeats: int = 3, round_seconds: float = 0.25,
+                            model_seconds: float = 0.3,
+                            latency_requests: int = 200,
+                            warmup_states: int = 64, naive_dialect: str | Any = "json",
+                            model_factory: Callable[[], torch.nn.Module] | None = None,
+                            num_threads: int | None = None) -> InferenceBenchmark:
+    """The whole inference benchmark on a generated order workload, in one run.
+
+    Generates ``n_orders`` orders (seeded), rebuilds them twice (typed, and the way an
+    untyped consumer does), then: cold start on the device, the correctness counts, the
+    end-to-end sweep (naive per-row and small batches, typed at every batch size;
+    ``repeats`` interleaved rounds of at least ``round_seconds`` each, see
+    :func:`benchmark_pipelines`) and the model-only sweep (``model_seconds`` of offline
+    load and ``latency_requests`` timed requests per batch size, see
+    :func:`benchmark_model`). ``model_factory`` replaces the risk scorer by any module taking
+    ``(ids int64 [B, k], numeric float [B, m])``. ``naive_dialect`` is the untyped
+    consumer's decoder (:func:`rehydrate_orders`).
+
+    ``num_threads`` sets torch's intra-op threads for the run (restored afterwards); 0
+    keeps torch's default. ``None`` (the default) means 1 on CPU and torch's default on a
+    GPU: on a small shared CPU, OpenMP workers spin at every op while a neighbour's
+    process holds the other cores, which makes multi-threaded timings unreadable (batched
+    requests 10-50x slower than with one thread on a loaded 2-core machine), and both
+    pipelines get the same threads, so the comparison stays fair. The count used is
+    recorded (``environment["torch_threads"]``).
+    """
+    _need_torch()
+    import torch
+
+    if n_orders < 1:
+        raise UsageError("n_orders must be at least 1")
+    sizes = tuple(sorted({int(b) for b in batch_sizes}))
+    if not sizes or sizes[0] < 1:
+        raise UsageError(f"batch sizes must be positive integers, got {batch_sizes!r}")
+    dtype = _dtype_name(dtype)
+    dev = select_device(device)
+    spec = ORDER_FEATURES
+    factory = model_factory or functools.partial(risk_scorer, spec, seed=seed)
+    previous_threads = torch.get_num_threads()
+    threads = (1 if dev.type == "cpu" else 0) if num_threads is None else num_threads
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        t0 = time.perf_counter()
+        typed_states, naive_states = order_workload(n_orders, seed=seed,
+                                                    naive_dialect=naive_dialect)
+        prepare_s = time.perf_counter() - t0
+        # first touch of the device: the cold start includes CUDA context creation
+        example = TypedPipeline(spec).columns(typed_states[:1]).to_tensors().as_inputs()
+        cold = measure_cold_start(factory, example, device=str(dev), dtype=dtype)
+        env = environment(dev)
+        model = factory()
+        correctness = check_pipelines(model, typed_states, naive_states, spec=spec,
+                                      batch_size=max(sizes), device=str(dev), dtype=dtype)
+        features = TypedPipeline(spec).columns(typed_states).to_tensors()
+        # the workload is long-lived: keep the cyclic GC from re-walking it while we time
+        gc.collect()
+        gc.freeze()
+        try:
+            runs = benchmark_pipelines(model, typed_states, naive_states, spec=spec,
+                                       batch_sizes=sizes, device=str(dev), dtype=dtype,
+                                       repeats=repeats, warmup_states=warmup_states,
+                                       min_seconds=round_seconds)
+            runs += benchmark_model(model, features, batch_sizes=sizes, device=str(dev),
+                                    dtype=dtype, min_seconds=model_seconds,
+                                    latency_requests=latency_requests)
+        finally:
+            gc.unfreeze()
+        env["loadavg_after"] = _loadavg()
+    finally:
+        torch.set_num_threads(previous_threads)
+    config = {"device": device, "batch_sizes": list(sizes), "n_orders": n_orders,
+              "rows": len(typed_states), "seed": seed, "dtype": dtype, "repeats": repeats,
+              "warmup_states": warmup_states, "model_warmup_requests": 10,
+              "round_seconds": round_seconds,
+              "model_seconds": model_seconds, "latency_requests": latency_requests,
+              "num_threads": threads or None, "naive_dialect": _describe_dialect(naive_dialect),
+              "workload_seconds": round(prepare_s, 3), "model": type(model).__name__,
+              "features": spec.describe(),
+              "percentiles": "numpy 'higher' (each one an observed latency)",
+              "end_to_end": "rehydrated state -> predictions on the host; the naive frame "
+                            "build counts in samples/s, not in per-request latency",
+              "gc": "collected, workload frozen out of the collector while timing"}
+    result = InferenceBenchmark(environment=env, config=config, runs=runs,
+                                correctness=correctness, cold_start=cold)
+    log.info("inference benchmark: %.1fx typed vs naive per-row", result.speedup)
+    return result
+
+
+def rehydrate_orders(events: Iterable[RawEvent], *, naive_dialect: str | Any = "json",
+                     registry: Registry | None = None) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Rebuild every order stream in ``events`` twice, row for row: typed
+    (:func:`~evtools.rehydrate.rehydrate`, strict, frozen ``Order`` aggregates) and the way
+    an untyped consumer does (:func:`~evtools.rehydrate.naive_rehydrate` state dicts).
+
+    ``naive_dialect``: ``"json"`` is the standard library's ``json.loads`` (what Python
+    code reading events writes: big ints exact, money as binary floats); any dialect name
+    (``"go"``, ``"js"``...), ``Dialect`` or ``bytes -> value`` callable is passed on.
+    Streams keep the order in which they first appear.
+    """
+    from .orders import Order, order_registry
+    from .rehydrate import naive_rehydrate, rehydrate
+
+    reg = registry or order_registry()
+    decoder: Any = json.loads if naive_dialect == "json" else naive_dialect
+    streams: dict[str, list[RawEvent]] = {}
+    for raw in events:
+        streams.setdefault(raw.stream, []).append(raw)
+    typed: list[Any] = []
+    naive: list[dict[str, Any]] = []
+    for stream, raws in streams.items():
+        typed.append(rehydrate(raws, reg, Order, stream=stream).aggregate)
+        naive.append(naive_rehydrate(raws, dialect=decoder).state)
+    return typed, naive
+
+
+def order_workload(n_orders: int, *, seed: int = 7,
+                   naive_dialect: str | Any = "json") -> tuple[list[Any], list[dict[str, Any]]]:
+    """``n_orders`` generated orders (:mod:`evtools.datagen`, no injected faults) rebuilt
+    twice by :func:`rehydrate_orders`: typed aggregates and untyped dicts, row for row."""
+    from .datagen import generate
+
+    if n_orders < 1:
+        raise UsageError("n_orders must be at least 1")
+    return rehydrate_orders(generate(n_streams=n_orders, seed=seed),
+                            naive_dialect=naive_dialect)

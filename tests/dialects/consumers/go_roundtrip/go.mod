@@ -1,0 +1,3 @@
+module evtools.test/go_roundtrip
+
+go 1.19

@@ -1,0 +1,450 @@
+"""Behaviour of evtools.inference: pipelines, the model, the harness (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import uuid
+from decimal import Decimal
+
+import msgspec
+import numpy as np
+import pytest
+
+from evtools.errors import InputError, MissingDependency, UsageError
+from evtools.events import RawEvent
+from evtools.orders import (
+    Address,
+    Currency,
+    ItemAdded,
+    Money,
+    OrderCreated,
+    PaymentAuthorized,
+)
+from evtools.scalars import Timestamp, enc_hook
+
+torch = pytest.importorskip("torch")
+
+from evtools import inference as inf  # noqa: E402  # after the torch skip
+
+CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA GPU visible to torch")
+
+_ENCODER = msgspec.json.Encoder(enc_hook=enc_hook, decimal_format="number")
+
+
+def order_events(n: int, *, seed: int = 1, id_base: int = 2**60, id_span: int = 2**20,
+                 customers: int = 50) -> list[RawEvent]:
+    """A small local workload: ``n`` orders (created, 1-3 items, paid), money as JSON
+    numbers, IDs ``id_base + random(id_span)`` (dense: float32 makes them collide)."""
+    rng = random.Random(seed)
+    events: list[RawEvent] = []
+    order_ids = rng.sample(range(id_base, id_base + id_span), n)
+    for oid in order_ids:
+        stream = f"order-{oid}"
+        at = Timestamp("2024-05-01T12:00:00.123456789+02:00")
+        evs: list[tuple[str, int, object]] = [("OrderCreated", 1, OrderCreated(
+            order_id=oid, customer_id=id_base + rng.randrange(customers),
+            request_id=uuid.UUID(int=rng.getrandbits(128)), currency=Currency.EUR,
+            shipping_address=Address("1 rue A", "Paris", "75001", "FR"), occurred_at=at))]
+        total = Decimal(0)
+        for sku in rng.sample(range(2**54, 2**54 + 1000), rng.randint(1, 3)):
+            price = Decimal(rng.randrange(1, 10**6)).scaleb(-2)
+            qty = rng.randint(1, 4)
+            total += price * qty
+            evs.append(("ItemAdded", 2, ItemAdded(order_id=oid, sku=sku, quantity=qty,
+                                                  unit_price=Money(price, Currency.EUR),
+                                                  occurred_at=at)))
+        evs.append(("PaymentAuthorized", 2, PaymentAuthorized(
+            order_id=oid, payment_id=uuid.UUID(int=rng.getrandbits(128)),
+            amount=Money(total, Currency.EUR), occurred_at=at)))
+        for version, (name, schema, ev) in enumerate(evs):
+            events.append(RawEvent(stream=stream, version=version, type=name,
+                                   data=_ENCODER.encode(ev), schema_version=schema,
+                                   id=str(uuid.UUID(int=rng.getrandbits(128)))))
+    return events
+
+
+@pytest.fixture(scope="module")
+def orders() -> tuple[list, list]:
+    return inf.rehydrate_orders(order_events(120))
+
+
+@pytest.fixture(scope="module")
+def small_ids() -> tuple[list, list]:
+    # IDs below 2**24: float32 holds every one of them exactly
+    return inf.rehydrate_orders(order_events(40, id_base=1000, id_span=10**6))
+
+
+# -- import hygiene ------------------------------------------------------------------------
+
+def test_importing_does_not_import_torch() -> None:
+    code = ("import sys, evtools, evtools.inference, evtools.plots.inference; "
+            "assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_missing_torch_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
+    with pytest.raises(MissingDependency) as err:
+        inf.select_device("cpu")
+    assert err.value.module == "torch" and err.value.extra == "torch"
+
+
+# -- pipelines -----------------------------------------------------------------------------
+
+def test_typed_columns_are_exact_int64(orders: tuple[list, list]) -> None:
+    typed, _ = orders
+    cols = inf.TypedPipeline().columns(typed)
+    assert cols.ids.dtype == np.int64 and cols.ids.shape == (len(typed), 2)
+    assert cols.ids[:, 0].tolist() == [o.order_id for o in typed]
+    assert cols.ids[:, 1].tolist() == [o.customer_id for o in typed]
+    assert all(v > 2**53 for v in cols.ids[:, 0].tolist())
+    assert cols.money.dtype == np.int64
+    assert [Decimal(int(c)).scaleb(-2) for c in cols.money[:, 0]] == [o.total for o in typed]
+    assert cols.numeric.dtype == np.float32 and cols.numeric.shape == (len(typed), 3)
+    assert cols.counts[:, 0].tolist() == [len(o.lines) for o in typed]
+
+
+def test_typed_tensors_share_memory_with_numpy(orders: tuple[list, list]) -> None:
+    cols = inf.TypedPipeline().columns(orders[0][:16])
+    batch = cols.to_tensors()
+    assert batch.ids.dtype == torch.int64 and batch.numeric.dtype == torch.float32
+    assert batch.ids.data_ptr() == cols.ids.ctypes.data  # torch.from_numpy: no copy
+    assert batch.numeric.data_ptr() == cols.numeric.ctypes.data
+
+
+def test_typed_columns_from_exact_state_dicts(orders: tuple[list, list]) -> None:
+    typed, _ = orders
+    from_aggregates = inf.TypedPipeline().columns(typed[:10])
+    from_states = inf.TypedPipeline().columns([o.to_state() for o in typed[:10]])
+    np.testing.assert_array_equal(from_aggregates.ids, from_states.ids)
+    np.testing.assert_array_equal(from_aggregates.money, from_states.money)
+
+
+def test_typed_polars_keeps_int64(orders: tuple[list, list]) -> None:
+    import polars as pl
+
+    frame = inf.TypedPipeline().columns(orders[0][:5]).to_polars()
+    assert frame.schema["order_id"] == pl.Int64
+    assert frame["order_id"].to_list() == [o.order_id for o in orders[0][:5]]
+    assert frame.schema["total_minor_units"] == pl.Int64
+
+
+def test_typed_pipeline_refuses_floats() -> None:
+    pipeline = inf.TypedPipeline()
+    state = {"order_id": 2.0**60, "customer_id": 1, "lines": {}}
+    with pytest.raises(InputError, match="order_id"):
+        pipeline.columns([state])
+    spec = inf.FeatureSpec(features=(inf.Feature("order_id", "id"),
+                                     inf.Feature("total", "money")))
+    with pytest.raises(InputError, match="Decimal"):
+        inf.TypedPipeline(spec).columns([{"order_id": 1, "total": 19.99}])
+    with pytest.raises(InputError, match="finer"):
+        inf.TypedPipeline(spec).columns([{"order_id": 1, "total": Decimal("0.001")}])
+    with pytest.raises(InputError, match="int64"):
+        inf.TypedPipeline(spec).columns([{"order_id": 2**63, "total": Decimal(1)}])
+
+
+def test_naive_pipeline_gives_float32_rows(orders: tuple[list, list]) -> None:
+    _, naive = orders
+    pipeline = inf.NaivePipeline(batch_size=1)
+    batches = list(pipeline.batches(naive[:5]))
+    assert len(batches) == 5
+    assert batches[0].ids.shape == (1, 2) and batches[0].ids.dtype == torch.int64
+    assert batches[0].numeric.dtype == torch.float32
+    exact = naive[0]["order_id"]
+    assert isinstance(exact, int)  # json.loads keeps it; float32 does not
+    assert int(batches[0].ids[0, 0]) != exact
+    sliced = list(inf.NaivePipeline(batch_size=4).batches(naive[:10]))
+    assert [len(b) for b in sliced] == [4, 4, 2]
+
+
+def test_feature_spec_validates() -> None:
+    with pytest.raises(UsageError):
+        inf.FeatureSpec(features=(inf.Feature("total", "money"),))
+    with pytest.raises(UsageError):
+        inf.Feature("x", "colour")  # type: ignore[arg-type]
+    with pytest.raises(UsageError):
+        inf.TypedPipeline(batch_size=0)
+    assert inf.ORDER_FEATURES.columns == ("order_id", "customer_id", "total", "lines",
+                                          "quantity")
+
+
+# -- correctness check ---------------------------------------------------------------------
+
+def test_check_counts_corruption_on_big_ids(orders: tuple[list, list]) -> None:
+    typed, naive = orders
+    model = inf.risk_scorer(seed=3)
+    c = inf.check_pipelines(model, typed, naive, device="cpu", batch_size=32)
+    assert c.rows == len(typed)
+    assert c.typed_corrupted == 0
+    assert c.typed_money_inexact == 0
+    assert c.naive_ids_corrupted["order_id"] == len(typed)  # every ID is above 2**24
+    assert c.naive_colliding > 0  # dense IDs near 2**60 share float32 values
+    assert c.naive_ids_corrupted_before_tensor == {"order_id": 0, "customer_id": 0}
+    assert c.naive_money_inexact > 0  # binary floats are not the decimal amounts
+    assert c.predictions_differ > 0
+    assert len(c.trap) == len(typed)
+    assert all(exact == o.order_id for (exact, _, _), o in zip(c.trap, typed, strict=True))
+
+
+def test_correctness_frames(orders: tuple[list, list]) -> None:
+    import polars as pl
+
+    typed, naive = orders
+    c = inf.check_pipelines(inf.risk_scorer(), typed[:20], naive[:20], device="cpu")
+    frame = c.to_frame()
+    assert frame["field"].to_list() == ["order_id", "customer_id"]
+    assert frame["typed_corrupted"].to_list() == [0, 0]
+    assert frame["naive_corrupted"].to_list() == [20, 20]
+    trap = c.trap_frame(5)
+    assert trap.height == 5 and trap.schema["exact_id"] == pl.Int64
+    assert trap["exact_id"].to_list() == [o.order_id for o in typed[:5]]
+    assert all(e != 0 for e in trap["float32_error"].to_list())
+
+
+def test_check_finds_nothing_on_small_ids(small_ids: tuple[list, list]) -> None:
+    typed, naive = small_ids
+    c = inf.check_pipelines(inf.risk_scorer(seed=3), typed, naive, device="cpu")
+    assert c.typed_corrupted == 0
+    assert c.naive_corrupted == 0 and c.naive_colliding == 0
+    assert c.predictions_differ == 0  # same features, same batching: same scores
+
+
+def test_check_sees_ids_lost_by_the_decoder(orders: tuple[list, list]) -> None:
+    typed, _ = orders
+    events = order_events(120)
+    # a decoder that reads every integer as float64, like Go's interface{} or JS
+    _, naive = inf.rehydrate_orders(events, naive_dialect=lambda b: json.loads(
+        b, parse_int=float))
+    c = inf.check_pipelines(inf.risk_scorer(), typed, naive, device="cpu")
+    assert c.naive_ids_corrupted_before_tensor["order_id"] > 0
+
+
+def test_check_requires_aligned_states(orders: tuple[list, list]) -> None:
+    typed, naive = orders
+    with pytest.raises(UsageError, match="length"):
+        inf.check_pipelines(inf.risk_scorer(), typed, naive[:-1], device="cpu")
+
+
+# -- the model -----------------------------------------------------------------------------
+
+def test_hash_matches_numpy_and_python_reference() -> None:
+    model = inf.risk_scorer(seed=5, buckets=1000)
+    ids = torch.tensor([[0, 1], [2**53 + 1, 2**53], [2**63 - 1, -(2**63)], [-5, 7]],
+                       dtype=torch.int64)
+    got = model.bucket(ids).numpy()
+    params = model.hash_params.numpy()
+    np.testing.assert_array_equal(got, inf.hash_ids(ids.numpy(), params, 1000))
+    p = inf.HASH_PRIME
+    for row in range(ids.shape[0]):
+        for col in range(2):
+            x = int(ids[row, col])
+            for h in range(params.shape[1]):
+                a, b, c = (int(v) for v in params[col, h])
+                want = ((a * ((x >> 32) & 0xFFFFFFFF)) % p + (b * (x & 0xFFFFFFFF)) % p + c) \
+                    % p % 1000
+                assert got[row, col, h] == want
+    assert got.min() >= 0 and got.max() < 1000
+    # adjacent IDs above 2**53 land in different buckets (float64 would merge them)
+    assert not np.array_equal(got[1, 0], got[1, 1])
+
+
+def test_model_is_deterministic_and_leaves_global_rng_alone() -> None:
+    before = torch.get_rng_state()
+    a, b, c = inf.risk_scorer(seed=11), inf.risk_scorer(seed=11), inf.risk_scorer(seed=12)
+    assert torch.equal(before, torch.get_rng_state())
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items(),
+                                   strict=True):
+        assert torch.equal(pa, pb), name
+    assert not torch.equal(a.state_dict()["embedding.weight"],
+                           c.state_dict()["embedding.weight"])
+    assert isinstance(a, inf.OrderRiskScorer)
+
+
+def test_model_output_shape_and_range(orders: tuple[list, list]) -> None:
+    batch = inf.TypedPipeline().columns(orders[0][:17]).to_tensors()
+    with torch.inference_mode():
+        out = inf.risk_scorer()(batch.ids, batch.numeric)
+    assert out.shape == (17,) and out.dtype == torch.float32
+    assert bool(((out > 0) & (out < 1)).all())
+
+
+def test_predictions_same_for_any_batch_size(orders: tuple[list, list]) -> None:
+    model = inf.risk_scorer(seed=2)
+    one = inf.TypedPipeline(batch_size=1).predict(model, orders[0][:20])
+    many = inf.TypedPipeline(batch_size=8).predict(model, orders[0][:20])
+    assert one.shape == (20,)
+    torch.testing.assert_close(one, many, rtol=1e-5, atol=1e-6)
+
+
+# -- harness -------------------------------------------------------------------------------
+
+def test_select_device() -> None:
+    auto = inf.select_device("auto")
+    assert auto.type == ("cuda" if CUDA else "mps" if inf._mps_available() else "cpu")
+    assert inf.select_device("cpu").type == "cpu"
+    with pytest.raises(UsageError):
+        inf.select_device("tpu")
+    if not CUDA:
+        with pytest.raises(UsageError, match="CUDA"):
+            inf.select_device("cuda")
+
+
+def test_environment_records_machine_and_versions() -> None:
+    env = inf.environment("cpu")
+    for key in ("device", "device_name", "torch", "cuda", "cudnn", "torch_threads",
+                "loadavg", "cpu_count", "python", "numpy"):
+        assert key in env
+    assert env["torch"] == torch.__version__
+    assert env["torch_threads"] == torch.get_num_threads()
+    assert env["cpu_count"] >= 1
+    json.dumps(env)
+
+
+class _UserModel(torch.nn.Module):
+    """Any user module: one float input, one output per row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).squeeze(1)
+
+
+def test_benchmark_model_accepts_any_module() -> None:
+    inputs = (torch.randn(50, 4),)
+    runs = inf.benchmark_model(_UserModel(), inputs, batch_sizes=(1, 16, 64), device="cpu",
+                               warmup=1, latency_requests=5, min_seconds=0.0,
+                               max_requests=3)
+    assert [r.batch_size for r in runs] == [1, 16, 64]  # 64 > 50 rows: wraps around
+    for r in runs:
+        assert r.stage == "model" and len(r.latencies_ms) == 5
+        assert r.requests >= 1 and r.samples == r.requests * r.batch_size
+        assert r.throughput > 0 and r.p50_ms <= r.p99_ms
+        assert r.peak_memory_bytes is None  # CPU: no device allocator to read
+
+
+def test_benchmark_model_bfloat16_on_cpu(orders: tuple[list, list]) -> None:
+    batch = inf.TypedPipeline().columns(orders[0][:32]).to_tensors()
+    runs = inf.benchmark_model(inf.risk_scorer(), batch, batch_sizes=(8,), device="cpu",
+                               dtype="bfloat16", warmup=1, latency_requests=2,
+                               min_seconds=0.0, max_requests=2)
+    assert runs[0].samples == runs[0].requests * 8 and runs[0].requests >= 1
+    with pytest.raises(UsageError):
+        inf.benchmark_model(inf.risk_scorer(), batch, device="cpu", dtype="int8")
+
+
+def test_benchmark_pipelines_runs_both(orders: tuple[list, list]) -> None:
+    typed, naive = orders
+    runs = inf.benchmark_pipelines(inf.risk_scorer(), typed[:40], naive[:40],
+                                   batch_sizes=(1, 16), device="cpu", repeats=2,
+                                   warmup_states=4, min_seconds=0.0)
+    keys = [(r.pipeline, r.mode, r.batch_size) for r in runs]
+    assert keys == [("naive", "per-row", 1), ("naive", "batched", 16),
+                    ("typed", "per-row", 1), ("typed", "batched", 16)]
+    naive_row = runs[0]
+    assert naive_row.stage == "end-to-end" and naive_row.samples == 40  # one pass a round
+    assert naive_row.repeats == 2 and naive_row.requests == 40
+    assert len(naive_row.latencies_ms) == 80  # 40 requests x 2 repeats
+    assert len(runs[3].latencies_ms) == 2 * 3  # ceil(40 / 16) requests x 2 repeats
+
+
+def test_cold_start_records_each_step(orders: tuple[list, list]) -> None:
+    example = inf.TypedPipeline().columns(orders[0][:1]).to_tensors().as_inputs()
+    cold = inf.measure_cold_start(lambda: inf.risk_scorer(seed=1), example, device="cpu")
+    assert cold.construct_s > 0 and cold.first_inference_s > 0
+    assert cold.total_s == pytest.approx(cold.construct_s + cold.load_s + cold.to_device_s
+                                         + cold.first_inference_s)
+    assert cold.device_initialised
+
+
+def _fake_benchmark(orders: tuple[list, list]) -> inf.InferenceBenchmark:
+    typed, naive = orders
+    model = inf.risk_scorer()
+    runs = inf.benchmark_pipelines(model, typed[:30], naive[:30], batch_sizes=(1, 8),
+                                   device="cpu", repeats=1, warmup_states=0, min_seconds=0.0)
+    correctness = inf.check_pipelines(model, typed[:30], naive[:30], device="cpu")
+    return inf.InferenceBenchmark(environment=inf.environment("cpu"),
+                                  config={"dtype": "float32", "seed": 0}, runs=runs,
+                                  correctness=correctness)
+
+
+def test_results_to_frame_and_json(orders: tuple[list, list]) -> None:
+    bench = _fake_benchmark(orders)
+    frame = bench.to_frame()
+    assert frame.height == len(bench.runs)
+    for col in ("pipeline", "batch_size", "throughput", "p50_ms", "p90_ms", "p95_ms",
+                "p99_ms", "device"):
+        assert col in frame.columns
+    assert list(bench.to_frame("pandas").columns) == frame.columns
+    doc = json.loads(bench.to_json())
+    assert doc["headlines"]["typed_corrupted_ids"] == 0
+    assert doc["headlines"]["naive_corrupted_ids"] > 0
+    assert doc["correctness"]["trap"][0][0] == str(orders[0][0].order_id)  # exact in JSON
+    back = inf.InferenceBenchmark.from_dict(doc)
+    assert back.correctness == bench.correctness
+    assert [r.summary() for r in back.runs] == [r.summary() for r in bench.runs]
+    assert bench.speedup == pytest.approx(bench.best_typed.throughput  # type: ignore[union-attr]
+                                          / bench.naive_per_row.throughput)  # type: ignore[union-attr]
+    assert "corrupted IDs" in bench.summary()
+
+
+def test_run_inference_benchmark_small() -> None:
+    pytest.importorskip("evtools.datagen")
+    bench = inf.run_inference_benchmark("cpu", (1, 16), n_orders=60, seed=3, repeats=1,
+                                        round_seconds=0.0, model_seconds=0.0,
+                                        latency_requests=3)
+    assert bench.config["seed"] == 3 and bench.config["rows"] == 60
+    assert bench.correctness is not None
+    assert bench.correctness.typed_corrupted == 0
+    assert bench.correctness.naive_corrupted > 0
+    assert bench.cold_start is not None
+    assert {r.stage for r in bench.runs} == {"end-to-end", "model"}
+    for key in ("torch", "torch_threads", "loadavg", "cpu_count", "device_name"):
+        assert key in bench.environment
+    json.loads(bench.to_json())
+
+
+def test_order_workload_is_deterministic() -> None:
+    pytest.importorskip("evtools.datagen")
+    a_typed, a_naive = inf.order_workload(20, seed=5)
+    b_typed, b_naive = inf.order_workload(20, seed=5)
+    assert [o.state_bytes() for o in a_typed] == [o.state_bytes() for o in b_typed]
+    assert a_naive == b_naive
+    assert len(a_typed) == len(a_naive) == 20
+
+
+# -- CUDA ----------------------------------------------------------------------------------
+
+@needs_cuda
+def test_cuda_pipelines_match_cpu(orders: tuple[list, list]) -> None:
+    typed, naive = orders
+    model = inf.risk_scorer(seed=4)
+    cpu = inf.check_pipelines(model, typed, naive, device="cpu")
+    gpu = inf.check_pipelines(inf.risk_scorer(seed=4), typed, naive, device="cuda")
+    assert gpu.typed_corrupted == 0 and gpu.naive_corrupted == cpu.naive_corrupted
+    on_cpu = inf.TypedPipeline(batch_size=32).predict(inf.risk_scorer(seed=4), typed)
+    on_gpu = inf.TypedPipeline(batch_size=32).predict(
+        inf.risk_scorer(seed=4).to("cuda"), typed, device="cuda")
+    assert on_gpu.device.type == "cpu"
+    torch.testing.assert_close(on_cpu, on_gpu, rtol=1e-4, atol=1e-5)
+
+
+@needs_cuda
+def test_cuda_harness_records_memory_and_half_types(orders: tuple[list, list]) -> None:
+    batch = inf.TypedPipeline().columns(orders[0]).to_tensors()
+    for dtype in ("float16", "bfloat16"):
+        runs = inf.benchmark_model(inf.risk_scorer(), batch, batch_sizes=(1, 64),
+                                   device="cuda", dtype=dtype, warmup=2,
+                                   latency_requests=5, min_seconds=0.0, max_requests=5)
+        assert all(r.peak_memory_bytes and r.peak_memory_bytes > 0 for r in runs)
+    env = inf.environment("cuda")
+    assert env["cuda"] is not None and env["device_type"] == "cuda"
