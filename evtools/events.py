@@ -12,10 +12,14 @@ extension attributes (lower-case alphanumerics, as the spec requires):
 ``evschemaversion``    the payload's schema version (registry routing)
 ``evposition``         global position in the store, when it has one
 ``evmetadata``         the metadata bytes, as a JSON value (only when not empty)
+``evmetadatabase64``   the metadata bytes, base64, when they cannot be embedded
 =====================  ======================================================
 
 A JSON payload is embedded verbatim (its bytes are copied, never re-encoded), so an
-export/import round trip keeps payload bytes identical; other payloads use ``data_base64``.
+export/import round trip keeps payload bytes identical. Bytes that could not come back
+identical from an embedded value (not JSON, empty, surrounded by whitespace, containing a
+line break that would split a JSONL line) go into ``data_base64`` instead, with
+``datacontenttype`` kept; metadata likewise into ``evmetadatabase64``.
 """
 
 from __future__ import annotations
@@ -31,7 +35,15 @@ import msgspec
 from ._json import msgspec_path_to_pointer, strip_msgspec_path
 from .errors import Context, EnvelopeError
 
-__all__ = ["JSON_CONTENT_TYPE", "RawEvent", "from_cloudevent", "to_cloudevent"]
+__all__ = [
+    "JSON_CONTENT_TYPE",
+    "RawEvent",
+    "embeddable",
+    "format_time",
+    "from_cloudevent",
+    "parse_time",
+    "to_cloudevent",
+]
 
 JSON_CONTENT_TYPE = "application/json"
 _SPECVERSION = "1.0"
@@ -98,24 +110,40 @@ class _Envelope(msgspec.Struct, omit_defaults=True):
     evschemaversion: int | None = None
     evposition: int | None = None
     evmetadata: msgspec.Raw = _NO_RAW
+    evmetadatabase64: str | None = None
     subject: str | None = None
     dataschema: str | None = None
 
 
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 _envelope_encoder = msgspec.json.Encoder()
+_raw_decoder = msgspec.json.Decoder(msgspec.Raw)
+
+
+def embeddable(value: bytes) -> bool:
+    """Whether ``value`` can go into a JSON line verbatim and come back byte for byte:
+    one JSON value, nothing around it, no line break (which would split a JSONL line)."""
+    if not value or b"\n" in value or b"\r" in value:
+        return False
+    try:
+        raw = _raw_decoder.decode(value)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return False
+    return len(raw) == len(value)
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z"
 )
 
 
-def _format_time(value: datetime) -> str:
+def format_time(value: datetime) -> str:
+    """RFC 3339 text of an aware datetime, in UTC (``...Z``)."""
     if value.tzinfo is None:
         raise EnvelopeError("recorded_at must carry a UTC offset")
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _parse_time(text: str, where: Context) -> datetime:
+def parse_time(text: str, where: Context) -> datetime:
+    """An aware datetime from RFC 3339 text; refuses digits datetime cannot keep."""
     if not _RFC3339.match(text):
         raise EnvelopeError(f"'time' is not an RFC 3339 timestamp with offset: {text!r}",
                             where.merge(Context(path="/time")))
@@ -136,17 +164,21 @@ def to_cloudevent(event: RawEvent, *, source: str | None = None) -> bytes:
         id=event.id or str(uuid.uuid4()),
         source=source or f"/streams/{event.stream}",
         type=event.type,
-        time=_format_time(event.recorded_at) if event.recorded_at is not None else None,
+        time=format_time(event.recorded_at) if event.recorded_at is not None else None,
         datacontenttype=event.content_type,
         evstream=event.stream,
         evversion=event.version,
         evschemaversion=event.schema_version,
         evposition=event.position,
-        evmetadata=msgspec.Raw(event.metadata) if event.metadata else _NO_RAW,
     )
-    if event.is_json:
+    if event.metadata:
+        if embeddable(event.metadata):
+            env.evmetadata = msgspec.Raw(event.metadata)
+        else:
+            env.evmetadatabase64 = base64.b64encode(event.metadata).decode("ascii")
+    if event.is_json and embeddable(event.data):
         env.data = msgspec.Raw(event.data)
-    else:
+    elif event.data or not event.is_json:
         env.data_base64 = base64.b64encode(event.data).decode("ascii")
     return _envelope_encoder.encode(env)
 
@@ -192,14 +224,24 @@ def from_cloudevent(document: bytes | str, *, stream: str | None = None,
         data = bytes(env.data)
     else:
         data = b""
+    if env.evmetadata and env.evmetadatabase64 is not None:
+        raise EnvelopeError("envelope has both 'evmetadata' and 'evmetadatabase64'", ctx)
+    if env.evmetadatabase64 is not None:
+        try:
+            metadata = base64.b64decode(env.evmetadatabase64, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise EnvelopeError("'evmetadatabase64' is not valid base64", ctx,
+                                path="/evmetadatabase64") from e
+    else:
+        metadata = bytes(env.evmetadata)
     return RawEvent(
         stream=the_stream,
         version=the_version,
         type=env.type,
         data=data,
-        metadata=bytes(env.evmetadata),
+        metadata=metadata,
         id=env.id,
-        recorded_at=_parse_time(env.time, ctx) if env.time is not None else None,
+        recorded_at=parse_time(env.time, ctx) if env.time is not None else None,
         position=env.evposition,
         content_type=env.datacontenttype or JSON_CONTENT_TYPE,
         schema_version=env.evschemaversion if env.evschemaversion is not None else 1,

@@ -92,3 +92,21 @@ def test_sub_microsecond_time_is_refused_not_truncated() -> None:
 def test_arbitrary_bytes_decode_or_raise_envelope_error(data: bytes) -> None:
     with contextlib.suppress(EnvelopeError):
         from_cloudevent(data)
+
+
+@pytest.mark.parametrize("data", [
+    b"",                       # empty: '"data":,' would be invalid JSON
+    b'  {"a": 1}\n',           # surrounding whitespace would be lost
+    b'{"a":\n1}',              # a line break would split a JSONL line
+    b'{"a": 1',                # labelled JSON, but not JSON
+    b'{"a":1} {"b":2}',        # two values
+])
+def test_payloads_that_cannot_be_embedded_go_base64_and_come_back_identical(
+        data: bytes) -> None:
+    ev = RawEvent.new("s", 0, "T", data, metadata=data)
+    line = to_cloudevent(ev)
+    assert b"\n" not in line
+    doc = json.loads(line)
+    assert "data" not in doc and doc["datacontenttype"] == "application/json"
+    assert ("evmetadata" not in doc) and (("evmetadatabase64" in doc) == bool(data))
+    assert from_cloudevent(line) == ev

@@ -55,8 +55,8 @@ def check_report(index: Path) -> list[PageCheck]:
     try:
         driver.get(index.resolve().as_uri())
         links = [a.get_attribute("href") for a in driver.find_elements(By.TAG_NAME, "a")]
-        pages = [index.resolve().as_uri()] + sorted(
-            {h for h in links if h and h.startswith("file://") and h.endswith(".html")})
+        linked = {h for h in links if h and h.startswith("file://") and h.endswith(".html")}
+        pages = [index.resolve().as_uri(), *sorted(linked)]
         for url in pages:
             driver.get(url)
             images = driver.find_elements(By.TAG_NAME, "img")

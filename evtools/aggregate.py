@@ -1,0 +1,587 @@
+"""The aggregate base: handlers per typed event class, declared invariants, a frozen result.
+
+A user subclasses :class:`Aggregate` in a few lines::
+
+    class Cart(Aggregate):
+        id_field = "cart_id"                  # event field naming the aggregate
+        cart_id: Int64 | None = None          # state: annotated attributes with defaults
+        items: dict[int, int] = msgspec.field(default_factory=dict)
+
+        @handles(CartOpened)
+        def _opened(self, e: CartOpened) -> None:
+            self.cart_id = e.cart_id
+
+        @handles(ItemAdded)
+        def _added(self, e: ItemAdded) -> None:
+            self.items[e.sku] = self.items.get(e.sku, 0) + e.quantity
+
+        @invariant(after=(ItemAdded,))
+        def positive(self) -> bool | str:
+            return all(q > 0 for q in self.items.values()) or "a quantity is not positive"
+
+The **state** is the annotated, public class attributes (not ``ClassVar``, not starting with
+``_``); each needs a default (mutable literals such as ``{}`` are copied per instance, or
+use ``msgspec.field(default_factory=...)``). The annotations are the state schema: they
+drive :meth:`Aggregate.to_state` (plain JSON-model values, exact: ``Decimal`` stays
+``Decimal``), :meth:`Aggregate.state_bytes` / :meth:`Aggregate.state_hash` (canonical JSON,
+sorted keys, for snapshots and diffs) and :meth:`Aggregate.from_state` (strict decode).
+
+**Handlers** (``@handles(EventClass, ...)``): one method per typed event class; dispatch is
+a dict lookup on the exact class. **Invariants** (``@invariant`` or
+``@invariant(after=(EventClass, ...))``) are methods checked after applying an event (all
+events, or only the listed classes): returning ``True``/``None`` means it holds; ``False``
+or a string (the message) means it is violated; raising ``AssertionError``/``ValueError``
+(or any exception) counts as violated with the exception's text. An invariant with a
+parameter besides ``self`` receives the event just applied, to check incrementally (only
+what that event touched) instead of scanning the whole state after every event.
+
+**Freezing** (:meth:`Aggregate.freeze`, done by :func:`evtools.rehydrate.rehydrate`) turns
+the instance read-only: its class is swapped for a frozen subclass whose ``__setattr__``
+raises :class:`~evtools.errors.FrozenAggregateError`, and dict/list/set attributes are
+replaced by read-only versions that raise the same error. Mutable phases pay nothing for
+this (no ``__setattr__`` override while events are applied). :meth:`Aggregate.thaw` gives
+a mutable copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from typing import Any, ClassVar, NoReturn, Self, TypeVar
+
+import msgspec
+
+from .errors import FrozenAggregateError, SchemaError, UsageError
+from .scalars import dec_hook, enc_hook
+
+__all__ = [
+    "Aggregate",
+    "FrozenDict",
+    "FrozenList",
+    "handles",
+    "invariant",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_HANDLES_ATTR = "__evtools_handles__"
+_INVARIANT_ATTR = "__evtools_invariant__"
+
+_FIELD_TYPE = type(msgspec.field())
+_canonical = msgspec.json.Encoder(enc_hook=enc_hook, order="sorted", decimal_format="string")
+
+
+def handles(*event_classes: type) -> Callable[[F], F]:
+    """Mark a method as the handler of ``event_classes`` (exact classes, no subclasses)."""
+    if not event_classes or not all(isinstance(c, type) for c in event_classes):
+        raise UsageError("@handles takes one or more event classes, e.g. @handles(ItemAdded)")
+
+    def decorator(fn: F) -> F:
+        setattr(fn, _HANDLES_ATTR, event_classes)
+        return fn
+
+    return decorator
+
+
+class _InvariantSpec:
+    __slots__ = ("after", "name", "takes_event")
+
+    def __init__(self, name: str, after: tuple[type, ...] | None, takes_event: bool) -> None:
+        self.name = name
+        self.after = after
+        self.takes_event = takes_event
+
+
+def _takes_event(fn: Callable[..., Any]) -> bool:
+    """Whether an invariant method has a parameter besides ``self`` (the event)."""
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.kind in positional for p in params)
+
+
+@typing.overload
+def invariant(fn: F, /) -> F: ...
+
+
+@typing.overload
+def invariant(*, after: Iterable[type] | None = None) -> Callable[[F], F]: ...
+
+
+def invariant(fn: Any = None, /, *, after: Iterable[type] | None = None) -> Any:
+    """Declare an invariant method, checked after each applied event (or only after the
+    event classes in ``after``). Use as ``@invariant`` or ``@invariant(after=(A, B))``."""
+    classes = tuple(after) if after is not None else None
+
+    def decorator(f: F) -> F:
+        setattr(f, _INVARIANT_ATTR, _InvariantSpec(f.__name__, classes, _takes_event(f)))
+        return f
+
+    if fn is not None:
+        return decorator(fn)
+    return decorator
+
+
+# -- read-only containers --------------------------------------------------------------------
+
+def _refuse(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
+    raise FrozenAggregateError(
+        f"this {type(self).__mro__[1].__name__} belongs to a frozen aggregate and cannot be "
+        "changed; call .thaw() on the aggregate for a mutable copy")
+
+
+class FrozenDict(dict[Any, Any]):
+    """A dict of a frozen aggregate: reads work, every mutation raises
+    :class:`~evtools.errors.FrozenAggregateError`."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = _refuse
+    clear = pop = popitem = setdefault = update = __ior__ = _refuse
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self),))
+
+
+class FrozenList(list[Any]):
+    """A list of a frozen aggregate: reads work, every mutation raises
+    :class:`~evtools.errors.FrozenAggregateError`."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (list, (list(self),))
+
+
+def _deep_freeze(value: Any) -> Any:
+    if isinstance(value, dict) and not isinstance(value, FrozenDict):
+        return FrozenDict({k: _deep_freeze(v) for k, v in value.items()})
+    if isinstance(value, list) and not isinstance(value, FrozenList):
+        return FrozenList(_deep_freeze(v) for v in value)
+    if isinstance(value, set):
+        return frozenset(value)
+    return value
+
+
+# -- the base --------------------------------------------------------------------------------
+
+class _Field:
+    __slots__ = ("default", "factory", "name")
+
+    def __init__(self, name: str, default: Any, factory: Callable[[], Any] | None) -> None:
+        self.name = name
+        self.default = default
+        self.factory = factory
+
+    def initial(self) -> Any:
+        if self.factory is not None:
+            return self.factory()
+        return self.default
+
+
+def _is_classvar(annotation: Any) -> bool:
+    if isinstance(annotation, str):
+        return annotation.startswith(("ClassVar", "typing.ClassVar"))
+    return typing.get_origin(annotation) is ClassVar or annotation is ClassVar
+
+
+class Aggregate:
+    """Base class of aggregates rebuilt by :func:`evtools.rehydrate.rehydrate`.
+
+    Class attributes a subclass may set:
+
+    ``aggregate_type``
+        Name used in snapshots and reports (default: the class name).
+    ``id_field``
+        The state attribute holding the aggregate's id *and* the event field that carries
+        it; events whose field differs from the aggregate's are reported as coming from
+        another aggregate. ``None`` (default) disables the check.
+    ``time_field``
+        The event field holding the event's :class:`~evtools.scalars.Timestamp`, for the
+        causality check (default ``"occurred_at"``; events without it fall back to the
+        store's ``recorded_at``).
+    ``stream_prefix``
+        Streams of this aggregate start with it (``rehydrate_store`` picks them).
+    ``state_version``
+        Schema version of the state, written into snapshots (default 1).
+    ``ignore_unhandled``
+        ``True``: events without a handler are skipped silently; ``False`` (default): they
+        are reported.
+    """
+
+    aggregate_type: ClassVar[str] = "Aggregate"
+    id_field: ClassVar[str | None] = None
+    time_field: ClassVar[str | None] = "occurred_at"
+    stream_prefix: ClassVar[str | None] = None
+    state_version: ClassVar[int] = 1
+    ignore_unhandled: ClassVar[bool] = False
+
+    # filled by __init_subclass__
+    _evtools_handlers: ClassVar[dict[type, str]] = {}
+    _evtools_invariants: ClassVar[tuple[_InvariantSpec, ...]] = ()
+    _evtools_frozen: ClassVar[bool] = False
+    _evtools_frozen_cls: ClassVar[type[Aggregate] | None] = None
+    _evtools_base_cls: ClassVar[type[Aggregate] | None] = None
+
+    # bookkeeping set by the rehydrator (not state)
+    _version: int
+    _stream: str | None
+    _last_event_id: str
+    _last_time: Any
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("_evtools_frozen", False):
+            return  # the frozen variant made by _frozen_class
+        if "aggregate_type" not in cls.__dict__:
+            cls.aggregate_type = cls.__name__
+        handlers: dict[type, str] = {}
+        invariants: dict[str, _InvariantSpec] = {}
+        for klass in reversed(cls.__mro__):
+            for name, value in vars(klass).items():
+                func = value.__func__ if isinstance(value, staticmethod | classmethod) \
+                    else value
+                for event_cls in getattr(func, _HANDLES_ATTR, ()):
+                    handlers[event_cls] = name
+                spec = getattr(func, _INVARIANT_ATTR, None)
+                if isinstance(spec, _InvariantSpec):
+                    invariants[name] = spec
+        cls._evtools_handlers = handlers
+        cls._evtools_invariants = tuple(invariants.values())
+        cls._evtools_frozen_cls = None
+        cls._evtools_base_cls = cls
+        for attr in ("_evtools_fields_cache", "_evtools_state_type_cache",
+                     "_evtools_state_decoder_cache"):
+            setattr(cls, attr, None)
+
+    def __init__(self) -> None:
+        for f in type(self)._fields():
+            setattr(self, f.name, f.initial())
+        self._version = -1
+        self._stream = None
+        self._last_event_id = ""
+        self._last_time = None
+
+    # -- schema -----------------------------------------------------------------------------
+
+    @classmethod
+    def _fields(cls) -> tuple[_Field, ...]:
+        cached: tuple[_Field, ...] | None = cls.__dict__.get("_evtools_fields_cache")
+        if cached is not None:
+            return cached
+        base = cls._base()
+        if base is not cls:
+            return base._fields()
+        names: dict[str, None] = {}
+        for klass in reversed(cls.__mro__):
+            if klass is Aggregate or not issubclass(klass, Aggregate):
+                continue
+            for name, annotation in vars(klass).get("__annotations__", {}).items():
+                if name.startswith("_") or _is_classvar(annotation):
+                    continue
+                names[name] = None
+        fields = []
+        for name in names:
+            if not hasattr(cls, name):
+                raise UsageError(f"{cls.__qualname__}.{name}: state fields need a default "
+                                 "(the state of an aggregate before its first event)")
+            default = getattr(cls, name)
+            factory: Callable[[], Any] | None = None
+            if isinstance(default, _FIELD_TYPE):
+                if default.default_factory is not msgspec.NODEFAULT:
+                    factory = default.default_factory
+                    default = None
+                else:
+                    default = default.default
+            elif isinstance(default, dict | list | set):
+                factory = _copier(default)
+            fields.append(_Field(name, default, factory))
+        result = tuple(fields)
+        cls._evtools_fields_cache = result  # type: ignore[attr-defined]
+        return result
+
+    @classmethod
+    def _base(cls) -> type[Aggregate]:
+        return cls._evtools_base_cls or cls
+
+    @classmethod
+    def state_fields(cls) -> tuple[str, ...]:
+        """Names of the state attributes, in declaration order."""
+        return tuple(f.name for f in cls._fields())
+
+    @classmethod
+    def state_type(cls) -> type[msgspec.Struct]:
+        """A msgspec Struct mirroring the state (built from the annotations, strict)."""
+        base = cls._base()
+        cached: type[msgspec.Struct] | None = base.__dict__.get("_evtools_state_type_cache")
+        if cached is not None:
+            return cached
+        try:
+            hints = typing.get_type_hints(base, include_extras=True)
+        except Exception as e:  # NameError etc. from unresolvable annotations
+            raise UsageError(f"cannot resolve the state annotations of "
+                             f"{base.__qualname__}: {e}") from e
+        spec: list[tuple[str, Any, Any]] = []
+        for f in base._fields():
+            default: Any = (msgspec.field(default_factory=f.factory) if f.factory is not None
+                            else f.default)
+            spec.append((f.name, hints[f.name], default))
+        struct = msgspec.defstruct(base.state_type_name(), spec, forbid_unknown_fields=True,
+                                   kw_only=True, module=base.__module__)
+        base._evtools_state_type_cache = struct  # type: ignore[attr-defined]
+        return struct
+
+    @classmethod
+    def state_type_name(cls) -> str:
+        """The name the state schema has in a Registry (snapshot upcasting)."""
+        return f"{cls._base().aggregate_type}State"
+
+    @classmethod
+    def register_state(cls, registry: Any) -> None:
+        """Register :meth:`state_type` in ``registry`` under :meth:`state_type_name` at
+        :attr:`state_version`, so that snapshots of older state versions are upcast by the
+        registry's upcasters for that name."""
+        registry.register(cls.state_type(), name=cls.state_type_name(),
+                          version=cls.state_version)
+
+    @classmethod
+    def _state_decoder(cls) -> msgspec.json.Decoder[Any]:
+        base = cls._base()
+        cached = base.__dict__.get("_evtools_state_decoder_cache")
+        if cached is None:
+            cached = msgspec.json.Decoder(base.state_type(), dec_hook=dec_hook)
+            base._evtools_state_decoder_cache = cached  # type: ignore[attr-defined]
+        return cached
+
+    # -- identity and bookkeeping -----------------------------------------------------------
+
+    @property
+    def aggregate_id(self) -> Any:
+        """The value of the :attr:`id_field` attribute (``None`` without one)."""
+        return getattr(self, self.id_field) if self.id_field else None
+
+    @property
+    def version(self) -> int:
+        """Version of the last event applied (-1: none)."""
+        return self._version
+
+    @property
+    def stream(self) -> str | None:
+        return self._stream
+
+    @property
+    def last_event_id(self) -> str:
+        return self._last_event_id
+
+    @property
+    def last_event_time(self) -> Any:
+        """The timestamp of the last event applied (a ``Timestamp`` or ``datetime``)."""
+        return self._last_time
+
+    @property
+    def frozen(self) -> bool:
+        return self._evtools_frozen
+
+    # -- applying ---------------------------------------------------------------------------
+
+    def apply(self, event: Any) -> None:
+        """Apply one typed event through its handler (no checks: see ``rehydrate``)."""
+        if self._evtools_frozen:
+            self._refuse_change("apply an event")
+        name = self._evtools_handlers.get(type(event))
+        if name is None:
+            raise UsageError(f"{type(self).__qualname__} has no handler for "
+                             f"{type(event).__qualname__}")
+        getattr(self, name)(event)
+
+    def bound_handlers(self) -> dict[type, Callable[[Any], Any]]:
+        """``{event class: bound handler}`` for fast dispatch."""
+        return {cls: getattr(self, name) for cls, name in self._evtools_handlers.items()}
+
+    def bound_invariants(self) -> dict[type | None, tuple[BoundInvariant, ...]]:
+        """``{event class: ((name, bound invariant, takes the event), ...)}``; the ``None``
+        key lists the invariants checked after every event."""
+        table: dict[type | None, tuple[BoundInvariant, ...]] = {}
+        keys: list[type | None] = [*self._evtools_handlers, None]
+        for key in keys:
+            table[key] = tuple((spec.name, getattr(self, spec.name), spec.takes_event)
+                               for spec in self._evtools_invariants
+                               if spec.after is None or (key is not None and key in spec.after))
+        return table
+
+    def check_invariants(self, event: Any = None) -> list[str]:
+        """Messages of the invariants that do not hold after ``event`` (those declared for
+        its class), or of every invariant that needs no event when ``event`` is None."""
+        out: list[str] = []
+        for spec in self._evtools_invariants:
+            if event is None and spec.takes_event:
+                continue
+            if event is not None and spec.after is not None and type(event) not in spec.after:
+                continue
+            message = run_invariant(spec.name, getattr(self, spec.name),
+                                    event if spec.takes_event else _NO_EVENT)
+            if message is not None:
+                out.append(message)
+        return out
+
+    # -- freezing ---------------------------------------------------------------------------
+
+    def freeze(self) -> Self:
+        """Make this aggregate read-only (in place); returns it."""
+        if self._evtools_frozen:
+            return self
+        for f in self._fields():
+            value = getattr(self, f.name)
+            frozen = _deep_freeze(value)
+            if frozen is not value:
+                object.__setattr__(self, f.name, frozen)
+        object.__setattr__(self, "__class__", _frozen_class(type(self)))
+        return self
+
+    def thaw(self) -> Self:
+        """A mutable copy (state, version and bookkeeping copied)."""
+        base: type[Self] = self._base()  # type: ignore[assignment]
+        copy = base.from_state_bytes(self.state_bytes())
+        copy._version = self._version
+        copy._stream = self._stream
+        copy._last_event_id = self._last_event_id
+        copy._last_time = self._last_time
+        return copy
+
+    def _refuse_change(self, what: str) -> NoReturn:
+        ident = self.aggregate_id
+        who = self.aggregate_type + (f" {ident}" if ident is not None else "")
+        where = f" of stream {self._stream!r}" if self._stream else ""
+        raise FrozenAggregateError(
+            f"cannot {what}: {who}{where} was rebuilt at version {self._version} and is "
+            "frozen; apply new events through a new rehydration, or call .thaw() for a "
+            "mutable copy", stream=self._stream, version=self._version)
+
+    # -- state ------------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """The state as plain, exact values: ``int`` at any size, ``Decimal``, ``str`` for
+        timestamps (their text), UUIDs and enum values, dicts for value objects; map keys
+        as strings (as JSON has them)."""
+        raw = {f.name: getattr(self, f.name) for f in self._fields()}
+        result: dict[str, Any] = msgspec.to_builtins(raw, builtin_types=(Decimal,),
+                                                     str_keys=True, enc_hook=enc_hook)
+        return result
+
+    def state_bytes(self) -> bytes:
+        """Canonical JSON of the state (sorted keys, decimals as strings)."""
+        return _canonical.encode(self.to_state())
+
+    def state_hash(self) -> str:
+        """``sha256:<hex>`` of :meth:`state_bytes`: equal states, equal hashes."""
+        return state_hash_of(self.state_bytes())
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any] | msgspec.Struct) -> Self:
+        """A mutable aggregate holding ``state`` (a mapping as :meth:`to_state` gives, or an
+        instance of :meth:`state_type`). Raises :class:`~evtools.errors.SchemaError` when
+        the state does not fit the schema."""
+        struct_type = cls.state_type()
+        if not isinstance(state, struct_type):
+            try:
+                state = msgspec.convert(state, struct_type, dec_hook=dec_hook, str_keys=True)
+            except msgspec.ValidationError as e:
+                raise SchemaError(f"state does not fit {cls.__qualname__}: {e}",
+                                  event_type=cls.state_type_name(),
+                                  schema_version=cls.state_version) from e
+        return cls._from_struct(state)
+
+    @classmethod
+    def from_state_bytes(cls, data: bytes) -> Self:
+        """Like :meth:`from_state`, from :meth:`state_bytes` (JSON)."""
+        try:
+            struct = cls._state_decoder().decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
+            raise SchemaError(f"state does not fit {cls.__qualname__}: {e}",
+                              event_type=cls.state_type_name(),
+                              schema_version=cls.state_version) from e
+        return cls._from_struct(struct)
+
+    @classmethod
+    def _from_struct(cls, struct: Any) -> Self:
+        base: type[Self] = cls._base()  # type: ignore[assignment]
+        agg = base.__new__(base)
+        Aggregate.__init__(agg)  # bookkeeping + defaults
+        for f in base._fields():
+            setattr(agg, f.name, getattr(struct, f.name))
+        return agg
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Aggregate):
+            return NotImplemented
+        return self._base() is other._base() and self.state_bytes() == other.state_bytes()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        flag = " frozen" if self._evtools_frozen else ""
+        ident = self.aggregate_id
+        return (f"<{self._base().__qualname__}{flag} id={ident!r} version={self._version}>")
+
+
+def _copier(value: dict[Any, Any] | list[Any] | set[Any]) -> Callable[[], Any]:
+    def copy() -> Any:
+        return value.copy()
+
+    return copy
+
+
+def _frozen_setattr(self: Aggregate, name: str, value: Any) -> None:
+    self._refuse_change(f"set {name!r}")
+
+
+def _frozen_delattr(self: Aggregate, name: str) -> None:
+    self._refuse_change(f"delete {name!r}")
+
+
+def _frozen_class(cls: type[Aggregate]) -> type[Aggregate]:
+    cached = cls.__dict__.get("_evtools_frozen_cls")
+    if cached is not None:
+        return cached
+    frozen = type(cls.__name__, (cls,), {
+        "__slots__": (),
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__setattr__": _frozen_setattr,
+        "__delattr__": _frozen_delattr,
+        "_evtools_frozen": True,
+        "_evtools_base_cls": cls,
+    })
+    cls._evtools_frozen_cls = frozen
+    return frozen
+
+
+_NO_EVENT: Any = object()
+
+#: (name, bound method, whether it takes the event just applied)
+BoundInvariant = tuple[str, Callable[..., Any], bool]
+
+
+def run_invariant(name: str, check: Callable[..., Any], event: Any = _NO_EVENT) -> str | None:
+    """Run one invariant (passing ``event`` when given); ``None`` when it holds, else its
+    message."""
+    try:
+        outcome = check() if event is _NO_EVENT else check(event)
+    except Exception as e:  # an invariant that raises is violated; say how
+        lines = str(e).splitlines()
+        return f"{name}: {lines[0] if lines else type(e).__name__}"
+    if outcome is None or outcome is True:
+        return None
+    if outcome is False:
+        return f"{name} does not hold"
+    if isinstance(outcome, str):
+        return f"{name}: {outcome}"
+    return None if outcome else f"{name} does not hold"
+
+
+def state_hash_of(data: bytes) -> str:
+    """``sha256:<hex>`` of state bytes."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -1,0 +1,147 @@
+"""The ``polars`` dialect: a batch of events loaded into a polars DataFrame and written back.
+
+What it models, by running the installed polars (nothing here hard-codes what polars does):
+
+``mode="from_dicts"`` (default)
+    each document through ``json.loads`` (floats become binary, ``NaN`` accepted, a
+    repeated key keeps its last value), then ``pl.from_dicts(records)`` with polars' own
+    schema inference (``infer_schema_length`` defaults to polars' default, 100 rows).
+``mode="read_ndjson"``
+    the documents as JSON lines through ``pl.read_ndjson``, polars' own parser, with the
+    same default inference.
+
+Back: ``df.to_dicts()`` is what polars holds (``decode``); ``df.write_ndjson()`` is what it
+writes. Nested objects are ``Struct`` columns, so they come back nested as they went in.
+
+What polars does with values that do not fit the schema it inferred from the first rows
+is whatever the installed version does; on polars 2.1 (observed, not assumed): a float
+after 100 integer rows is silently truncated to an integer, a key first seen after row
+100 is silently dropped, a string after 100 integer rows raises for the whole batch, an
+integer beyond int64 makes an ``Int128`` column (or raises after 100 int64 rows), and
+``read_ndjson`` raises where ``from_dicts`` coerces.
+
+Rejections: a document ``json.loads`` refuses, or that is not a JSON object (polars takes
+one object per row), is rejected on its own. When polars raises for a batch, the whole
+batch is lost, as it is for the user who loaded it: every document of it is rejected with
+polars' error text (bisecting to a culprit would change what polars infers from the
+remaining rows, so it would no longer model the user's load).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+from ..errors import ConsumerRejected, DecodeError, MissingDependency, UsageError
+from ._base import Dialect
+from .python import as_json_line, batch_error, load_record
+
+__all__ = ["PolarsDialect"]
+
+Mode = Literal["from_dicts", "read_ndjson"]
+_MODES: tuple[str, ...] = ("from_dicts", "read_ndjson")
+
+
+def _polars() -> Any:
+    try:
+        import polars
+    except ImportError as e:  # pragma: no cover - polars is a core dependency
+        raise MissingDependency("polars", "all") from e
+    return polars
+
+
+class PolarsDialect(Dialect):
+    """polars loading a batch of events and writing it back (see the module docstring)."""
+
+    name: ClassVar[str] = "polars"
+    columnar: ClassVar[bool] = True
+
+    def __init__(self, mode: Mode = "from_dicts", *,
+                 infer_schema_length: int | Literal["default"] | None = "default") -> None:
+        if mode not in _MODES:
+            raise UsageError(f"unknown polars mode {mode!r}; choose from {', '.join(_MODES)}")
+        self.mode: Mode = mode
+        #: passed to polars as is ("default": polars' own default; None: every row)
+        self.infer_schema_length = infer_schema_length
+        self._pl = _polars()
+
+    def __repr__(self) -> str:
+        return f"<PolarsDialect 'polars' mode={self.mode!r} polars={self._pl.__version__}>"
+
+    def decode(self, data: bytes) -> Any:
+        """What polars holds for this document, loaded as a batch of one."""
+        return _single(self.decode_and_roundtrip_batch([data])[0])[0]
+
+    def encode(self, value: Any) -> bytes:
+        """What ``write_ndjson`` writes for one record (a one-row frame)."""
+        frame = self._pl.from_dicts([value], **self._options())
+        return self._write(frame, 1)[0]
+
+    def roundtrip(self, data: bytes) -> bytes:
+        return _single(self.decode_and_roundtrip_batch([data])[0])[1]
+
+    def decode_batch(self, docs: Sequence[bytes]) -> list[Any]:
+        return [o if isinstance(o, ConsumerRejected) else o[0]
+                for o in self.decode_and_roundtrip_batch(docs)]
+
+    def roundtrip_batch(self, docs: Sequence[bytes]) -> list[bytes | ConsumerRejected]:
+        return [o if isinstance(o, ConsumerRejected) else o[1]
+                for o in self.decode_and_roundtrip_batch(docs)]
+
+    def decode_and_roundtrip_batch(
+            self, docs: Sequence[bytes]) -> list[tuple[Any, bytes] | ConsumerRejected]:
+        """Per document: (what polars holds, what it writes back), or the rejection."""
+        out: list[tuple[Any, bytes] | ConsumerRejected | None] = [None] * len(docs)
+        keep: list[int] = []
+        records: list[Any] = []
+        lines: list[bytes] = []
+        for i, doc in enumerate(docs):
+            try:
+                if self.mode == "read_ndjson":
+                    lines.append(as_json_line(doc))
+                else:
+                    records.append(load_record(doc, "polars"))
+            except DecodeError as e:
+                out[i] = self.reject(e.message)
+            else:
+                keep.append(i)
+        if keep:
+            try:
+                results = self._run(lines, records, len(keep))
+            except Exception as e:  # polars raises many types; each is this batch's verdict
+                reason = batch_error(e, len(keep))
+                for i in keep:
+                    out[i] = self.reject(reason)
+            else:
+                for i, result in zip(keep, results, strict=True):
+                    out[i] = result
+        return [o for o in out if o is not None]
+
+    def _options(self) -> dict[str, Any]:
+        if self.infer_schema_length == "default":
+            return {}
+        return {"infer_schema_length": self.infer_schema_length}
+
+    def _run(self, lines: list[bytes], records: list[Any], n: int) -> list[tuple[Any, bytes]]:
+        pl = self._pl
+        if self.mode == "read_ndjson":
+            frame = pl.read_ndjson(io.BytesIO(b"\n".join(lines)), **self._options())
+        else:
+            frame = pl.from_dicts(records, **self._options())
+        if frame.height != n:
+            raise ValueError(f"polars made {frame.height} rows of {n} documents")
+        return list(zip(frame.to_dicts(), self._write(frame, n), strict=True))
+
+    def _write(self, frame: Any, rows: int) -> list[bytes]:
+        text = frame.write_ndjson()
+        lines = text.rstrip("\n").split("\n") if rows else []
+        if len(lines) != rows:
+            raise ValueError(f"write_ndjson wrote {len(lines)} lines for {rows} rows")
+        return [line.encode("utf-8") for line in lines]
+
+
+def _single(outcome: tuple[Any, bytes] | ConsumerRejected) -> tuple[Any, bytes]:
+    if isinstance(outcome, ConsumerRejected):
+        raise outcome
+    return outcome

@@ -1,0 +1,1357 @@
+"""Rehydration: fold a stream of ``RawEvent``s into an aggregate, with checks and snapshots.
+
+:func:`rehydrate` runs four explicit stages (:class:`Stage`):
+
+1. **construct**: the aggregate from a :class:`Snapshot` (hash checked, state upcast through
+   the registry when its schema is older) or empty;
+2. **validate**: each event in turn: stream identity, version continuity, decode through
+   the :class:`~evtools.registry.Registry`, aggregate identity, causality, apply, invariants;
+3. **freeze**: the aggregate becomes read-only (:meth:`~evtools.aggregate.Aggregate.freeze`);
+4. **ready**: a :class:`RehydrationResult` with the aggregate, its version, every violation
+   and counts.
+
+It streams: events are consumed one at a time and never collected (a bounded reorder
+buffer of at most ``reorder_window`` events is the only look-ahead), so memory does not
+grow with stream length.
+
+Checks (each violation has a :class:`ViolationKind`, the stream, the version and a message):
+
+==================  ==========================================================================
+``gap``             versions missing (a truncated or lossy log); also a stream that does not
+                    start at 0 (or right after the snapshot)
+``duplicate``       a version delivered twice, or the same event id at two versions
+                    (a producer retry stored twice)
+``out_of_order``    a version that arrives after a later one
+``truncated``       the stream ends before ``expected_version``
+``clock_skew``      an event earlier than the previous event (or the snapshot) by more than
+                    ``clock_skew``
+``wrong_stream``    an event of another stream
+``wrong_aggregate`` an event whose ``id_field`` names another aggregate
+``decode_error``    payload rejected by the registry (with its JSON path)
+``unknown_type``    no class or upcaster for the type / schema version
+``unhandled_event`` the aggregate has no handler for a decoded event
+``apply_error``     a handler raised
+``invariant``       an invariant does not hold after applying an event
+``snapshot_*``      the snapshot's hash does not match its state or it belongs elsewhere
+                    (``snapshot_invalid``), it is ahead of the stream (``snapshot_ahead``),
+                    or it disagrees with the stream (``snapshot_conflict``: the event at the
+                    snapshot's version is not the one it was taken after, or replaying from
+                    zero gives another state, with ``verify_snapshot=True``)
+==================  ==========================================================================
+
+Policies: ``strict`` raises :class:`~evtools.errors.RehydrationError` carrying the first
+violation. ``audit`` records every violation and goes on *where that is safe*:
+
+* it **stops applying** (``halted_at`` says from which version) at a gap, an event it cannot
+  decode or whose type it does not know, an event of another aggregate, a handler error, or
+  a snapshot found inconsistent with the stream: from there the state cannot be known, and
+  applying later events as if nothing happened is exactly the silent loss evtools exists to
+  expose. It **keeps scanning** to the end (decode, identity, continuity and causality
+  checks still run), so one pass reports every problem of the stream;
+* it **skips** duplicates (already applied: re-applying would double count) and events of
+  another stream (they do not belong here), and goes on applying;
+* it **reorders** within the window: a version that arrives late is reported and applied in
+  version order (events buffered behind it follow);
+* it **applies and reports** clock skew and invariant violations: the recorded history
+  itself says so, and the state is what that history gives;
+* an invalid snapshot (hash, identity, undecodable) is dropped and the stream replayed from
+  version 0, which the events must then include (a stream that starts later is a gap).
+
+:func:`rehydrate_store` rebuilds every stream of a store (or one), loading the latest
+snapshot of each from its snapshot stream (``snapshot-<stream>``, events of type
+``$snapshot``), and under ``audit`` replays from zero when the snapshot is rejected.
+
+:func:`naive_rehydrate` is the anti-pattern for comparisons: payloads decoded to dicts
+through a dialect, fields assigned by hand, no checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+
+import msgspec
+
+from .aggregate import _NO_EVENT, Aggregate, BoundInvariant, run_invariant, state_hash_of
+from .errors import (
+    Context,
+    InputError,
+    RehydrationError,
+    SchemaError,
+    StreamNotFound,
+    UnknownEventType,
+    UnknownSchemaVersion,
+    UsageError,
+)
+from .events import RawEvent
+from .registry import Registry
+from .scalars import Timestamp, dec_hook, enc_hook
+
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = [
+    "SNAPSHOT_PREFIX",
+    "SNAPSHOT_TYPE",
+    "NaiveResult",
+    "Policy",
+    "Rehydration",
+    "RehydrationResult",
+    "Snapshot",
+    "Stage",
+    "StoreRehydration",
+    "StreamSummary",
+    "Violation",
+    "ViolationKind",
+    "is_snapshot_stream",
+    "load_snapshot",
+    "naive_rehydrate",
+    "rehydrate",
+    "rehydrate_store",
+    "snapshot_stream",
+    "take_snapshot",
+    "write_snapshot",
+]
+
+log = logging.getLogger(__name__)
+
+A = TypeVar("A", bound=Aggregate)
+Policy = Literal["strict", "audit"]
+
+SNAPSHOT_TYPE = "$snapshot"
+SNAPSHOT_PREFIX = "snapshot-"
+SNAPSHOT_FORMAT_VERSION = 1
+DEFAULT_CLOCK_SKEW = timedelta(seconds=5)
+DEFAULT_REORDER_WINDOW = 64
+_SNAPSHOT_NS = uuid.UUID("5b0c1d6e-2f8a-5e1b-9c4d-7a3e6f1b2c9d")
+
+
+class ViolationKind(enum.StrEnum):
+    GAP = "gap"
+    DUPLICATE = "duplicate"
+    OUT_OF_ORDER = "out_of_order"
+    TRUNCATED = "truncated"
+    CLOCK_SKEW = "clock_skew"
+    WRONG_STREAM = "wrong_stream"
+    WRONG_AGGREGATE = "wrong_aggregate"
+    DECODE_ERROR = "decode_error"
+    UNKNOWN_TYPE = "unknown_type"
+    UNHANDLED = "unhandled_event"
+    APPLY_ERROR = "apply_error"
+    INVARIANT = "invariant"
+    SNAPSHOT_INVALID = "snapshot_invalid"
+    SNAPSHOT_AHEAD = "snapshot_ahead"
+    SNAPSHOT_CONFLICT = "snapshot_conflict"
+
+
+class Stage(enum.StrEnum):
+    CONSTRUCT = "construct"
+    VALIDATE = "validate"
+    FREEZE = "freeze"
+    READY = "ready"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Violation:
+    """One problem found while rebuilding an aggregate."""
+
+    kind: ViolationKind
+    stream: str | None
+    version: int | None
+    message: str
+    event_type: str | None = None
+    event_id: str | None = None
+    path: str | None = None  # JSON Pointer in the payload, for decode errors
+
+    @property
+    def context(self) -> Context:
+        return Context(stream=self.stream, version=self.version, event_type=self.event_type,
+                       path=self.path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": str(self.kind), "stream": self.stream, "version": self.version,
+                "message": self.message, "event_type": self.event_type,
+                "event_id": self.event_id, "path": self.path}
+
+    def __str__(self) -> str:
+        where = self.context.describe()
+        return f"{self.kind}: {self.message}" + (f" ({where})" if where else "")
+
+
+_VIOLATION_SCHEMA = {"kind": "str", "stream": "str", "version": "int", "message": "str",
+                     "event_type": "str", "event_id": "str", "path": "str"}
+
+
+def violations_frame(violations: Iterable[Violation]) -> pl.DataFrame:
+    """A polars DataFrame with one row per violation."""
+    import polars as pl
+
+    rows = [v.to_dict() for v in violations]
+    return pl.DataFrame(rows, schema={"kind": pl.String, "stream": pl.String,
+                                      "version": pl.Int64, "message": pl.String,
+                                      "event_type": pl.String, "event_id": pl.String,
+                                      "path": pl.String})
+
+
+# -- snapshots -------------------------------------------------------------------------------
+
+class Snapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The state of an aggregate at a version, with what is needed to trust it.
+
+    ``state`` is the canonical JSON of the state (:meth:`Aggregate.state_bytes`) at
+    ``schema_version`` (the aggregate's ``state_version`` when taken); ``state_hash`` is
+    the hash of exactly those bytes. ``last_event_id`` is the id of the event at
+    ``version``; ``timestamp`` the time of that event.
+    """
+
+    aggregate_type: str
+    aggregate_id: str | None
+    stream: str
+    version: int
+    schema_version: int
+    last_event_id: str
+    timestamp: Timestamp | None
+    state_hash: str
+    state: msgspec.Raw
+
+    def hash_ok(self) -> bool:
+        """Whether ``state_hash`` is the hash of ``state``."""
+        return state_hash_of(bytes(self.state)) == self.state_hash
+
+    def to_raw(self, version: int = 0, *, recorded_at: datetime | None = None) -> RawEvent:
+        """This snapshot as an event of its snapshot stream (``snapshot-<stream>``), with
+        a deterministic id."""
+        return RawEvent(stream=snapshot_stream(self.stream), version=version,
+                        type=SNAPSHOT_TYPE, data=_snapshot_encoder.encode(self),
+                        id=str(uuid.uuid5(_SNAPSHOT_NS,
+                                          f"{self.stream}:{self.version}:{self.state_hash}:"
+                                          f"{self.last_event_id}")),
+                        recorded_at=recorded_at, schema_version=SNAPSHOT_FORMAT_VERSION)
+
+    @classmethod
+    def from_raw(cls, raw: RawEvent) -> Snapshot:
+        """Decode a ``$snapshot`` event (raises an :class:`~evtools.errors.InputError`)."""
+        if raw.type != SNAPSHOT_TYPE:
+            raise UnknownEventType(f"expected a {SNAPSHOT_TYPE} event, got {raw.type!r}",
+                                   raw.context)
+        if raw.schema_version != SNAPSHOT_FORMAT_VERSION:
+            raise UnknownSchemaVersion(f"snapshot format v{raw.schema_version} is not known "
+                                       f"(this evtools reads v{SNAPSHOT_FORMAT_VERSION})",
+                                       raw.context)
+        try:
+            return _snapshot_decoder.decode(raw.data)
+        except msgspec.ValidationError as e:
+            raise SchemaError(f"not a snapshot: {e}", raw.context) from e
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise SchemaError(f"snapshot is not valid JSON: {e}", raw.context) from e
+
+
+_snapshot_encoder = msgspec.json.Encoder(enc_hook=enc_hook)
+_snapshot_decoder = msgspec.json.Decoder(Snapshot, dec_hook=dec_hook)
+
+
+def snapshot_stream(stream: str) -> str:
+    """The stream holding the snapshots of ``stream``."""
+    return SNAPSHOT_PREFIX + stream
+
+
+def is_snapshot_stream(stream: str) -> bool:
+    return stream.startswith(SNAPSHOT_PREFIX)
+
+
+def take_snapshot(aggregate: Aggregate, *, stream: str | None = None) -> Snapshot:
+    """A snapshot of ``aggregate`` at its current version (frozen or not)."""
+    the_stream = stream or aggregate.stream
+    if the_stream is None:
+        raise UsageError("take_snapshot needs the stream: the aggregate was not rebuilt by "
+                         "rehydrate(); pass stream=")
+    state = aggregate.state_bytes()
+    ident = aggregate.aggregate_id
+    when = aggregate.last_event_time
+    if isinstance(when, datetime):
+        when = Timestamp.from_datetime(when)
+    return Snapshot(aggregate_type=aggregate.aggregate_type,
+                    aggregate_id=None if ident is None else str(ident),
+                    stream=the_stream, version=aggregate.version,
+                    schema_version=aggregate.state_version,
+                    last_event_id=aggregate.last_event_id, timestamp=when,
+                    state_hash=state_hash_of(state), state=msgspec.Raw(state))
+
+
+def restore(snapshot: Snapshot, aggregate_cls: type[A], registry: Registry | None = None) -> A:
+    """A mutable aggregate holding the snapshot's state (no checks; see ``rehydrate``).
+
+    A state of an older schema version is upcast through ``registry`` (the name is
+    ``aggregate_cls.state_type_name()``, registered with ``register_state``).
+    """
+    data = bytes(snapshot.state)
+    where = Context(stream=snapshot.stream, version=snapshot.version,
+                    event_type=aggregate_cls.state_type_name(),
+                    schema_version=snapshot.schema_version)
+    if snapshot.schema_version == aggregate_cls.state_version:
+        try:
+            agg = aggregate_cls.from_state_bytes(data)
+        except InputError as e:
+            raise e.with_context(where) from None
+    else:
+        if registry is None:
+            raise UnknownSchemaVersion(
+                f"snapshot state is v{snapshot.schema_version}, {aggregate_cls.__qualname__} "
+                f"is v{aggregate_cls.state_version}, and no registry was given to upcast it",
+                where)
+        struct = registry.decode_payload(aggregate_cls.state_type_name(),
+                                         snapshot.schema_version, data, where)
+        agg = aggregate_cls.from_state(struct)
+    agg._version = snapshot.version
+    agg._stream = snapshot.stream
+    agg._last_event_id = snapshot.last_event_id
+    agg._last_time = snapshot.timestamp
+    return agg
+
+
+# -- results ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass(slots=True)
+class RehydrationResult(Generic[A]):
+    """What :func:`rehydrate` found: the aggregate (frozen), its version and violations."""
+
+    aggregate: A
+    stream: str | None
+    version: int  # version of the last event applied (-1: none)
+    policy: Policy
+    violations: list[Violation]
+    events_seen: int
+    events_applied: int
+    events_skipped: int  # before the snapshot, duplicates, other streams
+    snapshot_version: int | None  # the snapshot the state was built on (None: from zero)
+    halted_at: int | None  # first version not applied because it was unsafe (audit)
+    stage: Stage = Stage.READY
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    @property
+    def snapshot_rejected(self) -> bool:
+        """Whether a snapshot was found inconsistent (a replay from zero may help)."""
+        return any(v.kind in (ViolationKind.SNAPSHOT_INVALID, ViolationKind.SNAPSHOT_AHEAD,
+                              ViolationKind.SNAPSHOT_CONFLICT) for v in self.violations)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Violations per kind."""
+        return dict(Counter(str(v.kind) for v in self.violations))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "aggregate_type": self.aggregate.aggregate_type,
+            "aggregate_id": _jsonable_id(self.aggregate.aggregate_id),
+            "version": self.version,
+            "policy": self.policy,
+            "ok": self.ok,
+            "events_seen": self.events_seen,
+            "events_applied": self.events_applied,
+            "events_skipped": self.events_skipped,
+            "snapshot_version": self.snapshot_version,
+            "halted_at": self.halted_at,
+            "state_hash": self.aggregate.state_hash(),
+            "violation_counts": self.counts,
+            "violations": [v.to_dict() for v in self.violations],
+        }
+
+    def to_frame(self) -> pl.DataFrame:
+        """The violations, one row each."""
+        return violations_frame(self.violations)
+
+    def summary(self) -> str:
+        head = (f"{self.aggregate.aggregate_type} {self.stream or '?'}: version {self.version}, "
+                f"{self.events_applied}/{self.events_seen} events applied")
+        if self.snapshot_version is not None:
+            head += f" (from snapshot at {self.snapshot_version})"
+        if self.ok:
+            return head + ", no violations"
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.counts.items()))
+        halted = f"; stopped applying at version {self.halted_at}" \
+            if self.halted_at is not None else ""
+        return f"{head}; {len(self.violations)} violations ({kinds}){halted}"
+
+
+def _jsonable_id(value: Any) -> Any:
+    if value is None or isinstance(value, int | str):
+        return value
+    return str(value)
+
+
+# -- the engine ------------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+class Rehydration(Generic[A]):
+    """One rehydration in progress: construct on creation, :meth:`feed` events (validate),
+    :meth:`finish` (freeze, ready). :func:`rehydrate` is the one-call form; use this class
+    to fold events as they arrive (a subscription) or to snapshot midway."""
+
+    def __init__(self, registry: Registry, aggregate_cls: type[A], *,
+                 stream: str | None = None, snapshot: Snapshot | RawEvent | None = None,
+                 policy: Policy = "strict", clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+                 verify_snapshot: bool = False, expected_version: int | None = None,
+                 reorder_window: int = DEFAULT_REORDER_WINDOW) -> None:
+        if policy not in ("strict", "audit"):
+            raise UsageError(f"policy must be 'strict' or 'audit', not {policy!r}")
+        if not (isinstance(aggregate_cls, type) and issubclass(aggregate_cls, Aggregate)):
+            raise UsageError(f"{aggregate_cls!r} is not an Aggregate subclass")
+        if reorder_window < 0:
+            raise UsageError("reorder_window must be >= 0")
+        if clock_skew < timedelta(0):
+            raise UsageError("clock_skew must not be negative")
+        self.registry = registry
+        self.aggregate_cls = aggregate_cls
+        self.policy: Policy = policy
+        self.stream = stream
+        self.clock_skew = clock_skew
+        self.expected_version = expected_version
+        self.reorder_window = reorder_window
+        self.stage = Stage.CONSTRUCT
+        self.violations: list[Violation] = []
+        self.events_seen = 0
+        self.events_applied = 0
+        self.events_skipped = 0
+        self.halted_at: int | None = None
+        self._strict = policy == "strict"
+        self._tolerance_ns = (clock_skew.days * 86_400 + clock_skew.seconds) * 1_000_000_000 \
+            + clock_skew.microseconds * 1000
+        self._buffer: dict[int, RawEvent] = {}
+        self._max_seen = -1
+        self._last_id = ""  # id of the last in-order event (applied or not)
+        self._prev_time: Any = None  # Timestamp / datetime of the previous event
+        self._prev_text: str | None = None
+        self._applied_version = -1
+        self._applied_id = ""
+        self._applied_time: Any = None
+        self._construct(snapshot, verify_snapshot)
+
+    # -- construct --------------------------------------------------------------------------
+
+    def _construct(self, snapshot: Snapshot | RawEvent | None, verify: bool) -> None:
+        cls = self.aggregate_cls
+        snap: Snapshot | None = None
+        agg: A | None = None
+        if isinstance(snapshot, RawEvent):
+            try:
+                snap = Snapshot.from_raw(snapshot)
+            except InputError as e:
+                self._violate(ViolationKind.SNAPSHOT_INVALID, snapshot.version,
+                              f"snapshot cannot be read: {e.message}", stream=snapshot.stream,
+                              event_type=snapshot.type, event_id=snapshot.id)
+        elif snapshot is not None:
+            snap = snapshot
+        if snap is not None:
+            if self.stream is None:
+                self.stream = snap.stream
+            problem = self._snapshot_problem(snap)
+            if problem is not None:
+                self._violate(ViolationKind.SNAPSHOT_INVALID, snap.version, problem,
+                              event_type=SNAPSHOT_TYPE)
+                snap = None
+            elif not verify:
+                try:
+                    agg = restore(snap, cls, self.registry)
+                except InputError as e:
+                    self._violate(ViolationKind.SNAPSHOT_INVALID, snap.version,
+                                  f"snapshot state cannot be restored: {e}",
+                                  event_type=SNAPSHOT_TYPE, path=e.context.path)
+                    snap = None
+        self._verify: Snapshot | None = snap if verify else None
+        self.snapshot: Snapshot | None = None if verify else snap
+        self.aggregate: A = agg if agg is not None else cls()
+        if self.snapshot is not None:
+            self.expected = self.snapshot.version + 1
+            self._prefix_until = self.snapshot.version
+            self._applied_version = self.snapshot.version
+            self._applied_id = self.snapshot.last_event_id
+            self._applied_time = self.snapshot.timestamp
+            self._prev_time = self.snapshot.timestamp
+            self._last_id = self.snapshot.last_event_id
+        else:
+            self.expected = 0
+            self._prefix_until = -1
+        self._in_prefix = self._prefix_until >= 0
+        self._handlers = self.aggregate.bound_handlers()
+        self._invariants = self.aggregate.bound_invariants()
+        self._id_field = cls.id_field
+        self._time_field = cls.time_field
+        self._ignore_unhandled = cls.ignore_unhandled
+        self.stage = Stage.VALIDATE
+
+    def _snapshot_problem(self, snap: Snapshot) -> str | None:
+        cls = self.aggregate_cls
+        if snap.aggregate_type != cls.aggregate_type:
+            return (f"snapshot is of a {snap.aggregate_type}, not a {cls.aggregate_type}")
+        if self.stream is not None and snap.stream != self.stream:
+            return f"snapshot is of stream {snap.stream!r}, not {self.stream!r}"
+        if not snap.hash_ok():
+            return (f"snapshot state does not match its hash {snap.state_hash} (hash of the "
+                    f"state: {state_hash_of(bytes(snap.state))})")
+        if snap.version < 0:
+            return f"snapshot version {snap.version} is negative"
+        return None
+
+    # -- violations -------------------------------------------------------------------------
+
+    def _violate(self, kind: ViolationKind, version: int | None, message: str, *,
+                 raw: RawEvent | None = None, stream: str | None = None,
+                 event_type: str | None = None, event_id: str | None = None,
+                 path: str | None = None) -> None:
+        v = Violation(kind=kind, stream=stream or self.stream, version=version,
+                      message=message,
+                      event_type=event_type if raw is None else raw.type,
+                      event_id=event_id if raw is None else (raw.id or None), path=path)
+        if self._strict:
+            raise RehydrationError(f"{kind}: {message}", violation=v, context=v.context)
+        self.violations.append(v)
+        log.debug("rehydration violation: %s", v)
+
+    def _halt(self, version: int) -> None:
+        if self.halted_at is None:
+            self.halted_at = version
+            log.debug("stream %r: stopped applying at version %d", self.stream, version)
+
+    # -- validate ---------------------------------------------------------------------------
+
+    def feed(self, raw: RawEvent) -> None:
+        """Validate (and, where safe, apply) one event."""
+        if self.stage is not Stage.VALIDATE:
+            raise UsageError(f"this rehydration is {self.stage}: it takes no more events",
+                             stream=self.stream)
+        self.events_seen += 1
+        stream = self.stream
+        if raw.stream != stream:
+            if stream is None:
+                self.stream = raw.stream
+            else:
+                self._violate(ViolationKind.WRONG_STREAM, raw.version,
+                              f"event of stream {raw.stream!r} read in stream {stream!r}",
+                              raw=raw, stream=stream)
+                self.events_skipped += 1
+                return
+        version = raw.version
+        if version > self._max_seen:
+            self._max_seen = version
+        if version == self.expected and not self._buffer:
+            self._in_order(raw)
+        else:
+            self._out_of_line(raw)
+
+    def feed_all(self, events: Iterable[RawEvent]) -> None:
+        """:meth:`feed` each event, consuming ``events`` lazily.
+
+        The same checks as :meth:`feed`, with the common case (the next version, nothing
+        unusual) run inline on local variables; anything else goes through :meth:`feed`.
+        """
+        decode = self.registry.decode
+        handlers = self._handlers
+        invariants = self._invariants
+        agg = self.aggregate
+        id_field = self._id_field
+        time_field = self._time_field or "\0"  # no such attribute: every event falls back
+        no_invariants: tuple[BoundInvariant, ...] = ()
+        stamp = Timestamp
+        missing = _MISSING
+        feed = self.feed
+
+        # the per-event state, kept in locals between slow-path calls
+        expected = last_id = prev_time = prev_text = prev_suffix = None
+        seen = applied = top = 0
+        applied_version: int = 0
+        applied_id: str = ""
+        applied_time: Any = None
+        stream: str | None = None
+        clean = False
+
+        def load() -> None:
+            nonlocal expected, last_id, prev_time, prev_text, prev_suffix, seen, applied
+            nonlocal applied_version, applied_id, applied_time, stream, clean, top
+            expected = self.expected
+            top = self._max_seen
+            last_id = self._last_id
+            prev_time = self._prev_time
+            prev_text = self._prev_text
+            prev_suffix = prev_text[-6:] if prev_text is not None else None
+            seen = self.events_seen
+            applied = self.events_applied
+            applied_version = self._applied_version
+            applied_id = self._applied_id
+            applied_time = self._applied_time
+            stream = self.stream
+            clean = (stream is not None and not self._buffer and self.halted_at is None
+                     and self._verify is None and not self._in_prefix)
+
+        def store() -> None:
+            self.expected = expected  # type: ignore[assignment]
+            self._last_id = last_id  # type: ignore[assignment]
+            self._prev_time = prev_time
+            self._prev_text = prev_text
+            self.events_seen = seen
+            self.events_applied = applied
+            self._applied_version = applied_version
+            self._applied_id = applied_id
+            self._applied_time = applied_time
+            self._max_seen = top
+
+        if self.stage is not Stage.VALIDATE:
+            raise UsageError(f"this rehydration is {self.stage}: it takes no more events",
+                             stream=self.stream)
+        load()
+        for raw in events:
+            version = raw.version
+            rid = raw.id
+            if (not clean or version != expected or raw.stream != stream
+                    or (rid == last_id and rid)):
+                store()
+                feed(raw)
+                load()
+                continue
+            try:
+                event = decode(raw)
+            except InputError:
+                store()
+                feed(raw)  # decodes again and reports it
+                load()
+                continue
+            if id_field is not None:
+                theirs = getattr(event, id_field, missing)
+                if theirs is not missing:
+                    ours = getattr(agg, id_field)
+                    if ours is not None and theirs != ours:
+                        store()
+                        feed(raw)
+                        load()
+                        continue
+            seen += 1
+            expected = version + 1
+            top = version
+            last_id = rid
+            when = getattr(event, time_field, None)
+            if type(when) is stamp:
+                text = str(when)
+                suffix = text[-6:]
+                if not (prev_text is not None and suffix == prev_suffix
+                        and len(text) == len(prev_text) and text >= prev_text):
+                    self._prev_time = prev_time
+                    self._prev_text = prev_text
+                    self._check_time(when, raw)
+                prev_time = when
+                prev_text = text
+                prev_suffix = suffix
+            else:
+                if when is None:
+                    when = raw.recorded_at
+                if when is not None:
+                    if not (type(when) is datetime and type(prev_time) is datetime
+                            and when.tzinfo is not None and prev_time.tzinfo is not None
+                            and when >= prev_time):
+                        self._prev_time = prev_time
+                        self._prev_text = prev_text
+                        self._check_time(when, raw)
+                    prev_time = when
+                    prev_text = prev_suffix = None
+            cls = type(event)
+            handler = handlers.get(cls)
+            if handler is None:
+                store()
+                self._unhandled(raw, event, when)
+                load()
+                continue
+            try:
+                handler(event)
+            except Exception as e:  # a handler bug or a domain refusal: the state is unknown
+                store()
+                self._handler_failed(raw, event, e)
+                load()
+                continue
+            applied += 1
+            applied_version = version
+            applied_id = rid
+            applied_time = when
+            for name, check, takes_event in invariants.get(cls, no_invariants):
+                try:
+                    outcome = check(event) if takes_event else check()
+                except Exception:  # run_invariant turns it into the message
+                    outcome = False
+                if outcome is not True and outcome is not None:
+                    message = run_invariant(name, check, event if takes_event else _NO_EVENT)
+                    if message is not None:
+                        self._violate(ViolationKind.INVARIANT, version, message, raw=raw)
+        store()
+
+    def _unhandled(self, raw: RawEvent, event: Any, when: Any) -> None:
+        if not self._ignore_unhandled:
+            self._violate(ViolationKind.UNHANDLED, raw.version,
+                          f"{self.aggregate.aggregate_type} has no handler for "
+                          f"{type(event).__qualname__}", raw=raw)
+        self._applied(raw, when)
+
+    def _handler_failed(self, raw: RawEvent, event: Any, e: Exception) -> None:
+        self._violate(ViolationKind.APPLY_ERROR, raw.version,
+                      f"handler for {type(event).__qualname__} raised "
+                      f"{type(e).__name__}: {e}", raw=raw)
+        self._halt(raw.version)
+
+    def _out_of_line(self, raw: RawEvent) -> None:
+        version = raw.version
+        expected = self.expected
+        if version < expected:
+            if self._in_prefix and version <= self._prefix_until:
+                self.events_skipped += 1
+                if version == self._prefix_until:
+                    self._check_boundary(raw)
+                return
+            self.events_skipped += 1
+            same = version == expected - 1 and raw.id and raw.id == self._last_id
+            self._violate(ViolationKind.DUPLICATE, version,
+                          f"version {version} delivered again after version {expected - 1}"
+                          + (" (same event id)" if same else ""), raw=raw)
+            return
+        if version == expected:  # the buffer holds later versions: this one came late
+            later = max(self._buffer)
+            self._violate(ViolationKind.OUT_OF_ORDER, version,
+                          f"version {version} arrived after version {later}", raw=raw)
+            self._in_order(raw)
+            self._drain()
+            return
+        if version in self._buffer:
+            self.events_skipped += 1
+            self._violate(ViolationKind.DUPLICATE, version,
+                          f"version {version} delivered twice", raw=raw)
+            return
+        if self._buffer:
+            later = max(self._buffer)
+            if version < later:  # waiting behind a gap, and late even so
+                self._violate(ViolationKind.OUT_OF_ORDER, version,
+                              f"version {version} arrived after version {later}", raw=raw)
+        self._buffer[version] = raw
+        if len(self._buffer) > self.reorder_window:
+            self._gap()
+
+    def _drain(self) -> None:
+        buffer = self._buffer
+        while self.expected in buffer:
+            self._in_order(buffer.pop(self.expected))
+
+    def _gap(self) -> None:
+        first = self.expected
+        nxt = min(self._buffer)
+        missing = f"version {first}" if nxt == first + 1 else f"versions {first}..{nxt - 1}"
+        self._violate(ViolationKind.GAP, first,
+                      f"{missing} missing: the stream jumps from {first - 1} to {nxt}",
+                      event_type=self._buffer[nxt].type)
+        self._halt(first)
+        self.expected = nxt
+        self._drain()
+
+    def _check_boundary(self, raw: RawEvent) -> None:
+        snap = self.snapshot
+        assert snap is not None
+        if snap.last_event_id and raw.id and raw.id != snap.last_event_id:
+            self._violate(
+                ViolationKind.SNAPSHOT_CONFLICT, raw.version,
+                f"the snapshot at version {snap.version} was taken after event "
+                f"{snap.last_event_id}, but the stream holds event {raw.id} there (a "
+                "snapshot written by a concurrent writer whose append lost)", raw=raw)
+            self._halt(snap.version + 1)
+
+    def _in_order(self, raw: RawEvent) -> None:
+        """An event at the expected version: decode, check, apply."""
+        version = raw.version
+        self.expected = version + 1
+        self._in_prefix = False
+        if raw.id and raw.id == self._last_id:
+            self.events_skipped += 1
+            self._violate(ViolationKind.DUPLICATE, version,
+                          f"event {raw.id} at version {version} repeats version {version - 1} "
+                          "(stored twice)", raw=raw)
+            return
+        self._last_id = raw.id
+        try:
+            event = self.registry.decode(raw)
+        except (UnknownEventType, UnknownSchemaVersion) as e:
+            self._violate(ViolationKind.UNKNOWN_TYPE, version, e.message, raw=raw)
+            self._halt(version)
+            return
+        except InputError as e:
+            self._violate(ViolationKind.DECODE_ERROR, version, e.message, raw=raw,
+                          path=e.context.path)
+            self._halt(version)
+            return
+        agg = self.aggregate
+        id_field = self._id_field
+        if id_field is not None:
+            theirs = getattr(event, id_field, _MISSING)
+            if theirs is not _MISSING:
+                ours = getattr(agg, id_field)
+                if ours is not None and theirs != ours:
+                    self._violate(ViolationKind.WRONG_AGGREGATE, version,
+                                  f"event of {id_field} {theirs} in the stream of "
+                                  f"{agg.aggregate_type} {ours}", raw=raw)
+                    self._halt(version)
+                    return
+        when = getattr(event, self._time_field, None) if self._time_field else None
+        if when is None:
+            when = raw.recorded_at
+        if when is not None:
+            self._check_time(when, raw)
+        if self.halted_at is not None:
+            return
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            self._unhandled(raw, event, when)
+            return
+        try:
+            handler(event)
+        except Exception as e:  # a handler bug or a domain refusal: the state is unknown
+            self._handler_failed(raw, event, e)
+            return
+        self.events_applied += 1
+        self._applied(raw, when)
+        for name, check, takes_event in self._invariants.get(type(event), ()):
+            message = run_invariant(name, check, event if takes_event else _NO_EVENT)
+            if message is not None:
+                self._violate(ViolationKind.INVARIANT, version, message, raw=raw)
+        if self._verify is not None and version == self._verify.version:
+            self._verify_against(raw)
+
+    def _applied(self, raw: RawEvent, when: Any) -> None:
+        self._applied_version = raw.version
+        self._applied_id = raw.id
+        self._applied_time = when
+
+    def _check_time(self, when: Any, raw: RawEvent) -> None:
+        prev = self._prev_time
+        self._prev_time = when
+        if type(when) is Timestamp:
+            text = str(when)
+            prev_text = self._prev_text
+            self._prev_text = text
+            if prev is None:
+                return
+            # same offset, same width: the text orders like the instant
+            if (prev_text is not None and len(text) == len(prev_text) and text >= prev_text
+                    and text[-6:] == prev_text[-6:]):
+                return
+        else:
+            self._prev_text = None
+            if prev is None:
+                return
+        late_ns = _epoch_ns(prev) - _epoch_ns(when)
+        if late_ns > self._tolerance_ns:
+            self._violate(ViolationKind.CLOCK_SKEW, raw.version,
+                          f"event time {when} is {_describe_ns(late_ns)} earlier than the "
+                          f"previous event's {prev} (tolerance {self.clock_skew})", raw=raw)
+
+    def _verify_against(self, raw: RawEvent) -> None:
+        snap = self._verify
+        assert snap is not None
+        replayed = self.aggregate.state_bytes()
+        if state_hash_of(replayed) != snap.state_hash:
+            self._violate(ViolationKind.SNAPSHOT_CONFLICT, snap.version,
+                          f"replaying from version 0 gives state {state_hash_of(replayed)} at "
+                          f"version {snap.version}; the snapshot holds {snap.state_hash}",
+                          event_type=SNAPSHOT_TYPE)
+        elif snap.last_event_id and raw.id and raw.id != snap.last_event_id:
+            self._violate(ViolationKind.SNAPSHOT_CONFLICT, snap.version,
+                          f"the snapshot was taken after event {snap.last_event_id}, but the "
+                          f"stream holds event {raw.id} at version {snap.version}",
+                          event_type=SNAPSHOT_TYPE)
+
+    # -- freeze, ready ----------------------------------------------------------------------
+
+    def _close_checks(self) -> None:
+        while self._buffer:
+            self._gap()
+        last = self.expected - 1
+        ev = self.expected_version
+        if ev is not None and last < ev:
+            self._violate(ViolationKind.TRUNCATED, last + 1,
+                          f"the stream ends at version {last}, but its head is version {ev}")
+        snap = self.snapshot or self._verify
+        if snap is not None and (self.events_seen or ev is not None):
+            seen = max(self._max_seen, -1 if ev is None else ev)
+            if seen < snap.version:
+                self._violate(ViolationKind.SNAPSHOT_AHEAD, seen + 1,
+                              f"the snapshot is at version {snap.version} but the stream ends "
+                              f"at version {seen} (log truncated, or a snapshot of another "
+                              "history)", event_type=SNAPSHOT_TYPE)
+                self._halt(seen + 1)
+
+    def sync_aggregate(self) -> A:
+        """Write the bookkeeping (version, stream, last event) into the aggregate."""
+        agg = self.aggregate
+        if not agg.frozen:
+            agg._version = self._applied_version
+            agg._stream = self.stream
+            agg._last_event_id = self._applied_id
+            agg._last_time = self._applied_time
+        return agg
+
+    def snapshot_now(self) -> Snapshot:
+        """A snapshot of the state so far (for writers and generators)."""
+        return take_snapshot(self.sync_aggregate(), stream=self.stream)
+
+    def finish(self, *, freeze: bool = True) -> RehydrationResult[A]:
+        """Run the end-of-stream checks, freeze, and return the result."""
+        self._close_checks()
+        self.stage = Stage.FREEZE
+        agg = self.sync_aggregate()
+        if freeze:
+            agg.freeze()
+        self.stage = Stage.READY
+        return RehydrationResult(
+            aggregate=agg, stream=self.stream, version=self._applied_version,
+            policy=self.policy, violations=self.violations, events_seen=self.events_seen,
+            events_applied=self.events_applied, events_skipped=self.events_skipped,
+            snapshot_version=self.snapshot.version if self.snapshot is not None else None,
+            halted_at=self.halted_at, stage=self.stage)
+
+
+def _epoch_ns(value: Any) -> int:
+    if isinstance(value, Timestamp):
+        return value.epoch_ns
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise UsageError(f"naive datetime {value!r} cannot be compared: it has no offset")
+        delta = value - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 \
+            + delta.microseconds * 1000
+    raise UsageError(f"event time {value!r} is neither a Timestamp nor a datetime")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _describe_ns(ns: int) -> str:
+    return str(timedelta(microseconds=ns // 1000))
+
+
+def rehydrate(events: Iterable[RawEvent], registry: Registry, aggregate_cls: type[A], *,
+              stream: str | None = None, snapshot: Snapshot | RawEvent | None = None,
+              policy: Policy = "strict", clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+              verify_snapshot: bool = False, expected_version: int | None = None,
+              reorder_window: int = DEFAULT_REORDER_WINDOW,
+              freeze: bool = True) -> RehydrationResult[A]:
+    """Rebuild one aggregate from ``events`` (one stream, in version order).
+
+    ``stream`` is the stream the events must belong to (default: that of the snapshot or
+    the first event). With a ``snapshot``, events up to its version are skipped without
+    decoding (pass the stream from the snapshot's version on, inclusive, so the event it
+    was taken after can be checked; or from 0); ``verify_snapshot=True`` instead replays
+    from version 0 and reports a snapshot whose state differs at its version.
+    ``expected_version`` is the head the stream should reach (a truncated tail is
+    reported). ``reorder_window`` bounds how many later events are held while waiting for a
+    late one. See the module docstring for checks and policies. ``events`` is consumed
+    lazily and never stored.
+    """
+    r = Rehydration(registry, aggregate_cls, stream=stream, snapshot=snapshot, policy=policy,
+                    clock_skew=clock_skew, verify_snapshot=verify_snapshot,
+                    expected_version=expected_version, reorder_window=reorder_window)
+    r.feed_all(events)
+    return r.finish(freeze=freeze)
+
+
+# -- stores ----------------------------------------------------------------------------------
+
+class StoreLike(Protocol):
+    """What rehydration needs of a store (every :class:`evtools.stores.base.EventStore`)."""
+
+    def read_stream(self, stream: str, from_version: int = 0, *,
+                    limit: int | None = None) -> Iterator[RawEvent]: ...
+
+    def list_streams(self) -> Iterator[str]: ...
+
+    def stream_version(self, stream: str) -> int | None: ...
+
+
+def load_snapshot(store: StoreLike, stream: str) -> RawEvent | None:
+    """The latest ``$snapshot`` event of ``stream`` (undecoded), or ``None``."""
+    snap_stream = snapshot_stream(stream)
+    head = store.stream_version(snap_stream)
+    if head is None:
+        return None
+    try:
+        for raw in store.read_stream(snap_stream, head, limit=1):
+            return raw
+    except StreamNotFound:
+        return None
+    return None
+
+
+def write_snapshot(store: Any, snapshot: Snapshot) -> int:
+    """Append ``snapshot`` to its snapshot stream; returns the snapshot stream's version."""
+    from .stores.base import NO_STREAM  # I/O helper: the pure core does not import stores
+
+    snap_stream = snapshot_stream(snapshot.stream)
+    head = store.stream_version(snap_stream)
+    raw = snapshot.to_raw(0 if head is None else head + 1)
+    result: int = store.append(snap_stream, [raw], NO_STREAM if head is None else head)
+    return result
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamSummary:
+    """One stream of a :class:`StoreRehydration`."""
+
+    stream: str
+    aggregate_id: Any
+    version: int
+    events_seen: int
+    events_applied: int
+    violations: int
+    snapshot_version: int | None
+    replayed_from_zero: bool  # the snapshot was rejected and the stream replayed
+    halted_at: int | None
+    state_hash: str
+    snapshot_written: int | None  # version of a snapshot written by this run
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["aggregate_id"] = _jsonable_id(self.aggregate_id)
+        return d
+
+
+@dataclasses.dataclass(slots=True)
+class StoreRehydration:
+    """What :func:`rehydrate_store` found, stream by stream."""
+
+    aggregate_type: str
+    policy: Policy
+    streams: list[StreamSummary]
+    violations: list[Violation]
+    results: dict[str, RehydrationResult[Any]] | None = None  # with keep_results=True
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(str(v.kind) for v in self.violations))
+
+    @property
+    def events_seen(self) -> int:
+        return sum(s.events_seen for s in self.streams)
+
+    def to_frame(self) -> pl.DataFrame:
+        """One row per stream."""
+        import polars as pl
+
+        schema = {"stream": pl.String, "aggregate_id": pl.String, "version": pl.Int64,
+                  "events_seen": pl.Int64, "events_applied": pl.Int64,
+                  "violations": pl.Int64, "snapshot_version": pl.Int64,
+                  "replayed_from_zero": pl.Boolean, "halted_at": pl.Int64,
+                  "state_hash": pl.String, "snapshot_written": pl.Int64}
+        rows = []
+        for s in self.streams:
+            d = s.to_dict()
+            d["aggregate_id"] = None if s.aggregate_id is None else str(s.aggregate_id)
+            rows.append(d)
+        return pl.DataFrame(rows, schema=schema)
+
+    def violations_frame(self) -> pl.DataFrame:
+        return violations_frame(self.violations)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"aggregate_type": self.aggregate_type, "policy": self.policy, "ok": self.ok,
+                "streams": len(self.streams), "events_seen": self.events_seen,
+                "violation_counts": self.counts,
+                "stream_results": [s.to_dict() for s in self.streams],
+                "violations": [v.to_dict() for v in self.violations]}
+
+    def summary(self) -> str:
+        bad = sum(1 for s in self.streams if s.violations)
+        text = (f"{len(self.streams)} {self.aggregate_type} streams, {self.events_seen} events: "
+                f"{len(self.streams) - bad} clean, {bad} with violations")
+        if self.violations:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.counts.items()))
+            text += f" ({kinds})"
+        return text
+
+
+def rehydrate_store(store: StoreLike, registry: Registry, aggregate_cls: type[A],
+                    stream: str | Iterable[str] | None = None, *,
+                    policy: Policy = "audit", snapshots: bool = True,
+                    snapshot_every: int | None = None,
+                    clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
+                    verify_snapshot: bool = False, keep_results: bool = False,
+                    reorder_window: int = DEFAULT_REORDER_WINDOW) -> StoreRehydration:
+    """Rebuild every stream of ``aggregate_cls`` in ``store`` (or ``stream``: one name or
+    several).
+
+    Without ``stream``, the streams are those starting with ``aggregate_cls.stream_prefix``
+    (all streams when it is ``None``), snapshot streams excluded. With ``snapshots``, the
+    latest snapshot of each stream is used; a snapshot ahead of the stream, invalid, or in
+    conflict with it is reported and, under ``audit``, the stream replayed from zero.
+    ``snapshot_every=N`` writes a new snapshot of each clean stream that has advanced at
+    least N versions past its latest snapshot (the store must be writable). Under
+    ``strict`` the first violation raises :class:`~evtools.errors.RehydrationError`. A
+    named stream that does not exist raises :class:`~evtools.errors.StreamNotFound`.
+    """
+    if snapshot_every is not None and snapshot_every < 1:
+        raise UsageError("snapshot_every must be >= 1")
+    if stream is None:
+        prefix = aggregate_cls.stream_prefix
+        names: Iterable[str] = (s for s in store.list_streams()
+                                if not is_snapshot_stream(s)
+                                and (prefix is None or s.startswith(prefix)))
+    else:
+        names = [stream] if isinstance(stream, str) else list(stream)
+        for name in names:
+            if store.stream_version(name) is None:
+                raise StreamNotFound(f"stream {name!r} does not exist", stream=name)
+    summaries: list[StreamSummary] = []
+    violations: list[Violation] = []
+    results: dict[str, RehydrationResult[Any]] | None = {} if keep_results else None
+    options: dict[str, Any] = {"policy": policy, "clock_skew": clock_skew,
+                               "verify_snapshot": verify_snapshot,
+                               "reorder_window": reorder_window}
+    for name in names:
+        result, replayed = _rehydrate_one(store, registry, aggregate_cls, name, snapshots,
+                                          options)
+        written = None
+        if snapshot_every is not None and result.ok and result.version >= 0:
+            base = result.snapshot_version if result.snapshot_version is not None else -1
+            if result.version - base >= snapshot_every:
+                write_snapshot(store, take_snapshot(result.aggregate))
+                written = result.version
+        violations.extend(result.violations)
+        summaries.append(StreamSummary(
+            stream=name, aggregate_id=result.aggregate.aggregate_id, version=result.version,
+            events_seen=result.events_seen, events_applied=result.events_applied,
+            violations=len(result.violations), snapshot_version=result.snapshot_version,
+            replayed_from_zero=replayed, halted_at=result.halted_at,
+            state_hash=result.aggregate.state_hash(), snapshot_written=written))
+        if results is not None:
+            results[name] = result
+    return StoreRehydration(aggregate_type=aggregate_cls.aggregate_type, policy=policy,
+                            streams=summaries, violations=violations, results=results)
+
+
+def _rehydrate_one(store: StoreLike, registry: Registry, aggregate_cls: type[A], stream: str,
+                   use_snapshots: bool, options: dict[str, Any]
+                   ) -> tuple[RehydrationResult[A], bool]:
+    head = store.stream_version(stream)
+    snap_raw = load_snapshot(store, stream) if use_snapshots else None
+    if snap_raw is None:
+        return rehydrate(_read(store, stream, 0, head), registry, aggregate_cls,
+                         stream=stream, **options), False
+    verify = options["verify_snapshot"]
+    snap_version: int | None = None
+    with contextlib.suppress(InputError):  # rehydrate reports it as snapshot_invalid
+        snap_version = Snapshot.from_raw(snap_raw).version
+    start = 0 if verify or snap_version is None else snap_version
+    if head is not None and snap_version is not None and snap_version > head:
+        start = head  # read the tail anyway, so the boundary is seen and reported
+    first = rehydrate(_read(store, stream, start, head), registry, aggregate_cls,
+                      stream=stream, snapshot=snap_raw, expected_version=head, **options)
+    if options["policy"] == "audit" and first.snapshot_rejected and not verify:
+        again = rehydrate(_read(store, stream, 0, head), registry, aggregate_cls,
+                          stream=stream, expected_version=head, **options)
+        again.violations[:0] = [v for v in first.violations if v.kind in (
+            ViolationKind.SNAPSHOT_INVALID, ViolationKind.SNAPSHOT_AHEAD,
+            ViolationKind.SNAPSHOT_CONFLICT)]
+        return again, True
+    return first, False
+
+
+def _read(store: StoreLike, stream: str, start: int, head: int | None) -> Iterator[RawEvent]:
+    if head is None or start > head:
+        return iter(())
+    return store.read_stream(stream, start)
+
+
+# -- the naive rehydrator ----------------------------------------------------------------------
+
+@dataclasses.dataclass(slots=True)
+class NaiveResult:
+    """What the hand-written untyped consumer ends up with."""
+
+    state: dict[str, Any]
+    stream: str | None
+    events: int
+    errors: list[str]
+
+
+def _decoder_for(dialect: Any) -> Callable[[bytes], Any]:
+    if isinstance(dialect, str):
+        from .dialects import get_dialect
+
+        decode: Callable[[bytes], Any] = get_dialect(dialect).decode
+        return decode
+    method = getattr(dialect, "decode", None)
+    if callable(method):
+        return method
+    if callable(dialect):
+        return dialect
+    raise UsageError(f"dialect must be a name, a Dialect or a callable, not {dialect!r}")
+
+
+def naive_state() -> dict[str, Any]:
+    """The empty state of the naive consumer (same keys as ``Order.to_state()``)."""
+    return {"order_id": None, "customer_id": None, "request_id": None, "status": None,
+            "currency": None, "shipping_address": None, "lines": {}, "payment_id": None,
+            "authorized_amount": None, "carrier": None, "tracking_number": None,
+            "cancel_reason": None, "created_at": None, "updated_at": None, "shipped_at": None,
+            "delivered_at": None, "cancelled_at": None}
+
+
+def naive_rehydrate(events: Iterable[RawEvent], dialect: str | Any = "python") -> NaiveResult:
+    """Rebuild an order the way the seed's anti-pattern does.
+
+    Each payload is decoded to a dict by ``dialect`` (a dialect name such as ``"go"`` or
+    ``"js"``, a :class:`~evtools.dialects.Dialect`, or any ``bytes -> value`` callable such
+    as ``json.loads``) and fields are copied by hand into a plain dict shaped like
+    ``Order.to_state()``. No versions, no schema, no checks: whatever the consumer's decoder
+    turned a value into is what the state holds (ids rounded, money in binary floating
+    point), duplicates are applied twice, gaps go unnoticed. Documents the dialect rejects
+    are skipped and listed in ``errors``, as the seed logged and moved on.
+    """
+    decode = _decoder_for(dialect)
+    state = naive_state()
+    lines: dict[str, Any] = state["lines"]
+    errors: list[str] = []
+    count = 0
+    stream: str | None = None
+    for raw in events:
+        count += 1
+        stream = stream or raw.stream
+        try:
+            d = decode(raw.data)
+        except Exception as e:  # the seed caught everything and logged it
+            errors.append(f"{raw.stream}@{raw.version} {raw.type}: {e}")
+            continue
+        if not isinstance(d, Mapping):
+            errors.append(f"{raw.stream}@{raw.version} {raw.type}: not an object")
+            continue
+        kind = raw.type
+        at = d.get("occurred_at")
+        if kind == "OrderCreated":
+            state["order_id"] = d.get("order_id")
+            state["customer_id"] = d.get("customer_id")
+            state["request_id"] = d.get("request_id")
+            state["currency"] = d.get("currency")
+            state["shipping_address"] = _plain(d.get("shipping_address"))
+            state["status"] = "pending"
+            state["created_at"] = state["updated_at"] = at
+        elif kind == "ItemAdded":
+            sku = d.get("sku")
+            if "unit_price" in d:
+                price = _plain(d.get("unit_price"))
+            else:
+                price = {"amount": d.get("price"), "currency": d.get("currency")}
+            key = str(sku)
+            held = lines.get(key)
+            quantity = d.get("quantity") or 0
+            if held is not None:
+                quantity = held["quantity"] + quantity
+            lines[key] = {"sku": sku, "quantity": quantity, "unit_price": price}
+            state["updated_at"] = at
+        elif kind == "ItemRemoved":
+            key = str(d.get("sku"))
+            held = lines.get(key)
+            if held is not None:
+                left = held["quantity"] - (d.get("quantity") or 0)
+                if left == 0:
+                    del lines[key]
+                else:
+                    lines[key] = {**held, "quantity": left}
+            state["updated_at"] = at
+        elif kind == "AddressChanged":
+            state["shipping_address"] = _plain(d.get("address"))
+            state["updated_at"] = at
+        elif kind == "PaymentAuthorized":
+            amount = d.get("amount")
+            state["payment_id"] = d.get("payment_id")
+            state["authorized_amount"] = (_plain(amount) if isinstance(amount, Mapping)
+                                          else {"amount": amount,
+                                                "currency": d.get("currency")})
+            state["status"] = "paid"
+            state["updated_at"] = at
+        elif kind == "OrderShipped":
+            state["carrier"] = d.get("carrier")
+            state["tracking_number"] = d.get("tracking_number")
+            state["status"] = "shipped"
+            state["shipped_at"] = state["updated_at"] = at
+        elif kind == "OrderDelivered":
+            state["status"] = "delivered"
+            state["delivered_at"] = state["updated_at"] = at
+        elif kind == "OrderCancelled":
+            state["status"] = "cancelled"
+            state["cancel_reason"] = d.get("reason")
+            state["cancelled_at"] = state["updated_at"] = at
+        # anything else: the seed ignored types it did not know
+    return NaiveResult(state=state, stream=stream, events=count, errors=errors)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def diff_states(expected: Any, actual: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """``(JSON Pointer, expected, actual)`` for every leaf where two plain states differ.
+
+    Numbers compare by exact value across ``int``, ``float`` and ``Decimal``
+    (``Decimal('19.99')`` and the float ``19.99`` differ; ``2**53 + 1`` and the float
+    ``2.0**53`` differ; ``Decimal('1356')`` and ``1356`` do not); anything else must have
+    the same type and compare equal."""
+    out: list[tuple[str, Any, Any]] = []
+    if isinstance(expected, Mapping) and isinstance(actual, Mapping):
+        for key in list(expected) + [k for k in actual if k not in expected]:
+            token = str(key).replace("~", "~0").replace("/", "~1")
+            if key not in actual:
+                out.append((f"{path}/{token}", expected[key], _ABSENT))
+            elif key not in expected:
+                out.append((f"{path}/{token}", _ABSENT, actual[key]))
+            else:
+                out.extend(diff_states(expected[key], actual[key], f"{path}/{token}"))
+        return out
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        for i, (a, b) in enumerate(zip(expected, actual, strict=True)):
+            out.extend(diff_states(a, b, f"{path}/{i}"))
+        return out
+    if not _same_value(expected, actual):
+        out.append((path, expected, actual))
+    return out
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    numbers = (int, float, Decimal)
+    a, b = _exact(a), _exact(b)
+    if (isinstance(a, numbers) and isinstance(b, numbers)
+            and not isinstance(a, bool) and not isinstance(b, bool)):
+        return bool(a == b)  # exact across int, float and Decimal
+    return type(a) is type(b) and bool(a == b)
+
+
+def _exact(value: Any) -> Any:
+    to_decimal = getattr(value, "to_decimal", None)  # an exact number kept as its text
+    return to_decimal() if callable(to_decimal) else value
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT = _Absent()

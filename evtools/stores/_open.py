@@ -1,0 +1,196 @@
+"""``open_store(url)`` and ``copy(source, dest)`` (re-exported by ``evtools.stores``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConcurrencyError, StoreError, StoreUnavailable, UsageError
+from ..events import RawEvent
+from .base import NO_STREAM, EventStore
+
+__all__ = ["SUPPORTED", "copy", "open_store"]
+
+log = logging.getLogger(__name__)
+
+SUPPORTED = (
+    "memory:",
+    "sqlite:///path.db (also sqlite:////absolute/path.db, sqlite:///:memory:, path.db)",
+    "nats://host:port/STREAM (options: ?prefix=events&replicas=1&create=true)",
+    "esdb://host:2113?tls=false (also esdb+discover://, kurrentdb://)",
+    "path.jsonl or path.parquet (files: mode='r' to import, 'w' or 'a' to export)",
+)
+
+_FILE_SUFFIXES = (".jsonl", ".ndjson", ".parquet")
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+_ESDB_SCHEMES = ("esdb://", "esdb+discover://", "kurrentdb://", "kurrentdb+discover://")
+
+
+def _bool(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"option {name}={value!r} is not a boolean")
+
+
+def _db_mode(mode: str | None, url: str) -> dict[str, Any]:
+    if mode is None:
+        return {}
+    if mode == "w":
+        raise UsageError(f"{url}: mode 'w' (truncate) is only for files; use 'a' to append "
+                         f"to a database or 'r' to read it")
+    return {"mode": mode}
+
+
+def open_store(url: str, *, mode: str | None = None, create: bool | None = None,
+               **options: Any) -> EventStore:
+    """Open the store ``url`` names (the forms are in :data:`SUPPORTED`).
+
+    ``mode``: ``"r"`` read-only, ``"a"`` read and append (the default for databases),
+    ``"w"`` create or truncate (files only; files default to ``"r"``). ``create=True``
+    asks for a writable store that is created when missing, whatever its kind: a file
+    opens with ``"a"`` (a destination for ``copy``), a SQLite file or JetStream stream is
+    created; ``create=False`` refuses to create a missing SQLite file or JetStream stream.
+    ``options`` go to the store's constructor (e.g. ``timeout=``, ``prefix=`` for NATS,
+    ``format="flat"`` for JSONL). Unknown schemes raise
+    :class:`~evtools.errors.UsageError` listing the supported ones.
+    """
+    if create is not None and mode == "r":
+        raise UsageError(f"{url}: create= and mode='r' contradict each other")
+    if not isinstance(url, str) or not url:
+        raise UsageError(f"a store URL is a non-empty string, got {url!r}")
+    lowered = url.lower()
+    try:
+        if lowered in ("memory:", "memory://"):
+            from .memory import MemoryStore
+
+            if mode == "r":
+                raise UsageError("memory: cannot be opened read-only (it starts empty)")
+            return MemoryStore(**options)
+        if lowered.startswith("sqlite:"):
+            from .sqlite import path_from_url
+
+            return _sqlite(path_from_url(url), url, mode, create, options)
+        if lowered.startswith("nats://"):
+            from .nats import NatsStore, parse_nats_url
+
+            servers, stream, query = parse_nats_url(url)
+            opts: dict[str, Any] = {}
+            for key, value in query.items():
+                if key in ("replicas", "batch_size"):
+                    opts[key] = int(value)
+                elif key in ("timeout", "retry_for", "duplicate_window"):
+                    opts[key] = float(value)
+                elif key == "create":
+                    opts[key] = _bool(value, key)
+                elif key == "prefix":
+                    opts[key] = value
+                else:
+                    raise UsageError(f"{url}: unknown NATS option {key!r} (prefix, replicas, "
+                                     f"create, timeout, retry_for, batch_size, "
+                                     f"duplicate_window)")
+            opts.update(options)
+            if create is not None:
+                opts["create"] = create
+            return NatsStore(servers, stream, **_db_mode(mode, url), **opts)
+        if lowered.startswith(_ESDB_SCHEMES):
+            from .esdb import EsdbStore
+
+            return EsdbStore(url, **_db_mode(mode, url), **options)
+        if "://" not in url:
+            suffix = Path(url).suffix.lower()
+            if suffix in _FILE_SUFFIXES:
+                from .files import file_store_for
+
+                if mode not in (None, "r", "w", "a"):
+                    raise UsageError(f"{url}: mode must be 'r', 'w' or 'a', got {mode!r}")
+                file_mode = mode or ("a" if create else "r")
+                return file_store_for(url, file_mode, **options)  # type: ignore[arg-type]
+            if suffix in _SQLITE_SUFFIXES:
+                return _sqlite(url, url, mode, create, options)
+    except TypeError as e:  # an option the store does not take
+        raise UsageError(f"{url}: {e}") from e
+    except ValueError as e:  # a malformed number in the URL's options
+        raise UsageError(f"{url}: bad option value: {e}") from e
+    raise UsageError(f"unsupported store {url!r}; supported: " + "; ".join(SUPPORTED))
+
+
+def _sqlite(path: str, url: str, mode: str | None, create: bool | None,
+            options: dict[str, Any]) -> EventStore:
+    from .sqlite import SqliteStore
+
+    if create is False and path != ":memory:" and not Path(path).is_file():
+        raise StoreUnavailable(f"{url}: no such database file (create=False)", file=path)
+    return SqliteStore(path, **_db_mode(mode, url), **options)
+
+
+def copy(source: EventStore, dest: EventStore, *,
+         progress: Callable[[int], None] | None = None, batch_size: int = 1000) -> int:
+    """Copy every event of ``source`` into ``dest`` in global order; return the count.
+
+    Stream, version, type, data, metadata, id, schema version and content type are kept
+    (and ``recorded_at`` where ``dest`` keeps producer times). Versions are kept exactly:
+    each stream must start at version 0 in ``source`` and must not exist in ``dest``
+    (otherwise :class:`~evtools.errors.StoreError`). Consecutive events of one stream go
+    in one ``append`` of up to ``batch_size`` events. ``progress`` is called with the
+    running count after each append. At the end every copied stream's version in
+    ``dest`` is checked against ``source``; a mismatch raises ``StoreError``.
+    """
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1, got {batch_size!r}")
+    last: dict[str, int] = {}  # stream -> last version copied (one int per stream)
+    run: list[RawEvent] = []
+    copied = 0
+
+    def flush() -> None:
+        nonlocal copied
+        if not run:
+            return
+        stream = run[0].stream
+        first = run[0].version
+        expected = NO_STREAM if first == 0 else first - 1
+        try:
+            new_last = dest.append(stream, run, expected)
+        except ConcurrencyError as e:
+            raise StoreError(f"copy {source.url} -> {dest.url}: stream {stream!r} already "
+                             f"exists in the destination (at {e.actual}); copy into an "
+                             f"empty store", stream=stream, version=first) from e
+        if new_last != run[-1].version:
+            raise StoreError(f"copy {source.url} -> {dest.url}: stream {stream!r} got version "
+                             f"{new_last}, expected {run[-1].version}", stream=stream,
+                             version=run[-1].version)
+        copied += len(run)
+        run.clear()
+        if progress is not None:
+            progress(copied)
+
+    for event in source.read_all():
+        previous = last.get(event.stream, -1)
+        if event.version != previous + 1:
+            raise StoreError(f"copy {source.url} -> {dest.url}: stream {event.stream!r} jumps "
+                             f"from version {previous} to {event.version}; versions cannot be "
+                             f"kept", stream=event.stream, version=event.version)
+        last[event.stream] = event.version
+        if run and (run[0].stream != event.stream or len(run) >= batch_size):
+            flush()
+        run.append(event)
+    flush()
+
+    in_dest = 0
+    for stream, version in last.items():
+        got = dest.stream_version(stream)
+        if got != version:
+            raise StoreError(f"copy {source.url} -> {dest.url}: stream {stream!r} ends at "
+                             f"version {got} in the destination, {version} in the source",
+                             stream=stream, version=version)
+        in_dest += got + 1
+    if in_dest != copied:
+        raise StoreError(f"copy {source.url} -> {dest.url}: copied {copied} events but the "
+                         f"destination holds {in_dest} in those streams")
+    log.info("copied %d events in %d streams from %s to %s", copied, len(last), source.url,
+             dest.url)
+    return copied

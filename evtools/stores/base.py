@@ -1,0 +1,307 @@
+"""The store protocol: the same verbs for every store.
+
+Every store (memory, SQLite, files, NATS JetStream, EventStoreDB) is an
+:class:`EventStore` with these methods and promises (``tests/stores/contract.py`` states
+them as tests that every store's test module subclasses):
+
+``append(stream, events, expected_version=ANY) -> int``
+    Append a non-empty batch to one stream and return the new last version. The batch is
+    atomic (all or nothing) where the store can do it (memory, SQLite; NATS up to 1000
+    events, see :mod:`evtools.stores.nats`). ``expected_version`` is the optimistic
+    concurrency check: :data:`NO_STREAM` (the stream must not exist), :data:`ANY` (no
+    check), :data:`STREAM_EXISTS` (it must exist) or an ``int``, the stream's current last
+    version. A mismatch raises :class:`~evtools.errors.ConcurrencyError` naming the stream
+    and the expected and actual versions. Events are :class:`NewEvent` or
+    :class:`~evtools.events.RawEvent`; of a ``RawEvent`` the store ignores ``stream``,
+    ``version`` and ``position`` and assigns its own. An empty ``id`` gets a random UUID, a
+    missing ``recorded_at`` the time of the append.
+``read_stream(stream, from_version=0, *, limit=None) -> Iterator[RawEvent]``
+    The stream's events with ``version >= from_version`` in version order. A stream that
+    does not exist raises :class:`~evtools.errors.StreamNotFound` when ``read_stream`` is
+    called (not on the first ``next``).
+``read_all(from_position=0, *, limit=None) -> Iterator[RawEvent]``
+    Every event of every stream in global order: ``position`` strictly increases, and
+    ``from_position`` is inclusive (resume with ``last.position + 1``).
+``list_streams() -> Iterator[str]``
+    Each stream name once, in a store-specific order.
+``stream_version(stream) -> int | None``
+    The last version, ``None`` when the stream does not exist.
+``close()``
+    Release connections and files; stores are context managers.
+
+Reads are lazy iterators with bounded memory (pages, batches, cursors), never a whole
+stream or store at once, and stores never decode payloads: ``data`` and ``metadata`` are
+handed back byte for byte.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Final, Self, TypeAlias
+
+import msgspec
+
+from ..errors import ConcurrencyError, UsageError
+from ..events import JSON_CONTENT_TYPE, RawEvent
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "STREAM_EXISTS",
+    "AppendEvent",
+    "EventStore",
+    "Expected",
+    "ExpectedVersion",
+    "NewEvent",
+    "PreparedEvent",
+    "check_expected",
+    "prepare_events",
+    "validate_expected",
+]
+
+
+class Expected(enum.Enum):
+    """The symbolic expected versions (an ``int`` is the exact one)."""
+
+    NO_STREAM = "no stream"
+    ANY = "any"
+    STREAM_EXISTS = "stream exists"
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+NO_STREAM: Final = Expected.NO_STREAM
+"""The stream must not exist yet."""
+ANY: Final = Expected.ANY
+"""No check."""
+STREAM_EXISTS: Final = Expected.STREAM_EXISTS
+"""The stream must exist (any version)."""
+
+ExpectedVersion: TypeAlias = int | Expected
+
+
+class NewEvent(msgspec.Struct, frozen=True, gc=False):
+    """An event to append: what a producer decides; the store assigns the rest.
+
+    ``id`` may be left empty (the store assigns a random UUID) and ``recorded_at`` may be
+    ``None`` (the store records the time of the append); ``recorded_at``, when given, must
+    be timezone-aware.
+    """
+
+    type: str
+    data: bytes
+    metadata: bytes = b""
+    id: str = ""
+    content_type: str = JSON_CONTENT_TYPE
+    schema_version: int = 1
+    recorded_at: datetime | None = None
+
+    @classmethod
+    def from_raw(cls, event: RawEvent) -> NewEvent:
+        """The appendable part of a stored event (for copies between stores)."""
+        return cls(type=event.type, data=event.data, metadata=event.metadata, id=event.id,
+                   content_type=event.content_type, schema_version=event.schema_version,
+                   recorded_at=event.recorded_at)
+
+
+AppendEvent: TypeAlias = NewEvent | RawEvent
+
+
+class PreparedEvent(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """A validated event ready to be written: id and time filled in, ``data`` is bytes."""
+
+    type: str
+    data: bytes
+    metadata: bytes
+    id: str
+    content_type: str
+    schema_version: int
+    recorded_at: datetime
+
+    def to_raw(self, stream: str, version: int, position: int | None) -> RawEvent:
+        return RawEvent(stream, version, self.type, self.data, self.metadata, self.id,
+                        self.recorded_at, position, self.content_type, self.schema_version)
+
+
+def _as_bytes(value: object, what: str, where: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    raise UsageError(f"{where}: {what} must be bytes, not {type(value).__name__}")
+
+
+def _aware_utc(value: datetime, where: str) -> datetime:
+    offset = value.utcoffset()
+    if offset is None:
+        raise UsageError(f"{where}: recorded_at must be timezone-aware, got {value!r}")
+    return value.astimezone(UTC) if offset or value.tzinfo is not UTC else value
+
+
+def prepare_one(event: AppendEvent, now: datetime, where: str | Callable[[], str]
+                ) -> PreparedEvent:
+    """Validate one event and fill in its id and time.
+
+    ``where`` (text, or a function making it: only called on error) prefixes messages.
+    """
+    cls = type(event)
+    if cls is not NewEvent and cls is not RawEvent and not isinstance(event, NewEvent | RawEvent):
+        raise UsageError(f"{_where(where)}: expected a NewEvent or RawEvent, "
+                         f"not {type(event).__name__}")
+    event_type = event.type
+    if type(event_type) is not str or not event_type:
+        raise UsageError(f"{_where(where)}: event type must be a non-empty string")
+    recorded_at = event.recorded_at
+    if recorded_at is None:
+        recorded_at = now
+    elif recorded_at.tzinfo is not UTC:
+        recorded_at = _aware_utc(recorded_at, _where(where))
+    schema_version = event.schema_version
+    if type(schema_version) is not int:
+        raise UsageError(f"{_where(where)}: schema_version must be an int")
+    data, metadata = event.data, event.metadata
+    if type(data) is not bytes:
+        data = _as_bytes(data, "data", _where(where))
+    if type(metadata) is not bytes:
+        metadata = _as_bytes(metadata, "metadata", _where(where))
+    return PreparedEvent(event_type, data, metadata, event.id or str(uuid.uuid4()),
+                         event.content_type or JSON_CONTENT_TYPE, schema_version, recorded_at)
+
+
+def _where(where: str | Callable[[], str]) -> str:
+    return where if isinstance(where, str) else where()
+
+
+def prepare_events(store: str, stream: str, events: Sequence[AppendEvent],
+                   first_version: int = 0) -> Iterator[PreparedEvent]:
+    """Validate ``events`` lazily (a generator, so big batches stream into the driver).
+
+    Raises :class:`UsageError` naming the store, stream and the version the bad event
+    would have had.
+    """
+    now = datetime.now(UTC)
+    for i, event in enumerate(events):
+        yield prepare_one(event, now, lambda i=i: f"{store}: stream {stream!r} version "  # type: ignore[misc]
+                          f"{first_version + i}")
+
+
+def validate_append(store: str, stream: str, events: Sequence[AppendEvent],
+                    expected_version: ExpectedVersion) -> ExpectedVersion:
+    """Check the arguments every ``append`` takes; returns the expected version."""
+    if not isinstance(stream, str) or not stream:
+        raise UsageError(f"{store}: stream name must be a non-empty string, got {stream!r}")
+    if isinstance(events, NewEvent | RawEvent) or not isinstance(events, Sequence):
+        raise UsageError(f"{store}: append takes a sequence of events (a list), "
+                         f"got {type(events).__name__}", stream=stream)
+    if not events:
+        raise UsageError(f"{store}: append needs at least one event", stream=stream)
+    return validate_expected(expected_version, store)
+
+
+def validate_expected(expected: object, store: str = "store") -> ExpectedVersion:
+    """Return ``expected`` if it is a valid expected version, else raise UsageError."""
+    if isinstance(expected, Expected):
+        return expected
+    if isinstance(expected, int) and not isinstance(expected, bool) and expected >= 0:
+        return expected
+    raise UsageError(f"{store}: expected_version must be NO_STREAM, ANY, STREAM_EXISTS or "
+                     f"a version >= 0, got {expected!r}")
+
+
+def describe_version(version: ExpectedVersion | None) -> str:
+    if version is None:
+        return "no stream"
+    if isinstance(version, Expected):
+        return version.value
+    return f"version {version}"
+
+
+def check_expected(store: str, stream: str, expected: ExpectedVersion,
+                   actual: int | None) -> None:
+    """Raise :class:`ConcurrencyError` unless ``actual`` (``None``: no stream) fits."""
+    if expected is ANY:
+        return
+    if expected is NO_STREAM:
+        ok = actual is None
+    elif expected is STREAM_EXISTS:
+        ok = actual is not None
+    else:
+        ok = actual == expected
+    if not ok:
+        raise ConcurrencyError(
+            f"{store}: stream {stream!r} expected {describe_version(expected)}, "
+            f"actual {describe_version(actual)}",
+            expected=expected, actual=actual, stream=stream)
+
+
+def check_limit(limit: int | None, store: str) -> int | None:
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise UsageError(f"{store}: limit must be None or an int >= 0, got {limit!r}")
+    return limit
+
+
+def check_start(value: int, what: str, store: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"{store}: {what} must be an int >= 0, got {value!r}")
+    return value
+
+
+class EventStore(ABC):
+    """What every store does; see the module docstring for the promises.
+
+    ``url`` names the store in messages (``sqlite:///data/events.db``); ``read_only``
+    stores raise :class:`~evtools.errors.UsageError` on ``append``.
+    """
+
+    url: str = ""
+    read_only: bool = False
+
+    @abstractmethod
+    def append(self, stream: str, events: Sequence[AppendEvent],
+               expected_version: ExpectedVersion = ANY) -> int:
+        """Append ``events`` to ``stream`` atomically; return the new last version."""
+
+    @abstractmethod
+    def read_stream(self, stream: str, from_version: int = 0, *,
+                    limit: int | None = None) -> Iterator[RawEvent]:
+        """The events of ``stream`` from ``from_version`` on, lazily, in version order."""
+
+    @abstractmethod
+    def read_all(self, from_position: int = 0, *,
+                 limit: int | None = None) -> Iterator[RawEvent]:
+        """Every event with ``position >= from_position``, lazily, in global order."""
+
+    @abstractmethod
+    def list_streams(self) -> Iterator[str]:
+        """Every stream name, once each."""
+
+    @abstractmethod
+    def stream_version(self, stream: str) -> int | None:
+        """The stream's last version, or ``None`` if it does not exist."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store's resources; safe to call twice."""
+
+    def _refuse_write(self, stream: str) -> None:
+        if self.read_only:
+            raise UsageError(f"{self.url or type(self).__name__} is open read-only; "
+                             f"open it with mode='a' to append", stream=stream)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"

@@ -1,0 +1,360 @@
+"""``EsdbStore``: EventStoreDB / KurrentDB through esdbclient (the ``esdb`` extra).
+
+``kurrentdbclient`` is used instead where it is installed and the URL says
+``kurrentdb://`` (or esdbclient is missing); both clients have the same shape.
+
+Mapping between esdbclient's ``RecordedEvent`` / ``NewEvent`` and ``RawEvent``:
+
+==================  ===================================================================
+``RawEvent``        EventStoreDB
+==================  ===================================================================
+``stream``          ``stream_name``
+``version``         ``stream_position``
+``position``        ``commit_position``
+``type``            ``type``, with ``@v<N>`` appended when ``schema_version`` is not 1
+``schema_version``  the ``@v<N>`` suffix of ``type`` (1 without one)
+``data``            ``data`` (bytes as they are)
+``metadata``        ``metadata`` (bytes as they are; evtools adds nothing to them)
+``id``              ``id``: a UUID; an id that is not a UUID is written as
+                    ``uuid5(NAMESPACE_URL, "evtools:" + id)`` and reads back as that UUID
+``content_type``    ``application/json`` for JSON content types (``is_json``), otherwise
+                    ``application/octet-stream``: the server keeps only that flag
+``recorded_at``     the server's ``created`` time (a producer's time is not kept)
+==================  ===================================================================
+
+The schema version lives in the type name, not in the metadata, so that metadata bytes
+round-trip exactly and other EventStoreDB clients see the version. A type that itself
+ends in ``@v<digits>`` is written with an explicit ``@v1`` so it reads back unchanged.
+
+``list_streams`` walks ``read_all`` and yields each stream at its first event (version
+0): lazily, without remembering names; system streams (``$``) are excluded, and so is
+a stream whose first events were deleted. ``read_all(from_position)`` passes the
+position to the server, so it must be 0 or a position the server handed out (the
+position of an event).
+
+Client errors are translated at this boundary, the original kept as ``__cause__``:
+``WrongCurrentVersion`` -> :class:`~evtools.errors.ConcurrencyError`; ``NotFound``,
+``StreamIsDeleted`` -> :class:`~evtools.errors.StreamNotFound`; ``ServiceUnavailable``,
+``DeadlineExceeded``, ``DiscoveryFailed``, ``NodeIsNotLeader`` ->
+:class:`~evtools.errors.StoreUnavailable` (one line); anything else from the client ->
+:class:`~evtools.errors.StoreError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from types import ModuleType
+from typing import Any, Literal
+
+from ..errors import (
+    ConcurrencyError,
+    MissingDependency,
+    StoreError,
+    StoreUnavailable,
+    StreamNotFound,
+    UsageError,
+)
+from ..events import JSON_CONTENT_TYPE, RawEvent
+from .base import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AppendEvent,
+    EventStore,
+    ExpectedVersion,
+    PreparedEvent,
+    check_expected,
+    check_limit,
+    check_start,
+    describe_version,
+    prepare_events,
+    validate_append,
+)
+
+__all__ = [
+    "EsdbStore",
+    "from_recorded_event",
+    "split_type",
+    "to_esdb_event",
+    "translate_error",
+]
+
+log = logging.getLogger(__name__)
+
+OCTET_STREAM = "application/octet-stream"
+_VERSIONED = re.compile(r"(.*)@v([0-9]+)\Z", re.S)
+_ID_NAMESPACE = uuid.NAMESPACE_URL
+_UNAVAILABLE = ("ServiceUnavailable", "DeadlineExceeded", "DiscoveryFailed",
+                "NodeIsNotLeader", "GrpcDeadlineExceeded", "SSLError")
+_NOT_FOUND = ("NotFound", "StreamIsDeleted")
+_ACTUAL = re.compile(r"last event is (\d+)")
+
+
+def client_module(url: str = "esdb://") -> ModuleType:
+    """esdbclient, or kurrentdbclient for ``kurrentdb://`` URLs / when it is the only one."""
+    prefer_kurrent = url.startswith("kurrentdb")
+    names = (["kurrentdbclient", "esdbclient"] if prefer_kurrent
+             else ["esdbclient", "kurrentdbclient"])
+    for name in names:
+        try:
+            return __import__(name)
+        except ImportError:
+            continue
+    raise MissingDependency("esdbclient", "esdb")
+
+
+def _client_uri(module: ModuleType, url: str) -> str:
+    """Rewrite the scheme for the client in use (esdb:// <-> kurrentdb://)."""
+    scheme, sep, rest = url.partition("://")
+    if module.__name__ == "esdbclient":
+        scheme = scheme.replace("kurrentdb", "esdb")
+    else:
+        scheme = scheme.replace("esdb", "kurrentdb")
+    return f"{scheme}{sep}{rest}"
+
+
+# -- mapping ------------------------------------------------------------------------------
+
+
+def esdb_type(event_type: str, schema_version: int) -> str:
+    """The EventStoreDB type name carrying ``schema_version`` (see the module docstring)."""
+    if schema_version != 1 or _VERSIONED.match(event_type):
+        return f"{event_type}@v{schema_version}"
+    return event_type
+
+
+def split_type(stored: str) -> tuple[str, int]:
+    """``"OrderPlaced@v2"`` -> ``("OrderPlaced", 2)``; no suffix -> version 1."""
+    m = _VERSIONED.match(stored)
+    if m is None:
+        return stored, 1
+    return m.group(1), int(m.group(2))
+
+
+def esdb_id(event_id: str) -> uuid.UUID:
+    """The event id as a UUID (``uuid5`` of a non-UUID id, deterministic for retries)."""
+    try:
+        return uuid.UUID(event_id)
+    except ValueError:
+        return uuid.uuid5(_ID_NAMESPACE, "evtools:" + event_id)
+
+
+def _is_json(content_type: str) -> bool:
+    ct = content_type.split(";", 1)[0].strip().lower()
+    return ct == JSON_CONTENT_TYPE or ct.endswith("+json")
+
+
+def to_esdb_event(event: PreparedEvent | RawEvent, module: ModuleType | None = None) -> Any:
+    """An esdbclient ``NewEvent`` for ``event``."""
+    mod = module or client_module()
+    return mod.NewEvent(
+        type=esdb_type(event.type, event.schema_version),
+        data=event.data,
+        metadata=event.metadata,
+        content_type=JSON_CONTENT_TYPE if _is_json(event.content_type) else OCTET_STREAM,
+        id=esdb_id(event.id or str(uuid.uuid4())),
+    )
+
+
+def from_recorded_event(recorded: Any) -> RawEvent:
+    """A ``RawEvent`` for an esdbclient ``RecordedEvent``."""
+    event_type, schema_version = split_type(recorded.type)
+    return RawEvent(
+        stream=recorded.stream_name,
+        version=recorded.stream_position,
+        type=event_type,
+        data=bytes(recorded.data),
+        metadata=bytes(recorded.metadata),
+        id=str(recorded.id),
+        recorded_at=recorded.recorded_at,
+        position=recorded.commit_position,
+        content_type=recorded.content_type or OCTET_STREAM,
+        schema_version=schema_version,
+    )
+
+
+def to_stream_state(expected: ExpectedVersion, module: ModuleType | None = None) -> Any:
+    """The client's ``current_version`` argument for an expected version."""
+    mod = module or client_module()
+    if expected is NO_STREAM:
+        return mod.StreamState.NO_STREAM
+    if expected is ANY:
+        return mod.StreamState.ANY
+    if expected is STREAM_EXISTS:
+        return mod.StreamState.EXISTS
+    return expected
+
+
+def _names(e: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(e).__mro__}
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def translate_error(e: BaseException, store: str, what: str, *, stream: str | None = None,
+                    expected: ExpectedVersion | None = None) -> StoreError:
+    """The evtools error for an esdbclient / kurrentdbclient exception (see docstring)."""
+    names = _names(e)
+    where = f" stream {stream!r}" if stream is not None else ""
+    if "WrongCurrentVersion" in names:
+        m = _ACTUAL.search(str(e))
+        actual = int(m.group(1)) if m else None
+        return ConcurrencyError(
+            f"{store}:{where} expected {describe_version(expected)}, actual "
+            f"{describe_version(actual)}", expected=expected, actual=actual, stream=stream)
+    if names & set(_NOT_FOUND):
+        state = "was deleted" if "StreamIsDeleted" in names else "does not exist"
+        return StreamNotFound(f"{store}:{where or ' stream'} {state}", stream=stream)
+    if names & set(_UNAVAILABLE):
+        return StoreUnavailable(f"{store}: {what}: server unavailable "
+                                f"({type(e).__name__}: {_first_line(e)})", stream=stream)
+    if "AccessDeniedError" in names:
+        return StoreError(f"{store}: {what}: access denied", stream=stream)
+    return StoreError(f"{store}: {what} failed: {type(e).__name__}: {_first_line(e)}",
+                      stream=stream)
+
+
+# -- the store ----------------------------------------------------------------------------
+
+
+class EsdbStore(EventStore):
+    """EventStoreDB / KurrentDB at ``uri`` (``esdb://host:2113?tls=false``,
+    ``esdb+discover://...``, ``kurrentdb://...``). ``timeout`` is the per-call deadline
+    in seconds; further keyword arguments go to the client (e.g. ``root_certificates``).
+    """
+
+    def __init__(self, uri: str, *, mode: Literal["r", "a"] = "a", timeout: float = 10.0,
+                 **client_options: Any) -> None:
+        if mode not in ("r", "a"):
+            raise UsageError(f"EventStoreDB store mode must be 'r' or 'a', got {mode!r}")
+        self._mod = client_module(uri)
+        self.url = uri
+        self.read_only = mode == "r"
+        self._timeout = timeout
+        client_class = (getattr(self._mod, "EventStoreDBClient", None)
+                        or self._mod.KurrentDBClient)
+        try:
+            self._client: Any = client_class(_client_uri(self._mod, uri), **client_options)
+        except ValueError as e:
+            raise UsageError(f"{uri}: invalid EventStoreDB URI: {_first_line(e)}") from e
+        except Exception as e:
+            raise self._error(e, "connect") from e
+
+    def _error(self, e: BaseException, what: str, stream: str | None = None,
+               expected: ExpectedVersion | None = None) -> StoreError:
+        return translate_error(e, self.url, what, stream=stream, expected=expected)
+
+    def _is_client_error(self, e: BaseException) -> bool:
+        return bool(_names(e) & {"EventStoreDBClientException", "KurrentDBClientException",
+                                 "GrpcError"})
+
+    def append(self, stream: str, events: Sequence[AppendEvent],
+               expected_version: ExpectedVersion = ANY) -> int:
+        expected = validate_append(self.url, stream, events, expected_version)
+        self._refuse_write(stream)
+        new = [to_esdb_event(p, self._mod) for p in prepare_events(self.url, stream, events)]
+        try:
+            position = self._client.append_to_stream(
+                stream, current_version=to_stream_state(expected, self._mod), events=new,
+                timeout=self._timeout)
+        except Exception as e:
+            if not self._is_client_error(e):
+                raise
+            if "WrongCurrentVersion" in _names(e) and expected is not None:
+                actual = self.stream_version(stream)
+                check_expected(self.url, stream, expected, actual)  # raises with the facts
+            raise self._error(e, "append", stream, expected) from e
+        log.debug("%s: appended %d events to %r at commit position %s", self.url, len(new),
+                  stream, position)
+        if isinstance(expected, int):
+            return expected + len(new)
+        if expected is NO_STREAM:
+            return len(new) - 1
+        return self._version_of(stream, new[-1].id)
+
+    def _version_of(self, stream: str, event_id: uuid.UUID) -> int:
+        """The version of the event ``event_id`` near the end of ``stream``."""
+        try:
+            with self._client.read_stream(stream, backwards=True, limit=10_000,
+                                          timeout=self._timeout) as response:
+                for recorded in response:
+                    if recorded.id == event_id:
+                        return int(recorded.stream_position)
+        except Exception as e:
+            if not self._is_client_error(e):
+                raise
+            raise self._error(e, "append", stream) from e
+        raise StoreError(f"{self.url}: stream {stream!r}: the appended event {event_id} is "
+                         f"not among the last 10,000 events", stream=stream)
+
+    def stream_version(self, stream: str) -> int | None:
+        try:
+            version = self._client.get_current_version(stream, timeout=self._timeout)
+        except Exception as e:
+            if not self._is_client_error(e):
+                raise
+            if _names(e) & set(_NOT_FOUND):
+                return None
+            raise self._error(e, "stream_version", stream) from e
+        return version if isinstance(version, int) else None
+
+    def read_stream(self, stream: str, from_version: int = 0, *,
+                    limit: int | None = None) -> Iterator[RawEvent]:
+        check_start(from_version, "from_version", self.url)
+        limit = check_limit(limit, self.url)
+        if self.stream_version(stream) is None:
+            raise StreamNotFound(f"{self.url}: stream {stream!r} does not exist",
+                                 stream=stream)
+        return self._iterate(
+            lambda: self._client.read_stream(stream, stream_position=from_version,
+                                             limit=sys.maxsize if limit is None else limit,
+                                             timeout=None),
+            "read_stream", stream, limit)
+
+    def read_all(self, from_position: int = 0, *,
+                 limit: int | None = None) -> Iterator[RawEvent]:
+        check_start(from_position, "from_position", self.url)
+        limit = check_limit(limit, self.url)
+        return self._iterate(
+            lambda: self._client.read_all(commit_position=from_position or None,
+                                          limit=sys.maxsize if limit is None else limit,
+                                          timeout=None),
+            "read_all", None, limit, from_position)
+
+    def _iterate(self, start: Any, what: str, stream: str | None, limit: int | None,
+                 from_position: int = 0) -> Iterator[RawEvent]:
+        if limit == 0:
+            return
+        try:
+            response = start()
+            with response:
+                for recorded in response:  # read_all's server-side filter drops system events
+                    event = from_recorded_event(recorded)
+                    if event.position is not None and event.position < from_position:
+                        continue
+                    yield event
+        except Exception as e:
+            if not self._is_client_error(e):
+                raise
+            raise self._error(e, what, stream) from e
+
+    def list_streams(self) -> Iterator[str]:
+        for event in self.read_all():
+            if event.version == 0 and not event.stream.startswith("$"):
+                yield event.stream
+
+    def close(self) -> None:
+        client = getattr(self, "_client", None)
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # closing: nothing useful to do with it
+                log.debug("%s: close failed", self.url, exc_info=True)
+            self._client = None

@@ -1,0 +1,727 @@
+"""File stores: ``JsonlStore`` (JSON lines) and ``ParquetStore`` (via polars).
+
+Files are for import and export. ``mode="r"`` (the default) opens an existing file
+read-only; ``mode="w"`` creates or truncates it for export and ``mode="a"`` continues an
+existing export (both append through the ordinary ``append``). ``open_store("x.jsonl")``
+and ``open_store("x.parquet")`` pick the class by suffix.
+
+Positions: a record keeps the global position it carries (``evposition`` / ``position``,
+e.g. from the store it was exported from); a record without one gets its 1-based record
+number in the file. An export through ``append`` numbers records 1, 2, ... Reads follow
+file order, and ``read_all(from_position)`` skips records below ``from_position``.
+
+A file store keeps a small index in memory, one entry per stream (last version, where
+the stream starts), built by one pass over the file the first time it is needed; events
+themselves are read lazily, batch by batch, every time.
+
+JSONL
+=====
+
+One event per line, in either of two forms (reading accepts both in one file; writing
+uses ``format="cloudevents"``, the default, or ``format="flat"``):
+
+* a CloudEvents 1.0 structured JSON envelope, as :func:`evtools.events.to_cloudevent`
+  writes it (stream, version, schema version, position and metadata travel in the
+  ``evstream``, ``evversion``, ``evschemaversion``, ``evposition`` and ``evmetadata``
+  extensions);
+* a flat record::
+
+      {"stream": "order-1", "version": 0, "type": "OrderPlaced",
+       "data": {"order_id": 1},            // the payload, a JSON value copied verbatim
+       "metadata": {"user": "u1"},         // optional, a JSON value copied verbatim
+       "id": "0b6c...", "recorded_at": "2024-05-01T12:00:00.123456Z",
+       "position": 17, "content_type": "application/json", "schema_version": 1}
+
+  ``stream``, ``version`` and ``type`` are required, everything else optional (id ``""``,
+  no time, position from the record number, ``application/json``, schema version 1).
+  A payload that is not JSON goes in ``"data_base64"`` instead of ``"data"`` (likewise
+  ``"metadata_base64"``); unknown keys are an error, so that a misspelt key is not
+  silently dropped.
+
+A JSON payload is embedded verbatim so that payload bytes survive a round trip. Bytes
+that cannot be embedded in one line as they are (not valid JSON, whitespace around the
+value, a line break inside it) are written base64-encoded (``data_base64``, with
+``datacontenttype`` kept); metadata likewise goes in the ``evmetadatabase64``
+extension. A line that is neither form raises :class:`~evtools.errors.EnvelopeError`
+naming the file and line.
+
+Parquet
+=======
+
+Columns ``stream`` (string), ``version`` (int64), ``type`` (string), ``data`` (binary),
+``metadata`` (binary), ``id`` (string), ``recorded_at`` (timestamp[us, UTC]),
+``position`` (int64), ``content_type`` (string), ``schema_version`` (int64); one row per
+event. Writing buffers ``row_group_size`` rows and writes them as one row group
+(pyarrow's ``ParquetWriter``, the ``parquet`` extra); a Parquet file becomes readable
+when it is closed, so an export store refuses reads until then (reopen it with
+``mode="r"``). Reading streams batches through ``polars.scan_parquet``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import os
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from ..errors import (
+    Context,
+    EnvelopeError,
+    MissingDependency,
+    StoreError,
+    StoreUnavailable,
+    StreamNotFound,
+    UsageError,
+)
+from ..events import (
+    JSON_CONTENT_TYPE,
+    RawEvent,
+    embeddable,
+    format_time,  # shared with the CloudEvents mapping so both write the same times
+    from_cloudevent,
+    parse_time,
+    to_cloudevent,
+)
+from .base import (
+    ANY,
+    AppendEvent,
+    EventStore,
+    ExpectedVersion,
+    check_expected,
+    check_limit,
+    check_start,
+    prepare_events,
+    validate_append,
+)
+
+__all__ = ["JsonlStore", "ParquetStore"]
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["r", "w", "a"]
+
+
+class _StreamInfo:
+    """What the index knows about one stream: its last version, where it starts and ends."""
+
+    __slots__ = ("end", "last", "start")
+
+    def __init__(self, last: int, start: tuple[int, ...], end: int) -> None:
+        self.last = last
+        self.start = start  # store-specific: JSONL (byte offset, line, record number)
+        self.end = end  # JSONL: the byte offset just after the stream's last line
+
+
+class _FileStore(EventStore):
+    """What both file stores share: modes, the per-stream index, append bookkeeping."""
+
+    kind = "file"
+
+    def __init__(self, path: str | os.PathLike[str], mode: Mode) -> None:
+        if mode not in ("r", "w", "a"):
+            raise UsageError(f"file store mode must be 'r', 'w' or 'a', got {mode!r}")
+        self.path = os.fspath(path)
+        self.url = self.path
+        self.mode = mode
+        self.read_only = mode == "r"
+        self._index: dict[str, _StreamInfo] | None = None
+        self._records = 0  # records in the file
+        self._last_position = 0  # the highest position in the file (appends go after it)
+        self._closed = False
+        self._lock = threading.RLock()  # appends and the index; reads open their own handle
+        if mode == "r" and not Path(self.path).is_file():
+            raise StoreUnavailable(f"{self.kind} {self.path}: no such file", file=self.path)
+        if mode != "r" and not Path(self.path).parent.is_dir():
+            raise StoreUnavailable(f"{self.kind} {self.path}: directory "
+                                   f"{str(Path(self.path).parent)!r} does not exist",
+                                   file=self.path)
+
+    def _scan(self) -> Iterator[tuple[tuple[int, ...], int, RawEvent]]:
+        """Every record of the file: (where it starts, where it ends, event)."""
+        raise NotImplementedError
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise UsageError(f"{self.kind} {self.path}: the store is closed", file=self.path)
+
+    def _streams(self) -> dict[str, _StreamInfo]:
+        self._ensure_open()
+        with self._lock:
+            return self._index if self._index is not None else self._build_index()
+
+    def _build_index(self) -> dict[str, _StreamInfo]:
+        index: dict[str, _StreamInfo] = {}
+        records = 0
+        last_position = 0
+        for start, end, event in self._scan():
+            records += 1
+            if event.position is not None and event.position > last_position:
+                last_position = event.position
+            info = index.get(event.stream)
+            if info is None:
+                index[event.stream] = _StreamInfo(event.version, start, end)
+            else:
+                info.end = end
+                if event.version > info.last:
+                    info.last = event.version
+        self._index = index
+        self._records = records
+        self._last_position = last_position
+        return index
+
+    def stream_version(self, stream: str) -> int | None:
+        info = self._streams().get(stream)
+        return None if info is None else info.last
+
+    def list_streams(self) -> Iterator[str]:
+        return iter(list(self._streams()))
+
+    def _start_append(self, stream: str, events: Sequence[AppendEvent],
+                      expected_version: ExpectedVersion) -> list[RawEvent]:
+        expected = validate_append(self.url, stream, events, expected_version)
+        self._refuse_write(stream)
+        info = self._streams().get(stream)
+        actual = None if info is None else info.last
+        check_expected(self.url, stream, expected, actual)
+        first = 0 if actual is None else actual + 1
+        position = self._last_position + 1
+        return [p.to_raw(stream, first + i, position + i)
+                for i, p in enumerate(prepare_events(self.url, stream, events, first))]
+
+    def _finish_append(self, stream: str, new: list[RawEvent], start: tuple[int, ...],
+                       end: int = 0) -> int:
+        index = self._streams()
+        info = index.get(stream)
+        last = new[-1].version
+        if info is None:
+            index[stream] = _StreamInfo(last, start, end)
+        else:
+            info.last = last
+            info.end = end
+        self._records += len(new)
+        self._last_position = new[-1].position or self._last_position
+        return last
+
+
+# -- JSONL --------------------------------------------------------------------------------
+
+
+class _Flat(msgspec.Struct, forbid_unknown_fields=True):
+    stream: str
+    version: int
+    type: str
+    data: msgspec.Raw = msgspec.Raw(b"")
+    data_base64: str | None = None
+    metadata: msgspec.Raw = msgspec.Raw(b"")
+    metadata_base64: str | None = None
+    id: str = ""
+    recorded_at: str | None = None
+    position: int | None = None
+    content_type: str = JSON_CONTENT_TYPE
+    schema_version: int = 1
+
+
+class _FlatOut(msgspec.Struct, omit_defaults=True):
+    stream: str
+    version: int
+    type: str
+    data: msgspec.Raw = msgspec.Raw(b"")
+    data_base64: str | None = None
+    metadata: msgspec.Raw = msgspec.Raw(b"")
+    metadata_base64: str | None = None
+    id: str = ""
+    recorded_at: str | None = None
+    position: int | None = None
+    content_type: str = JSON_CONTENT_TYPE
+    schema_version: int = 1
+
+
+_flat_decoder = msgspec.json.Decoder(_Flat)
+_raw_decoder = msgspec.json.Decoder(msgspec.Raw)
+_members_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_encoder = msgspec.json.Encoder()
+_CE_PREFIX = b'{"specversion"'
+_META_B64 = "evmetadatabase64"
+_OCTETS = "application/octet-stream"
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def encode_cloudevent_line(event: RawEvent) -> bytes:
+    """One CloudEvents envelope, safe as one JSONL line (see ``to_cloudevent``)."""
+    return to_cloudevent(event)
+
+
+def encode_flat_line(event: RawEvent) -> bytes:
+    """One flat record (see the module docstring)."""
+    out = _FlatOut(stream=event.stream, version=event.version, type=event.type, id=event.id,
+                   recorded_at=(format_time(event.recorded_at)
+                                if event.recorded_at is not None else None),
+                   position=event.position, content_type=event.content_type,
+                   schema_version=event.schema_version)
+    if event.is_json and embeddable(event.data) and event.data:
+        out.data = msgspec.Raw(event.data)
+    elif event.data:
+        out.data_base64 = _b64(event.data)
+    if embeddable(event.metadata) and event.metadata:
+        out.metadata = msgspec.Raw(event.metadata)
+    elif event.metadata:
+        out.metadata_base64 = _b64(event.metadata)
+    return _encoder.encode(out)
+
+
+def _unbase64(text: str, ctx: Context, path: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise EnvelopeError(f"{path[1:]!r} is not valid base64", ctx, path=path) from e
+
+
+def _decode_flat(line: bytes, ctx: Context) -> RawEvent:
+    try:
+        rec = _flat_decoder.decode(line)
+    except msgspec.ValidationError as e:
+        raise EnvelopeError(f"neither a CloudEvents envelope nor a flat record: {e}",
+                            ctx) from e
+    ctx = ctx.merge(Context(stream=rec.stream, version=rec.version, event_type=rec.type))
+    if rec.version < 0:
+        raise EnvelopeError("'version' must be >= 0", ctx, path="/version")
+    if not rec.type:
+        raise EnvelopeError("'type' is empty", ctx, path="/type")
+    if rec.data and rec.data_base64 is not None:
+        raise EnvelopeError("record has both 'data' and 'data_base64'", ctx)
+    if rec.metadata and rec.metadata_base64 is not None:
+        raise EnvelopeError("record has both 'metadata' and 'metadata_base64'", ctx)
+    data = (_unbase64(rec.data_base64, ctx, "/data_base64") if rec.data_base64 is not None
+            else bytes(rec.data))
+    metadata = (_unbase64(rec.metadata_base64, ctx, "/metadata_base64")
+                if rec.metadata_base64 is not None else bytes(rec.metadata))
+    return RawEvent(
+        stream=rec.stream, version=rec.version, type=rec.type, data=data, metadata=metadata,
+        id=rec.id,
+        recorded_at=parse_time(rec.recorded_at, ctx) if rec.recorded_at is not None else None,
+        position=rec.position, content_type=rec.content_type,
+        schema_version=rec.schema_version)
+
+
+def decode_line(line: bytes, where: Context) -> RawEvent:
+    """One JSONL line (CloudEvents envelope or flat record) to a ``RawEvent``."""
+    try:
+        if line.startswith(_CE_PREFIX):
+            event = from_cloudevent(line, where=where)
+        else:
+            try:
+                return _decode_flat(line, where)
+            except EnvelopeError:
+                if b'"specversion"' not in line:
+                    raise
+            event = from_cloudevent(line, where=where)
+    except msgspec.DecodeError as e:  # a flat line that is not JSON at all
+        raise EnvelopeError(f"line is not valid JSON: {e}", where) from e
+    if b'"' + _META_B64.encode() + b'"' in line:
+        extra = _members_decoder.decode(line).get(_META_B64)
+        if extra is not None:
+            try:
+                text = msgspec.json.decode(extra, type=str)
+            except msgspec.ValidationError as e:
+                raise EnvelopeError(f"{_META_B64!r} must be a string", where,
+                                    path=f"/{_META_B64}") from e
+            event = msgspec.structs.replace(
+                event, metadata=_unbase64(text, where, f"/{_META_B64}"))
+    return event
+
+
+class JsonlStore(_FileStore):
+    """Events in a JSON lines file (see the module docstring for both line forms).
+
+    ``mode="r"`` reads an existing file; ``"w"`` creates or truncates it for export;
+    ``"a"`` continues an existing export. ``format`` is the form ``append`` writes.
+    """
+
+    kind = "JSONL"
+
+    def __init__(self, path: str | os.PathLike[str], mode: Mode = "r", *,
+                 format: Literal["cloudevents", "flat"] = "cloudevents") -> None:
+        super().__init__(path, mode)
+        if format not in ("cloudevents", "flat"):
+            raise UsageError(f"JSONL format must be 'cloudevents' or 'flat', got {format!r}")
+        self._encode = encode_cloudevent_line if format == "cloudevents" else encode_flat_line
+        self._line_count = 0  # lines in the file, blank ones included (known after a scan)
+        self._out: io.BufferedWriter | None = None
+        if mode == "r":
+            return
+        try:
+            self._out = open(self.path, "wb" if mode == "w" else "ab")  # noqa: SIM115
+            if mode == "w":
+                self._index = {}
+            elif self._out.tell() > 0:
+                with open(self.path, "rb") as f:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":  # an unfinished last line: end it first
+                        self._out.write(b"\n")
+        except OSError as e:
+            raise StoreUnavailable(f"JSONL {self.path}: cannot open for writing: {e}",
+                                   file=self.path) from e
+
+    def _lines(self, offset: int, first_line: int) -> Iterator[tuple[int, int, int, bytes]]:
+        """(byte offset, line number, line) of every non-blank line from ``offset``."""
+        self._ensure_open()
+        if self._out is not None:
+            self._out.flush()
+        try:
+            f = open(self.path, "rb")  # noqa: SIM115 (closed by the generator's finally)
+        except OSError as e:
+            raise StoreUnavailable(f"JSONL {self.path}: cannot read: {e}",
+                                   file=self.path) from e
+        try:
+            f.seek(offset)
+            lineno = first_line - 1
+            pos = offset
+            for line in f:
+                lineno += 1
+                start = pos
+                pos += len(line)
+                stripped = line.strip()
+                if stripped:
+                    yield start, pos, lineno, stripped
+            if offset == 0:
+                self._line_count = lineno
+        finally:
+            f.close()
+
+    def _events(self, offset: int = 0, first_line: int = 1,
+                first_record: int = 1) -> Iterator[tuple[tuple[int, ...], int, RawEvent]]:
+        record = first_record
+        for start, end, lineno, line in self._lines(offset, first_line):
+            event = decode_line(line, Context(file=self.path, line=lineno))
+            if event.position is None:
+                event = msgspec.structs.replace(event, position=record)
+            yield (start, lineno, record), end, event
+            record += 1
+
+    def _scan(self) -> Iterator[tuple[tuple[int, ...], int, RawEvent]]:
+        return self._events()
+
+    def read_stream(self, stream: str, from_version: int = 0, *,
+                    limit: int | None = None) -> Iterator[RawEvent]:
+        check_start(from_version, "from_version", self.url)
+        limit = check_limit(limit, self.url)
+        info = self._streams().get(stream)
+        if info is None:
+            raise StreamNotFound(f"JSONL {self.path}: stream {stream!r} does not exist",
+                                 stream=stream, file=self.path)
+        return self._read_stream(stream, from_version, limit, info.start, info.end)
+
+    def _read_stream(self, stream: str, from_version: int, limit: int | None,
+                     start: tuple[int, ...], end: int) -> Iterator[RawEvent]:
+        if limit == 0:
+            return
+        n = 0
+        for where, _, event in self._events(*start):
+            if where[0] >= end:
+                return  # past the stream's last line
+            if event.stream == stream and event.version >= from_version:
+                yield event
+                n += 1
+                if limit is not None and n >= limit:
+                    return
+
+    def read_all(self, from_position: int = 0, *,
+                 limit: int | None = None) -> Iterator[RawEvent]:
+        check_start(from_position, "from_position", self.url)
+        limit = check_limit(limit, self.url)
+        self._ensure_open()
+        return self._read_all(from_position, limit)
+
+    def _read_all(self, from_position: int, limit: int | None) -> Iterator[RawEvent]:
+        if limit == 0:
+            return
+        n = 0
+        for _, _, event in self._events():
+            if event.position is not None and event.position < from_position:
+                continue
+            yield event
+            n += 1
+            if limit is not None and n >= limit:
+                return
+
+    def append(self, stream: str, events: Sequence[AppendEvent],
+               expected_version: ExpectedVersion = ANY) -> int:
+        with self._lock:
+            return self._append(stream, events, expected_version)
+
+    def _append(self, stream: str, events: Sequence[AppendEvent],
+                expected_version: ExpectedVersion) -> int:
+        new = self._start_append(stream, events, expected_version)
+        out = self._out
+        assert out is not None  # not read-only, so open for writing
+        try:
+            payload = b"".join([self._encode(e) + b"\n" for e in new])
+        except EnvelopeError as e:
+            raise e.with_context(file=self.path, stream=stream) from None
+        offset = out.tell()
+        start = (offset, self._line_count + 1, self._records + 1)
+        try:
+            out.write(payload)
+            out.flush()
+        except OSError as e:
+            raise StoreError(f"JSONL {self.path}: write failed: {e}", file=self.path,
+                             stream=stream) from e
+        self._line_count += len(new)
+        return self._finish_append(stream, new, start, offset + len(payload))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._out is not None:
+                try:
+                    self._out.close()
+                finally:
+                    self._out = None
+            self._closed = True
+
+
+# -- Parquet ------------------------------------------------------------------------------
+
+
+def _polars() -> Any:
+    try:
+        import polars
+    except ImportError as e:  # pragma: no cover - polars is a core dependency
+        raise MissingDependency("polars", "parquet") from e
+    return polars
+
+
+def _pyarrow_parquet() -> Any:
+    try:
+        import pyarrow.parquet
+    except ImportError as e:
+        raise MissingDependency("pyarrow", "parquet") from e
+    return pyarrow.parquet
+
+
+PARQUET_COLUMNS = ("stream", "version", "type", "data", "metadata", "id", "recorded_at",
+                   "position", "content_type", "schema_version")
+
+
+def _parquet_schema(pl: Any) -> dict[str, Any]:
+    return {"stream": pl.String, "version": pl.Int64, "type": pl.String,
+            "data": pl.Binary, "metadata": pl.Binary, "id": pl.String,
+            "recorded_at": pl.Datetime("us", "UTC"), "position": pl.Int64,
+            "content_type": pl.String, "schema_version": pl.Int64}
+
+
+class ParquetStore(_FileStore):
+    """Events in a Parquet file (columns in the module docstring).
+
+    ``mode="r"`` reads; ``"w"`` creates or truncates for export; ``"a"`` continues an
+    existing file (its rows are copied into a new file first, since a Parquet file cannot
+    grow in place). The file is complete, and readable, once the store is closed.
+    """
+
+    kind = "Parquet"
+
+    def __init__(self, path: str | os.PathLike[str], mode: Mode = "r", *,
+                 row_group_size: int = 65536, batch_size: int = 4096) -> None:
+        super().__init__(path, mode)
+        self._pl = _polars()
+        self._schema = _parquet_schema(self._pl)
+        self._row_group = row_group_size
+        self._batch = batch_size
+        self._writer: Any = None
+        self._buffer: list[RawEvent] = []
+        if mode == "r":
+            self._check_columns()
+        else:
+            self._open_writer()
+
+    def _check_columns(self) -> None:
+        try:
+            names = self._pl.scan_parquet(self.path).collect_schema().names()
+        except Exception as e:  # polars raises many error types for a bad file
+            raise StoreUnavailable(f"Parquet {self.path}: cannot read: {e}",
+                                   file=self.path) from e
+        missing = [c for c in ("stream", "version", "type", "data") if c not in names]
+        if missing:
+            raise StoreUnavailable(f"Parquet {self.path}: missing columns {missing}",
+                                   file=self.path)
+
+    def _open_writer(self) -> None:
+        pq = _pyarrow_parquet()
+        previous: str | None = None
+        if self.mode == "a" and Path(self.path).is_file():
+            previous = self.path + ".evtools-old"
+            os.replace(self.path, previous)
+        arrow_schema = self._frame([]).to_arrow().schema
+        try:
+            self._writer = pq.ParquetWriter(self.path, arrow_schema)
+        except OSError as e:
+            raise StoreUnavailable(f"Parquet {self.path}: cannot open for writing: {e}",
+                                   file=self.path) from e
+        self._index = {}
+        self._records = 0
+        if previous is not None:
+            try:
+                old = ParquetStore(previous, "r", batch_size=self._batch)
+                for event in old.read_all():
+                    self._buffer.append(event)
+                    self._note(event)
+                    if len(self._buffer) >= self._row_group:
+                        self._flush()
+                old.close()
+                self._flush()
+            except BaseException:
+                self._writer.close()
+                os.replace(previous, self.path)
+                raise
+            os.unlink(previous)
+
+    def _note(self, event: RawEvent) -> None:
+        assert self._index is not None
+        info = self._index.get(event.stream)
+        if info is None:
+            self._index[event.stream] = _StreamInfo(event.version, (self._records,), 0)
+        elif event.version > info.last:
+            info.last = event.version
+        self._records += 1
+        if event.position is not None and event.position > self._last_position:
+            self._last_position = event.position
+
+    def _frame(self, events: Iterable[RawEvent]) -> Any:
+        columns: dict[str, list[Any]] = {c: [] for c in PARQUET_COLUMNS}
+        cols = [columns[c] for c in PARQUET_COLUMNS]
+        for e in events:
+            for col, value in zip(cols, (e.stream, e.version, e.type, e.data, e.metadata,
+                                         e.id, e.recorded_at, e.position, e.content_type,
+                                         e.schema_version), strict=True):
+                col.append(value)
+        return self._pl.DataFrame(columns, schema=self._schema)
+
+    def _flush(self) -> None:
+        if self._buffer:
+            try:
+                self._writer.write_table(self._frame(self._buffer).to_arrow())
+            except OSError as e:
+                raise StoreError(f"Parquet {self.path}: write failed: {e}",
+                                 file=self.path) from e
+            self._buffer.clear()
+
+    def _refuse_read(self) -> None:
+        self._ensure_open()
+        if self._writer is not None:
+            raise UsageError(f"Parquet {self.path} is open for export; close it and reopen "
+                             f"it with mode='r' to read it", file=self.path)
+
+    def _batches(self, lf: Any) -> Iterator[RawEvent]:
+        """Rows of the lazy frame ``lf`` as events, one polars batch at a time."""
+        pl = self._pl
+        try:
+            batches = lf.collect_batches(chunk_size=self._batch)
+            for batch in batches:
+                yield from self._rows(batch)
+        except pl.exceptions.PolarsError as e:
+            raise StoreError(f"Parquet {self.path}: read failed: {e}", file=self.path) from e
+
+    def _rows(self, batch: Any) -> Iterator[RawEvent]:
+        n = batch.height
+        cols = []
+        for name in PARQUET_COLUMNS:
+            if name in batch.columns:
+                cols.append(batch.get_column(name).to_list())
+            else:
+                cols.append([None] * n)
+        for s, v, t, d, m, i, r, p, c, sv in zip(*cols, strict=True):
+            yield RawEvent(s, v, t, d, b"" if m is None else m, "" if i is None else i,
+                           None if r is None else r.replace(tzinfo=UTC), p,
+                           JSON_CONTENT_TYPE if c is None else c, 1 if sv is None else sv)
+
+    def _scan_frame(self) -> Any:
+        pl = self._pl
+        lf = pl.scan_parquet(self.path).with_row_index("_record", offset=1)
+        names = lf.collect_schema().names()
+        pos = (pl.coalesce(pl.col("position"), pl.col("_record").cast(pl.Int64))
+               if "position" in names else pl.col("_record").cast(pl.Int64))
+        return lf.with_columns(pos.alias("position"))
+
+    def _scan(self) -> Iterator[tuple[tuple[int, ...], int, RawEvent]]:
+        self._refuse_read()
+        lf = self._scan_frame().select("stream", "version", "position")
+        for record, event in enumerate(self._batches(lf)):
+            yield (record,), record + 1, event
+
+    def read_stream(self, stream: str, from_version: int = 0, *,
+                    limit: int | None = None) -> Iterator[RawEvent]:
+        check_start(from_version, "from_version", self.url)
+        limit = check_limit(limit, self.url)
+        self._refuse_read()
+        if self.stream_version(stream) is None:
+            raise StreamNotFound(f"Parquet {self.path}: stream {stream!r} does not exist",
+                                 stream=stream, file=self.path)
+        pl = self._pl
+        lf = self._scan_frame().filter((pl.col("stream") == stream)
+                                       & (pl.col("version") >= from_version))
+        if limit is not None:
+            lf = lf.head(limit)
+        return self._batches(lf)
+
+    def read_all(self, from_position: int = 0, *,
+                 limit: int | None = None) -> Iterator[RawEvent]:
+        check_start(from_position, "from_position", self.url)
+        limit = check_limit(limit, self.url)
+        self._refuse_read()
+        pl = self._pl
+        lf = self._scan_frame()
+        if from_position:
+            lf = lf.filter(pl.col("position") >= from_position)
+        if limit is not None:
+            lf = lf.head(limit)
+        return self._batches(lf)
+
+    def stream_version(self, stream: str) -> int | None:
+        if self._writer is None:
+            self._refuse_read()
+        return super().stream_version(stream)
+
+    def list_streams(self) -> Iterator[str]:
+        if self._writer is None:
+            self._refuse_read()
+        return super().list_streams()
+
+    def append(self, stream: str, events: Sequence[AppendEvent],
+               expected_version: ExpectedVersion = ANY) -> int:
+        with self._lock:
+            new = self._start_append(stream, events, expected_version)
+            start = (self._records,)
+            self._buffer.extend(new)
+            if len(self._buffer) >= self._row_group:
+                self._flush()
+            return self._finish_append(stream, new, start)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._writer is not None:
+                try:
+                    self._flush()
+                finally:
+                    self._writer.close()
+                    self._writer = None
+            self._closed = True
+
+
+def file_store_for(path: str, mode: Mode = "r", **options: Any) -> EventStore:
+    """``JsonlStore`` or ``ParquetStore`` by the suffix of ``path``."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return JsonlStore(path, mode, **options)
+    if suffix == ".parquet":
+        return ParquetStore(path, mode, **options)
+    raise UsageError(f"no file store for {path!r}: use a .jsonl or .parquet file")

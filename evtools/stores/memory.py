@@ -1,0 +1,103 @@
+"""``MemoryStore``: events in process memory; a supported store, not a test mock.
+
+Thread-safe (one lock around every change and every page of a read). Positions start at
+1 and have no gaps. Reads hand out events page by page, so a reader sees events appended
+while it iterates, and never copies a whole stream.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+
+from ..errors import StreamNotFound
+from ..events import RawEvent
+from .base import (
+    ANY,
+    AppendEvent,
+    EventStore,
+    ExpectedVersion,
+    check_expected,
+    check_limit,
+    check_start,
+    prepare_events,
+    validate_append,
+)
+
+__all__ = ["MemoryStore"]
+
+_PAGE = 1024
+
+
+class MemoryStore(EventStore):
+    """An in-process store. ``MemoryStore()`` or ``open_store("memory:")``."""
+
+    def __init__(self, *, name: str = "memory:") -> None:
+        self.url = name
+        self._lock = threading.Lock()
+        self._streams: dict[str, list[RawEvent]] = {}
+        self._all: list[RawEvent] = []
+
+    def append(self, stream: str, events: Sequence[AppendEvent],
+               expected_version: ExpectedVersion = ANY) -> int:
+        expected = validate_append(self.url, stream, events, expected_version)
+        with self._lock:
+            current = self._streams.get(stream)
+            actual = len(current) - 1 if current else None
+            check_expected(self.url, stream, expected, actual)
+            first = 0 if actual is None else actual + 1
+            position = len(self._all) + 1
+            # prepare everything before touching the lists: all or nothing
+            new = [p.to_raw(stream, first + i, position + i)
+                   for i, p in enumerate(prepare_events(self.url, stream, events, first))]
+            if current is None:
+                current = self._streams[stream] = []
+            current.extend(new)
+            self._all.extend(new)
+            return first + len(new) - 1
+
+    def _page(self, events: list[RawEvent], start: int, stop: int | None) -> list[RawEvent]:
+        with self._lock:
+            end = len(events) if stop is None else min(stop, len(events))
+            return events[start:min(end, start + _PAGE)]
+
+    def _iterate(self, events: list[RawEvent], start: int,
+                 limit: int | None) -> Iterator[RawEvent]:
+        stop = None if limit is None else start + limit
+        while stop is None or start < stop:
+            page = self._page(events, start, stop)
+            if not page:
+                return
+            yield from page
+            start += len(page)
+
+    def read_stream(self, stream: str, from_version: int = 0, *,
+                    limit: int | None = None) -> Iterator[RawEvent]:
+        check_start(from_version, "from_version", self.url)
+        limit = check_limit(limit, self.url)
+        with self._lock:
+            events = self._streams.get(stream)
+        if events is None:
+            raise StreamNotFound(f"{self.url}: stream {stream!r} does not exist",
+                                 stream=stream)
+        return self._iterate(events, from_version, limit)
+
+    def read_all(self, from_position: int = 0, *,
+                 limit: int | None = None) -> Iterator[RawEvent]:
+        check_start(from_position, "from_position", self.url)
+        limit = check_limit(limit, self.url)
+        # positions are 1..n without gaps: position p sits at index p - 1
+        return self._iterate(self._all, max(from_position - 1, 0), limit)
+
+    def list_streams(self) -> Iterator[str]:
+        with self._lock:
+            names = list(self._streams)  # names only: one string per stream
+        return iter(names)
+
+    def stream_version(self, stream: str) -> int | None:
+        with self._lock:
+            events = self._streams.get(stream)
+            return len(events) - 1 if events else None
+
+    def close(self) -> None:
+        """Nothing to release: the events stay readable until the store is dropped."""

@@ -1,0 +1,899 @@
+"""``NatsStore``: events in a NATS JetStream stream (nats-py; the ``nats`` extra).
+
+Layout
+------
+One JetStream stream (``stream=``, ``EVENTS`` by default) holds every event stream; each
+event stream is one subject ``<prefix>.<token>`` (``prefix`` defaults to ``events``, so
+the JetStream stream binds ``events.>``). ``token`` is the stream name escaped into a
+single subject token: the UTF-8 bytes ``A-Z a-z 0-9 - _`` stay as they are, every other
+byte becomes ``%XX`` (upper-case hex), e.g. ``order-1`` -> ``events.order-1``,
+``order.1/a b`` -> ``events.order%2E1%2Fa%20b``. The escaping is reversible, so
+``list_streams`` recovers the names from the subjects.
+
+A message is one event: the payload is ``data``; headers carry the CloudEvents
+attributes in binary mode (``ce-specversion``, ``ce-id``, ``ce-source``, ``ce-type``,
+``ce-time``, ``content-type``) and the evtools extensions ``ce-evversion``,
+``ce-evschemaversion`` and ``ce-evmetadata`` (omitted when empty); the stream name is
+the subject's token, unescaped.
+Header values are percent-encoded as the CloudEvents HTTP binding prescribes (space,
+``"``, ``%`` and everything outside printable ASCII), so any type name or metadata bytes
+survive. ``Nats-Msg-Id`` is the event id: JetStream drops a re-sent event inside the
+duplicate window (2 minutes by default), which makes retries safe. The global position is
+the JetStream sequence.
+
+Appends
+-------
+Optimistic concurrency uses ``Nats-Expected-Last-Subject-Sequence``: the store learns
+the subject's last sequence and version from its last message (one leader request,
+``STREAM.MSG.GET`` ``last_by_subj``, or what its own previous append returned) and the
+server rejects the append if another writer got there first. A batch of several events
+is one atomic batch publish (``Nats-Batch-Id``; nats-server 2.12 or later with
+``allow_atomic`` on the stream, which the store sets when it creates the stream): all or
+nothing. JetStream caps an atomic batch at 1,000 messages; a longer append is written as
+consecutive atomic batches, each checked against the end of the previous one, so a crash
+can leave a prefix of it (made of whole 1,000-event batches). On a stream without
+``allow_atomic`` events are published one by one, each checked against the previous one.
+
+Timeouts, lost connections and leader elections are retried for ``retry_for`` seconds
+with the same message ids; an append whose acknowledgement was lost is recognised (its
+last event is the subject's last message, or JetStream reports the ids as duplicates)
+instead of being written twice.
+
+Reads
+-----
+``read_stream`` and ``read_all`` first ask the stream leader where the end is (the
+subject's last message, or the stream's last sequence), then read up to that end in
+batches (``batch_size``) through an ephemeral pull consumer (ack none, in memory,
+filtered to the subject; deleted at the end, or expiring after a minute when an iterator
+is abandoned). A consumer behind the leader is asked again until it has caught up.
+``read_stream(from_version=n)`` finds the first sequence by a binary search over
+sequences (about log2 of the stream length requests), never by reading the stream from
+its start. ``stream_version`` reads only the subject's last message.
+
+The store API is synchronous; nats-py runs on an asyncio loop in one background thread
+per store. Do not call a store from inside that loop (e.g. from a nats callback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import parse_qs, quote, quote_from_bytes, unquote, unquote_to_bytes
+
+import msgspec
+
+from ..errors import (
+    ConcurrencyError,
+    Context,
+    EnvelopeError,
+    MissingDependency,
+    StoreError,
+    StoreUnavailable,
+    StreamNotFound,
+    UsageError,
+)
+from ..events import JSON_CONTENT_TYPE, RawEvent
+from .base import (
+    ANY,
+    NO_STREAM,
+    AppendEvent,
+    EventStore,
+    ExpectedVersion,
+    PreparedEvent,
+    check_expected,
+    check_limit,
+    check_start,
+    prepare_events,
+    validate_append,
+)
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+
+__all__ = ["NatsStore", "message_headers", "stream_from_token", "subject_token"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_ATOMIC_BATCH = 1000
+_CONSUMER_IDLE = 60.0  # seconds before an abandoned read's consumer expires
+WRONG_LAST_SEQUENCE = 10071
+NO_MESSAGE_FOUND = 10037
+BATCH_DUPLICATE_ID = 10201
+
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9_-]+\Z")
+_TOKEN_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                              b"0123456789-_")
+# CloudEvents HTTP binding: percent-encode space, '"', '%' and non-printable / non-ASCII
+_HEADER_SAFE = "!#$&'()*+,-./:;<=>?@[\\]^_`{|}~"
+_PLAIN_HEADER = re.compile(r"[!#-$&-~]*\Z")
+_PLAIN_HEADER_BYTES = re.compile(rb"[!#-$&-~]*\Z")
+
+
+def _nats() -> Any:
+    try:
+        import nats
+        import nats.errors
+        import nats.js.errors
+    except ImportError as e:
+        raise MissingDependency("nats-py", "nats") from e
+    return nats
+
+
+def subject_token(stream: str) -> str:
+    """The single subject token for ``stream`` (see the module docstring)."""
+    if _SAFE_TOKEN.match(stream):
+        return stream
+    return "".join(chr(b) if b in _TOKEN_SAFE_BYTES else f"%{b:02X}"
+                   for b in stream.encode("utf-8"))
+
+
+def stream_from_token(token: str) -> str | None:
+    """The stream name ``token`` encodes, or ``None`` if it is not a valid escape."""
+    if "%" not in token:
+        return token if _SAFE_TOKEN.match(token) else None
+    try:
+        return unquote_to_bytes(token).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _header(value: str) -> str:
+    if _PLAIN_HEADER.match(value):
+        return value
+    return quote(value, safe=_HEADER_SAFE)
+
+
+def _header_bytes(value: bytes) -> str:
+    if _PLAIN_HEADER_BYTES.match(value):
+        return value.decode("ascii")
+    return quote_from_bytes(value, safe=_HEADER_SAFE)
+
+
+def _unheader(value: str) -> str:
+    return unquote(value, errors="strict") if "%" in value else value
+
+
+def _unheader_bytes(value: str) -> bytes:
+    return unquote_to_bytes(value) if "%" in value else value.encode("utf-8")
+
+
+def _format_time(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def message_headers(e: PreparedEvent, stream: str, version: int) -> dict[str, str]:
+    """The headers of the message for event ``e`` at ``version`` of ``stream``."""
+    headers = {
+        "Nats-Msg-Id": _header(e.id),
+        "ce-specversion": "1.0",
+        "ce-id": _header(e.id),
+        "ce-source": _header(f"/streams/{stream}"),
+        "ce-type": _header(e.type),
+        "ce-time": _format_time(e.recorded_at),
+        "content-type": _header(e.content_type),
+        "ce-evversion": str(version),
+        "ce-evschemaversion": str(e.schema_version),
+    }
+    if e.metadata:
+        headers["ce-evmetadata"] = _header_bytes(e.metadata)
+    return headers
+
+
+def _parse_header_block(block: bytes) -> dict[str, str]:
+    """``NATS/1.0\\r\\nName: value\\r\\n...`` (a stored message's headers) to a dict."""
+    headers: dict[str, str] = {}
+    for line in block.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            headers[name.strip().decode("ascii", "replace")] = value.strip().decode(
+                "utf-8", "replace")
+    return headers
+
+
+class _Tail(msgspec.Struct, frozen=True):
+    """The last message of a subject: its sequence, version and event id."""
+
+    seq: int
+    version: int
+    id: str
+
+
+class _Loop:
+    """An asyncio loop in a daemon thread; ``run`` executes a coroutine on it."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self.thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        if threading.current_thread() is self.thread:
+            coro.close()
+            raise UsageError("a NatsStore cannot be called from its own event loop "
+                             "(e.g. inside a nats callback)")
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except FutureTimeout as e:
+            future.cancel()
+            raise TimeoutError(f"no answer within {timeout:.0f} s") from e
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+
+        async def cancel_the_rest() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            asyncio.run_coroutine_threadsafe(cancel_the_rest(), self.loop).result(5)
+        except Exception:  # a task that will not stop: stop the loop anyway
+            log.debug("cancelling pending tasks failed", exc_info=True)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+def parse_nats_url(url: str) -> tuple[list[str], str, dict[str, str]]:
+    """``nats://h1:4222,h2:4223/STREAM?prefix=events`` -> (servers, stream, options)."""
+    if not url.startswith(("nats://", "tls://")):
+        raise UsageError(f"not a NATS URL (nats://host:port/STREAM): {url!r}")
+    scheme, rest = url.split("://", 1)
+    rest, _, query = rest.partition("?")
+    hosts, _, stream = rest.partition("/")
+    if not hosts:
+        raise UsageError(f"NATS URL without a host: {url!r}")
+    servers = [f"{scheme}://{h}" for h in hosts.split(",") if h]
+    options = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    return servers, stream.strip("/") or "EVENTS", options
+
+
+class _Reader:
+    """Reads one subject filter from ``seq`` through ``up_to`` with an ephemeral pull
+    consumer (ack none, in memory, expires when idle), a batch per request.
+
+    A consumer that disappears (its server died) is re-created from the next sequence;
+    a replica that is behind answers with fewer messages, and the caller asks again.
+    """
+
+    def __init__(self, store: NatsStore, subject: str, seq: int, up_to: int) -> None:
+        self.store = store
+        self.subject = subject
+        self.seq = seq
+        self.up_to = up_to
+        self.name: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.seq > self.up_to
+
+    async def _create(self) -> str:
+        config = {"deliver_policy": "by_start_sequence", "opt_start_seq": self.seq,
+                  "ack_policy": "none", "filter_subject": self.subject,
+                  "replay_policy": "instant", "inactive_threshold": int(_CONSUMER_IDLE * 1e9),
+                  "mem_storage": True, "num_replicas": 1}
+        response = await self.store._api(f"CONSUMER.CREATE.{self.store.stream}",
+                                         {"stream_name": self.store.stream, "config": config})
+        return str(response["name"])
+
+    async def next_batch(self, count: int) -> list[RawEvent]:
+        """Up to ``count`` events; raises a transient error when none came (ask again)."""
+        store = self.store
+        if self.name is None:
+            self.name = await self._create()
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[dict[str, str] | None] = loop.create_future()
+        msgs: list[Msg] = []
+
+        async def on_message(msg: Msg) -> None:
+            if finished.done():
+                return
+            if msg.headers and "Status" in msg.headers and not msg.data:
+                finished.set_result(msg.headers)  # 404 no messages, 408, 409, ...
+                return
+            msgs.append(msg)
+            if len(msgs) >= count:
+                finished.set_result(None)
+
+        nc = store._nc
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox, cb=on_message)
+        try:
+            request = msgspec.json.encode({"batch": count, "no_wait": True})
+            await nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{store.stream}.{self.name}", request,
+                             reply=inbox)
+            status = await asyncio.wait_for(finished, store._timeout)
+        finally:
+            await sub.unsubscribe()
+        events = []
+        for msg in msgs:
+            seq = _stream_sequence(msg.reply)
+            if seq > self.up_to:
+                self.seq = self.up_to + 1
+                break
+            events.append(store._event(msg.subject, seq, msg.headers, msg.data))
+            self.seq = seq + 1
+        if events or self.done:
+            return events
+        if status is not None and status.get("Status") not in ("404", "408"):
+            self.name = None  # consumer gone (409) or the like: start a new one from here
+        raise store._errors.TimeoutError  # nothing yet: a lagging replica; ask again
+
+    async def delete(self) -> None:
+        if self.name is None:
+            return
+        name, self.name = self.name, None
+        try:
+            await self.store._api(f"CONSUMER.DELETE.{self.store.stream}.{name}")
+        except Exception:  # it expires by itself after _CONSUMER_IDLE seconds
+            log.debug("deleting consumer %s failed", name, exc_info=True)
+
+
+def _stream_sequence(reply: str) -> int:
+    """The stream sequence in a JetStream ack subject (v1 and v2 forms)."""
+    tokens = reply.split(".")
+    return int(tokens[5] if len(tokens) == 9 else tokens[7])
+
+
+class NatsStore(EventStore):
+    """Events in a JetStream stream; see the module docstring for the layout.
+
+    ``servers`` is one URL or several (a cluster); ``stream`` the JetStream stream name;
+    ``prefix`` the subject prefix. With ``create=True`` a missing stream is created with
+    ``replicas`` replicas and ``allow_atomic``. ``timeout`` bounds each
+    request, ``retry_for`` the retries of one operation through disconnects and leader
+    elections. ``batch_size`` is the number of messages a read fetches per request.
+    Further keyword arguments go to ``nats.connect``.
+    """
+
+    def __init__(self, servers: str | Sequence[str] = "nats://127.0.0.1:4222",
+                 stream: str = "EVENTS", *, prefix: str = "events", create: bool = True,
+                 replicas: int = 1, mode: Literal["r", "a"] = "a", timeout: float = 5.0,
+                 retry_for: float = 15.0, batch_size: int = 1000,
+                 duplicate_window: float = 120.0, **connect_options: Any) -> None:
+        nats = _nats()
+        if mode not in ("r", "a"):
+            raise UsageError(f"NATS store mode must be 'r' or 'a', got {mode!r}")
+        if not stream or any(c in stream for c in " .*>\t\r\n/\\"):
+            raise UsageError(f"invalid JetStream stream name {stream!r}")
+        if not prefix or any(c in prefix for c in " *>\t\r\n") or prefix.endswith("."):
+            raise UsageError(f"invalid subject prefix {prefix!r}")
+        self.servers = [servers] if isinstance(servers, str) else list(servers)
+        self.stream = stream
+        self.prefix = prefix
+        self.url = f"{','.join(self.servers)}/{stream}"
+        self.read_only = mode == "r"
+        self._timeout = timeout
+        self._retry_for = retry_for
+        self._batch = max(1, min(batch_size, 10_000))
+        self._errors = nats.errors
+        self._js_errors = nats.js.errors
+        self._tails: dict[str, _Tail] = {}
+        self._atomic = True
+        self._warned_atomic = False
+        self._closed = False
+        self._loop = _Loop(f"evtools-nats-{stream}")
+        try:
+            self._nc: Client = self._run(self._connect(nats, connect_options),
+                                         "connect", deadline=timeout * 2 + 5)
+            self._run(self._setup(create, replicas, duplicate_window), "open stream")
+        except BaseException:
+            self._shutdown()
+            raise
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _run(self, coro: Coroutine[Any, Any, T], what: str, *,
+             deadline: float | None = None) -> T:
+        if self._closed:
+            coro.close()
+            raise UsageError(f"{self.url}: the store is closed")
+        budget = deadline if deadline is not None else self._retry_for + self._timeout + 5
+        try:
+            return self._loop.run(coro, budget)
+        except TimeoutError as e:
+            raise StoreUnavailable(f"{self.url}: {what} timed out after {budget:.0f} s") from e
+
+    async def _connect(self, nats: Any, options: dict[str, Any]) -> Client:
+        last_error: list[BaseException] = []
+
+        async def on_error(e: Exception) -> None:
+            last_error.append(e)
+            log.debug("%s: nats client error: %s", self.url, e)
+
+        async def on_disconnect() -> None:
+            log.log(logging.DEBUG if self._closed else logging.INFO, "%s: disconnected",
+                    self.url)
+
+        async def on_reconnect() -> None:
+            log.info("%s: reconnected to %s", self.url, nc.connected_url)
+
+        opts: dict[str, Any] = {"connect_timeout": self._timeout, "reconnect_time_wait": 0.25,
+                                "max_reconnect_attempts": -1, "error_cb": on_error,
+                                "disconnected_cb": on_disconnect,
+                                "reconnected_cb": on_reconnect}
+        opts.update(options)
+        nc = nats.aio.client.Client()
+        try:
+            # nats-py retries the first connection forever when reconnects are unlimited
+            await asyncio.wait_for(nc.connect(servers=self.servers, allow_reconnect=True,
+                                              **opts), timeout=self._timeout)
+        except Exception as e:
+            try:
+                await asyncio.wait_for(nc.close(), timeout=1)
+            except Exception:  # closing a client that never connected
+                log.debug("closing the failed client failed", exc_info=True)
+            cause = last_error[-1] if last_error else e
+            reason = str(cause) or type(cause).__name__
+            if isinstance(cause, OSError | asyncio.TimeoutError | self._errors.NoServersError):
+                reason = "connection refused or host unreachable"
+            raise StoreUnavailable(f"cannot connect to NATS at {', '.join(self.servers)}: "
+                                   f"{reason}") from e
+        return nc
+
+    async def _api(self, subject: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A JetStream API request; JetStream errors come back as ``APIError``."""
+        payload = msgspec.json.encode(request) if request is not None else b""
+        msg = await self._nc.request(f"$JS.API.{subject}", payload, timeout=self._timeout)
+        if msg.headers and msg.headers.get("Status") == "503":
+            raise self._js_errors.ServiceUnavailableError(code=503,
+                                                          description="no responders")
+        response: dict[str, Any] = msgspec.json.decode(msg.data)
+        if "error" in response:
+            self._js_errors.APIError.from_error(response["error"])
+        return response
+
+    def _transient(self, e: BaseException) -> bool:
+        errors, js = self._errors, self._js_errors
+        if isinstance(e, js.ServiceUnavailableError | js.ServerError):
+            return True
+        if isinstance(e, js.APIError):
+            # 10008 cluster not available, 10076 stream leader not elected, 503s
+            return e.code == 503 or e.err_code in (10008, 10076, 10185)
+        return isinstance(e, errors.TimeoutError | errors.NoRespondersError
+                          | errors.ConnectionReconnectingError | errors.ConnectionClosedError
+                          | errors.StaleConnectionError | errors.OutboundBufferLimitError
+                          | js.NoStreamResponseError | asyncio.TimeoutError | OSError)
+
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        deadline = time.monotonic() + self._retry_for
+        delay = 0.05
+        while True:
+            try:
+                return await attempt()
+            except Exception as e:
+                if not self._transient(e):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise StoreUnavailable(
+                        f"{self.url}: {what} failed for {self._retry_for:.0f} s: "
+                        f"{self._describe(e)}") from e
+                log.debug("%s: %s: %s; retrying", self.url, what, self._describe(e))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    @staticmethod
+    def _describe(e: BaseException) -> str:
+        description = getattr(e, "description", None)
+        return description or str(e) or type(e).__name__
+
+    def _translate(self, e: Exception, what: str, stream: str | None = None) -> StoreError:
+        js = self._js_errors
+        if isinstance(e, js.APIError):
+            return StoreError(f"{self.url}: {what}: JetStream error {e.err_code}: "
+                              f"{e.description}", stream=stream)
+        if self._transient(e):
+            return StoreUnavailable(f"{self.url}: {what}: {self._describe(e)}", stream=stream)
+        return StoreError(f"{self.url}: {what}: {self._describe(e)}", stream=stream)
+
+    def _call(self, make: Callable[[], Awaitable[T]], what: str,
+              stream: str | None = None) -> T:
+        async def attempt() -> T:
+            try:
+                return await self._retrying(what, make)
+            except (StoreError, UsageError, EnvelopeError):
+                raise
+            except Exception as e:
+                raise self._translate(e, what, stream) from e
+        return self._run(attempt(), what)
+
+    async def _setup(self, create: bool, replicas: int, duplicate_window: float) -> None:
+        js = self._js_errors
+        try:
+            info = await self._api(f"STREAM.INFO.{self.stream}")
+        except js.NotFoundError as e:
+            if not create or self.read_only:
+                raise StoreUnavailable(f"{self.url}: JetStream stream {self.stream!r} does "
+                                       f"not exist") from e
+            info = await self._create(replicas, duplicate_window)
+        except (js.ServiceUnavailableError, self._errors.NoRespondersError) as e:
+            raise StoreUnavailable(f"{self.url}: JetStream is not available (start "
+                                   f"nats-server with -js)") from e
+        except self._errors.TimeoutError as e:
+            raise StoreUnavailable(f"{self.url}: JetStream did not answer within "
+                                   f"{self._timeout:.0f} s") from e
+        config = info.get("config", {})
+        subjects = config.get("subjects") or []
+        if f"{self.prefix}.>" not in subjects and ">" not in subjects:
+            raise UsageError(f"{self.url}: JetStream stream {self.stream!r} binds {subjects}, "
+                             f"not '{self.prefix}.>' (pass prefix=...)")
+        self._atomic = bool(config.get("allow_atomic"))
+
+    async def _create(self, replicas: int, duplicate_window: float) -> dict[str, Any]:
+        config = {"name": self.stream, "subjects": [f"{self.prefix}.>"],
+                  "retention": "limits", "storage": "file", "num_replicas": replicas,
+                  "discard": "old", "duplicate_window": int(duplicate_window * 1e9),
+                  "allow_atomic": True}
+        try:
+            return await self._api(f"STREAM.CREATE.{self.stream}", config)
+        except self._js_errors.APIError as e:
+            if e.err_code == 10058:  # created meanwhile by someone else
+                return await self._api(f"STREAM.INFO.{self.stream}")
+            if "atomic" in (e.description or ""):
+                log.warning("%s: server has no atomic batch publish (nats-server < 2.12); "
+                            "multi-event appends are not atomic", self.url)
+                del config["allow_atomic"]
+                return await self._api(f"STREAM.CREATE.{self.stream}", config)
+            raise StoreUnavailable(f"{self.url}: cannot create JetStream stream "
+                                   f"{self.stream!r}: {e.description}") from e
+
+    def _subject(self, stream: str) -> str:
+        return f"{self.prefix}.{subject_token(stream)}"
+
+    # -- messages <-> events ---------------------------------------------------------------
+
+    def _event(self, subject: str, seq: int, headers: dict[str, str] | None,
+               data: bytes) -> RawEvent:
+        h = headers or {}
+        where = Context(stream=subject)
+        try:
+            version = int(h["ce-evversion"])
+            event_type = _unheader(h["ce-type"])
+            stream = stream_from_token(subject[len(self.prefix) + 1:])
+            if stream is None:
+                raise ValueError(f"subject {subject!r} does not name a stream")
+            time_text = h.get("ce-time")
+            metadata = h.get("ce-evmetadata")
+            return RawEvent(
+                stream, version, event_type, data,
+                _unheader_bytes(metadata) if metadata else b"",
+                _unheader(h.get("ce-id", "")),
+                datetime.fromisoformat(time_text) if time_text else None,
+                seq,
+                _unheader(h.get("content-type", JSON_CONTENT_TYPE)),
+                int(h.get("ce-evschemaversion", "1")),
+            )
+        except KeyError as e:
+            raise EnvelopeError(f"{self.url}: message {seq} on {subject!r} has no "
+                                f"{e.args[0]} header: not an evtools event", where) from e
+        except ValueError as e:
+            raise EnvelopeError(f"{self.url}: message {seq} on {subject!r} has a bad "
+                                f"header: {e}", where) from e
+
+    @staticmethod
+    def _tail_of(seq: int, headers: dict[str, str] | None) -> _Tail:
+        h = headers or {}
+        return _Tail(seq, int(h.get("ce-evversion", "-1")),
+                     _unheader(h.get("ce-id", h.get("Nats-Msg-Id", ""))))
+
+    # -- leader reads ----------------------------------------------------------------------
+
+    async def _get(self, request: dict[str, Any]) -> tuple[str, int, dict[str, str], bytes]:
+        """``STREAM.MSG.GET`` on the leader: (subject, seq, headers, data)."""
+        response = await self._api(f"STREAM.MSG.GET.{self.stream}", request)
+        message = response["message"]
+        headers = (_parse_header_block(base64.b64decode(message["hdrs"]))
+                   if message.get("hdrs") else {})
+        data = base64.b64decode(message["data"]) if message.get("data") else b""
+        return message["subject"], int(message["seq"]), headers, data
+
+    async def _tail(self, subject: str) -> _Tail | None:
+        try:
+            _, seq, headers, _ = await self._get({"last_by_subj": subject})
+        except self._js_errors.NotFoundError:
+            return None
+        except self._js_errors.APIError as e:
+            if e.err_code == NO_MESSAGE_FOUND:
+                return None
+            raise
+        tail = self._tail_of(seq, headers)
+        self._remember(subject, tail)
+        return tail
+
+    def _remember(self, subject: str, tail: _Tail) -> None:
+        if len(self._tails) > 10_000:
+            self._tails.clear()
+        self._tails[subject] = tail
+
+    # -- append ----------------------------------------------------------------------------
+
+    def append(self, stream: str, events: Sequence[AppendEvent],
+               expected_version: ExpectedVersion = ANY) -> int:
+        expected = validate_append(self.url, stream, events, expected_version)
+        self._refuse_write(stream)
+        prepared = list(prepare_events(self.url, stream, events))
+        return self._run(self._append(stream, prepared, expected), "append")
+
+    async def _append(self, stream: str, events: list[PreparedEvent],
+                      expected: ExpectedVersion) -> int:
+        subject = self._subject(stream)
+        deadline = time.monotonic() + self._retry_for
+        delay = 0.05
+        ambiguous = False  # an earlier attempt may have been stored, its ack lost
+        use_cache = True
+        while True:
+            try:
+                tail: _Tail | None
+                if ambiguous or not use_cache:
+                    tail = await self._tail(subject)
+                    if ambiguous and tail is not None and tail.id == events[-1].id:
+                        return tail.version  # the lost acknowledgement was a success
+                elif expected is NO_STREAM:
+                    tail = None  # the server checks "no message on this subject"
+                elif subject in self._tails and (expected is ANY
+                                                 or self._tails[subject].version == expected):
+                    tail = self._tails[subject]
+                else:
+                    tail = await self._tail(subject)
+                check_expected(self.url, stream, expected,
+                               None if tail is None else tail.version)
+                return await self._publish(subject, stream, events, tail)
+            except ConcurrencyError:
+                if ambiguous:
+                    found = await self._find_stored(subject, events)
+                    if found is not None:
+                        return found
+                if ambiguous or not use_cache:
+                    raise
+                use_cache = False  # the cached tail may be stale: look again
+                continue
+            except (StoreError, UsageError, EnvelopeError):
+                raise
+            except Exception as e:
+                if isinstance(e, self._js_errors.APIError):
+                    if e.err_code == WRONG_LAST_SEQUENCE:
+                        # another writer appended since we looked: look again (an exact
+                        # expected version then fails the check; ANY tries again)
+                        self._tails.pop(subject, None)
+                        use_cache = False
+                        if time.monotonic() < deadline:
+                            continue
+                        raise StoreUnavailable(
+                            f"{self.url}: stream {stream!r}: other writers kept appending "
+                            f"for {self._retry_for:.0f} s", stream=stream) from e
+                    if e.err_code == BATCH_DUPLICATE_ID:
+                        found = await self._find_stored(subject, events)
+                        if found is not None:
+                            return found
+                        raise StoreError(
+                            f"{self.url}: stream {stream!r}: event ids of this batch are "
+                            f"already stored (JetStream de-duplicates ids within the "
+                            f"duplicate window): {e.description}", stream=stream) from e
+                if not self._transient(e):
+                    raise self._translate(e, f"append to stream {stream!r}", stream) from e
+                ambiguous = True
+                if time.monotonic() + delay > deadline:
+                    raise StoreUnavailable(f"{self.url}: append to stream {stream!r} failed "
+                                           f"for {self._retry_for:.0f} s: "
+                                           f"{self._describe(e)}", stream=stream) from e
+                log.debug("%s: append to %r: %s; retrying", self.url, stream,
+                          self._describe(e))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _publish(self, subject: str, stream: str, events: list[PreparedEvent],
+                       tail: _Tail | None) -> int:
+        seq = 0 if tail is None else tail.seq
+        version = 0 if tail is None else tail.version + 1
+        if len(events) > 1 and not self._atomic and not self._warned_atomic:
+            self._warned_atomic = True
+            log.warning("%s: stream has no allow_atomic; a batch is published event by event "
+                        "(not atomic)", self.url)
+        i = 0
+        while i < len(events):
+            chunk = events[i:i + (MAX_ATOMIC_BATCH if self._atomic else 1)]
+            if len(chunk) == 1:
+                seq = await self._publish_one(subject, stream, chunk[0], version, seq)
+            else:
+                seq = await self._publish_batch(subject, stream, chunk, version, seq)
+            version += len(chunk)
+            i += len(chunk)
+            self._remember(subject, _Tail(seq, version - 1, chunk[-1].id))
+        return version - 1
+
+    async def _publish_one(self, subject: str, stream: str, event: PreparedEvent,
+                           version: int, seq: int) -> int:
+        headers = message_headers(event, stream, version)
+        headers["Nats-Expected-Last-Subject-Sequence"] = str(seq)
+        msg = await self._nc.request(subject, event.data, timeout=self._timeout,
+                                     headers=headers)
+        return self._ack(msg, duplicate_is_error=True)
+
+    async def _publish_batch(self, subject: str, stream: str, events: list[PreparedEvent],
+                             version: int, seq: int) -> int:
+        batch_id = uuid.uuid4().hex
+        last = len(events) - 1
+        for i, event in enumerate(events):
+            headers = message_headers(event, stream, version + i)
+            headers["Nats-Batch-Id"] = batch_id
+            headers["Nats-Batch-Sequence"] = str(i + 1)
+            if i == 0:
+                headers["Nats-Expected-Last-Subject-Sequence"] = str(seq)
+            if i < last:
+                await self._nc.publish(subject, event.data, headers=headers)
+            else:
+                headers["Nats-Batch-Commit"] = "1"
+                msg = await self._nc.request(subject, event.data, timeout=self._timeout,
+                                             headers=headers)
+        return self._ack(msg)
+
+    def _ack(self, msg: Msg, duplicate_is_error: bool = False) -> int:
+        if msg.headers and msg.headers.get("Status") == "503":
+            raise self._errors.NoRespondersError
+        response = msgspec.json.decode(msg.data)
+        if "error" in response:
+            self._js_errors.APIError.from_error(response["error"])
+        if duplicate_is_error and response.get("duplicate"):
+            # the id was stored before (a retry, or the caller re-sent the event): nothing
+            # was written now; _append finds the stored event
+            raise self._js_errors.APIError(code=400, err_code=BATCH_DUPLICATE_ID,
+                                           description="duplicate message id")
+        return int(response["seq"])
+
+    async def _find_stored(self, subject: str, events: list[PreparedEvent]) -> int | None:
+        """The version of ``events[-1]`` if it is already in ``subject``, else ``None``.
+
+        Looks back from the subject's end over at most 10,000 messages: a re-sent batch is
+        found near the end unless many appends followed it.
+        """
+        tail = await self._tail(subject)
+        if tail is None:
+            return None
+        target = events[-1].id
+        if tail.id == target:
+            return tail.version
+        reader = _Reader(self, subject, max(1, tail.seq - 10 * MAX_ATOMIC_BATCH), tail.seq)
+        try:
+            while not reader.done:
+                for event in await reader.next_batch(self._batch):
+                    if event.id == target:
+                        return event.version
+        finally:
+            await reader.delete()
+        return None
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def _batches(self, seq: int, subject: str, up_to: int,
+                 limit: int | None) -> Iterator[RawEvent]:
+        """Events on ``subject`` (a filter) from ``seq`` through ``up_to``, lazily."""
+        reader = _Reader(self, subject, seq, up_to)
+        left = limit
+        finished = False
+        try:
+            while not reader.done and (left is None or left > 0):
+                count = self._batch if left is None else min(self._batch, left)
+                batch = self._call(lambda c=count: reader.next_batch(c),  # type: ignore[misc]
+                                   f"read {subject}")
+                yield from batch
+                if left is not None:
+                    left -= len(batch)
+            finished = True
+            self._run(reader.delete(), "delete consumer", deadline=self._timeout + 1)
+        finally:
+            if not finished and not self._closed and reader.name is not None:
+                # abandoned or failed: no waiting here (this may run while the iterator is
+                # garbage-collected); the consumer expires after _CONSUMER_IDLE anyway
+                asyncio.run_coroutine_threadsafe(reader.delete(), self._loop.loop)
+
+    def read_stream(self, stream: str, from_version: int = 0, *,
+                    limit: int | None = None) -> Iterator[RawEvent]:
+        check_start(from_version, "from_version", self.url)
+        limit = check_limit(limit, self.url)
+        subject = self._subject(stream)
+        tail = self._call(lambda: self._tail(subject), "read_stream", stream)
+        if tail is None:
+            raise StreamNotFound(f"{self.url}: stream {stream!r} does not exist",
+                                 stream=stream)
+        if from_version > tail.version or limit == 0:
+            return iter(())
+        if from_version == 0:
+            start = 1
+        elif from_version == tail.version:
+            start = tail.seq
+        else:
+            start = self._call(lambda: self._seek(subject, from_version, tail.seq),
+                               "read_stream", stream)
+        return self._batches(start, subject, tail.seq, limit)
+
+    async def _seek(self, subject: str, version: int, up_to: int) -> int:
+        """The smallest sequence from which the subject's next message has ``version``."""
+        lo, hi = 1, up_to
+        while lo < hi:
+            mid = (lo + hi) // 2
+            try:
+                _, seq, headers, _ = await self._get({"seq": mid, "next_by_subj": subject})
+            except self._js_errors.NotFoundError:
+                return up_to
+            found = self._tail_of(seq, headers).version
+            if found >= version:
+                hi = mid
+            else:
+                lo = seq + 1
+        return lo
+
+    def read_all(self, from_position: int = 0, *,
+                 limit: int | None = None) -> Iterator[RawEvent]:
+        check_start(from_position, "from_position", self.url)
+        limit = check_limit(limit, self.url)
+        info = self._call(lambda: self._api(f"STREAM.INFO.{self.stream}"), "read_all")
+        last = int(info["state"]["last_seq"])
+        if limit == 0:
+            return iter(())
+        return self._batches(max(from_position, 1), f"{self.prefix}.>", last, limit)
+
+    def list_streams(self) -> Iterator[str]:
+        return self._list_streams()
+
+    def _list_streams(self) -> Iterator[str]:
+        offset = 0
+        cut = len(self.prefix) + 1
+        while True:
+            request = {"subjects_filter": f"{self.prefix}.>", "offset": offset}
+            info = self._call(lambda r=request: self._api(  # type: ignore[misc]
+                f"STREAM.INFO.{self.stream}", r), "list_streams")
+            subjects = info.get("state", {}).get("subjects") or {}
+            for subject in subjects:
+                name = stream_from_token(subject[cut:])
+                if name is None:
+                    log.warning("%s: subject %r is not an escaped stream name; skipped",
+                                self.url, subject)
+                    continue
+                yield name
+            offset += len(subjects)
+            total = int(info.get("total", 0))
+            if not subjects or offset >= total:
+                return
+
+    def stream_version(self, stream: str) -> int | None:
+        subject = self._subject(stream)
+        tail = self._call(lambda: self._tail(subject), "stream_version", stream)
+        return None if tail is None else tail.version
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._closed = True
+        nc = getattr(self, "_nc", None)
+        if nc is not None and not self._loop.loop.is_closed():
+            try:
+                self._loop.run(nc.close(), self._timeout + 1)
+            except Exception:  # closing: nothing useful to do with it
+                log.debug("%s: closing the connection failed", self.url, exc_info=True)
+        self._closed = True
+        self._loop.stop()

@@ -1,0 +1,353 @@
+"""``SqliteStore``: the embedded default store (stdlib ``sqlite3``, WAL).
+
+One table; the schema is the contract with other tools reading the file::
+
+    CREATE TABLE events (
+        position       INTEGER PRIMARY KEY,   -- global position, 1, 2, ... (the rowid)
+        stream         TEXT    NOT NULL,
+        version        INTEGER NOT NULL,      -- 0-based position in the stream
+        type           TEXT    NOT NULL,
+        data           BLOB    NOT NULL,      -- payload bytes, never decoded
+        metadata       BLOB    NOT NULL,
+        id             TEXT    NOT NULL,
+        recorded_at    TEXT,                  -- ISO 8601 with offset, UTC
+        content_type   TEXT    NOT NULL,
+        schema_version INTEGER NOT NULL,
+        UNIQUE (stream, version)              -- the index read_stream uses
+    );                                        -- read_all walks the primary key
+
+``PRAGMA user_version`` is 1 for this layout.
+
+An append is one ``BEGIN IMMEDIATE`` transaction: the expected-version check and the
+``executemany`` insert happen under the database write lock, so of two processes
+appending at the same expected version exactly one wins and the other gets
+:class:`~evtools.errors.ConcurrencyError`; a process killed in the middle of an append
+leaves nothing of its batch (SQLite rolls the unfinished transaction back). Reads page
+with keyset queries (``position > ?`` / ``version >= ?`` with ``LIMIT``): memory stays
+bounded, and no statement stays open while the caller holds the iterator.
+
+URLs: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
+``sqlite:///:memory:``; a bare path ending ``.db``, ``.sqlite`` or ``.sqlite3`` also opens
+this store (``evtools generate`` writes ``data/events.db``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ConcurrencyError, StoreError, StoreUnavailable, StreamNotFound, UsageError
+from ..events import RawEvent
+from .base import (
+    ANY,
+    AppendEvent,
+    EventStore,
+    ExpectedVersion,
+    check_expected,
+    check_limit,
+    check_start,
+    describe_version,
+    prepare_one,
+    validate_append,
+)
+
+__all__ = ["SCHEMA_VERSION", "SqliteStore"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position       INTEGER PRIMARY KEY,
+    stream         TEXT    NOT NULL,
+    version        INTEGER NOT NULL,
+    type           TEXT    NOT NULL,
+    data           BLOB    NOT NULL,
+    metadata       BLOB    NOT NULL,
+    id             TEXT    NOT NULL,
+    recorded_at    TEXT,
+    content_type   TEXT    NOT NULL,
+    schema_version INTEGER NOT NULL,
+    UNIQUE (stream, version)
+)
+"""
+_COLUMNS = ("stream, version, type, data, metadata, id, recorded_at, position, "
+            "content_type, schema_version")
+_INSERT = ("INSERT INTO events (stream, version, type, data, metadata, id, recorded_at, "
+           "content_type, schema_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_READ_ALL = f"SELECT {_COLUMNS} FROM events WHERE position >= ? ORDER BY position LIMIT ?"
+_READ_STREAM = (f"SELECT {_COLUMNS} FROM events WHERE stream = ? AND version >= ? "
+                "ORDER BY version LIMIT ?")
+_LAST_VERSION = "SELECT version FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1"
+_STREAMS = "SELECT DISTINCT stream FROM events WHERE stream > ? ORDER BY stream LIMIT ?"
+_FIRST_STREAMS = "SELECT DISTINCT stream FROM events ORDER BY stream LIMIT ?"
+
+_fromiso = datetime.fromisoformat
+
+Row = tuple[str, int, str, bytes, bytes, str, "str | None", int, str, int]
+
+
+def _to_events(rows: list[Row]) -> list[RawEvent]:
+    return [RawEvent(s, v, t, d, m, i, _fromiso(r) if r is not None else None, p, c, sv)
+            for s, v, t, d, m, i, r, p, c, sv in rows]
+
+
+def _is_busy(e: sqlite3.Error) -> bool:
+    text = str(e).lower()
+    return "locked" in text or "busy" in text
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///rel.db`` -> ``rel.db``; ``sqlite:////abs.db`` -> ``/abs.db``."""
+    if not url.startswith("sqlite:///"):
+        raise UsageError(f"not a SQLite URL (sqlite:///path.db): {url!r}")
+    path = url[len("sqlite:///"):]
+    path = path.split("?", 1)[0]
+    if not path:
+        raise UsageError(f"SQLite URL without a path: {url!r}")
+    return path
+
+
+class SqliteStore(EventStore):
+    """A SQLite event database at ``path`` (``":memory:"`` for a private in-memory one).
+
+    ``mode="a"`` (default) creates the file when missing and appends; ``mode="r"`` opens
+    an existing file read-only. ``timeout`` is how long an append waits for another
+    writer's lock before giving up with :class:`~evtools.errors.ConcurrencyError`.
+    ``page_size`` is the number of rows a read fetches per query.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] = ":memory:", *,
+                 mode: Literal["r", "a"] = "a", timeout: float = 10.0,
+                 page_size: int = 2000) -> None:
+        if mode not in ("r", "a"):
+            raise UsageError(f"SQLite store mode must be 'r' or 'a', got {mode!r}")
+        if page_size < 1:
+            raise UsageError(f"page_size must be >= 1, got {page_size!r}")
+        self.path = os.fspath(path)
+        self.url = f"sqlite:///{self.path}"
+        self.read_only = mode == "r"
+        self._page_size = page_size
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = self._connect(timeout)
+
+    # -- connection ------------------------------------------------------------------------
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        in_memory = self.path == ":memory:"
+        if not in_memory:
+            parent = Path(self.path).parent
+            if not parent.is_dir():
+                raise StoreUnavailable(f"{self.url}: directory {str(parent)!r} does not exist",
+                                       file=self.path)
+            if self.read_only and not Path(self.path).is_file():
+                raise StoreUnavailable(f"{self.url}: no such database file", file=self.path)
+        target = (f"file:{Path(self.path).absolute().as_posix()}?mode=ro" if self.read_only
+                  else self.path)
+        try:
+            conn = sqlite3.connect(target, timeout=timeout, isolation_level=None,
+                                   check_same_thread=False, uri=self.read_only,
+                                   cached_statements=64)
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"{self.url}: cannot open database: {e}",
+                                   file=self.path) from e
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            if not self.read_only:
+                if not in_memory:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA cache_size = -32768")  # 32 MiB of page cache
+            conn.execute("PRAGMA temp_store = MEMORY")
+            self._check_schema(conn)
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise StoreUnavailable(f"{self.url}: not a usable SQLite database: {e}",
+                                   file=self.path) from e
+        except StoreError:
+            conn.close()
+            raise
+        return conn
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        has_table = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+        ).fetchone() is not None
+        if has_table and version == SCHEMA_VERSION:
+            return
+        if has_table or version not in (0, SCHEMA_VERSION):
+            raise StoreUnavailable(
+                f"{self.url}: not an evtools event database (user_version {version}, "
+                f"expected {SCHEMA_VERSION})", file=self.path)
+        if self.read_only:
+            raise StoreUnavailable(f"{self.url}: database has no events table",
+                                   file=self.path)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        log.debug("created event table in %s", self.url)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise UsageError(f"{self.url}: the store is closed")
+        return self._conn
+
+    def _query(self, sql: str, params: tuple[Any, ...], what: str,
+               stream: str | None = None) -> list[Any]:
+        with self._lock:
+            conn = self._connection()
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise StoreError(f"{self.url}: {what} failed: {e}", file=self.path,
+                                 stream=stream) from e
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    def append(self, stream: str, events: Sequence[AppendEvent],
+               expected_version: ExpectedVersion = ANY) -> int:
+        expected = validate_append(self.url, stream, events, expected_version)
+        self._refuse_write(stream)
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                raise self._write_failure(e, stream, expected) from e
+            try:
+                row = conn.execute(_LAST_VERSION, (stream,)).fetchone()
+                actual = None if row is None else row[0]
+                check_expected(self.url, stream, expected, actual)
+                first = 0 if actual is None else actual + 1
+                conn.executemany(_INSERT, self._rows(stream, events, first))
+                conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                self._rollback(conn)
+                raise self._write_failure(e, stream, expected) from e
+            except BaseException:
+                self._rollback(conn)
+                raise
+            return first + len(events) - 1
+
+    def _rows(self, stream: str, events: Sequence[AppendEvent],
+              first: int) -> Iterator[tuple[Any, ...]]:
+        """Rows to insert, validated one by one as ``executemany`` pulls them."""
+        now = datetime.now(UTC)
+        url = self.url
+        last_time: datetime | None = None
+        last_text = ""
+        for i, event in enumerate(events):
+            e = prepare_one(event, now, lambda i=i: f"{url}: stream {stream!r} version "  # type: ignore[misc]
+                            f"{first + i}")
+            if e.recorded_at is not last_time:  # a batch often shares one time
+                last_time = e.recorded_at
+                last_text = last_time.isoformat()
+            yield (stream, first + i, e.type, e.data, e.metadata, e.id, last_text,
+                   e.content_type, e.schema_version)
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:  # the transaction may already be gone (e.g. disk I/O)
+                log.warning("%s: rollback failed", self.url, exc_info=True)
+
+    def _write_failure(self, e: sqlite3.Error, stream: str,
+                       expected: ExpectedVersion) -> StoreError:
+        if isinstance(e, sqlite3.IntegrityError):
+            actual = self.stream_version(stream)
+            return ConcurrencyError(
+                f"{self.url}: stream {stream!r} expected {describe_version(expected)}, "
+                f"actual {describe_version(actual)} (another writer appended first)",
+                expected=expected, actual=actual, stream=stream, file=self.path)
+        if isinstance(e, sqlite3.OperationalError) and _is_busy(e):
+            return ConcurrencyError(
+                f"{self.url}: stream {stream!r}: another writer held the database lock for "
+                f"longer than the timeout; expected {describe_version(expected)}",
+                expected=expected, actual=None, stream=stream, file=self.path)
+        return StoreError(f"{self.url}: append to stream {stream!r} failed: {e}",
+                          stream=stream, file=self.path)
+
+    def read_stream(self, stream: str, from_version: int = 0, *,
+                    limit: int | None = None) -> Iterator[RawEvent]:
+        check_start(from_version, "from_version", self.url)
+        limit = check_limit(limit, self.url)
+        if self.stream_version(stream) is None:
+            raise StreamNotFound(f"{self.url}: stream {stream!r} does not exist",
+                                 stream=stream, file=self.path)
+        return self._read_stream(stream, from_version, limit)
+
+    def _read_stream(self, stream: str, version: int,
+                     limit: int | None) -> Iterator[RawEvent]:
+        left = limit
+        while left is None or left > 0:
+            n = self._page_size if left is None else min(left, self._page_size)
+            rows = self._query(_READ_STREAM, (stream, version, n), "read_stream", stream)
+            if not rows:
+                return
+            yield from _to_events(rows)
+            version = rows[-1][1] + 1
+            if left is not None:
+                left -= len(rows)
+            if len(rows) < n:
+                return
+
+    def read_all(self, from_position: int = 0, *,
+                 limit: int | None = None) -> Iterator[RawEvent]:
+        check_start(from_position, "from_position", self.url)
+        limit = check_limit(limit, self.url)
+        self._connection()
+        return self._read_all(from_position, limit)
+
+    def _read_all(self, position: int, limit: int | None) -> Iterator[RawEvent]:
+        left = limit
+        while left is None or left > 0:
+            n = self._page_size if left is None else min(left, self._page_size)
+            rows = self._query(_READ_ALL, (position, n), "read_all")
+            if not rows:
+                return
+            yield from _to_events(rows)
+            position = rows[-1][7] + 1
+            if left is not None:
+                left -= len(rows)
+            if len(rows) < n:
+                return
+
+    def list_streams(self) -> Iterator[str]:
+        self._connection()
+        return self._list_streams()
+
+    def _list_streams(self) -> Iterator[str]:
+        n = self._page_size
+        rows = self._query(_FIRST_STREAMS, (n,), "list_streams")
+        while rows:
+            for (name,) in rows:
+                yield name
+            if len(rows) < n:
+                return
+            rows = self._query(_STREAMS, (rows[-1][0], n), "list_streams")
+
+    def stream_version(self, stream: str) -> int | None:
+        rows = self._query(_LAST_VERSION, (stream,), "stream_version", stream)
+        return rows[0][0] if rows else None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                finally:
+                    self._conn = None

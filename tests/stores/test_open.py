@@ -1,0 +1,139 @@
+"""open_store URLs, copy between stores, and what importing the package pulls in."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+import evtools.stores
+from evtools.errors import StoreError, UsageError
+from evtools.stores import (
+    ANY,
+    AppendEvent,
+    ExpectedVersion,
+    JsonlStore,
+    MemoryStore,
+    NewEvent,
+    ParquetStore,
+    SqliteStore,
+    copy,
+    open_store,
+)
+
+from .contract import sample_appends
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_unknown_schemes_list_the_supported_ones() -> None:
+    for url in ("postgres://db/events", "events.csv", "kafka://x"):
+        with pytest.raises(UsageError) as info:
+            open_store(url)
+        text = str(info.value)
+        for form in ("memory:", "sqlite:///", "nats://", "esdb://", ".jsonl", ".parquet"):
+            assert form in text
+
+
+def test_unknown_options_are_usage_errors() -> None:
+    with pytest.raises(UsageError, match="colour"):
+        open_store("memory:", colour="blue")
+
+
+def test_importing_the_package_loads_no_driver() -> None:
+    code = ("import sys, evtools.stores; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('nats', 'esdbclient', 'kurrentdbclient', 'grpc', 'pyarrow')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.strip()
+    assert out == "[]"
+
+
+def test_public_names() -> None:
+    assert sorted(evtools.stores.__all__) == sorted([
+        "ANY", "NO_STREAM", "STREAM_EXISTS", "SUPPORTED", "AppendEvent", "EsdbStore",
+        "EventStore", "Expected", "ExpectedVersion", "JsonlStore", "MemoryStore",
+        "NatsStore", "NewEvent", "ParquetStore", "SqliteStore", "copy", "open_store"])
+
+
+def _fill(store: MemoryStore) -> None:
+    for stream, events in sample_appends("copy"):
+        store.append(stream, events)
+
+
+def _fields(events: object) -> list[tuple[object, ...]]:
+    return [(e.stream, e.version, e.type, e.data, e.metadata, e.id, e.schema_version,
+             e.content_type, e.recorded_at) for e in events]  # type: ignore[attr-defined]
+
+
+def test_copy_through_every_local_store_keeps_everything(tmp_path: Path) -> None:
+    source = MemoryStore()
+    _fill(source)
+    want = _fields(source.read_all())
+    chain = [SqliteStore(tmp_path / "a.db"), JsonlStore(tmp_path / "b.jsonl", "w"),
+             MemoryStore()]
+    current = source
+    for dest in chain:
+        seen: list[int] = []
+        assert copy(current, dest, progress=seen.append, batch_size=1) == len(want)
+        assert seen == list(range(1, len(want) + 1))
+        assert _fields(dest.read_all()) == want
+        current = dest  # type: ignore[assignment]
+    with ParquetStore(tmp_path / "c.parquet", "w") as out:
+        assert copy(current, out) == len(want)
+    with open_store(str(tmp_path / "c.parquet")) as back:
+        assert _fields(back.read_all()) == want
+    for store in chain:
+        store.close()
+
+
+def test_copy_refuses_a_destination_that_has_the_stream() -> None:
+    source, dest = MemoryStore(), MemoryStore()
+    source.append("s", [NewEvent("A", b"{}")])
+    dest.append("s", [NewEvent("B", b"{}")])
+    with pytest.raises(StoreError, match="already exists") as info:
+        copy(source, dest)
+    assert info.value.context.stream == "s"
+
+
+def test_copy_refuses_a_stream_that_does_not_start_at_zero(tmp_path: Path) -> None:
+    path = tmp_path / "partial.jsonl"
+    path.write_text('{"stream": "s", "version": 3, "type": "T", "data": {}}\n')
+    with JsonlStore(path) as source, pytest.raises(StoreError, match="version -1 to 3"):
+        copy(source, MemoryStore())
+
+
+class _Lossy(MemoryStore):
+    """A broken destination: acknowledges every event, keeps all but the last."""
+
+    def append(self, stream: str, events: Sequence[AppendEvent],
+               expected_version: ExpectedVersion = ANY) -> int:
+        last = super().append(stream, events[:-1] or events, expected_version)
+        return last + (1 if len(events) > 1 else 0)
+
+
+def test_copy_checks_the_count() -> None:
+    source = MemoryStore()
+    source.append("s", [NewEvent("A", b"{}"), NewEvent("B", b"{}")])
+    with pytest.raises(StoreError, match="ends at version 0 in the destination, 1"):
+        copy(source, _Lossy())
+
+
+def test_create_opens_any_store_for_writing(tmp_path: Path) -> None:
+    jsonl = str(tmp_path / "dest.jsonl")
+    with open_store(jsonl, create=True) as dest:  # what `evtools copy` asks for
+        assert not dest.read_only
+        dest.append("s", [NewEvent("A", b"{}")])
+    with open_store(jsonl, create=True) as dest:  # again: continues, never truncates
+        assert dest.stream_version("s") == 0
+    with open_store(str(tmp_path / "new.db"), create=True) as db:
+        assert db.stream_version("s") is None
+    with pytest.raises(StoreError, match="create=False"):
+        open_store(f"sqlite:///{tmp_path / 'missing.db'}", create=False)
+    with pytest.raises(UsageError):
+        open_store(jsonl, mode="r", create=True)
+    with open_store("memory:", create=True) as mem:
+        assert isinstance(mem, MemoryStore)

@@ -1,0 +1,541 @@
+"""Rehydration: every fault kind under both policies, snapshots, streaming, naive vs typed."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from evtools.aggregate import Aggregate, handles
+from evtools.datagen import FaultKind, FaultRates, generate, write_workload
+from evtools.errors import EvtoolsError, RehydrationError
+from evtools.events import RawEvent
+from evtools.orders import ItemAdded, Order, order_registry
+from evtools.registry import Registry
+from evtools.rehydrate import (
+    Rehydration,
+    Snapshot,
+    Stage,
+    ViolationKind,
+    diff_states,
+    load_snapshot,
+    naive_rehydrate,
+    rehydrate,
+    rehydrate_store,
+    take_snapshot,
+    write_snapshot,
+)
+from evtools.stores import MemoryStore
+
+REGISTRY = order_registry()
+PER_EVENT = [FaultKind.GAP, FaultKind.DUPLICATE, FaultKind.REORDER, FaultKind.CLOCK_SKEW,
+             FaultKind.CORRUPT, FaultKind.UNKNOWN_TYPE, FaultKind.FOREIGN, FaultKind.INVARIANT]
+AT_REST = [FaultKind.DUPLICATE, FaultKind.CLOCK_SKEW, FaultKind.CORRUPT, FaultKind.UNKNOWN_TYPE,
+           FaultKind.FOREIGN, FaultKind.INVARIANT, FaultKind.SNAPSHOT_CONFLICT,
+           FaultKind.TRUNCATE]
+
+
+def by_stream(events: Iterable[RawEvent]) -> dict[str, list[RawEvent]]:
+    out: dict[str, list[RawEvent]] = defaultdict(list)
+    for e in events:
+        out[e.stream].append(e)
+    return out
+
+
+def one_stream(n: int = 40, seed: int = 3) -> list[RawEvent]:
+    return list(generate(n, n_streams=1, seed=seed, schema_mix=0.5))
+
+
+def state_of(events: Iterable[RawEvent], **options: object) -> str:
+    return rehydrate(events, REGISTRY, Order, **options).aggregate.state_hash()  # type: ignore[arg-type]
+
+
+def rates(kind: FaultKind, rate: float) -> FaultRates:
+    return FaultRates(**{str(kind): rate})
+
+
+# -- clean streams ---------------------------------------------------------------------------
+
+def test_clean_workload_has_no_violations_and_is_frozen() -> None:
+    for stream, events in by_stream(generate(3000, seed=1)).items():
+        result = rehydrate(events, REGISTRY, Order)
+        assert result.ok, result.summary()
+        assert result.stage is Stage.READY
+        assert result.version == events[-1].version == len(events) - 1
+        assert result.events_applied == result.events_seen == len(events)
+        assert result.aggregate.frozen
+        assert result.aggregate.stream == stream
+        assert result.aggregate.version == result.version
+        assert result.aggregate.last_event_id == events[-1].id
+        assert f"order-{result.aggregate.order_id}" == stream
+
+
+def test_result_reports() -> None:
+    result = rehydrate(one_stream(), REGISTRY, Order)
+    d = result.to_dict()
+    assert d["ok"] and d["version"] == 39 and d["violations"] == []
+    assert msgspec.json.decode(msgspec.json.encode(d)) == d  # JSON-ready
+    assert result.to_frame().height == 0
+    assert "no violations" in result.summary()
+
+
+# -- the fault catalogue, delivery view (generate -> rehydrate) -----------------------------
+
+@pytest.mark.parametrize("kind", PER_EVENT, ids=str)
+def test_audit_reports_every_injected_fault_exactly(kind: FaultKind) -> None:
+    workload = generate(3000, seed=11, faults=rates(kind, 0.03))
+    found: set[tuple[str, str, int | None]] = set()
+    for events in by_stream(workload).values():
+        result = rehydrate(events, REGISTRY, Order, policy="audit")
+        found |= {(str(v.kind), v.stream, v.version) for v in result.violations}
+    expected = {(f.detected_as, f.stream, f.version) for f in workload.manifest.faults}
+    assert len(expected) > 20
+    assert found == expected
+
+
+@pytest.mark.parametrize("kind", PER_EVENT, ids=str)
+def test_strict_raises_on_the_first_fault(kind: FaultKind) -> None:
+    workload = generate(600, seed=5, faults=rates(kind, 0.05))
+    streams = by_stream(workload)
+    faults = workload.manifest.by_stream()
+    assert faults, "the workload should hold faults"
+    for stream, found in list(faults.items())[:5]:
+        first = min(found, key=lambda f: f.version)
+        with pytest.raises(RehydrationError) as info:
+            rehydrate(streams[stream], REGISTRY, Order, policy="strict")
+        violation = info.value.violation
+        assert violation.kind == first.detected_as
+        assert (violation.stream, violation.version) == (stream, first.version)
+        assert info.value.context.stream == stream
+        assert isinstance(info.value, EvtoolsError)
+
+
+def test_audit_stops_applying_at_a_gap_but_keeps_scanning() -> None:
+    events = one_stream(30)
+    damaged = events[:10] + events[11:20] + events[21:]  # versions 10 and 20 lost
+    result = rehydrate(damaged, REGISTRY, Order, policy="audit")
+    assert [(v.kind, v.version) for v in result.violations] == [
+        (ViolationKind.GAP, 10), (ViolationKind.GAP, 20)]
+    assert result.halted_at == 10
+    assert result.version == 9 and result.events_applied == 10
+    assert result.aggregate.state_hash() == state_of(events[:10])
+
+
+def test_gap_at_the_start_of_a_stream() -> None:
+    result = rehydrate(one_stream(10)[3:], REGISTRY, Order, policy="audit")
+    assert [(v.kind, v.version) for v in result.violations] == [(ViolationKind.GAP, 0)]
+    assert result.version == -1 and result.events_applied == 0
+
+
+def test_a_gap_is_declared_when_the_reorder_window_fills() -> None:
+    events = one_stream(30)
+    result = rehydrate(events[:5] + events[6:], REGISTRY, Order, policy="audit",
+                       reorder_window=3)
+    assert [(v.kind, v.version) for v in result.violations] == [(ViolationKind.GAP, 5)]
+
+
+def test_reordered_events_are_applied_in_version_order() -> None:
+    events = one_stream(30)
+    swapped = [*events[:7], events[8], events[9], events[7], *events[10:]]
+    result = rehydrate(swapped, REGISTRY, Order, policy="audit")
+    assert [(v.kind, v.version) for v in result.violations] == [
+        (ViolationKind.OUT_OF_ORDER, 7)]
+    assert "after version 9" in result.violations[0].message
+    assert result.halted_at is None
+    assert result.aggregate.state_hash() == state_of(events)
+
+
+def test_reordering_behind_a_gap_is_reported_too() -> None:
+    events = one_stream(30)
+    damaged = [*events[:2], events[3], events[5], events[4], *events[6:]]  # 2 lost, 4 late
+    result = rehydrate(damaged, REGISTRY, Order, policy="audit")
+    assert sorted((v.version, v.kind) for v in result.violations) == [
+        (2, ViolationKind.GAP), (4, ViolationKind.OUT_OF_ORDER)]
+    assert result.version == 1
+
+
+def test_a_finished_rehydration_takes_no_more_events() -> None:
+    from evtools.errors import UsageError
+
+    r = Rehydration(REGISTRY, Order)
+    r.feed_all(one_stream(3))
+    r.finish()
+    with pytest.raises(UsageError):
+        r.feed(one_stream(4)[3])
+    with pytest.raises(UsageError):
+        r.feed_all([])
+
+
+def test_duplicates_are_skipped_not_applied_twice() -> None:
+    events = one_stream(30)
+    redelivered = [*events[:12], events[11], events[5], *events[12:]]
+    stored_twice = events[:12] + [msgspec.structs.replace(e, version=e.version + 1)
+                                  for e in events[11:]]
+    for stream in (redelivered, stored_twice):
+        result = rehydrate(stream, REGISTRY, Order, policy="audit")
+        assert {v.kind for v in result.violations} == {ViolationKind.DUPLICATE}
+        assert result.halted_at is None
+        assert result.aggregate.to_state() == rehydrate(events, REGISTRY, Order
+                                                        ).aggregate.to_state()
+
+
+def test_events_of_another_stream_are_skipped() -> None:
+    events = one_stream(20)
+    stranger = msgspec.structs.replace(one_stream(5, seed=99)[2], version=7)
+    result = rehydrate([*events[:8], stranger, *events[8:]], REGISTRY, Order, policy="audit")
+    assert [(v.kind, v.version) for v in result.violations] == [
+        (ViolationKind.WRONG_STREAM, 7)]
+    assert result.aggregate.state_hash() == state_of(events)
+    with pytest.raises(RehydrationError):
+        rehydrate(events, REGISTRY, Order, stream="order-1")
+
+
+def test_truncated_tail_against_the_expected_head() -> None:
+    events = one_stream(20)
+    result = rehydrate(events[:15], REGISTRY, Order, policy="audit", expected_version=19)
+    assert [(v.kind, v.version) for v in result.violations] == [
+        (ViolationKind.TRUNCATED, 15)]
+
+
+def test_clock_skew_tolerance_is_configurable() -> None:
+    events = one_stream(20)
+    late = [*events[:6], events[7], events[6], *events[8:]]  # swap payloads, keep versions
+    late = [msgspec.structs.replace(e, version=i) for i, e in enumerate(late)]
+    strict_clock = rehydrate(late, REGISTRY, Order, policy="audit", clock_skew=timedelta(0))
+    assert [v.kind for v in strict_clock.violations] == [ViolationKind.CLOCK_SKEW]
+    lenient = rehydrate(late, REGISTRY, Order, policy="audit", clock_skew=timedelta(hours=2))
+    assert lenient.ok
+
+
+def test_unhandled_event_and_handler_error() -> None:
+    class Picky(Aggregate):
+        count: int = 0
+
+        @handles(ItemAdded)
+        def _added(self, e: ItemAdded) -> None:
+            if self.count == 2:
+                raise ValueError("third item refused")
+            self.count += 1
+
+    events = [e for e in one_stream(40) if e.type in ("OrderCreated", "ItemAdded")]
+    events = [msgspec.structs.replace(e, version=i) for i, e in enumerate(events)]
+    result = rehydrate(events, REGISTRY, Picky, policy="audit")
+    kinds = [(v.kind, v.version) for v in result.violations]
+    assert kinds[0] == (ViolationKind.UNHANDLED, 0)
+    assert kinds[1] == (ViolationKind.APPLY_ERROR, 3)
+    assert "third item refused" in result.violations[1].message
+    assert result.halted_at == 3 and result.aggregate.count == 2
+
+
+def test_decode_errors_carry_the_json_path() -> None:
+    events = one_stream(10)
+    bad = msgspec.structs.replace(events[4], data=events[4].data.replace(b'"order_id":',
+                                                                          b'"order_id":"', 1)
+                                  .replace(b',"', b'","', 1))
+    result = rehydrate([*events[:4], bad, *events[5:]], REGISTRY, Order, policy="audit")
+    assert result.violations[0].kind is ViolationKind.DECODE_ERROR
+    assert result.violations[0].path == "/order_id"
+    assert result.halted_at == 4
+
+
+# -- snapshots -------------------------------------------------------------------------------
+
+def snapshot_at(events: list[RawEvent], version: int) -> Snapshot:
+    return take_snapshot(rehydrate(events[:version + 1], REGISTRY, Order).aggregate)
+
+
+def test_snapshot_round_trips_as_an_event() -> None:
+    events = one_stream(30)
+    snap = snapshot_at(events, 12)
+    raw = snap.to_raw(3)
+    assert raw.stream == f"snapshot-{events[0].stream}" and raw.type == "$snapshot"
+    assert Snapshot.from_raw(raw) == snap
+    assert snap.to_raw(3).id == raw.id  # deterministic
+    assert snap.hash_ok() and snap.version == 12 and snap.last_event_id == events[12].id
+    assert snap.aggregate_type == "Order" and snap.schema_version == Order.state_version
+
+
+def test_replay_starts_after_the_snapshot() -> None:
+    events = one_stream(30)
+    snap = snapshot_at(events, 12)
+    for given_events in (events, events[12:], events[13:]):
+        result = rehydrate(given_events, REGISTRY, Order, snapshot=snap)
+        assert result.ok
+        assert result.snapshot_version == 12
+        assert result.events_applied == 17
+        assert result.aggregate.state_hash() == state_of(events)
+
+
+def test_snapshot_whose_hash_does_not_match_is_dropped() -> None:
+    events = one_stream(30)
+    snap = snapshot_at(events, 12)
+    tampered = msgspec.structs.replace(
+        snap, state=msgspec.Raw(bytes(snap.state).replace(b'"pending"', b'"paid"', 1)))
+    with pytest.raises(RehydrationError) as info:
+        rehydrate(events, REGISTRY, Order, snapshot=tampered)
+    assert info.value.violation.kind is ViolationKind.SNAPSHOT_INVALID
+    result = rehydrate(events, REGISTRY, Order, snapshot=tampered, policy="audit")
+    assert [v.kind for v in result.violations] == [ViolationKind.SNAPSHOT_INVALID]
+    assert result.snapshot_version is None  # replayed from zero instead
+    assert result.aggregate.state_hash() == state_of(events)
+
+
+def test_snapshot_of_another_aggregate_is_invalid() -> None:
+    events = one_stream(30)
+    other = snapshot_at(one_stream(30, seed=8), 5)
+    result = rehydrate(events, REGISTRY, Order, snapshot=other, stream=events[0].stream,
+                       policy="audit")
+    assert [v.kind for v in result.violations] == [ViolationKind.SNAPSHOT_INVALID]
+
+
+def test_snapshot_ahead_of_the_stream() -> None:
+    events = one_stream(30)
+    snap = snapshot_at(events, 25)
+    result = rehydrate(events[:20], REGISTRY, Order, snapshot=snap, policy="audit")
+    assert [(v.kind, v.version) for v in result.violations] == [
+        (ViolationKind.SNAPSHOT_AHEAD, 20)]
+
+
+def test_snapshot_conflict_found_at_the_boundary_and_by_verification() -> None:
+    events = one_stream(30)
+    snap = snapshot_at(events, 12)
+    other_history = msgspec.structs.replace(snap, last_event_id="someone-else")
+    result = rehydrate(events, REGISTRY, Order, snapshot=other_history, policy="audit")
+    assert [(v.kind, v.version) for v in result.violations] == [
+        (ViolationKind.SNAPSHOT_CONFLICT, 12)]
+    assert result.halted_at == 13
+    # same id, wrong state with a valid hash: only replaying from zero shows it
+    wrong = take_snapshot(rehydrate(events[:12], REGISTRY, Order).aggregate)
+    wrong = msgspec.structs.replace(wrong, version=12, last_event_id=events[12].id)
+    trusted = rehydrate(events, REGISTRY, Order, snapshot=wrong, policy="audit")
+    assert ViolationKind.SNAPSHOT_CONFLICT not in {v.kind for v in trusted.violations}
+    verified = rehydrate(events, REGISTRY, Order, snapshot=wrong, verify_snapshot=True,
+                         policy="audit")
+    assert [(v.kind, v.version) for v in verified.violations] == [
+        (ViolationKind.SNAPSHOT_CONFLICT, 12)]
+    assert verified.aggregate.state_hash() == state_of(events)
+    assert rehydrate(events, REGISTRY, Order, snapshot=snap, verify_snapshot=True).ok
+
+
+def test_event_earlier_than_the_snapshot_is_clock_skew() -> None:
+    events = one_stream(30)
+    snap = snapshot_at(events, 12)
+    from evtools.scalars import Timestamp
+
+    future = msgspec.structs.replace(snap, timestamp=Timestamp("2999-01-01T00:00:00Z"))
+    state = bytes(future.state)
+    future = msgspec.structs.replace(future, state=msgspec.Raw(state))
+    result = rehydrate(events[13:], REGISTRY, Order, snapshot=future, policy="audit")
+    assert [(v.kind, v.version) for v in result.violations] == [
+        (ViolationKind.CLOCK_SKEW, 13)]
+
+
+def test_snapshot_state_of_an_older_schema_is_upcast() -> None:
+    events = one_stream(30)
+    snap = snapshot_at(events, 12)
+    order = rehydrate(events[:13], REGISTRY, Order).aggregate
+    state = order.to_state()
+    for line in state["lines"].values():  # write it the way state v1 was written
+        price = line.pop("unit_price")
+        line["price"], line["currency"] = price["amount"], price["currency"]
+    from evtools.aggregate import state_hash_of
+
+    data = msgspec.json.encode(state)
+    v1 = msgspec.structs.replace(snap, schema_version=1, state=msgspec.Raw(data),
+                                 state_hash=state_hash_of(data))
+    result = rehydrate(events, REGISTRY, Order, snapshot=v1)
+    assert result.ok and result.snapshot_version == 12
+    assert result.aggregate.state_hash() == state_of(events)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), length=st.integers(1, 60), mix=st.floats(0, 1),
+       data=st.data())
+def test_property_snapshot_replay_equals_replay_from_zero(seed: int, length: int, mix: float,
+                                                          data: st.DataObject) -> None:
+    events = list(generate(length, n_streams=1, seed=seed, schema_mix=mix))
+    at = data.draw(st.integers(0, length - 1), label="snapshot version")
+    full = rehydrate(events, REGISTRY, Order)
+    assert full.ok
+    snap = Snapshot.from_raw(snapshot_at(events, at).to_raw())  # as stored and loaded
+    for given_events in (events, events[at:], events[at + 1:]):
+        from_snapshot = rehydrate(given_events, REGISTRY, Order, snapshot=snap)
+        assert from_snapshot.ok
+        assert from_snapshot.version == full.version
+        assert from_snapshot.aggregate.to_state() == full.aggregate.to_state()
+    assert rehydrate(events, REGISTRY, Order, snapshot=snap, verify_snapshot=True).ok
+
+
+# -- stores ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", AT_REST, ids=str)
+def test_store_faults_under_audit(kind: FaultKind) -> None:
+    store = MemoryStore()
+    rate = 0.3 if kind in (FaultKind.SNAPSHOT_CONFLICT, FaultKind.TRUNCATE) else 0.03
+    written = write_workload(store, 2000, seed=5, faults=rates(kind, rate))
+    result = rehydrate_store(store, REGISTRY, Order)
+    expected = {(f.detected_as, f.stream, f.version) for f in written.manifest.faults}
+    assert len(expected) > 10
+    assert {(str(v.kind), v.stream, v.version) for v in result.violations} == expected
+    assert result.to_frame().height == written.manifest.streams
+
+
+@pytest.mark.parametrize("kind", AT_REST, ids=str)
+def test_store_faults_under_strict(kind: FaultKind) -> None:
+    store = MemoryStore()
+    rate = 0.5 if kind in (FaultKind.SNAPSHOT_CONFLICT, FaultKind.TRUNCATE) else 0.05
+    written = write_workload(store, 300, seed=9, faults=rates(kind, rate))
+    stream, faults = next(iter(written.manifest.by_stream().items()))
+    with pytest.raises(RehydrationError) as info:
+        rehydrate_store(store, REGISTRY, Order, stream=stream, policy="strict")
+    assert info.value.violation.kind == faults[0].detected_as
+    assert info.value.violation.stream == stream
+
+
+def test_rejected_snapshot_falls_back_to_a_replay_from_zero() -> None:
+    store = MemoryStore()
+    written = write_workload(store, 600, seed=2, faults=FaultRates(snapshot_conflict=1.0))
+    result = rehydrate_store(store, REGISTRY, Order, keep_results=True)
+    assert result.results is not None
+    faulted = set(written.manifest.by_stream())
+    assert len(faulted) > 10
+    assert {s.stream for s in result.streams if s.replayed_from_zero} == faulted
+    clean = rehydrate_store(store, REGISTRY, Order, snapshots=False)
+    assert clean.ok
+    assert [s.state_hash for s in result.streams] == [s.state_hash for s in clean.streams]
+    assert len(result.violations) == len(written.manifest.faults)
+
+
+def test_snapshot_every_writes_and_uses_snapshots() -> None:
+    store = MemoryStore()
+    write_workload(store, 400, n_streams=4, seed=4)
+    first = rehydrate_store(store, REGISTRY, Order, snapshot_every=50)
+    assert first.ok and all(s.snapshot_written == 99 for s in first.streams)
+    stream = first.streams[0].stream
+    assert load_snapshot(store, stream) is not None
+    second = rehydrate_store(store, REGISTRY, Order, snapshot_every=50)
+    assert all(s.snapshot_version == 99 and s.snapshot_written is None
+               for s in second.streams)
+    assert [s.state_hash for s in first.streams] == [s.state_hash for s in second.streams]
+    # the store's snapshot is read through the registry: replay equals from zero
+    zero = rehydrate_store(store, REGISTRY, Order, snapshots=False)
+    assert [s.state_hash for s in zero.streams] == [s.state_hash for s in second.streams]
+    assert "4 Order streams" in second.summary()
+    d = second.to_dict()
+    assert d["ok"] and len(d["stream_results"]) == 4
+
+
+def test_a_named_stream_must_exist() -> None:
+    from evtools.errors import StreamNotFound
+
+    with pytest.raises(StreamNotFound):
+        rehydrate_store(MemoryStore(), REGISTRY, Order, stream="order-1")
+
+
+def test_write_snapshot_appends_with_expected_versions() -> None:
+    store = MemoryStore()
+    write_workload(store, 50, n_streams=1, seed=4)
+    stream = next(iter(store.list_streams()))
+    result = rehydrate(store.read_stream(stream), REGISTRY, Order)
+    assert write_snapshot(store, take_snapshot(result.aggregate)) == 0
+    assert write_snapshot(store, take_snapshot(result.aggregate)) == 1
+
+
+# -- streaming -------------------------------------------------------------------------------
+
+def lazy_events(n: int) -> Iterator[RawEvent]:
+    """n events built one at a time (an order whose item is added and removed)."""
+    template = one_stream(5)
+    created = template[0]
+    oid = Order.from_state({}).order_id  # None: just to touch the API
+    assert oid is None
+    order_id = rehydrate([created], REGISTRY, Order).aggregate.order_id
+    add = (b'{"order_id":%d,"sku":5,"quantity":1,"unit_price":{"amount":19.99,"currency":'
+           b'"EUR"},"occurred_at":"2030-01-01T00:00:00.000000001+01:00"}' % order_id)
+    remove = (b'{"order_id":%d,"sku":5,"quantity":1,'
+              b'"occurred_at":"2030-01-01T00:00:00.000000001+01:00"}' % order_id)
+    currency = msgspec.json.decode(created.data)["currency"]
+    add = add.replace(b'"EUR"', b'"%s"' % currency.encode())
+    yield created
+    for v in range(1, n):
+        if v % 2:
+            yield RawEvent(created.stream, v, "ItemAdded", add, id=f"e{v}", schema_version=2)
+        else:
+            yield RawEvent(created.stream, v, "ItemRemoved", remove, id=f"e{v}")
+
+
+@pytest.mark.slow
+def test_rehydrating_200k_events_does_not_hold_them() -> None:
+    n = 200_000
+    tracemalloc.start()
+    try:
+        result = rehydrate(lazy_events(n), REGISTRY, Order)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.ok and result.version == n - 1 and result.events_applied == n
+    # holding the events would take > 60 MB; the fold keeps only the current state
+    assert peak < 4 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_rehydration_consumes_events_one_at_a_time() -> None:
+    r = Rehydration(REGISTRY, Order)
+    produced = 0
+
+    def source() -> Iterator[RawEvent]:
+        nonlocal produced
+        for e in lazy_events(1000):
+            produced += 1
+            yield e
+
+    r.feed_all(source())
+    assert produced == 1000
+    events = iter(lazy_events(10))
+    r2 = Rehydration(REGISTRY, Order)
+    for e in events:
+        r2.feed(e)
+        assert r2.events_seen == e.version + 1  # nothing read ahead
+    assert r2.finish().version == 9
+
+
+# -- naive vs typed --------------------------------------------------------------------------
+
+def test_naive_consumers_lose_state_the_typed_rebuild_keeps() -> None:
+    streams = by_stream(generate(3000, seed=7))
+    lost = {"go": 0, "js": 0}
+    paths: set[str] = set()
+    for events in streams.values():
+        typed = rehydrate(events, REGISTRY, Order).aggregate.to_state()
+        exact = naive_rehydrate(events, "python")  # exact decoding, same hand assignment
+        assert diff_states(typed, exact.state) == []
+        for dialect in lost:
+            diff = diff_states(typed, naive_rehydrate(events, dialect).state)
+            lost[dialect] += bool(diff)
+            paths |= {p.split("/")[1] for p, _, _ in diff}
+    assert lost == {"go": len(streams), "js": len(streams)}  # every order is wrong
+    assert {"order_id", "customer_id", "lines"} <= paths
+
+
+def test_naive_rehydrator_applies_duplicates_and_ignores_gaps() -> None:
+    import json
+
+    events = one_stream(30)
+    adds = [e for e in events if e.type == "ItemAdded"]
+    doubled = [*events, adds[0]]
+    naive = naive_rehydrate(doubled, json.loads)
+    typed = rehydrate(doubled, REGISTRY, Order, policy="audit")
+    assert [v.kind for v in typed.violations] == [ViolationKind.DUPLICATE]
+    assert diff_states(typed.aggregate.to_state(), naive.state) != []
+    assert naive.events == len(doubled)
+
+
+def test_registry_is_passed_not_global() -> None:
+    empty = Registry()
+    result = rehydrate(one_stream(3), empty, Order, policy="audit")
+    assert {v.kind for v in result.violations} == {ViolationKind.UNKNOWN_TYPE}
