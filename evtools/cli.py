@@ -30,14 +30,35 @@ EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line and exit code 2."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise UsageError(f"{self.prog}: {message}")
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """-v / -q, accepted before or after the command name."""
+    common = _Parser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="more logging (-vv for debug)")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress display")
+    return common
+
+
+class _Commands(argparse._SubParsersAction):
+    """Sub-commands that all inherit the common options (argparse's registered hook)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("parents", [_common_options()])
+        return super().add_parser(name, **kwargs)
 
 
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # piped or redirected: do not squeeze tables into rich's default 80 columns
+    return Console(stderr=stderr, highlight=False,
+                   width=None if stream.isatty() else 160)
 
 
 @contextmanager
@@ -89,16 +110,29 @@ def _is_store_url(source: str) -> bool:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from . import datagen
-    from .stores import open_store
 
     faults = datagen.FaultRates.parse(args.faults) if args.faults else datagen.FaultRates()
-    with open_store(args.store) as store, _progress("generating", args.events,
-                                                    not args.quiet) as advance:
-        manifest = datagen.write_workload(store, events=args.events, seed=args.seed,
-                                          faults=faults, progress=advance)
-    _console(stderr=True).print(
-        f"wrote {manifest.events:,} events in {manifest.streams:,} streams to {args.store}"
-        + (f" with {manifest.fault_count} injected faults" if manifest.fault_count else ""))
+    target = args.store
+    console = _console(stderr=True)
+    if target.endswith((".jsonl", ".ndjson")):
+        # an export keeps versions exactly as generated, delivery faults included
+        workload = datagen.generate(args.events, seed=args.seed, faults=faults)
+        count = datagen.export_jsonl(workload, target)
+        manifest = workload.manifest
+        console.print(f"wrote {count:,} events to {target}")
+    else:
+        from .stores import open_store
+
+        with open_store(target, create=True) as store, \
+                _progress("generating", args.events, not args.quiet) as advance:
+            written = datagen.write_workload(store, args.events, seed=args.seed,
+                                             faults=faults, progress=advance)
+        manifest = written.manifest
+        console.print(f"wrote {written.events:,} events in {written.streams:,} streams "
+                      f"to {target}")
+    if manifest.faults:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(manifest.counts.items()))
+        console.print(f"injected faults: {counts}")
     return EXIT_OK
 
 
@@ -204,19 +238,21 @@ def _lines(stream: IO[bytes]) -> Iterator[bytes]:
 # -- rehydrate ------------------------------------------------------------------------------
 
 def cmd_rehydrate(args: argparse.Namespace) -> int:
-    from . import rehydrate
+    from .orders import Order, order_registry
+    from .rehydrate import rehydrate_store
     from .stores import open_store
 
-    with open_store(args.source) as store:
-        summary = rehydrate.rehydrate_source(
-            store, stream=args.stream, policy="strict" if args.strict else "audit",
-            snapshot_every=args.snapshot_every)
+    with open_store(args.source, mode="r") as store:
+        result = rehydrate_store(store, order_registry(), Order, stream=args.stream,
+                                 policy="audit", snapshot_every=args.snapshot_every or None)
     if args.format == "json":
-        _write_output(json.dumps(summary.to_dict(), indent=2, default=str), args.out)
+        _write_output(json.dumps(result.to_dict(), indent=2, default=str), args.out)
     else:
-        _print_frame(summary.to_frame(), f"Rehydrated {summary.streams:,} streams, "
-                     f"{summary.events:,} events: {summary.violation_count} violations")
-    return EXIT_PROBLEMS if (args.strict and summary.violation_count) else EXIT_OK
+        _print_frame(result.to_frame(), result.summary())
+        if result.violations:
+            _print_frame(result.violations_frame(), "Violations")
+    # --strict: every violation is reported (audit policy) and the exit code says so
+    return EXIT_PROBLEMS if (args.strict and not result.ok) else EXIT_OK
 
 
 def _print_frame(frame: Any, title: str, limit: int = 50) -> None:
@@ -341,7 +377,7 @@ def _ensure_default_store(quick: bool, seed: int, show: bool) -> None:
     _console(stderr=True).print(f"creating the embedded default data: {path} "
                                 f"({events:,} events, seed {seed})")
     with open_store(DEFAULT_STORE) as store, _progress("generating", events, show) as advance:
-        datagen.write_workload(store, events=events, seed=seed, progress=advance)
+        datagen.write_workload(store, events, seed=seed, progress=advance)
 
 
 # -- the parser -----------------------------------------------------------------------------
@@ -353,10 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more logging (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    parser.register("action", "parsers", _Commands)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("generate", help="write a deterministic synthetic order workload")
-    p.add_argument("--store", default=DEFAULT_STORE, help=f"store URL (default {DEFAULT_STORE})")
+    p.add_argument("--store", default=DEFAULT_STORE,
+                   help=f"store URL or .jsonl export (default {DEFAULT_STORE})")
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--faults", default="",
@@ -374,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("dialect", help="run one document at a time through a dialect")
+    p.register("action", "parsers", _Commands)
     dsub = p.add_subparsers(dest="dialect_command", required=True, parser_class=_Parser)
     d = dsub.add_parser("roundtrip", help="JSON lines in, what the consumer writes back out")
     d.add_argument("--dialect", required=True, help="go or js (or any dialect)")
@@ -429,6 +468,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", type=_csv, help="only notebooks whose name contains these")
     p.add_argument("--hide-input", action="store_true", help="hide code cells in the pages")
     p.set_defaults(func=cmd_report)
+
+    from .schema import register_cli
+
+    register_cli(sub)
     return parser
 
 

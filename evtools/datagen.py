@@ -804,7 +804,8 @@ class WorkloadWritten:
 def write_workload(store: Any, n_events: int | None = None, *, n_streams: int | None = None,
                    seed: int = 0, faults: FaultRates | str | None = None,
                    schema_mix: float = 0.2, interleave: int = 16,
-                   batch_size: int = 1000) -> WorkloadWritten:
+                   batch_size: int = 1000,
+                   progress: Callable[[int], None] | None = None) -> WorkloadWritten:
     """Generate a workload (``at_rest`` view) into ``store``: batched appends per stream,
     each with the exact expected version (a stream that already exists is a
     :class:`~evtools.errors.ConcurrencyError`). ``gap`` and ``reorder`` are refused (see
@@ -830,6 +831,8 @@ def write_workload(store: Any, n_events: int | None = None, *, n_streams: int | 
         heads[stream] = last
         counts["events"] += len(batch)
         counts["appends"] += 1
+        if progress is not None:
+            progress(counts["events"])
 
     def on_end(stream: str) -> None:
         flush(stream)

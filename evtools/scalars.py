@@ -24,8 +24,24 @@ __all__ = ["Int64", "Timestamp", "UInt64"]
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 """A signed 64-bit integer: any other value is a decode error, never a rounded float."""
 
-UInt64 = Annotated[int, msgspec.Meta(ge=0, le=2**64 - 1)]
-"""An unsigned 64-bit integer."""
+
+
+class UInt64(int):
+    """An unsigned 64-bit integer field (0 .. 2**64-1); any other value is a decode error.
+
+    A subclass of ``int`` rather than an ``Annotated`` bound, because msgspec's bounds stop
+    at int64: the registry's ``dec_hook`` checks the range instead.
+    """
+
+    __slots__ = ()
+    MAX = 2**64 - 1
+
+    def __new__(cls, value: int) -> UInt64:
+        if type(value) is not int and not isinstance(value, UInt64):
+            raise TypeError(f"Expected `int`, got `{type(value).__name__}`")
+        if not 0 <= value <= cls.MAX:
+            raise ValueError(f"Expected `int` in 0..{cls.MAX} (uint64), got {value}")
+        return super().__new__(cls, value)
 
 # Field ranges are checked here, in C; only the day of month needs the calendar.
 _RFC3339 = re.compile(
@@ -195,6 +211,8 @@ def _format_offset(offset: timedelta) -> str:
 
 def dec_hook(type_: type, obj: Any) -> Any:
     """msgspec ``dec_hook`` for the types of this module."""
+    if type_ is UInt64:
+        return UInt64(obj)
     if type_ is Timestamp:
         if not isinstance(obj, str):
             raise TypeError(f"Expected `str` (RFC 3339 timestamp), got `{type(obj).__name__}`")
@@ -206,4 +224,6 @@ def enc_hook(obj: Any) -> Any:
     """msgspec ``enc_hook`` for the types of this module."""
     if isinstance(obj, Timestamp):
         return obj.isoformat()
+    if isinstance(obj, UInt64):
+        return int(obj)
     raise TypeError(f"evtools cannot encode {type(obj).__name__}")

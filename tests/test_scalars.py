@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from evtools.scalars import Int64, Timestamp, dec_hook, enc_hook
+from evtools.scalars import Int64, Timestamp, UInt64, dec_hook, enc_hook
 
 from .strategies import timestamps
 
@@ -76,3 +76,17 @@ def test_msgspec_hooks() -> None:
         msgspec.json.decode(data.replace(b"807", b"808"), type=E, dec_hook=dec_hook)
     with pytest.raises(msgspec.ValidationError, match=r"Expected `str`"):
         msgspec.json.decode(b'{"at":1,"n":1}', type=E, dec_hook=dec_hook)
+
+
+def test_uint64_range_is_checked_by_the_hook() -> None:
+
+    class E(msgspec.Struct):
+        n: UInt64
+
+    top = msgspec.json.decode(b'{"n":18446744073709551615}', type=E, dec_hook=dec_hook)
+    assert top.n == 2**64 - 1 and isinstance(top.n, UInt64)
+    assert msgspec.json.encode(top, enc_hook=enc_hook) == b'{"n":18446744073709551615}'
+    for bad, message in ((b"18446744073709551616", "uint64"), (b"-1", "uint64"),
+                         (b"1.5", "Expected `int`"), (b'"1"', "Expected `int`")):
+        with pytest.raises(msgspec.ValidationError, match=message):
+            msgspec.json.decode(b'{"n":' + bad + b"}", type=E, dec_hook=dec_hook)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import MissingDependency, UsageError
 from ._base import Dialect
 
 __all__ = ["DIALECTS", "Dialect", "get_dialect"]
@@ -34,6 +34,10 @@ def get_dialect(name: str, **options: Any) -> Dialect:
         raise UsageError(
             f"unknown dialect {name!r}; choose from {', '.join(DIALECTS)}"
         ) from None
-    module = importlib.import_module(f"{__name__}.{module_name}")
+    try:
+        module = importlib.import_module(f"{__name__}.{module_name}")
+    except ModuleNotFoundError as e:  # pandas, polars or torch is not installed
+        missing = (e.name or module_name).split(".")[0]
+        raise MissingDependency(missing, "torch" if missing == "torch" else "all") from e
     cls: type[Dialect] = getattr(module, class_name)
     return cls(**options)

@@ -65,6 +65,21 @@ class Dialect(ABC):
                 out.append(e)
         return out
 
+    def decode_and_roundtrip_batch(
+            self, docs: Sequence[bytes]) -> list[tuple[Any, bytes] | ConsumerRejected]:
+        """Per document, ``(value held, bytes written)`` or its ``ConsumerRejected``: what
+        the audit needs, with each document parsed once."""
+        out: list[tuple[Any, bytes] | ConsumerRejected] = []
+        for value in self.decode_batch(docs):
+            if isinstance(value, ConsumerRejected):
+                out.append(value)
+                continue
+            try:
+                out.append((value, self.encode(value)))
+            except ConsumerRejected as e:
+                out.append(e)
+        return out
+
     def reject(self, reason: str) -> ConsumerRejected:
         """The error to raise for a document this consumer refuses."""
         return ConsumerRejected(reason, dialect=self.name)

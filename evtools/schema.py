@@ -1,0 +1,1988 @@
+"""Schemas: typed event classes generated from JSON Schema, schemas inferred from stores,
+and drift between stored events and the registered classes.
+
+Three verbs, each a pure function over values (the store is opened only by
+:func:`infer_source` and the CLI handlers)::
+
+    source = codegen([Path("data/schemas/OrderPlaced.v2.json")])   # Python source text
+    schemas = infer(store.read_all())                                # {(type, version): schema}
+    report = check(store.read_all(), registry)                       # DriftReport
+
+The schema convention
+---------------------
+A JSON Schema (draft 2020-12 or draft-07) describes one event type at one schema version.
+Which type and version is read from the schema itself:
+
+``x-evtools-event``
+    the event type name as stored (``RawEvent.type``); defaults to ``title``.
+``x-evtools-version``
+    the schema version (``RawEvent.schema_version``), an integer >= 1; defaults to the
+    number in a ``/v<N>`` or ``.v<N>`` part of ``$id`` (``.../OrderPlaced/v2``,
+    ``OrderPlaced.v2.json``), else 1.
+``x-evtools-class``
+    the Python class name; defaults to ``title`` (or the event type). When two schemas in
+    one run would give the same class name, each gets a ``V<version>`` suffix.
+
+A file is either one event schema (its root carries ``x-evtools-event`` or a ``title`` and
+``properties``), or a bundle whose ``$defs`` (``definitions`` in draft-07) hold several:
+in a bundle, the ``$defs`` entries that carry ``x-evtools-event`` are events and the others
+are shared definitions. ``$ref`` may point inside the file, to another input file by its
+``$id``, or to a file by relative path. :func:`infer` writes schemas in this convention.
+
+Codegen: which types, and which tool writes them
+------------------------------------------------
+Classes are written by datamodel-code-generator (``msgspec.Struct`` output); evtools
+prepares the schema it reads and finishes the module it writes, and does only what the
+generator does not:
+
+=============================================  ============================================
+schema                                         Python type
+=============================================  ============================================
+``integer`` + ``format: int64``, or bounds     ``evtools.scalars.Int64`` (narrower bounds:
+exactly the int64 range                        ``Annotated[int, Meta(ge=..., le=...)]``)
+``integer`` + ``format: uint64``               ``evtools.scalars.UInt64``
+``number``/``string`` + ``format: decimal``    ``decimal.Decimal`` (read from the number's
+                                               own text, never through float)
+``string`` + ``format: date-time``             ``evtools.scalars.Timestamp`` (keeps offset,
+                                               nanoseconds and text)
+``string`` + ``format: uuid``                  ``uuid.UUID``
+``enum``                                       an ``enum.Enum`` subclass (decoded by value)
+object with ``properties``                     a ``msgspec.Struct``; ``additionalProperties:
+                                               false`` adds ``forbid_unknown_fields=True``
+required property                              a field without default
+optional property                              ``T | None = None`` (``optional="none"``, the
+                                               default) or ``T | UnsetType = UNSET``
+                                               (``optional="unset"``: absent stays absent,
+                                               ``null`` is refused); the schema's
+                                               ``default`` when it has one
+=============================================  ============================================
+
+The generator gets these through its own extension points: format types through the
+``customTypePath`` keyword, optional fields through ``nullable`` with ``strict_nullable``,
+``forbid_unknown_fields`` through ``extra_template_data``. Nested objects and enums are
+lifted into named ``$defs`` first, so class names are chosen here (``title``, the ``$defs``
+key, or parent + property name) rather than numbered by the generator, and identical
+definitions repeated across files (a ``Line`` in v1 and v2) become one class. The module
+header, the import block (sorted the way ruff sorts it) and the registration calls at the
+end are written here. Re-running on the same schemas (with the same generator version)
+gives the same bytes: the header names the command and the files by relative path, and no
+time.
+
+Inference: what counts as proof
+-------------------------------
+Payloads are parsed with integers exact and every other number as a ``Decimal`` of its own
+text. Over all events of one type and schema version (not a sample):
+
+* ``int64``: every value is an integer, all fit int64, and some exceed 2^53 in magnitude
+  (below that, float64 is exact and the field is a plain ``integer``); ``uint64`` when some
+  exceed int64 but none is negative and all fit uint64.
+* ``decimal`` (number): float64 changes at least one value's text: its value (more
+  significant digits than float64 keeps, e.g. ``0.10000000000000000001``) or its scale
+  (``19.90`` prints back as ``19.9``: money written with a fixed number of decimals).
+  ``decimal`` (string): every value is a decimal numeral, at least one with a point.
+* ``date-time``: every value is an RFC 3339 timestamp with a UTC offset.
+* ``uuid``: every value is a UUID in 8-4-4-4-12 form.
+* ``enum``: at most ``enum_max_distinct`` (10) distinct strings over at least
+  ``enum_min_values`` (20) values.
+* ``required``: present (possibly ``null``) in every event; ``null`` seen: the type admits it.
+
+The counts behind each decision are kept in the schema under ``x-evtools-evidence``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import importlib
+import importlib.metadata
+import importlib.util
+import io
+import json
+import keyword
+import logging
+import os
+import re
+import sys
+import traceback
+import types
+import uuid
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from ._json import escape_pointer_token
+from .errors import (
+    Context,
+    DecodeError,
+    EvtoolsError,
+    InputError,
+    MissingDependency,
+    SchemaError,
+    UnknownEventType,
+    UnknownSchemaVersion,
+    UpcastError,
+    UsageError,
+)
+from .events import RawEvent
+from .registry import Registry
+from .scalars import Timestamp, dec_hook
+
+__all__ = [
+    "DriftProblem",
+    "DriftReport",
+    "SchemaInference",
+    "check",
+    "cmd_codegen",
+    "cmd_schema_check",
+    "cmd_schema_infer",
+    "codegen",
+    "infer",
+    "infer_source",
+    "load_registry",
+    "register_cli",
+]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_2020_12 = "https://json-schema.org/draft/2020-12/schema"
+EVIDENCE = "x-evtools-evidence"
+OptionalStyle = Literal["none", "unset"]
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+UINT64_MAX = 2**64 - 1
+FLOAT64_EXACT_INT = 2**53
+
+
+DCG_MIN_VERSION = (0, 89)  # the options and output codegen relies on (tested with 0.89)
+
+
+def _import_dcg() -> Any:
+    try:
+        import datamodel_code_generator
+    except ImportError as e:
+        raise MissingDependency("datamodel-code-generator", "schema") from e
+    version = importlib.metadata.version("datamodel-code-generator")
+    numbers = tuple(int(p) for p in re.findall(r"\d+", version)[:2])
+    if numbers < DCG_MIN_VERSION:
+        raise UsageError(f"evtools codegen needs datamodel-code-generator >= "
+                         f"{'.'.join(map(str, DCG_MIN_VERSION))}, found {version}: "
+                         "pip install -U 'evtools[schema]'")
+    return datamodel_code_generator
+
+
+def _import_jsonschema() -> Any:
+    try:
+        import jsonschema
+    except ImportError as e:
+        raise MissingDependency("jsonschema", "schema") from e
+    return jsonschema
+
+
+# =========================================================================================
+# codegen
+# =========================================================================================
+
+_FORMAT_TYPES = {
+    "date-time": "evtools.scalars.Timestamp",
+    "uuid": "uuid.UUID",
+    "decimal": "decimal.Decimal",
+}
+_INT_FORMATS = {"int64": (INT64_MIN, INT64_MAX), "uint64": (0, UINT64_MAX)}
+_STRING_CONSTRAINTS = ("pattern", "minLength", "maxLength", "contentEncoding",
+                       "contentMediaType")
+_NUMBER_CONSTRAINTS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                       "multipleOf")
+# names the generated module imports or defines: a class must not take them
+_RESERVED = frozenset({
+    "Annotated", "Any", "Decimal", "Enum", "Int64", "Literal", "Meta", "Registry", "Struct",
+    "Timestamp", "TypeAlias", "UInt64", "UNSET", "UUID", "UnsetType", "Model", "None",
+    "True", "False",
+})
+_VERSION_IN_ID = re.compile(r"(?:^|[/.])v(\d+)(?:$|[/.#])")
+
+
+@dataclasses.dataclass(slots=True)
+class _Source:
+    path: Path
+    label: str  # relative path, posix, as the header and errors show it
+    doc: dict[str, Any]
+
+
+@dataclasses.dataclass(slots=True)
+class _Root:
+    source: _Source
+    pointer: str
+    schema: dict[str, Any]
+    event_type: str
+    version: int
+    class_name: str = ""
+
+
+def codegen(schemas: Sequence[Path | str], *, registry_name: str = "registry",
+            root: Path | str | None = None, output: Path | str | None = None,
+            optional: OptionalStyle = "none") -> str:
+    """Python source of typed msgspec Structs for the event schemas in ``schemas``,
+    registered in a module-level ``Registry`` named ``registry_name``.
+
+    ``root`` (default: the working directory) is what the header's paths are relative
+    to; ``output`` is only named in the header's regenerate command. ``optional`` chooses
+    how optional properties are typed (see the module docstring). Raises
+    :class:`~evtools.errors.UsageError` for a missing file or bad argument,
+    :class:`~evtools.errors.DecodeError` for a file that is not JSON, and
+    :class:`~evtools.errors.SchemaError` (with file and JSON path) for a schema that
+    cannot be turned into classes.
+    """
+    if not schemas:
+        raise UsageError("codegen needs at least one schema file")
+    if not registry_name.isidentifier() or keyword.iskeyword(registry_name):
+        raise UsageError(f"registry name {registry_name!r} is not a Python identifier")
+    if optional not in ("none", "unset"):
+        raise UsageError(f"optional must be 'none' or 'unset', not {optional!r}")
+    base = Path(root) if root is not None else Path.cwd()
+    # sorted, so that the output does not depend on the order of the arguments
+    unique = {Path(p).resolve(): Path(p) for p in schemas}
+    sources = sorted((_load_schema_file(p, base) for p in unique.values()),
+                     key=lambda s: s.label)
+    roots = _find_roots(sources)
+    _name_roots(roots, registry_name)
+    bundler = _Bundler(sources, base, optional, reserved=_RESERVED | {registry_name})
+    for r in roots:
+        bundler.add_root(r)
+    generated = _run_generator(bundler)
+    source = _finish_module(generated, roots, [*sources, *bundler.referenced], registry_name,
+                            base, output, optional, len(sources))
+    _validate_generated(source, sources)
+    return source
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
+    except ValueError:  # another drive on Windows
+        return path.as_posix()
+
+
+def _load_schema_file(path: Path, base: Path) -> _Source:
+    label = _relative(path, base)
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"schema file not found: {label}", file=label) from None
+    except OSError as e:
+        raise UsageError(f"cannot read schema file {label}: {e}", file=label) from e
+    try:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DecodeError(f"schema is not valid JSON: {e}", file=label) from e
+    if not isinstance(doc, dict):
+        raise SchemaError("a JSON Schema file must hold an object", file=label, path="")
+    _check_metaschema(doc, label)
+    return _Source(path=path, label=label, doc=doc)
+
+
+def _check_metaschema(doc: dict[str, Any], label: str) -> None:
+    """Only draft 2020-12 (the default) and draft-07 are read; the schema must be valid."""
+    dialect = doc.get("$schema", SCHEMA_2020_12)
+    if not isinstance(dialect, str) or not any(
+            d in dialect for d in ("draft/2020-12", "draft-07", "draft/2019-09")):
+        raise SchemaError(f"unsupported $schema {dialect!r}: use draft 2020-12 or draft-07",
+                          file=label, path="/$schema")
+    jsonschema = _import_jsonschema()
+    cls = jsonschema.validators.validator_for(doc, default=jsonschema.Draft202012Validator)
+    error = jsonschema.exceptions.best_match(cls(cls.META_SCHEMA).iter_errors(doc))
+    if error is not None:
+        pointer = "".join("/" + escape_pointer_token(str(p)) for p in error.absolute_path)
+        raise SchemaError(f"not a valid JSON Schema: {error.message}", file=label,
+                          path=pointer)
+
+
+def _find_roots(sources: Sequence[_Source]) -> list[_Root]:
+    roots: list[_Root] = []
+    for src in sources:
+        doc = src.doc
+        found: list[_Root] = []
+        for defs_key in ("$defs", "definitions"):
+            defs = doc.get(defs_key)
+            if isinstance(defs, dict):
+                for name, sub in defs.items():
+                    if isinstance(sub, dict) and "x-evtools-event" in sub:
+                        pointer = f"/{defs_key}/{escape_pointer_token(name)}"
+                        found.append(_root_of(src, pointer, sub))
+        is_event = "x-evtools-event" in doc or (not found and "title" in doc
+                                                and "properties" in doc)
+        if is_event:
+            found.insert(0, _root_of(src, "", doc))
+        if not found and not any(isinstance(doc.get(k), dict)
+                                 for k in ("$defs", "definitions")):
+            raise SchemaError("no event schema found: give the root a title and properties, "
+                              "or mark event schemas with x-evtools-event", file=src.label,
+                              path="")
+        roots.extend(found)  # a file of shared definitions only adds none
+    if not roots:
+        raise SchemaError("no event schema found in "
+                          + ", ".join(s.label for s in sources)
+                          + ": give a root a title and properties, or mark event schemas "
+                            "with x-evtools-event")
+    seen: dict[tuple[str, int], _Root] = {}
+    for r in roots:
+        key = (r.event_type, r.version)
+        if key in seen:
+            other = seen[key]
+            raise UsageError(f"{r.event_type} v{r.version} is defined twice: in "
+                             f"{other.source.label}#{other.pointer} and "
+                             f"{r.source.label}#{r.pointer}", file=r.source.label)
+        seen[key] = r
+    return roots
+
+
+def _root_of(src: _Source, pointer: str, schema: dict[str, Any]) -> _Root:
+    where = Context(file=src.label, path=pointer)
+    event_type = schema.get("x-evtools-event", schema.get("title"))
+    if not isinstance(event_type, str) or not event_type:
+        raise SchemaError("event schema has no x-evtools-event or title", where)
+    version = schema.get("x-evtools-version")
+    if version is None:
+        m = _VERSION_IN_ID.search(str(schema.get("$id", "")))
+        version = int(m.group(1)) if m else 1
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise SchemaError(f"x-evtools-version must be an integer >= 1, not {version!r}",
+                          where.merge(Context(path=f"{pointer}/x-evtools-version")))
+    if schema.get("type", "object") != "object" or not isinstance(
+            schema.get("properties", {}), dict):
+        raise SchemaError(f"event schema for {event_type} must be an object schema", where)
+    return _Root(source=src, pointer=pointer, schema=schema, event_type=event_type,
+                 version=version)
+
+
+def _pascal(text: str) -> str:
+    parts = re.split(r"[^0-9A-Za-z]+", text)
+    name = "".join(p[:1].upper() + p[1:] for p in parts if p)
+    if not name:
+        return "Model"
+    return "T" + name if name[0].isdigit() else name
+
+
+def _name_roots(roots: list[_Root], registry_name: str) -> None:
+    bases: list[str] = []
+    for r in roots:
+        explicit = r.schema.get("x-evtools-class")
+        if explicit is not None and (not isinstance(explicit, str)
+                                     or not explicit.isidentifier()):
+            raise SchemaError(f"x-evtools-class {explicit!r} is not a Python identifier",
+                              file=r.source.label, path=f"{r.pointer}/x-evtools-class")
+        title = r.schema.get("title")
+        bases.append(explicit or _pascal(title if isinstance(title, str) else r.event_type))
+    counts = Counter(bases)
+    taken: dict[str, _Root] = {}
+    for r, name in zip(roots, bases, strict=True):
+        if counts[name] > 1:
+            name = f"{name}V{r.version}"
+        if name in _RESERVED or name == registry_name:
+            name += "Event"
+        if name in taken:
+            raise SchemaError(f"class name {name} is given to two event schemas; "
+                              "set x-evtools-class on one", file=r.source.label,
+                              path=r.pointer)
+        r.class_name = name
+        taken[name] = r
+
+
+class _Bundler:
+    """Builds the one flat document the generator reads: every object and enum a named
+    ``$defs`` entry, refs rewritten to it, formats mapped, optional fields marked."""
+
+    def __init__(self, sources: Sequence[_Source], base: Path, optional: OptionalStyle,
+                 reserved: frozenset[str]) -> None:
+        self.sources = list(sources)
+        self.base = base
+        self.optional = optional
+        self.defs: dict[str, dict[str, Any]] = {}
+        self.forbid: set[str] = set()
+        self.taken: set[str] = set(reserved)
+        self._by_origin: dict[tuple[str, str], str] = {}
+        self._by_content: dict[tuple[str, str], str] = {}
+        self._by_id: dict[str, _Source] = {}
+        self._by_path: dict[Path, _Source] = {}
+        self._inlining: list[tuple[str, str]] = []
+        self.referenced: list[_Source] = []  # files read because a $ref points there
+        for src in self.sources:
+            self._by_path[src.path.resolve()] = src
+            sid = src.doc.get("$id")
+            if isinstance(sid, str):
+                self._by_id[sid.split("#", 1)[0]] = src
+
+    # -- roots and named definitions -------------------------------------------------------
+
+    def add_root(self, root: _Root) -> None:
+        name = root.class_name
+        self.taken.add(name)
+        self._by_origin[(str(root.source.path), root.pointer)] = name
+        self.defs[name] = {}  # reserve the position: roots first, in input order
+        self.defs[name] = self._object(root.schema, root.source, root.pointer, name)
+
+    def _define(self, schema: dict[str, Any], src: _Source, pointer: str,
+                candidate: str) -> str:
+        """A named definition for an object or enum schema (deduplicated by content)."""
+        origin = (str(src.path), pointer)
+        if origin in self._by_origin:
+            return self._by_origin[origin]
+        name = self._free_name(candidate)
+        self.taken.add(name)
+        self._by_origin[origin] = name
+        self.defs[name] = {}
+        body = (self._object(schema, src, pointer, name) if "properties" in schema
+                else self._enum(schema, src, pointer))
+        text = json.dumps(body, sort_keys=True, default=str)
+        key = (candidate, text)
+        recursive = f'"#/$defs/{name}"' in text
+        if key in self._by_content and not recursive:
+            existing = self._by_content[key]
+            del self.defs[name]
+            self.taken.discard(name)
+            self.forbid.discard(name)
+            self._by_origin[origin] = existing
+            self._replace_ref(name, existing)
+            return existing
+        self._by_content.setdefault(key, name)
+        self.defs[name] = body
+        return name
+
+    def _replace_ref(self, old: str, new: str) -> None:
+        target, replacement = f"#/$defs/{old}", f"#/$defs/{new}"
+
+        def fix(node: Any) -> None:
+            if isinstance(node, dict):
+                if node.get("$ref") == target:
+                    node["$ref"] = replacement
+                for v in node.values():
+                    fix(v)
+            elif isinstance(node, list):
+                for v in node:
+                    fix(v)
+
+        fix(self.defs)
+
+    def _free_name(self, candidate: str) -> str:
+        name = candidate if candidate not in _RESERVED else candidate + "Type"
+        if name not in self.taken:
+            return name
+        n = 2
+        while f"{name}{n}" in self.taken:
+            n += 1
+        return f"{name}{n}"
+
+    # -- schema walking --------------------------------------------------------------------
+
+    def _object(self, schema: dict[str, Any], src: _Source, pointer: str,
+                name: str) -> dict[str, Any]:
+        props = schema.get("properties", {})
+        if not isinstance(props, dict):
+            raise SchemaError("properties must be an object", file=src.label,
+                              path=f"{pointer}/properties")
+        required = [r for r in schema.get("required", []) if r in props]
+        out_props: dict[str, Any] = {}
+        out_required: list[str] = []
+        for key, sub in props.items():
+            sub_ptr = f"{pointer}/properties/{escape_pointer_token(key)}"
+            prop = self._schema(sub, src, sub_ptr, name + _pascal(key))
+            if key in required:
+                prop.pop("default", None)  # required on the wire: a default would loosen it
+                out_required.append(key)
+            elif "default" in prop:
+                out_required.append(key)  # the generator writes the default as is
+            elif self.optional == "none":
+                prop["nullable"] = True
+            out_props[key] = prop
+        out: dict[str, Any] = {"type": "object", "properties": out_props}
+        if out_required:
+            out["required"] = out_required
+        if schema.get("description"):
+            out["description"] = schema["description"]
+        closed = (schema.get("additionalProperties") is False
+                  or schema.get("unevaluatedProperties") is False)
+        if closed:
+            out["additionalProperties"] = False
+            self.forbid.add(name)
+        elif isinstance(schema.get("additionalProperties"), dict):
+            log.warning("%s#%s: additionalProperties with a schema beside properties is not "
+                        "kept by a Struct; undeclared fields are ignored", src.label, pointer)
+        return out
+
+    def _enum(self, schema: dict[str, Any], src: _Source, pointer: str) -> dict[str, Any]:
+        return {k: v for k, v in schema.items() if k in ("enum", "type", "description")}
+
+    def _schema(self, schema: Any, src: _Source, pointer: str, hint: str) -> dict[str, Any]:
+        """The normalized form of a subschema, to place inline."""
+        if schema is True or schema == {}:
+            return {}
+        if not isinstance(schema, dict):
+            raise SchemaError("false schemas are not supported in event schemas",
+                              file=src.label, path=pointer)
+        if "$ref" in schema:
+            return self._ref(schema, src, pointer, hint)
+        schema = {k: v for k, v in schema.items() if not str(k).startswith("x-evtools-")}
+        types_ = schema.get("type")
+        if isinstance(types_, list) and len([t for t in types_ if t != "null"]) > 1:
+            return self._schema(_split_types(schema), src, pointer, hint)
+        enum = schema.get("enum")
+        if isinstance(enum, list) and enum and "properties" not in schema:
+            values = [v for v in enum if v is not None]
+            enum_schema = {**schema, "enum": values}
+            if "type" in schema:
+                enum_schema["type"] = _drop_null(schema["type"])
+            named = self._define(enum_schema, src, pointer, _title_name(schema) or hint)
+            out: dict[str, Any] = {"$ref": f"#/$defs/{named}"}
+            if len(values) != len(enum) or _has_null(schema.get("type")):
+                out = _or_null(out)
+            _copy_annotations(schema, out)
+            return out
+        if "properties" in schema:
+            named = self._define(schema, src, pointer, _title_name(schema) or hint)
+            out = {"$ref": f"#/$defs/{named}"}
+            if _has_null(schema.get("type")):
+                out = _or_null(out)
+            _copy_annotations(schema, out)
+            return out
+        out = dict(schema)
+        for key in ("title", "$id", "$schema", "$defs", "definitions", "$comment",
+                    "examples", "description"):  # field docs would become Meta noise
+            out.pop(key, None)
+        if isinstance(schema.get("items"), dict | bool):
+            out["items"] = self._schema(schema["items"], src, f"{pointer}/items",
+                                        hint + "Item")
+        if isinstance(schema.get("prefixItems"), list):
+            out["prefixItems"] = [self._schema(s, src, f"{pointer}/prefixItems/{i}",
+                                               f"{hint}Item{i + 1}")
+                                  for i, s in enumerate(schema["prefixItems"])]
+        if isinstance(schema.get("additionalProperties"), dict):
+            out["additionalProperties"] = self._schema(
+                schema["additionalProperties"], src, f"{pointer}/additionalProperties",
+                hint + "Value")
+        for key in ("anyOf", "oneOf"):
+            if isinstance(schema.get(key), list):
+                members = schema[key]
+                n_named = sum(1 for m in members if isinstance(m, dict) and (
+                    "properties" in m or "enum" in m or "items" in m))
+                out[key] = [self._schema(m, src, f"{pointer}/{key}/{i}",
+                                         hint if n_named <= 1 else f"{hint}Option{i + 1}")
+                            for i, m in enumerate(members)]
+        if isinstance(schema.get("allOf"), list):
+            out["allOf"] = [self._schema(s, src, f"{pointer}/allOf/{i}", f"{hint}Part{i + 1}")
+                            for i, s in enumerate(schema["allOf"])]
+        return _map_format(out, src, pointer)
+
+    def _ref(self, schema: dict[str, Any], src: _Source, pointer: str,
+             hint: str) -> dict[str, Any]:
+        ref = schema["$ref"]
+        target_src, target_ptr, target = self._resolve(ref, src, pointer)
+        siblings = {k: v for k, v in schema.items()
+                    if k != "$ref" and not str(k).startswith("x-evtools-")}
+        candidate = _title_name(target) or _pascal(target_ptr.rsplit("/", 1)[-1]
+                                                   if target_ptr else
+                                                   target_src.path.stem.split(".")[0])
+        if isinstance(target, dict) and ("properties" in target or (
+                isinstance(target.get("enum"), list) and target["enum"])):
+            if "properties" in target:
+                named = self._define(target, target_src, target_ptr, candidate)
+                out: dict[str, Any] = {"$ref": f"#/$defs/{named}"}
+                if _has_null(target.get("type")):
+                    out = _or_null(out)
+            else:
+                out = self._schema(target, target_src, target_ptr, candidate)
+            _copy_annotations(siblings, out)
+            if "default" in siblings:
+                out["default"] = siblings["default"]
+            return out
+        # a scalar or container definition: inline it, siblings win
+        origin = (str(target_src.path), target_ptr)
+        if origin in self._inlining:
+            raise SchemaError(f"$ref cycle through {ref!r} without an object in between",
+                              file=src.label, path=pointer)
+        self._inlining.append(origin)
+        try:
+            inlined = self._schema(target, target_src, target_ptr, hint)
+        finally:
+            self._inlining.pop()
+        rest = self._schema(siblings, src, pointer, hint) if siblings else {}
+        return {**inlined, **rest}
+
+    def _resolve(self, ref: Any, src: _Source, pointer: str) -> tuple[_Source, str, Any]:
+        where = Context(file=src.label, path=f"{pointer}/$ref")
+        if not isinstance(ref, str):
+            raise SchemaError("$ref must be a string", where)
+        location, _, fragment = ref.partition("#")
+        target_src = src
+        if location:
+            sid = src.doc.get("$id")
+            absolute = location
+            if isinstance(sid, str) and "://" in sid and "://" not in location:
+                absolute = sid.rsplit("/", 1)[0] + "/" + location
+            if absolute in self._by_id:
+                target_src = self._by_id[absolute]
+            elif location in self._by_id:
+                target_src = self._by_id[location]
+            elif "://" in location:
+                raise SchemaError(f"remote $ref {ref!r} is not fetched: pass that schema "
+                                  "file as an input too", where)
+            else:
+                path = (src.path.parent / location).resolve()
+                if path not in self._by_path:
+                    loaded = _load_schema_file(path, self.base)
+                    self._by_path[path] = loaded
+                    self.referenced.append(loaded)
+                target_src = self._by_path[path]
+        target: Any = target_src.doc
+        for token in fragment.split("/")[1:] if fragment else []:
+            token = token.replace("~1", "/").replace("~0", "~")
+            if isinstance(target, dict) and token in target:
+                target = target[token]
+            elif isinstance(target, list) and token.isdigit() and int(token) < len(target):
+                target = target[int(token)]
+            else:
+                raise SchemaError(f"$ref {ref!r} points to nothing", where)
+        return target_src, fragment, target
+
+
+_TYPE_KEYWORDS = {
+    "string": ("format", "enum", "pattern", "minLength", "maxLength"),
+    "integer": ("format", *_NUMBER_CONSTRAINTS),
+    "number": ("format", *_NUMBER_CONSTRAINTS),
+    "array": ("items", "prefixItems", "minItems", "maxItems", "uniqueItems"),
+    "object": ("properties", "required", "additionalProperties", "unevaluatedProperties",
+               "title", "description"),
+    "boolean": (),
+}
+
+
+def _split_types(schema: dict[str, Any]) -> dict[str, Any]:
+    """``{"type": ["object", "string"], ...}`` -> ``anyOf`` of one schema per type, each
+    with the keywords that apply to it, so that each part maps (and is named) alone."""
+    parts: list[dict[str, Any]] = []
+    for t in schema["type"]:
+        if t == "null":
+            continue
+        part: dict[str, Any] = {"type": t}
+        for key in _TYPE_KEYWORDS.get(t, ()):
+            if key in schema:
+                part[key] = schema[key]
+        fmt = part.get("format")
+        if fmt is not None and not _format_applies(t, fmt):
+            del part["format"]
+        elif fmt == "date-time":
+            # msgspec decodes a custom type (Timestamp) only alone or beside None
+            log.warning("a date-time beside other types stays a str: msgspec cannot decode "
+                        "Timestamp in a union")
+            del part["format"]
+        if "enum" in part:
+            kind = {"string": str, "integer": int, "number": int | float | Decimal}
+            part["enum"] = [v for v in part["enum"] if isinstance(v, kind.get(t, str))
+                            and not isinstance(v, bool)]
+            if not part["enum"]:
+                del part["enum"]
+        parts.append(part)
+    if "null" in schema["type"]:
+        parts.append({"type": "null"})
+    out: dict[str, Any] = {"anyOf": parts}
+    if "default" in schema:
+        out["default"] = schema["default"]
+    return out
+
+
+def _format_applies(type_: str, fmt: Any) -> bool:
+    integer = isinstance(fmt, str) and re.fullmatch(r"u?int\d+", fmt) is not None
+    if type_ == "integer":
+        return integer
+    if type_ == "number":
+        return fmt in ("decimal", "float", "double") or integer
+    return type_ == "string" and not integer and fmt not in ("float", "double")
+
+
+def _title_name(schema: Any) -> str:
+    if isinstance(schema, dict) and isinstance(schema.get("title"), str):
+        return _pascal(schema["title"])
+    return ""
+
+
+def _has_null(type_: Any) -> bool:
+    return type_ == "null" or (isinstance(type_, list) and "null" in type_)
+
+
+def _drop_null(type_: Any) -> Any:
+    if isinstance(type_, list):
+        rest = [t for t in type_ if t != "null"]
+        return rest[0] if len(rest) == 1 else rest
+    return type_
+
+
+def _copy_annotations(source: Mapping[str, Any], out: dict[str, Any]) -> None:
+    if "default" in source:
+        out["default"] = source["default"]
+
+
+def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` or null (the generator keeps ``nullable`` only on properties)."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _map_format(schema: dict[str, Any], src: _Source, pointer: str) -> dict[str, Any]:
+    """Point the generator at the exact Python type of a format (``customTypePath``)."""
+    type_ = schema.get("type")
+    base = _drop_null(type_)
+    fmt = schema.get("format")
+    if base == "integer":
+        lo, hi = _INT_FORMATS.get(fmt, (None, None)) if isinstance(fmt, str) else (None, None)
+        lo = _max_opt(lo, _int_bound(schema.get("minimum"), True),
+                      _int_bound(schema.get("exclusiveMinimum"), True, 1))
+        hi = _min_opt(hi, _int_bound(schema.get("maximum"), False),
+                      _int_bound(schema.get("exclusiveMaximum"), False, -1))
+        custom = {(INT64_MIN, INT64_MAX): "evtools.scalars.Int64",
+                  (0, UINT64_MAX): "evtools.scalars.UInt64"}.get((lo, hi))  # type: ignore[arg-type]
+        if custom is not None or fmt in _INT_FORMATS:
+            for key in (*_NUMBER_CONSTRAINTS[:4], "format"):
+                schema.pop(key, None)
+            if custom is not None:
+                schema["customTypePath"] = custom
+            else:
+                if lo is not None:
+                    schema["minimum"] = lo
+                if hi is not None:
+                    schema["maximum"] = hi
+    elif fmt in _FORMAT_TYPES and base in (("number", "string") if fmt == "decimal"
+                                           else ("string",)):
+        dropped = [k for k in (*_STRING_CONSTRAINTS, *_NUMBER_CONSTRAINTS) if k in schema]
+        if dropped:
+            log.warning("%s#%s: %s is not checked on a %s field (msgspec cannot constrain "
+                        "%s)", src.label, pointer, ", ".join(dropped), fmt,
+                        _FORMAT_TYPES[fmt].rsplit(".", 1)[-1])
+        for key in (*dropped, "format"):
+            schema.pop(key, None)
+        schema["customTypePath"] = _FORMAT_TYPES[fmt]
+    else:
+        return schema
+    if _has_null(type_):
+        schema["type"] = base
+        default = schema.pop("default", _NO_DEFAULT)
+        schema = _or_null(schema)
+        if default is not _NO_DEFAULT:
+            schema["default"] = default
+    return schema
+
+
+_NO_DEFAULT = object()
+
+
+def _int_bound(value: Any, lower: bool, shift: int = 0) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return None
+        value = Decimal(value)
+        exact = int(value.to_integral_value(rounding="ROUND_CEILING" if lower
+                                            else "ROUND_FLOOR"))
+        return exact + shift if exact == value or not shift else exact
+    return value + shift
+
+
+def _max_opt(*values: int | None) -> int | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def _min_opt(*values: int | None) -> int | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def _run_generator(bundler: _Bundler) -> str:
+    dcg = _import_dcg()
+    from datamodel_code_generator.format import Formatter
+
+    document = {"$schema": SCHEMA_2020_12, "$defs": bundler.defs}
+    template_data: defaultdict[str, dict[str, Any]] = defaultdict(dict)
+    for name in sorted(bundler.forbid):
+        template_data[f"#/$defs/{name}"] = {"base_class_kwargs":
+                                            {"forbid_unknown_fields": True}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = dcg.generate(
+                document,
+                input_file_type=dcg.InputFileType.JsonSchema,
+                output_model_type=dcg.DataModelType.MsgspecStruct,
+                target_python_version=dcg.PythonVersion.PY_311,
+                formatters=[Formatter.BUILTIN],
+                builtin_format_line_length=100,
+                disable_timestamp=True,
+                use_annotated=True,
+                use_union_operator=True,
+                use_standard_collections=True,
+                use_double_quotes=True,
+                use_schema_description=True,
+                skip_root_model=True,
+                strict_nullable=True,
+                set_default_enum_member=True,
+                apply_default_values_for_required_fields=True,
+                extra_template_data=template_data,
+            )
+        except EvtoolsError:
+            raise
+        except Exception as e:
+            raise SchemaError(f"datamodel-code-generator failed: {type(e).__name__}: {e}") \
+                from e
+    for w in caught:
+        if not issubclass(w.category, DeprecationWarning | FutureWarning):
+            log.warning("datamodel-code-generator: %s", w.message)
+    if not isinstance(result, str):
+        raise SchemaError("datamodel-code-generator wrote several modules, expected one")
+    return result
+
+
+# -- the module around the generated classes ------------------------------------------------
+
+def _finish_module(generated: str, roots: Sequence[_Root], sources: Sequence[_Source],
+                   registry_name: str, base: Path, output: Path | str | None,
+                   optional: OptionalStyle, n_inputs: int) -> str:
+    tree = ast.parse(generated)
+    classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    for r in roots:
+        if r.class_name not in classes:
+            raise SchemaError(f"datamodel-code-generator did not write class {r.class_name} "
+                              f"(for {r.event_type} v{r.version})", file=r.source.label,
+                              path=r.pointer)
+    if registry_name in classes:
+        raise UsageError(f"registry name {registry_name!r} is also a generated class name")
+    imports: dict[str, set[str]] = defaultdict(set)
+    plain: set[str] = set()
+    last_import = 0
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module != "__future__":
+                for alias in node.names:
+                    imports[node.module].add(_alias_text(alias))
+            last_import = node.end_lineno or node.lineno
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                plain.add(_alias_text(alias))
+            last_import = node.end_lineno or node.lineno
+        elif not isinstance(node, ast.Expr):
+            break
+    imports["evtools.registry"].add("Registry")
+    body = "\n".join(generated.splitlines()[last_import:]).strip("\n")
+    lines = [*_header(sources, registry_name, base, output, optional, n_inputs), "",
+             "from __future__ import annotations", "", _import_block(imports, plain), "",
+             f"{registry_name} = Registry()", "", "", body, "", ""]
+    for r in sorted(roots, key=lambda r: (r.event_type, r.version)):
+        lines.append(f"{registry_name}.register({r.class_name}, "
+                     f"name={json.dumps(r.event_type)}, version={r.version})")
+    return "\n".join(lines) + "\n"
+
+
+def _alias_text(alias: ast.alias) -> str:
+    return f"{alias.name} as {alias.asname}" if alias.asname else alias.name
+
+
+def _header(sources: Sequence[_Source], registry_name: str, base: Path,
+            output: Path | str | None, optional: OptionalStyle, n_inputs: int) -> list[str]:
+    command = ["evtools codegen", *(s.label for s in sources[:n_inputs])]
+    if output is not None:
+        command.append(f"-o {_relative(Path(output), base)}")
+    if registry_name != "registry":
+        command.append(f"--registry-name {registry_name}")
+    if optional != "none":
+        command.append(f"--optional {optional}")
+    lines = ["# Generated by evtools codegen (datamodel-code-generator, msgspec.Struct output)",
+             "# from JSON Schema. Do not edit: change the schemas and run again:", "#",
+             f"#   {command[0]} \\"]
+    for i, part in enumerate(command[1:], 1):
+        lines.append(f"#       {part}" + (" \\" if i < len(command) - 1 else ""))
+    if len(sources) > n_inputs:
+        lines.append("#")
+        lines.append("# Also read, through $ref:")
+        lines.extend(f"#   {s.label}" for s in sources[n_inputs:])
+    lines += ["#",
+              f"# Each event class is registered in `{registry_name}` under the type and schema "
+              "version",
+              "# its schema declares (x-evtools-event, x-evtools-version)."]
+    return lines
+
+
+def _import_section(module: str) -> int:
+    top = module.split(".")[0]
+    if top == "evtools":
+        return 2
+    return 0 if top in sys.stdlib_module_names else 1
+
+
+def _member_key(name: str) -> tuple[int, str]:
+    bare = name.split(" as ")[0]
+    if bare.isupper() and len(bare) > 1:
+        return (0, bare)
+    return (1, bare) if bare[:1].isupper() else (2, bare)
+
+
+def _import_block(imports: Mapping[str, set[str]], plain: set[str]) -> str:
+    """The import block as ruff's isort rules order it (stdlib, third party, evtools)."""
+    sections: list[list[str]] = [[], [], []]
+    for name in sorted(plain, key=lambda n: (n.lower(), n)):
+        sections[_import_section(name)].append(f"import {name}")
+    for module in sorted(imports, key=lambda m: (m.lower(), m)):
+        names = sorted(imports[module], key=_member_key)
+        line = f"from {module} import {', '.join(names)}"
+        if len(line) > 100:
+            line = f"from {module} import (\n" + "".join(f"    {n},\n" for n in names) + ")"
+        sections[_import_section(module)].append(line)
+    return "\n\n".join("\n".join(s) for s in sections if s)
+
+
+def _validate_generated(source: str, sources: Sequence[_Source]) -> None:
+    """Import the module once so that a class msgspec or the registry refuses is reported
+    now, with its name, rather than when someone imports the file."""
+    name = "_evtools_codegen_check"
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    try:
+        exec(compile(source, "<codegen>", "exec"), module.__dict__)
+    except Exception as e:
+        line = ""
+        for frame in traceback.extract_tb(e.__traceback__):
+            if frame.filename == "<codegen>" and frame.lineno is not None:
+                line = source.splitlines()[frame.lineno - 1].strip()
+        text = e.message if isinstance(e, EvtoolsError) else f"{type(e).__name__}: {e}"
+        raise SchemaError(f"the generated module does not load ({line}): {text}",
+                          file=", ".join(s.label for s in sources)) from e
+    finally:
+        del sys.modules[name]
+
+
+# =========================================================================================
+# infer
+# =========================================================================================
+
+_lossless = msgspec.json.Decoder(float_hook=Decimal)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                   r"[0-9a-fA-F]{12}")
+_NO_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
+_DECIMAL_TEXT = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?")
+_MAX_TRACKED_SCALES = 16
+
+
+class _Node:
+    """What one JSON path held across all events of a type: counts by kind and proofs."""
+
+    __slots__ = (
+        "arrays",
+        "bools",
+        "dec_text_loss",
+        "dec_value_loss",
+        "decimal_strings",
+        "distinct",
+        "int_above_53",
+        "int_max",
+        "int_min",
+        "ints",
+        "item",
+        "max_items",
+        "max_sig_digits",
+        "nulls",
+        "numbers",
+        "objects",
+        "present",
+        "props",
+        "scales",
+        "strings",
+        "ts_no_offset",
+        "ts_offset",
+        "ts_subus",
+        "uuids",
+        "with_point",
+    )
+
+    def __init__(self) -> None:
+        self.present = 0
+        self.nulls = 0
+        self.bools = 0
+        self.ints = 0
+        self.int_min: int | None = None
+        self.int_max: int | None = None
+        self.int_above_53 = 0
+        self.numbers = 0  # non-integer tokens (read as Decimal)
+        self.dec_value_loss = 0
+        self.dec_text_loss = 0
+        self.max_sig_digits = 0
+        self.scales: set[int] | None = set()
+        self.strings = 0
+        self.ts_offset = 0
+        self.ts_no_offset = 0
+        self.ts_subus = 0
+        self.uuids = 0
+        self.decimal_strings = 0
+        self.with_point = 0
+        self.distinct: dict[str, int] | None = {}
+        self.objects = 0
+        self.props: dict[str, _Node] = {}
+        self.arrays = 0
+        self.max_items = 0
+        self.item: _Node | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _InferOptions:
+    enum_max_distinct: int
+    enum_min_values: int
+    closed: bool
+
+
+class _Inferrer:
+    def __init__(self, options: _InferOptions) -> None:
+        self.options = options
+        self.roots: dict[tuple[str, int], _Node] = {}
+        self.events: Counter[tuple[str, int]] = Counter()
+        self.invalid: Counter[tuple[str, int]] = Counter()
+        self.invalid_examples: dict[tuple[str, int], str] = {}
+
+    def add(self, raw: RawEvent) -> None:
+        key = (raw.type, raw.schema_version)
+        self.events[key] += 1
+        try:
+            if not raw.is_json:
+                raise ValueError(f"content type {raw.content_type!r} is not JSON")
+            payload = _lossless.decode(raw.data)
+            if not isinstance(payload, dict):
+                raise ValueError("payload is not a JSON object")
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as e:
+            self.invalid[key] += 1
+            self.invalid_examples.setdefault(
+                key, f"stream {raw.stream!r} version {raw.version}: {e}")
+            return
+        node = self.roots.get(key)
+        if node is None:
+            node = self.roots[key] = _Node()
+        self._visit(node, payload)
+
+    def _visit(self, node: _Node, value: Any) -> None:
+        node.present += 1
+        if value is None:
+            node.nulls += 1
+        elif isinstance(value, bool):
+            node.bools += 1
+        elif isinstance(value, int):
+            self._int(node, value)
+        elif isinstance(value, Decimal):
+            self._decimal(node, value)
+        elif isinstance(value, str):
+            self._string(node, value)
+        elif isinstance(value, dict):
+            node.objects += 1
+            for key, item in value.items():
+                child = node.props.get(key)
+                if child is None:
+                    child = node.props[key] = _Node()
+                self._visit(child, item)
+        elif isinstance(value, list):
+            node.arrays += 1
+            node.max_items = max(node.max_items, len(value))
+            if value and node.item is None:
+                node.item = _Node()
+            for item in value:
+                assert node.item is not None
+                self._visit(node.item, item)
+
+    @staticmethod
+    def _int(node: _Node, value: int) -> None:
+        node.ints += 1
+        node.int_min = value if node.int_min is None else min(node.int_min, value)
+        node.int_max = value if node.int_max is None else max(node.int_max, value)
+        if abs(value) > FLOAT64_EXACT_INT:
+            node.int_above_53 += 1
+
+    @staticmethod
+    def _decimal(node: _Node, value: Decimal) -> None:
+        node.numbers += 1
+        _, digits, exponent = value.as_tuple()
+        assert isinstance(exponent, int)  # JSON has no NaN or Infinity
+        node.max_sig_digits = max(node.max_sig_digits, len(digits))
+        if node.scales is not None:
+            node.scales.add(max(0, -exponent))
+            if len(node.scales) > _MAX_TRACKED_SCALES:
+                node.scales = None
+        try:
+            shortest = Decimal(repr(float(value)))
+        except OverflowError:
+            node.dec_value_loss += 1
+            return
+        if not shortest.is_finite() or shortest != value:
+            node.dec_value_loss += 1
+        else:
+            back = shortest.as_tuple().exponent
+            assert isinstance(back, int)
+            if exponent < 0 and exponent < back:
+                node.dec_text_loss += 1  # 19.90 prints back as 19.9
+
+    def _string(self, node: _Node, value: str) -> None:
+        node.strings += 1
+        try:
+            Timestamp(value)
+            node.ts_offset += 1
+            frac = re.search(r"\.(\d+)", value)
+            if frac and len(frac.group(1)) > 6:
+                node.ts_subus += 1
+        except ValueError:
+            if _NO_OFFSET.fullmatch(value):
+                node.ts_no_offset += 1
+        if _UUID.fullmatch(value):
+            node.uuids += 1
+        if _DECIMAL_TEXT.fullmatch(value):
+            node.decimal_strings += 1
+            if "." in value:
+                node.with_point += 1
+        if node.distinct is not None:
+            node.distinct[value] = node.distinct.get(value, 0) + 1
+            if len(node.distinct) > self.options.enum_max_distinct:
+                node.distinct = None
+
+    # -- schema writing --------------------------------------------------------------------
+
+    def schemas(self) -> dict[tuple[str, int], dict[str, Any]]:
+        out: dict[tuple[str, int], dict[str, Any]] = {}
+        for key in sorted(self.roots):
+            event_type, version = key
+            node = self.roots[key]
+            body = self._schema(node)
+            schema: dict[str, Any] = {
+                "$schema": SCHEMA_2020_12,
+                "title": event_type,
+                "x-evtools-event": event_type,
+                "x-evtools-version": version,
+                **body,
+            }
+            schema[EVIDENCE] = {"events": self.events[key], "decoded": node.present,
+                                "invalid": self.invalid[key]}
+            out[key] = schema
+        return out
+
+    def _schema(self, node: _Node) -> dict[str, Any]:
+        types_: list[str] = []
+        schema: dict[str, Any] = {}
+        evidence: dict[str, Any] = {"values": node.present}
+        if node.nulls:
+            evidence["null"] = node.nulls
+        if node.objects:
+            types_.append("object")
+            props = {}
+            required = []
+            for key, child in node.props.items():
+                props[key] = self._schema(child)
+                if child.present == node.objects:
+                    required.append(key)
+            schema["properties"] = props
+            if required:
+                schema["required"] = required
+            if self.options.closed:
+                schema["additionalProperties"] = False
+            evidence["objects"] = node.objects
+        if node.arrays:
+            types_.append("array")
+            schema["items"] = self._schema(node.item) if node.item is not None else {}
+            evidence["arrays"] = node.arrays
+            evidence["max_items"] = node.max_items
+        if node.strings:
+            types_.append("string")
+            self._string_schema(node, schema, evidence)
+        if node.numbers:
+            types_.append("number")
+            self._number_schema(node, schema, evidence)
+        elif node.ints:
+            types_.append("integer")
+            self._integer_schema(node, schema, evidence)
+        if node.bools:
+            types_.append("boolean")
+            evidence["booleans"] = node.bools
+        if node.nulls:
+            types_.append("null")
+        if types_:
+            schema = {"type": types_[0] if len(types_) == 1 else types_, **schema}
+        schema[EVIDENCE] = evidence
+        return schema
+
+    def _integer_schema(self, node: _Node, schema: dict[str, Any],
+                        evidence: dict[str, Any]) -> None:
+        lo, hi = node.int_min, node.int_max
+        assert lo is not None and hi is not None
+        evidence.update(integers=node.ints, above_2_53=node.int_above_53, min=str(lo),
+                        max=str(hi))
+        if node.int_above_53 and lo >= INT64_MIN and hi <= INT64_MAX:
+            schema["format"] = "int64"
+        elif node.int_above_53 and lo >= 0 and hi <= UINT64_MAX:
+            schema["format"] = "uint64"
+
+    def _number_schema(self, node: _Node, schema: dict[str, Any],
+                       evidence: dict[str, Any]) -> None:
+        int_loss = 0
+        if node.ints:
+            assert node.int_min is not None and node.int_max is not None
+            int_loss = node.int_above_53
+            evidence.update(integers=node.ints, above_2_53=node.int_above_53)
+        evidence.update(non_integers=node.numbers, float64_value_loss=node.dec_value_loss,
+                        float64_scale_loss=node.dec_text_loss,
+                        max_significant_digits=node.max_sig_digits)
+        if node.scales is not None:
+            evidence["scales"] = sorted(node.scales)
+        if node.dec_value_loss + node.dec_text_loss + int_loss:
+            schema["format"] = "decimal"
+
+    def _string_schema(self, node: _Node, schema: dict[str, Any],
+                       evidence: dict[str, Any]) -> None:
+        n = node.strings
+        evidence["strings"] = n
+        for label, count in (("rfc3339_with_offset", node.ts_offset),
+                             ("rfc3339_without_offset", node.ts_no_offset),
+                             ("sub_microsecond", node.ts_subus), ("uuid", node.uuids),
+                             ("decimal_text", node.decimal_strings)):
+            if count:
+                evidence[label] = count
+        if node.distinct is not None:
+            evidence["distinct"] = len(node.distinct)
+        opts = self.options
+        if node.ts_offset == n:
+            schema["format"] = "date-time"
+        elif node.uuids == n:
+            schema["format"] = "uuid"
+        elif node.decimal_strings == n and node.with_point:
+            schema["format"] = "decimal"
+        elif (node.distinct is not None and len(node.distinct) <= opts.enum_max_distinct
+              and n >= opts.enum_min_values and n + node.nulls == node.present):
+            # (enum restricts the whole value: only for fields that hold strings or null)
+            values: list[Any] = sorted(node.distinct)
+            if node.nulls:
+                values.append(None)
+            schema["enum"] = values
+            evidence["enum_rule"] = (f"<= {opts.enum_max_distinct} distinct over "
+                                     f">= {opts.enum_min_values} values")
+
+
+def infer(events: Iterable[RawEvent], *, enum_max_distinct: int = 10,
+          enum_min_values: int = 20,
+          closed: bool = True) -> dict[tuple[str, int], dict[str, Any]]:
+    """One JSON Schema (draft 2020-12) per (event type, schema version) in ``events``.
+
+    Each property carries the formats the data proves (see the module docstring) and the
+    counts behind them under ``x-evtools-evidence``. ``closed`` writes
+    ``additionalProperties: false`` (a field never seen is drift). Payloads that are not
+    JSON objects are counted (``invalid`` in the root evidence) and otherwise skipped.
+    """
+    return _run_inference(events, enum_max_distinct, enum_min_values, closed).schemas()
+
+
+def _run_inference(events: Iterable[RawEvent], enum_max_distinct: int, enum_min_values: int,
+                   closed: bool) -> _Inferrer:
+    if enum_max_distinct < 1 or enum_min_values < 1:
+        raise UsageError("enum_max_distinct and enum_min_values must be at least 1")
+    inferrer = _Inferrer(_InferOptions(enum_max_distinct, enum_min_values, closed))
+    for raw in events:
+        inferrer.add(raw)
+    return inferrer
+
+
+@dataclasses.dataclass(frozen=True)
+class SchemaInference:
+    """What :func:`infer_source` found: the schemas and the counts behind them."""
+
+    source: str
+    schemas: dict[tuple[str, int], dict[str, Any]]
+    events: dict[tuple[str, int], int]
+    invalid: dict[tuple[str, int], int]
+    invalid_examples: dict[tuple[str, int], str]
+
+    @property
+    def total_events(self) -> int:
+        return sum(self.events.values())
+
+    @staticmethod
+    def file_name(event_type: str, version: int) -> str:
+        """``OrderPlaced.v2.json`` (characters unsafe in file names become ``_``)."""
+        return f"{re.sub(r'[^0-9A-Za-z_-]', '_', event_type)}.v{version}.json"
+
+    def write(self, out_dir: Path | str) -> list[Path]:
+        """Write one ``<type>.v<version>.json`` per schema into ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for (event_type, version), schema in self.schemas.items():
+            path = out / self.file_name(event_type, version)
+            path.write_text(dump_schema(schema), encoding="utf-8")
+            written.append(path)
+        return written
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "events": self.total_events,
+            "types": [{"event_type": t, "schema_version": v, "events": n,
+                       "invalid": self.invalid.get((t, v), 0),
+                       "invalid_example": self.invalid_examples.get((t, v))}
+                      for (t, v), n in sorted(self.events.items())],
+        }
+
+
+def dump_schema(schema: Mapping[str, Any]) -> str:
+    """A schema as the files in ``data/schemas`` are written: 2-space indent, UTF-8."""
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def infer_source(source: str, *, enum_max_distinct: int = 10, enum_min_values: int = 20,
+                 closed: bool = True) -> SchemaInference:
+    """:func:`infer` over every event of a store URL or export file."""
+    store = _open_source(source)
+    try:
+        inferrer = _run_inference(store.read_all(), enum_max_distinct, enum_min_values,
+                                  closed)
+    finally:
+        store.close()
+    return SchemaInference(source=source, schemas=inferrer.schemas(),
+                           events=dict(inferrer.events), invalid=dict(inferrer.invalid),
+                           invalid_examples=dict(inferrer.invalid_examples))
+
+
+def _open_source(source: str) -> Any:
+    from .stores import open_store
+
+    return open_store(source)
+
+
+# =========================================================================================
+# check
+# =========================================================================================
+
+DriftKind = Literal["missing", "unexpected", "wrong_type", "out_of_range", "invalid_value",
+                    "unreachable", "unknown_type", "invalid_json"]
+DRIFT_KINDS: tuple[str, ...] = ("missing", "unexpected", "wrong_type", "out_of_range",
+                                "invalid_value", "unreachable", "unknown_type",
+                                "invalid_json")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DriftProblem:
+    """One kind of problem at one field of one event type, with how often and an example.
+
+    ``path`` is the field as a JSON Pointer with array indices and map keys as ``*``
+    (``/lines/*/price``); ``example_path`` the exact pointer in the example event.
+    """
+
+    event_type: str
+    schema_version: int
+    path: str
+    kind: str
+    count: int
+    example_stream: str
+    example_version: int
+    example_path: str
+    detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftReport:
+    """Whether the registered classes accept every stored event exactly, and if not,
+    where not. ``events``/``accepted`` count per (type, schema version)."""
+
+    events: dict[tuple[str, int], int]
+    accepted: dict[tuple[str, int], int]
+    problems: tuple[DriftProblem, ...]
+
+    @property
+    def has_drift(self) -> bool:
+        return bool(self.problems)
+
+    @property
+    def total_events(self) -> int:
+        return sum(self.events.values())
+
+    @property
+    def total_accepted(self) -> int:
+        return sum(self.accepted.values())
+
+    COLUMNS = ("event_type", "schema_version", "path", "kind", "count", "example_stream",
+               "example_version", "example_path", "detail")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "has_drift": self.has_drift,
+            "events": self.total_events,
+            "accepted": self.total_accepted,
+            "types": [{"event_type": t, "schema_version": v, "events": n,
+                       "accepted": self.accepted.get((t, v), 0)}
+                      for (t, v), n in sorted(self.events.items())],
+            "problems": [dataclasses.asdict(p) for p in self.problems],
+        }
+
+    def to_frame(self) -> Any:
+        """The problems as a polars DataFrame, one row per (type, version, path, kind)."""
+        import polars as pl
+
+        schema = {"event_type": pl.String, "schema_version": pl.Int64, "path": pl.String,
+                  "kind": pl.String, "count": pl.Int64, "example_stream": pl.String,
+                  "example_version": pl.Int64, "example_path": pl.String,
+                  "detail": pl.String}
+        rows = [dataclasses.asdict(p) for p in self.problems]
+        return pl.DataFrame(rows, schema=schema, orient="row") if rows \
+            else pl.DataFrame(schema=schema)
+
+
+@dataclasses.dataclass(slots=True)
+class _Problem:
+    kind: str
+    pointer: str  # exact
+    field: str  # indices and map keys as *
+    detail: str
+
+
+def check(events: Iterable[RawEvent], registry: Registry) -> DriftReport:
+    """For every event: does its registered class accept it exactly?
+
+    Each event is decoded by ``registry`` (upcasters included). When the registry refuses
+    it, the payload is compared field by field with the class, so that every problem of
+    the event is reported, not only the first: a missing field, an unexpected one, a wrong
+    JSON type, a value out of range, an invalid value (enum, UUID, timestamp, pattern).
+    Events no class or upcaster reaches, of unknown types, or not JSON are reported too.
+    Fields the class does not declare are reported even where the registry keeps or
+    ignores them.
+    """
+    counts: Counter[tuple[str, int, str, str]] = Counter()
+    examples: dict[tuple[str, int, str, str], tuple[str, int, str, str]] = {}
+    events_seen: Counter[tuple[str, int]] = Counter()
+    accepted: Counter[tuple[str, int]] = Counter()
+    for raw in events:
+        type_key = (raw.type, raw.schema_version)
+        events_seen[type_key] += 1
+        problems = _problems_of(raw, registry)
+        if not problems:
+            accepted[type_key] += 1
+            continue
+        for p in problems:
+            key = (raw.type, raw.schema_version, p.field, p.kind)
+            counts[key] += 1
+            if key not in examples:
+                examples[key] = (raw.stream, raw.version, p.pointer, p.detail)
+    rows = []
+    for key in sorted(counts, key=lambda k: (k[0], k[1], k[2], DRIFT_KINDS.index(k[3]))):
+        stream, version, pointer, detail = examples[key]
+        rows.append(DriftProblem(event_type=key[0], schema_version=key[1], path=key[2],
+                                 kind=key[3], count=counts[key], example_stream=stream,
+                                 example_version=version, example_path=pointer,
+                                 detail=detail))
+    return DriftReport(events=dict(events_seen), accepted=dict(accepted),
+                       problems=tuple(rows))
+
+
+def _problems_of(raw: RawEvent, registry: Registry) -> list[_Problem]:
+    try:
+        decoded = registry.decode_verbose(raw)
+    except UnknownEventType as e:
+        return [_Problem("unknown_type", "", "", e.message)]
+    except UnknownSchemaVersion as e:
+        return [_Problem("unreachable", "", "", e.message)]
+    except UpcastError as e:
+        return _explain_upcast(raw, registry, e)
+    except DecodeError as e:
+        path = e.context.path or ""
+        return [_Problem("invalid_json", path, _field_of(path), e.message)]
+    except SchemaError as e:
+        return _explain(raw, registry, e)
+    except InputError as e:
+        path = e.context.path or ""
+        return [_Problem("invalid_value", path, _field_of(path), e.message)]
+    found = [_Problem("unexpected", p, _field_of(p), "field not declared by "
+                      f"{type(decoded.event).__qualname__} (kept)")
+             for p in decoded.unknown]
+    if found:
+        return found
+    return []
+
+
+def _explain_upcast(raw: RawEvent, registry: Registry, error: UpcastError) -> list[_Problem]:
+    """An old event no upcaster chain turns into its current class: when the event does
+    not even fit the class of its own version, those field problems say why; otherwise
+    (or when no upcaster exists at all) it is ``unreachable``."""
+    problems: list[_Problem] = []
+    if (raw.type, raw.schema_version) in registry:
+        own = registry.class_for(raw.type, raw.schema_version)
+        _walk_payload(raw.data, own, problems)
+    missing_step = not error.message.startswith("upcast ")  # no upcaster, a cycle, a crash
+    if problems and not missing_step:
+        return problems
+    path = error.context.path or ""
+    return [*problems, _Problem("unreachable", path, _field_of(path), error.message)]
+
+
+def _walk_payload(data: bytes, cls: type, problems: list[_Problem]) -> None:
+    try:
+        payload = _lossless.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+        problems.append(_Problem("invalid_json", "", "", f"payload is not valid JSON: {e}"))
+        return
+    _Walker(problems).walk(payload, msgspec.inspect.type_info(cls), "", "")
+
+
+def _explain(raw: RawEvent, registry: Registry, error: SchemaError) -> list[_Problem]:
+    """All problems of a payload its class refused (second pass, field by field)."""
+    problems: list[_Problem] = []
+    if (raw.type, raw.schema_version) in registry:
+        _walk_payload(raw.data, registry.class_for(raw.type, raw.schema_version), problems)
+    if not problems:  # the registry saw something the walk does not model: trust it
+        path = error.context.path or ""
+        kind, field_name = _classify(error.message)
+        if field_name is not None:
+            path = f"{path}/{escape_pointer_token(field_name)}"
+        problems.append(_Problem(kind, path, _field_of(path), error.message))
+    return problems
+
+
+def _field_of(pointer: str) -> str:
+    """``/lines/3/price`` -> ``/lines/*/price`` (array indices; used when no type walk)."""
+    return "/".join("*" if t.isdigit() else t for t in pointer.split("/"))
+
+
+_MISSING = re.compile(r"missing required field `(.+)`")
+_UNKNOWN = re.compile(r"unknown field `?'?([^`']+)`?'?")
+
+
+def _classify(message: str) -> tuple[str, str | None]:
+    m = _MISSING.search(message)
+    if m:
+        return "missing", m.group(1)
+    if "unknown field" in message:
+        return "unexpected", None
+    if message.startswith("Expected `") and (">" in message or "<" in message
+                                             or "length" in message):
+        return "out_of_range", None
+    if message.startswith("Expected `") or "got `" in message:
+        return "wrong_type", None
+    if "out of range" in message:
+        return "out_of_range", None
+    return "invalid_value", None
+
+
+_FLOAT64_MAX = Decimal("1.7976931348623157e308")
+_JSON_KIND = {type(None): "null", bool: "boolean", int: "integer", Decimal: "number",
+              str: "string", dict: "object", list: "array"}
+
+
+def _kind_of(value: Any) -> str:
+    return _JSON_KIND.get(type(value), type(value).__name__)
+
+
+class _Walker:
+    """Compares an untyped payload (ints exact, other numbers Decimal) with a msgspec type,
+    collecting every problem."""
+
+    def __init__(self, out: list[_Problem]) -> None:
+        self.out = out
+
+    def add(self, kind: str, pointer: str, field: str, detail: str) -> None:
+        self.out.append(_Problem(kind, pointer, field, detail))
+
+    def walk(self, value: Any, info: Any, pointer: str, field: str) -> None:
+        mi = msgspec.inspect
+        if isinstance(info, mi.AnyType | mi.RawType):
+            return
+        if isinstance(info, mi.Metadata):
+            self.walk(value, info.type, pointer, field)
+        elif isinstance(info, mi.UnionType):
+            self._union(value, info, pointer, field)
+        elif isinstance(info, mi.StructType | mi.DataclassType | mi.TypedDictType):
+            self._struct(value, info, pointer, field)
+        elif isinstance(info, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+            if not isinstance(value, list):
+                self._wrong("array", value, pointer, field)
+                return
+            self._length(len(value), info, pointer, field, "items")
+            for i, item in enumerate(value):
+                self.walk(item, info.item_type, f"{pointer}/{i}", f"{field}/*")
+        elif isinstance(info, mi.TupleType):
+            if not isinstance(value, list):
+                self._wrong("array", value, pointer, field)
+            elif len(value) != len(info.item_types):
+                self.add("out_of_range", pointer, field,
+                         f"expected {len(info.item_types)} items, got {len(value)}")
+            else:
+                for i, (item, t) in enumerate(zip(value, info.item_types, strict=True)):
+                    self.walk(item, t, f"{pointer}/{i}", f"{field}/{i}")
+        elif isinstance(info, mi.DictType):
+            if not isinstance(value, dict):
+                self._wrong("object", value, pointer, field)
+                return
+            self._length(len(value), info, pointer, field, "keys")
+            for key, item in value.items():
+                self.walk(item, info.value_type, f"{pointer}/{escape_pointer_token(key)}",
+                          f"{field}/*")
+        else:
+            self._scalar(value, info, pointer, field)
+
+    def _wrong(self, expected: str, value: Any, pointer: str, field: str) -> None:
+        self.add("wrong_type", pointer, field, f"expected {expected}, got {_kind_of(value)}")
+
+    def _length(self, n: int, info: Any, pointer: str, field: str, what: str) -> None:
+        lo, hi = getattr(info, "min_length", None), getattr(info, "max_length", None)
+        if (lo is not None and n < lo) or (hi is not None and n > hi):
+            self.add("out_of_range", pointer, field,
+                     f"{n} {what}, expected {lo if lo is not None else 0}.."
+                     f"{hi if hi is not None else ''}")
+
+    def _struct(self, value: Any, info: Any, pointer: str, field: str) -> None:
+        if not isinstance(value, dict):
+            self._wrong("object", value, pointer, field)
+            return
+        declared = {}
+        for f in info.fields:
+            declared[f.encode_name] = f
+        tag_field = getattr(info, "tag_field", None)
+        for name, f in declared.items():
+            token = f"/{escape_pointer_token(name)}"
+            if name not in value:
+                if f.required:
+                    self.add("missing", pointer + token, field + token,
+                             f"required field {name!r} is missing")
+                continue
+            self.walk(value[name], f.type, pointer + token, field + token)
+        name_of = getattr(info.cls, "__qualname__", str(info.cls))
+        for key in value:
+            if key not in declared and key != tag_field:
+                token = f"/{escape_pointer_token(key)}"
+                self.add("unexpected", pointer + token, field + token,
+                         f"field not declared by {name_of}")
+
+    def _union(self, value: Any, info: Any, pointer: str, field: str) -> None:
+        mi = msgspec.inspect
+        if value is None:
+            if not any(isinstance(t, mi.NoneType) for t in info.types):
+                self._wrong(" or ".join(_expected_kind(t) for t in info.types), value,
+                            pointer, field)
+            return
+        candidates = [t for t in info.types if not isinstance(t, mi.NoneType)
+                      and _accepts_kind(t, value)]
+        if not candidates:
+            self._wrong(" or ".join(_expected_kind(t) for t in info.types), value, pointer,
+                        field)
+            return
+        best: list[_Problem] | None = None
+        for t in candidates:
+            trial: list[_Problem] = []
+            _Walker(trial).walk(value, t, pointer, field)
+            if best is None or len(trial) < len(best):
+                best = trial
+            if not trial:
+                break
+        assert best is not None
+        self.out.extend(best)
+
+    def _scalar(self, value: Any, info: Any, pointer: str, field: str) -> None:
+        mi = msgspec.inspect
+        if isinstance(info, mi.NoneType):
+            if value is not None:
+                self._wrong("null", value, pointer, field)
+        elif isinstance(info, mi.BoolType):
+            if not isinstance(value, bool):
+                self._wrong("boolean", value, pointer, field)
+        elif isinstance(info, mi.IntType):
+            if isinstance(value, bool) or not isinstance(value, int):
+                self._wrong("integer", value, pointer, field)
+            else:
+                self._bounds(value, info, pointer, field)
+        elif isinstance(info, mi.FloatType):
+            if isinstance(value, bool) or not isinstance(value, int | Decimal):
+                self._wrong("number", value, pointer, field)
+            else:
+                self._bounds(value, info, pointer, field)
+        elif isinstance(info, mi.StrType):
+            if not isinstance(value, str):
+                self._wrong("string", value, pointer, field)
+                return
+            self._length(len(value), info, pointer, field, "characters")
+            if info.pattern is not None and not re.search(info.pattern, value):
+                self.add("invalid_value", pointer, field,
+                         f"{value!r} does not match {info.pattern!r}")
+        elif isinstance(info, mi.EnumType | mi.LiteralType):
+            allowed = ([m.value for m in info.cls] if isinstance(info, mi.EnumType)
+                       else list(info.values))
+            if not any(type(a) is type(value) for a in allowed):
+                self._wrong(" or ".join(sorted({_kind_of(a) for a in allowed})), value,
+                            pointer, field)
+            elif value not in allowed:
+                self.add("invalid_value", pointer, field,
+                         f"{value!r} is not one of {allowed!r}")
+        else:
+            self._converted(value, info, pointer, field)
+
+    def _bounds(self, value: int | Decimal, info: Any, pointer: str, field: str) -> None:
+        checks = [("ge", lambda b: value >= b, ">="), ("gt", lambda b: value > b, ">"),
+                  ("le", lambda b: value <= b, "<="), ("lt", lambda b: value < b, "<")]
+        for attr, ok, op in checks:
+            bound = getattr(info, attr, None)
+            if bound is not None and not ok(bound):
+                self.add("out_of_range", pointer, field, f"{value} is not {op} {bound}")
+                return
+        if (isinstance(info, msgspec.inspect.FloatType) and isinstance(value, Decimal)
+                and not -_FLOAT64_MAX <= value <= _FLOAT64_MAX):
+            self.add("out_of_range", pointer, field, f"{value} does not fit a float64")
+        multiple = getattr(info, "multiple_of", None)
+        if multiple is not None and value % multiple:
+            self.add("out_of_range", pointer, field, f"{value} is not a multiple of "
+                                                     f"{multiple}")
+
+    def _converted(self, value: Any, info: Any, pointer: str, field: str) -> None:
+        """Decimal, UUID, Timestamp and other types: msgspec's own conversion decides."""
+        mi = msgspec.inspect
+        if isinstance(info, mi.DecimalType):
+            if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+                self._wrong("number or string", value, pointer, field)
+            elif isinstance(value, str) and not _is_decimal_text(value):
+                self.add("invalid_value", pointer, field, f"{value!r} is not a decimal")
+            return
+        target = getattr(info, "cls", None)
+        if isinstance(info, mi.UUIDType):
+            target = uuid.UUID
+        if target is None:
+            return  # a type this walk does not model: the registry's error is used
+        if isinstance(info, mi.UUIDType | mi.CustomType | mi.DateType) \
+                and not isinstance(value, str):
+            self._wrong("string", value, pointer, field)
+            return
+        try:
+            msgspec.convert(value, target, dec_hook=dec_hook)
+        except (msgspec.ValidationError, ValueError, TypeError) as e:
+            detail = str(e).split(" - at ")[0]
+            self.add("invalid_value", pointer, field, f"{value!r}: {detail}")
+
+
+def _is_decimal_text(text: str) -> bool:
+    try:
+        return Decimal(text).is_finite()
+    except InvalidOperation:
+        return False
+
+
+def _accepts_kind(info: Any, value: Any) -> bool:
+    mi = msgspec.inspect
+    while isinstance(info, mi.Metadata):
+        info = info.type
+    if isinstance(info, mi.AnyType | mi.RawType):
+        return True
+    if isinstance(value, bool):
+        return isinstance(info, mi.BoolType)
+    if isinstance(value, int):
+        return isinstance(info, mi.IntType | mi.FloatType | mi.DecimalType) or (
+            isinstance(info, mi.EnumType | mi.LiteralType) and _has_value_type(info, int))
+    if isinstance(value, Decimal):
+        return isinstance(info, mi.FloatType | mi.DecimalType)
+    if isinstance(value, str):
+        return isinstance(info, mi.StrType | mi.DecimalType | mi.UUIDType | mi.CustomType
+                          | mi.DateType | mi.DateTimeType | mi.TimeType | mi.BytesType) or (
+            isinstance(info, mi.EnumType | mi.LiteralType) and _has_value_type(info, str))
+    if isinstance(value, dict):
+        return isinstance(info, mi.StructType | mi.DataclassType | mi.TypedDictType
+                          | mi.DictType)
+    if isinstance(value, list):
+        return isinstance(info, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType
+                          | mi.TupleType)
+    return False
+
+
+def _has_value_type(info: Any, kind: type) -> bool:
+    values = [m.value for m in info.cls] if isinstance(info, msgspec.inspect.EnumType) \
+        else list(info.values)
+    return any(type(v) is kind for v in values)
+
+
+def _expected_kind(info: Any) -> str:
+    mi = msgspec.inspect
+    while isinstance(info, mi.Metadata):
+        info = info.type
+    table: list[tuple[Any, str]] = [
+        (mi.NoneType, "null"), (mi.BoolType, "boolean"), (mi.IntType, "integer"),
+        (mi.FloatType, "number"), (mi.StrType | mi.UUIDType | mi.DateType | mi.CustomType,
+                                   "string"),
+        (mi.DecimalType, "number or string"),
+        (mi.StructType | mi.DataclassType | mi.TypedDictType | mi.DictType, "object"),
+        (mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType | mi.TupleType,
+         "array")]
+    for cls, name in table:
+        if isinstance(info, cls):
+            return name
+    return type(info).__name__
+
+
+# =========================================================================================
+# --registry module:attr
+# =========================================================================================
+
+def load_registry(spec: str) -> Registry:
+    """The :class:`Registry` named by ``module:attr`` (or ``path/to/file.py:attr``).
+
+    ``attr`` may also be a function taking no arguments that returns a Registry (such as
+    ``evtools.orders:order_registry``). Anything else is a
+    :class:`~evtools.errors.UsageError` that names what was found.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"--registry must be module:attr, not {spec!r}")
+    module: Any
+    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+        path = Path(module_name)
+        if not path.is_file():
+            raise UsageError(f"registry module file not found: {module_name}",
+                             file=module_name)
+        mod_name = f"_evtools_registry_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}"
+        file_spec = importlib.util.spec_from_file_location(mod_name, path)
+        if file_spec is None or file_spec.loader is None:
+            raise UsageError(f"cannot import {module_name}", file=module_name)
+        module = importlib.util.module_from_spec(file_spec)
+        sys.modules[mod_name] = module
+        try:
+            file_spec.loader.exec_module(module)
+        except EvtoolsError:
+            raise
+        except Exception as e:
+            del sys.modules[mod_name]
+            raise UsageError(f"cannot import {module_name}: {type(e).__name__}: {e}",
+                             file=module_name) from e
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise UsageError(f"cannot import registry module {module_name!r}: {e}") from e
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UsageError(f"{module_name} has no attribute {attr!r} (from --registry "
+                             f"{spec})")
+        obj = getattr(obj, part)
+    if not isinstance(obj, Registry) and callable(obj) and not isinstance(obj, type):
+        try:
+            obj = obj()
+        except EvtoolsError:
+            raise
+        except Exception as e:
+            raise UsageError(f"{spec}() failed: {type(e).__name__}: {e}") from e
+    if not isinstance(obj, Registry):
+        what = f"the class {obj.__qualname__}" if isinstance(obj, type) \
+            else f"a {type(obj).__name__}"
+        raise UsageError(f"{spec} is {what}, not an evtools Registry")
+    return obj
+
+
+# =========================================================================================
+# CLI: the lead's build_parser calls register_cli(sub)
+# =========================================================================================
+
+def register_cli(subparsers: Any) -> None:
+    """Add ``codegen`` and ``schema infer|check`` to an argparse subparsers object.
+
+    Each sets ``func`` to a handler ``(args) -> int`` (0 ok, 1 drift with
+    ``--fail-on-drift``); bad input raises an :class:`~evtools.errors.EvtoolsError`.
+    """
+    p = subparsers.add_parser("codegen", help="typed event classes from JSON Schema")
+    p.add_argument("schemas", nargs="+", metavar="SCHEMA", help="JSON Schema files")
+    p.add_argument("-o", "--out", help="write the module here (default: stdout)")
+    p.add_argument("--registry-name", default="registry",
+                   help="name of the module-level Registry (default: registry)")
+    p.add_argument("--optional", choices=["none", "unset"], default="none",
+                   help="optional fields as `T | None = None` (default) or "
+                        "`T | UnsetType = UNSET`")
+    p.set_defaults(func=cmd_codegen)
+
+    p = subparsers.add_parser("schema", help="infer schemas from a store; check drift")
+    sub = p.add_subparsers(dest="schema_command", required=True, parser_class=type(p))
+    s = sub.add_parser("infer", help="one JSON Schema per event type and version, with "
+                                     "the evidence behind each format")
+    s.add_argument("source", help="a store URL or export file")
+    s.add_argument("--out", help="write <type>.v<version>.json files into this directory "
+                                 "(default: print them as one JSON object)")
+    s.add_argument("--enum-max-distinct", type=int, default=10,
+                   help="at most this many distinct strings make an enum (default 10)")
+    s.add_argument("--enum-min-values", type=int, default=20,
+                   help="over at least this many values (default 20)")
+    s.set_defaults(func=cmd_schema_infer)
+
+    s = sub.add_parser("check", help="does each stored event fit its registered class?")
+    s.add_argument("source", help="a store URL or export file")
+    s.add_argument("--registry", required=True, metavar="MODULE:ATTR",
+                   help="the Registry (or a function returning one) to check against")
+    s.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    s.add_argument("--out", help="write the report to this file")
+    s.add_argument("--fail-on-drift", action="store_true", help="exit 1 when drift is found")
+    s.set_defaults(func=cmd_schema_check)
+
+
+def _emit(text: str, out: str | None, stdout: Any = None) -> None:
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        log.info("wrote %s", out)
+    else:
+        stream = stdout if stdout is not None else sys.stdout
+        stream.write(text if text.endswith("\n") else text + "\n")
+
+
+def cmd_codegen(args: argparse.Namespace) -> int:
+    source = codegen([Path(s) for s in args.schemas], registry_name=args.registry_name,
+                     output=args.out, optional=args.optional)
+    _emit(source, args.out)
+    return 0
+
+
+def cmd_schema_infer(args: argparse.Namespace) -> int:
+    result = infer_source(args.source, enum_max_distinct=args.enum_max_distinct,
+                          enum_min_values=args.enum_min_values)
+    if args.out:
+        for path in result.write(args.out):
+            log.info("wrote %s", path)
+        summary = [f"{t} v{v}: {n} events" + (f" ({result.invalid[(t, v)]} not JSON objects)"
+                                              if result.invalid.get((t, v)) else "")
+                   for (t, v), n in sorted(result.events.items())]
+        sys.stderr.write(f"inferred {len(result.schemas)} schemas from "
+                         f"{result.total_events} events into {args.out}\n"
+                         + "".join(f"  {line}\n" for line in summary))
+    else:
+        combined = {result.file_name(t, v): s for (t, v), s in result.schemas.items()}
+        _emit(json.dumps(combined, indent=2, ensure_ascii=False), None)
+    return 0
+
+
+def cmd_schema_check(args: argparse.Namespace) -> int:
+    registry = load_registry(args.registry)
+    store = _open_source(args.source)
+    try:
+        report = check(store.read_all(), registry)
+    finally:
+        store.close()
+    if args.format == "json":
+        _emit(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), args.out)
+    elif args.format == "csv":
+        buffer = io.StringIO()
+        report.to_frame().write_csv(buffer)
+        _emit(buffer.getvalue(), args.out)
+    else:
+        _emit(_table(report), args.out)
+    return 1 if args.fail_on_drift and report.has_drift else 0
+
+
+def _table(report: DriftReport) -> str:
+    lines = [f"{report.total_events} events, {report.total_accepted} accepted exactly, "
+             f"{report.total_events - report.total_accepted} with drift"]
+    if not report.problems:
+        return lines[0] + "\n"
+    header = ("type", "path", "kind", "count", "example")
+    rows = [(f"{p.event_type} v{p.schema_version}", p.path or "/", p.kind, str(p.count),
+             f"{p.example_stream}@{p.example_version}: {p.detail}") for p in report.problems]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True))
+                     + "  " + row[4])
+    return "\n".join(lines) + "\n"

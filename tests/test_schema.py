@@ -1,0 +1,810 @@
+"""evtools.schema: codegen from JSON Schema, inference from events, drift checks, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import shutil
+import subprocess
+import sys
+import types
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from evtools import schema as S
+from evtools.errors import DecodeError, MissingDependency, SchemaError, UsageError
+from evtools.events import RawEvent
+from evtools.registry import Registry
+from evtools.scalars import Int64, Timestamp, dec_hook, enc_hook
+
+from .schema import strategies as ST
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMAS = REPO / "data" / "schemas"
+GENERATED = REPO / "tests" / "schema" / "generated_orders.py"
+DRAFT7 = "http://json-schema.org/draft-07/schema#"
+
+pytest.importorskip("datamodel_code_generator")
+jsonschema = pytest.importorskip("jsonschema")
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def write(path: Path, schema: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(schema, indent=2), encoding="utf-8")
+    return path
+
+
+_loaded = 0
+
+
+def load(source: str) -> types.ModuleType:
+    """Import generated source as a fresh module (msgspec resolves names through it)."""
+    global _loaded
+    _loaded += 1
+    name = f"_generated_{_loaded}"
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    exec(compile(source, name, "exec"), module.__dict__)
+    return module
+
+
+def generate(tmp_path: Path, *schemas: dict[str, Any], **kwargs: Any) -> types.ModuleType:
+    paths = [write(tmp_path / f"s{i}.json", s) for i, s in enumerate(schemas)]
+    return load(S.codegen(paths, root=tmp_path, **kwargs))
+
+
+def raw(type_: str, payload: Any, *, version: int = 1, stream: str = "s-1",
+        position: int = 0) -> RawEvent:
+    data = payload if isinstance(payload, bytes) else ST.encode(payload)
+    return RawEvent(stream=stream, version=position, type=type_, data=data,
+                    schema_version=version)
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    return {f.name: f.type for f in msgspec.inspect.type_info(cls).fields}
+
+
+ALL_FORMATS = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "OrderPlaced",
+    "x-evtools-event": "OrderPlaced",
+    "x-evtools-version": 3,
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["order_id", "total", "placed_at", "status", "lines", "ref", "tax"],
+    "properties": {
+        "order_id": {"type": "integer", "format": "int64"},
+        "customer_id": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+        "bounded": {"type": "integer", "format": "int64", "minimum": 0},
+        "total": {"type": "string", "format": "decimal"},
+        "tax": {"type": "number", "format": "decimal"},
+        "placed_at": {"type": "string", "format": "date-time"},
+        "ref": {"type": "string", "format": "uuid"},
+        "status": {"enum": ["new", "paid", "shipped"]},
+        "note": {"type": "string", "default": "none"},
+        "count": {"type": "integer", "default": 0},
+        "ratio": {"type": "number"},
+        "lines": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["sku"],
+            "properties": {"sku": {"type": "integer", "format": "int64"},
+                           "price": {"type": "number", "format": "decimal"}}}},
+        "address": {"$ref": "#/$defs/Address"},
+    },
+    "$defs": {"Address": {"type": "object", "required": ["city"],
+                          "properties": {"city": {"type": "string"}}}},
+}
+
+GOOD = (b'{"order_id": 9007199254740993, "total": "19.90", "tax": 0.10000000000000000001, '
+        b'"placed_at": "2024-05-01T12:00:00.123456789+02:00", '
+        b'"ref": "6940776c-b540-4ce4-8c5d-375a43bbba66", "status": "paid", '
+        b'"lines": [{"sku": 9007199254740993, "price": 19.90}], "address": {"city": "Oslo"}}')
+
+
+# -- codegen: types ----------------------------------------------------------------------------
+
+def test_codegen_maps_every_format_to_an_exact_type(tmp_path: Path) -> None:
+    module = generate(tmp_path, ALL_FORMATS)
+    cls = module.OrderPlaced
+    assert module.registry.class_for("OrderPlaced", 3) is cls
+    info = {f.name: f for f in msgspec.inspect.type_info(cls).fields}
+    assert info["order_id"].type == msgspec.inspect.type_info(Int64)
+    assert info["customer_id"].type == msgspec.inspect.type_info(Int64 | None)
+    assert info["bounded"].type == msgspec.inspect.UnionType(
+        types=(msgspec.inspect.IntType(ge=0, le=2**63 - 1), msgspec.inspect.NoneType()))
+    assert isinstance(info["total"].type, msgspec.inspect.DecimalType)
+    assert isinstance(info["placed_at"].type, msgspec.inspect.CustomType)
+    assert info["placed_at"].type.cls is Timestamp
+    assert isinstance(info["ref"].type, msgspec.inspect.UUIDType)
+    assert issubclass(info["status"].type.cls, enum.Enum)
+    assert [m.value for m in info["status"].type.cls] == ["new", "paid", "shipped"]
+    # required vs optional, schema defaults
+    assert {n for n, f in info.items() if f.required} == set(ALL_FORMATS["required"])
+    assert info["note"].default == "none" and info["count"].default == 0
+    assert info["ratio"].default is None
+    # nested objects are Structs; additionalProperties: false forbids unknown fields
+    line_cls = info["lines"].type.item_type.cls
+    assert line_cls.__struct_config__.forbid_unknown_fields
+    assert cls.__struct_config__.forbid_unknown_fields
+    assert not module.Address.__struct_config__.forbid_unknown_fields
+
+    event = module.registry.decode(raw("OrderPlaced", GOOD, version=3))
+    assert event.order_id == 2**53 + 1 and event.lines[0].sku == 2**53 + 1
+    assert str(event.total) == "19.90" and isinstance(event.total, Decimal)
+    assert event.tax == Decimal("0.10000000000000000001")
+    assert event.placed_at.nanosecond == 123_456_789
+    assert str(event.placed_at) == "2024-05-01T12:00:00.123456789+02:00"
+    assert event.ref == uuid.UUID("6940776c-b540-4ce4-8c5d-375a43bbba66")
+    assert event.status.value == "paid"
+    assert str(event.lines[0].price) == "19.90"
+    assert event.note == "none" and event.ratio is None
+
+
+@pytest.mark.parametrize(("patch", "path"), [
+    ({"order_id": 2**63}, "/order_id"),
+    ({"status": "lost"}, "/status"),
+    ({"placed_at": "2024-05-01T12:00:00"}, "/placed_at"),
+    ({"lines": [{"sku": 1, "colour": "red"}]}, "/lines/0"),
+    ({"ref": "not-a-uuid"}, "/ref"),
+    ({"bounded": -1}, "/bounded"),
+])
+def test_generated_classes_refuse_what_the_schema_refuses(tmp_path: Path, patch: dict[str, Any],
+                                                          path: str) -> None:
+    module = generate(tmp_path, ALL_FORMATS)
+    payload = {**json.loads(GOOD), **patch}
+    with pytest.raises(SchemaError) as e:
+        module.registry.decode(raw("OrderPlaced", json.dumps(payload).encode(), version=3))
+    assert (e.value.context.path or "").startswith(path)
+
+
+def test_codegen_optional_unset_keeps_absent_fields_absent(tmp_path: Path) -> None:
+    module = generate(tmp_path, ALL_FORMATS, optional="unset")
+    info = {f.name: f for f in msgspec.inspect.type_info(module.OrderPlaced).fields}
+    assert info["ratio"].default is msgspec.NODEFAULT and not info["ratio"].required
+    event = module.registry.decode(raw("OrderPlaced", GOOD, version=3))
+    assert event.ratio is msgspec.UNSET
+    with pytest.raises(SchemaError):  # null is not a number: only "none" style admits it
+        module.registry.decode(raw("OrderPlaced", GOOD[:-1] + b', "ratio": null}',
+                                   version=3))
+
+
+def test_codegen_draft07_definitions_and_version_from_id(tmp_path: Path) -> None:
+    schema = {
+        "$schema": DRAFT7,
+        "$id": "https://example.com/events/Shipped/v4",
+        "title": "Shipped",
+        "type": "object",
+        "required": ["carrier", "to"],
+        "properties": {"carrier": {"$ref": "#/definitions/Carrier"},
+                       "to": {"$ref": "#/definitions/Place"},
+                       "from": {"$ref": "#/definitions/Place"}},
+        "definitions": {"Carrier": {"type": "string", "enum": ["dhl", "la-poste"]},
+                        "Place": {"type": "object", "additionalProperties": False,
+                                  "required": ["city"],
+                                  "properties": {"city": {"type": "string"}}}},
+    }
+    module = generate(tmp_path, schema)
+    assert module.registry.class_for("Shipped", 4) is module.Shipped
+    event = module.registry.decode(raw("Shipped", {"carrier": "la-poste", "to": {"city": "X"}},
+                                       version=4))
+    assert event.carrier is module.Carrier.la_poste
+    assert type(event.to) is module.Place and event.from_ is None
+
+
+def test_codegen_one_file_with_defs_holding_several_events(tmp_path: Path) -> None:
+    bundle = {
+        "$defs": {
+            "Money": {"type": "object", "required": ["amount"],
+                      "properties": {"amount": {"type": "number", "format": "decimal"}}},
+            "Paid": {"x-evtools-event": "Paid", "x-evtools-version": 2, "type": "object",
+                     "required": ["amount"],
+                     "properties": {"amount": {"$ref": "#/$defs/Money"}}},
+            "Refunded": {"x-evtools-event": "Refunded", "type": "object",
+                         "properties": {"amount": {"$ref": "#/$defs/Money"},
+                                        "reason": {"type": ["string", "null"]}}},
+        },
+    }
+    module = generate(tmp_path, bundle)
+    assert sorted(module.registry) == [("Paid", 2), ("Refunded", 1)]
+    paid = module.registry.decode(raw("Paid", b'{"amount": {"amount": 1.10}}', version=2))
+    assert str(paid.amount.amount) == "1.10"
+    assert field_types(module.Paid)["amount"].cls is module.Money
+    assert field_types(module.Refunded)["amount"].types[0].cls is module.Money
+
+
+def test_codegen_names_versions_apart_and_shares_identical_definitions(tmp_path: Path) -> None:
+    def version(v: int, extra: dict[str, Any]) -> dict[str, Any]:
+        return {"title": "ItemAdded", "x-evtools-version": v, "type": "object",
+                "required": ["line"],
+                "properties": {"line": {"title": "Line", "type": "object",
+                                        "properties": {"sku": {"type": "integer"}}},
+                               **extra}}
+
+    module = generate(tmp_path, version(1, {}), version(2, {"gift": {"type": "boolean"}}))
+    assert module.registry.class_for("ItemAdded", 1) is module.ItemAddedV1
+    assert module.registry.class_for("ItemAdded", 2) is module.ItemAddedV2
+    assert field_types(module.ItemAddedV1)["line"].cls is module.Line
+    assert field_types(module.ItemAddedV2)["line"].cls is module.Line
+
+
+def test_codegen_mixed_types_nullable_and_keywords(tmp_path: Path) -> None:
+    schema = {"title": "Mixed", "type": "object", "required": ["a", "b", "class"],
+              "properties": {
+                  "a": {"type": ["integer", "string", "null"], "format": "date-time"},
+                  "b": {"type": ["object", "string"], "required": ["x"],
+                        "properties": {"x": {"type": "integer", "format": "int64"}}},
+                  "class": {"type": ["string", "null"], "format": "date-time"},
+                  "ref-id": {"type": ["string", "null"], "format": "uuid"}}}
+    module = generate(tmp_path, schema)
+    ok = {"a": 1, "b": "text", "class": None, "ref-id": "6940776c-b540-4ce4-8c5d-375a43bbba66"}
+    event = module.registry.decode(raw("Mixed", ok))
+    assert event.a == 1 and event.b == "text" and event.class_ is None
+    assert isinstance(event.ref_id, uuid.UUID)
+    event = module.registry.decode(raw("Mixed", {"a": None, "b": {"x": 2**60},
+                                                 "class": "2024-01-01T00:00:00Z"}))
+    assert event.b.x == 2**60 and isinstance(event.class_, Timestamp)
+
+
+def test_codegen_output_is_deterministic_relative_and_lint_clean(tmp_path: Path) -> None:
+    a = write(tmp_path / "schemas" / "a.json", ALL_FORMATS)
+    b = write(tmp_path / "schemas" / "b.json", {**ALL_FORMATS, "x-evtools-version": 4})
+    first = S.codegen([a, b], root=tmp_path, output=tmp_path / "out" / "events.py")
+    assert S.codegen([b, a, a], root=tmp_path, output=tmp_path / "out" / "events.py") == first
+    assert first.startswith("# Generated by evtools codegen")
+    header = first.split("from __future__")[0]
+    assert "schemas/a.json" in header and "schemas/b.json" in header
+    assert "-o out/events.py" in header
+    assert str(tmp_path) not in first and "timestamp" not in header.lower()
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    out = tmp_path / "events.py"
+    out.write_text(first, encoding="utf-8")
+    result = subprocess.run([ruff, "check", "--no-cache", "--config",
+                             str(REPO / "pyproject.toml"), str(out)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_codegen_uint64(tmp_path: Path) -> None:
+    schema = {"title": "Counter", "type": "object", "required": ["n"],
+              "properties": {"n": {"type": "integer", "format": "uint64"}}}
+    module = generate(tmp_path, schema)
+    assert module.registry.decode(raw("Counter", {"n": 2**64 - 1})).n == 2**64 - 1
+    with pytest.raises(SchemaError, match="uint64"):
+        module.registry.decode(raw("Counter", {"n": 2**64}))
+
+
+def test_codegen_maps_uint64_to_the_uint64_scalar(tmp_path: Path) -> None:
+    bundler_schema = {"type": "integer", "format": "uint64"}
+    S._map_format(bundler_schema, S._Source(tmp_path, "x.json", {}), "")
+    assert bundler_schema == {"type": "integer", "customTypePath": "evtools.scalars.UInt64"}
+
+
+# -- codegen: errors --------------------------------------------------------------------------
+
+def test_codegen_errors_name_file_and_path(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not found") as e:
+        S.codegen([tmp_path / "nope.json"], root=tmp_path)
+    assert e.value.context.file == "nope.json"
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{", encoding="utf-8")
+    with pytest.raises(DecodeError) as d:
+        S.codegen([bad_json], root=tmp_path)
+    assert d.value.context.file == "bad.json"
+    invalid = write(tmp_path / "invalid.json",
+                    {"title": "X", "properties": {"a": {"type": 5}}})
+    with pytest.raises(SchemaError) as s:
+        S.codegen([invalid], root=tmp_path)
+    assert s.value.context.path == "/properties/a/type"
+    dangling = write(tmp_path / "dangling.json",
+                     {"title": "X", "properties": {"a": {"$ref": "#/$defs/Nope"}}})
+    with pytest.raises(SchemaError, match="points to nothing") as s:
+        S.codegen([dangling], root=tmp_path)
+    assert s.value.context.path == "/properties/a/$ref"
+    remote = write(tmp_path / "remote.json",
+                   {"title": "X", "properties": {"a": {"$ref": "https://x.org/a.json"}}})
+    with pytest.raises(SchemaError, match="remote"):
+        S.codegen([remote], root=tmp_path)
+    nothing = write(tmp_path / "nothing.json", {"type": "string"})
+    with pytest.raises(SchemaError, match="no event schema"):
+        S.codegen([nothing], root=tmp_path)
+    twice = write(tmp_path / "twice.json", {"title": "A", "properties": {}})
+    with pytest.raises(UsageError, match="defined twice"):
+        S.codegen([twice, write(tmp_path / "twice2.json", {"title": "A", "properties": {}})],
+                  root=tmp_path)
+    with pytest.raises(SchemaError, match="x-evtools-version"):
+        S.codegen([write(tmp_path / "v0.json", {"title": "A", "x-evtools-version": 0,
+                                                "properties": {}})], root=tmp_path)
+    with pytest.raises(UsageError, match="identifier"):
+        S.codegen([twice], registry_name="not valid")
+    with pytest.raises(SchemaError, match="unsupported"):
+        S.codegen([write(tmp_path / "d4.json", {
+            "$schema": "http://json-schema.org/draft-04/schema#", "title": "A",
+            "properties": {}})], root=tmp_path)
+
+
+def test_missing_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as m:
+        m.setattr(S.importlib.metadata, "version", lambda name: "0.26.1")
+        with pytest.raises(UsageError, match=r">= 0\.89, found 0\.26\.1"):
+            S._import_dcg()
+    monkeypatch.setitem(sys.modules, "datamodel_code_generator", None)
+    with pytest.raises(MissingDependency) as e:
+        S._import_dcg()
+    assert e.value.extra == "schema" and "evtools[schema]" in str(e.value)
+    monkeypatch.setitem(sys.modules, "jsonschema", None)
+    with pytest.raises(MissingDependency, match="jsonschema"):
+        S._import_jsonschema()
+
+
+# -- round trip: data/schemas <-> evtools.orders <-> the generated workload -----------------------
+
+@pytest.fixture(scope="module")
+def workload() -> list[RawEvent]:
+    from evtools.datagen import generate as generate_workload
+
+    return list(generate_workload(3000, seed=11))
+
+
+def plain(value: Any) -> Any:
+    """A typed event as comparable data that keeps the exact types (Decimal text, ...)."""
+    if isinstance(value, msgspec.Struct):
+        return {f: plain(getattr(value, f)) for f in value.__struct_fields__}
+    if isinstance(value, enum.Enum):
+        return ("enum", value.value)
+    if isinstance(value, Decimal):
+        return ("decimal", str(value))
+    if isinstance(value, Timestamp):
+        return ("timestamp", str(value))
+    if isinstance(value, uuid.UUID):
+        return ("uuid", str(value))
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    assert value is None or type(value) in (int, str, bool), type(value)
+    return value
+
+
+def test_generated_order_classes_decode_the_workload_like_the_hand_written_ones(
+        workload: list[RawEvent]) -> None:
+    from evtools.orders import EVENT_TYPES, order_registry
+
+    from .schema import generated_orders
+
+    hand, generated = order_registry(), generated_orders.registry
+    assert {(name, version) for name, version, _ in EVENT_TYPES} == set(generated)
+    seen = set()
+    for event in workload:
+        key = (event.type, event.schema_version)
+        seen.add(key)
+        a = msgspec.json.decode(event.data, type=hand.class_for(*key), dec_hook=dec_hook)
+        b = msgspec.json.decode(event.data, type=generated.class_for(*key), dec_hook=dec_hook)
+        assert plain(a) == plain(b), event
+        assert msgspec.json.encode(b, enc_hook=enc_hook) == msgspec.json.encode(
+            a, enc_hook=enc_hook)
+    assert seen == set(generated)  # every type and version was exercised
+
+
+def test_generated_order_module_is_what_codegen_writes_today() -> None:
+    paths = sorted(SCHEMAS.glob("*.json"))
+    fresh = S.codegen(paths, root=REPO, output=GENERATED)
+    assert fresh == GENERATED.read_text(encoding="utf-8"), (
+        "tests/schema/generated_orders.py is stale (or datamodel-code-generator changed its "
+        "output): regenerate it with the command in its header, from the repository root")
+
+
+def test_curated_schemas_accept_every_workload_payload(workload: list[RawEvent]) -> None:
+    from referencing import Registry as Refs
+    from referencing import Resource
+    from referencing.jsonschema import DRAFT202012
+
+    docs = {p.name: json.loads(p.read_text()) for p in SCHEMAS.glob("*.json")}
+    refs = Refs().with_resources(
+        (name, Resource.from_contents(doc, default_specification=DRAFT202012))
+        for name, doc in docs.items())
+    validators = {}
+    for doc in docs.values():
+        if "x-evtools-event" in doc:
+            cls = jsonschema.validators.validator_for(doc)
+            validators[(doc["x-evtools-event"], doc["x-evtools-version"])] = cls(
+                doc, registry=refs)
+    for event in workload:
+        validators[(event.type, event.schema_version)].validate(
+            json.loads(event.data, parse_float=Decimal))
+
+
+def test_infer_on_the_workload_proves_the_exact_formats(workload: list[RawEvent]) -> None:
+    schemas = S.infer(workload)
+
+    def prop(type_: str, version: int, *path: str) -> dict[str, Any]:
+        node = schemas[(type_, version)]
+        for key in path:
+            node = node["properties"][key]
+        return node
+
+    for type_, version in schemas:
+        assert prop(type_, version, "order_id")["format"] == "int64"
+        assert prop(type_, version, "occurred_at")["format"] == "date-time"
+    assert prop("OrderCreated", 1, "customer_id")["format"] == "int64"
+    assert prop("ItemAdded", 2, "sku")["format"] == "int64"
+    assert "format" not in prop("ItemAdded", 2, "quantity")  # small ints: float64 is exact
+    assert prop("ItemAdded", 2, "unit_price", "amount")["format"] == "decimal"
+    assert prop("ItemAdded", 1, "price")["format"] == "decimal"
+    assert prop("PaymentAuthorized", 1, "amount")["format"] == "decimal"
+    assert prop("PaymentAuthorized", 2, "payment_id")["format"] == "uuid"
+    assert prop("OrderCreated", 1, "request_id")["format"] == "uuid"
+    assert set(prop("ItemAdded", 2, "unit_price", "currency")["enum"]) <= {
+        "EUR", "USD", "GBP", "JPY", "CHF"}
+    assert set(prop("OrderShipped", 1, "carrier")["enum"]) <= {
+        "dhl", "ups", "fedex", "usps", "la-poste"}
+    assert "enum" in prop("OrderCancelled", 1, "reason")
+    assert "enum" not in prop("OrderShipped", 1, "tracking_number")
+    evidence = prop("ItemAdded", 2, "sku")[S.EVIDENCE]
+    assert evidence["above_2_53"] > 0 and evidence["values"] == evidence["integers"]
+    money = prop("ItemAdded", 2, "unit_price", "amount")[S.EVIDENCE]
+    assert money["float64_scale_loss"] > 0 and money["scales"] == [2]
+
+
+def test_infer_then_codegen_decodes_the_workload(tmp_path: Path,
+                                                 workload: list[RawEvent]) -> None:
+    inferred = S.SchemaInference("memory:", S.infer(workload), {}, {}, {})
+    paths = inferred.write(tmp_path / "schemas")
+    module = load(S.codegen(paths, root=tmp_path))
+    for event in workload:
+        cls = module.registry.class_for(event.type, event.schema_version)
+        decoded = msgspec.json.decode(event.data, type=cls, dec_hook=dec_hook)
+        assert ST.json_equal(msgspec.to_builtins(decoded, builtin_types=(Decimal,),
+                                                 enc_hook=enc_hook),
+                             json.loads(event.data, parse_float=Decimal))
+
+
+# -- infer ------------------------------------------------------------------------------------
+
+def test_infer_reads_every_event_not_a_sample() -> None:
+    payloads: list[dict[str, Any]] = [
+        {"id": i, "amount": Decimal("10.5"), "at": "2024-01-01T00:00:00Z",
+         "ref": str(uuid.UUID(int=i)), "status": ["new", "paid"][i % 2]}
+        for i in range(150)]
+    payloads[120]["id"] = 2**60  # after the first 100
+    del payloads[130]["status"]
+    payloads[140]["amount"] = Decimal("10.50")  # its text float64 would print as 10.5
+    payloads[145]["at"] = "2024-01-01T00:00:00"  # no offset
+    schema = S.infer(ST.to_events(payloads))[("Thing", 1)]
+    props = schema["properties"]
+    assert props["id"]["format"] == "int64"
+    assert props["id"][S.EVIDENCE] == {"values": 150, "integers": 150, "above_2_53": 1,
+                                       "min": "0", "max": str(2**60)}
+    assert props["amount"]["format"] == "decimal"
+    assert props["amount"][S.EVIDENCE]["float64_scale_loss"] == 1
+    assert props["amount"][S.EVIDENCE]["scales"] == [1, 2]
+    assert "format" not in props["at"]
+    assert props["at"][S.EVIDENCE]["rfc3339_with_offset"] == 149
+    assert props["at"][S.EVIDENCE]["rfc3339_without_offset"] == 1
+    assert props["ref"]["format"] == "uuid"
+    assert props["status"]["enum"] == ["new", "paid"]
+    assert schema["required"] == ["id", "amount", "at", "ref"]
+    assert props["status"][S.EVIDENCE]["values"] == 149
+    assert schema["x-evtools-event"] == "Thing" and schema["x-evtools-version"] == 1
+    assert schema["additionalProperties"] is False
+    assert schema[S.EVIDENCE] == {"events": 150, "decoded": 150, "invalid": 0}
+
+
+@pytest.mark.parametrize(("values", "fmt"), [
+    ([1, 2**53], None),  # 2**53 itself is exact in float64
+    ([1, -(2**53) - 1], "int64"),
+    ([2**63 - 1], "int64"),
+    ([2**63, 1], "uint64"),
+    ([2**64], None),
+    ([2**63, -1], None),
+])
+def test_infer_integer_formats(values: list[int], fmt: str | None) -> None:
+    schema = S.infer(ST.to_events([{"n": v} for v in values]))[("Thing", 1)]
+    assert schema["properties"]["n"].get("format") == fmt
+    assert schema["properties"]["n"]["type"] == "integer"
+
+
+@pytest.mark.parametrize(("texts", "fmt"), [
+    (["0.1", "2.5"], None),  # float64 prints these back exactly
+    (["19.90", "5.25"], "decimal"),  # money with cents: 19.90 -> 19.9
+    (["0.10000000000000000001"], "decimal"),  # more digits than float64 keeps
+    (["1", "2.5", "9007199254740993"], "decimal"),  # an int float64 rounds
+    (["1e400"], "decimal"),  # overflows float64
+    (["1E+5", "2.5"], None),  # notation differs, value and scale survive
+])
+def test_infer_decimal_only_when_float64_changes_the_text(texts: list[str],
+                                                          fmt: str | None) -> None:
+    events = [raw("Thing", f'{{"x": {t}}}'.encode()) for t in texts]
+    prop = S.infer(events)[("Thing", 1)]["properties"]["x"]
+    assert prop["type"] == "number" and prop.get("format") == fmt
+
+
+def test_infer_string_formats_enums_and_nulls() -> None:
+    payloads = [{"money": f"{i}.00", "id_text": str(i), "mixed": i if i % 2 else "x",
+                 "maybe": "on" if i % 3 else None, "tags": ["a", "b"][: i % 3],
+                 "nested": {"k": "v", "deep": {"at": "2024-01-01T00:00:00.1+05:45"}}}
+                for i in range(30)]
+    payloads[0]["nested"]["extra"] = True
+    schema = S.infer(ST.to_events(payloads))[("Thing", 1)]
+    props = schema["properties"]
+    assert props["money"]["format"] == "decimal" and props["money"]["type"] == "string"
+    assert "format" not in props["id_text"] and "enum" not in props["id_text"]
+    assert props["mixed"]["type"] == ["string", "integer"]
+    assert props["maybe"]["type"] == ["string", "null"]
+    assert props["maybe"]["enum"] == ["on", None]
+    assert props["tags"]["items"]["enum"] == ["a", "b"]
+    nested = props["nested"]
+    assert nested["required"] == ["k", "deep"]
+    assert nested["properties"]["deep"]["properties"]["at"]["format"] == "date-time"
+    assert nested["properties"]["extra"][S.EVIDENCE]["values"] == 1
+
+
+def test_infer_enum_thresholds_are_configurable() -> None:
+    events = ST.to_events([{"s": "a"}, {"s": "b"}, {"s": "a"}])
+    assert "enum" not in S.infer(events)[("Thing", 1)]["properties"]["s"]
+    assert S.infer(events, enum_min_values=3)[("Thing", 1)]["properties"]["s"]["enum"] == [
+        "a", "b"]
+    assert "enum" not in S.infer(events, enum_min_values=3, enum_max_distinct=1)[
+        ("Thing", 1)]["properties"]["s"]
+    with pytest.raises(UsageError):
+        S.infer(events, enum_max_distinct=0)
+
+
+def test_infer_counts_payloads_it_cannot_read_and_keeps_versions_apart() -> None:
+    events = [raw("A", {"x": 1}), raw("A", b"[1]"), raw("A", b"{"), raw("A", {"y": 1},
+                                                                              version=2)]
+    schemas = S.infer(events)
+    assert schemas[("A", 1)][S.EVIDENCE] == {"events": 3, "decoded": 1, "invalid": 2}
+    assert list(schemas[("A", 2)]["properties"]) == ["y"]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ST.payload_batches())
+def test_property_inferred_schema_validates_and_codegen_decodes_its_inputs(
+        tmp_path_factory: pytest.TempPathFactory, payloads: list[dict[str, Any]]) -> None:
+    events = ST.to_events(payloads)
+    schema = S.infer(events, enum_min_values=2)[("Thing", 1)]
+    validator = jsonschema.Draft202012Validator(schema)
+    for event in events:
+        errors = list(validator.iter_errors(json.loads(event.data, parse_float=Decimal)))
+        assert not errors, errors[0].message
+    path = write(tmp_path_factory.mktemp("prop") / "Thing.v1.json", schema)
+    module = load(S.codegen([path], root=path.parent))
+    for event in events:
+        decoded = module.registry.decode(event)
+        assert ST.json_equal(msgspec.to_builtins(decoded, builtin_types=(Decimal,),
+                                                 enc_hook=enc_hook),
+                             json.loads(event.data, parse_float=Decimal)), event.data
+
+
+# -- check ------------------------------------------------------------------------------------
+
+class Kind(enum.Enum):
+    A = "a"
+    B = "b"
+
+
+class Line(msgspec.Struct, forbid_unknown_fields=True):
+    sku: Int64
+    price: Decimal
+
+
+class Placed(msgspec.Struct, forbid_unknown_fields=True):
+    id: Int64
+    kind: Kind
+    at: Timestamp
+    ref: uuid.UUID
+    lines: list[Line]
+    note: str | None = None
+
+
+class PlacedV1(msgspec.Struct, forbid_unknown_fields=True):
+    id: Int64
+    kind: str
+
+
+def make_registry(**kwargs: Any) -> Registry:
+    registry = Registry(**kwargs)
+    registry.register(PlacedV1, name="Placed", version=1)
+    registry.register(Placed, name="Placed", version=2)
+
+    @registry.upcaster("Placed", from_version=1)
+    def to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+        return {**payload, "at": "2024-01-01T00:00:00Z",
+                "ref": "6940776c-b540-4ce4-8c5d-375a43bbba66", "lines": []}
+
+    return registry
+
+
+OK = {"id": 1, "kind": "a", "at": "2024-01-01T00:00:00Z",
+      "ref": "6940776c-b540-4ce4-8c5d-375a43bbba66", "lines": [{"sku": 1, "price": 1.5}]}
+
+
+def kinds(report: S.DriftReport) -> dict[tuple[str, str], int]:
+    return {(p.path, p.kind): p.count for p in report.problems}
+
+
+def test_check_clean_events_have_no_drift() -> None:
+    report = S.check([raw("Placed", OK, version=2), raw("Placed", {"id": 2, "kind": "a"})],
+                     make_registry())
+    assert not report.has_drift
+    assert report.total_events == report.total_accepted == 2
+    assert report.to_frame().height == 0
+    assert report.to_dict()["types"] == [{"event_type": "Placed", "schema_version": 1,
+                                          "events": 1, "accepted": 1},
+                                         {"event_type": "Placed", "schema_version": 2,
+                                          "events": 1, "accepted": 1}]
+
+
+def test_check_reports_every_problem_of_an_event_not_only_the_first() -> None:
+    bad = {**OK, "id": "1", "kind": "c", "at": "2024-01-01T00:00:00", "ref": "nope",
+           "colour": "red", "lines": [{"sku": 2**63, "price": "x"}, {"price": 1}]}
+    del bad["ref"]
+    report = S.check([raw("Placed", bad, version=2, stream="order-9", position=4)],
+                     make_registry())
+    assert kinds(report) == {
+        ("/id", "wrong_type"): 1,
+        ("/kind", "invalid_value"): 1,
+        ("/at", "invalid_value"): 1,
+        ("/ref", "missing"): 1,
+        ("/lines/*/sku", "out_of_range"): 1,
+        ("/lines/*/price", "invalid_value"): 1,
+        ("/lines/*/sku", "missing"): 1,
+        ("/colour", "unexpected"): 1,
+    }
+    problem = next(p for p in report.problems if p.kind == "missing" and p.path == "/lines/*/sku")
+    assert (problem.example_stream, problem.example_version) == ("order-9", 4)
+    assert problem.example_path == "/lines/1/sku"
+    assert report.total_accepted == 0 and report.has_drift
+
+
+def test_check_counts_per_field_and_keeps_the_first_example() -> None:
+    events = [raw("Placed", {**OK, "note": 5}, version=2, stream=f"s-{i}", position=i)
+              for i in range(3)]
+    events.append(raw("Placed", {**OK, "lines": [{"sku": 1, "price": 1, "x": 1}]}, version=2))
+    report = S.check(events, make_registry())
+    assert kinds(report) == {("/note", "wrong_type"): 3, ("/lines/*/x", "unexpected"): 1}
+    note = report.problems[0] if report.problems[0].path == "/note" else report.problems[1]
+    assert note.example_stream == "s-0" and "expected string or null" in note.detail
+    frame = report.to_frame()
+    assert frame.columns == list(S.DriftReport.COLUMNS)
+    assert frame["count"].sum() == 4
+    assert report.to_dict()["problems"][0]["kind"] in S.DRIFT_KINDS
+
+
+def test_check_unknown_fields_under_a_keep_registry_are_drift_too() -> None:
+    report = S.check([raw("Placed", {**OK, "extra": [1]}, version=2)],
+                     make_registry(unknown_fields="keep"))
+    assert kinds(report) == {("/extra", "unexpected"): 1}
+
+
+def test_check_events_no_class_or_upcaster_reaches() -> None:
+    registry = make_registry()
+    events = [
+        raw("Placed", OK, version=3),  # no such version
+        raw("Placed", {"id": 1, "kind": 5}),  # v1 that does not fit v1: field problems
+        raw("Gone", {"id": 1}),
+        raw("Placed", b'{"id": 1,', version=2),
+    ]
+    no_upcaster = Registry()
+    no_upcaster.register(PlacedV1, name="Placed", version=1)
+    no_upcaster.register(Placed, name="Placed", version=2)
+    report = S.check(events, registry)
+    assert kinds(report) == {("", "unreachable"): 1, ("/kind", "wrong_type"): 1,
+                             ("", "unknown_type"): 1, ("", "invalid_json"): 1}
+    assert kinds(S.check([raw("Placed", {"id": 1, "kind": "a"})], no_upcaster)) == {
+        ("", "unreachable"): 1}
+
+
+def test_check_upcast_output_the_class_refuses_is_unreachable() -> None:
+    registry = Registry()
+    registry.register(PlacedV1, name="Placed", version=1)
+    registry.register(Placed, name="Placed", version=2)
+    registry.add_upcaster("Placed", 1, lambda p: {**p, "kind": "zzz"})
+    report = S.check([raw("Placed", {"id": 1, "kind": "a"})], registry)
+    [problem] = report.problems
+    assert (problem.kind, problem.path) == ("unreachable", "/kind")
+    assert "produced a payload Placed rejects: Invalid enum value 'zzz'" in problem.detail
+
+
+# -- --registry module:attr ---------------------------------------------------------------------
+
+def test_load_registry_from_module_function_and_file(tmp_path: Path) -> None:
+    assert isinstance(S.load_registry("evtools.orders:order_registry"), Registry)
+    registry = S.load_registry(f"{GENERATED}:registry")
+    assert ("ItemAdded", 2) in registry
+    with pytest.raises(UsageError, match="module:attr"):
+        S.load_registry("evtools.orders")
+    with pytest.raises(UsageError, match="cannot import"):
+        S.load_registry("evtools.nope:registry")
+    with pytest.raises(UsageError, match="no attribute"):
+        S.load_registry("evtools.orders:nope")
+    with pytest.raises(UsageError, match="is the class Currency, not an evtools Registry"):
+        S.load_registry("evtools.orders:Currency")
+    with pytest.raises(UsageError, match="is a str"):
+        S.load_registry("evtools.orders:__name__")
+    with pytest.raises(UsageError, match="not found"):
+        S.load_registry(f"{tmp_path}/missing.py:registry")
+
+
+# -- CLI handlers -----------------------------------------------------------------------------
+
+@pytest.fixture
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evtools")
+    S.register_cli(p.add_subparsers(dest="command", required=True))
+    return p
+
+
+def run(parser: argparse.ArgumentParser, *argv: str) -> int:
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+@pytest.fixture
+def export(tmp_path: Path) -> Iterator[Path]:
+    from evtools.datagen import export_jsonl
+    from evtools.datagen import generate as generate_workload
+
+    path = tmp_path / "events.jsonl"
+    export_jsonl(generate_workload(400, seed=5), path)
+    yield path
+
+
+def test_cli_codegen_writes_the_module(parser: argparse.ArgumentParser, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    schema = write(tmp_path / "a.json", ALL_FORMATS)
+    out = tmp_path / "gen" / "events.py"
+    assert run(parser, "codegen", str(schema), "-o", str(out), "--registry-name", "events") == 0
+    assert "events = Registry()" in out.read_text()
+    assert run(parser, "codegen", str(schema), "--optional", "unset") == 0
+    assert "UnsetType" in capsys.readouterr().out
+
+
+def test_cli_schema_infer_writes_one_file_per_type_and_version(
+        parser: argparse.ArgumentParser, tmp_path: Path, export: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "inferred"
+    assert run(parser, "schema", "infer", str(export), "--out", str(out)) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert "ItemAdded.v1.json" in names and "ItemAdded.v2.json" in names
+    assert json.loads((out / "ItemAdded.v2.json").read_text())["properties"]["sku"][
+        "format"] == "int64"
+    assert "inferred" in capsys.readouterr().err
+    assert run(parser, "schema", "infer", str(export), "--enum-min-values", "1") == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == set(names)
+
+
+def test_cli_schema_check_exit_codes(parser: argparse.ArgumentParser, tmp_path: Path,
+                                     export: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from evtools.datagen import write_workload
+    from evtools.stores import open_store
+
+    spec = "evtools.orders:order_registry"
+    assert run(parser, "schema", "check", str(export), "--registry", spec,
+               "--fail-on-drift") == 0
+    assert "0 with drift" in capsys.readouterr().out
+    drifted = f"sqlite:///{tmp_path / 'drifted.db'}"
+    with open_store(drifted) as store:
+        write_workload(store, 400, seed=5, faults="corrupt=0.05,unknown_type=0.02")
+    assert run(parser, "schema", "check", str(drifted), "--registry", spec) == 0
+    assert "unknown_type" in capsys.readouterr().out
+    assert run(parser, "schema", "check", str(drifted), "--registry", spec,
+               "--fail-on-drift", "--format", "json") == 1
+    assert json.loads(capsys.readouterr().out)["has_drift"] is True
+    out = tmp_path / "report.csv"
+    assert run(parser, "schema", "check", str(drifted), "--registry", spec, "--format", "csv",
+               "--out", str(out)) == 0
+    assert out.read_text().startswith("event_type,schema_version,path,kind,count")
+    with pytest.raises(UsageError, match="not an evtools Registry"):
+        run(parser, "schema", "check", str(export), "--registry", "evtools.orders:EVENT_TYPES")
