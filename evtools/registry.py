@@ -119,6 +119,7 @@ class Registry:
         self.duplicate_keys = duplicate_keys
         self.max_payload_bytes = max_payload_bytes
         self._entries: dict[tuple[str, int], _Entry] = {}
+        self._current: dict[tuple[str, int], _Entry] = {}  # latest version of each type
         self._latest: dict[str, int] = {}
         self._by_class: dict[type, _Entry] = {}
         self._upcasters: dict[tuple[str, int], tuple[int, Upcaster]] = {}
@@ -177,6 +178,8 @@ class Registry:
         self._entries[key] = entry
         self._by_class[cls] = entry
         self._latest[name] = max(version, self._latest.get(name, 0))
+        self._current = {(n, v): e for (n, v), e in self._entries.items()
+                         if self._latest[n] == v}
 
     def upcaster(self, event_type: str, from_version: int,
                  to_version: int | None = None) -> Callable[[Upcaster], Upcaster]:
@@ -240,7 +243,28 @@ class Registry:
 
     def decode(self, raw: RawEvent) -> Any:
         """The typed event for ``raw``, or an :class:`~evtools.errors.InputError`."""
-        return self._decode(raw.type, raw.schema_version, raw.data, raw)[0]
+        data = raw.data
+        entry = self._current.get((raw.type, raw.schema_version))
+        if (entry is None or entry.check_unknown or raw.content_type != JSON_CONTENT_TYPE
+                or len(data) > self.max_payload_bytes):
+            return self._decode(raw.type, raw.schema_version, data, raw)[0]
+        # hot path: current version, plain JSON, msgspec itself rejects unknown fields
+        try:
+            event = entry.decoder.decode(data)
+        except msgspec.ValidationError as e:
+            if self.unknown_fields == "keep" and "unknown field" in str(e):
+                return self._decode_keeping(entry, data, raw, None)[0]
+            raise self._error(e, raw, None, entry.name, entry.version) from e
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise self._error(e, raw, None, entry.name, entry.version) from e
+        if self.duplicate_keys == "reject":
+            try:  # the typed decode skips nothing here, so the payload is valid JSON
+                duplicate = has_duplicate_key(data)
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+                raise self._error(e, raw, None, entry.name, entry.version) from e
+            if duplicate:
+                self._duplicate(data, entry.name, entry.version, raw, None)
+        return event
 
     def decode_verbose(self, raw: RawEvent) -> Decoded:
         """Like :meth:`decode`, also returning unknown fields kept under ``"keep"``."""

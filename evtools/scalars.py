@@ -44,6 +44,10 @@ class UInt64(int):
         return super().__new__(cls, value)
 
 # Field ranges are checked here, in C; only the day of month needs the calendar.
+_RFC3339_SHAPE = re.compile(
+    r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])[Tt](?:[01]\d|2[0-3]):[0-5]\d:(?:[0-5]\d|60)"
+    r"(?:\.\d{1,9})?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
+).fullmatch
 _RFC3339 = re.compile(
     r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):([0-5]\d):([0-5]\d|60)"
     r"(?:\.(\d{1,9}))?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
@@ -66,18 +70,19 @@ class Timestamp:
     _text: str
 
     def __init__(self, text: str) -> None:
-        m = _RFC3339.fullmatch(text)
-        if m is None:
-            if isinstance(text, str) and re.fullmatch(
-                r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?", text
-            ):
-                raise ValueError(f"timestamp {text!r} has no UTC offset")
-            raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
-        self._text = text
-        self._dt = None
-        self._ns = 0
-        if m.group(3) > "28" or m.group(6) == "60":  # the calendar decides: check it now
-            self._parse()
+        if type(text) is str and _RFC3339_SHAPE(text) is not None:
+            self._text = text
+            self._dt = None
+            self._ns = 0
+            # the day (29-31) and a leap second (60) need the calendar: check them now
+            if text[8:10] > "28" or text[17:19] == "60":
+                self._parse()
+            return
+        if isinstance(text, str) and re.fullmatch(
+            r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?", text
+        ):
+            raise ValueError(f"timestamp {text!r} has no UTC offset")
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
 
     def _parse(self) -> datetime:
         m = _RFC3339.fullmatch(self._text)
@@ -194,6 +199,7 @@ class Timestamp:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_new_timestamp = object.__new__
 
 
 def _offset_text(offset: str) -> str:
@@ -214,6 +220,13 @@ def dec_hook(type_: type, obj: Any) -> Any:
     if type_ is UInt64:
         return UInt64(obj)
     if type_ is Timestamp:
+        if type(obj) is str and _RFC3339_SHAPE(obj) is not None \
+                and obj[8:10] <= "28" and obj[17:19] != "60":
+            ts = _new_timestamp(Timestamp)  # the hot path: skip __init__'s checks done here
+            ts._text = obj
+            ts._dt = None
+            ts._ns = 0
+            return ts
         if not isinstance(obj, str):
             raise TypeError(f"Expected `str` (RFC 3339 timestamp), got `{type(obj).__name__}`")
         return Timestamp(obj)
