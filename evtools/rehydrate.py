@@ -61,8 +61,15 @@ violation. ``audit`` records every violation and goes on *where that is safe*:
 snapshot of each from its snapshot stream (``snapshot-<stream>``, events of type
 ``$snapshot``), and under ``audit`` replays from zero when the snapshot is rejected.
 
+:func:`rehydrate_events` does the same over events as a consumer received them (grouped
+in memory, versions as given, so delivery faults stay visible), and
+:func:`compare_with_manifest` counts, per fault kind, what a generator injected against
+what was caught.
+
 :func:`naive_rehydrate` is the anti-pattern for comparisons: payloads decoded to dicts
-through a dialect, fields assigned by hand, no checks.
+through a dialect, fields assigned by hand, no checks. :func:`compare_naive` counts, per
+state field, the orders each naive dialect gets wrong; :func:`side_by_side` lines up a
+typed state and naive ones leaf by leaf.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import itertools
 import logging
 import uuid
 from collections import Counter
@@ -101,6 +109,8 @@ if TYPE_CHECKING:
 __all__ = [
     "SNAPSHOT_PREFIX",
     "SNAPSHOT_TYPE",
+    "FaultLike",
+    "NaiveComparison",
     "NaiveResult",
     "Policy",
     "Rehydration",
@@ -111,11 +121,16 @@ __all__ = [
     "StreamSummary",
     "Violation",
     "ViolationKind",
+    "compare_naive",
+    "compare_with_manifest",
+    "group_streams",
     "is_snapshot_stream",
     "load_snapshot",
     "naive_rehydrate",
     "rehydrate",
+    "rehydrate_events",
     "rehydrate_store",
+    "side_by_side",
     "snapshot_stream",
     "take_snapshot",
     "write_snapshot",
@@ -199,6 +214,59 @@ def violations_frame(violations: Iterable[Violation]) -> pl.DataFrame:
                                       "version": pl.Int64, "message": pl.String,
                                       "event_type": pl.String, "event_id": pl.String,
                                       "path": pl.String})
+
+
+class FaultLike(Protocol):
+    """An injected fault as the generator's manifest lists it
+    (:class:`evtools.datagen.Fault`): where it is and the violation kind it is caught as."""
+
+    @property
+    def kind(self) -> Any: ...
+
+    @property
+    def detected_as(self) -> str: ...
+
+    @property
+    def stream(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+
+def compare_with_manifest(violations: Iterable[Violation], faults: Iterable[FaultLike] | Any
+                          ) -> pl.DataFrame:
+    """Injected against caught, one row per fault kind.
+
+    ``faults`` is a manifest (anything with ``.faults``, such as
+    :class:`evtools.datagen.Manifest`) or the faults themselves. Columns: ``fault`` (the
+    injected kind; null for violations no fault explains), ``detected_as`` (the violation
+    kind it should be caught as), ``injected``, ``caught`` (violations of that kind) and
+    ``matched`` (faults with a violation of that kind at the same stream and version). When
+    every fault is caught where it was injected and nothing else is reported,
+    ``injected == caught == matched`` on every row.
+    """
+    import polars as pl
+
+    items: Iterable[FaultLike] = getattr(faults, "faults", faults)
+    found = list(violations)
+    at = {(str(v.kind), v.stream, v.version) for v in found}
+    caught = Counter(str(v.kind) for v in found)
+    rows: dict[str, dict[str, Any]] = {}
+    for f in items:
+        detected = str(f.detected_as)
+        row = rows.setdefault(detected, {"fault": str(f.kind), "detected_as": detected,
+                                         "injected": 0, "caught": caught.get(detected, 0),
+                                         "matched": 0})
+        row["injected"] += 1
+        row["matched"] += (detected, f.stream, f.version) in at
+    for kind, n in caught.items():
+        if kind not in rows:
+            rows[kind] = {"fault": None, "detected_as": kind, "injected": 0, "caught": n,
+                          "matched": 0}
+    return pl.DataFrame(list(rows.values()),
+                        schema={"fault": pl.String, "detected_as": pl.String,
+                                "injected": pl.Int64, "caught": pl.Int64,
+                                "matched": pl.Int64})
 
 
 # -- snapshots -------------------------------------------------------------------------------
@@ -1091,9 +1159,10 @@ def rehydrate_store(store: StoreLike, registry: Registry, aggregate_cls: type[A]
                     snapshot_every: int | None = None,
                     clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
                     verify_snapshot: bool = False, keep_results: bool = False,
-                    reorder_window: int = DEFAULT_REORDER_WINDOW) -> StoreRehydration:
+                    reorder_window: int = DEFAULT_REORDER_WINDOW,
+                    max_streams: int | None = None) -> StoreRehydration:
     """Rebuild every stream of ``aggregate_cls`` in ``store`` (or ``stream``: one name or
-    several).
+    several); ``max_streams=N`` stops after the first N streams (a sample of a big store).
 
     Without ``stream``, the streams are those starting with ``aggregate_cls.stream_prefix``
     (all streams when it is ``None``), snapshot streams excluded. With ``snapshots``, the
@@ -1106,6 +1175,8 @@ def rehydrate_store(store: StoreLike, registry: Registry, aggregate_cls: type[A]
     """
     if snapshot_every is not None and snapshot_every < 1:
         raise UsageError("snapshot_every must be >= 1")
+    if max_streams is not None and max_streams < 0:
+        raise UsageError("max_streams must be >= 0")
     if stream is None:
         prefix = aggregate_cls.stream_prefix
         names: Iterable[str] = (s for s in store.list_streams()
@@ -1116,6 +1187,8 @@ def rehydrate_store(store: StoreLike, registry: Registry, aggregate_cls: type[A]
         for name in names:
             if store.stream_version(name) is None:
                 raise StreamNotFound(f"stream {name!r} does not exist", stream=name)
+    if max_streams is not None:
+        names = itertools.islice(names, max_streams)
     summaries: list[StreamSummary] = []
     violations: list[Violation] = []
     results: dict[str, RehydrationResult[Any]] | None = {} if keep_results else None
@@ -1175,6 +1248,58 @@ def _read(store: StoreLike, stream: str, start: int, head: int | None) -> Iterat
     if head is None or start > head:
         return iter(())
     return store.read_stream(stream, start)
+
+
+def group_streams(events: Iterable[RawEvent]) -> dict[str, list[RawEvent]]:
+    """``events`` by stream, each in the order given (streams in order of first event).
+
+    This holds every event: for workloads that fit in memory (notebooks, tests). Stores
+    and :func:`rehydrate` stream instead."""
+    out: dict[str, list[RawEvent]] = {}
+    for raw in events:
+        held = out.get(raw.stream)
+        if held is None:
+            held = out[raw.stream] = []
+        held.append(raw)
+    return out
+
+
+class _Delivered:
+    """Events as a consumer received them, readable like a store (read-only): versions
+    kept exactly as given (gaps, duplicates, reordering), as a JSON-lines export does."""
+
+    def __init__(self, events: Iterable[RawEvent]) -> None:
+        self._streams = group_streams(events)
+
+    def read_stream(self, stream: str, from_version: int = 0, *,
+                    limit: int | None = None) -> Iterator[RawEvent]:
+        events = self._streams.get(stream)
+        if events is None:
+            raise StreamNotFound(f"stream {stream!r} does not exist", stream=stream)
+        selected = (e for e in events if e.version >= from_version)
+        return selected if limit is None else itertools.islice(selected, limit)
+
+    def list_streams(self) -> Iterator[str]:
+        return iter(list(self._streams))
+
+    def stream_version(self, stream: str) -> int | None:
+        events = self._streams.get(stream)
+        return max(e.version for e in events) if events else None
+
+
+def rehydrate_events(events: Iterable[RawEvent], registry: Registry, aggregate_cls: type[A],
+                     *, policy: Policy = "audit", **options: Any) -> StoreRehydration:
+    """:func:`rehydrate_store` over events as delivered: every stream of ``events``
+    (interleaved, as :func:`evtools.datagen.generate` yields them, snapshot streams
+    included), versions kept as given, so delivery faults (gaps, reordering) are seen.
+
+    The events are grouped in memory first (see :func:`group_streams`); ``options`` are
+    those of :func:`rehydrate_store` (``stream``, ``snapshots``, ``clock_skew``,
+    ``verify_snapshot``, ``keep_results``, ``reorder_window``, ``max_streams``)."""
+    if "snapshot_every" in options:
+        raise UsageError("rehydrate_events cannot write snapshots: its events are read-only")
+    return rehydrate_store(_Delivered(events), registry, aggregate_cls, policy=policy,
+                           **options)
 
 
 # -- the naive rehydrator ----------------------------------------------------------------------
@@ -1306,6 +1431,120 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+@dataclasses.dataclass(slots=True)
+class NaiveComparison:
+    """What naive consumers lose, order by order, against the typed rebuild
+    (:func:`compare_naive`)."""
+
+    dialects: tuple[str, ...]
+    fields: tuple[str, ...]  # the top-level state fields, in state order
+    orders: int  # orders compared
+    differing: dict[str, dict[str, int]]  # dialect -> field -> orders where it differs
+    orders_wrong: dict[str, int]  # dialect -> orders with at least one difference
+
+    def fields_lost(self, dialect: str) -> list[str]:
+        """The fields ``dialect`` gets wrong in at least one order."""
+        counts = self.differing[dialect]
+        return [f for f in self.fields if counts.get(f)]
+
+    def to_frame(self) -> pl.DataFrame:
+        """One row per field: in how many orders each dialect's value differs."""
+        import polars as pl
+
+        data: dict[str, list[Any]] = {"field": list(self.fields)}
+        for d in self.dialects:
+            data[d] = [self.differing[d].get(f, 0) for f in self.fields]
+        return pl.DataFrame(data, schema={"field": pl.String,
+                                          **{d: pl.Int64 for d in self.dialects}})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dialects": list(self.dialects), "orders": self.orders,
+                "orders_wrong": dict(self.orders_wrong),
+                "fields_lost": {d: self.fields_lost(d) for d in self.dialects},
+                "differing": {d: dict(c) for d, c in self.differing.items()}}
+
+    def summary(self) -> str:
+        parts = [f"{d}: {self.orders_wrong[d]} orders wrong, {len(self.fields_lost(d))} "
+                 f"fields lost" for d in self.dialects]
+        return f"{self.orders} orders; " + "; ".join(parts)
+
+
+def compare_naive(events: Iterable[RawEvent], registry: Registry, aggregate_cls: type[A],
+                  dialects: Iterable[str | Any] = ("go", "js")) -> NaiveComparison:
+    """Rebuild every stream of ``events`` typed (``audit``) and through each naive dialect
+    (:func:`naive_rehydrate`), and count, per top-level state field, the orders whose
+    naive value differs from the typed one (:func:`diff_states`: exact values).
+
+    Snapshot streams and streams outside ``aggregate_cls.stream_prefix`` are left out. The
+    events are grouped in memory (:func:`group_streams`)."""
+    names = tuple(d if isinstance(d, str) else getattr(d, "name", repr(d)) for d in dialects)
+    decoders = [_decoder_for(d) for d in dialects]
+    fields = tuple(aggregate_cls().to_state())
+    differing: dict[str, Counter[str]] = {n: Counter() for n in names}
+    wrong: Counter[str] = Counter()
+    prefix = aggregate_cls.stream_prefix
+    orders = 0
+    for stream, held in group_streams(events).items():
+        if is_snapshot_stream(stream) or (prefix is not None and not stream.startswith(prefix)):
+            continue
+        orders += 1
+        typed = rehydrate(held, registry, aggregate_cls, stream=stream,
+                          policy="audit").aggregate.to_state()
+        for name, decode in zip(names, decoders, strict=True):
+            diff = diff_states(typed, naive_rehydrate(held, decode).state)
+            top = {p.split("/")[1] for p, _, _ in diff}
+            differing[name].update(top)
+            wrong[name] += bool(top)
+    return NaiveComparison(dialects=names, fields=fields, orders=orders,
+                           differing={n: dict(c) for n, c in differing.items()},
+                           orders_wrong={n: wrong[n] for n in names})
+
+
+def side_by_side(typed_state: Any, naive_states: Mapping[str, Any], *,
+                 differences_only: bool = False) -> pl.DataFrame:
+    """One row per leaf of the states (JSON Pointer ``path``): the typed value and each
+    naive one (``repr``; null where the leaf is absent), and ``differs``: the names of the
+    naive states whose value there is not exactly the typed one (comma-separated)."""
+    import polars as pl
+
+    typed = dict(_leaves(typed_state))
+    others = {name: dict(_leaves(state)) for name, state in naive_states.items()}
+    paths = list(typed)
+    known = set(paths)
+    for leaves in others.values():
+        for p in leaves:
+            if p not in known:
+                known.add(p)
+                paths.append(p)
+    rows = []
+    for p in paths:
+        want = typed.get(p, _ABSENT)
+        bad = [name for name, leaves in others.items()
+               if p not in leaves or want is _ABSENT or not _same_value(want, leaves[p])]
+        if differences_only and not bad:
+            continue
+        row: dict[str, Any] = {"path": p, "typed": None if want is _ABSENT else repr(want)}
+        for name, leaves in others.items():
+            row[name] = repr(leaves[p]) if p in leaves else None
+        row["differs"] = ", ".join(bad)
+        rows.append(row)
+    return pl.DataFrame(rows, schema={"path": pl.String, "typed": pl.String,
+                                      **{n: pl.String for n in others},
+                                      "differs": pl.String})
+
+
+def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, Mapping) and value:
+        for key, item in value.items():
+            token = str(key).replace("~", "~0").replace("/", "~1")
+            yield from _leaves(item, f"{path}/{token}")
+    elif isinstance(value, list) and value:
+        for i, item in enumerate(value):
+            yield from _leaves(item, f"{path}/{i}")
+    else:
+        yield path, value
 
 
 def diff_states(expected: Any, actual: Any, path: str = "") -> list[tuple[str, Any, Any]]:

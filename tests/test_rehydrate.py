@@ -6,6 +6,7 @@ import tracemalloc
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
+from decimal import Decimal
 
 import msgspec
 import pytest
@@ -22,12 +23,18 @@ from evtools.rehydrate import (
     Rehydration,
     Snapshot,
     Stage,
+    Violation,
     ViolationKind,
+    compare_naive,
+    compare_with_manifest,
     diff_states,
+    group_streams,
     load_snapshot,
     naive_rehydrate,
     rehydrate,
+    rehydrate_events,
     rehydrate_store,
+    side_by_side,
     take_snapshot,
     write_snapshot,
 )
@@ -539,3 +546,123 @@ def test_registry_is_passed_not_global() -> None:
     empty = Registry()
     result = rehydrate(one_stream(3), empty, Order, policy="audit")
     assert {v.kind for v in result.violations} == {ViolationKind.UNKNOWN_TYPE}
+
+
+# -- helpers for notebooks: events as delivered, the manifest, naive vs typed -----------------
+
+@pytest.mark.parametrize("kind", list(FaultKind), ids=str)
+def test_rehydrate_events_catches_every_fault_of_the_manifest(kind: FaultKind) -> None:
+    rate = 0.3 if kind in (FaultKind.SNAPSHOT_CONFLICT, FaultKind.TRUNCATE) else 0.03
+    workload = generate(1500, seed=13, faults=rates(kind, rate))
+    result = rehydrate_events(workload, REGISTRY, Order)
+    assert result.policy == "audit"
+    catalogue = compare_with_manifest(result.violations, workload.manifest)
+    assert catalogue.height == 1
+    row = catalogue.row(0, named=True)
+    assert row["fault"] == str(kind) and row["detected_as"] == kind_detected(kind)
+    assert row["injected"] > 5
+    assert row["injected"] == row["caught"] == row["matched"]
+    assert result.to_frame().height == workload.manifest.streams
+
+
+def kind_detected(kind: FaultKind) -> str:
+    from evtools.datagen import DETECTED_AS
+
+    return DETECTED_AS[kind]
+
+
+def test_rehydrate_events_under_strict_names_the_first_fault() -> None:
+    workload = generate(600, seed=5, faults=FaultRates(gap=0.05))
+    events = list(workload)
+    faulted = workload.manifest.by_stream()
+    stream = next(s for s in group_streams(events) if s in faulted)
+    first = min(faulted[stream], key=lambda f: f.version)
+    with pytest.raises(RehydrationError) as info:
+        rehydrate_events(events, REGISTRY, Order, policy="strict")
+    v = info.value.violation
+    assert (v.kind, v.stream, v.version) == (ViolationKind.GAP, stream, first.version)
+    assert info.value.context.stream == stream
+
+
+def test_rehydrate_events_refuses_to_write_snapshots() -> None:
+    with pytest.raises(EvtoolsError, match="read-only"):
+        rehydrate_events(one_stream(5), REGISTRY, Order, snapshot_every=2)
+
+
+def test_compare_with_manifest_reports_misses_and_extras() -> None:
+    workload = generate(600, seed=5, faults=FaultRates(duplicate=0.05))
+    events = list(workload)
+    found = rehydrate_events(events, REGISTRY, Order).violations
+    assert found
+    extra = Violation(kind=ViolationKind.INVARIANT, stream="order-x", version=1, message="x")
+    frame = compare_with_manifest([*found[1:], extra], workload.manifest.faults)
+    rows = {r["detected_as"]: r for r in frame.iter_rows(named=True)}
+    dup = rows["duplicate"]
+    assert dup["injected"] == len(workload.manifest.faults) == dup["caught"] + 1
+    assert dup["matched"] == dup["injected"] - 1
+    assert rows["invariant"] == {"fault": None, "detected_as": "invariant", "injected": 0,
+                                 "caught": 1, "matched": 0}
+    assert compare_with_manifest([], []).height == 0
+
+
+def test_group_streams_keeps_the_order_given() -> None:
+    events = list(generate(300, seed=2, faults=FaultRates(reorder=0.05)))
+    grouped = group_streams(events)
+    assert sum(len(v) for v in grouped.values()) == len(events)
+    assert list(grouped) == list(dict.fromkeys(e.stream for e in events))
+    for stream, held in grouped.items():
+        assert held == [e for e in events if e.stream == stream]
+
+
+def test_rehydrate_store_max_streams() -> None:
+    store = MemoryStore()
+    write_workload(store, 400, n_streams=10, seed=4)
+    assert len(rehydrate_store(store, REGISTRY, Order, max_streams=3).streams) == 3
+    assert len(rehydrate_store(store, REGISTRY, Order).streams) == 10
+    with pytest.raises(EvtoolsError, match="max_streams"):
+        rehydrate_store(store, REGISTRY, Order, max_streams=-1)
+
+
+def test_compare_naive_counts_the_fields_each_dialect_loses() -> None:
+    events = list(generate(800, seed=7))
+    result = compare_naive(events, REGISTRY, Order, ("python", "go", "js"))
+    streams = group_streams(events)
+    assert result.orders == len(streams)
+    assert result.orders_wrong == {"python": 0, "go": len(streams), "js": len(streams)}
+    assert result.fields_lost("python") == []
+    assert {"order_id", "customer_id", "lines"} <= set(result.fields_lost("go"))
+    # the counts are those of diff_states, order by order
+    events_of = next(iter(streams.values()))
+    typed = rehydrate(events_of, REGISTRY, Order).aggregate.to_state()
+    top = {p.split("/")[1] for p, _, _ in diff_states(typed, naive_rehydrate(events_of,
+                                                                               "go").state)}
+    assert top and all(result.differing["go"][f] >= 1 for f in top)
+    frame = result.to_frame()
+    assert frame.columns == ["field", "python", "go", "js"]
+    assert frame.height == len(Order().to_state())
+    assert dict(zip(frame["field"], frame["go"], strict=True))["order_id"] \
+        == result.differing["go"]["order_id"]
+    assert "go:" in result.summary()
+    assert msgspec.json.decode(msgspec.json.encode(result.to_dict())) == result.to_dict()
+
+
+def test_side_by_side_lines_up_typed_and_naive_leaves() -> None:
+    typed = {"order_id": 2**60 + 1, "status": "paid", "lines": {"7": {"quantity": 2}},
+             "amount": Decimal("19.99"), "tags": []}
+    go = {"order_id": float(2**60 + 1), "status": "paid", "lines": {"7.0": {"quantity": 2.0}},
+          "amount": 19.99, "tags": []}
+    exact = {**typed}
+    frame = side_by_side(typed, {"go": go, "python": exact})
+    rows = {r["path"]: r for r in frame.iter_rows(named=True)}
+    assert frame.columns == ["path", "typed", "go", "python", "differs"]
+    assert rows["/order_id"]["differs"] == "go"
+    assert rows["/order_id"]["typed"] == repr(2**60 + 1)
+    assert rows["/status"]["differs"] == ""
+    assert rows["/amount"]["go"] == "19.99" and rows["/amount"]["differs"] == "go"
+    assert rows["/lines/7/quantity"]["go"] is None  # the key itself changed
+    assert rows["/lines/7.0/quantity"]["typed"] is None
+    assert rows["/lines/7.0/quantity"]["differs"] == "go, python"
+    assert rows["/tags"]["typed"] == "[]"
+    only = side_by_side(typed, {"go": go, "python": exact}, differences_only=True)
+    assert "/status" not in only["path"].to_list()
+    assert set(only["path"]) == {p for p, r in rows.items() if r["differs"]}
