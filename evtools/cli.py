@@ -24,6 +24,9 @@ from .errors import EvtoolsError, UsageError
 log = logging.getLogger("evtools")
 
 DEFAULT_STORE = "sqlite:///data/events.db"
+# The embedded default carries a few faults a real store accumulates, so that the report
+# shows the checks catching them on the store itself.
+DEFAULT_FAULTS = "duplicate=0.002,clock_skew=0.002,invariant=0.001"
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
 
@@ -375,9 +378,11 @@ def _ensure_default_store(quick: bool, seed: int, show: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     events = 20_000 if quick else 200_000
     _console(stderr=True).print(f"creating the embedded default data: {path} "
-                                f"({events:,} events, seed {seed})")
-    with open_store(DEFAULT_STORE) as store, _progress("generating", events, show) as advance:
-        datagen.write_workload(store, events, seed=seed, progress=advance)
+                                f"({events:,} events, seed {seed}, faults {DEFAULT_FAULTS})")
+    with open_store(DEFAULT_STORE, create=True) as store, \
+            _progress("generating", events, show) as advance:
+        datagen.write_workload(store, events, seed=seed, progress=advance,
+                               faults=datagen.FaultRates.parse(DEFAULT_FAULTS))
 
 
 # -- the parser -----------------------------------------------------------------------------
