@@ -28,12 +28,15 @@ from typing import Any
 from .errors import EvtoolsError, MissingDependency, UsageError
 
 __all__ = [
+    "BEFORE_AFTER_COLUMNS",
     "Headline",
     "NotebookRun",
     "ReportResult",
+    "before_after",
     "build_report",
     "export_html",
     "find_notebooks",
+    "load_results",
     "record_headlines",
 ]
 
@@ -284,3 +287,121 @@ def write_index(out: Path, runs: Sequence[NotebookRun], parameters: Mapping[str,
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
+
+
+# -- the before/after summary ----------------------------------------------------------------
+
+BEFORE_AFTER_COLUMNS = ["comparison", "metric", "unit", "before", "before_value", "after",
+                        "after_value", "improvement", "source"]
+
+# metric -> (unit, higher is better)
+_METRICS: dict[str, tuple[str, bool]] = {
+    "events_per_s": ("events/s", True),
+    "peak_mib": ("MiB peak", False),
+    "allocations_per_event": ("allocations/event", False),
+    "bytes_per_event": ("bytes allocated/event", False),
+    "samples_per_s": ("samples/s", True),
+    "corrupted_ids": ("IDs corrupted", False),
+    "cost_vs_json": ("x json.loads+dumps CPU", False),
+    "cost_vs_nats_py": ("x plain nats-py time", False),
+}
+
+
+def load_results(*folders: str | Path | None) -> dict[str, dict[str, Any]]:
+    """Every result JSON (``{"benchmark": ...}``) in ``folders`` (one level deep), by
+    file name; folders that do not exist are skipped, later folders win."""
+    found: dict[str, dict[str, Any]] = {}
+    for folder in folders:
+        if not folder or not Path(folder).is_dir():
+            continue
+        for path in sorted(Path(folder).glob("*.json")) + sorted(Path(folder).glob("*/*.json")):
+            try:
+                doc = json.loads(path.read_text())
+            except ValueError as e:
+                raise EvtoolsError(f"result file is not valid JSON: {e}", file=str(path)) \
+                    from e
+            if isinstance(doc, dict) and "benchmark" in doc:
+                doc["_file"] = str(path)
+                found[path.stem] = doc
+    return found
+
+
+def before_after(results: Mapping[str, Mapping[str, Any]]) -> Any:
+    """One row per before/after comparison found in ``results`` (see :func:`load_results`),
+    as a polars DataFrame with :data:`BEFORE_AFTER_COLUMNS`. ``improvement`` is how many
+    times better *after* is than *before* (``None`` when *after* is zero and lower is
+    better: nothing left to improve)."""
+    import polars as pl
+
+    rows: list[dict[str, Any]] = []
+    for doc in results.values():
+        kind = doc.get("benchmark")
+        source = Path(str(doc.get("_file", "?"))).name
+        extract = {"rehydrate": _rehydrate_rows, "inference": _inference_rows,
+                   "audit": _audit_rows, "stores": _store_rows}.get(str(kind))
+        if extract is not None:
+            rows.extend({**row, "source": source} for row in extract(doc))
+    schema = {"comparison": pl.String, "metric": pl.String, "unit": pl.String,
+              "before": pl.String, "before_value": pl.Float64, "after": pl.String,
+              "after_value": pl.Float64, "improvement": pl.Float64, "source": pl.String}
+    return pl.DataFrame(rows, schema=schema).unique(
+        subset=["comparison", "metric"], keep="last", maintain_order=True)
+
+
+def _row(comparison: str, metric: str, before: str, before_value: Any, after: str,
+         after_value: Any) -> dict[str, Any] | None:
+    if before_value is None or after_value is None:
+        return None
+    b, a = float(before_value), float(after_value)
+    unit, higher_better = _METRICS[metric]
+    better, worse = (a, b) if higher_better else (b, a)
+    improvement = better / worse if worse else None
+    return {"comparison": comparison, "metric": metric, "unit": unit, "before": before,
+            "before_value": b, "after": after, "after_value": a, "improvement": improvement}
+
+
+def _keep(rows: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
+    return [r for r in rows if r is not None]
+
+
+def _rehydrate_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    if "optimisations" in doc:  # the profiling suite: its own before/after pairs
+        return _keep([_row(o["optimisation"], o["metric"], o["before"], o["before_value"],
+                           o["after"], o["after_value"])
+                      for o in doc["optimisations"] if o.get("metric") in _METRICS])
+    figures = doc.get("figures", {})  # benchmarks/bench_rehydrate.py
+    typed = figures.get("typed", {}).get("events_per_s")
+    return _keep([
+        _row("typed rehydration vs naive json.loads + dict", "events_per_s",
+             "naive json.loads + dict", figures.get("naive_json", {}).get("events_per_s"),
+             "typed rehydrate()", typed),
+        _row("typed rehydration vs the eventsourcing library", "events_per_s",
+             "eventsourcing replay", figures.get("eventsourcing", {}).get("events_per_s"),
+             "typed rehydrate()", typed),
+    ])
+
+
+def _inference_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    h = doc.get("headlines", {})
+    device = doc.get("environment", {}).get("device", "?")
+    return _keep([
+        _row(f"inference end to end ({device})", "samples_per_s", "naive per-row pipeline",
+             h.get("naive_per_row_samples_per_s"), "typed batched pipeline",
+             h.get("typed_best_samples_per_s")),
+        _row("IDs that reach the model intact", "corrupted_ids", "naive float32 pipeline",
+             h.get("naive_corrupted_ids"), "typed int64 pipeline", h.get("typed_corrupted_ids")),
+    ])
+
+
+def _audit_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return _keep([_row(f"auditing with the {d} dialect", "cost_vs_json",
+                       "target", 3.0, "measured", r.get("median_over_median"))
+                  for d, r in doc.get("ratios", {}).items()])
+
+
+def _store_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    nats = doc.get("results", {}).get("nats") or {}
+    ratios = nats.get("ratio_baseline_over_store") or {}  # plain nats-py rate / store rate
+    return _keep([_row(f"JetStream {op}: evtools store vs plain nats-py", "cost_vs_nats_py",
+                       "target", 1.5, "measured", ratios.get(key))
+                  for op, key in (("append", "append"), ("read", "read_all"))])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["fidelity", "inference", "profiling", "rehydration"]
+__all__ = ["fidelity", "inference", "profiling", "rehydration", "summary"]
 
 
 def __getattr__(name: str) -> Any:
