@@ -37,7 +37,16 @@ Fields a consumer adds (pandas and polars fill absent columns with nulls) are no
 A document that is not JSON at all cannot be compared: it is counted as rejected by the
 baseline (a ``python`` row), and as rejected by each dialect that rejects it too.
 
-:func:`read_source` is the only function here that touches files.
+Speed: the audit reads each document once, exactly, and keeps nothing decoded beyond a
+chunk of 256 documents. Per-document dialects run a chunk at a time, so the screens for
+backslashes and ``-0`` run once over the chunk's joined text; shapes of document seen
+often (the top-level keys of an event type) get a compiled walk (see "compiled plans"),
+which counts exactly what the generic walk counts (a property test compares the two).
+``benchmarks/bench_audit.py`` measures it against ``json.loads`` + ``json.dumps``.
+
+:func:`loss_by_magnitude` runs the dialects on generated numbers of growing magnitude
+(integers by bits, money amounts by significant digits): the data of the loss against
+magnitude plot. :func:`read_source` is the only function here that touches files.
 """
 
 from __future__ import annotations
@@ -47,11 +56,15 @@ import io
 import itertools
 import json
 import logging
+import math
+import operator
 import os
+import random
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from decimal import Decimal
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -59,10 +72,14 @@ import msgspec
 from ._json import escape_pointer_token
 from .dialects import Dialect, get_dialect
 from .dialects.python import (
+    _DECODER as _EXACT,  # the exact reader's fast decoder (numbers kept as their text)
+)
+from .dialects.python import (
+    _NEG_ZERO,
     SLOW,
     JsonNumber,
     JsonString,
-    _quick_loads,
+    _has_negative_zero,
     count_plain_keys,
     dumps,
     loads,
@@ -81,7 +98,16 @@ from .events import RawEvent, from_cloudevent
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["COLUMNS", "AuditResult", "audit", "read_source", "state_diff"]
+__all__ = [
+    "COLUMNS",
+    "MAGNITUDE_KINDS",
+    "AuditResult",
+    "audit",
+    "loss_by_magnitude",
+    "magnitude_values",
+    "read_source",
+    "state_diff",
+]
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +172,12 @@ _NO_DICT: dict[str, Any] = {}
 _NO_LIST: tuple[Any, ...] = ()
 
 _MAX_EXACT = 2**53
-_TIMESTAMP = re.compile(
-    r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d(?::\d\d)?(?:\.(\d+))?([Zz]|([+-])(\d\d):?(\d\d))?\Z")
+# An RFC 3339 timestamp at risk: more than six fractional digits, or a UTC offset other
+# than +00:00 / -00:00 (``\d`` as in any str pattern: Unicode digits too). One match, no
+# groups to inspect: the audit runs it on every timestamp it sees.
+_RISKY_TIMESTAMP = re.compile(
+    r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d(?::\d\d)?"
+    r"(?:\.\d{7,}(?:[Zz]|[+-]\d\d:?\d\d)?|(?:\.\d+)?[+-](?!00:?00)\d\d:?\d\d)\Z")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _EXAMPLE_CHARS = 200
 
@@ -167,14 +197,8 @@ def _num_at_risk(text: str) -> bool:
 
 def _str_at_risk(s: str) -> bool:
     n = len(s)
-    if 16 <= n <= 40 and s[4] == "-":
-        m = _TIMESTAMP.match(s)
-        if m:
-            frac, _, sign, hh, mm = m.groups()
-            if frac is not None and len(frac) > 6:
-                return True
-            if sign is not None and (hh != "00" or mm != "00"):
-                return True
+    if 16 <= n <= 40 and s[4] == "-" and _RISKY_TIMESTAMP.match(s) is not None:
+        return True
     if not s.isascii():
         return _SURROGATE.search(s) is not None
     return n > 1 and s[0] == "0" and s.isdigit()
@@ -409,6 +433,54 @@ def _visit(r: Any, node: _Node, c: Any, w: Any, limit: int) -> int:
     return 0
 
 
+def _item(v: Any, kid: _Node, cv: Any, wv: Any, limit: int) -> int:
+    """One object member for a compiled plan whose leaf has an unexpected type: exactly
+    what the loop of :func:`_visit` does for one ``(key, value)`` (kept in step with it;
+    ``tests/test_fidelity.py`` compares the two walks on random documents)."""
+    tv = type(v)
+    if tv is dict or tv is list:
+        return _visit(v, kid, cv, wv, limit)
+    if tv is str:
+        if (v[:1] == "0" or not v.isascii() or (len(v) >= 16 and v[4:5] == "-")) \
+                and _str_at_risk(v):
+            kid.at_risk += 1
+        if (wv is v or wv == v) and (cv is v or cv == v) and type(wv) is str \
+                and type(cv) is str:
+            kid.values += 1
+            return 0
+    elif tv is int:
+        if v > _MAX_EXACT or v < -_MAX_EXACT:
+            kid.at_risk += 1
+        if type(wv) is int and (type(cv) is float or type(cv) is int):
+            kid.values += 1
+            if cv != v:
+                kid.value_changed += 1
+            if wv != v:
+                kid.text_changed += 1
+            if (cv != v or wv != v) and len(kid.examples) < limit:
+                _example(kid, _text(v), _text(wv) if wv != v else _show(cv))
+            return 0
+    elif tv is JsonNumber:
+        if (len(v) > 16 or "e" in v or "E" in v) and _num_at_risk(v):
+            kid.at_risk += 1
+        elif type(wv) is JsonNumber and type(cv) is float and str.__eq__(v, wv):
+            kid.values += 1
+            if not _decimal_equals_float(v, cv):
+                kid.value_changed += 1
+                if len(kid.examples) < limit:
+                    _example(kid, str.__str__(v), _show(cv))
+            return 0
+    elif v is None or tv is bool:
+        if wv is v and cv is v:
+            kid.values += 1
+            return 0
+    elif _risky(v, tv):
+        kid.at_risk += 1
+    kid.values += 1
+    _leaf(v, tv, kid, cv, wv, limit)
+    return 0
+
+
 _REPEAT = itertools.repeat(None)
 
 
@@ -483,6 +555,246 @@ def _locate(root: _Node, where: tuple[str | int, ...]) -> _Node:
     return node
 
 
+# -- compiled plans --------------------------------------------------------------------------
+#
+# Event streams repeat a few document shapes millions of times. For a shape (the top-level
+# keys, in order) seen often enough, the walk of :func:`_visit` is compiled into one
+# straight-line function, as attrs compiles ``__init__``: each path's node bound once,
+# each member fetched by a constant key, each leaf's comparison specialised for the type
+# it had in the document the plan was made from. It counts what :func:`_visit` counts:
+#
+# * first it fetches every member of the input, of the in-memory value and of the written
+#   value, and checks that nested objects are objects of the planned size; anything else
+#   (a member missing on either side, a consumer that made a nested object something
+#   else) returns -1 before any counter moved, and the document takes :func:`_visit`;
+# * then it counts. ``values`` of the plan's nodes are deferred (one count per document,
+#   added by :meth:`_Plan.flush`); a leaf whose type is not the planned one goes through
+#   :func:`_item`, which counts it as the loop of :func:`_visit` would;
+# * a document wholly on the plan (no leaf off it) has a known number of string tokens,
+#   so its duplicate-key check is one count of '"' in its text.
+
+#: a shape seen this many times gets a plan
+_PLAN_AFTER = 4
+#: per dialect: shapes counted at most, plans at most; leaves per plan at most
+_MAX_SHAPES = 4096
+_MAX_PLANS = 256
+_MAX_PLAN_LEAVES = 200
+#: a plan that sends more than half of its documents back to _visit, once it has sent
+#: this many, is dropped (its shape's nested objects vary too much to plan)
+_PLAN_TRIAL = 64
+#: added to a plan's result when a leaf was off the plan
+_OFF_PLAN = 1 << 40
+
+# _str_at_risk for an ASCII string, in one match: a risky timestamp of 16 to 40
+# characters, or digits with a leading zero (str.isdigit on ASCII is [0-9]).
+_RISKY_ASCII = re.compile(r"(?=[\x00-\x7f]{16,40}\Z)" + _RISKY_TIMESTAMP.pattern
+                          + r"|0[0-9]+\Z")
+
+_TEMPLATES: dict[str, str] = {
+    "int": """\
+if type({v}) is int:
+    if {v} > {m} or {v} < -{m}:
+        {n}.at_risk += 1
+    if type({w}) is int and (type({c}) is float or type({c}) is int):
+        d = {c} != {v}
+        x = {w} != {v}
+        if d or x:
+            if d:
+                {n}.value_changed += 1
+            if x:
+                {n}.text_changed += 1
+            if len({e}) < limit:
+                _example({n}, _text({v}), _text({w}) if x else _show({c}))
+    else:
+        _leaf({v}, int, {n}, {c}, {w}, limit)
+""",
+    "str": """\
+if type({v}) is str:
+    if {v}.isascii():
+        if _risky_ascii({v}) is not None:
+            {n}.at_risk += 1
+    elif _str_at_risk({v}):
+        {n}.at_risk += 1
+    if not ({w} == {v} and {c} == {v} and type({w}) is str and type({c}) is str):
+        _leaf({v}, str, {n}, {c}, {w}, limit)
+""",
+    "number": """\
+if type({v}) is JsonNumber:
+    if (len({v}) > 16 or "e" in {v} or "E" in {v}) and _num_at_risk({v}):
+        {n}.at_risk += 1
+        _leaf({v}, JsonNumber, {n}, {c}, {w}, limit)
+    elif type({w}) is JsonNumber and type({c}) is float and str.__eq__({v}, {w}):
+        if not _decimal_equals_float({v}, {c}):
+            {n}.value_changed += 1
+            if len({n}.examples) < limit:
+                _example({n}, str.__str__({v}), _show({c}))
+    else:
+        _leaf({v}, JsonNumber, {n}, {c}, {w}, limit)
+""",
+    "literal": """\
+if {v} is None or type({v}) is bool:
+    if not ({w} is {v} and {c} is {v}):
+        _leaf({v}, type({v}), {n}, {c}, {w}, limit)
+""",
+}
+# a leaf off the plan: _item counts its value itself
+_OFF = """\
+else:
+    {n}.values -= 1
+    k += OFF + _item({v}, {n}, {c}, {w}, limit)
+"""
+_ANY = """\
+{n}.values -= 1
+k += OFF + _item({v}, {n}, {c}, {w}, limit)
+"""
+
+
+def _leaf_kind(v: Any) -> str | None:
+    t = type(v)
+    if t is int:
+        return "int"
+    if t is str:
+        return "str"
+    if t is JsonNumber:
+        return "number"
+    if v is None or t is bool:
+        return "literal"
+    return None  # arrays, and leaves without a fast path: always through _item
+
+
+class _Plan:
+    """One compiled shape. ``run(r, c, w, limit)`` returns -1 when the document does not
+    fit the plan (nothing counted), else the number of object keys in ``r``, plus
+    :data:`_OFF_PLAN` when a leaf was off the plan."""
+
+    __slots__ = ("docs", "getters", "keys", "misses", "nodes", "quotes", "run", "shape")
+
+    def __init__(self, sample: dict[str, Any], root: _Node) -> None:
+        self.shape = tuple(sample)
+        self.getters: dict[str, Any] = {}  # name in the code -> operator.itemgetter
+        self.docs = self.misses = 0
+        self.nodes: list[_Node] = [root]  # the nodes whose values wait for flush()
+        self.run: Any = None
+        self.keys = 0  # object keys of a document on the plan
+        self.quotes = 0  # '"' in the text of a document on the plan (no backslash)
+        fetch: list[str] = []
+        count: list[str] = []
+        if self._plan(sample, root, "r", "c", "w", fetch, count):
+            self._compile(fetch, count)
+
+    def _plan(self, obj: dict[str, Any], node: _Node, r: str, c: str, w: str,
+              fetch: list[str], count: list[str]) -> bool:
+        """Plan the members of ``obj`` (at ``node``), held in the variables named ``r``,
+        ``c`` and ``w`` of the generated code. False when the shape is too big."""
+        self.keys += len(obj)
+        self.quotes += 2 * len(obj)
+        members: list[tuple[int, Any, _Node]] = []
+        for key, value in obj.items():
+            members.append((len(self.nodes), value, node.kid(key)))
+            self.nodes.append(members[-1][2])
+        if len(self.nodes) > _MAX_PLAN_LEAVES:
+            return False
+        if len(members) == 1:
+            i = members[0][0]
+            literal = repr(str(next(iter(obj))))
+            fetch.append(f"v{i} = {r}[{literal}]; c{i} = {c}[{literal}]; w{i} = {w}[{literal}]")
+        elif members:  # one C call per side: itemgetter returns them all, or KeyError
+            getter = f"G{len(self.getters)}"
+            self.getters[getter] = operator.itemgetter(*map(str, obj))
+            for side, holder in (("v", r), ("c", c), ("w", w)):
+                fetch.append(", ".join(f"{side}{i}" for i, _, _ in members)
+                             + f" = {getter}({holder})")
+        for i, value, kid in members:
+            v, cv, wv = f"v{i}", f"c{i}", f"w{i}"
+            if type(value) is dict:
+                fetch.append(f"if type({v}) is not dict or len({v}) != {len(value)} or "
+                             f"type({cv}) is not dict or type({wv}) is not dict: return -1")
+                if not self._plan(value, kid, v, cv, wv, fetch, count):
+                    return False
+                continue
+            kind = _leaf_kind(value)
+            names = {"v": v, "c": cv, "w": wv, "n": f"N{i}", "e": f"E{i}",
+                     "m": str(_MAX_EXACT)}
+            if kind is None:
+                count.append(_ANY.format(**names))
+            else:
+                count.append(_TEMPLATES[kind].format(**names) + _OFF.format(**names))
+                if kind == "str":
+                    self.quotes += 2
+        return True
+
+    def _compile(self, fetch: list[str], count: list[str]) -> None:
+        body = [
+            "def run(r, c, w, limit):",
+            "    if type(c) is not dict or type(w) is not dict:",
+            "        return -1",
+            "    try:",
+            *(f"        {line}" for line in fetch or ["pass"]),
+            "    except KeyError:",
+            "        return -1",
+            "    PLAN.docs += 1",
+            f"    k = {self.keys}",
+            *(f"    {line}" for block in count for line in block.splitlines()),
+            "    return k",
+        ]
+        namespace: dict[str, Any] = {
+            "PLAN": self, "OFF": _OFF_PLAN, "JsonNumber": JsonNumber,
+            "_leaf": _leaf, "_item": _item, "_example": _example, "_text": _text,
+            "_show": _show, "_str_at_risk": _str_at_risk, "_num_at_risk": _num_at_risk,
+            "_risky_ascii": _RISKY_ASCII.match, "_decimal_equals_float": _decimal_equals_float,
+            **{f"N{i}": node for i, node in enumerate(self.nodes)},
+            **{f"E{i}": node.examples for i, node in enumerate(self.nodes)},
+            **self.getters,
+        }
+        # Built from fixed templates and repr() of the keys only: no input reaches the code.
+        exec(compile("\n".join(body), "<evtools.fidelity plan>", "exec"), namespace)
+        self.run = namespace["run"]
+
+    def flush(self) -> None:
+        """Add the deferred ``values`` counts to the nodes."""
+        for node in self.nodes:
+            node.values += self.docs
+        self.docs = 0
+
+
+class _Shapes:
+    """One dialect's tree of counters and the plans of the shapes it has seen."""
+
+    __slots__ = ("plans", "root", "seen")
+
+    def __init__(self) -> None:
+        self.root = _Node("")
+        self.plans: dict[tuple[str, ...], _Plan | None] = {}  # None: not plannable
+        self.seen: dict[tuple[str, ...], int] = {}
+
+    def consider(self, keys: tuple[str, ...], r: dict[str, Any]) -> None:
+        """``r`` (of the shape ``keys``, which has no plan) was walked: plan the shape
+        once it is common."""
+        if keys in self.plans:
+            return
+        seen = self.seen.get(keys, 0) + 1
+        if seen < _PLAN_AFTER:
+            if seen > 1 or len(self.seen) < _MAX_SHAPES:
+                self.seen[keys] = seen
+            return
+        self.seen.pop(keys, None)
+        if len(self.plans) < _MAX_PLANS:
+            plan = _Plan(r, self.root)
+            self.plans[keys] = plan if plan.run is not None else None
+
+    def missed(self, plan: _Plan) -> None:
+        """``plan`` did not fit a document (which then took :func:`_visit`)."""
+        plan.misses += 1
+        if plan.misses >= _PLAN_TRIAL and plan.misses > plan.docs:
+            plan.flush()
+            self.plans[plan.shape] = None
+
+    def flush(self) -> None:
+        for plan in self.plans.values():
+            if plan is not None:
+                plan.flush()
+
+
 # -- the audit -------------------------------------------------------------------------------
 
 
@@ -504,18 +816,62 @@ class AuditResult:
     @property
     def has_loss(self) -> bool:
         """Did any consumer change, drop or reject anything?"""
-        return any(row[k] for row in self.rows
-                   for k in ("value_changed", "text_changed", "type_changed", "dropped",
-                             "rejected"))
+        return any(_lossy(row) for row in self.rows)
 
-    def to_frame(self) -> pl.DataFrame:
-        """The rows as a polars DataFrame with the columns in :data:`COLUMNS`."""
+    def row(self, dialect: str, path: str) -> dict[str, Any]:
+        """The counts of one (dialect, path); a path the dialect never saw counts zeros.
+        Raises :class:`~evtools.errors.UsageError` for a dialect not in the audit."""
+        if dialect not in self.dialects and not (dialect == "python" and self.invalid):
+            raise UsageError(f"dialect {dialect!r} was not audited; the audit has "
+                             f"{', '.join(self.dialects)}")
+        for row in self.rows:
+            if row["dialect"] == dialect and row["path"] == path:
+                return row
+        return {"dialect": dialect, "path": path, **dict.fromkeys(_COUNTS, 0),
+                "examples": ()}
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """Per dialect, each count summed over every path."""
+        out: dict[str, dict[str, int]] = {}
+        for row in self.rows:
+            sums = out.setdefault(row["dialect"], dict.fromkeys(_COUNTS, 0))
+            for k in _COUNTS:
+                sums[k] += row[k]
+        return out
+
+    def to_frame(self, *, losses_only: bool = False) -> pl.DataFrame:
+        """The rows as a polars DataFrame with the columns in :data:`COLUMNS`;
+        ``losses_only`` keeps the rows where something changed, was dropped or rejected."""
         import polars as pl
 
         schema: dict[str, Any] = {"dialect": pl.String, "path": pl.String}
         schema.update({k: pl.Int64 for k in _COUNTS})
         schema["examples"] = pl.List(pl.List(pl.String))
-        return pl.DataFrame(list(self.rows), schema=schema, orient="row")
+        rows = [r for r in self.rows if _lossy(r)] if losses_only else list(self.rows)
+        return pl.DataFrame(rows, schema=schema, orient="row")
+
+    def examples_frame(self, paths: Sequence[str] | None = None,
+                       dialects: Sequence[str] | None = None) -> pl.DataFrame:
+        """The examples as a before -> after table: ``dialect``, ``path``, ``before`` (the
+        input token) and ``after`` (the token the consumer wrote back when the text
+        changed, else the value it held, written out exactly; null when it dropped the
+        value). ``paths`` and ``dialects`` select, in the order given."""
+        import polars as pl
+
+        records = [{"dialect": row["dialect"], "path": row["path"], "before": before,
+                    "after": after}
+                   for row in self.rows
+                   if (paths is None or row["path"] in paths)
+                   and (dialects is None or row["dialect"] in dialects)
+                   for before, after in row["examples"]]
+        if paths is not None or dialects is not None:
+            path_order = {p: i for i, p in enumerate(paths or ())}
+            dialect_order = {d: i for i, d in enumerate(dialects or ())}
+            records.sort(key=lambda r: (dialect_order.get(r["dialect"], 0),
+                                        path_order.get(r["path"], 0)))
+        return pl.DataFrame(records, schema={"dialect": pl.String, "path": pl.String,
+                                             "before": pl.String, "after": pl.String},
+                            orient="row")
 
     def to_records(self) -> list[dict[str, Any]]:
         """The rows as plain dictionaries, examples as ``[before, after]`` lists."""
@@ -638,29 +994,46 @@ def audit(documents: Iterable[Document], dialects: Sequence[str | Dialect] = ("g
     names = [d.name for d in instances]
     if len(set(names)) != len(names):
         raise UsageError(f"dialects named twice: {', '.join(names)}")
-    roots = [_Node("") for _ in instances]
+    shapes = [_Shapes() for _ in instances]
     baseline = _Node("")
     counts = [0, 0]  # documents, invalid
 
-    batch: list[tuple[Context | None, bytes]] = []
-    for doc in documents:
-        item = _as_document(doc)
-        if item is None:
-            continue
-        batch.append(item)
-        if len(batch) >= batch_size:
-            _audit_batch(batch, instances, roots, baseline, examples, counts)
-            batch = []
-    if batch:
-        _audit_batch(batch, instances, roots, baseline, examples, counts)
+    it = iter(documents)
+    ctxs: list[Context | None] = []
+    datas: list[bytes] = []
+    while True:
+        more: list[Any] = list(itertools.islice(it, batch_size - len(datas)))
+        if not more:
+            break
+        kinds = set(map(type, more))
+        if len(kinds) == 1 and bytes in kinds:  # the common case, without a call per item
+            datas += more
+            ctxs += [None] * len(more)
+        else:
+            for doc in more:
+                item = _as_document(doc)
+                if item is not None:
+                    ctxs.append(item[0])
+                    datas.append(item[1])
+        if len(datas) >= batch_size:
+            _audit_batch(ctxs, datas, instances, shapes, baseline, examples, counts)
+            ctxs, datas = [], []
+    if datas:
+        _audit_batch(ctxs, datas, instances, shapes, baseline, examples, counts)
 
     rows: list[dict[str, Any]] = []
-    for name, root in zip(names, roots, strict=True):
-        rows.extend(_rows(name, root))
+    for name, shape in zip(names, shapes, strict=True):
+        shape.flush()
+        rows.extend(_rows(name, shape.root))
     if counts[1] and "python" not in names:
         rows.extend(_rows("python", baseline))
     return AuditResult(rows=tuple(rows), dialects=tuple(names), documents=counts[0],
                        invalid=counts[1], examples=examples)
+
+
+def _lossy(row: Mapping[str, Any]) -> bool:
+    return bool(row["value_changed"] or row["text_changed"] or row["type_changed"]
+                or row["dropped"] or row["rejected"])
 
 
 def _rows(name: str, root: _Node) -> Iterator[dict[str, Any]]:
@@ -673,46 +1046,98 @@ def _rows(name: str, root: _Node) -> Iterator[dict[str, Any]]:
                    "examples": tuple(node.examples)}
 
 
-def _audit_batch(batch: list[tuple[Context | None, bytes]], dialects: list[Dialect],
-                 roots: list[_Node], baseline: _Node, limit: int, counts: list[int]) -> None:
-    """Columnar dialects run on the whole batch first; then one document at a time: read
-    it exactly, run the other dialects on it, walk once per dialect. Nothing decoded is
-    kept across documents (holding a batch of trees costs more in GC than it saves)."""
-    datas = [data for _, data in batch]
+#: documents run through the per-document dialects together, and screened for backslashes
+#: and ``-0`` in one pass over their joined text
+_CHUNK = 256
+
+
+def _audit_batch(ctxs: list[Context | None], datas: list[bytes], dialects: list[Dialect],
+                 shapes: list[_Shapes], baseline: _Node, limit: int,
+                 counts: list[int]) -> None:
+    """Columnar dialects run on the whole batch first, the others a chunk at a time; then
+    one document at a time: read it exactly, walk it once per dialect. Nothing decoded is
+    kept beyond a chunk (holding a batch of trees costs more in GC than it saves)."""
     columns = [_outcomes(d, datas) if d.columnar else None for d in dialects]
+    counts[0] += len(datas)
+    for start in range(0, len(datas), _CHUNK):
+        _audit_chunk(ctxs, datas, start, min(start + _CHUNK, len(datas)), dialects,
+                     columns, shapes, baseline, limit, counts)
+
+
+def _one_by_one(dialect: Dialect, datas: list[bytes]) -> list[Any]:
+    """:func:`_outcomes` of a per-document dialect."""
+    decode, encode = dialect.decode, dialect.encode
+    out: list[Any] = []
+    for data in datas:
+        try:
+            value = decode(data)
+            out.append((value, encode(value)))
+        except ConsumerRejected as e:
+            out.append(e)
+    return out
+
+
+def _plain(texts: list[bytes]) -> bool:
+    """True when none of ``texts`` has a backslash or an integer token ``-0``, so that
+    msgspec reads each exactly (see :func:`~evtools.dialects.python._quick_loads`).
+    One pass over the joined texts: a document boundary can only raise a false alarm."""
+    joined = b"\n".join(texts)
+    return joined.find(b"\\") < 0 and _NEG_ZERO.search(joined) is None
+
+
+def _audit_chunk(ctxs: list[Context | None], datas: list[bytes], start: int, end: int,
+                 dialects: list[Dialect], columns: list[list[Any] | None],
+                 shapes: list[_Shapes], baseline: _Node, limit: int,
+                 counts: list[int]) -> None:
+    """Documents ``start:end`` of the batch. The exact reading is
+    :func:`~evtools.dialects.python._quick_loads` inlined, its screens done per chunk
+    (:func:`_plain`), with ``loads`` for the rest; a document whose top-level keys have a
+    plan is walked by it (see "compiled plans" above)."""
+    part = datas[start:end]
+    work = []
+    for d, s, column in zip(dialects, shapes, columns, strict=True):
+        outcomes = column[start:end] if column is not None else _one_by_one(d, part)
+        written_plain = _plain([o[1] for o in outcomes if type(o) is tuple])
+        work.append((d, s, s.root, s.plans, outcomes, written_plain))
     shadowed: list[tuple[tuple[str | int, ...], Any]] = []
-    work = list(zip(dialects, roots, columns, strict=True))
-    for j, (ctx, data) in enumerate(batch):
-        counts[0] += 1
-        ref: Any = _quick_loads(data)
-        escaped = False
+    read = _EXACT.decode
+    neg_zero = _NEG_ZERO.search  # the regex of _has_negative_zero, without the call
+    data_plain = _plain(part)
+    for j in range(end - start):
+        data = part[j]
+        ref: Any = SLOW
+        if data_plain:
+            escaped = False
+            try:
+                ref = read(data)
+            except (msgspec.MsgspecError, ValueError, RecursionError):
+                ref = SLOW
+        else:
+            escaped = data.find(b"\\") >= 0  # (find is faster than `in` for one byte)
+            if not escaped:
+                try:
+                    ref = read(data)
+                except (msgspec.MsgspecError, ValueError, RecursionError):
+                    ref = SLOW
+                else:
+                    if neg_zero(data) is not None and _has_negative_zero(data):
+                        ref = SLOW
         if ref is SLOW:
-            escaped = b"\\" in data
             try:
                 # Without escapes the duplicate-key check is cheaper after the first walk,
                 # which counts the keys anyway.
                 ref = loads(data, strict=False, check_duplicates=escaped, shadowed=shadowed)
             except DecodeError as e:
                 counts[1] += 1
-                _reject(baseline, limit, ctx, data, e.message)
+                _reject(baseline, limit, ctxs[start + j], data, e.message)
                 ref = _MISSING
         check_keys = ref is not _MISSING and not escaped
-        for dialect, root, column in work:
-            rejection: ConsumerRejected | None = None
-            if column is None:
-                try:
-                    value = dialect.decode(data)
-                    written = dialect.encode(value)
-                except ConsumerRejected as e:
-                    rejection = e
-            else:
-                outcome = column[j]
-                if type(outcome) is tuple:
-                    value, written = outcome
-                else:
-                    rejection = outcome
-            if rejection is not None:
-                _reject(root, limit, ctx, data, rejection.reason)
+        keys = tuple(ref) if type(ref) is dict else None
+        for dialect, shape, root, plans, outcomes, written_plain in work:
+            quotes = -1  # set when the document was wholly on a plan
+            outcome = outcomes[j]
+            if type(outcome) is not tuple:
+                _reject(root, limit, ctxs[start + j], data, outcome.reason)
                 if ref is _MISSING:
                     continue
                 n_keys = _visit(ref, root, _GONE, _GONE, limit)
@@ -720,21 +1145,52 @@ def _audit_batch(batch: list[tuple[Context | None, bytes]], dialects: list[Diale
             else:
                 if ref is _MISSING:  # not JSON, yet this consumer took it: nothing to compare
                     continue
+                value, written = outcome
                 if written == data:
                     w = ref
                 else:
-                    w = _quick_loads(written)
+                    w = SLOW
+                    if written_plain:
+                        try:
+                            w = read(written)
+                        except (msgspec.MsgspecError, ValueError, RecursionError):
+                            w = SLOW
+                    elif written.find(b"\\") < 0:
+                        try:
+                            w = read(written)
+                        except (msgspec.MsgspecError, ValueError, RecursionError):
+                            w = SLOW
+                        else:
+                            if neg_zero(written) is not None \
+                                    and _has_negative_zero(written):
+                                w = SLOW
                     if w is SLOW:
                         try:
                             w = loads(written, strict=False, allow_nonfinite=True,
                                       check_duplicates=False)
                         except DecodeError as e:
-                            w = _unreadable(dialect, root, ctx, data, written, e, limit)
-                n_keys = _visit(ref, root, value, w, limit)
+                            w = _unreadable(dialect, root, ctxs[start + j], data, written, e,
+                                            limit)
+                plan = plans.get(keys) if keys is not None else None
+                if plan is None:
+                    n_keys = _visit(ref, root, value, w, limit)
+                    if keys is not None:
+                        shape.consider(keys, ref)
+                else:
+                    n_keys = plan.run(ref, value, w, limit)
+                    if n_keys == plan.keys:
+                        quotes = plan.quotes
+                    elif n_keys >= 0:
+                        n_keys %= _OFF_PLAN
+                    else:
+                        shape.missed(plan)
+                        n_keys = _visit(ref, root, value, w, limit)
                 accepted = True
             if check_keys:
                 check_keys = False
-                if n_keys != count_plain_keys(data):  # a key repeats: find the shadowed
+                # a key repeats: find the shadowed occurrences
+                if (data.count(b'"') != quotes if quotes >= 0
+                        else n_keys != count_plain_keys(data)):
                     loads(data, strict=False, shadowed=shadowed)
             if shadowed:
                 _count_shadows(root, shadowed, limit, accepted)
@@ -763,6 +1219,138 @@ def _count_shadows(root: _Node, shadow: list[tuple[tuple[str | int, ...], Any]],
             node.dropped += 1
             if len(node.examples) < limit:
                 _example(node, _text(value), None)
+
+
+# -- loss against magnitude ----------------------------------------------------------------
+
+#: the number kinds :func:`loss_by_magnitude` generates
+MAGNITUDE_KINDS: tuple[str, ...] = ("integer", "decimal")
+
+
+def magnitude_values(kind: str, magnitude: int, n: int, *, seed: int = 0) -> list[str]:
+    """The ``n`` JSON number tokens :func:`loss_by_magnitude` audits for one step: random
+    (seeded per step, so each step is the same whatever else is asked for) integers in
+    ``[2**(magnitude-1), 2**magnitude)``, or amounts with cents and ``magnitude``
+    significant digits (``0.07``, ``1.23``, ..., ``1234567.89``)."""
+    if kind not in MAGNITUDE_KINDS:
+        raise UsageError(f"unknown magnitude kind {kind!r}; choose from "
+                         f"{', '.join(MAGNITUDE_KINDS)}")
+    rng = random.Random(f"{seed}:{kind}:{magnitude}")
+    if kind == "integer":
+        low = 1 << (magnitude - 1)
+        return [str(low + rng.randrange(low)) for _ in range(n)]
+    low = 10 ** (magnitude - 1)
+    out = []
+    for _ in range(n):
+        units = low + rng.randrange(9 * low)
+        out.append(f"{units // 100}.{units % 100:02d}")
+    return out
+
+
+def _held_error(held: Any, exact: Fraction) -> float | None:
+    """|held - exact| as a float; None when ``held`` is not a number."""
+    if isinstance(held, bool):
+        return None
+    if type(held) is JsonNumber:  # the exact baseline keeps a number's text
+        held = held.to_decimal()
+    if not isinstance(held, int | float | Decimal | Fraction):
+        item = getattr(held, "item", None)  # numpy and torch scalars
+        if item is None:
+            return None
+        held = item()
+        if isinstance(held, bool) or not isinstance(held, int | float):
+            return None
+    try:
+        return float(abs(Fraction(held) - exact))
+    except (OverflowError, ValueError):  # an infinity or NaN
+        return math.inf
+
+
+def loss_by_magnitude(dialects: Sequence[str | Dialect] = ("go", "js", "torch"), *,
+                      kinds: Sequence[str] = MAGNITUDE_KINDS, per_step: int = 1000,
+                      seed: int = 0, int_bits: Iterable[int] = range(48, 65),
+                      decimal_digits: Iterable[int] = range(1, 21)) -> pl.DataFrame:
+    """What each consumer does to numbers as they grow, measured by running the dialects.
+
+    For each magnitude step it generates ``per_step`` random numbers
+    (:func:`magnitude_values`):
+
+    ``integer``
+        for each ``b`` in ``int_bits`` (1 to 64), integers in ``[2**(b-1), 2**b)``;
+    ``decimal``
+        for each ``k`` in ``decimal_digits`` (1 to 40), money amounts with cents and ``k``
+        significant digits (``0.07``, ``1.23``, ..., ``1234567.89``);
+
+    writes each as the document ``{"v": <number>}`` and audits the step through every
+    dialect (a columnar dialect sees one step as one batch), then decodes it once more
+    to measure how far the value the consumer holds is from the exact one.
+
+    Returns a polars DataFrame, one row per (dialect, kind, magnitude): the audit counts
+    of ``/v`` (``values``, ``at_risk``, ``value_changed``, ``text_changed``,
+    ``rejected``), the same as fractions of ``values`` (``changed_fraction``,
+    ``text_changed_fraction``, ``rejected_fraction``), and ``median_abs_error``,
+    ``max_abs_error``, ``max_rel_error``: exact ``|held - input|`` over the values the
+    consumer accepted (null when it accepted none).
+    """
+    import polars as pl
+
+    if per_step < 1:
+        raise UsageError("per_step must be at least 1")
+    unknown = [k for k in kinds if k not in MAGNITUDE_KINDS]
+    if unknown or not kinds:
+        raise UsageError(f"unknown magnitude kind {unknown[0] if unknown else ''!r}; "
+                         f"choose from {', '.join(MAGNITUDE_KINDS)}")
+    steps = {"integer": list(int_bits), "decimal": list(decimal_digits)}
+    bounds = {"integer": (1, 64), "decimal": (1, 40)}
+    for kind in kinds:
+        lo, hi = bounds[kind]
+        bad = [m for m in steps[kind] if not lo <= m <= hi]
+        if bad or not steps[kind]:
+            raise UsageError(f"{kind} magnitudes must be {lo} to {hi}, got "
+                             f"{bad[0] if bad else 'none'}")
+    instances = [get_dialect(d) if isinstance(d, str) else d for d in dialects]
+    if not instances:
+        raise UsageError("loss_by_magnitude needs at least one dialect")
+    rows: list[dict[str, Any]] = []
+    for kind in kinds:
+        for magnitude in steps[kind]:
+            tokens = magnitude_values(kind, magnitude, per_step, seed=seed)
+            docs = [f'{{"v":{t}}}'.encode() for t in tokens]
+            result = audit(docs, instances, examples=0, batch_size=len(docs))
+            exact = [Fraction(t) for t in tokens]
+            for dialect in instances:
+                counts = {r["path"]: r for r in result.rows if r["dialect"] == dialect.name}
+                v = counts.get("/v", {})
+                rejected = counts.get("", {}).get("rejected", 0)
+                errors = []
+                for held, want in zip(dialect.decode_batch(docs), exact, strict=True):
+                    if isinstance(held, dict):
+                        error = _held_error(held.get("v"), want)
+                        if error is not None:
+                            errors.append((error, error / float(want)))
+                values = v.get("values", 0)
+                abs_errors = sorted(e for e, _ in errors)
+                rows.append({
+                    "dialect": dialect.name, "kind": kind, "magnitude": magnitude,
+                    "values": values, "at_risk": v.get("at_risk", 0),
+                    "value_changed": v.get("value_changed", 0),
+                    "text_changed": v.get("text_changed", 0), "rejected": rejected,
+                    "changed_fraction": v.get("value_changed", 0) / values if values else None,
+                    "text_changed_fraction": (v.get("text_changed", 0) / values
+                                              if values else None),
+                    "rejected_fraction": rejected / len(docs),
+                    "median_abs_error": (abs_errors[len(abs_errors) // 2]
+                                         if abs_errors else None),
+                    "max_abs_error": abs_errors[-1] if abs_errors else None,
+                    "max_rel_error": max(r for _, r in errors) if errors else None,
+                })
+    schema: dict[str, Any] = {"dialect": pl.String, "kind": pl.String, "magnitude": pl.Int64}
+    schema.update({k: pl.Int64 for k in ("values", "at_risk", "value_changed",
+                                         "text_changed", "rejected")})
+    schema.update({k: pl.Float64 for k in ("changed_fraction", "text_changed_fraction",
+                                           "rejected_fraction", "median_abs_error",
+                                           "max_abs_error", "max_rel_error")})
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 # -- reading sources -------------------------------------------------------------------------
@@ -935,8 +1523,12 @@ def _read_document(data: bytes, name: str) -> Iterator[tuple[Context, bytes]]:
 # -- the state diff --------------------------------------------------------------------------
 
 
-def _children(value: Any) -> Iterable[tuple[str, Any]] | None:
-    """The fields of a container-like value, or None for a leaf."""
+def _children(value: Any, held: bool = False) -> Iterable[tuple[str, Any]] | None:
+    """The fields of a container-like value, or None for a leaf. An aggregate gives its
+    ``to_state()``, or with ``held`` the values its state fields hold."""
+    state_fields = getattr(value, "state_fields", None)
+    if held and callable(state_fields) and not isinstance(value, type):
+        return ((f, getattr(value, f)) for f in state_fields())
     to_state = getattr(value, "to_state", None)
     if callable(to_state) and not isinstance(value, type):  # an Aggregate: its state
         value = to_state()
@@ -960,15 +1552,20 @@ def _equal(a: Any, b: Any) -> bool:
         return False
 
 
-def state_diff(naive_state: Any, typed_state: Any) -> pl.DataFrame:
+def state_diff(naive_state: Any, typed_state: Any, *, held: bool = False) -> pl.DataFrame:
     """Every field whose final state differs between a naive rebuild and a typed one.
 
-    Both sides may be nested mappings, lists, msgspec Structs or dataclasses; leaves are
-    compared exactly (``Decimal("0.1") != 0.1``). Returns a polars DataFrame with columns
-    ``path`` (JSON Pointer), ``naive``, ``typed`` (``repr`` of each value, null where the
-    field is absent), ``naive_type``, ``typed_type`` and ``difference``: ``value`` (the
-    values differ), ``type`` (equal values of different types, e.g. ``5`` and ``5.0``, or a
-    ``str`` and a ``str`` enum), ``missing_in_naive`` or ``missing_in_typed``.
+    Both sides may be nested mappings, lists, msgspec Structs, dataclasses or aggregates;
+    leaves are compared exactly (``Decimal("0.1") != 0.1``). An aggregate is compared by
+    its ``to_state()`` (plain values: enums and timestamps as their text), or with
+    ``held=True`` by the values it holds (enums, ``Decimal``, ``Timestamp``, ``UUID``,
+    value objects), which shows what a naive consumer holds as plain strings instead.
+
+    Returns a polars DataFrame with columns ``path`` (JSON Pointer), ``naive``, ``typed``
+    (``repr`` of each value, null where the field is absent), ``naive_type``,
+    ``typed_type`` and ``difference``: ``value`` (the values differ), ``type`` (equal
+    values of different types, e.g. ``5`` and ``5.0``, or a ``str`` and a ``str`` enum),
+    ``missing_in_naive`` or ``missing_in_typed``.
     """
     import polars as pl
 
@@ -981,7 +1578,7 @@ def state_diff(naive_state: Any, typed_state: Any) -> pl.DataFrame:
             rows.append((path, repr(a), repr(b), type(a).__name__, type(b).__name__, "type"))
 
     def walk(path: str, a: Any, b: Any) -> None:
-        ka, kb = _children(a), _children(b)
+        ka, kb = _children(a, held), _children(b, held)
         if ka is None or kb is None:
             if (ka is None) != (kb is None):
                 rows.append((path, repr(a), repr(b), type(a).__name__, type(b).__name__,

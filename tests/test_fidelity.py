@@ -12,6 +12,7 @@ import io
 import json
 from collections.abc import Iterator
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,6 +22,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from evtools import fidelity, orders
+from evtools.datagen import generate
 from evtools.dialects import Dialect
 from evtools.errors import (
     ConsumerRejected,
@@ -31,7 +34,16 @@ from evtools.errors import (
     UsageError,
 )
 from evtools.events import RawEvent, to_cloudevent
-from evtools.fidelity import COLUMNS, AuditResult, audit, read_source, state_diff
+from evtools.fidelity import (
+    COLUMNS,
+    AuditResult,
+    audit,
+    loss_by_magnitude,
+    magnitude_values,
+    read_source,
+    state_diff,
+)
+from evtools.rehydrate import naive_rehydrate, rehydrate
 
 from .strategies import json_values
 
@@ -254,6 +266,146 @@ def test_columnar_batches_see_batch_size_documents() -> None:
     assert seen == [10, 10, 5]
 
 
+# -- compiled plans: the same counts as the generic walk ----------------------------------------
+
+_PLAN_LEAVES = st.one_of(
+    st.integers(-(2**65), 2**65),
+    st.sampled_from([0, 1, -1, 2**53, 2**53 + 1, -(2**53) - 1, 2**63, 2**64 - 1]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["2024-01-02T03:04:05.123456789+02:00", "2024-01-02T03:04:05Z", "007",
+                     "a<b&c", "Zürich", "\u2028", "line\nbreak", "", "x"]),
+    st.text(max_size=6),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(-3, 2**60), max_size=2),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.integers(-3, 3), max_size=2),
+)
+
+
+@st.composite
+def _documents_of_few_shapes(draw: st.DrawFn) -> list[bytes]:
+    """Documents sharing a few shapes (so plans are made and used), with leaves of every
+    kind, sometimes of another type than the shape had, plus raw-text tricks: ``-0``,
+    repeated keys, escapes, whitespace."""
+    shapes = draw(st.lists(st.lists(st.sampled_from(["id", "price", "at", "note", "ok",
+                                                     "addr", "tags", "secret"]),
+                                    unique=True, max_size=5), min_size=1, max_size=3))
+    docs = []
+    for _ in range(draw(st.integers(1, 14))):
+        keys = draw(st.sampled_from(shapes))
+        obj: dict[str, Any] = {k: draw(_PLAN_LEAVES) for k in keys}
+        if "addr" in obj and draw(st.booleans()):
+            obj["addr"] = {k: draw(_PLAN_LEAVES) for k in ("city", "zip")}
+        text = json.dumps(obj, ensure_ascii=draw(st.booleans()),
+                          separators=draw(st.sampled_from([(",", ":"), (", ", ": ")])))
+        trick = draw(st.sampled_from(["", "", "", "-0", "repeat", "poison"]))
+        if trick == "-0" and obj:
+            text = '{"z":-0,' + text[1:] if text != "{}" else '{"z":-0}'
+        elif trick == "repeat" and obj:
+            text = text[:-1] + f',"{keys[0]}":1}}'
+        elif trick == "poison":
+            text = text.replace('"note"', '"poison"')
+        docs.append(text.encode())
+    return docs
+
+
+def _with_and_without_plans(monkeypatch: pytest.MonkeyPatch, docs: list[bytes],
+                         dialects: list[Any], **kwargs: Any) -> tuple[AuditResult, AuditResult]:
+    with monkeypatch.context() as m:
+        m.setattr(fidelity, "_PLAN_AFTER", 10**9)
+        generic = audit(docs, dialects, **kwargs)
+    with monkeypatch.context() as m:
+        m.setattr(fidelity, "_PLAN_AFTER", 1)
+        m.setattr(fidelity, "_CHUNK", 4)  # several chunks, each screened on its own
+        planned = audit(docs, dialects, **kwargs)
+    return generic, planned
+
+
+@settings(max_examples=80, deadline=None)
+@given(_documents_of_few_shapes())
+def test_compiled_plans_count_what_the_walk_counts(docs: list[bytes]) -> None:
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        generic, planned = _with_and_without_plans(
+            monkeypatch, docs, ["python", "go", "js", FloatsDialect(), ForgetfulDialect()],
+            examples=3)
+    finally:
+        monkeypatch.undo()
+    assert planned.rows == generic.rows  # every count and every example, in order
+    assert (planned.documents, planned.invalid) == (generic.documents, generic.invalid)
+
+
+def test_plans_are_made_for_repeated_shapes_and_change_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[int] = []
+
+    class CountingPlan(fidelity._Plan):
+        __slots__ = ()
+
+        def __init__(self, sample: dict[str, Any], root: Any) -> None:
+            super().__init__(sample, root)
+            made.append(1)
+
+    monkeypatch.setattr(fidelity, "_Plan", CountingPlan)
+    events = list(generate(3000, seed=11, faults="duplicate=0.01,corrupt=0.01"))
+    docs = [e.data for e in events]
+    generic, planned = _with_and_without_plans(monkeypatch, docs, ["go", "js", "pandas"])
+    assert len(made) >= 8  # one per event shape and dialect, at least
+    assert planned.rows == generic.rows
+    assert planned.has_loss
+
+
+# -- loss against magnitude ----------------------------------------------------------------------
+
+
+def test_magnitude_values_are_seeded_per_step() -> None:
+    ints = magnitude_values("integer", 54, 50, seed=3)
+    assert ints == magnitude_values("integer", 54, 50, seed=3)
+    assert ints != magnitude_values("integer", 54, 50, seed=4)
+    assert all(2**53 <= int(t) < 2**54 for t in ints)
+    amounts = magnitude_values("decimal", 5, 50)
+    assert all(len(t.replace(".", "").lstrip("0")) == 5 and len(t.split(".")[1]) == 2
+               for t in amounts)
+    with pytest.raises(UsageError):
+        magnitude_values("complex", 3, 1)
+
+
+def test_loss_by_magnitude_measures_the_real_dialects() -> None:
+    frame = loss_by_magnitude(["python", "go", "js"], per_step=200, int_bits=[53, 54, 64],
+                              decimal_digits=[2, 18])
+    assert frame.columns[:3] == ["dialect", "kind", "magnitude"]
+    assert frame.height == 3 * (3 + 2)
+    rows = {(r["dialect"], r["kind"], r["magnitude"]): r for r in frame.iter_rows(named=True)}
+    for key, row in rows.items():
+        assert row["values"] == 200 and row["rejected"] == 0
+        if key[0] == "python":  # the exact baseline holds every value
+            assert row["value_changed"] == row["text_changed"] == 0
+            assert row["max_abs_error"] == 0
+    # expected counts computed here, independently: a float64 holds the value or not
+    for kind, m in [("integer", 53), ("integer", 54), ("integer", 64), ("decimal", 2),
+                    ("decimal", 18)]:
+        tokens = magnitude_values(kind, m, 200)
+        exact = [Fraction(t) for t in tokens]
+        changed = sum(Fraction(float(x)) != x for x in exact)
+        worst = max(abs(Fraction(float(x)) - x) for x in exact)
+        for dialect in ("go", "js"):
+            row = rows[(dialect, kind, m)]
+            assert row["value_changed"] == changed, (dialect, kind, m)
+            assert row["changed_fraction"] == changed / 200
+            assert row["max_abs_error"] == float(worst)
+    assert rows[("go", "integer", 53)]["value_changed"] == 0
+    assert 0 < rows[("go", "integer", 54)]["value_changed"] < 200
+    assert rows[("go", "integer", 54)]["at_risk"] == 200  # every one above 2**53
+    assert rows[("go", "decimal", 18)]["text_changed"] > 150  # 17 digits at most survive
+
+
+def test_loss_by_magnitude_checks_its_arguments() -> None:
+    for kwargs in ({"per_step": 0}, {"kinds": ("complex",)}, {"int_bits": [65]},
+                   {"decimal_digits": [0]}, {"dialects": ()}):
+        with pytest.raises(UsageError):
+            loss_by_magnitude(**kwargs)
+
+
 # -- output ------------------------------------------------------------------------------------
 
 
@@ -285,6 +437,34 @@ def test_json_csv_and_html(lossy: AuditResult) -> None:
     assert page.startswith("<!DOCTYPE html>") and "<table>" in page and "</html>" in page
     assert "9007199254740993" in page and 'class="loss"' in page
     assert "<script" not in page and "http" not in page  # self-contained
+
+
+def test_rows_totals_and_losses(lossy: AuditResult) -> None:
+    n = lossy.row("floats", "/n")
+    assert (n["values"], n["value_changed"], n["text_changed"]) == (1, 1, 1)
+    never = lossy.row("floats", "/nowhere")
+    assert never["values"] == 0 and never["examples"] == ()
+    with pytest.raises(UsageError, match="was not audited"):
+        lossy.row("go", "/n")
+    totals = lossy.totals()
+    assert set(totals) == {"floats", "forgetful"}
+    assert totals["forgetful"]["dropped"] == 1 and totals["forgetful"]["rejected"] == 1
+    assert totals["floats"]["value_changed"] == sum(
+        r["value_changed"] for r in lossy.rows if r["dialect"] == "floats")
+    losses = lossy.to_frame(losses_only=True)
+    assert 0 < losses.height < len(lossy.rows)
+    assert all(any(r[k] for k in COLUMNS[4:9]) for r in losses.iter_rows(named=True))
+
+
+def test_examples_frame_is_a_before_after_table(lossy: AuditResult) -> None:
+    frame = lossy.examples_frame()
+    assert frame.columns == ["dialect", "path", "before", "after"]
+    assert frame.height == sum(len(r["examples"]) for r in lossy.rows)
+    picked = lossy.examples_frame(["/secret", "/n"], dialects=["forgetful", "floats"])
+    assert picked.rows() == [("forgetful", "/secret", "1", None),  # dropped
+                             ("floats", "/secret", "1", "1.0"),
+                             ("floats", "/n", "9007199254740993", "9007199254740992.0")]
+    assert lossy.examples_frame(["/absent"]).height == 0
 
 
 # -- read_source ------------------------------------------------------------------------------
@@ -569,6 +749,22 @@ def test_state_diff_reports_equal_values_of_another_type() -> None:
                                  "naive_type": "int", "typed_type": "float",
                                  "difference": "type"}]
     assert state_diff({"x": [1, 2]}, {"x": [1, 2]}).height == 0
+
+
+def test_state_diff_of_an_aggregate_by_state_or_by_what_it_holds() -> None:
+    events = [e for e in generate(400, seed=3) if e.stream.startswith("order-")]
+    stream = next(e.stream for e in events if e.type == "PaymentAuthorized")
+    one = [e for e in events if e.stream == stream]
+    typed = rehydrate(one, orders.order_registry(), orders.Order).aggregate
+    naive = naive_rehydrate(one, dialect="python").state
+    by_state = state_diff(naive, typed)  # to_state(): enums and timestamps as text
+    assert by_state.filter(pl.col("difference") != "type").is_empty()
+    assert "/currency" not in set(by_state["path"])
+    held = state_diff(naive, typed, held=True)
+    currency = held.filter(pl.col("path") == "/currency").to_dicts()[0]
+    assert (currency["naive_type"], currency["typed_type"], currency["difference"]) == (
+        "str", "Currency", "type")
+    assert held.filter(pl.col("path") == "/created_at")["typed_type"].to_list() == ["Timestamp"]
 
 
 def test_rejections_keep_the_consumers_reason() -> None:
