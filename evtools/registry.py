@@ -347,14 +347,16 @@ class Registry:
     def _decode_slow(self, event_type: str, schema_version: int, data: bytes,
                      raw: RawEvent | None, context: Context | None
                      ) -> tuple[Any, dict[str, Any]]:
-        where = self._where(raw, context, event_type, schema_version, None)
+        def where() -> Context:  # built only when there is an error to report
+            return self._where(raw, context, event_type, schema_version, None)
+
         if raw is not None and not raw.is_json:
-            raise DecodeError(f"content type {raw.content_type!r} is not JSON", where)
+            raise DecodeError(f"content type {raw.content_type!r} is not JSON", where())
         if len(data) > self.max_payload_bytes:
             raise DecodeError(f"payload of {len(data):,} bytes exceeds the limit of "
-                              f"{self.max_payload_bytes:,} bytes", where)
+                              f"{self.max_payload_bytes:,} bytes", where())
         if event_type not in self._latest:
-            raise UnknownEventType(f"no class registered for event type {event_type!r}", where)
+            raise UnknownEventType(f"no class registered for event type {event_type!r}", where())
         target = self._latest[event_type]
         if schema_version > target or (
                 schema_version != target and (event_type, schema_version) not in self._upcasters
@@ -362,7 +364,7 @@ class Registry:
             known = sorted(v for (n, v) in self._entries if n == event_type)
             raise UnknownSchemaVersion(
                 f"{event_type} has no class or upcaster for schema version {schema_version} "
-                f"(registered: {', '.join(f'v{v}' for v in known)})", where)
+                f"(registered: {', '.join(f'v{v}' for v in known)})", where())
         if schema_version != target:
             data = self._upcast(event_type, schema_version, target, data, where)
         entry = self._entries[(event_type, target)]
@@ -395,16 +397,16 @@ class Registry:
         return self._post_checks(entry, event, data, raw, context)
 
     def _upcast(self, event_type: str, version: int, target: int, data: bytes,
-                where: Context) -> bytes:
+                where: Callable[[], Context]) -> bytes:
         try:
             payload = _lossless.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise DecodeError(f"payload is not valid JSON: {_describe(e)}", where) from e
+            raise DecodeError(f"payload is not valid JSON: {_describe(e)}", where()) from e
         if self.duplicate_keys == "reject" and has_duplicate_key(data):
-            self._duplicate(data, event_type, version, None, where)
+            self._duplicate(data, event_type, version, None, where())
         if not isinstance(payload, dict):
             raise SchemaError(f"payload is a JSON {_json_type(payload)}, not an object",
-                              where.merge(Context(path="")))
+                              where().merge(Context(path="")))
         seen = [version]
         current = version
         while current != target:
@@ -412,28 +414,28 @@ class Registry:
             if step is None:
                 chain = " -> ".join(f"v{v}" for v in seen)
                 raise UpcastError(f"no upcaster for {event_type} from v{current} "
-                                  f"(chain so far {chain}, target v{target})", where)
+                                  f"(chain so far {chain}, target v{target})", where())
             nxt, fn = step
             if nxt in seen:
                 chain = " -> ".join(f"v{v}" for v in [*seen, nxt])
-                raise UpcastError(f"upcaster cycle for {event_type}: {chain}", where)
+                raise UpcastError(f"upcaster cycle for {event_type}: {chain}", where())
             try:
                 payload = fn(payload)
             except InputError:
                 raise
             except Exception as e:
                 raise UpcastError(f"upcaster {event_type} v{current} -> v{nxt} failed: "
-                                  f"{type(e).__name__}: {e}", where) from e
+                                  f"{type(e).__name__}: {e}", where()) from e
             if not isinstance(payload, dict):
                 raise UpcastError(f"upcaster {event_type} v{current} -> v{nxt} returned "
-                                  f"{type(payload).__name__}, not a dict", where)
+                                  f"{type(payload).__name__}, not a dict", where())
             seen.append(nxt)
             current = nxt
         try:
             return _number_encoder.encode(payload)
         except (TypeError, ValueError) as e:
             raise UpcastError(f"upcaster output for {event_type} v{target} cannot be encoded "
-                              f"as JSON: {e}", where) from e
+                              f"as JSON: {e}", where()) from e
 
     # -- encoding -------------------------------------------------------------------------
 
