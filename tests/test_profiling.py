@@ -1,0 +1,422 @@
+"""evtools.profiling: memray and py-spy wrappers, the rehydration paths and the suite.
+
+No timing assertions: the figures are checked for shape and for orderings that do not
+depend on the machine (what is resident, what is decoded), never for speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evtools import profiling
+from evtools.errors import MissingDependency, ProfilingError, UsageError
+from evtools.profiling import (
+    FUNCTION_COLUMNS,
+    PATHS,
+    PTRACE_ADVICE,
+    SITE_COLUMNS,
+    TIMELINE_COLUMNS,
+    CpuProfile,
+    MemoryProfile,
+    SuiteResult,
+    profile_cpu,
+    profile_memory,
+    profile_rehydration,
+    py_spy_status,
+    run_rehydration_suite,
+    speedscope_table,
+    write_flamegraph_svg,
+)
+
+pytest.importorskip("memray")
+
+KIB = 1024
+MIB = 1024 * 1024
+
+
+def _pyspy_skip_reason() -> str | None:
+    ok, reason = py_spy_status()
+    return None if ok else f"py-spy cannot sample here: {reason}"
+
+
+needs_pyspy = pytest.mark.skipif(_pyspy_skip_reason() is not None,
+                                 reason=_pyspy_skip_reason() or "")
+
+
+# -- lazy imports ----------------------------------------------------------------------------
+
+def test_importing_evtools_profiling_loads_neither_memray_nor_matplotlib() -> None:
+    code = ("import sys, evtools, evtools.profiling, evtools.plots.profiling\n"
+            "print(sorted(m for m in ('memray', 'matplotlib', 'eventsourcing') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_missing_memray_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "memray", None)  # import memray -> ImportError
+    with pytest.raises(MissingDependency) as info:
+        profile_memory(lambda: None)
+    assert info.value.module == "memray"
+    assert info.value.extra == "profile"
+    assert "pip install 'evtools[profile]'" in str(info.value)
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+def keep_blocks(n: int, size: int) -> list[bytearray]:
+    """Allocate ``n`` blocks of ``size`` bytes and keep them all."""
+    return [bytearray(size) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def memory_profile(tmp_path_factory: pytest.TempPathFactory) -> MemoryProfile:
+    out = tmp_path_factory.mktemp("memray")
+    return profile_memory(keep_blocks, 40, 100 * KIB, events=40, out_dir=out)
+
+
+def test_memory_profile_peak_is_what_the_callable_keeps(memory_profile: MemoryProfile) -> None:
+    kept = 40 * 100 * KIB
+    assert kept <= memory_profile.peak_bytes < kept + 1 * MIB
+    assert len(memory_profile.result) == 40
+    assert memory_profile.allocations is not None and memory_profile.allocations >= 40
+    assert memory_profile.allocated_bytes is not None
+    assert memory_profile.allocated_bytes >= kept
+    assert memory_profile.allocations_per_event == memory_profile.allocations / 40
+    assert memory_profile.bytes_per_event == memory_profile.allocated_bytes / 40
+    assert memory_profile.python_allocators
+
+
+def test_memory_profile_sites_name_the_allocating_function(
+        memory_profile: MemoryProfile) -> None:
+    sites = memory_profile.to_frame()
+    assert list(sites.columns) == SITE_COLUMNS
+    top = sites.iloc[0]
+    assert top["file"] == __file__
+    assert "keep_blocks" in top["function"] or top["function"] == "<listcomp>"
+    assert top["size"] >= 40 * 100 * KIB
+    assert list(sites["size"]) == sorted(sites["size"], reverse=True)
+
+
+def test_memory_profile_writes_flamegraph_and_timeline(memory_profile: MemoryProfile) -> None:
+    assert memory_profile.flamegraph is not None and memory_profile.flamegraph.is_file()
+    head = memory_profile.flamegraph.read_text(encoding="utf-8")[:2000].lower()
+    assert "<html" in head
+    assert memory_profile.capture is not None and memory_profile.capture.is_file()
+    assert list(memory_profile.timeline.columns) == TIMELINE_COLUMNS
+
+
+def test_memory_profile_to_dict_is_json(memory_profile: MemoryProfile) -> None:
+    doc = json.loads(json.dumps(memory_profile.to_dict()))
+    assert doc["kind"] == "memory"
+    assert doc["peak_bytes"] == memory_profile.peak_bytes
+    assert doc["sites"][0]["size"] == int(memory_profile.sites.iloc[0]["size"])
+
+
+def test_memory_profile_passes_keyword_arguments_and_can_aggregate(tmp_path: Path) -> None:
+    def build(n: int, *, size: int) -> int:
+        return len(keep_blocks(n, size))
+
+    prof = profile_memory(build, 3, size=64 * KIB, out_dir=tmp_path, flamegraph=False,
+                          count_allocations=False, keep_capture=False)
+    assert prof.result == 3
+    assert prof.allocations is None and prof.allocations_per_event is None
+    assert prof.flamegraph is None and prof.capture is None
+    assert not any(tmp_path.glob("*.bin"))
+
+
+def test_memory_profile_inside_another_is_a_profiling_error(tmp_path: Path) -> None:
+    def inner() -> None:
+        profile_memory(keep_blocks, 1, 10, out_dir=tmp_path / "inner", flamegraph=False)
+
+    with pytest.raises(ProfilingError, match="memray could not start"):
+        profile_memory(inner, out_dir=tmp_path / "outer", flamegraph=False)
+
+
+# -- cpu -------------------------------------------------------------------------------------
+
+BURN = """\
+import time
+
+def burn():
+    total = 0
+    for i in range(20000):
+        total += i * i
+    return total
+
+started = time.perf_counter()
+while time.perf_counter() - started < 1.0:
+    burn()
+"""
+
+
+@needs_pyspy
+def test_cpu_profile_of_a_toy_program(tmp_path: Path) -> None:
+    prof = profile_cpu(BURN, out_dir=tmp_path, rate=200, label="burn")
+    table = prof.to_frame()
+    assert list(table.columns) == FUNCTION_COLUMNS
+    assert prof.samples > 0
+    burn = table[table["function"] == "burn"]
+    assert len(burn) == 1
+    assert burn.iloc[0]["self_pct"] > 0
+    assert burn.iloc[0]["total_pct"] >= burn.iloc[0]["self_pct"]
+    assert prof.hot(1).iloc[0]["function"] == "burn"
+    assert not table["file"].str.endswith("_runner.py").any()  # the wrapper is hidden
+    assert prof.returncode == 0
+    assert prof.speedscope.is_file()
+    assert json.loads(prof.speedscope.read_text())["profiles"]
+    assert prof.flamegraph is not None and prof.flamegraph.suffix == ".svg"
+    ET.fromstring(prof.flamegraph.read_text(encoding="utf-8"))  # well-formed SVG
+    assert json.loads(json.dumps(prof.to_dict()))["functions"][0]["function"] == "burn"
+
+
+@needs_pyspy
+def test_cpu_profile_of_a_failing_program_raises(tmp_path: Path) -> None:
+    # whether or not py-spy attached before the program died, the program's error is named
+    with pytest.raises(ProfilingError, match=r"exit 1.*ZeroDivisionError: division by zero"):
+        profile_cpu("x = 1 / 0\n", out_dir=tmp_path)
+
+
+def _fake_run(returncode: int, stderr: str) -> Any:
+    def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(cmd, returncode, "", stderr)
+
+    return run
+
+
+def test_missing_ptrace_permission_says_what_to_do(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    monkeypatch.setattr(profiling, "_find_py_spy", lambda: "/usr/bin/py-spy")
+    monkeypatch.setattr(profiling.subprocess, "run", _fake_run(
+        1, "Error: Failed to copy PyInterpreterState from process\n"
+           "Permission denied (os error 13)\n"))
+    with pytest.raises(ProfilingError) as info:
+        profile_cpu("pass\n", out_dir=tmp_path)
+    message = str(info.value)
+    assert message == PTRACE_ADVICE
+    for advice in ("--cap-add SYS_PTRACE", "kernel.yama.ptrace_scope=0", "root"):
+        assert advice in message
+
+
+def test_py_spy_status_reports_missing_ptrace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(profiling, "_find_py_spy", lambda: "/usr/bin/py-spy")
+    monkeypatch.setattr(profiling.subprocess, "run",
+                        _fake_run(1, "Error: Operation not permitted (os error 1)"))
+    py_spy_status.cache_clear()
+    try:
+        assert py_spy_status() == (False, PTRACE_ADVICE)
+    finally:
+        py_spy_status.cache_clear()
+
+
+def test_other_py_spy_failures_keep_their_message(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    monkeypatch.setattr(profiling, "_find_py_spy", lambda: "/usr/bin/py-spy")
+    monkeypatch.setattr(profiling.subprocess, "run",
+                        _fake_run(2, "Error: Failed to find python version from target"))
+    with pytest.raises(ProfilingError, match=r"exit 2\): Failed to find python version"):
+        profile_cpu(["python", "-c", "pass"], out_dir=tmp_path)
+
+
+def test_a_program_too_brief_to_sample_is_named(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    monkeypatch.setattr(profiling, "_find_py_spy", lambda: "/usr/bin/py-spy")
+    monkeypatch.setattr(profiling.subprocess, "run", _fake_run(
+        1, "Error: Failed to get process executable name. Check that the process is "
+           "running.\n\nCaused by:\n    0: No such file or directory (os error 2)\n"))
+    with pytest.raises(ProfilingError, match="ended before py-spy could attach"):
+        profile_cpu(["python", "-c", "pass"], out_dir=tmp_path)
+
+
+def test_a_program_failing_with_permission_denied_is_not_a_ptrace_problem(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        Path(cmd[-1]).write_text("1")  # the runner's status file: the program failed
+        return subprocess.CompletedProcess(cmd, 1, "", (
+            "Traceback (most recent call last):\n  File \"t.py\", line 1\n"
+            "PermissionError: [Errno 13] Permission denied: '/root'\n"
+            "Error: Failed to get process executable name. Check that the process is "
+            "running.\n"))
+
+    monkeypatch.setattr(profiling, "_find_py_spy", lambda: "/usr/bin/py-spy")
+    monkeypatch.setattr(profiling.subprocess, "run", run)
+    with pytest.raises(ProfilingError, match=r"program failed.*PermissionError") as info:
+        profile_cpu("open('/root/x')\n", out_dir=tmp_path)
+    assert "SYS_PTRACE" not in str(info.value)
+
+
+def test_missing_py_spy_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    monkeypatch.setattr(profiling.sys, "executable", str(tmp_path / "bin" / "python"))
+    monkeypatch.setattr(profiling.shutil, "which", lambda name: None)
+    with pytest.raises(MissingDependency) as info:
+        profile_cpu("pass\n", out_dir=tmp_path)
+    assert (info.value.module, info.value.extra) == ("py-spy", "profile")
+
+
+def test_profile_cpu_rejects_a_bad_rate() -> None:
+    with pytest.raises(UsageError):
+        profile_cpu("pass\n", rate=0)
+
+
+# -- speedscope and SVG (no py-spy needed) ----------------------------------------------------
+
+SPEEDSCOPE = {
+    "shared": {"frames": [{"name": "main", "file": "/app/m.py", "line": 1},
+                          {"name": "decode", "file": "/app/d.py", "line": 10},
+                          {"name": "fold", "file": "/app/f.py", "line": 20}]},
+    "profiles": [
+        {"type": "sampled", "samples": [[0, 1], [0, 1], [0, 2], [0], []],
+         "weights": [0.01, 0.01, 0.01, 0.01, 0.01]},
+        {"type": "sampled", "samples": [[0, 1]], "weights": [0.01]},
+    ],
+}
+
+
+def test_speedscope_table_splits_self_and_total_time() -> None:
+    table, samples, sampled = speedscope_table(SPEEDSCOPE)
+    assert samples == 6
+    assert sampled == pytest.approx(0.06)
+    rows = {r["function"]: r for r in table.to_dict("records")}
+    assert rows["decode"]["self_samples"] == 3 and rows["decode"]["total_samples"] == 3
+    assert rows["fold"]["self_samples"] == 1
+    assert rows["main"]["self_samples"] == 1 and rows["main"]["total_samples"] == 5
+    assert rows["main"]["total_pct"] == pytest.approx(500 / 6)
+    assert table.iloc[0]["function"] == "decode"  # sorted by self time
+
+
+def test_flamegraph_svg_is_well_formed(tmp_path: Path) -> None:
+    svg = write_flamegraph_svg(SPEEDSCOPE, tmp_path / "f.svg", title="toy <&>")
+    root = ET.fromstring(svg.read_text(encoding="utf-8"))
+    titles = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}title")]
+    assert any(t.startswith("decode (d.py:10)") for t in titles)
+    assert any(t.startswith("all: 100.0%") for t in titles)
+
+
+# -- rehydration paths and the suite ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> SuiteResult:
+    pytest.importorskip("eventsourcing")
+    out = tmp_path_factory.mktemp("suite")
+    return run_rehydration_suite(800, seed=3, out_dir=out, repeat=1, peer_events=300,
+                                 flamegraphs=["typed"])
+
+
+def test_suite_runs_every_path_over_the_same_workload(suite: SuiteResult) -> None:
+    assert [p.path for p in suite.paths] == list(PATHS)
+    assert suite.n_events >= 800
+    statuses = {json.dumps(p.check["statuses"], sort_keys=True) for p in suite.paths
+                if p.path not in ("scan", "rehydrate-store", "eventsourcing")}
+    assert len(statuses) == 1  # every fold rebuilt the same orders
+    for p in suite.paths:
+        assert p.check["violations"] == 0
+        assert p.peak_bytes is not None and p.allocations is not None
+        expected = suite.n_events if p.path != "eventsourcing" else p.events
+        assert p.events == expected
+    assert suite.path("eventsourcing").events <= suite.n_events
+    assert suite.path("typed-snapshots").check["events_read"] < suite.n_events
+
+
+def test_suite_orderings_that_do_not_depend_on_the_machine(suite: SuiteResult) -> None:
+    def peak(name: str) -> int:
+        value = suite.path(name).peak_bytes
+        assert value is not None
+        return value
+
+    def per_event(name: str) -> float:
+        value = suite.path(name).allocations_per_event
+        assert value is not None
+        return value
+
+    assert peak("typed") < peak("typed-materialized")
+    assert peak("naive") < peak("naive-materialized")
+    assert per_event("view-lazy") < per_event("view-eager")
+    assert per_event("typed-last-wins") < per_event("typed")
+    assert per_event("scan") < per_event("naive")
+
+
+def test_suite_frames_ratios_and_json(suite: SuiteResult) -> None:
+    frame = suite.to_frame().set_index("path")
+    assert frame.loc["naive", "allocations_ratio"] == pytest.approx(1.0)
+    assert frame.loc["naive", "speed_ratio"] == pytest.approx(1.0)
+    comparisons = suite.comparisons()
+    assert set(comparisons["optimisation"]) == {o.name for o in suite.optimisations}
+    row = comparisons[(comparisons["before"] == "typed-materialized")
+                      & (comparisons["metric"] == "peak_mib")].iloc[0]
+    assert row["ratio"] == pytest.approx(row["after_value"] / row["before_value"])
+    doc = json.loads(json.dumps(suite.to_dict()))
+    assert doc["n_events"] == suite.n_events and doc["seed"] == 3
+    assert {"python", "versions", "cpu_count"} <= set(doc["environment"])
+    assert {"peak_met", "allocations_met", "typed_allocations_ratio"} <= set(doc["targets"])
+    assert suite.out_dir is not None
+    assert json.loads((suite.out_dir / "suite.json").read_text())["paths"]
+    assert suite.path("typed").flamegraph is not None
+    assert suite.path("naive").flamegraph is None
+    assert "typed" in suite.flamegraph_markdown(relative_to=suite.out_dir)
+    assert suite.timelines()["typed"] is not None
+
+
+def test_suite_can_skip_memory_and_use_long_streams(tmp_path: Path) -> None:
+    result = run_rehydration_suite(200, seed=1, out_dir=tmp_path, repeat=1, memory=False,
+                                   paths=["naive", "streaming", "typed-snapshots"], n_streams=4)
+    assert [p.path for p in result.paths] == ["naive", "typed", "typed-snapshots"]
+    assert all(p.peak_bytes is None for p in result.paths)
+    assert result.to_frame()["peak_ratio"].isna().all()
+    assert list(result.to_frame(full=False).columns) == profiling.SUMMARY_COLUMNS
+    assert result.path("typed").check["streams"] == 4
+    # a snapshot two events before each head: only the tail is read
+    assert result.path("typed-snapshots").check["events_read"] == 4 * 3
+
+
+def test_unknown_paths_and_kinds_are_usage_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="unknown rehydration path"):
+        run_rehydration_suite(10, out_dir=tmp_path, paths=["fast"])
+    with pytest.raises(UsageError, match="kind"):
+        profile_rehydration("memory:", kind="disk")
+    with pytest.raises(UsageError, match="eventsourcing"):
+        profile_rehydration("memory:", path="eventsourcing")
+
+
+def _workload_url(suite: SuiteResult) -> str:
+    assert suite.out_dir is not None
+    return f"sqlite:///{next(suite.out_dir.glob('workload-*.db'))}"
+
+
+def test_profile_rehydration_memory(suite: SuiteResult, tmp_path: Path) -> None:
+    prof = profile_rehydration(_workload_url(suite), "memory", "materialized", tmp_path,
+                               events=100)
+    assert isinstance(prof, MemoryProfile)
+    assert prof.label == "typed-materialized"
+    assert prof.events is not None and prof.events >= 100
+    assert prof.result["events"] == prof.events and prof.result["violations"] == 0
+    assert prof.flamegraph is not None and prof.flamegraph.parent == tmp_path
+
+
+@needs_pyspy
+def test_profile_rehydration_cpu_samples_the_fold(suite: SuiteResult, tmp_path: Path) -> None:
+    # the workload is small: fold it 30 times so that the fold, not start-up, is sampled
+    prof = profile_rehydration(_workload_url(suite), "cpu", "typed", tmp_path, rate=250,
+                               repeat=30)
+    assert isinstance(prof, CpuProfile)
+    assert "evtools.profiling" in prof.command and "--repeat" in prof.command
+    assert prof.speedscope.is_file() and prof.flamegraph is not None
+    assert prof.flamegraph.is_file()
+    assert (prof.to_frame()["function"].str.contains("rehydrate")).any()
+
+
+def test_run_entry_prints_what_it_rebuilt(suite: SuiteResult,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert profiling._main(["_run", _workload_url(suite), "--path", "naive",
+                            "--events", "50"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["path"] == "naive" and doc["events"] >= 50 and doc["streams"] >= 1
+    assert profiling._main(["_run", "memory:", "--path", "typed"]) == 2
