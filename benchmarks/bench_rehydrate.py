@@ -5,8 +5,8 @@ and every path runs on the same events in the same process:
 
 * ``msgspec_untyped``: ``msgspec.json.Decoder().decode`` of each payload (the floor);
 * ``naive_json``: ``json.loads`` + fields copied by hand into a dict
-  (:func:`evtools.rehydrate.naive_rehydrate`, the seed's anti-pattern);
-* ``typed``: :func:`evtools.rehydrate.rehydrate` with the default (strict) order registry:
+  (:func:`evtools.rehydration.naive_rehydrate`, the seed's anti-pattern);
+* ``typed``: :func:`evtools.rehydration.rehydrate` with the default (strict) order registry:
   decode + every check + apply + invariants;
 * ``typed_last_wins``: the same with ``duplicate_keys="last-wins"`` (what the registry's
   duplicate-key check costs);
@@ -48,7 +48,7 @@ import msgspec
 from evtools.datagen import generate
 from evtools.events import RawEvent
 from evtools.orders import Order, order_registry
-from evtools.rehydrate import naive_rehydrate, rehydrate
+from evtools.rehydration import naive_rehydrate, rehydrate
 
 TARGETS = {"typed_vs_naive_speedup": 3.0, "typed_vs_eventsourcing_speedup": 10.0,
            "typed_over_msgspec_ratio": 1.5, "peak_memory_mib": 10.0}

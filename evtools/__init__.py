@@ -37,9 +37,9 @@ _EXPORTS: dict[str, str] = {
     "Aggregate": "aggregate",
     "handles": "aggregate",
     "invariant": "aggregate",
-    "rehydrate": "rehydrate",
-    "naive_rehydrate": "rehydrate",
-    "take_snapshot": "rehydrate",
+    "rehydrate": "rehydration",
+    "naive_rehydrate": "rehydration",
+    "take_snapshot": "rehydration",
     # workloads and stores
     "generate": "datagen",
     "FaultRates": "datagen",
@@ -97,6 +97,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .events import RawEvent, from_cloudevent, to_cloudevent
     from .fidelity import audit, read_source, state_diff
     from .registry import Registry
-    from .rehydrate import naive_rehydrate, rehydrate, take_snapshot
+    from .rehydration import naive_rehydrate, rehydrate, take_snapshot
     from .scalars import Int64, Timestamp, UInt64
     from .stores import open_store

@@ -35,7 +35,7 @@ or a string (the message) means it is violated; raising ``AssertionError``/``Val
 parameter besides ``self`` receives the event just applied, to check incrementally (only
 what that event touched) instead of scanning the whole state after every event.
 
-**Freezing** (:meth:`Aggregate.freeze`, done by :func:`evtools.rehydrate.rehydrate`) turns
+**Freezing** (:meth:`Aggregate.freeze`, done by :func:`evtools.rehydration.rehydrate`) turns
 the instance read-only: its class is swapped for a frozen subclass whose ``__setattr__``
 raises :class:`~evtools.errors.FrozenAggregateError`, and dict/list/set attributes are
 replaced by read-only versions that raise the same error. Mutable phases pay nothing for
@@ -189,7 +189,7 @@ def _is_classvar(annotation: Any) -> bool:
 
 
 class Aggregate:
-    """Base class of aggregates rebuilt by :func:`evtools.rehydrate.rehydrate`.
+    """Base class of aggregates rebuilt by :func:`evtools.rehydration.rehydrate`.
 
     Class attributes a subclass may set:
 

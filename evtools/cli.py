@@ -242,7 +242,7 @@ def _lines(stream: IO[bytes]) -> Iterator[bytes]:
 
 def cmd_rehydrate(args: argparse.Namespace) -> int:
     from .orders import Order, order_registry
-    from .rehydrate import rehydrate_store
+    from .rehydration import rehydrate_store
     from .stores import open_store
 
     with open_store(args.source, mode="r") as store:

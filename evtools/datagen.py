@@ -11,7 +11,7 @@ addresses, UUIDs, and ``ItemAdded`` / ``PaymentAuthorized`` in both schema versi
 
 Faults (:class:`FaultRates`) are injected at chosen rates, and each one is recorded in the
 workload's :class:`Manifest` with the stream, the version and the violation kind that
-:func:`evtools.rehydrate.rehydrate` reports for it:
+:func:`evtools.rehydration.rehydrate` reports for it:
 
 =====================  ==================================================  =================
 fault                  what is injected                                     reported as
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from .registry import Registry
-    from .rehydrate import Rehydration
+    from .rehydration import Rehydration
 
 __all__ = [
     "Fault",
@@ -92,7 +92,7 @@ class FaultKind(enum.StrEnum):
     TRUNCATE = "truncate"
 
 
-#: The violation kind (``evtools.rehydrate.ViolationKind`` value) each fault is caught as.
+#: The violation kind (``evtools.rehydration.ViolationKind`` value) each fault is caught as.
 DETECTED_AS: dict[FaultKind, str] = {
     FaultKind.GAP: "gap",
     FaultKind.DUPLICATE: "duplicate",
@@ -435,7 +435,7 @@ class Workload(Iterator[RawEvent]):
                 s.truncate_k = 1 + int(rnd() * min(3, length - 2))
             if s.snap_fault is not None:
                 from .orders import Order
-                from .rehydrate import Rehydration
+                from .rehydration import Rehydration
 
                 s.shadow = Rehydration(self._order_registry(), Order, stream=s.name)
         return s
@@ -695,7 +695,7 @@ class Workload(Iterator[RawEvent]):
     def _conflicting_snapshot(self, s: _Stream, version: int) -> RawEvent:
         """A snapshot at ``version`` made by a writer whose event there lost the race."""
         from .orders import Order
-        from .rehydrate import Rehydration
+        from .rehydration import Rehydration
 
         shadow = s.shadow
         assert shadow is not None

@@ -1605,8 +1605,8 @@ def run_inference_benchmark(device: str | torch.device = "auto",
 def rehydrate_orders(events: Iterable[RawEvent], *, naive_dialect: str | Any = "json",
                      registry: Registry | None = None) -> tuple[list[Any], list[dict[str, Any]]]:
     """Rebuild every order stream in ``events`` twice, row for row: typed
-    (:func:`~evtools.rehydrate.rehydrate`, strict, frozen ``Order`` aggregates) and the way
-    an untyped consumer does (:func:`~evtools.rehydrate.naive_rehydrate` state dicts).
+    (:func:`~evtools.rehydration.rehydrate`, strict, frozen ``Order`` aggregates) and the way
+    an untyped consumer does (:func:`~evtools.rehydration.naive_rehydrate` state dicts).
 
     ``naive_dialect``: ``"json"`` is the standard library's ``json.loads`` (what Python
     code reading events writes: big ints exact, money as binary floats); any dialect name
@@ -1614,7 +1614,7 @@ def rehydrate_orders(events: Iterable[RawEvent], *, naive_dialect: str | Any = "
     Streams keep the order in which they first appear.
     """
     from .orders import Order, order_registry
-    from .rehydrate import naive_rehydrate, rehydrate
+    from .rehydration import naive_rehydrate, rehydrate
 
     reg = registry or order_registry()
     decoder: Any = json.loads if naive_dialect == "json" else naive_dialect

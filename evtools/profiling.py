@@ -1236,7 +1236,7 @@ def _status_view() -> type[Aggregate]:
 
 def _order_streams(store: Any) -> Iterable[str]:
     from .orders import Order
-    from .rehydrate import is_snapshot_stream
+    from .rehydration import is_snapshot_stream
 
     prefix = Order.stream_prefix or ""
     return (s for s in store.list_streams() if s.startswith(prefix)
@@ -1312,7 +1312,7 @@ class _Runner:
         return tally
 
     def _naive(self) -> _Tally:
-        from .rehydrate import naive_rehydrate
+        from .rehydration import naive_rehydrate
 
         tally = _Tally()
         read = self.store.read_stream
@@ -1322,7 +1322,7 @@ class _Runner:
         return tally
 
     def _naive_materialized(self) -> _Tally:
-        from .rehydrate import naive_rehydrate
+        from .rehydration import naive_rehydrate
 
         read = self.store.read_stream
         loaded = [list(read(s)) for s in self.streams]
@@ -1337,7 +1337,7 @@ class _Runner:
     def _fold(self, registry: Any, aggregate_cls: Any = None,
               events: Callable[[str], Iterable[Any]] | None = None) -> _Tally:
         from .orders import Order
-        from .rehydrate import rehydrate
+        from .rehydration import rehydrate
 
         cls = aggregate_cls or Order
         tally = _Tally()
@@ -1358,7 +1358,7 @@ class _Runner:
     def _typed_materialized(self) -> _Tally:
         from .errors import InputError
         from .orders import Order
-        from .rehydrate import rehydrate
+        from .rehydration import rehydrate
 
         registry = self.registry
         read = self.store.read_stream
@@ -1381,7 +1381,7 @@ class _Runner:
     def _typed_snapshots(self) -> _Tally:
         from .errors import InputError
         from .orders import Order
-        from .rehydrate import Snapshot, load_snapshot, rehydrate
+        from .rehydration import Snapshot, load_snapshot, rehydrate
 
         registry = self.registry
         store = self.store
@@ -1411,7 +1411,7 @@ class _Runner:
 
     def _rehydrate_store(self) -> _Tally:
         from .orders import Order
-        from .rehydrate import rehydrate_store
+        from .rehydration import rehydrate_store
 
         result = rehydrate_store(self.store, self.registry, Order, self.streams,
                                  policy="audit", snapshots=False)
@@ -1607,7 +1607,7 @@ def _prepare_workload(folder: Path, n_events: int, seed: int, source: str | None
     snapshot ``snapshot_lag`` events before the head of every stream long enough."""
     from .datagen import write_workload
     from .orders import Order, order_registry
-    from .rehydrate import rehydrate, take_snapshot, write_snapshot
+    from .rehydration import rehydrate, take_snapshot, write_snapshot
     from .stores import NO_STREAM, open_store
 
     name = (f"workload-source-{n_events}" if source is not None

@@ -21,7 +21,7 @@ from evtools.datagen import (
 from evtools.errors import ConcurrencyError, UsageError
 from evtools.events import RawEvent
 from evtools.orders import order_registry
-from evtools.rehydrate import ViolationKind, rehydrate_store
+from evtools.rehydration import ViolationKind, rehydrate_store
 from evtools.stores import MemoryStore, open_store
 
 REGISTRY = order_registry()

@@ -34,3 +34,12 @@ def test_import_is_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_functions_named_like_modules_stay_functions() -> None:
+    # importing the module a facade name lives in must not shadow the name
+    code = ("import evtools.rehydration, evtools; from evtools import rehydrate, "
+            "naive_rehydrate; print(callable(rehydrate), type(rehydrate).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "True function"

@@ -43,7 +43,7 @@ from evtools.fidelity import (
     read_source,
     state_diff,
 )
-from evtools.rehydrate import naive_rehydrate, rehydrate
+from evtools.rehydration import naive_rehydrate, rehydrate
 
 from .strategies import json_values
 

@@ -4,10 +4,10 @@
 generator injected), ``violations_over_versions`` (at which version of their streams the
 violations were caught) and ``naive_vs_typed`` (per state field, in how many orders each
 naive dialect's value differs from the typed rebuild). Each takes the result (a
-:class:`~evtools.rehydrate.RehydrationResult`, a
-:class:`~evtools.rehydrate.StoreRehydration`, a list of
-:class:`~evtools.rehydrate.Violation`, a violations frame, or for ``naive_vs_typed`` a
-:class:`~evtools.rehydrate.NaiveComparison`) and ``ax=None``, and returns the Axes.
+:class:`~evtools.rehydration.RehydrationResult`, a
+:class:`~evtools.rehydration.StoreRehydration`, a list of
+:class:`~evtools.rehydration.Violation`, a violations frame, or for ``naive_vs_typed`` a
+:class:`~evtools.rehydration.NaiveComparison`) and ``ax=None``, and returns the Axes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..rehydrate import NaiveComparison, Violation, ViolationKind
+from ..rehydration import NaiveComparison, Violation, ViolationKind
 from ._style import axes, finish
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def violations_by_kind(result: Any, ax: Axes | None = None, *,
     """Horizontal bars: violations caught per kind.
 
     ``result`` is a rehydration result, a list of violations, a violations frame, or the
-    frame of :func:`~evtools.rehydrate.compare_with_manifest` (which carries the injected
+    frame of :func:`~evtools.rehydration.compare_with_manifest` (which carries the injected
     counts itself). ``injected`` (a :class:`~evtools.datagen.Manifest`, its faults, or a
     mapping ``violation kind -> count``) adds a bar of the faults injected per kind."""
     planted: dict[str, int] | None

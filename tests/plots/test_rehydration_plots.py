@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from evtools.datagen import FaultRates, generate
 from evtools.orders import Order, order_registry
 from evtools.plots import rehydration as plots
-from evtools.rehydrate import (
+from evtools.rehydration import (
     NaiveComparison,
     Violation,
     ViolationKind,

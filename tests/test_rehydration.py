@@ -19,7 +19,7 @@ from evtools.errors import EvtoolsError, RehydrationError
 from evtools.events import RawEvent
 from evtools.orders import ItemAdded, Order, order_registry
 from evtools.registry import Registry
-from evtools.rehydrate import (
+from evtools.rehydration import (
     Rehydration,
     Snapshot,
     Stage,
