@@ -265,7 +265,7 @@ def _print_frame(frame: Any, title: str, limit: int = 50) -> None:
     for col in frame.columns:
         table.add_column(str(col))
     for row in frame.head(limit).iter_rows():
-        table.add_row(*[str(v) for v in row])
+        table.add_row(*[_cell(v) for v in row])
     _console().print(table)
     if len(frame) > limit:
         _console().print(f"... {len(frame) - limit} more rows (use --format json)")
@@ -295,14 +295,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.what == "rehydrate":
         from .profiling import run_rehydration_suite
 
-        result = run_rehydration_suite(n_events=args.events, seed=args.seed)
+        result = run_rehydration_suite(n_events=args.events, seed=args.seed,
+                                       out_dir=args.artefacts)
     else:  # pragma: no cover - argparse restricts the choices
         raise UsageError(f"unknown benchmark {args.what!r}")
     if args.format == "json":
         _write_output(json.dumps(result.to_dict(), indent=2, default=str), args.out)
     else:
-        _print_frame(_polars(result.to_frame()), f"evtools bench {args.what}")
+        frame = result.to_frame(full=False) if args.what == "rehydrate" else result.to_frame()
+        _print_frame(_polars(frame), f"evtools bench {args.what}")
     return EXIT_OK
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+    return "" if value is None else str(value)
 
 
 def _polars(frame: Any) -> Any:
@@ -451,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference: torch CPU threads (default 1 on CPU; 0 = torch default)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--format", choices=["table", "json"], default="table")
-    p.add_argument("--out")
+    p.add_argument("--out", help="write the results (table or JSON) to this file")
+    p.add_argument("--artefacts", help="rehydrate: keep the workload and flame graphs here")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("profile", help="memray / py-spy profiles of rehydration")
