@@ -27,14 +27,14 @@ import argparse
 import gc
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from _machine import machine, versions  # benchmarks/_machine.py, beside this script
 
 from evtools.datagen import generate
 from evtools.fidelity import AuditResult, audit
@@ -80,34 +80,8 @@ def audit_one(payloads: Sequence[bytes], dialect: str, batch_size: int) -> Audit
     return audit(payloads, [dialect], batch_size=batch_size)
 
 
-def machine() -> dict[str, Any]:
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:
-        available = os.cpu_count() or 0
-    return {"platform": platform.platform(), "cpu_model": model, "cpu_count": os.cpu_count(),
-            "cpus_available": available,
-            "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
 
 
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(),
-           "implementation": platform.python_implementation()}
-    for name in ("evtools", "msgspec", "polars"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def found(result: AuditResult) -> dict[str, Any]:

@@ -31,7 +31,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -39,11 +38,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import msgspec
+from _machine import machine, versions  # benchmarks/_machine.py, beside this script
 
 from evtools.datagen import generate
 from evtools.events import RawEvent
@@ -215,35 +214,8 @@ def _rss_kib() -> int | None:
 
 # -- environment -----------------------------------------------------------------------------
 
-def machine() -> dict[str, Any]:
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:
-        available = os.cpu_count() or 0
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"platform": platform.platform(), "python": platform.python_version(),
-            "implementation": platform.python_implementation(), "cpu_model": model,
-            "cpu_count": os.cpu_count(), "cpus_available": available,
-            "load_average_at_start": load}
 
 
-def versions() -> dict[str, str]:
-    out = {}
-    for name in ("evtools", "msgspec", "eventsourcing", "polars"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -450,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios": ratios,
         "targets": TARGETS,
         "targets_met": met,
-        "versions": versions(),
+        "versions": versions("eventsourcing"),
         "machine": env,
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None
                                                         else sys.argv[1:])]),

@@ -40,6 +40,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from _machine import machine  # benchmarks/_machine.py, beside this script
+
 from evtools.stores import (
     EventStore,
     JsonlStore,
@@ -291,17 +293,6 @@ def versions(binary: Path | None) -> dict[str, str]:
     return out
 
 
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
-                            "cpu_count": os.cpu_count()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return info
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConsumerRejected
 
-__all__ = ["Dialect"]
+__all__ = ["ColumnarDialect", "Dialect"]
 
 
 class Dialect(ABC):
@@ -86,3 +86,39 @@ class Dialect(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+class ColumnarDialect(Dialect):
+    """A consumer that only makes sense on a batch (a DataFrame, a tensor).
+
+    Subclasses implement :meth:`decode_and_roundtrip_batch` (one library run per batch);
+    every other verb is derived from it, a single document being a batch of one.
+    """
+
+    columnar: ClassVar[bool] = True
+
+    @abstractmethod
+    def decode_and_roundtrip_batch(
+            self, docs: Sequence[bytes]) -> list[tuple[Any, bytes] | ConsumerRejected]:
+        """Per document: (the value held, the bytes written back), or the rejection."""
+
+    def _one(self, data: bytes) -> tuple[Any, bytes]:
+        outcome = self.decode_and_roundtrip_batch([data])[0]
+        if isinstance(outcome, ConsumerRejected):
+            raise outcome
+        return outcome
+
+    def decode(self, data: bytes) -> Any:
+        """What the consumer holds for this document, loaded as a batch of one."""
+        return self._one(data)[0]
+
+    def roundtrip(self, data: bytes) -> bytes:
+        return self._one(data)[1]
+
+    def decode_batch(self, docs: Sequence[bytes]) -> list[Any]:
+        return [o if isinstance(o, ConsumerRejected) else o[0]
+                for o in self.decode_and_roundtrip_batch(docs)]
+
+    def roundtrip_batch(self, docs: Sequence[bytes]) -> list[bytes | ConsumerRejected]:
+        return [o if isinstance(o, ConsumerRejected) else o[1]
+                for o in self.decode_and_roundtrip_batch(docs)]

@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 from ..errors import ConsumerRejected, DecodeError, MissingDependency, UsageError
-from ._base import Dialect
+from ._base import ColumnarDialect
 from .python import as_json_line, batch_error, dumps, load_record, loads
 
 __all__ = ["PandasDialect"]
@@ -61,11 +61,10 @@ def _pandas() -> Any:
     return pandas
 
 
-class PandasDialect(Dialect):
+class PandasDialect(ColumnarDialect):
     """pandas loading a batch of events and writing it back (see the module docstring)."""
 
     name: ClassVar[str] = "pandas"
-    columnar: ClassVar[bool] = True
 
     def __init__(self, mode: Mode = "records") -> None:
         if mode not in _MODES:
@@ -78,9 +77,6 @@ class PandasDialect(Dialect):
 
     # -- the verbs -------------------------------------------------------------------------
 
-    def decode(self, data: bytes) -> Any:
-        """What pandas holds for this document, loaded as a batch of one."""
-        return _single(self.decode_and_roundtrip_batch([data])[0])[0]
 
     def encode(self, value: Any) -> bytes:
         """What ``to_json`` writes for one record (a one-row frame, nested keys joined)."""
@@ -91,16 +87,8 @@ class PandasDialect(Dialect):
             frame = pd.DataFrame([value])
         return self._write(frame, 1)[0]
 
-    def roundtrip(self, data: bytes) -> bytes:
-        return _single(self.decode_and_roundtrip_batch([data])[0])[1]
 
-    def decode_batch(self, docs: Sequence[bytes]) -> list[Any]:
-        return [o if isinstance(o, ConsumerRejected) else o[0]
-                for o in self.decode_and_roundtrip_batch(docs)]
 
-    def roundtrip_batch(self, docs: Sequence[bytes]) -> list[bytes | ConsumerRejected]:
-        return [o if isinstance(o, ConsumerRejected) else o[1]
-                for o in self.decode_and_roundtrip_batch(docs)]
 
     def decode_and_roundtrip_batch(
             self, docs: Sequence[bytes]) -> list[tuple[Any, bytes] | ConsumerRejected]:
@@ -173,11 +161,6 @@ class PandasDialect(Dialect):
             out.append(dumps(_unflatten(record, _is_null)))
         return out
 
-
-def _single(outcome: tuple[Any, bytes] | ConsumerRejected) -> tuple[Any, bytes]:
-    if isinstance(outcome, ConsumerRejected):
-        raise outcome
-    return outcome
 
 
 def _is_null(value: Any) -> bool:

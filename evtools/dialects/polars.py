@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 from ..errors import ConsumerRejected, DecodeError, MissingDependency, UsageError
-from ._base import Dialect
+from ._base import ColumnarDialect
 from .python import as_json_line, batch_error, load_record
 
 __all__ = ["PolarsDialect"]
@@ -51,11 +51,10 @@ def _polars() -> Any:
     return polars
 
 
-class PolarsDialect(Dialect):
+class PolarsDialect(ColumnarDialect):
     """polars loading a batch of events and writing it back (see the module docstring)."""
 
     name: ClassVar[str] = "polars"
-    columnar: ClassVar[bool] = True
 
     def __init__(self, mode: Mode = "from_dicts", *,
                  infer_schema_length: int | Literal["default"] | None = "default") -> None:
@@ -69,25 +68,14 @@ class PolarsDialect(Dialect):
     def __repr__(self) -> str:
         return f"<PolarsDialect 'polars' mode={self.mode!r} polars={self._pl.__version__}>"
 
-    def decode(self, data: bytes) -> Any:
-        """What polars holds for this document, loaded as a batch of one."""
-        return _single(self.decode_and_roundtrip_batch([data])[0])[0]
 
     def encode(self, value: Any) -> bytes:
         """What ``write_ndjson`` writes for one record (a one-row frame)."""
         frame = self._pl.from_dicts([value], **self._options())
         return self._write(frame, 1)[0]
 
-    def roundtrip(self, data: bytes) -> bytes:
-        return _single(self.decode_and_roundtrip_batch([data])[0])[1]
 
-    def decode_batch(self, docs: Sequence[bytes]) -> list[Any]:
-        return [o if isinstance(o, ConsumerRejected) else o[0]
-                for o in self.decode_and_roundtrip_batch(docs)]
 
-    def roundtrip_batch(self, docs: Sequence[bytes]) -> list[bytes | ConsumerRejected]:
-        return [o if isinstance(o, ConsumerRejected) else o[1]
-                for o in self.decode_and_roundtrip_batch(docs)]
 
     def decode_and_roundtrip_batch(
             self, docs: Sequence[bytes]) -> list[tuple[Any, bytes] | ConsumerRejected]:
@@ -140,8 +128,3 @@ class PolarsDialect(Dialect):
             raise ValueError(f"write_ndjson wrote {len(lines)} lines for {rows} rows")
         return [line.encode("utf-8") for line in lines]
 
-
-def _single(outcome: tuple[Any, bytes] | ConsumerRejected) -> tuple[Any, bytes]:
-    if isinstance(outcome, ConsumerRejected):
-        raise outcome
-    return outcome

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..errors import ConsumerRejected, MissingDependency, UsageError
-from ._base import Dialect
+from ._base import ColumnarDialect
 from .python import batch_error
 
 __all__ = ["TorchDialect"]
@@ -44,12 +44,11 @@ def _torch() -> Any:
     return torch
 
 
-class TorchDialect(Dialect):
+class TorchDialect(ColumnarDialect):
     """A feature pipeline's tensors built from a batch of events (see the module docstring).
     """
 
     name: ClassVar[str] = "torch"
-    columnar: ClassVar[bool] = True
 
     def __init__(self, dtype: str | None = "float32") -> None:
         if dtype is not None and dtype not in _DTYPES:
@@ -62,24 +61,12 @@ class TorchDialect(Dialect):
     def __repr__(self) -> str:
         return f"<TorchDialect 'torch' dtype={self.dtype!r} torch={self._torch.__version__}>"
 
-    def decode(self, data: bytes) -> Any:
-        """What the pipeline holds for this document, as a batch of one."""
-        outcome = self.decode_and_roundtrip_batch([data])[0]
-        if isinstance(outcome, ConsumerRejected):
-            raise outcome
-        return outcome[0]
 
     def encode(self, value: Any) -> bytes:
         """``json.dumps`` of the features (``Infinity``/``NaN`` as Python writes them)."""
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
-    def decode_batch(self, docs: Sequence[bytes]) -> list[Any]:
-        return [o if isinstance(o, ConsumerRejected) else o[0]
-                for o in self.decode_and_roundtrip_batch(docs)]
 
-    def roundtrip_batch(self, docs: Sequence[bytes]) -> list[bytes | ConsumerRejected]:
-        return [o if isinstance(o, ConsumerRejected) else o[1]
-                for o in self.decode_and_roundtrip_batch(docs)]
 
     def decode_and_roundtrip_batch(
             self, docs: Sequence[bytes]) -> list[tuple[Any, bytes] | ConsumerRejected]:
