@@ -38,12 +38,12 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
-from ..errors import ConsumerRejected, DecodeError, MissingDependency, UsageError
-from ._base import ColumnarDialect
-from .python import as_json_line, batch_error, dumps, load_record, loads
+from ..errors import DecodeError, MissingDependency, UsageError
+from ._frames import FrameDialect
+from .python import dumps, loads
 
 __all__ = ["PandasDialect"]
 
@@ -61,10 +61,11 @@ def _pandas() -> Any:
     return pandas
 
 
-class PandasDialect(ColumnarDialect):
+class PandasDialect(FrameDialect):
     """pandas loading a batch of events and writing it back (see the module docstring)."""
 
     name: ClassVar[str] = "pandas"
+    lines_mode: ClassVar[str] = "read_json"
 
     def __init__(self, mode: Mode = "records") -> None:
         if mode not in _MODES:
@@ -90,34 +91,6 @@ class PandasDialect(ColumnarDialect):
 
 
 
-    def decode_and_roundtrip_batch(
-            self, docs: Sequence[bytes]) -> list[tuple[Any, bytes] | ConsumerRejected]:
-        """Per document: (what pandas holds, what it writes back), or the rejection."""
-        out: list[tuple[Any, bytes] | ConsumerRejected | None] = [None] * len(docs)
-        keep: list[int] = []
-        records: list[Any] = []
-        lines: list[bytes] = []
-        for i, doc in enumerate(docs):
-            try:
-                if self.mode == "read_json":
-                    lines.append(as_json_line(doc))
-                else:
-                    records.append(load_record(doc, "pandas"))
-            except DecodeError as e:
-                out[i] = self.reject(e.message)
-            else:
-                keep.append(i)
-        if keep:
-            try:
-                results = self._run(lines, records, len(keep))
-            except Exception as e:  # pandas raises many types; each is this batch's verdict
-                reason = batch_error(e, len(keep))
-                for i in keep:
-                    out[i] = self.reject(reason)
-            else:
-                for i, result in zip(keep, results, strict=True):
-                    out[i] = result
-        return [o for o in out if o is not None]
 
     # -- the library -----------------------------------------------------------------------
 

@@ -30,12 +30,10 @@ remaining rows, so it would no longer model the user's load).
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from ..errors import ConsumerRejected, DecodeError, MissingDependency, UsageError
-from ._base import ColumnarDialect
-from .python import as_json_line, batch_error, load_record
+from ..errors import MissingDependency, UsageError
+from ._frames import FrameDialect
 
 __all__ = ["PolarsDialect"]
 
@@ -51,10 +49,11 @@ def _polars() -> Any:
     return polars
 
 
-class PolarsDialect(ColumnarDialect):
+class PolarsDialect(FrameDialect):
     """polars loading a batch of events and writing it back (see the module docstring)."""
 
     name: ClassVar[str] = "polars"
+    lines_mode: ClassVar[str] = "read_ndjson"
 
     def __init__(self, mode: Mode = "from_dicts", *,
                  infer_schema_length: int | Literal["default"] | None = "default") -> None:
@@ -77,34 +76,6 @@ class PolarsDialect(ColumnarDialect):
 
 
 
-    def decode_and_roundtrip_batch(
-            self, docs: Sequence[bytes]) -> list[tuple[Any, bytes] | ConsumerRejected]:
-        """Per document: (what polars holds, what it writes back), or the rejection."""
-        out: list[tuple[Any, bytes] | ConsumerRejected | None] = [None] * len(docs)
-        keep: list[int] = []
-        records: list[Any] = []
-        lines: list[bytes] = []
-        for i, doc in enumerate(docs):
-            try:
-                if self.mode == "read_ndjson":
-                    lines.append(as_json_line(doc))
-                else:
-                    records.append(load_record(doc, "polars"))
-            except DecodeError as e:
-                out[i] = self.reject(e.message)
-            else:
-                keep.append(i)
-        if keep:
-            try:
-                results = self._run(lines, records, len(keep))
-            except Exception as e:  # polars raises many types; each is this batch's verdict
-                reason = batch_error(e, len(keep))
-                for i in keep:
-                    out[i] = self.reject(reason)
-            else:
-                for i, result in zip(keep, results, strict=True):
-                    out[i] = result
-        return [o for o in out if o is not None]
 
     def _options(self) -> dict[str, Any]:
         if self.infer_schema_length == "default":

@@ -65,6 +65,7 @@ import io
 import logging
 import os
 import threading
+from abc import abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC
 from pathlib import Path
@@ -144,9 +145,9 @@ class _FileStore(EventStore):
                                    f"{str(Path(self.path).parent)!r} does not exist",
                                    file=self.path)
 
+    @abstractmethod
     def _scan(self) -> Iterator[tuple[tuple[int, ...], int, RawEvent]]:
         """Every record of the file: (where it starts, where it ends, event)."""
-        raise NotImplementedError
 
     def _ensure_open(self) -> None:
         if self._closed:
