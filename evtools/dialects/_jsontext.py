@@ -59,7 +59,7 @@ _make_scanner: Any = json.scanner.make_scanner
 encode_string: Callable[[str], str] = _encode_basestring
 
 #: ``scan_string(s, i)``: the value of the JSON string whose body starts at ``s[i]`` (just
-#: past the quote) and the index after its closing quote. A ``\uXXXX`` escape of a high
+#: past the quote) and the index after its closing quote. A ``\uHHHH`` escape of a high
 #: surrogate followed by one of a low surrogate makes one code point; any other
 #: surrogate escape stays a lone surrogate.
 scan_string: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]

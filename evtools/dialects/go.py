@@ -14,7 +14,7 @@ What Go holds after ``Unmarshal`` (``decode``), as Python values:
   number beyond float64's range rejects the whole document
   (``json: cannot unmarshal number 1e400 into Go value of type float64``);
 * strings are Go strings, always valid UTF-8: each byte of invalid UTF-8 becomes its own
-  U+FFFD, and so does each ``\\uXXXX`` surrogate escape that is not half of a valid pair;
+  U+FFFD, and so does each ``\\uHHHH`` surrogate escape that is not half of a valid pair;
 * syntax errors are found first, over the whole document, with Go's scanner's text
   (``invalid character 'x' looking for beginning of value``, ``unexpected end of JSON
   input``, ``invalid character '[' exceeded max depth`` past 10000 levels).

@@ -16,7 +16,7 @@ What the script holds after ``JSON.parse`` (``decode``), as Python values:
 * objects are ``dict`` in V8's key order: array-index keys ("0" .. "4294967294", no
   leading zeros) first in ascending numeric order, then the other keys in insertion
   order; a repeated key keeps its first position and takes its last value;
-* strings are JavaScript strings: a ``\\uXXXX`` escape of a lone surrogate stays a lone
+* strings are JavaScript strings: a ``\\uHHHH`` escape of a lone surrogate stays a lone
   surrogate (Python ``str`` can hold one), an escaped pair is one code point;
 * a rejected document carries V8's SyntaxError message as Node 20 prints it
   (``Unexpected token 'x', "x" is not valid JSON``, ``Unexpected end of JSON input``,
@@ -28,7 +28,7 @@ What ``JSON.stringify`` writes (``encode``): no whitespace, the key order above,
 by Number::toString (shortest digits, exponent form from 1e21 and below 1e-6, ``-0`` as
 ``0``, ``Infinity``/``NaN`` as ``null``), ``"``, ``\\``, ``\\b``, ``\\f``, ``\\n``,
 ``\\r``, ``\\t`` short, other control characters as ``\\u00XX``, lone surrogates as
-``\\udXXX`` (well-formed JSON.stringify); ``<>&`` and U+2028/9 are left as they are.
+``\\udHHH`` (well-formed JSON.stringify); ``<>&`` and U+2028/9 are left as they are.
 
 JSON.parse in V8 has no nesting limit; JSON.stringify recurses and throws ``RangeError:
 Maximum call stack size exceeded`` somewhere past about 4,100 levels with Node 20's
@@ -463,7 +463,7 @@ def _stringify_number(f: float) -> str:
 
 
 def _well_formed(text: str) -> str:
-    """Lone surrogates as ``\\udXXX`` escapes (pairs first joined into one code point)."""
+    """Lone surrogates as ``\\udHHH`` escapes (pairs first joined into one code point)."""
     text = text.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 

@@ -16,7 +16,7 @@ so the audit tells the truth for the user's version). Three ways users load even
     ``date``, ``modified``...), numeric strings to numbers, integral floats to ints.
 
 Then back, the way users write events out: ``df.to_json(orient="records", lines=True)``
-(its defaults: 10 significant digits for floats, ``/`` escaped, non-ASCII as ``\\uXXXX``,
+(its defaults: 10 significant digits for floats, ``/`` escaped, non-ASCII as ``\\uHHHH``,
 datetimes as epoch milliseconds, NaN as ``null``). Column names are split back into nested
 paths so the audit can compare path by path. ``decode`` gives the values pandas holds
 (``df.to_dict("records")``: ``NaN`` for a missing number, ``Timestamp`` for a parsed date),

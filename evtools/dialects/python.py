@@ -438,7 +438,7 @@ def dumps(value: Any) -> bytes:
     """Write ``value`` as compact JSON, numbers and escaped strings with their own text.
 
     Accepts what :func:`loads` returns plus ``float`` (``repr``, finite only), ``Decimal``
-    and tuples. Lone surrogates in strings are written as ``\\uXXXX`` escapes.
+    and tuples. Lone surrogates in strings are written as ``\\uHHHH`` escapes.
     Raises :class:`~evtools.errors.UsageError` for values JSON cannot hold.
     """
     parts: list[str] = []
