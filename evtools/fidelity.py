@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ._diff import ABSENT, leaf_pairs
 from ._json import escape_pointer_token
 from .dialects import Dialect, get_dialect
 from .dialects.python import (
@@ -1571,34 +1572,18 @@ def state_diff(naive_state: Any, typed_state: Any, *, held: bool = False) -> pl.
 
     rows: list[tuple[str, str | None, str | None, str | None, str | None, str]] = []
 
-    def leaf(path: str, a: Any, b: Any) -> None:
-        if not _equal(a, b):
+    def children(value: Any) -> Iterable[tuple[str, Any]] | None:
+        return _children(value, held)
+
+    for path, a, b in leaf_pairs(naive_state, typed_state, children):
+        if b is ABSENT:
+            rows.append((path, repr(a), None, type(a).__name__, None, "missing_in_typed"))
+        elif a is ABSENT:
+            rows.append((path, None, repr(b), None, type(b).__name__, "missing_in_naive"))
+        elif (children(a) is None) != (children(b) is None) or not _equal(a, b):
             rows.append((path, repr(a), repr(b), type(a).__name__, type(b).__name__, "value"))
         elif type(a) is not type(b):
             rows.append((path, repr(a), repr(b), type(a).__name__, type(b).__name__, "type"))
-
-    def walk(path: str, a: Any, b: Any) -> None:
-        ka, kb = _children(a, held), _children(b, held)
-        if ka is None or kb is None:
-            if (ka is None) != (kb is None):
-                rows.append((path, repr(a), repr(b), type(a).__name__, type(b).__name__,
-                             "value"))
-            else:
-                leaf(path, a, b)
-            return
-        da, db = dict(ka), dict(kb)
-        for k, v in da.items():
-            sub = f"{path}/{escape_pointer_token(k)}"
-            if k in db:
-                walk(sub, v, db[k])
-            else:
-                rows.append((sub, repr(v), None, type(v).__name__, None, "missing_in_typed"))
-        for k, v in db.items():
-            if k not in da:
-                rows.append((f"{path}/{escape_pointer_token(k)}", None, repr(v), None,
-                             type(v).__name__, "missing_in_naive"))
-
-    walk("", naive_state, typed_state)
     return pl.DataFrame(rows, schema={"path": pl.String, "naive": pl.String,
                                       "typed": pl.String, "naive_type": pl.String,
                                       "typed_type": pl.String, "difference": pl.String},

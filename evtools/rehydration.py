@@ -88,6 +88,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
+from ._diff import ABSENT, leaf_pairs
 from .aggregate import _NO_EVENT, Aggregate, BoundInvariant, run_invariant, state_hash_of
 from .errors import (
     Context,
@@ -1520,12 +1521,12 @@ def side_by_side(typed_state: Any, naive_states: Mapping[str, Any], *,
                 paths.append(p)
     rows = []
     for p in paths:
-        want = typed.get(p, _ABSENT)
+        want = typed.get(p, ABSENT)
         bad = [name for name, leaves in others.items()
-               if p not in leaves or want is _ABSENT or not _same_value(want, leaves[p])]
+               if p not in leaves or want is ABSENT or not _same_value(want, leaves[p])]
         if differences_only and not bad:
             continue
-        row: dict[str, Any] = {"path": p, "typed": None if want is _ABSENT else repr(want)}
+        row: dict[str, Any] = {"path": p, "typed": None if want is ABSENT else repr(want)}
         for name, leaves in others.items():
             row[name] = repr(leaves[p]) if p in leaves else None
         row["differs"] = ", ".join(bad)
@@ -1548,30 +1549,23 @@ def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def diff_states(expected: Any, actual: Any, path: str = "") -> list[tuple[str, Any, Any]]:
-    """``(JSON Pointer, expected, actual)`` for every leaf where two plain states differ.
+    """``(JSON Pointer, expected, actual)`` for every leaf where two plain states differ
+    (a field on one side only comes with ``<absent>`` on the other).
 
     Numbers compare by exact value across ``int``, ``float`` and ``Decimal``
     (``Decimal('19.99')`` and the float ``19.99`` differ; ``2**53 + 1`` and the float
     ``2.0**53`` differ; ``Decimal('1356')`` and ``1356`` do not); anything else must have
     the same type and compare equal."""
-    out: list[tuple[str, Any, Any]] = []
-    if isinstance(expected, Mapping) and isinstance(actual, Mapping):
-        for key in list(expected) + [k for k in actual if k not in expected]:
-            token = str(key).replace("~", "~0").replace("/", "~1")
-            if key not in actual:
-                out.append((f"{path}/{token}", expected[key], _ABSENT))
-            elif key not in expected:
-                out.append((f"{path}/{token}", _ABSENT, actual[key]))
-            else:
-                out.extend(diff_states(expected[key], actual[key], f"{path}/{token}"))
-        return out
-    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
-        for i, (a, b) in enumerate(zip(expected, actual, strict=True)):
-            out.extend(diff_states(a, b, f"{path}/{i}"))
-        return out
-    if not _same_value(expected, actual):
-        out.append((path, expected, actual))
-    return out
+    return [(p, a, b) for p, a, b in leaf_pairs(expected, actual, _plain_children, path)
+            if a is ABSENT or b is ABSENT or not _same_value(a, b)]
+
+
+def _plain_children(value: Any) -> Iterable[tuple[Any, Any]] | None:
+    if isinstance(value, Mapping):
+        return value.items()
+    if isinstance(value, list):
+        return enumerate(value)
+    return None
 
 
 def _same_value(a: Any, b: Any) -> bool:
@@ -1588,9 +1582,3 @@ def _exact(value: Any) -> Any:
     return to_decimal() if callable(to_decimal) else value
 
 
-class _Absent:
-    def __repr__(self) -> str:
-        return "<absent>"
-
-
-_ABSENT = _Absent()

@@ -215,22 +215,9 @@ class _FileStore(EventStore):
 # -- JSONL --------------------------------------------------------------------------------
 
 
-class _Flat(msgspec.Struct, forbid_unknown_fields=True):
-    stream: str
-    version: int
-    type: str
-    data: msgspec.Raw = msgspec.Raw(b"")
-    data_base64: str | None = None
-    metadata: msgspec.Raw = msgspec.Raw(b"")
-    metadata_base64: str | None = None
-    id: str = ""
-    recorded_at: str | None = None
-    position: int | None = None
-    content_type: str = JSON_CONTENT_TYPE
-    schema_version: int = 1
+class _Flat(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One flat record: read strictly (unknown keys are errors), written without defaults."""
 
-
-class _FlatOut(msgspec.Struct, omit_defaults=True):
     stream: str
     version: int
     type: str
@@ -258,14 +245,9 @@ def _b64(value: bytes) -> str:
     return base64.b64encode(value).decode("ascii")
 
 
-def encode_cloudevent_line(event: RawEvent) -> bytes:
-    """One CloudEvents envelope, safe as one JSONL line (see ``to_cloudevent``)."""
-    return to_cloudevent(event)
-
-
 def encode_flat_line(event: RawEvent) -> bytes:
     """One flat record (see the module docstring)."""
-    out = _FlatOut(stream=event.stream, version=event.version, type=event.type, id=event.id,
+    out = _Flat(stream=event.stream, version=event.version, type=event.type, id=event.id,
                    recorded_at=(format_time(event.recorded_at)
                                 if event.recorded_at is not None else None),
                    position=event.position, content_type=event.content_type,
@@ -356,7 +338,7 @@ class JsonlStore(_FileStore):
         super().__init__(path, mode)
         if format not in ("cloudevents", "flat"):
             raise UsageError(f"JSONL format must be 'cloudevents' or 'flat', got {format!r}")
-        self._encode = encode_cloudevent_line if format == "cloudevents" else encode_flat_line
+        self._encode = to_cloudevent if format == "cloudevents" else encode_flat_line
         self._line_count = 0  # lines in the file, blank ones included (known after a scan)
         self._out: io.BufferedWriter | None = None
         if mode == "r":

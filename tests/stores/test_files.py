@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from evtools.errors import EnvelopeError, StoreUnavailable, UsageError
 from evtools.events import RawEvent, to_cloudevent
 from evtools.stores import EventStore, JsonlStore, NewEvent, ParquetStore, open_store
-from evtools.stores.files import embeddable, encode_cloudevent_line
+from evtools.stores.files import embeddable
 
 from .contract import ReadContract, StoreContract, expected_events
 from .strategies import event_batches, json_payloads
@@ -92,7 +92,7 @@ def test_export_import_keeps_every_byte(tmp_path: Path, batches: list[list[NewEv
 @given(payload=json_payloads())
 def test_embeddable_means_to_cloudevent_keeps_the_bytes(payload: bytes) -> None:
     event = RawEvent.new("s", 0, "T", payload)
-    line = encode_cloudevent_line(event)
+    line = to_cloudevent(event)
     assert b"\n" not in line
     back = json.loads(line)
     if embeddable(payload):
