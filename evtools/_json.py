@@ -16,6 +16,7 @@ import msgspec
 
 __all__ = [
     "DuplicateKey",
+    "compact_key_tokens",
     "escape_pointer_token",
     "find_duplicate_key",
     "has_duplicate_key",
@@ -51,6 +52,24 @@ def has_duplicate_key(data: bytes, decoded: Any = None) -> bool:
         return find_duplicate_key(data) is not None
     value = msgspec.json.decode(data) if decoded is None else decoded
     return data.count(b":") != _untyped_encoder.encode(value).count(b":")
+
+
+_WHITESPACE = b" \t\r\n"
+
+
+def compact_key_tokens(data: bytes) -> int | None:
+    """A fast upper bound on how many keys valid JSON ``data`` writes, or ``None``.
+
+    Without a backslash every quote delimits a string. With whitespace deleted, a key's
+    closing quote is followed directly by its colon, so each key written gives one
+    ``":``; a string that begins with (whitespace and) a colon gives one more. The count
+    is therefore never below the number of keys written, duplicates included, and equals
+    it in practice. ``None`` when the payload has a backslash (the caller takes the
+    exact, slower path).
+    """
+    if data.find(92) >= 0:  # a backslash: escapes could hide quotes and keys
+        return None
+    return data.translate(None, _WHITESPACE).count(b'":')
 
 
 def find_duplicate_key(data: bytes) -> tuple[str, str] | None:

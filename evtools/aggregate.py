@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
@@ -156,14 +157,19 @@ class FrozenList(list[Any]):
         return (list, (list(self),))
 
 
+_MUTABLE = (dict, list, set)
+_FROZEN = (FrozenDict, FrozenList)
+
+
 def _deep_freeze(value: Any) -> Any:
-    if isinstance(value, dict) and not isinstance(value, FrozenDict):
-        return FrozenDict({k: _deep_freeze(v) for k, v in value.items()})
-    if isinstance(value, list) and not isinstance(value, FrozenList):
-        return FrozenList(_deep_freeze(v) for v in value)
-    if isinstance(value, set):
-        return frozenset(value)
-    return value
+    if not isinstance(value, _MUTABLE) or isinstance(value, _FROZEN):
+        return value  # the common case, in two C calls
+    if isinstance(value, dict):
+        return FrozenDict({k: _deep_freeze(v) if isinstance(v, _MUTABLE) else v
+                           for k, v in value.items()})
+    if isinstance(value, list):
+        return FrozenList(_deep_freeze(v) if isinstance(v, _MUTABLE) else v for v in value)
+    return frozenset(value)
 
 
 # -- the base --------------------------------------------------------------------------------
@@ -225,6 +231,9 @@ class Aggregate:
     _evtools_frozen: ClassVar[bool] = False
     _evtools_frozen_cls: ClassVar[type[Aggregate] | None] = None
     _evtools_base_cls: ClassVar[type[Aggregate] | None] = None
+    _evtools_handler_table_cache: ClassVar[dict[type, Callable[[Any, Any], Any]] | None] = None
+    _evtools_invariant_table_cache: ClassVar[
+        dict[type | None, tuple[BoundInvariant, ...]] | None] = None
 
     # bookkeeping set by the rehydrator (not state)
     _version: int
@@ -254,7 +263,8 @@ class Aggregate:
         cls._evtools_frozen_cls = None
         cls._evtools_base_cls = cls
         for attr in ("_evtools_fields_cache", "_evtools_state_type_cache",
-                     "_evtools_state_decoder_cache"):
+                     "_evtools_state_decoder_cache", "_evtools_handler_table_cache",
+                     "_evtools_invariant_table_cache"):
             setattr(cls, attr, None)
 
     def __init__(self) -> None:
@@ -396,6 +406,34 @@ class Aggregate:
             raise UsageError(f"{type(self).__qualname__} has no handler for "
                              f"{type(event).__qualname__}")
         getattr(self, name)(event)
+
+    @classmethod
+    def handler_table(cls) -> dict[type, Callable[[Any, Any], Any]]:
+        """``{event class: handler}``, each called as ``handler(aggregate, event)``; built
+        once per class (what the rehydrator dispatches on)."""
+        cached: dict[type, Callable[[Any, Any], Any]] | None = \
+            cls.__dict__.get("_evtools_handler_table_cache")
+        if cached is None:
+            cached = {event_cls: _plain_function(cls, name)
+                      for event_cls, name in cls._evtools_handlers.items()}
+            cls._evtools_handler_table_cache = cached
+        return cached
+
+    @classmethod
+    def invariant_table(cls) -> dict[type | None, tuple[BoundInvariant, ...]]:
+        """Like :meth:`bound_invariants`, built once per class: each check is called as
+        ``check(aggregate, event)`` when it takes the event, else ``check(aggregate)``."""
+        cached: dict[type | None, tuple[BoundInvariant, ...]] | None = \
+            cls.__dict__.get("_evtools_invariant_table_cache")
+        if cached is None:
+            cached = {}
+            for key in [*cls._evtools_handlers, None]:
+                cached[key] = tuple(
+                    (spec.name, _plain_function(cls, spec.name), spec.takes_event)
+                    for spec in cls._evtools_invariants
+                    if spec.after is None or (key is not None and key in spec.after))
+            cls._evtools_invariant_table_cache = cached
+        return cached
 
     def bound_handlers(self) -> dict[type, Callable[[Any], Any]]:
         """``{event class: bound handler}`` for fast dispatch."""
@@ -563,6 +601,14 @@ _NO_EVENT: Any = object()
 
 #: (name, bound method, whether it takes the event just applied)
 BoundInvariant = tuple[str, Callable[..., Any], bool]
+
+
+def _plain_function(cls: type, name: str) -> Callable[..., Any]:
+    """``cls.name`` as a function taking the instance first."""
+    attr = inspect.getattr_static(cls, name)
+    if isinstance(attr, types.FunctionType):
+        return attr
+    return lambda self, *args: getattr(self, name)(*args)  # static/class methods, wrappers
 
 
 def run_invariant(name: str, check: Callable[..., Any], event: Any = _NO_EVENT) -> str | None:

@@ -208,10 +208,16 @@ EVENT_TYPES: tuple[tuple[str, int, type], ...] = (
 
 
 def _money_from_v1(payload: dict[str, Any], amount_key: str, target: str) -> dict[str, Any]:
-    out = {k: v for k, v in payload.items() if k not in (amount_key, "currency")}
-    if amount_key in payload or "currency" in payload:
-        out[target] = {"amount": payload.get(amount_key), "currency": payload.get("currency")}
+    out = payload.copy()
+    amount = out.pop(amount_key, _ABSENT)
+    currency = out.pop("currency", _ABSENT)
+    if amount is not _ABSENT or currency is not _ABSENT:
+        out[target] = {"amount": None if amount is _ABSENT else amount,
+                       "currency": None if currency is _ABSENT else currency}
     return out
+
+
+_ABSENT = object()
 
 
 def upcast_item_added_v1(payload: dict[str, Any]) -> dict[str, Any]:

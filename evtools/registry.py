@@ -37,11 +37,13 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, Literal, TypeVar, overload
 
 import msgspec
 
 from ._json import (
+    compact_key_tokens,
     find_duplicate_key,
     has_duplicate_key,
     msgspec_path_to_pointer,
@@ -58,7 +60,7 @@ from .errors import (
     UsageError,
 )
 from .events import JSON_CONTENT_TYPE, RawEvent
-from .scalars import dec_hook, enc_hook
+from .scalars import Timestamp, UInt64, dec_hook, enc_hook
 
 __all__ = ["Decoded", "Registry", "Upcaster"]
 
@@ -89,6 +91,18 @@ class _Entry:
     decoder: msgspec.json.Decoder[Any]
     shape: _Shape
     check_unknown: bool  # False when msgspec already rejects unknown fields everywhere
+    key_count: KeyCount | None  # keys the decoded value held (None: unknown)
+
+    def surely_unique(self, event: Any, data: bytes) -> bool:
+        """True when ``data``, decoded into ``event``, provably repeats no key (fast);
+        False when that takes the exact check."""
+        counter = self.key_count
+        if counter is None:
+            return False
+        written = compact_key_tokens(data)
+        if written is None:
+            return False
+        return written == (counter if isinstance(counter, int) else counter(event))
 
 
 class Registry:
@@ -123,6 +137,7 @@ class Registry:
         self._latest: dict[str, int] = {}
         self._by_class: dict[type, _Entry] = {}
         self._upcasters: dict[tuple[str, int], tuple[int, Upcaster]] = {}
+        self._plans: dict[tuple[str, int], tuple[_Entry, tuple[Upcaster, ...]] | None] = {}
         self.unknown_field_counts: Counter[tuple[str, int, str]] = Counter()
         self._encoder = msgspec.json.Encoder(enc_hook=enc_hook)
 
@@ -173,13 +188,17 @@ class Registry:
         except TypeError as e:
             raise UsageError(f"cannot decode into {cls.__qualname__}: {e}") from e
         shape = _shape_of(cls)
+        check_unknown = not _forbids_everywhere(shape)
+        # the fast duplicate check needs every key to be a field msgspec decoded
         entry = _Entry(cls=cls, name=name, version=version, decoder=decoder, shape=shape,
-                       check_unknown=not _forbids_everywhere(shape))
+                       check_unknown=check_unknown,
+                       key_count=None if check_unknown else _key_count(cls))
         self._entries[key] = entry
         self._by_class[cls] = entry
         self._latest[name] = max(version, self._latest.get(name, 0))
         self._current = {(n, v): e for (n, v), e in self._entries.items()
                          if self._latest[n] == v}
+        self._plans.clear()
 
     def upcaster(self, event_type: str, from_version: int,
                  to_version: int | None = None) -> Callable[[Upcaster], Upcaster]:
@@ -199,6 +218,7 @@ class Registry:
         if key in self._upcasters:
             raise UsageError(f"an upcaster for {event_type} v{from_version} already exists")
         self._upcasters[key] = (target, fn)
+        self._plans.clear()
 
     # -- lookup ---------------------------------------------------------------------------
 
@@ -244,9 +264,17 @@ class Registry:
     def decode(self, raw: RawEvent) -> Any:
         """The typed event for ``raw``, or an :class:`~evtools.errors.InputError`."""
         data = raw.data
-        entry = self._current.get((raw.type, raw.schema_version))
+        key = (raw.type, raw.schema_version)
+        entry = self._current.get(key)
         if (entry is None or entry.check_unknown or raw.content_type != JSON_CONTENT_TYPE
                 or len(data) > self.max_payload_bytes):
+            if entry is None and raw.content_type == JSON_CONTENT_TYPE \
+                    and len(data) <= self.max_payload_bytes:
+                plan = self._plans[key] if key in self._plans else self._plan(key)
+                if plan is not None:
+                    event = self._decode_upcast(plan, data)
+                    if event is not None:
+                        return event
             return self._decode(raw.type, raw.schema_version, data, raw)[0]
         # hot path: current version, plain JSON, msgspec itself rejects unknown fields
         try:
@@ -257,7 +285,7 @@ class Registry:
             raise self._error(e, raw, None, entry.name, entry.version) from e
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
             raise self._error(e, raw, None, entry.name, entry.version) from e
-        if self.duplicate_keys == "reject":
+        if self.duplicate_keys == "reject" and not entry.surely_unique(event, data):
             try:  # the typed decode skips nothing here, so the payload is valid JSON
                 duplicate = has_duplicate_key(data)
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
@@ -265,6 +293,45 @@ class Registry:
             if duplicate:
                 self._duplicate(data, entry.name, entry.version, raw, None)
         return event
+
+    def _plan(self, key: tuple[str, int]) -> tuple[_Entry, tuple[Upcaster, ...]] | None:
+        """The target entry and upcasters lifting ``key`` to the latest version, when the
+        chain is complete and every class forbids unknown fields (else ``None``: the slow
+        path decodes and explains)."""
+        event_type, version = key
+        plan: tuple[_Entry, tuple[Upcaster, ...]] | None = None
+        target = self._latest.get(event_type)
+        if target is not None and version < target:
+            steps: list[Upcaster] = []
+            current, seen = version, {version}
+            while current != target and (event_type, current) in self._upcasters:
+                current, fn = self._upcasters[(event_type, current)]
+                if current in seen:
+                    break
+                seen.add(current)
+                steps.append(fn)
+            entry = self._entries.get((event_type, target))
+            if current == target and entry is not None and not entry.check_unknown:
+                plan = (entry, tuple(steps))
+        self._plans[key] = plan
+        return plan
+
+    def _decode_upcast(self, plan: tuple[_Entry, tuple[Upcaster, ...]], data: bytes) -> Any:
+        """The upcast hot path: the event, or ``None`` when anything is unusual (the slow
+        path then runs every check again and reports the problem with its context)."""
+        entry, steps = plan
+        try:
+            payload = _lossless.decode(data)
+            if type(payload) is not dict or (self.duplicate_keys == "reject"
+                                             and compact_key_tokens(data) != _keys_in(payload)):
+                return None
+            for fn in steps:
+                payload = fn(payload)
+                if type(payload) is not dict:
+                    return None
+            return entry.decoder.decode(_number_encoder.encode(payload))
+        except Exception:  # the slow path raises the error with its context
+            return None
 
     def decode_verbose(self, raw: RawEvent) -> Decoded:
         """Like :meth:`decode`, also returning unknown fields kept under ``"keep"``."""
@@ -298,12 +365,13 @@ class Registry:
     def _post_checks(self, entry: _Entry, event: Any, data: bytes, raw: RawEvent | None,
                      context: Context | None) -> tuple[Any, dict[str, Any]]:
         untyped: Any = None
-        if entry.check_unknown or self.duplicate_keys == "reject":
+        check_keys = self.duplicate_keys == "reject" and not entry.surely_unique(event, data)
+        if entry.check_unknown or check_keys:
             try:  # typed decoding skips what it does not need: check the whole payload
                 untyped = msgspec.json.decode(data)
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
                 raise self._error(e, raw, context, entry.name, entry.version) from e
-        if self.duplicate_keys == "reject" and has_duplicate_key(data, untyped):
+        if check_keys and has_duplicate_key(data, untyped):
             self._duplicate(data, entry.name, entry.version, raw, context)
         unknown: dict[str, Any] = {}
         if entry.check_unknown:
@@ -402,7 +470,8 @@ class Registry:
             payload = _lossless.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
             raise DecodeError(f"payload is not valid JSON: {_describe(e)}", where()) from e
-        if self.duplicate_keys == "reject" and has_duplicate_key(data):
+        if self.duplicate_keys == "reject" and compact_key_tokens(data) != _keys_in(payload) \
+                and has_duplicate_key(data, payload):
             self._duplicate(data, event_type, version, None, where())
         if not isinstance(payload, dict):
             raise SchemaError(f"payload is a JSON {_json_type(payload)}, not an object",
@@ -503,6 +572,19 @@ def _fix_message(text: str) -> str:
     return text
 
 
+def _keys_in(value: Any) -> int:
+    """How many keys a decoded JSON value holds, at every depth."""
+    if type(value) is dict:
+        n = len(value)
+        for v in value.values():
+            if type(v) is dict or type(v) is list:
+                n += _keys_in(v)
+        return n
+    if type(value) is list:
+        return sum(_keys_in(v) for v in value if type(v) is dict or type(v) is list)
+    return 0
+
+
 def _json_type(value: Any) -> str:
     return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
         type(value), "number")
@@ -584,6 +666,122 @@ def _forbids_everywhere(shape: _Shape, _seen: set[int] | None = None) -> bool:
     if shape.element is not None and not _forbids_everywhere(shape.element, seen):
         return False
     return all(_forbids_everywhere(c, seen) for c in shape.children.values())
+
+
+# -- how many keys a decoded value held, for the fast duplicate-key check ---------------------
+
+#: Keys in the JSON a typed value was decoded from: a constant for fixed shapes, else a
+#: function of the decoded value. Never above the true count of distinct keys (a field
+#: left at its default counts as absent), so ``keys written == this`` proves that no key
+#: repeats.
+KeyCount = int | Callable[[Any], int]
+
+_NO_KEYS = (msgspec.inspect.NoneType, msgspec.inspect.BoolType, msgspec.inspect.IntType,
+            msgspec.inspect.FloatType, msgspec.inspect.StrType, msgspec.inspect.BytesType,
+            msgspec.inspect.ByteArrayType, msgspec.inspect.DecimalType,
+            msgspec.inspect.UUIDType, msgspec.inspect.EnumType, msgspec.inspect.LiteralType,
+            msgspec.inspect.DateType, msgspec.inspect.TimeDeltaType)
+_REQUIRED = object()
+
+
+def _key_count(tp: Any) -> KeyCount | None:
+    """The :data:`KeyCount` of values of ``tp``, or ``None`` where it cannot be known
+    (``Any``, raw JSON, array-like or recursive structs, dataclasses)."""
+    return _key_count_of(msgspec.inspect.type_info(tp), set())
+
+
+def _key_count_of(info: msgspec.inspect.Type, active: set[Any]) -> KeyCount | None:
+    if isinstance(info, _NO_KEYS):
+        return 0
+    if isinstance(info, msgspec.inspect.Metadata):
+        return _key_count_of(info.type, active)
+    if isinstance(info, msgspec.inspect.CustomType):
+        return 0 if info.cls in (Timestamp, UInt64) else None  # decoded from str / int
+    if isinstance(info, msgspec.inspect.StructType):
+        return _struct_key_count(info, active)
+    if isinstance(info, msgspec.inspect.UnionType):
+        return _union_key_count(info, active)
+    if isinstance(info, msgspec.inspect.ListType | msgspec.inspect.SetType
+                  | msgspec.inspect.FrozenSetType | msgspec.inspect.VarTupleType):
+        item = _key_count_of(info.item_type, active)
+        if item is None or item == 0:
+            return item
+        if isinstance(item, int):
+            return lambda v, k=item: k * len(v)
+        return lambda v, count=item: sum(map(count, v))
+    if isinstance(info, msgspec.inspect.DictType):
+        value = _key_count_of(info.value_type, active)
+        if value is None:
+            return None
+        if isinstance(value, int):
+            return lambda v, k=value + 1: k * len(v)
+        return lambda v, count=value: len(v) + sum(map(count, v.values()))
+    return None
+
+
+def _struct_key_count(info: msgspec.inspect.StructType, active: set[Any]) -> KeyCount | None:
+    if info.array_like or info.cls in active:
+        return None
+    active.add(info.cls)
+    try:
+        fixed = 0 if info.tag_field is None else 1
+        parts: list[tuple[str, KeyCount, Any]] = []
+        for f in info.fields:
+            sub = _key_count_of(f.type, active)
+            if sub is None:
+                return None
+            if f.required:
+                if isinstance(sub, int):
+                    fixed += 1 + sub
+                else:
+                    fixed += 1
+                    parts.append((f.name, sub, _REQUIRED))
+                continue
+            if f.default is not msgspec.NODEFAULT:
+                default = f.default
+            else:
+                default = f.default_factory()
+                if not (isinstance(default, list | dict | set | frozenset | tuple)
+                        and not default):
+                    return None  # only empty collections are known to compare reliably
+            parts.append((f.name, sub, default))
+    finally:
+        active.discard(info.cls)
+    if not parts:
+        return fixed
+    getters = tuple((attrgetter(name), sub, default) for name, sub, default in parts)
+
+    def count(value: Any) -> int:
+        n = fixed
+        for get, sub, default in getters:
+            v = get(value)
+            if default is _REQUIRED:
+                n += sub if type(sub) is int else sub(v)  # type: ignore[operator]
+            elif v is not default and v != default:  # absent fields hold their default
+                n += 1 + (sub if type(sub) is int else sub(v))  # type: ignore[operator]
+        return n
+
+    return count
+
+
+def _union_key_count(info: msgspec.inspect.UnionType, active: set[Any]) -> KeyCount | None:
+    by_class: dict[type, KeyCount] = {}
+    for member in info.types:
+        sub = _key_count_of(member, active)
+        if sub is None:
+            return None
+        if sub != 0:
+            if not isinstance(member, msgspec.inspect.StructType):
+                return None  # a list or dict among other types: not worth dispatching
+            by_class[member.cls] = sub
+    if not by_class:
+        return 0
+
+    def count(value: Any) -> int:
+        sub = by_class.get(type(value), 0)
+        return sub if type(sub) is int else sub(value)  # type: ignore[operator]
+
+    return count
 
 
 def _refuse_lossy_types(cls: type, name: str) -> None:

@@ -504,6 +504,8 @@ class Rehydration(Generic[A]):
         self._last_id = ""  # id of the last in-order event (applied or not)
         self._prev_time: Any = None  # Timestamp / datetime of the previous event
         self._prev_text: str | None = None
+        self._prev_ns = 0  # epoch ns of _prev_ns_of, the last time whose instant was needed
+        self._prev_ns_of: Any = None
         self._applied_version = -1
         self._applied_id = ""
         self._applied_time: Any = None
@@ -555,8 +557,8 @@ class Rehydration(Generic[A]):
             self.expected = 0
             self._prefix_until = -1
         self._in_prefix = self._prefix_until >= 0
-        self._handlers = self.aggregate.bound_handlers()
-        self._invariants = self.aggregate.bound_invariants()
+        self._handlers = cls.handler_table()  # called as handler(aggregate, event)
+        self._invariants = cls.invariant_table()
         self._id_field = cls.id_field
         self._time_field = cls.time_field
         self._ignore_unhandled = cls.ignore_unhandled
@@ -742,7 +744,7 @@ class Rehydration(Generic[A]):
                 load()
                 continue
             try:
-                handler(event)
+                handler(agg, event)
             except Exception as e:  # a handler bug or a domain refusal: the state is unknown
                 store()
                 self._handler_failed(raw, event, e)
@@ -754,11 +756,12 @@ class Rehydration(Generic[A]):
             applied_time = when
             for name, check, takes_event in invariants.get(cls, no_invariants):
                 try:
-                    outcome = check(event) if takes_event else check()
+                    outcome = check(agg, event) if takes_event else check(agg)
                 except Exception:  # run_invariant turns it into the message
                     outcome = False
                 if outcome is not True and outcome is not None:
-                    message = run_invariant(name, check, event if takes_event else _NO_EVENT)
+                    message = run_invariant(name, getattr(agg, name),
+                                            event if takes_event else _NO_EVENT)
                     if message is not None:
                         self._violate(ViolationKind.INVARIANT, version, message, raw=raw)
         store()
@@ -886,14 +889,15 @@ class Rehydration(Generic[A]):
             self._unhandled(raw, event, when)
             return
         try:
-            handler(event)
+            handler(agg, event)
         except Exception as e:  # a handler bug or a domain refusal: the state is unknown
             self._handler_failed(raw, event, e)
             return
         self.events_applied += 1
         self._applied(raw, when)
-        for name, check, takes_event in self._invariants.get(type(event), ()):
-            message = run_invariant(name, check, event if takes_event else _NO_EVENT)
+        for name, _, takes_event in self._invariants.get(type(event), ()):
+            message = run_invariant(name, getattr(agg, name),
+                                    event if takes_event else _NO_EVENT)
             if message is not None:
                 self._violate(ViolationKind.INVARIANT, version, message, raw=raw)
         if self._verify is not None and version == self._verify.version:
@@ -921,7 +925,11 @@ class Rehydration(Generic[A]):
             self._prev_text = None
             if prev is None:
                 return
-        late_ns = _epoch_ns(prev) - _epoch_ns(when)
+        # an instant is computed once: the next event compares against this one's
+        prev_ns = self._prev_ns if self._prev_ns_of is prev else _epoch_ns(prev)
+        when_ns = _epoch_ns(when)
+        self._prev_ns, self._prev_ns_of = when_ns, when
+        late_ns = prev_ns - when_ns
         if late_ns > self._tolerance_ns:
             self._violate(ViolationKind.CLOCK_SKEW, raw.version,
                           f"event time {when} is {_describe_ns(late_ns)} earlier than the "

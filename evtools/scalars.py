@@ -48,6 +48,11 @@ _RFC3339_SHAPE = re.compile(
     r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])[Tt](?:[01]\d|2[0-3]):[0-5]\d:(?:[0-5]\d|60)"
     r"(?:\.\d{1,9})?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
 ).fullmatch
+# The same, for days 01-28 and seconds 00-59: nothing else to check (the hot path).
+_EVERYDAY_SHAPE = re.compile(
+    r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])[Tt](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+    r"(?:\.\d{1,9})?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
+).fullmatch
 _RFC3339 = re.compile(
     r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):([0-5]\d):([0-5]\d|60)"
     r"(?:\.(\d{1,9}))?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
@@ -65,15 +70,14 @@ class Timestamp:
 
     __slots__ = ("_dt", "_ns", "_text")
 
-    _dt: datetime | None  # aware, truncated to the microsecond; parsed on first use
+    # both unset until first needed (then parsed from the text, once)
+    _dt: datetime  # aware, truncated to the microsecond
     _ns: int  # nanoseconds below the microsecond, 0..999
     _text: str
 
     def __init__(self, text: str) -> None:
         if type(text) is str and _RFC3339_SHAPE(text) is not None:
             self._text = text
-            self._dt = None
-            self._ns = 0
             # the day (29-31) and a leap second (60) need the calendar: check them now
             if text[8:10] > "28" or text[17:19] == "60":
                 self._parse()
@@ -85,7 +89,20 @@ class Timestamp:
         raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
 
     def _parse(self) -> datetime:
-        m = _RFC3339.fullmatch(self._text)
+        text = self._text
+        if text[10] == "T" and text[-1] != "z" and text[17:19] != "60":
+            # the common spelling: datetime parses it in C (to the microsecond, checking
+            # the calendar); the digits below the microsecond are ours
+            try:
+                dt = _fromisoformat(text)
+            except ValueError as e:
+                raise ValueError(f"not a valid timestamp: {text!r} ({e})") from None
+            frac = text[20:len(text) - (1 if text[-1] == "Z" else 6)] if text[19] == "." \
+                else ""
+            self._dt = dt
+            self._ns = int(frac[6:9].ljust(3, "0")) if len(frac) > 6 else 0
+            return dt
+        m = _RFC3339.fullmatch(text)
         assert m is not None  # checked in __init__
         year, month, day, hour, minute, second, frac, offset = m.groups()
         frac = frac or ""
@@ -100,7 +117,10 @@ class Timestamp:
 
     @property
     def _datetime(self) -> datetime:
-        return self._dt if self._dt is not None else self._parse()
+        try:
+            return self._dt
+        except AttributeError:
+            return self._parse()
 
     # -- constructors ---------------------------------------------------------------------
 
@@ -199,6 +219,7 @@ class Timestamp:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_fromisoformat = datetime.fromisoformat
 _new_timestamp = object.__new__
 
 
@@ -220,12 +241,9 @@ def dec_hook(type_: type, obj: Any) -> Any:
     if type_ is UInt64:
         return UInt64(obj)
     if type_ is Timestamp:
-        if type(obj) is str and _RFC3339_SHAPE(obj) is not None \
-                and obj[8:10] <= "28" and obj[17:19] != "60":
-            ts = _new_timestamp(Timestamp)  # the hot path: skip __init__'s checks done here
+        if type(obj) is str and _EVERYDAY_SHAPE(obj) is not None:
+            ts = _new_timestamp(Timestamp)  # the hot path: nothing left to check
             ts._text = obj
-            ts._dt = None
-            ts._ns = 0
             return ts
         if not isinstance(obj, str):
             raise TypeError(f"Expected `str` (RFC 3339 timestamp), got `{type(obj).__name__}`")

@@ -143,6 +143,24 @@ def test_invariants_scoped_to_events() -> None:
     assert [name for name, _, _ in bound[Opened]] == ["under_limit"]
 
 
+def test_class_tables_are_built_once_per_class() -> None:
+    class Renaming(Cart):
+        @handles(Renamed)
+        def _renamed(self, e: Renamed) -> None:
+            self.name = e.name
+
+    assert Cart.handler_table() is Cart.handler_table()  # cached on the class
+    assert Renamed not in Cart.handler_table() and Renamed in Renaming.handler_table()
+    cart = Renaming()
+    Renaming.handler_table()[Opened](cart, Opened(3))
+    Renaming.handler_table()[Renamed](cart, Renamed(3, "gifts"))
+    assert (cart.cart_id, cart.name) == (3, "gifts")
+    table = Cart.invariant_table()
+    assert [(n, t) for n, _, t in table[Added]] == [("positive", False), ("under_limit", False)]
+    cart.items[1] = -1
+    assert [check(cart) for _, check, _ in table[Added]] == ["a quantity is not positive", True]
+
+
 def test_an_invariant_may_take_the_event_just_applied() -> None:
     class Checked(Cart):
         @invariant(after=(Added,))

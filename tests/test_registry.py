@@ -213,8 +213,8 @@ class V3(msgspec.Struct, forbid_unknown_fields=True):
     channel: str
 
 
-def upcast_registry() -> Registry:
-    reg = Registry()
+def upcast_registry(duplicate_keys: Any = "reject") -> Registry:
+    reg = Registry(duplicate_keys=duplicate_keys)
     reg.register(V3, name="Placed", version=3)
 
     @reg.upcaster("Placed", from_version=1)
@@ -271,6 +271,39 @@ def test_upcaster_that_raises_is_wrapped() -> None:
     reg = upcast_registry()
     with pytest.raises(UpcastError, match=r"v1 -> v2 failed: KeyError"):
         reg.decode(raw(b'{"order_id":1}', type="Placed", schema_version=1))
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"order_id":1,"amount":0.30,"amount":0.31}',
+    b'{"order_id":1, "amount" : 0.30,"order_id":1}',
+    b'{"order_id":1,"amount":0.30,"\\u006frder_id":2}',  # an escaped spelling of a key
+])
+def test_duplicate_keys_in_old_versions_are_refused(payload: bytes) -> None:
+    with pytest.raises(DecodeError, match="duplicate key") as info:
+        upcast_registry().decode(raw(payload, type="Placed", schema_version=1))
+    assert info.value.context.schema_version == 1
+    ev = upcast_registry(duplicate_keys="last-wins").decode(raw(payload, type="Placed",
+                                                                 schema_version=1))
+    assert ev.order_id in (1, 2)
+
+
+def test_upcast_plans_follow_later_registrations() -> None:
+    reg = upcast_registry()
+    old = raw(b'{"order_id":1,"amount":0.30}', type="Placed", schema_version=1)
+    assert reg.decode(old).channel == "web"  # the plan v1 -> v3 is built and cached
+
+    class V4(msgspec.Struct, forbid_unknown_fields=True):
+        order_id: Int64
+        total: Decimal
+        currency: str
+        channel: str
+        region: str
+
+    reg.register(V4, name="Placed", version=4)
+    with pytest.raises(UpcastError, match="no upcaster for Placed from v3"):
+        reg.decode(old)  # the cached plan to v3 is gone: v4 is now the target
+    reg.add_upcaster("Placed", 3, lambda p: {**p, "region": "eu"})
+    assert reg.decode(old) == V4(1, Decimal("0.30"), "EUR", "web", "eu")
 
 
 # -- registration rules ----------------------------------------------------------------------
@@ -345,3 +378,121 @@ def test_duplicate_key_check_is_exact(value: Any) -> None:
     data = render(value).encode()
     assert has_duplicate_key(data) == has_dup(value)
     assert (find_duplicate_key(data) is not None) == has_dup(value)
+
+
+# -- the fast duplicate-key check of the typed path agrees with the exact one -----------------
+
+class _Obj(list):  # type: ignore[type-arg]
+    """A JSON object as a list of (key, value) pairs, so a key can repeat."""
+
+
+def _pairs(value: Any, defaults: bool) -> Any:
+    """``value`` as nested :class:`_Obj`; with ``defaults``, fields left at their default
+    are written out too (they are keys like any other)."""
+    if isinstance(value, msgspec.Struct):
+        fields = msgspec.structs.asdict(value)
+        if not defaults:
+            fields = {k: v for k, v in fields.items()
+                      if not (k in ("tags", "note", "huge") and v in ({}, None, 0))}
+        return _Obj((k, _pairs(v, defaults)) for k, v in fields.items())
+    if isinstance(value, dict):
+        return _Obj((k, _pairs(v, defaults)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_pairs(v, defaults) for v in value]
+    return value
+
+
+def _render(node: Any, space: str) -> str:
+    if isinstance(node, _Obj):
+        return "{" + ",".join(f"{msgspec.json.encode(k).decode()}{space}:{_render(v, space)}"
+                              for k, v in node) + "}"
+    if isinstance(node, list):
+        return "[" + ",".join(_render(x, space) for x in node) + "]"
+    return msgspec.json.encode(node, enc_hook=str).decode()
+
+
+def _objects(node: Any) -> list[_Obj]:
+    found: list[_Obj] = []
+    if isinstance(node, _Obj):
+        found.append(node)
+        node = [v for _, v in node]
+    if isinstance(node, list):
+        for x in node:
+            found.extend(_objects(x))
+    return found
+
+
+@given(placed_events, st.booleans(), st.sampled_from(["", " "]), st.data())
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=300)
+def test_typed_duplicate_check_is_exact(registry: Registry, event: Placed, defaults: bool,
+                                        space: str, data: st.DataObject) -> None:
+    tree = _pairs(event, defaults)
+    objects = [o for o in _objects(tree) if o]
+    duplicate = data.draw(st.booleans())
+    if duplicate:  # repeat one key of one object, with its own value or null
+        obj = data.draw(st.sampled_from(objects))
+        key, value = obj[data.draw(st.integers(0, len(obj) - 1))]
+        obj.insert(data.draw(st.integers(0, len(obj))),
+                   (key, value if data.draw(st.booleans()) else None))
+    payload = _render(tree, space).encode()
+    try:
+        decoded = registry.decode(raw(payload))
+    except DecodeError as e:
+        assert duplicate and "duplicate key" in e.message, e
+        return
+    except SchemaError:
+        assert duplicate  # the repeated key's null does not fit the field
+        return
+    assert not duplicate, payload
+    assert decoded == event
+
+
+def test_fast_duplicate_check_counts_every_kind_of_field() -> None:
+    from evtools.registry import _key_count
+    from evtools.scalars import dec_hook
+
+    from .strategies import Line, Money
+
+    assert _key_count(Line) == 5 and _key_count(Money) == 2
+    count = _key_count(Placed)
+    assert callable(count)
+    event = msgspec.json.decode(GOOD, type=Placed, dec_hook=dec_hook)
+    assert count(event) == 5 + 2 + 5  # the five fields, total's two keys, one line
+    line = event.lines[0]
+    extras = msgspec.structs.replace(event, lines=[line, line], tags={"a": "b"}, note="n",
+                                     huge=7)
+    assert count(extras) == 5 + 2 + 2 * 5 + 3 + 1  # + note, huge, tags and its one key
+    assert _key_count(dict[str, Any]) is None  # values of any shape: the exact check runs
+
+    entry = Registry(duplicate_keys="reject")
+    entry.register(Placed, name="P")
+    fast = entry._entries[("P", 1)]
+    assert fast.surely_unique(event, GOOD)  # compact, every field counted: no second parse
+    assert not fast.surely_unique(event, GOOD.replace(b'"EUR"}', b'"EUR","currency":"EUR"}',
+                                                      1))
+    assert fast.surely_unique(event, GOOD.replace(b'":', b'" \n: '))  # whitespace is fine
+    assert not fast.surely_unique(event, GOOD.replace(b'"EUR"', b'"\\u0045UR"'))  # escapes
+
+
+@given(st.recursive(st.integers() | st.text(alphabet=' :"\\ab\t', max_size=4),
+                    lambda c: st.lists(c, max_size=3)
+                    | st.dictionaries(st.text(alphabet=' :"\\ab', max_size=3), c, max_size=3),
+                    max_leaves=10),
+       st.sampled_from(["", " ", "\n\t"]))
+def test_compact_key_tokens_never_undercounts(value: Any, space: str) -> None:
+    from evtools._json import compact_key_tokens
+
+    def keys(v: Any) -> int:
+        if isinstance(v, dict):
+            return len(v) + sum(map(keys, v.values()))
+        return sum(map(keys, v)) if isinstance(v, list) else 0
+
+    data = msgspec.json.encode(value)
+    spaced = data.replace(b'":', f'"{space}:{space}'.encode()) if b"\\" not in data else data
+    tokens = compact_key_tokens(spaced)
+    if tokens is None:
+        assert b"\\" in spaced
+    else:
+        assert tokens >= keys(value)  # never below: a duplicate is never missed
+        if ":" not in str(value):  # more only for a string that starts with a colon
+            assert tokens == keys(value)

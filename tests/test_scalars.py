@@ -90,3 +90,17 @@ def test_uint64_range_is_checked_by_the_hook() -> None:
                          (b"1.5", "Expected `int`"), (b'"1"', "Expected `int`")):
         with pytest.raises(msgspec.ValidationError, match=message):
             msgspec.json.decode(b'{"n":' + bad + b"}", type=E, dec_hook=dec_hook)
+
+
+@given(timestamps(), st.integers(0, 9))
+def test_fast_parse_agrees_with_the_exact_one(ts: Timestamp, digits: int) -> None:
+    """Texts spelt with ``T`` parse through datetime.fromisoformat; ``t`` takes the regex
+    path. Both give the same instant, offset and nanoseconds, for every fraction width."""
+    text = str(ts)
+    frac = f"{ts.nanosecond:09d}"[:digits]
+    head, offset = text[:19], text[-1] if text.endswith("Z") else text[-6:]
+    text = head + ("." + frac if digits else "") + offset
+    fast, exact = Timestamp(text), Timestamp(text[:10] + "t" + text[11:])
+    assert (fast.epoch_ns, fast.utcoffset, fast.nanosecond) == \
+        (exact.epoch_ns, exact.utcoffset, exact.nanosecond)
+    assert fast == exact and fast.nanosecond == int((frac or "0").ljust(9, "0"))
