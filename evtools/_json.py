@@ -17,6 +17,7 @@ import msgspec
 __all__ = [
     "DuplicateKey",
     "compact_key_tokens",
+    "count_keys",
     "escape_pointer_token",
     "find_duplicate_key",
     "has_duplicate_key",
@@ -41,16 +42,21 @@ def escape_pointer_token(token: str) -> str:
 def has_duplicate_key(data: bytes, decoded: Any = None) -> bool:
     """Whether ``data`` (valid JSON) repeats a key in some object. Exact, at C speed.
 
-    Outside strings a colon only separates a key from its value, and msgspec's compact
-    encoding writes every colon of the decoded value literally. Decoding keeps the last of
-    repeated keys, dropping the others with their values, so unless the document spells a
-    colon as ``\\u003a`` (then we take the slow exact path), the colon count of the input
-    equals that of the re-encoded value exactly when no key was dropped.
+    First, cheapest: when :func:`compact_key_tokens` counts as many keys written as the
+    decoded value holds, none repeats. Otherwise: outside strings a colon only separates a
+    key from its value, and msgspec's compact encoding writes every colon of the decoded
+    value literally. Decoding keeps the last of repeated keys, dropping the others with
+    their values, so unless the document spells a colon as ``\\u003a`` (then we take the
+    slow exact path), the colon count of the input equals that of the re-encoded value
+    exactly when no key was dropped.
     ``decoded`` may pass ``msgspec.json.decode(data)`` when the caller already has it.
     """
+    value = msgspec.json.decode(data) if decoded is None else decoded
+    written = compact_key_tokens(data)
+    if written is not None and written == count_keys(value):
+        return False  # as many keys written as decoded (the common case, cheaper still)
     if b"\\u003a" in data or b"\\u003A" in data:  # a colon spelt as an escape
         return find_duplicate_key(data) is not None
-    value = msgspec.json.decode(data) if decoded is None else decoded
     return data.count(b":") != _untyped_encoder.encode(value).count(b":")
 
 
@@ -70,6 +76,19 @@ def compact_key_tokens(data: bytes) -> int | None:
     if data.find(92) >= 0:  # a backslash: escapes could hide quotes and keys
         return None
     return data.translate(None, _WHITESPACE).count(b'":')
+
+
+def count_keys(value: Any) -> int:
+    """How many keys a decoded JSON value holds, at every depth."""
+    if type(value) is dict:
+        n = len(value)
+        for v in value.values():
+            if type(v) is dict or type(v) is list:
+                n += count_keys(v)
+        return n
+    if type(value) is list:
+        return sum(count_keys(v) for v in value if type(v) is dict or type(v) is list)
+    return 0
 
 
 def find_duplicate_key(data: bytes) -> tuple[str, str] | None:

@@ -323,7 +323,7 @@ class Registry:
         try:
             payload = _lossless.decode(data)
             if type(payload) is not dict or (self.duplicate_keys == "reject"
-                                             and compact_key_tokens(data) != _keys_in(payload)):
+                                             and has_duplicate_key(data, payload)):
                 return None
             for fn in steps:
                 payload = fn(payload)
@@ -470,8 +470,7 @@ class Registry:
             payload = _lossless.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
             raise DecodeError(f"payload is not valid JSON: {_describe(e)}", where()) from e
-        if self.duplicate_keys == "reject" and compact_key_tokens(data) != _keys_in(payload) \
-                and has_duplicate_key(data, payload):
+        if self.duplicate_keys == "reject" and has_duplicate_key(data, payload):
             self._duplicate(data, event_type, version, None, where())
         if not isinstance(payload, dict):
             raise SchemaError(f"payload is a JSON {_json_type(payload)}, not an object",
@@ -570,19 +569,6 @@ def _fix_message(text: str) -> str:
     if text.startswith("Number out of range"):
         return "number out of range for its field (e.g. 1e400 does not fit a float64)"
     return text
-
-
-def _keys_in(value: Any) -> int:
-    """How many keys a decoded JSON value holds, at every depth."""
-    if type(value) is dict:
-        n = len(value)
-        for v in value.values():
-            if type(v) is dict or type(v) is list:
-                n += _keys_in(v)
-        return n
-    if type(value) is list:
-        return sum(_keys_in(v) for v in value if type(v) is dict or type(v) is list)
-    return 0
 
 
 def _json_type(value: Any) -> str:
@@ -724,7 +710,7 @@ def _struct_key_count(info: msgspec.inspect.StructType, active: set[Any]) -> Key
         return None
     active.add(info.cls)
     try:
-        fixed = 0 if info.tag_field is None else 1
+        fixed = 0  # a tag key is not counted: decoded on its own, a tagged struct may omit it
         parts: list[tuple[str, KeyCount, Any]] = []
         for f in info.fields:
             sub = _key_count_of(f.type, active)

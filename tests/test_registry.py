@@ -464,6 +464,17 @@ def test_fast_duplicate_check_counts_every_kind_of_field() -> None:
     assert count(extras) == 5 + 2 + 2 * 5 + 3 + 1  # + note, huge, tags and its one key
     assert _key_count(dict[str, Any]) is None  # values of any shape: the exact check runs
 
+    class Tagged(msgspec.Struct, tag=True, forbid_unknown_fields=True):
+        a: int
+
+    tagged = Registry()
+    tagged.register(Tagged)
+    for payload in (b'{"a":1,"a":2}', b'{"type":"Tagged","a":1,"a":2}'):  # tag optional
+        with pytest.raises(DecodeError, match="duplicate key 'a'"):
+            tagged.decode(raw(payload, type="Tagged", schema_version=1))
+    assert tagged.decode(raw(b'{"type":"Tagged","a":1}', type="Tagged",
+                             schema_version=1)) == Tagged(1)
+
     entry = Registry(duplicate_keys="reject")
     entry.register(Placed, name="P")
     fast = entry._entries[("P", 1)]
