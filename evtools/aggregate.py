@@ -269,7 +269,7 @@ class Aggregate:
 
     def __init__(self) -> None:
         for f in type(self)._fields():
-            setattr(self, f.name, f.initial())
+            setattr(self, f.name, f.default if f.factory is None else f.factory())
         self._version = -1
         self._stream = None
         self._last_event_id = ""
@@ -473,9 +473,8 @@ class Aggregate:
             return self
         for f in self._fields():
             value = getattr(self, f.name)
-            frozen = _deep_freeze(value)
-            if frozen is not value:
-                object.__setattr__(self, f.name, frozen)
+            if isinstance(value, _MUTABLE) and not isinstance(value, _FROZEN):
+                object.__setattr__(self, f.name, _deep_freeze(value))
         object.__setattr__(self, "__class__", _frozen_class(type(self)))
         return self
 
