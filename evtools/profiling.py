@@ -1049,7 +1049,8 @@ PATHS: dict[str, str] = {
                             "event instead of once per class",
     "view-eager": "a status-only view aggregate (5 of the 8 event types handled): every "
                   "payload decoded, unneeded ones then ignored",
-    "view-lazy": "the same view, payloads of event types without a handler left undecoded",
+    "view-lazy": "the same view with rehydrate(lazy=True): payloads of event types without "
+                 "a handler left undecoded",
     "rehydrate-store": "rehydrate_store(): typed, keeping a StreamSummary (with a state "
                        "hash) per stream",
     "eventsourcing": "the Python eventsourcing library (outside peer): its own SQLite "
@@ -1108,33 +1109,6 @@ class _Tally:
     def to_dict(self) -> dict[str, Any]:
         return {"streams": self.streams, "events_read": self.events,
                 "violations": self.violations, "statuses": dict(sorted(self.statuses.items()))}
-
-
-class _Skipped:
-    """Stands for a payload left undecoded (no handler needs it): no fields, no handler."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<payload not decoded>"
-
-
-_SKIPPED = _Skipped()
-
-
-class _LazyRegistry:
-    """A registry that leaves payloads of types outside ``needed`` undecoded: what
-    rehydrate() would do if it skipped decoding events the aggregate has no handler for."""
-
-    def __init__(self, registry: Any, needed: set[str]) -> None:
-        self._registry = registry
-        self._needed = needed
-
-    def decode(self, raw: Any) -> Any:
-        return self._registry.decode(raw) if raw.type in self._needed else _SKIPPED
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._registry, name)
 
 
 class _FreshDecoders:
@@ -1335,7 +1309,8 @@ class _Runner:
         return tally
 
     def _fold(self, registry: Any, aggregate_cls: Any = None,
-              events: Callable[[str], Iterable[Any]] | None = None) -> _Tally:
+              events: Callable[[str], Iterable[Any]] | None = None,
+              lazy: bool = False) -> _Tally:
         from .orders import Order
         from .rehydration import rehydrate
 
@@ -1343,7 +1318,7 @@ class _Runner:
         tally = _Tally()
         read = events or self.store.read_stream
         for s in self.streams:
-            r = rehydrate(read(s), registry, cls, stream=s, policy="audit")
+            r = rehydrate(read(s), registry, cls, stream=s, policy="audit", lazy=lazy)
             tally.add(r.events_seen, _plain_status(r.aggregate.status), len(r.violations))
         return tally
 
@@ -1405,9 +1380,7 @@ class _Runner:
         return self._fold(self.registry, _status_view())
 
     def _view_lazy(self) -> _Tally:
-        view = _status_view()
-        needed = {self.registry.type_of(cls)[0] for cls in view._evtools_handlers}
-        return self._fold(_LazyRegistry(self.registry, needed), view)
+        return self._fold(self.registry, _status_view(), lazy=True)
 
     def _rehydrate_store(self) -> _Tally:
         from .orders import Order

@@ -39,6 +39,10 @@ Checks (each violation has a :class:`ViolationKind`, the stream, the version and
                     zero gives another state, with ``verify_snapshot=True``)
 ==================  ==========================================================================
 
+``lazy=True`` leaves undecoded the payloads of event types the aggregate has no handler
+for (a view that needs five event types of eight skips the rest): their versions are still
+checked, their time is the store's ``recorded_at`` and their payload is not validated.
+
 Policies: ``strict`` raises :class:`~evtools.errors.RehydrationError` carrying the first
 violation. ``audit`` records every violation and goes on *where that is safe*:
 
@@ -108,6 +112,7 @@ if TYPE_CHECKING:
     import polars as pl
 
 __all__ = [
+    "NOT_DECODED",
     "SNAPSHOT_PREFIX",
     "SNAPSHOT_TYPE",
     "FaultLike",
@@ -474,7 +479,7 @@ class Rehydration(Generic[A]):
                  stream: str | None = None, snapshot: Snapshot | RawEvent | None = None,
                  policy: Policy = "strict", clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
                  verify_snapshot: bool = False, expected_version: int | None = None,
-                 reorder_window: int = DEFAULT_REORDER_WINDOW) -> None:
+                 reorder_window: int = DEFAULT_REORDER_WINDOW, lazy: bool = False) -> None:
         if policy not in ("strict", "audit"):
             raise UsageError(f"policy must be 'strict' or 'audit', not {policy!r}")
         if not (isinstance(aggregate_cls, type) and issubclass(aggregate_cls, Aggregate)):
@@ -509,6 +514,8 @@ class Rehydration(Generic[A]):
         self._applied_version = -1
         self._applied_id = ""
         self._applied_time: Any = None
+        self._decode: Callable[[RawEvent], Any] = (
+            _handled_only(registry, aggregate_cls) if lazy else registry.decode)
         self._construct(snapshot, verify_snapshot)
 
     # -- construct --------------------------------------------------------------------------
@@ -629,7 +636,7 @@ class Rehydration(Generic[A]):
         The same checks as :meth:`feed`, with the common case (the next version, nothing
         unusual) run inline on local variables; anything else goes through :meth:`feed`.
         """
-        decode = self.registry.decode
+        decode = self._decode
         handlers = self._handlers
         invariants = self._invariants
         agg = self.aggregate
@@ -768,9 +775,10 @@ class Rehydration(Generic[A]):
 
     def _unhandled(self, raw: RawEvent, event: Any, when: Any) -> None:
         if not self._ignore_unhandled:
+            what = raw.type if event is NOT_DECODED else type(event).__qualname__
             self._violate(ViolationKind.UNHANDLED, raw.version,
-                          f"{self.aggregate.aggregate_type} has no handler for "
-                          f"{type(event).__qualname__}", raw=raw)
+                          f"{self.aggregate.aggregate_type} has no handler for {what}",
+                          raw=raw)
         self._applied(raw, when)
 
     def _handler_failed(self, raw: RawEvent, event: Any, e: Exception) -> None:
@@ -855,7 +863,7 @@ class Rehydration(Generic[A]):
             return
         self._last_id = raw.id
         try:
-            event = self.registry.decode(raw)
+            event = self._decode(raw)
         except (UnknownEventType, UnknownSchemaVersion) as e:
             self._violate(ViolationKind.UNKNOWN_TYPE, version, e.message, raw=raw)
             self._halt(version)
@@ -1000,6 +1008,35 @@ class Rehydration(Generic[A]):
             halted_at=self.halted_at, stage=self.stage)
 
 
+class _NotDecoded:
+    """Stands for a payload :func:`rehydrate` left undecoded (``lazy=True``): no handler
+    needs it. It has no fields: time falls back to ``recorded_at``, no identity check."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_DECODED"
+
+
+NOT_DECODED = _NotDecoded()
+
+
+def _handled_only(registry: Registry, aggregate_cls: type[Aggregate]
+                  ) -> Callable[[RawEvent], Any]:
+    """``registry.decode`` for the event types ``aggregate_cls`` handles; every other
+    event gives :data:`NOT_DECODED`."""
+    needed: set[str] = set()
+    for cls in aggregate_cls.handler_table():
+        with contextlib.suppress(UsageError):  # a class never registered is never decoded
+            needed.add(registry.type_of(cls)[0])
+    decode = registry.decode
+
+    def handled_only(raw: RawEvent) -> Any:
+        return decode(raw) if raw.type in needed else NOT_DECODED
+
+    return handled_only
+
+
 def _epoch_ns(value: Any) -> int:
     if isinstance(value, Timestamp):
         return value.epoch_ns
@@ -1024,7 +1061,7 @@ def rehydrate(events: Iterable[RawEvent], registry: Registry, aggregate_cls: typ
               policy: Policy = "strict", clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
               verify_snapshot: bool = False, expected_version: int | None = None,
               reorder_window: int = DEFAULT_REORDER_WINDOW,
-              freeze: bool = True) -> RehydrationResult[A]:
+              freeze: bool = True, lazy: bool = False) -> RehydrationResult[A]:
     """Rebuild one aggregate from ``events`` (one stream, in version order).
 
     ``stream`` is the stream the events must belong to (default: that of the snapshot or
@@ -1034,12 +1071,14 @@ def rehydrate(events: Iterable[RawEvent], registry: Registry, aggregate_cls: typ
     from version 0 and reports a snapshot whose state differs at its version.
     ``expected_version`` is the head the stream should reach (a truncated tail is
     reported). ``reorder_window`` bounds how many later events are held while waiting for a
-    late one. See the module docstring for checks and policies. ``events`` is consumed
-    lazily and never stored.
+    late one. ``lazy=True`` does not decode payloads of event types the aggregate has no
+    handler for (see the module docstring, with the checks and policies). ``events`` is
+    consumed lazily and never stored.
     """
     r = Rehydration(registry, aggregate_cls, stream=stream, snapshot=snapshot, policy=policy,
                     clock_skew=clock_skew, verify_snapshot=verify_snapshot,
-                    expected_version=expected_version, reorder_window=reorder_window)
+                    expected_version=expected_version, reorder_window=reorder_window,
+                    lazy=lazy)
     r.feed_all(events)
     return r.finish(freeze=freeze)
 
@@ -1169,7 +1208,7 @@ def rehydrate_store(store: StoreLike, registry: Registry, aggregate_cls: type[A]
                     clock_skew: timedelta = DEFAULT_CLOCK_SKEW,
                     verify_snapshot: bool = False, keep_results: bool = False,
                     reorder_window: int = DEFAULT_REORDER_WINDOW,
-                    max_streams: int | None = None) -> StoreRehydration:
+                    max_streams: int | None = None, lazy: bool = False) -> StoreRehydration:
     """Rebuild every stream of ``aggregate_cls`` in ``store`` (or ``stream``: one name or
     several); ``max_streams=N`` stops after the first N streams (a sample of a big store).
 
@@ -1181,6 +1220,7 @@ def rehydrate_store(store: StoreLike, registry: Registry, aggregate_cls: type[A]
     least N versions past its latest snapshot (the store must be writable). Under
     ``strict`` the first violation raises :class:`~evtools.errors.RehydrationError`. A
     named stream that does not exist raises :class:`~evtools.errors.StreamNotFound`.
+    ``lazy`` is :func:`rehydrate`'s: payloads no handler needs are left undecoded.
     """
     if snapshot_every is not None and snapshot_every < 1:
         raise UsageError("snapshot_every must be >= 1")
@@ -1203,7 +1243,7 @@ def rehydrate_store(store: StoreLike, registry: Registry, aggregate_cls: type[A]
     results: dict[str, RehydrationResult[Any]] | None = {} if keep_results else None
     options: dict[str, Any] = {"policy": policy, "clock_skew": clock_skew,
                                "verify_snapshot": verify_snapshot,
-                               "reorder_window": reorder_window}
+                               "reorder_window": reorder_window, "lazy": lazy}
     for name in names:
         result, replayed = _rehydrate_one(store, registry, aggregate_cls, name, snapshots,
                                           options)

@@ -240,6 +240,47 @@ def test_unhandled_event_and_handler_error() -> None:
     assert result.halted_at == 3 and result.aggregate.count == 2
 
 
+class ItemCount(Aggregate):
+    """A view: how many items were ever added (one event type of eight)."""
+
+    ignore_unhandled = True
+    items: int = 0
+
+    @handles(ItemAdded)
+    def _added(self, e: ItemAdded) -> None:
+        self.items += e.quantity
+
+
+def test_lazy_leaves_payloads_no_handler_needs_undecoded() -> None:
+    events = one_stream(60)
+    eager = rehydrate(events, REGISTRY, ItemCount)
+    lazy = rehydrate(events, REGISTRY, ItemCount, lazy=True)
+    assert lazy.ok and lazy.aggregate.items == eager.aggregate.items > 0
+    assert lazy.version == eager.version == len(events) - 1
+
+    other = next(i for i, e in enumerate(events) if e.type == "ItemRemoved")
+    corrupt = list(events)
+    corrupt[other] = msgspec.structs.replace(events[other], data=b'{"not": "checked"}')
+    assert [v.kind for v in rehydrate(corrupt, REGISTRY, ItemCount, policy="audit")
+            .violations] == [ViolationKind.DECODE_ERROR]  # eager decodes every payload
+    assert rehydrate(corrupt, REGISTRY, ItemCount, lazy=True).ok  # lazy: the documented cost
+
+    gap = [e for i, e in enumerate(events) if i != other]  # versions are checked all the same
+    result = rehydrate(gap, REGISTRY, ItemCount, policy="audit", lazy=True)
+    assert [(v.kind, v.version) for v in result.violations] == [(ViolationKind.GAP, other)]
+
+
+def test_lazy_reports_unhandled_types_by_name() -> None:
+    class Strict(ItemCount):
+        ignore_unhandled = False
+
+    result = rehydrate(one_stream(10), REGISTRY, Strict, policy="audit", lazy=True)
+    unhandled = [v for v in result.violations if v.kind is ViolationKind.UNHANDLED]
+    assert unhandled and "has no handler for OrderCreated" in unhandled[0].message
+    with pytest.raises(RehydrationError, match="no handler for OrderCreated"):
+        rehydrate(one_stream(10), REGISTRY, Strict, lazy=True)
+
+
 def test_decode_errors_carry_the_json_path() -> None:
     events = one_stream(10)
     bad = msgspec.structs.replace(events[4], data=events[4].data.replace(b'"order_id":',
