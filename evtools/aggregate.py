@@ -231,9 +231,6 @@ class Aggregate:
     _evtools_frozen: ClassVar[bool] = False
     _evtools_frozen_cls: ClassVar[type[Aggregate] | None] = None
     _evtools_base_cls: ClassVar[type[Aggregate] | None] = None
-    _evtools_handler_table_cache: ClassVar[dict[type, Callable[[Any, Any], Any]] | None] = None
-    _evtools_invariant_table_cache: ClassVar[
-        dict[type | None, tuple[BoundInvariant, ...]] | None] = None
 
     # bookkeeping set by the rehydrator (not state)
     _version: int
@@ -263,8 +260,7 @@ class Aggregate:
         cls._evtools_frozen_cls = None
         cls._evtools_base_cls = cls
         for attr in ("_evtools_fields_cache", "_evtools_state_type_cache",
-                     "_evtools_state_decoder_cache", "_evtools_handler_table_cache",
-                     "_evtools_invariant_table_cache"):
+                     "_evtools_state_decoder_cache"):
             setattr(cls, attr, None)
 
     def __init__(self) -> None:
@@ -409,31 +405,21 @@ class Aggregate:
 
     @classmethod
     def handler_table(cls) -> dict[type, Callable[[Any, Any], Any]]:
-        """``{event class: handler}``, each called as ``handler(aggregate, event)``; built
-        once per class (what the rehydrator dispatches on)."""
-        cached: dict[type, Callable[[Any, Any], Any]] | None = \
-            cls.__dict__.get("_evtools_handler_table_cache")
-        if cached is None:
-            cached = {event_cls: _plain_function(cls, name)
-                      for event_cls, name in cls._evtools_handlers.items()}
-            cls._evtools_handler_table_cache = cached
-        return cached
+        """``{event class: handler}``, each called as ``handler(aggregate, event)``: what
+        the rehydrator dispatches on, built once per rehydration (not per event, and not
+        cached on the class, so a handler replaced later is the one used)."""
+        return {event_cls: _plain_function(cls, name)
+                for event_cls, name in cls._evtools_handlers.items()}
 
     @classmethod
     def invariant_table(cls) -> dict[type | None, tuple[BoundInvariant, ...]]:
-        """Like :meth:`bound_invariants`, built once per class: each check is called as
+        """Like :meth:`bound_invariants`, for the class: each check is called as
         ``check(aggregate, event)`` when it takes the event, else ``check(aggregate)``."""
-        cached: dict[type | None, tuple[BoundInvariant, ...]] | None = \
-            cls.__dict__.get("_evtools_invariant_table_cache")
-        if cached is None:
-            cached = {}
-            for key in [*cls._evtools_handlers, None]:
-                cached[key] = tuple(
-                    (spec.name, _plain_function(cls, spec.name), spec.takes_event)
-                    for spec in cls._evtools_invariants
-                    if spec.after is None or (key is not None and key in spec.after))
-            cls._evtools_invariant_table_cache = cached
-        return cached
+        checks = {spec.name: _plain_function(cls, spec.name) for spec in cls._evtools_invariants}
+        return {key: tuple((spec.name, checks[spec.name], spec.takes_event)
+                           for spec in cls._evtools_invariants
+                           if spec.after is None or (key is not None and key in spec.after))
+                for key in [*cls._evtools_handlers, None]}
 
     def bound_handlers(self) -> dict[type, Callable[[Any], Any]]:
         """``{event class: bound handler}`` for fast dispatch."""
@@ -604,9 +590,13 @@ BoundInvariant = tuple[str, Callable[..., Any], bool]
 
 def _plain_function(cls: type, name: str) -> Callable[..., Any]:
     """``cls.name`` as a function taking the instance first."""
-    attr = inspect.getattr_static(cls, name)
-    if isinstance(attr, types.FunctionType):
-        return attr
+    attr = getattr(cls, name)
+    if type(attr) is types.FunctionType:  # a plain method (static ones are resolved below)
+        for klass in cls.__mro__:
+            if name in klass.__dict__:
+                if klass.__dict__[name] is attr:
+                    return attr
+                break
     return lambda self, *args: getattr(self, name)(*args)  # static/class methods, wrappers
 
 

@@ -28,7 +28,8 @@ JSON path, with the parser's error as ``__cause__``.
 Upcasters lift an old payload one version at a time (v1 -> v2 -> v3) before the typed
 decode. They receive the payload decoded losslessly (ints exact, non-integer numbers as
 ``Decimal``) and return a new dict, which is re-encoded with numbers written from their
-exact value.
+exact value. They should be pure functions of the payload: one that fails is run again on
+the path that reports the error with its context.
 """
 
 from __future__ import annotations
@@ -102,7 +103,12 @@ class _Entry:
         written = compact_key_tokens(data)
         if written is None:
             return False
-        return written == (counter if isinstance(counter, int) else counter(event))
+        if isinstance(counter, int):
+            return written == counter
+        try:
+            return written == counter(event)
+        except Exception:  # a default whose == raises (Decimal sNaN...): the exact check
+            return False
 
 
 class Registry:
@@ -244,6 +250,16 @@ class Registry:
             raise UnknownSchemaVersion(f"{event_type} has no class for schema version {v}",
                                        event_type=event_type, schema_version=v)
         return entry.cls
+
+    def knows(self, event_type: str, schema_version: int) -> bool:
+        """Whether ``event_type`` at ``schema_version`` has a class or an upcaster (decoding
+        it cannot raise :class:`~evtools.errors.UnknownEventType` or
+        :class:`~evtools.errors.UnknownSchemaVersion`)."""
+        target = self._latest.get(event_type)
+        if target is None or schema_version > target:
+            return False
+        key = (event_type, schema_version)
+        return schema_version == target or key in self._upcasters or key in self._entries
 
     def latest_version(self, event_type: str) -> int:
         if event_type not in self._latest:
@@ -705,9 +721,12 @@ def _key_count_of(info: msgspec.inspect.Type, active: set[Any]) -> KeyCount | No
     return None
 
 
+_EMPTY_FACTORIES = (list, dict, set, frozenset, tuple)
+
+
 def _struct_key_count(info: msgspec.inspect.StructType, active: set[Any]) -> KeyCount | None:
-    if info.array_like or info.cls in active:
-        return None
+    if info.array_like or info.cls in active or hasattr(info.cls, "__post_init__"):
+        return None  # __post_init__ may change fields after decoding: count nothing
     active.add(info.cls)
     try:
         fixed = 0  # a tag key is not counted: decoded on its own, a tagged struct may omit it
@@ -725,11 +744,12 @@ def _struct_key_count(info: msgspec.inspect.StructType, active: set[Any]) -> Key
                 continue
             if f.default is not msgspec.NODEFAULT:
                 default = f.default
+            elif f.default_factory is msgspec.NODEFAULT:
+                default = msgspec.UNSET  # `x: int | UnsetType = UNSET`
+            elif f.default_factory in _EMPTY_FACTORIES:
+                default = f.default_factory()  # always the same empty value
             else:
-                default = f.default_factory()
-                if not (isinstance(default, list | dict | set | frozenset | tuple)
-                        and not default):
-                    return None  # only empty collections are known to compare reliably
+                return None  # another factory may return anything, any time
             parts.append((f.name, sub, default))
     finally:
         active.discard(info.cls)
@@ -771,7 +791,8 @@ def _union_key_count(info: msgspec.inspect.UnionType, active: set[Any]) -> KeyCo
 
 
 def _refuse_lossy_types(cls: type, name: str) -> None:
-    """``datetime``/``time`` fields round nanoseconds silently: refuse them up front."""
+    """Refuse up front what would lose data silently: ``datetime``/``time`` fields (they
+    round nanoseconds) and unions of structs where a member ignores unknown fields."""
     def walk(info: msgspec.inspect.Type, path: str, seen: set[Any]) -> None:
         if isinstance(info, msgspec.inspect.DateTimeType | msgspec.inspect.TimeType):
             raise UsageError(
@@ -788,6 +809,13 @@ def _refuse_lossy_types(cls: type, name: str) -> None:
             if isinstance(sub, msgspec.inspect.Type):
                 walk(sub, f"{path}/*" if attr != "type" else path, seen)
         if isinstance(info, msgspec.inspect.UnionType):
+            members = [t for t in info.types if isinstance(t, msgspec.inspect.StructType)]
+            lax = [t.cls.__qualname__ for t in members if not t.forbid_unknown_fields]
+            if len(members) > 1 and lax:
+                raise UsageError(
+                    f"{name}: field {path or '/'} is a union of structs, and {', '.join(lax)} "
+                    "accepts unknown fields, which a union cannot report; declare it with "
+                    "forbid_unknown_fields=True")
             for t in info.types:
                 walk(t, path, seen)
 

@@ -40,8 +40,9 @@ Checks (each violation has a :class:`ViolationKind`, the stream, the version and
 ==================  ==========================================================================
 
 ``lazy=True`` leaves undecoded the payloads of event types the aggregate has no handler
-for (a view that needs five event types of eight skips the rest): their versions are still
-checked, their time is the store's ``recorded_at`` and their payload is not validated.
+for (a view that needs five event types of eight skips the rest): their versions and
+whether the registry knows their type are still checked, but their payload is not
+validated and, having no fields, they take no part in the identity and causality checks.
 
 Policies: ``strict`` raises :class:`~evtools.errors.RehydrationError` carrying the first
 violation. ``audit`` records every violation and goes on *where that is safe*:
@@ -645,6 +646,7 @@ class Rehydration(Generic[A]):
         no_invariants: tuple[BoundInvariant, ...] = ()
         stamp = Timestamp
         missing = _MISSING
+        not_decoded = NOT_DECODED
         feed = self.feed
 
         # the per-event state, kept in locals between slow-path calls
@@ -732,7 +734,7 @@ class Rehydration(Generic[A]):
                 prev_text = text
                 prev_suffix = suffix
             else:
-                if when is None:
+                if when is None and event is not not_decoded:
                     when = raw.recorded_at
                 if when is not None:
                     if not (type(when) is datetime and type(prev_time) is datetime
@@ -760,7 +762,8 @@ class Rehydration(Generic[A]):
             applied += 1
             applied_version = version
             applied_id = rid
-            applied_time = when
+            if when is not None:
+                applied_time = when
             for name, check, takes_event in invariants.get(cls, no_invariants):
                 try:
                     outcome = check(agg, event) if takes_event else check(agg)
@@ -886,7 +889,7 @@ class Rehydration(Generic[A]):
                     self._halt(version)
                     return
         when = getattr(event, self._time_field, None) if self._time_field else None
-        if when is None:
+        if when is None and event is not NOT_DECODED:
             when = raw.recorded_at
         if when is not None:
             self._check_time(when, raw)
@@ -914,7 +917,8 @@ class Rehydration(Generic[A]):
     def _applied(self, raw: RawEvent, when: Any) -> None:
         self._applied_version = raw.version
         self._applied_id = raw.id
-        self._applied_time = when
+        if when is not None:  # an event without a time keeps the last one known
+            self._applied_time = when
 
     def _check_time(self, when: Any, raw: RawEvent) -> None:
         prev = self._prev_time
@@ -1010,7 +1014,7 @@ class Rehydration(Generic[A]):
 
 class _NotDecoded:
     """Stands for a payload :func:`rehydrate` left undecoded (``lazy=True``): no handler
-    needs it. It has no fields: time falls back to ``recorded_at``, no identity check."""
+    needs it. It has no fields, so no identity or causality check uses it."""
 
     __slots__ = ()
 
@@ -1030,9 +1034,12 @@ def _handled_only(registry: Registry, aggregate_cls: type[Aggregate]
         with contextlib.suppress(UsageError):  # a class never registered is never decoded
             needed.add(registry.type_of(cls)[0])
     decode = registry.decode
+    knows = registry.knows
 
     def handled_only(raw: RawEvent) -> Any:
-        return decode(raw) if raw.type in needed else NOT_DECODED
+        if raw.type in needed or not knows(raw.type, raw.schema_version):
+            return decode(raw)  # unknown types and versions are reported all the same
+        return NOT_DECODED
 
     return handled_only
 

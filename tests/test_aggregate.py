@@ -143,18 +143,27 @@ def test_invariants_scoped_to_events() -> None:
     assert [name for name, _, _ in bound[Opened]] == ["under_limit"]
 
 
-def test_class_tables_are_built_once_per_class() -> None:
+def test_class_tables_call_with_the_instance_first() -> None:
     class Renaming(Cart):
         @handles(Renamed)
         def _renamed(self, e: Renamed) -> None:
             self.name = e.name
 
-    assert Cart.handler_table() is Cart.handler_table()  # cached on the class
+        @handles(Opened)
+        @staticmethod
+        def _opened(e: Opened) -> None:  # static handlers are called without the instance
+            Renaming.opened.append(e.cart_id)
+
+        opened: ClassVar[list[int]] = []
+
     assert Renamed not in Cart.handler_table() and Renamed in Renaming.handler_table()
     cart = Renaming()
     Renaming.handler_table()[Opened](cart, Opened(3))
     Renaming.handler_table()[Renamed](cart, Renamed(3, "gifts"))
-    assert (cart.cart_id, cart.name) == (3, "gifts")
+    assert (Renaming.opened, cart.name) == ([3], "gifts")
+    Renaming._renamed = lambda self, e: setattr(self, "name", e.name.upper())  # type: ignore[method-assign]
+    Renaming.handler_table()[Renamed](cart, Renamed(3, "gifts"))  # replaced later: used
+    assert cart.name == "GIFTS"
     table = Cart.invariant_table()
     assert [(n, t) for n, _, t in table[Added]] == [("positive", False), ("under_limit", False)]
     cart.items[1] = -1

@@ -507,3 +507,76 @@ def test_compact_key_tokens_never_undercounts(value: Any, space: str) -> None:
         assert tokens >= keys(value)  # never below: a duplicate is never missed
         if ":" not in str(value):  # more only for a string that starts with a colon
             assert tokens == keys(value)
+
+
+class _Inner(msgspec.Struct, forbid_unknown_fields=True):
+    x: int = 0
+
+
+_FILLED_LATER: list[_Inner] = []
+
+
+class _PostInit(msgspec.Struct, forbid_unknown_fields=True):
+    a: int
+    b: int = 0
+
+    def __post_init__(self) -> None:
+        self.b = 5  # changes a field after decoding: no key count can be trusted
+
+
+class _Factory(msgspec.Struct, forbid_unknown_fields=True):
+    a: int
+    items: list[_Inner] = msgspec.field(default_factory=lambda: list(_FILLED_LATER))
+
+
+class _Unset(msgspec.Struct, forbid_unknown_fields=True):
+    a: int
+    b: int | msgspec.UnsetType = msgspec.UNSET
+
+
+class _OddDefault(msgspec.Struct, forbid_unknown_fields=True):
+    a: int
+    d: Decimal = Decimal(0)
+
+
+@pytest.mark.parametrize("cls, payload", [
+    (_PostInit, b'{"a":1,"a":2}'),
+    (_Factory, b'{"a":1,"a":2,"a":3}'),
+    (_Unset, b'{"a":1,"a":2}'),
+    (_Unset, b'{"a":1,"b":2,"b":3}'),
+    (_OddDefault, b'{"a":1,"a":2}'),
+])
+def test_duplicates_found_whatever_the_class_does_with_defaults(cls: type,
+                                                                payload: bytes) -> None:
+    reg = Registry()
+    reg.register(cls, name="T")
+    _FILLED_LATER.append(_Inner(0))  # the factory's value changes after registration
+    try:
+        with pytest.raises(DecodeError, match="duplicate key"):
+            reg.decode(raw(payload, type="T", schema_version=1))
+    finally:
+        _FILLED_LATER.clear()
+
+
+def test_a_default_whose_comparison_raises_falls_back_to_the_exact_check() -> None:
+    reg = Registry()
+    reg.register(_OddDefault, name="T")
+    assert reg.decode(raw(b'{"a":1,"d":"sNaN"}', type="T", schema_version=1)).a == 1
+
+
+class _Lax(msgspec.Struct, tag=True):
+    a: int
+
+
+class _Tight(msgspec.Struct, tag=True, forbid_unknown_fields=True):
+    b: int
+
+
+class _Holder(msgspec.Struct, forbid_unknown_fields=True):
+    x: _Lax | _Tight
+
+
+def test_unions_of_structs_must_forbid_unknown_fields() -> None:
+    with pytest.raises(UsageError, match=r"/x is a union of structs, and _Lax accepts "
+                                         r"unknown fields"):
+        Registry().register(_Holder)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tracemalloc
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import msgspec
@@ -268,6 +268,19 @@ def test_lazy_leaves_payloads_no_handler_needs_undecoded() -> None:
     gap = [e for i, e in enumerate(events) if i != other]  # versions are checked all the same
     result = rehydrate(gap, REGISTRY, ItemCount, policy="audit", lazy=True)
     assert [(v.kind, v.version) for v in result.violations] == [(ViolationKind.GAP, other)]
+
+
+def test_lazy_still_reports_unknown_types_and_ignores_undecoded_times() -> None:
+    events = one_stream(30)
+    i = next(i for i, e in enumerate(events) if e.type == "ItemRemoved")
+    unknown = list(events)
+    unknown[i] = msgspec.structs.replace(events[i], type="ItemRemovd")
+    result = rehydrate(unknown, REGISTRY, ItemCount, policy="audit", lazy=True)
+    assert [(v.kind, v.version) for v in result.violations] == [
+        (ViolationKind.UNKNOWN_TYPE, i)]
+    later = list(events)  # an undecoded event has no time of its own: recorded_at is unused
+    later[i] = msgspec.structs.replace(events[i], recorded_at=datetime(2099, 1, 1, tzinfo=UTC))
+    assert rehydrate(later, REGISTRY, ItemCount, lazy=True).ok
 
 
 def test_lazy_reports_unhandled_types_by_name() -> None:

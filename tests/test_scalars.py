@@ -104,3 +104,12 @@ def test_fast_parse_agrees_with_the_exact_one(ts: Timestamp, digits: int) -> Non
     assert (fast.epoch_ns, fast.utcoffset, fast.nanosecond) == \
         (exact.epoch_ns, exact.utcoffset, exact.nanosecond)
     assert fast == exact and fast.nanosecond == int((frac or "0").ljust(9, "0"))
+
+
+@pytest.mark.parametrize("text", ["２０２４-01-01T00:00:00Z", "2024-01-0١T00:00:00Z",
+                                  "0000-01-01T00:00:00Z"])
+def test_only_ascii_digits_and_years_a_datetime_holds(text: str) -> None:
+    with pytest.raises(ValueError, match="not an RFC 3339 timestamp"):
+        Timestamp(text)
+    with pytest.raises(ValueError, match="not an RFC 3339 timestamp"):
+        dec_hook(Timestamp, text)
