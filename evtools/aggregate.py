@@ -51,6 +51,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, ClassVar, NoReturn, Self, TypeVar
 
 import msgspec
@@ -231,6 +232,8 @@ class Aggregate:
     _evtools_frozen: ClassVar[bool] = False
     _evtools_frozen_cls: ClassVar[type[Aggregate] | None] = None
     _evtools_base_cls: ClassVar[type[Aggregate] | None] = None
+    _evtools_tables_cache: ClassVar[tuple[Any, ...] | None] = None
+    _evtools_methods: ClassVar[Callable[[type], Any]] = staticmethod(lambda cls: ())
 
     # bookkeeping set by the rehydrator (not state)
     _version: int
@@ -257,10 +260,15 @@ class Aggregate:
                     invariants[name] = spec
         cls._evtools_handlers = handlers
         cls._evtools_invariants = tuple(invariants.values())
+        # the handlers and invariants as the class holds them now, as a tuple, in one C call
+        names = list(dict.fromkeys([*handlers.values(), *invariants]))
+        cls._evtools_methods = staticmethod(
+            attrgetter(*names) if len(names) > 1
+            else lambda klass: tuple(getattr(klass, n) for n in names))
         cls._evtools_frozen_cls = None
         cls._evtools_base_cls = cls
         for attr in ("_evtools_fields_cache", "_evtools_state_type_cache",
-                     "_evtools_state_decoder_cache"):
+                     "_evtools_state_decoder_cache", "_evtools_tables_cache"):
             setattr(cls, attr, None)
 
     def __init__(self) -> None:
@@ -406,20 +414,33 @@ class Aggregate:
     @classmethod
     def handler_table(cls) -> dict[type, Callable[[Any, Any], Any]]:
         """``{event class: handler}``, each called as ``handler(aggregate, event)``: what
-        the rehydrator dispatches on, built once per rehydration (not per event, and not
-        cached on the class, so a handler replaced later is the one used)."""
-        return {event_cls: _plain_function(cls, name)
-                for event_cls, name in cls._evtools_handlers.items()}
+        the rehydrator dispatches on."""
+        return cls._dispatch_tables()[0]
 
     @classmethod
     def invariant_table(cls) -> dict[type | None, tuple[BoundInvariant, ...]]:
         """Like :meth:`bound_invariants`, for the class: each check is called as
         ``check(aggregate, event)`` when it takes the event, else ``check(aggregate)``."""
+        return cls._dispatch_tables()[1]
+
+    @classmethod
+    def _dispatch_tables(cls) -> tuple[dict[type, Callable[[Any, Any], Any]],
+                                       dict[type | None, tuple[BoundInvariant, ...]]]:
+        """Both tables, built once per class and rebuilt when a method they hold has been
+        replaced since (checked with one attribute lookup per method)."""
+        current = cls._evtools_methods(cls)
+        cached = cls.__dict__.get("_evtools_tables_cache")
+        if cached is not None and cached[0] == current:
+            return cached[1], cached[2]
+        handlers = {event_cls: _plain_function(cls, name)
+                    for event_cls, name in cls._evtools_handlers.items()}
         checks = {spec.name: _plain_function(cls, spec.name) for spec in cls._evtools_invariants}
-        return {key: tuple((spec.name, checks[spec.name], spec.takes_event)
-                           for spec in cls._evtools_invariants
-                           if spec.after is None or (key is not None and key in spec.after))
-                for key in [*cls._evtools_handlers, None]}
+        invariants = {key: tuple((spec.name, checks[spec.name], spec.takes_event)
+                                 for spec in cls._evtools_invariants
+                                 if spec.after is None or (key is not None and key in spec.after))
+                      for key in [*cls._evtools_handlers, None]}
+        cls._evtools_tables_cache = (current, handlers, invariants)
+        return handlers, invariants
 
     def bound_handlers(self) -> dict[type, Callable[[Any], Any]]:
         """``{event class: bound handler}`` for fast dispatch."""

@@ -565,8 +565,8 @@ class Rehydration(Generic[A]):
             self.expected = 0
             self._prefix_until = -1
         self._in_prefix = self._prefix_until >= 0
-        self._handlers = cls.handler_table()  # called as handler(aggregate, event)
-        self._invariants = cls.invariant_table()
+        # called as handler(aggregate, event), check(aggregate[, event])
+        self._handlers, self._invariants = cls._dispatch_tables()
         self._id_field = cls.id_field
         self._time_field = cls.time_field
         self._ignore_unhandled = cls.ignore_unhandled
