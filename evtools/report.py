@@ -308,13 +308,15 @@ _METRICS: dict[str, tuple[str, bool]] = {
 
 
 def load_results(*folders: str | Path | None) -> dict[str, dict[str, Any]]:
-    """Every result JSON (``{"benchmark": ...}``) in ``folders`` (one level deep), by
-    file name; folders that do not exist are skipped, later folders win."""
+    """Every result JSON (``{"benchmark": ...}``) in ``folders`` (one level deep), by its
+    path in its folder without the suffix (``rehydrate-1m/suite``); folders that do not
+    exist are skipped, and a later folder's file replaces one at the same path."""
     found: dict[str, dict[str, Any]] = {}
     for folder in folders:
         if not folder or not Path(folder).is_dir():
             continue
-        for path in sorted(Path(folder).glob("*.json")) + sorted(Path(folder).glob("*/*.json")):
+        root = Path(folder)
+        for path in sorted(root.glob("*.json")) + sorted(root.glob("*/*.json")):
             try:
                 doc = json.loads(path.read_text())
             except ValueError as e:
@@ -322,7 +324,7 @@ def load_results(*folders: str | Path | None) -> dict[str, dict[str, Any]]:
                     from e
             if isinstance(doc, dict) and "benchmark" in doc:
                 doc["_file"] = str(path)
-                found[path.stem] = doc
+                found[path.relative_to(root).with_suffix("").as_posix()] = doc
     return found
 
 

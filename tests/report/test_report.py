@@ -101,3 +101,25 @@ def test_record_headlines_is_a_no_op_without_a_results_dir(tmp_path: Path) -> No
 def test_no_notebooks_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no notebooks"):
         find_notebooks(tmp_path)
+
+
+def test_load_results_keeps_same_named_files_of_different_folders(tmp_path: Path) -> None:
+    from evtools.errors import EvtoolsError
+    from evtools.report import load_results
+
+    bench, run = tmp_path / "bench", tmp_path / "run"
+    for folder, size in ((bench / "rehydrate-1m", 1), (bench / "rehydrate-200k", 2),
+                         (run, 3)):
+        folder.mkdir(parents=True)
+        (folder / "suite.json").write_text(json.dumps({"benchmark": "rehydrate", "n": size}))
+    (bench / "notes.json").write_text(json.dumps({"not": "a result"}))
+    (run / "rehydrate-1m").mkdir()
+    (run / "rehydrate-1m" / "suite.json").write_text(json.dumps({"benchmark": "rehydrate",
+                                                                "n": 4}))
+    found = load_results(bench, tmp_path / "missing", run)
+    assert {k: v["n"] for k, v in found.items()} == {
+        "rehydrate-1m/suite": 4, "rehydrate-200k/suite": 2, "suite": 3}  # later folder wins
+    (run / "broken.json").write_text("{")
+    with pytest.raises(EvtoolsError, match="not valid JSON") as info:
+        load_results(run)
+    assert info.value.context.file == str(run / "broken.json")
