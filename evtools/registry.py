@@ -258,8 +258,10 @@ class Registry:
         target = self._latest.get(event_type)
         if target is None or schema_version > target:
             return False
+        if schema_version == target:
+            return True
         key = (event_type, schema_version)
-        return schema_version == target or key in self._upcasters or key in self._entries
+        return key in self._upcasters or key in self._entries
 
     def latest_version(self, event_type: str) -> int:
         if event_type not in self._latest:

@@ -580,3 +580,14 @@ def test_unions_of_structs_must_forbid_unknown_fields() -> None:
     with pytest.raises(UsageError, match=r"/x is a union of structs, and _Lax accepts "
                                          r"unknown fields"):
         Registry().register(_Holder)
+
+
+def test_knows_what_decode_would_not_call_unknown() -> None:
+    reg = upcast_registry()  # Placed v3, upcasters from v1 and v2
+    assert reg.knows("Placed", 3) and reg.knows("Placed", 1) and reg.knows("Placed", 2)
+    assert not reg.knows("Placed", 4) and not reg.knows("Other", 1)
+    only_v3 = Registry()
+    only_v3.register(V3, name="Placed", version=3)
+    assert not only_v3.knows("Placed", 2)
+    with pytest.raises(UnknownSchemaVersion):
+        only_v3.decode(raw(b"{}", type="Placed", schema_version=2))
