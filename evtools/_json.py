@@ -16,6 +16,7 @@ import msgspec
 
 __all__ = [
     "DuplicateKey",
+    "compact",
     "compact_key_tokens",
     "count_keys",
     "escape_pointer_token",
@@ -60,7 +61,15 @@ def has_duplicate_key(data: bytes, decoded: Any = None) -> bool:
     return data.count(b":") != _untyped_encoder.encode(value).count(b":")
 
 
-_WHITESPACE = b" \t\r\n"
+_WHITESPACE = b" \t\r\n"  # all that JSON allows between tokens
+
+
+def compact(data: bytes) -> bytes | None:
+    """``data`` without whitespace, or ``None`` when it has a backslash (escapes could hide
+    quotes and keys). See :func:`compact_key_tokens` for what it is for."""
+    if data.find(92) >= 0:
+        return None
+    return data.translate(None, _WHITESPACE)
 
 
 def compact_key_tokens(data: bytes) -> int | None:
@@ -73,9 +82,8 @@ def compact_key_tokens(data: bytes) -> int | None:
     it in practice. ``None`` when the payload has a backslash (the caller takes the
     exact, slower path).
     """
-    if data.find(92) >= 0:  # a backslash: escapes could hide quotes and keys
-        return None
-    return data.translate(None, _WHITESPACE).count(b'":')
+    written = compact(data)
+    return None if written is None else written.count(b'":')
 
 
 def count_keys(value: Any) -> int:

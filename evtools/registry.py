@@ -38,18 +38,18 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from operator import attrgetter
 from typing import Any, Literal, TypeVar, overload
 
 import msgspec
 
 from ._json import (
-    compact_key_tokens,
+    compact,
     find_duplicate_key,
     has_duplicate_key,
     msgspec_path_to_pointer,
     strip_msgspec_path,
 )
+from ._keys import KeyCount, key_count
 from .errors import (
     Context,
     DecodeError,
@@ -61,7 +61,7 @@ from .errors import (
     UsageError,
 )
 from .events import JSON_CONTENT_TYPE, RawEvent
-from .scalars import Timestamp, UInt64, dec_hook, enc_hook
+from .scalars import dec_hook, enc_hook
 
 __all__ = ["Decoded", "Registry", "Upcaster"]
 
@@ -100,13 +100,14 @@ class _Entry:
         counter = self.key_count
         if counter is None:
             return False
-        written = compact_key_tokens(data)
+        written = compact(data)
         if written is None:
             return False
+        keys = written.count(b'":')  # never below the keys written (see evtools._keys)
         if isinstance(counter, int):
-            return written == counter
+            return keys == counter
         try:
-            return written == counter(event)
+            return keys == counter(event, written)
         except Exception:  # a default whose == raises (Decimal sNaN...): the exact check
             return False
 
@@ -198,7 +199,7 @@ class Registry:
         # the fast duplicate check needs every key to be a field msgspec decoded
         entry = _Entry(cls=cls, name=name, version=version, decoder=decoder, shape=shape,
                        check_unknown=check_unknown,
-                       key_count=None if check_unknown else _key_count(cls))
+                       key_count=None if check_unknown else key_count(cls))
         self._entries[key] = entry
         self._by_class[cls] = entry
         self._latest[name] = max(version, self._latest.get(name, 0))
@@ -670,126 +671,6 @@ def _forbids_everywhere(shape: _Shape, _seen: set[int] | None = None) -> bool:
     if shape.element is not None and not _forbids_everywhere(shape.element, seen):
         return False
     return all(_forbids_everywhere(c, seen) for c in shape.children.values())
-
-
-# -- how many keys a decoded value held, for the fast duplicate-key check ---------------------
-
-#: Keys in the JSON a typed value was decoded from: a constant for fixed shapes, else a
-#: function of the decoded value. Never above the true count of distinct keys (a field
-#: left at its default counts as absent), so ``keys written == this`` proves that no key
-#: repeats.
-KeyCount = int | Callable[[Any], int]
-
-_NO_KEYS = (msgspec.inspect.NoneType, msgspec.inspect.BoolType, msgspec.inspect.IntType,
-            msgspec.inspect.FloatType, msgspec.inspect.StrType, msgspec.inspect.BytesType,
-            msgspec.inspect.ByteArrayType, msgspec.inspect.DecimalType,
-            msgspec.inspect.UUIDType, msgspec.inspect.EnumType, msgspec.inspect.LiteralType,
-            msgspec.inspect.DateType, msgspec.inspect.TimeDeltaType)
-_REQUIRED = object()
-
-
-def _key_count(tp: Any) -> KeyCount | None:
-    """The :data:`KeyCount` of values of ``tp``, or ``None`` where it cannot be known
-    (``Any``, raw JSON, array-like or recursive structs, dataclasses)."""
-    return _key_count_of(msgspec.inspect.type_info(tp), set())
-
-
-def _key_count_of(info: msgspec.inspect.Type, active: set[Any]) -> KeyCount | None:
-    if isinstance(info, _NO_KEYS):
-        return 0
-    if isinstance(info, msgspec.inspect.Metadata):
-        return _key_count_of(info.type, active)
-    if isinstance(info, msgspec.inspect.CustomType):
-        return 0 if info.cls in (Timestamp, UInt64) else None  # decoded from str / int
-    if isinstance(info, msgspec.inspect.StructType):
-        return _struct_key_count(info, active)
-    if isinstance(info, msgspec.inspect.UnionType):
-        return _union_key_count(info, active)
-    if isinstance(info, msgspec.inspect.ListType | msgspec.inspect.SetType
-                  | msgspec.inspect.FrozenSetType | msgspec.inspect.VarTupleType):
-        item = _key_count_of(info.item_type, active)
-        if item is None or item == 0:
-            return item
-        if isinstance(item, int):
-            return lambda v, k=item: k * len(v)
-        return lambda v, count=item: sum(map(count, v))
-    if isinstance(info, msgspec.inspect.DictType):
-        value = _key_count_of(info.value_type, active)
-        if value is None:
-            return None
-        if isinstance(value, int):
-            return lambda v, k=value + 1: k * len(v)
-        return lambda v, count=value: len(v) + sum(map(count, v.values()))
-    return None
-
-
-_EMPTY_FACTORIES = (list, dict, set, frozenset, tuple)
-
-
-def _struct_key_count(info: msgspec.inspect.StructType, active: set[Any]) -> KeyCount | None:
-    if info.array_like or info.cls in active or hasattr(info.cls, "__post_init__"):
-        return None  # __post_init__ may change fields after decoding: count nothing
-    active.add(info.cls)
-    try:
-        fixed = 0  # a tag key is not counted: decoded on its own, a tagged struct may omit it
-        parts: list[tuple[str, KeyCount, Any]] = []
-        for f in info.fields:
-            sub = _key_count_of(f.type, active)
-            if sub is None:
-                return None
-            if f.required:
-                if isinstance(sub, int):
-                    fixed += 1 + sub
-                else:
-                    fixed += 1
-                    parts.append((f.name, sub, _REQUIRED))
-                continue
-            if f.default is not msgspec.NODEFAULT:
-                default = f.default
-            elif f.default_factory is msgspec.NODEFAULT:
-                default = msgspec.UNSET  # `x: int | UnsetType = UNSET`
-            elif f.default_factory in _EMPTY_FACTORIES:
-                default = f.default_factory()  # always the same empty value
-            else:
-                return None  # another factory may return anything, any time
-            parts.append((f.name, sub, default))
-    finally:
-        active.discard(info.cls)
-    if not parts:
-        return fixed
-    getters = tuple((attrgetter(name), sub, default) for name, sub, default in parts)
-
-    def count(value: Any) -> int:
-        n = fixed
-        for get, sub, default in getters:
-            v = get(value)
-            if default is _REQUIRED:
-                n += sub if type(sub) is int else sub(v)  # type: ignore[operator]
-            elif v is not default and v != default:  # absent fields hold their default
-                n += 1 + (sub if type(sub) is int else sub(v))  # type: ignore[operator]
-        return n
-
-    return count
-
-
-def _union_key_count(info: msgspec.inspect.UnionType, active: set[Any]) -> KeyCount | None:
-    by_class: dict[type, KeyCount] = {}
-    for member in info.types:
-        sub = _key_count_of(member, active)
-        if sub is None:
-            return None
-        if sub != 0:
-            if not isinstance(member, msgspec.inspect.StructType):
-                return None  # a list or dict among other types: not worth dispatching
-            by_class[member.cls] = sub
-    if not by_class:
-        return 0
-
-    def count(value: Any) -> int:
-        sub = by_class.get(type(value), 0)
-        return sub if type(sub) is int else sub(value)  # type: ignore[operator]
-
-    return count
 
 
 def _refuse_lossy_types(cls: type, name: str) -> None:

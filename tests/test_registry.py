@@ -448,7 +448,7 @@ def test_typed_duplicate_check_is_exact(registry: Registry, event: Placed, defau
 
 
 def test_fast_duplicate_check_counts_every_kind_of_field() -> None:
-    from evtools.registry import _key_count
+    from evtools._keys import key_count as _key_count
     from evtools.scalars import dec_hook
 
     from .strategies import Line, Money
@@ -457,11 +457,11 @@ def test_fast_duplicate_check_counts_every_kind_of_field() -> None:
     count = _key_count(Placed)
     assert callable(count)
     event = msgspec.json.decode(GOOD, type=Placed, dec_hook=dec_hook)
-    assert count(event) == 5 + 2 + 5  # the five fields, total's two keys, one line
+    assert count(event, GOOD) == 5 + 2 + 5  # the five fields, total's two keys, one line
     line = event.lines[0]
     extras = msgspec.structs.replace(event, lines=[line, line], tags={"a": "b"}, note="n",
                                      huge=7)
-    assert count(extras) == 5 + 2 + 2 * 5 + 3 + 1  # + note, huge, tags and its one key
+    assert count(extras, GOOD) == 5 + 2 + 2 * 5 + 3 + 1  # + note, huge, tags and its key
     assert _key_count(dict[str, Any]) is None  # values of any shape: the exact check runs
 
     class Tagged(msgspec.Struct, tag=True, forbid_unknown_fields=True):
@@ -591,3 +591,73 @@ def test_knows_what_decode_would_not_call_unknown() -> None:
     assert not only_v3.knows("Placed", 2)
     with pytest.raises(UnknownSchemaVersion):
         only_v3.decode(raw(b"{}", type="Placed", schema_version=2))
+
+
+class _Addr(msgspec.Struct, forbid_unknown_fields=True):
+    street: str
+    line2: str | None = None
+    floor: int = 0
+
+
+class _Probed(msgspec.Struct, forbid_unknown_fields=True):
+    id: int
+    to: _Addr
+    note: str | None = None
+
+
+class _Twice(msgspec.Struct, forbid_unknown_fields=True):
+    id: int
+    to: _Addr
+    back: _Addr | None = None  # line2 and floor may stand in two objects: never probed
+
+
+_ADDRS = st.builds(_Addr, street=st.text(max_size=5), line2=st.none() | st.text(max_size=3),
+                   floor=st.sampled_from([0, 0, 3]))
+
+
+@given(st.one_of(st.builds(_Probed, id=st.integers(0, 9), to=_ADDRS,
+                           note=st.none() | st.text(max_size=3)),
+                 st.builds(_Twice, id=st.integers(0, 9), to=_ADDRS, back=st.none() | _ADDRS)),
+       st.data())
+@settings(max_examples=400)
+def test_fields_written_at_their_default_are_counted_exactly(event: Any,
+                                                             data: st.DataObject) -> None:
+    reg = Registry()
+    reg.register(type(event), name="T")
+
+    def tree(value: Any) -> Any:  # each field at its default: left out or written
+        if not isinstance(value, msgspec.Struct):
+            return value
+        pairs = [(f.encode_name, tree(getattr(value, f.name)))
+                 for f in msgspec.structs.fields(value)
+                 if f.required or getattr(value, f.name) != f.default
+                 or data.draw(st.booleans())]
+        return _Obj(pairs)
+
+    doc = tree(event)
+    duplicate = data.draw(st.booleans())
+    if duplicate:
+        obj = data.draw(st.sampled_from([o for o in _objects(doc) if o]))
+        obj.insert(data.draw(st.integers(0, len(obj))),
+                   obj[data.draw(st.integers(0, len(obj) - 1))])
+    payload = _render(doc, data.draw(st.sampled_from(["", " "]))).encode()
+    try:
+        decoded = reg.decode(raw(payload, type="T", schema_version=1))
+    except DecodeError as e:
+        assert duplicate and "duplicate key" in e.message, payload
+        return
+    assert not duplicate, payload
+    assert decoded == event
+
+
+def test_a_field_written_at_its_default_needs_no_exact_check() -> None:
+    reg = Registry()
+    reg.register(_Probed, name="T")
+    entry = reg._entries[("T", 1)]
+    written = b'{"id":1,"to":{"street":"x","line2":null,"floor":0},"note":null}'
+    assert entry.surely_unique(msgspec.json.decode(written, type=_Probed), written)
+    twice = Registry()
+    twice.register(_Twice, name="T")
+    written = b'{"id":1,"to":{"street":"x","line2":null}}'
+    assert not twice._entries[("T", 1)].surely_unique(
+        msgspec.json.decode(written, type=_Twice), written)  # the exact check decides
