@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -27,6 +28,9 @@ __all__ = [
 ]
 
 _untyped_encoder = msgspec.json.Encoder()
+#: Untyped decoding that refuses no valid JSON: non-integer numbers become Decimal (a
+#: float would fail on 1e400, which a typed Decimal field accepts).
+lossless = msgspec.json.Decoder(float_hook=Decimal)
 
 
 class DuplicateKey(Exception):
@@ -50,9 +54,9 @@ def has_duplicate_key(data: bytes, decoded: Any = None) -> bool:
     their values, so unless the document spells a colon as ``\\u003a`` (then we take the
     slow exact path), the colon count of the input equals that of the re-encoded value
     exactly when no key was dropped.
-    ``decoded`` may pass ``msgspec.json.decode(data)`` when the caller already has it.
+    ``decoded`` may pass ``lossless.decode(data)`` when the caller already has it.
     """
-    value = msgspec.json.decode(data) if decoded is None else decoded
+    value = lossless.decode(data) if decoded is None else decoded
     written = compact_key_tokens(data)
     if written is not None and written == count_keys(value):
         return False  # as many keys written as decoded (the common case, cheaper still)

@@ -72,9 +72,9 @@ class _Census:
                 return
             active.add(info.cls)
             if info.tag_field is not None:
-                self.names[info.tag_field] += 1
+                self.names[info.tag_field.replace(" ", "")] += 1
             for f in info.fields:
-                self.names[f.encode_name] += 1
+                self.names[f.encode_name.replace(" ", "")] += 1
                 self.walk(f.type, active)
             active.discard(info.cls)
         elif isinstance(info, msgspec.inspect.UnionType):
@@ -88,7 +88,9 @@ class _Census:
             self.any_name = True  # Any, Raw, tuples, dataclasses...: be safe
 
     def unique(self, name: str) -> bool:
-        return not self.any_name and self.names[name] == 1
+        """Whether ``"name":`` in the compact payload can only be this field's key. Names
+        are compared as compact() leaves them: without spaces ("a b" is "ab" there)."""
+        return not self.any_name and " " not in name and self.names[name] == 1
 
 
 class _Compiler:

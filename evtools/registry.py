@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from typing import Any, Literal, TypeVar, overload
 
 import msgspec
@@ -46,6 +45,7 @@ from ._json import (
     compact,
     find_duplicate_key,
     has_duplicate_key,
+    lossless,
     msgspec_path_to_pointer,
     strip_msgspec_path,
 )
@@ -70,7 +70,6 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 UnknownFieldPolicy = Literal["reject", "keep"]
 DuplicateKeyPolicy = Literal["reject", "last-wins"]
 
-_lossless = msgspec.json.Decoder(float_hook=Decimal)
 _number_encoder = msgspec.json.Encoder(decimal_format="number", enc_hook=enc_hook)
 
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
@@ -340,7 +339,7 @@ class Registry:
         path then runs every check again and reports the problem with its context)."""
         entry, steps = plan
         try:
-            payload = _lossless.decode(data)
+            payload = lossless.decode(data)
             if type(payload) is not dict or (self.duplicate_keys == "reject"
                                              and has_duplicate_key(data, payload)):
                 return None
@@ -387,7 +386,7 @@ class Registry:
         check_keys = self.duplicate_keys == "reject" and not entry.surely_unique(event, data)
         if entry.check_unknown or check_keys:
             try:  # typed decoding skips what it does not need: check the whole payload
-                untyped = msgspec.json.decode(data)
+                untyped = lossless.decode(data)
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
                 raise self._error(e, raw, context, entry.name, entry.version) from e
         if check_keys and has_duplicate_key(data, untyped):
@@ -404,7 +403,7 @@ class Registry:
         """``keep`` policy on a class that forbids unknown fields: take them out, decode
         the rest, and report what was taken out."""
         try:
-            payload = _lossless.decode(data)
+            payload = lossless.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
             raise self._error(e, raw, context, entry.name, entry.version) from e
         unknown: dict[str, Any] = {}
@@ -477,7 +476,7 @@ class Registry:
             # checks ran on the original bytes in _upcast; the upcast payload is ours
             unknown: dict[str, Any] = {}
             if entry.check_unknown:
-                entry.shape.collect_unknown(msgspec.json.decode(data), "", unknown)
+                entry.shape.collect_unknown(lossless.decode(data), "", unknown)
                 if unknown:
                     self._unknown_found(entry, unknown, raw, context)
             return event, unknown
@@ -486,7 +485,7 @@ class Registry:
     def _upcast(self, event_type: str, version: int, target: int, data: bytes,
                 where: Callable[[], Context]) -> bytes:
         try:
-            payload = _lossless.decode(data)
+            payload = lossless.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
             raise DecodeError(f"payload is not valid JSON: {_describe(e)}", where()) from e
         if self.duplicate_keys == "reject" and has_duplicate_key(data, payload):
@@ -653,9 +652,17 @@ def _shape_from_info(info: msgspec.inspect.Type, seen: dict[Any, _Shape]) -> _Sh
         shape.element = child if (child.names is not None or child.element is not None) \
             else None
     elif isinstance(info, msgspec.inspect.UnionType):
-        objects = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
-        if len(objects) == 1:
-            return _shape_from_info(objects[0], seen)
+        # msgspec allows one object-like and one array-like member beside scalars: the
+        # value's JSON type says which applies, so their shapes merge without conflict
+        for member in info.types:
+            sub = _shape_from_info(member, seen)
+            if sub.names is not None:
+                if shape.names is not None:  # several structs (tagged): refused at register
+                    continue
+                shape.names, shape.forbids, shape.children = sub.names, sub.forbids, \
+                    sub.children
+            elif sub.element is not None and shape.element is None:
+                shape.element = sub.element
     elif isinstance(info, msgspec.inspect.Metadata):
         return _shape_from_info(info.type, seen)
     return shape

@@ -661,3 +661,44 @@ def test_a_field_written_at_its_default_needs_no_exact_check() -> None:
     written = b'{"id":1,"to":{"street":"x","line2":null}}'
     assert not twice._entries[("T", 1)].surely_unique(
         msgspec.json.decode(written, type=_Twice), written)  # the exact check decides
+
+
+class _Spaced(msgspec.Struct, forbid_unknown_fields=True):
+    x: int = msgspec.field(name="a b")
+    ab: int = 0  # in the compact payload "a b" reads "ab": never probed for
+
+
+class _Precise(msgspec.Struct, tag=True, forbid_unknown_fields=True):
+    d: Decimal
+
+
+class _LaxInner(msgspec.Struct):
+    z: int = 0
+
+
+class _LaxUnion(msgspec.Struct, forbid_unknown_fields=True):
+    u: _LaxInner | int
+
+
+def test_key_names_with_spaces_are_not_probed() -> None:
+    reg = Registry()
+    reg.register(_Spaced, name="T")
+    with pytest.raises(DecodeError, match="duplicate key 'a b'"):
+        reg.decode(raw(b'{"a b":1,"a b":2}', type="T", schema_version=1))
+    assert reg.decode(raw(b'{"a b":1,"ab":0}', type="T", schema_version=1)) == _Spaced(1)
+
+
+def test_the_exact_path_accepts_what_the_typed_decode_accepts() -> None:
+    reg = Registry()
+    reg.register(_Precise, name="T")
+    for payload in (b'{"d":1e400}', b'{"type":"_Precise","d":1e400}'):  # tag: exact path
+        assert reg.decode(raw(payload, type="T", schema_version=1)).d == Decimal("1e400")
+
+
+def test_unknown_fields_inside_a_union_with_scalars_are_found() -> None:
+    reg = Registry()
+    reg.register(_LaxUnion, name="T")
+    with pytest.raises(SchemaError, match="unknown field 'extra'") as info:
+        reg.decode(raw(b'{"u":{"extra":1}}', type="T", schema_version=1))
+    assert info.value.context.path == "/u/extra"
+    assert reg.decode(raw(b'{"u":3}', type="T", schema_version=1)).u == 3
