@@ -449,13 +449,8 @@ class Aggregate:
     def bound_invariants(self) -> dict[type | None, tuple[BoundInvariant, ...]]:
         """``{event class: ((name, bound invariant, takes the event), ...)}``; the ``None``
         key lists the invariants checked after every event."""
-        table: dict[type | None, tuple[BoundInvariant, ...]] = {}
-        keys: list[type | None] = [*self._evtools_handlers, None]
-        for key in keys:
-            table[key] = tuple((spec.name, getattr(self, spec.name), spec.takes_event)
-                               for spec in self._evtools_invariants
-                               if spec.after is None or (key is not None and key in spec.after))
-        return table
+        return {key: tuple((name, getattr(self, name), takes) for name, _, takes in checks)
+                for key, checks in self.invariant_table().items()}
 
     def check_invariants(self, event: Any = None) -> list[str]:
         """Messages of the invariants that do not hold after ``event`` (those declared for
@@ -611,13 +606,9 @@ BoundInvariant = tuple[str, Callable[..., Any], bool]
 
 def _plain_function(cls: type, name: str) -> Callable[..., Any]:
     """``cls.name`` as a function taking the instance first."""
-    attr = getattr(cls, name)
-    if type(attr) is types.FunctionType:  # a plain method (static ones are resolved below)
-        for klass in cls.__mro__:
-            if name in klass.__dict__:
-                if klass.__dict__[name] is attr:
-                    return attr
-                break
+    attr = inspect.getattr_static(cls, name)
+    if isinstance(attr, types.FunctionType):
+        return attr
     return lambda self, *args: getattr(self, name)(*args)  # static/class methods, wrappers
 
 

@@ -45,15 +45,13 @@ class UInt64(int):
 
 # Field ranges are checked here, in C; only the day of month needs the calendar. ASCII
 # digits only (``\d`` would take any Unicode digit); year 0000 does not fit a datetime.
-_RFC3339_SHAPE = re.compile(
-    r"(?!0000)\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])[Tt](?:[01]\d|2[0-3]):[0-5]\d:"
-    r"(?:[0-5]\d|60)(?:\.\d{1,9})?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)", re.ASCII
-).fullmatch
-# The same, for days 01-28 and seconds 00-59: nothing else to check (the hot path).
-_EVERYDAY_SHAPE = re.compile(
-    r"(?!0000)\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])[Tt](?:[01]\d|2[0-3]):[0-5]\d:"
-    r"[0-5]\d(?:\.\d{1,9})?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)", re.ASCII
-).fullmatch
+_SHAPE = (r"(?!0000)\d{{4}}-(?:0[1-9]|1[0-2])-{day}[Tt](?:[01]\d|2[0-3]):[0-5]\d:{second}"
+          r"(?:\.\d{{1,9}})?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
+_RFC3339_SHAPE = re.compile(_SHAPE.format(day=r"(?:0[1-9]|[12]\d|3[01])",
+                                          second=r"(?:[0-5]\d|60)"), re.ASCII).fullmatch
+# days 01-28 and seconds 00-59: nothing else to check (the hot path)
+_EVERYDAY_SHAPE = re.compile(_SHAPE.format(day=r"(?:0[1-9]|1\d|2[0-8])", second=r"[0-5]\d"),
+                             re.ASCII).fullmatch
 _RFC3339 = re.compile(
     r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):([0-5]\d):([0-5]\d|60)"
     r"(?:\.(\d{1,9}))?([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)", re.ASCII
