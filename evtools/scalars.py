@@ -69,14 +69,15 @@ class Timestamp:
 
     __slots__ = ("_dt", "_ns", "_text")
 
-    # both unset until first needed (then parsed from the text, once)
-    _dt: datetime  # aware, truncated to the microsecond
-    _ns: int  # nanoseconds below the microsecond, 0..999
+    # parsed from the text when first needed, once (``_dt`` None until then)
+    _dt: datetime | None  # aware, truncated to the microsecond
+    _ns: int  # nanoseconds below the microsecond, 0..999 (unset until parsed)
     _text: str
 
     def __init__(self, text: str) -> None:
         if type(text) is str and _RFC3339_SHAPE(text) is not None:
             self._text = text
+            self._dt = None
             # the day (29-31) and a leap second (60) need the calendar: check them now
             if text[8:10] > "28" or text[17:19] == "60":
                 self._parse()
@@ -96,10 +97,10 @@ class Timestamp:
                 dt = _fromisoformat(text)
             except ValueError as e:
                 raise ValueError(f"not a valid timestamp: {text!r} ({e})") from None
-            frac = text[20:len(text) - (1 if text[-1] == "Z" else 6)] if text[19] == "." \
-                else ""
+            end = len(text) - (1 if text[-1] == "Z" else 6)  # of the fraction
             self._dt = dt
-            self._ns = int(frac[6:9].ljust(3, "0")) if len(frac) > 6 else 0
+            # digits 7-9 of the fraction start at 26
+            self._ns = int(text[26:end].ljust(3, "0")) if end > 26 and text[19] == "." else 0
             return dt
         m = _RFC3339.fullmatch(text)
         assert m is not None  # checked in __init__
@@ -116,10 +117,8 @@ class Timestamp:
 
     @property
     def _datetime(self) -> datetime:
-        try:
-            return self._dt
-        except AttributeError:
-            return self._parse()
+        dt = self._dt
+        return self._parse() if dt is None else dt
 
     # -- constructors ---------------------------------------------------------------------
 
@@ -243,6 +242,7 @@ def dec_hook(type_: type, obj: Any) -> Any:
         if type(obj) is str and _EVERYDAY_SHAPE(obj) is not None:
             ts = _new_timestamp(Timestamp)  # the hot path: nothing left to check
             ts._text = obj
+            ts._dt = None
             return ts
         if not isinstance(obj, str):
             raise TypeError(f"Expected `str` (RFC 3339 timestamp), got `{type(obj).__name__}`")

@@ -39,6 +39,7 @@ from evtools.rehydration import (
     write_snapshot,
 )
 from evtools.stores import MemoryStore
+from evtools.scalars import Timestamp
 
 REGISTRY = order_registry()
 PER_EVENT = [FaultKind.GAP, FaultKind.DUPLICATE, FaultKind.REORDER, FaultKind.CLOCK_SKEW,
@@ -720,3 +721,44 @@ def test_side_by_side_lines_up_typed_and_naive_leaves() -> None:
     only = side_by_side(typed, {"go": go, "python": exact}, differences_only=True)
     assert "/status" not in only["path"].to_list()
     assert set(only["path"]) == {p for p, r in rows.items() if r["differs"]}
+
+
+class _Ticked(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    occurred_at: Timestamp
+
+
+class _Clock(Aggregate):
+    ticks: int = 0
+
+    @handles(_Ticked)
+    def _ticked(self, e: _Ticked) -> None:
+        self.ticks += 1
+
+
+_CLOCK_REGISTRY = Registry()
+_CLOCK_REGISTRY.register(_Ticked, name="Ticked")
+
+
+def _stamp(epoch_ns: int, offset_minutes: int) -> Timestamp:
+    return Timestamp.from_epoch_ns(epoch_ns, timedelta(minutes=offset_minutes))
+
+
+@settings(max_examples=300, deadline=None)
+@given(first=st.integers(10**18, 2 * 10**18), step_ns=st.integers(-10**10, 10**10),
+       offsets=st.lists(st.sampled_from([0, 60, -300, 330, 540, -720]), min_size=2,
+                        max_size=2),
+       tolerance_us=st.integers(0, 10**7), near=st.booleans())
+def test_clock_skew_across_offsets_is_exact_to_the_nanosecond(
+        first: int, step_ns: int, offsets: list[int], tolerance_us: int, near: bool) -> None:
+    """Producers in other zones write other offsets: the check compares the instants,
+    and a lateness within a microsecond of the tolerance is decided to the nanosecond."""
+    if near:  # right at the boundary, where microsecond precision cannot decide
+        step_ns = -tolerance_us * 1000 + step_ns % 2001 - 1000
+    times = [_stamp(first, offsets[0]), _stamp(first + step_ns, offsets[1])]
+    events = [RawEvent("clock-1", v, "Ticked", msgspec.json.encode({"occurred_at": str(t)}),
+                       id=f"e{v}") for v, t in enumerate(times)]
+    result = rehydrate(events, _CLOCK_REGISTRY, _Clock, policy="audit",
+                       clock_skew=timedelta(microseconds=tolerance_us))
+    late = -step_ns > tolerance_us * 1000
+    assert [v.kind for v in result.violations] == ([ViolationKind.CLOCK_SKEW] if late else [])
+    assert result.aggregate.ticks == 2
