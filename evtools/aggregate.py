@@ -57,7 +57,7 @@ from typing import Any, ClassVar, NoReturn, Self, TypeVar
 import msgspec
 
 from .errors import FrozenAggregateError, SchemaError, UsageError
-from .scalars import dec_hook, enc_hook
+from .scalars import Timestamp, dec_hook, enc_hook
 
 __all__ = [
     "Aggregate",
@@ -160,6 +160,9 @@ class FrozenList(list[Any]):
 
 _MUTABLE = (dict, list, set)
 _FROZEN = (FrozenDict, FrozenList)
+#: types whose values freezing leaves as they are (exact types: subclasses are looked at)
+_SETTLED = frozenset({type(None), bool, int, float, str, bytes, Decimal, Timestamp, tuple,
+                      frozenset, FrozenDict, FrozenList})
 
 
 def _deep_freeze(value: Any) -> Any:
@@ -187,6 +190,25 @@ class _Field:
         if self.factory is not None:
             return self.factory()
         return self.default
+
+
+class _Plan:
+    """What construction and freezing do with the fields of one class, worked out once."""
+
+    __slots__ = ("defaults", "factories", "fields", "names", "plain")
+
+    def __init__(self, cls: type[Aggregate]) -> None:
+        fields = cls._fields()
+        names = tuple(f.name for f in fields)
+        self.names = names
+        self.fields = frozenset(names)
+        self.defaults = {f.name: f.default for f in fields if f.factory is None}
+        self.factories = tuple((f.name, f.factory) for f in fields if f.factory is not None)
+        # no __setattr__ of the user's: construction may fill __dict__ directly
+        self.plain = cls.__setattr__ is object.__setattr__
+
+
+_BOOKKEEPING = {"_version": -1, "_stream": None, "_last_event_id": "", "_last_time": None}
 
 
 def _is_classvar(annotation: Any) -> bool:
@@ -267,11 +289,20 @@ class Aggregate:
             else lambda klass: tuple(getattr(klass, n) for n in names))
         cls._evtools_frozen_cls = None
         cls._evtools_base_cls = cls
-        for attr in ("_evtools_fields_cache", "_evtools_state_type_cache",
-                     "_evtools_state_decoder_cache", "_evtools_tables_cache"):
+        for attr in ("_evtools_fields_cache", "_evtools_plan_cache",
+                     "_evtools_state_type_cache", "_evtools_state_decoder_cache",
+                     "_evtools_tables_cache"):
             setattr(cls, attr, None)
 
     def __init__(self) -> None:
+        plan = type(self)._plan()
+        if plan.plain:
+            state = self.__dict__
+            state.update(plan.defaults)
+            for name, factory in plan.factories:
+                state[name] = factory()
+            state.update(_BOOKKEEPING)
+            return
         for f in type(self)._fields():
             setattr(self, f.name, f.default if f.factory is None else f.factory())
         self._version = -1
@@ -316,6 +347,14 @@ class Aggregate:
         result = tuple(fields)
         cls._evtools_fields_cache = result  # type: ignore[attr-defined]
         return result
+
+    @classmethod
+    def _plan(cls) -> _Plan:
+        cached: _Plan | None = cls.__dict__.get("_evtools_plan_cache")
+        if cached is None:
+            cached = _Plan(cls)
+            cls._evtools_plan_cache = cached  # type: ignore[attr-defined]
+        return cached
 
     @classmethod
     def _base(cls) -> type[Aggregate]:
@@ -473,10 +512,20 @@ class Aggregate:
         """Make this aggregate read-only (in place); returns it."""
         if self._evtools_frozen:
             return self
-        for f in self._fields():
-            value = getattr(self, f.name)
-            if isinstance(value, _MUTABLE) and not isinstance(value, _FROZEN):
-                object.__setattr__(self, f.name, _deep_freeze(value))
+        plan = self._plan()
+        if plan.plain:  # the fields are in __dict__: look at their types in one C call
+            state = self.__dict__
+            if not _SETTLED.issuperset(map(type, state.values())):
+                fields = plan.fields
+                for name, value in state.items():  # replaces values only: no resize
+                    if (type(value) not in _SETTLED and name in fields
+                            and isinstance(value, _MUTABLE) and not isinstance(value, _FROZEN)):
+                        state[name] = _deep_freeze(value)
+        else:
+            for name in plan.names:
+                value = getattr(self, name)
+                if isinstance(value, _MUTABLE) and not isinstance(value, _FROZEN):
+                    object.__setattr__(self, name, _deep_freeze(value))
         object.__setattr__(self, "__class__", _frozen_class(type(self)))
         return self
 

@@ -469,6 +469,8 @@ def _jsonable_id(value: Any) -> Any:
 # -- the engine ------------------------------------------------------------------------------
 
 _MISSING = object()
+_NO_TIME = timedelta(0)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class Rehydration(Generic[A]):
@@ -487,7 +489,7 @@ class Rehydration(Generic[A]):
             raise UsageError(f"{aggregate_cls!r} is not an Aggregate subclass")
         if reorder_window < 0:
             raise UsageError("reorder_window must be >= 0")
-        if clock_skew < timedelta(0):
+        if clock_skew < _NO_TIME:
             raise UsageError("clock_skew must not be negative")
         self.registry = registry
         self.aggregate_cls = aggregate_cls
@@ -503,8 +505,7 @@ class Rehydration(Generic[A]):
         self.events_skipped = 0
         self.halted_at: int | None = None
         self._strict = policy == "strict"
-        self._tolerance_ns = (clock_skew.days * 86_400 + clock_skew.seconds) * 1_000_000_000 \
-            + clock_skew.microseconds * 1000
+        self._tolerance_ns = clock_skew // _MICROSECOND * 1000
         self._buffer: dict[int, RawEvent] = {}
         self._max_seen = -1
         self._last_id = ""  # id of the last in-order event (applied or not)
@@ -933,12 +934,11 @@ class Rehydration(Generic[A]):
             if (prev_text is not None and len(text) == len(prev_text) and text >= prev_text
                     and text[-6:] == prev_text[-6:]):
                 return
-            if type(prev) is Timestamp:
-                # other offsets (producers in other zones): compare the instants to the
-                # microsecond, in C. Each side drops under 1 us, so a difference below the
-                # tolerance by a whole microsecond is below it exactly.
-                if prev._datetime - when._datetime < self.clock_skew:
-                    return
+            # other offsets (producers in other zones): compare the instants to the
+            # microsecond, in C. Each side drops under 1 us, so a difference below the
+            # tolerance by a whole microsecond is below it exactly.
+            if type(prev) is Timestamp and prev._datetime - when._datetime < self.clock_skew:
+                return
         else:
             self._prev_text = None
             if prev is None:

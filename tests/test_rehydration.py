@@ -38,8 +38,8 @@ from evtools.rehydration import (
     take_snapshot,
     write_snapshot,
 )
-from evtools.stores import MemoryStore
 from evtools.scalars import Timestamp
+from evtools.stores import MemoryStore
 
 REGISTRY = order_registry()
 PER_EVENT = [FaultKind.GAP, FaultKind.DUPLICATE, FaultKind.REORDER, FaultKind.CLOCK_SKEW,
