@@ -269,3 +269,34 @@ def test_subclasses_inherit_and_override_handlers() -> None:
     assert NamedCart.state_fields() == Cart.state_fields()
     frozen = cart.freeze()
     assert isinstance(frozen, NamedCart) and frozen.name == "mine"
+
+
+class _Audited(Cart):
+    """A user __setattr__: construction must go through it, field by field."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        self.__dict__.setdefault("_writes", []).append(name)
+        super().__setattr__(name, value)
+
+
+@pytest.mark.parametrize("cls", [Cart, _Audited])
+def test_construction_and_freeze_with_and_without_a_user_setattr(cls: type[Cart]) -> None:
+    from collections import OrderedDict, defaultdict
+
+    cart = cls()
+    assert cart.to_state() == Cart().to_state() and cart.version == -1
+    assert cart.items == {} and cart.items is not cls().items  # a factory, per instance
+    if cls is _Audited:
+        assert set(Cart.state_fields()) <= set(cart.__dict__["_writes"])
+    cart.apply(Opened(7))
+    cart.items = defaultdict(int, {1: 2})  # subclasses of dict and list are frozen too
+    cart.history = OrderedDict(a=[1, [2]])  # type: ignore[assignment]
+    cart._scratch_list = [1]  # type: ignore[attr-defined]  # not state: left alone
+    cart.freeze()
+    assert isinstance(cart.items, FrozenDict) and cart.items == {1: 2}
+    assert isinstance(cart.history, FrozenDict)
+    inner = cart.history["a"]  # type: ignore[call-overload]
+    assert isinstance(inner, FrozenList) and isinstance(inner[1], FrozenList)
+    cart._scratch_list.append(2)  # type: ignore[attr-defined]
+    with pytest.raises(FrozenAggregateError):
+        cart.items[1] = 3
