@@ -651,7 +651,8 @@ class Rehydration(Generic[A]):
         feed = self.feed
 
         # the per-event state, kept in locals between slow-path calls
-        expected = last_id = prev_time = prev_text = prev_suffix = None
+        expected = last_id = prev_time = prev_text = None
+        prev_suffix = ""  # the last 6 characters of prev_text (its offset)
         seen = applied = top = 0
         applied_version: int = 0
         applied_id: str = ""
@@ -667,7 +668,7 @@ class Rehydration(Generic[A]):
             last_id = self._last_id
             prev_time = self._prev_time
             prev_text = self._prev_text
-            prev_suffix = prev_text[-6:] if prev_text is not None else None
+            prev_suffix = prev_text[-6:] if prev_text is not None else ""
             seen = self.events_seen
             applied = self.events_applied
             applied_version = self._applied_version
@@ -724,16 +725,16 @@ class Rehydration(Generic[A]):
             last_id = rid
             when = getattr(event, time_field, None)
             if type(when) is stamp:
-                text = str(when)
-                suffix = text[-6:]
-                if not (prev_text is not None and suffix == prev_suffix
-                        and len(text) == len(prev_text) and text >= prev_text):
+                text = when._text  # what str() gives, without a call or a new object
+                # same width, same offset (its last 6 characters), text not earlier
+                if not (prev_text is not None and len(text) == len(prev_text)
+                        and text >= prev_text and text.endswith(prev_suffix)):
                     self._prev_time = prev_time
                     self._prev_text = prev_text
                     self._check_time(when, raw)
+                    prev_suffix = text[-6:]
                 prev_time = when
                 prev_text = text
-                prev_suffix = suffix
             else:
                 if when is None and event is not not_decoded:
                     when = raw.recorded_at
@@ -745,7 +746,7 @@ class Rehydration(Generic[A]):
                         self._prev_text = prev_text
                         self._check_time(when, raw)
                     prev_time = when
-                    prev_text = prev_suffix = None
+                    prev_text = None
             cls = type(event)
             handler = handlers.get(cls)
             if handler is None:
