@@ -185,8 +185,26 @@ SITE_COLUMNS = ["function", "file", "line", "size", "count"]
 TIMELINE_COLUMNS = ["t_s", "heap_bytes", "rss_bytes"]
 
 
+class _PerEvent:
+    """The per-event figures of a result with allocation counts and an event count."""
+
+    allocations: int | None
+    allocated_bytes: int | None
+    events: int | None
+
+    @property
+    def allocations_per_event(self) -> float | None:
+        return None if self.allocations is None else _per(self.allocations, self.events)
+
+    @property
+    def bytes_per_event(self) -> float | None:
+        """Bytes allocated per event (all allocations, freed or not)."""
+        return None if self.allocated_bytes is None else _per(self.allocated_bytes,
+                                                                self.events)
+
+
 @dataclasses.dataclass
-class MemoryProfile:
+class MemoryProfile(_PerEvent):
     """What memray saw while a callable ran.
 
     ``peak_bytes`` is the largest heap memray tracked (memory above the baseline the
@@ -220,15 +238,6 @@ class MemoryProfile:
     def peak_mib(self) -> float:
         return self.peak_bytes / _MiB
 
-    @property
-    def allocations_per_event(self) -> float | None:
-        return None if self.allocations is None else _per(self.allocations, self.events)
-
-    @property
-    def bytes_per_event(self) -> float | None:
-        """Bytes allocated per event (all allocations, freed or not)."""
-        return None if self.allocated_bytes is None else _per(self.allocated_bytes,
-                                                                self.events)
 
     @property
     def peak_bytes_per_event(self) -> float | None:
@@ -839,7 +848,7 @@ COMPARISON_COLUMNS = ["optimisation", "before", "after", "metric", "before_value
 
 
 @dataclasses.dataclass
-class PathResult:
+class PathResult(_PerEvent):
     """One rehydration path of the suite: time without a profiler, memory under memray.
 
     ``seconds``/``cpu_seconds`` are the median wall and CPU time of the untraced runs;
@@ -871,14 +880,6 @@ class PathResult:
     def peak_mib(self) -> float | None:
         return None if self.peak_bytes is None else self.peak_bytes / _MiB
 
-    @property
-    def allocations_per_event(self) -> float | None:
-        return None if self.allocations is None else _per(self.allocations, self.events)
-
-    @property
-    def bytes_per_event(self) -> float | None:
-        return None if self.allocated_bytes is None else _per(self.allocated_bytes,
-                                                                self.events)
 
     def metric(self, name: str) -> float | None:
         value = getattr(self, name)
