@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 SYSTEM_PACKAGES := golang-go nodejs chromium chromium-driver
 
-.PHONY: test report install system-deps lint typecheck unit notebooks bench clean
+.PHONY: test report install system-deps lint typecheck unit notebooks bench fuzz clean
 
 test: install system-deps lint typecheck unit notebooks
 
@@ -58,6 +58,10 @@ notebooks: install
 
 bench: install
 	$(PY) benchmarks/run_all.py --out benchmarks/results
+
+# every hypothesis property with 20x its examples (tests/conftest.py, profile "fuzz")
+fuzz: install
+	$(BIN)/pytest -q -m hypothesis --hypothesis-profile=fuzz tests
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache .mypy_cache .ruff_cache
