@@ -114,29 +114,61 @@ def _is_store_url(source: str) -> bool:
 def cmd_generate(args: argparse.Namespace) -> int:
     from . import datagen
 
+    if args.events < 1:
+        raise UsageError(f"--events must be >= 1, got {args.events}")
     faults = datagen.FaultRates.parse(args.faults) if args.faults else datagen.FaultRates()
     target = args.store
     console = _console(stderr=True)
     if target.endswith((".jsonl", ".ndjson")):
+        path = Path(target)
+        if path.is_file() and path.stat().st_size > 0:
+            raise UsageError(f"{target} already exists and holds events; generate never "
+                             f"overwrites: remove it or choose another path")
         # an export keeps versions exactly as generated, delivery faults included
         workload = datagen.generate(args.events, seed=args.seed, faults=faults)
         count = datagen.export_jsonl(workload, target)
         manifest = workload.manifest
         console.print(f"wrote {count:,} events to {target}")
     else:
+        bad = faults.delivery_only()
+        if bad:  # refused before anything is created
+            raise UsageError(
+                f"--faults {','.join(bad)}: a store numbers the events it appends itself, "
+                f"so a lost or swapped version cannot be stored in {target}; generate a "
+                f"JSONL export instead (--store events.jsonl), which keeps versions as "
+                f"generated")
         from .stores import open_store
 
-        with open_store(target, create=True) as store, \
-                _progress("generating", args.events, not args.quiet) as advance:
-            written = datagen.write_workload(store, args.events, seed=args.seed,
-                                             faults=faults, progress=advance)
+        with open_store(target, create=True) as store:
+            _refuse_non_empty(store, target)
+            with _progress("generating", args.events, not args.quiet) as advance:
+                written = datagen.write_workload(store, args.events, seed=args.seed,
+                                                 faults=faults, progress=advance)
         manifest = written.manifest
-        console.print(f"wrote {written.events:,} events in {written.streams:,} streams "
+        snapshots = (f" and {written.snapshots:,} snapshots" if written.snapshots else "")
+        console.print(f"wrote {written.events - written.snapshots:,} events in "
+                      f"{written.streams - written.snapshot_streams:,} streams{snapshots} "
                       f"to {target}")
     if manifest.faults:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(manifest.counts.items()))
         console.print(f"injected faults: {counts}")
     return EXIT_OK
+
+
+def _refuse_non_empty(store: Any, target: str) -> None:
+    """Generated workloads go into empty stores only: appending one to another would mix
+    two seeds (or collide on the same stream names)."""
+    first = next(iter(store.list_streams()), None)
+    if first is not None:
+        raise UsageError(f"{target} already holds events; generate writes only into an "
+                         f"empty store: remove it or choose another path", stream=first)
+
+
+def _open_source(source: str) -> Any:
+    """A store to read from: a missing database or file is an error, never created."""
+    from .stores import open_store
+
+    return open_store(source, mode="r")
 
 
 # -- audit ----------------------------------------------------------------------------------
@@ -149,10 +181,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for name in dialects:
         get_dialect(name)  # unknown names fail before any reading
     documents: Any
-    if _is_store_url(args.source):
-        from .stores import open_store
-
-        store = open_store(args.source)
+    if _is_store_url(args.source) or args.source.lower().endswith(".parquet"):
+        store = _open_source(args.source)  # a Parquet file is an event export
         documents = store.read_all()
     else:
         documents = fidelity.read_source(args.source)
@@ -191,6 +221,7 @@ def _print_audit_table(result: Any, out: str | None) -> None:
         table.add_row(*[str(row[c]) for c in columns], example[:60])
     console = _console()
     if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w", encoding="utf-8") as fh:
             from rich.console import Console
 
@@ -245,7 +276,11 @@ def cmd_rehydrate(args: argparse.Namespace) -> int:
     from .rehydration import rehydrate_store
     from .stores import open_store
 
-    with open_store(args.source, mode="r") as store:
+    if args.snapshot_every < 0:
+        raise UsageError(f"--snapshot-every must be >= 0 (0: no snapshots), got "
+                         f"{args.snapshot_every}")
+    # snapshots are written into the store they are taken from (and used from there)
+    with open_store(args.source, mode="a" if args.snapshot_every else "r") as store:
         result = rehydrate_store(store, order_registry(), Order, stream=args.stream,
                                  policy="audit", snapshot_every=args.snapshot_every or None)
     if args.format == "json":
@@ -276,7 +311,8 @@ def _print_frame(frame: Any, title: str, limit: int = 50) -> None:
 def cmd_copy(args: argparse.Namespace) -> int:
     from .stores import copy, open_store
 
-    with open_store(args.source) as source, open_store(args.dest, create=True) as dest, \
+    with open_store(args.source, mode="r") as source, \
+            open_store(args.dest, create=True) as dest, \
             _progress("copying", None, not args.quiet) as advance:
         count = copy(source, dest, progress=advance)
     _console(stderr=True).print(f"copied {count:,} events from {args.source} to {args.dest}")
@@ -335,11 +371,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
 # -- report ---------------------------------------------------------------------------------
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report
+    from .report import build_report, select_notebooks
 
+    select_notebooks(args.notebooks, args.only)  # a bad --only fails before any work
     source = args.source or os.environ.get("EVTOOLS_SOURCE") or DEFAULT_STORE
     if source == DEFAULT_STORE:
         _ensure_default_store(args.quick, args.seed, not args.quiet)
+    else:  # the notebooks read it: a missing or unreadable source fails here, not in one
+        _open_source(source).close()
     parameters: dict[str, Any] = {"source": _absolute_source(source), "seed": args.seed,
                                   "quick": args.quick}
     console = _console(stderr=True)
@@ -415,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("audit", help="what each consumer loses, path by path")
-    p.add_argument("source", help="a .json/.jsonl file or a store URL")
+    p.add_argument("source", help="a .json/.jsonl file, a .parquet export or a store URL")
     p.add_argument("--dialect", default="go,js,pandas,polars,torch",
                    help="comma-separated dialects (default: go,js,pandas,polars,torch)")
     p.add_argument("--format", choices=["table", "json", "csv", "html"], default="table")
@@ -437,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", help="only this stream")
     p.add_argument("--strict", action="store_true", help="exit 1 on any violation")
     p.add_argument("--snapshot-every", type=int, default=0,
-                   help="take (and use) a snapshot every N events; 0: none")
+                   help="take a snapshot every N events, written into SOURCE (which is "
+                        "then opened for appending) and used by the next run; 0: none")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--out")
     p.set_defaults(func=cmd_rehydrate)
@@ -505,6 +545,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except OSError as e:  # a path the user gave: missing folder, a folder for a file...
+        where = f"{e.filename}: " if e.filename else ""
+        sys.stderr.write(f"evtools: error: {where}{e.strerror or e}\n")
+        return EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write("evtools: interrupted\n")
         return 130

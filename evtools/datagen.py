@@ -142,6 +142,11 @@ class FaultRates:
         if self.snapshot_conflict + self.truncate > 1.0:
             raise UsageError("snapshot_conflict + truncate must not exceed 1")
 
+    def delivery_only(self) -> list[str]:
+        """The faults set here that exist only in delivery (a lost or swapped version):
+        a store numbers what it appends, so they cannot be written into one."""
+        return [name for name in _DELIVERY_ONLY if getattr(self, name)]
+
     @classmethod
     def parse(cls, text: str | None) -> FaultRates:
         """``"gap=0.01,duplicate=0.02"`` (empty or ``None``: no faults)."""
@@ -349,7 +354,7 @@ class Workload(Iterator[RawEvent]):
             raise UsageError("interleave must be >= 1")
         rates = faults if isinstance(faults, FaultRates) else FaultRates.parse(faults)
         if at_rest:
-            bad = [name for name in _DELIVERY_ONLY if getattr(rates, name)]
+            bad = rates.delivery_only()
             if bad:
                 raise UsageError(
                     f"{' and '.join(bad)} cannot be stored: a store numbers the events it "
@@ -786,9 +791,12 @@ class WorkloadWritten:
     streams: int  # streams written, snapshot streams included
     appends: int
     seconds: float
+    snapshots: int = 0  # of ``events``: records in snapshot streams
+    snapshot_streams: int = 0  # of ``streams``
 
     def to_dict(self) -> dict[str, Any]:
         return {"events": self.events, "streams": self.streams, "appends": self.appends,
+                "snapshots": self.snapshots, "snapshot_streams": self.snapshot_streams,
                 "seconds": round(self.seconds, 3), "manifest": self.manifest.to_dict()}
 
     def to_frame(self) -> pl.DataFrame:
@@ -813,11 +821,12 @@ def write_workload(store: Any, n_events: int | None = None, *, n_streams: int | 
     EventStoreDB) drop the second copy of a ``duplicate`` fault."""
     if batch_size < 1:
         raise UsageError("batch_size must be >= 1")
+    from .rehydration import is_snapshot_stream
     from .stores.base import NO_STREAM  # I/O at the edge: only the writer needs stores
 
     pending: dict[str, list[RawEvent]] = {}
     heads: dict[str, int] = {}
-    counts = {"events": 0, "appends": 0}
+    counts = {"events": 0, "appends": 0, "snapshots": 0}
 
     def flush(stream: str) -> None:
         batch = pending.pop(stream, None)
@@ -830,6 +839,8 @@ def write_workload(store: Any, n_events: int | None = None, *, n_streams: int | 
                              f"the workload up to {batch[-1].version}", stream=stream)
         heads[stream] = last
         counts["events"] += len(batch)
+        if is_snapshot_stream(stream):
+            counts["snapshots"] += len(batch)
         counts["appends"] += 1
         if progress is not None:
             progress(counts["events"])
@@ -854,7 +865,9 @@ def write_workload(store: Any, n_events: int | None = None, *, n_streams: int | 
     elapsed = time.perf_counter() - started
     log.info("wrote %d events to %d streams", counts["events"], len(heads))
     return WorkloadWritten(manifest=workload.manifest, events=counts["events"],
-                           streams=len(heads), appends=counts["appends"], seconds=elapsed)
+                           streams=len(heads), appends=counts["appends"], seconds=elapsed,
+                           snapshots=counts["snapshots"],
+                           snapshot_streams=sum(map(is_snapshot_stream, heads)))
 
 
 def export_jsonl(events: Iterable[RawEvent], path: str | os.PathLike[str]) -> int:

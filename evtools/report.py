@@ -38,6 +38,7 @@ __all__ = [
     "find_notebooks",
     "load_results",
     "record_headlines",
+    "select_notebooks",
 ]
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,20 @@ def find_notebooks(notebooks_dir: str | Path) -> list[Path]:
     return found
 
 
+def select_notebooks(notebooks_dir: str | Path, only: Sequence[str] | None = None
+                     ) -> list[Path]:
+    """:func:`find_notebooks`, keeping those whose name contains one of ``only`` (a
+    :class:`~evtools.errors.UsageError` when that leaves none)."""
+    notebooks = find_notebooks(notebooks_dir)
+    if not only:
+        return notebooks
+    chosen = [nb for nb in notebooks if any(key in nb.stem for key in only)]
+    if not chosen:
+        raise UsageError(f"no notebook in {notebooks_dir} matches {', '.join(only)}; "
+                         f"there are {', '.join(nb.stem for nb in notebooks)}")
+    return chosen
+
+
 def export_html(executed: Path, target: Path, *, hide_input: bool = False) -> Path:
     """Export an executed notebook to one self-contained HTML page."""
     try:
@@ -157,14 +172,12 @@ def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks"
         import papermill
     except ImportError as e:
         raise MissingDependency("papermill", "notebooks") from e
+    notebooks = select_notebooks(notebooks_dir, only)
     out = Path(out_dir).resolve()
     results_dir = out / "results"
     executed_dir = out / "executed"
     results_dir.mkdir(parents=True, exist_ok=True)
     executed_dir.mkdir(parents=True, exist_ok=True)
-    notebooks = find_notebooks(notebooks_dir)
-    if only:
-        notebooks = [nb for nb in notebooks if any(key in nb.stem for key in only)]
     notify = progress or (lambda step, state: None)
     runs: list[NotebookRun] = []
     for nb in notebooks:

@@ -1351,9 +1351,10 @@ def infer_source(source: str, *, enum_max_distinct: int = 10, enum_min_values: i
 
 
 def _open_source(source: str) -> Any:
+    """Read-only: a missing database or file is an error, never created empty."""
     from .stores import open_store
 
-    return open_store(source)
+    return open_store(source, mode="r")
 
 
 # =========================================================================================
@@ -1897,6 +1898,7 @@ def register_cli(subparsers: Any) -> None:
     p.set_defaults(func=cmd_codegen)
 
     p = subparsers.add_parser("schema", help="infer schemas from a store; check drift")
+    p.register("action", "parsers", type(subparsers))  # -v/-q after the sub-command too
     sub = p.add_subparsers(dest="schema_command", required=True, parser_class=type(p))
     s = sub.add_parser("infer", help="one JSON Schema per event type and version, with "
                                      "the evidence behind each format")

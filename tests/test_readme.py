@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -27,3 +29,46 @@ def test_quickstart_runs_as_written(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "9007199254740992" in out.stdout  # what the comment promises
     assert "/order_id" in out.stdout and "/total" in out.stdout
+
+
+def command_lines() -> list[list[str]]:
+    """The ``evtools ...`` lines of the README's command-line block, comments dropped."""
+    (block,) = re.findall(r"## The command line\n\n```bash\n(.*?)```", README.read_text(),
+                          re.S)
+    lines = [line.split("  #")[0].split() for line in block.splitlines() if line.strip()]
+    assert all(line[0] == "evtools" for line in lines)
+    return [line[1:] for line in lines]
+
+
+def test_every_command_line_parses() -> None:
+    from evtools.cli import build_parser
+
+    parser = build_parser()
+    for args in command_lines():
+        assert callable(parser.parse_args(args).func), args
+
+
+_RUNNABLE = ("generate", "audit", "dialect", "rehydrate", "copy", "schema")
+
+
+def test_the_data_commands_run_in_order(tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """generate, then every command that reads what it wrote, at a small size; a check
+    exits 1 only where the line asks for one (--strict, --fail-on-...)."""
+    from evtools.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    ran = 0
+    for args in command_lines():
+        if args[0] not in _RUNNABLE or "twitter.json" in args:
+            continue
+        args = [("400" if prev == "--events" else a)
+                for prev, a in zip(["", *args], args, strict=False)]
+        code = main([*args, "-q"] if args[0] != "dialect" else args)
+        checks = any(a == "--strict" or a.startswith("--fail-on") for a in args)
+        assert code in ((0, 1) if checks else (0,)), args
+        ran += 1
+    assert ran >= 8
+    assert (tmp_path / "export.jsonl").stat().st_size > 0
+    assert (tmp_path / "violations.json").stat().st_size > 0

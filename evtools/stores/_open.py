@@ -129,19 +129,25 @@ def _sqlite(path: str, url: str, mode: str | None, create: bool | None,
 
 
 def copy(source: EventStore, dest: EventStore, *,
-         progress: Callable[[int], None] | None = None, batch_size: int = 1000) -> int:
+         progress: Callable[[int], None] | None = None, batch_size: int = 1000,
+         check_first: bool = True) -> int:
     """Copy every event of ``source`` into ``dest`` in global order; return the count.
 
     Stream, version, type, data, metadata, id, schema version and content type are kept
     (and ``recorded_at`` where ``dest`` keeps producer times). Versions are kept exactly:
     each stream must start at version 0 in ``source`` and must not exist in ``dest``
-    (otherwise :class:`~evtools.errors.StoreError`). Consecutive events of one stream go
-    in one ``append`` of up to ``batch_size`` events. ``progress`` is called with the
-    running count after each append. At the end every copied stream's version in
-    ``dest`` is checked against ``source``; a mismatch raises ``StoreError``.
+    (otherwise :class:`~evtools.errors.StoreError`). With ``check_first`` (the default)
+    ``source`` is read once before anything is appended, so a gap in the source or a
+    stream already in ``dest`` leaves ``dest`` untouched rather than half written (the
+    check keeps one integer per stream). Consecutive events of one stream go in one
+    ``append`` of up to ``batch_size`` events. ``progress`` is called with the running
+    count after each append. At the end every copied stream's version in ``dest`` is
+    checked against ``source``; a mismatch raises ``StoreError``.
     """
     if batch_size < 1:
         raise UsageError(f"batch_size must be >= 1, got {batch_size!r}")
+    if check_first:
+        _check_copyable(source, dest)
     last: dict[str, int] = {}  # stream -> last version copied (one int per stream)
     run: list[RawEvent] = []
     copied = 0
@@ -169,12 +175,7 @@ def copy(source: EventStore, dest: EventStore, *,
             progress(copied)
 
     for event in source.read_all():
-        previous = last.get(event.stream, -1)
-        if event.version != previous + 1:
-            raise StoreError(f"copy {source.url} -> {dest.url}: stream {event.stream!r} jumps "
-                             f"from version {previous} to {event.version}; versions cannot be "
-                             f"kept", stream=event.stream, version=event.version)
-        last[event.stream] = event.version
+        last[event.stream] = _next_version(source, dest, last, event)
         if run and (run[0].stream != event.stream or len(run) >= batch_size):
             flush()
         run.append(event)
@@ -194,3 +195,29 @@ def copy(source: EventStore, dest: EventStore, *,
     log.info("copied %d events in %d streams from %s to %s", copied, len(last), source.url,
              dest.url)
     return copied
+
+
+def _next_version(source: EventStore, dest: EventStore, last: dict[str, int],
+                  event: RawEvent, note: str = "") -> int:
+    """``event``'s version when it follows the last one seen in its stream, else the
+    ``StoreError`` saying that the versions cannot be kept."""
+    previous = last.get(event.stream, -1)
+    if event.version != previous + 1:
+        raise StoreError(f"copy {source.url} -> {dest.url}: stream {event.stream!r} jumps "
+                         f"from version {previous} to {event.version}; versions cannot be "
+                         f"kept{note}", stream=event.stream, version=event.version)
+    return event.version
+
+
+def _check_copyable(source: EventStore, dest: EventStore) -> None:
+    """Everything :func:`copy` refuses, found before it appends anything."""
+    last: dict[str, int] = {}
+    for event in source.read_all():
+        last[event.stream] = _next_version(source, dest, last, event,
+                                           " (nothing was copied)")
+    for stream in last:
+        there = dest.stream_version(stream)
+        if there is not None:
+            raise StoreError(f"copy {source.url} -> {dest.url}: stream {stream!r} already "
+                             f"exists in the destination (at {there}); copy into an empty "
+                             f"store (nothing was copied)", stream=stream)

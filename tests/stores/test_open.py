@@ -106,6 +106,33 @@ def test_copy_refuses_a_stream_that_does_not_start_at_zero(tmp_path: Path) -> No
         copy(source, MemoryStore())
 
 
+def test_copy_writes_nothing_when_the_source_has_a_gap_after_good_streams(
+        tmp_path: Path) -> None:
+    path = tmp_path / "gap.jsonl"
+    path.write_text("".join(
+        f'{{"stream": "{s}", "version": {v}, "type": "T", "data": {{}}}}\n'
+        for s, v in [("a", 0), ("a", 1), ("b", 0), ("c", 0), ("c", 2)]))
+    dest = MemoryStore()
+    with JsonlStore(path) as source, \
+            pytest.raises(StoreError, match=r"version 0 to 2.*nothing was copied") as info:
+        copy(source, dest, batch_size=1)
+    assert (info.value.context.stream, info.value.context.version) == ("c", 2)
+    assert list(dest.read_all()) == []  # streams a and b were not written either
+    with JsonlStore(path) as source, pytest.raises(StoreError, match="version 0 to 2"):
+        copy(source, dest, batch_size=1, check_first=False)  # the old way: writes a, b
+    assert [e.stream for e in dest.read_all()] == ["a", "a", "b"]
+
+
+def test_copy_writes_nothing_when_a_later_stream_exists_in_the_destination() -> None:
+    source, dest = MemoryStore(), MemoryStore()
+    source.append("a", [NewEvent("A", b"{}")])
+    source.append("z", [NewEvent("A", b"{}")])
+    dest.append("z", [NewEvent("B", b"{}")])
+    with pytest.raises(StoreError, match=r"'z' already exists.*nothing was copied"):
+        copy(source, dest)
+    assert dest.stream_version("a") is None
+
+
 class _Lossy(MemoryStore):
     """A broken destination: acknowledges every event, keeps all but the last."""
 
