@@ -283,6 +283,9 @@ def cmd_rehydrate(args: argparse.Namespace) -> int:
     with open_store(args.source, mode="a" if args.snapshot_every else "r") as store:
         result = rehydrate_store(store, order_registry(), Order, stream=args.stream,
                                  policy="audit", snapshot_every=args.snapshot_every or None)
+    if not result.streams and not args.stream:  # say so: an empty table reads as "clean"
+        _console(stderr=True).print(f"note: {args.source} has no {Order.aggregate_type} "
+                                    f"streams (names starting {Order.stream_prefix!r})")
     if args.format == "json":
         _write_output(json.dumps(result.to_dict(), indent=2, default=str), args.out)
     else:

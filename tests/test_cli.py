@@ -101,6 +101,8 @@ def test_copy_to_jsonl_and_audit_it(store: str, tmp_path: Path) -> None:
     (["rehydrate", "{existing}", "--format", "json", "--out", "{tmp}/dir.jsonl"],
      "Is a directory"),
     (["report", "--only", "zzz", "--out", "{tmp}/r"], "no notebook in notebooks matches zzz"),
+    (["rehydrate", "{tmp}/dir.jsonl"], "a directory, not a file"),
+    (["rehydrate", "sqlite:///{tmp}/dir.jsonl"], "a directory, not a database file"),
 
     (["audit"], "the following arguments are required"),
 ])
@@ -110,7 +112,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, args: list[str],
     (tmp_path / "truncated.json").write_text('{"statuses": [{"id": 1}, {"id":')
     (tmp_path / "dir.jsonl").mkdir()
     (tmp_path / "existing.jsonl").write_bytes(
-        b'{"stream": "s", "version": 0, "type": "T", "data": {}}\n')
+        b'{"stream": "order-1", "version": 0, "type": "T", "data": {}}\n')
     paths = {"missing": str(tmp_path / "missing.json"), "bad": str(tmp_path / "bad.json"),
              "truncated": str(tmp_path / "truncated.json"), "tmp": str(tmp_path),
              "existing": str(tmp_path / "existing.jsonl")}
@@ -201,3 +203,11 @@ def test_audit_table_out_creates_its_folder(store: str, tmp_path: Path) -> None:
     target = tmp_path / "new" / "audit.txt"
     assert main(["audit", store, "--dialect", "go", "--out", str(target)]) == 0
     assert "/order_id" in target.read_text()
+
+
+def test_rehydrate_says_when_there_is_nothing_to_rebuild(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.touch()
+    assert main(["rehydrate", str(empty), "--strict"]) == 0
+    assert "has no Order streams (names starting 'order-')" in capsys.readouterr().err

@@ -139,7 +139,8 @@ class _FileStore(EventStore):
         self._closed = False
         self._lock = threading.RLock()  # appends and the index; reads open their own handle
         if mode == "r" and not Path(self.path).is_file():
-            raise StoreUnavailable(f"{self.kind} {self.path}: no such file", file=self.path)
+            what = "a directory, not a file" if Path(self.path).is_dir() else "no such file"
+            raise StoreUnavailable(f"{self.kind} {self.path}: {what}", file=self.path)
         if mode != "r" and not Path(self.path).parent.is_dir():
             raise StoreUnavailable(f"{self.kind} {self.path}: directory "
                                    f"{str(Path(self.path).parent)!r} does not exist",

@@ -148,7 +148,9 @@ class SqliteStore(EventStore):
                 raise StoreUnavailable(f"{self.url}: directory {str(parent)!r} does not exist",
                                        file=self.path)
             if self.read_only and not Path(self.path).is_file():
-                raise StoreUnavailable(f"{self.url}: no such database file", file=self.path)
+                what = ("a directory, not a database file" if Path(self.path).is_dir()
+                        else "no such database file")
+                raise StoreUnavailable(f"{self.url}: {what}", file=self.path)
         target = (f"file:{Path(self.path).absolute().as_posix()}?mode=ro" if self.read_only
                   else self.path)
         try:
