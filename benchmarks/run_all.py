@@ -9,9 +9,9 @@ the command, its exit status, the seconds it took and each target with whether i
     python benchmarks/run_all.py --only rehydrate,audit --check    # exit 1 on a missed target
 
 At the issues' sizes (1,000,000 events for rehydration and the audit; 100,000 for the
-profiling suite) the whole run takes about 8 minutes on two cores. ``--quick`` runs every benchmark on a few thousand events:
-its figures say the scripts work, not how fast anything is, and targets stated for a
-million events are not expected to hold there.
+profiling suite) the whole run takes about 8 minutes on two cores. ``--quick`` runs every
+benchmark on a few thousand events: its figures say the scripts work, not how fast
+anything is, and targets stated for a million events are not expected to hold there.
 """
 
 from __future__ import annotations
