@@ -510,7 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=["memory", "cpu"])
     p.add_argument("source", help="a store URL or export file")
     p.add_argument("--path", default="typed",
-                   help="typed, naive, typed-snapshots, materialized or streaming")
+                   help="a rehydration path of the profiling suite: typed (default), naive, "
+                        "typed-snapshots, typed-materialized, naive-materialized, view-lazy..."
+                        " (aliases: streaming = typed, materialized = typed-materialized)")
     p.add_argument("--events", type=int)
     p.add_argument("--out", default="profiles")
     p.set_defaults(func=cmd_profile)

@@ -892,7 +892,12 @@ class Correctness:
     (already wrong in the DataFrame, i.e. lost by the decoder). ``money_inexact``: amounts
     whose value differs from the exact decimal; ``money_cents_lost``: amounts that no
     longer round to the right cent. ``predictions_differ``: rows where the two
-    pipelines' scores differ by more than ``atol``. ``trap``: sample rows of
+    pipelines' scores differ by more than ``atol``, and ``max_abs_prediction_diff`` the
+    largest difference, both over the rows that both pipelines scored with a finite
+    number; ``predictions_non_finite`` counts the others (NaN or infinity from either
+    pipeline: features that overflow the dtype, as money above 65504 does in float16).
+    ``max_abs_prediction_diff`` is NaN (``None`` in :meth:`to_dict`) when no row has two
+    finite scores. ``trap``: sample rows of
     ``(exact ID, ID as the naive frame holds it, ID as float32)``.
     """
 
@@ -910,6 +915,7 @@ class Correctness:
     max_abs_prediction_diff: float
     atol: float
     trap: list[tuple[int, int, int]]
+    predictions_non_finite: int = 0
 
     @property
     def typed_corrupted(self) -> int:
@@ -957,17 +963,21 @@ class Correctness:
                             schema=dict.fromkeys(data, dtype))
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON values only: a non-finite float is ``None``."""
         d = dataclasses.asdict(self)
         d["trap"] = [[str(a), str(b), str(c)] for a, b, c in self.trap]  # exact in JSON
         d.update(typed_corrupted=self.typed_corrupted, naive_corrupted=self.naive_corrupted,
                  naive_colliding=self.naive_colliding)
-        return d
+        safe: dict[str, Any] = _json_safe(d)
+        return safe
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Correctness:
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         kw["trap"] = [(int(a), int(b), int(c)) for a, b, c in d.get("trap", [])]
+        if kw.get("max_abs_prediction_diff") is None:  # not finite when written
+            kw["max_abs_prediction_diff"] = float("nan")
         return cls(**kw)
 
 
@@ -1043,19 +1053,22 @@ class InferenceBenchmark:
             "naive_corrupted_ids": c.naive_corrupted if c else None,
             "naive_colliding_ids": c.naive_colliding if c else None,
             "predictions_differ": c.predictions_differ if c else None,
+            "predictions_non_finite": c.predictions_non_finite if c else None,
             "cold_start_s": self.cold_start.total_s if self.cold_start else None,
         }
 
     def to_dict(self, *, latencies: bool = True) -> dict[str, Any]:
-        return {
+        """JSON values only: a figure that is not finite (NaN, infinity) is ``None``."""
+        d: dict[str, Any] = _json_safe({
             "benchmark": "inference",
-            "headlines": _json_safe(self.headlines()),
+            "headlines": self.headlines(),
             "environment": self.environment,
             "config": self.config,
             "cold_start": self.cold_start.to_dict() if self.cold_start else None,
             "correctness": self.correctness.to_dict() if self.correctness else None,
-            "runs": [_json_safe(r.to_dict(latencies=latencies)) for r in self.runs],
-        }
+            "runs": [r.to_dict(latencies=latencies) for r in self.runs],
+        })
+        return d
 
     def to_json(self, *, latencies: bool = True, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(latencies=latencies), indent=indent, allow_nan=False)
@@ -1083,15 +1096,20 @@ class InferenceBenchmark:
             lines.append(f"corrupted IDs: typed {c.typed_corrupted}, naive {c.naive_corrupted} "
                          f"({c.naive_colliding} colliding); predictions differing: "
                          f"{c.predictions_differ} of {c.rows}")
+            if c.predictions_non_finite:
+                lines.append(f"rows scored NaN or infinity (left out of the comparison): "
+                             f"{c.predictions_non_finite} of {c.rows}")
         return "\n".join(lines)
 
 
 def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, infinity: not JSON) replaced by ``None``,
+    in dicts, lists and tuples (a tuple becomes a list)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     return value
 
@@ -1429,7 +1447,9 @@ def check_pipelines(model: torch.nn.Module, typed_states: Sequence[Any],
 
     ``typed_states[i]`` and ``naive_states[i]`` must be the same order. Both pipelines
     run with the same batch size, so any difference in predictions comes from the
-    features. ``atol`` defaults to 1e-6 for float32 and 1e-2 for half types.
+    features. ``atol`` defaults to 1e-6 for float32 and 1e-2 for half types. Rows that
+    either pipeline scores NaN or infinity are counted apart
+    (``predictions_non_finite``, with a logged warning), not compared.
     """
     _need_torch()
     import torch
@@ -1493,16 +1513,25 @@ def check_pipelines(model: torch.nn.Module, typed_states: Sequence[Any],
 
     p_typed = typed.predict(model, typed_states, device=dev, dtype=name)
     p_naive = naive.predict(model, naive_states, device=dev, dtype=name)
-    diff = (p_typed - p_naive).abs()
+    finite = torch.isfinite(p_typed) & torch.isfinite(p_naive)
+    non_finite = int((~finite).sum().item())
+    diff = (p_typed - p_naive)[finite].abs()
     differ = int((diff > tol).sum().item()) if len(diff) else 0
+    if non_finite:
+        log.warning("%d of %d rows were scored NaN or infinity in %s (typed or naive "
+                    "pipeline): the features overflow the dtype%s; the prediction "
+                    "comparison leaves them out", non_finite, len(typed_states), name,
+                    " (float16 holds at most 65504: money in currency units can be more)"
+                    if name == "float16" else "")
     result = Correctness(
         rows=len(typed_states), ids_distinct=distinct, typed_ids_corrupted=t_bad,
         typed_ids_colliding=t_coll, naive_ids_corrupted=n_bad, naive_ids_colliding=n_coll,
         naive_ids_corrupted_before_tensor=n_before, typed_money_inexact=t_money,
         naive_money_inexact=n_money, naive_money_cents_lost=n_cents,
         predictions_differ=differ,
-        max_abs_prediction_diff=float(diff.max().item()) if len(diff) else 0.0,
-        atol=tol, trap=trap)
+        max_abs_prediction_diff=(float(diff.max().item()) if len(diff)
+                                 else float("nan") if non_finite else 0.0),
+        atol=tol, trap=trap, predictions_non_finite=non_finite)
     log.info("corrupted IDs: typed %d, naive %d; predictions differing %d of %d",
              result.typed_corrupted, result.naive_corrupted, differ, len(typed_states))
     return result
@@ -1531,6 +1560,12 @@ def run_inference_benchmark(device: str | torch.device = "auto",
     ``(ids int64 [B, k], numeric float [B, m])``. ``naive_dialect`` is the untyped
     consumer's decoder (:func:`rehydrate_orders`).
 
+    ``dtype``: ``float32``, or a half type (``float16``, ``bfloat16``) meant for CUDA: on
+    the CPU one runs, with a logged warning, as most CPUs compute half types in software;
+    float16 also overflows above 65504 (money in currency units can), and the rows it
+    scores NaN are counted in ``correctness.predictions_non_finite``. Figures that are
+    not finite are ``None`` in :meth:`InferenceBenchmark.to_dict`.
+
     ``num_threads`` sets torch's intra-op threads for the run (restored afterwards); 0
     keeps torch's default. ``None`` (the default) means 1 on CPU and torch's default on a
     GPU: on a small shared CPU, OpenMP workers spin at every op while a neighbour's
@@ -1538,17 +1573,42 @@ def run_inference_benchmark(device: str | torch.device = "auto",
     requests 10-50x slower than with one thread on a loaded 2-core machine), and both
     pipelines get the same threads, so the comparison stays fair. The count used is
     recorded (``environment["torch_threads"]``).
+
+    Arguments out of range (``n_orders``, a batch size or ``repeats`` below 1,
+    ``num_threads`` below 0, ``latency_requests`` below 1, negative seconds or warm-up)
+    raise a :class:`UsageError` before anything runs.
     """
     _need_torch()
     import torch
 
     if n_orders < 1:
-        raise UsageError("n_orders must be at least 1")
-    sizes = tuple(sorted({int(b) for b in batch_sizes}))
+        raise UsageError(f"n_orders must be at least 1, got {n_orders}")
+    bad_sizes = UsageError(f"batch sizes must be positive integers, got {batch_sizes!r}")
+    try:
+        sizes = tuple(sorted({operator.index(b) for b in batch_sizes}))
+    except TypeError:
+        raise bad_sizes from None
     if not sizes or sizes[0] < 1:
-        raise UsageError(f"batch sizes must be positive integers, got {batch_sizes!r}")
+        raise bad_sizes
+    if num_threads is not None and (isinstance(num_threads, bool)
+                                    or not isinstance(num_threads, int) or num_threads < 0):
+        raise UsageError(f"num_threads must be a positive integer, 0 (torch's default) or "
+                         f"None (1 on CPU), got {num_threads!r}")
+    if repeats < 1:
+        raise UsageError(f"repeats must be at least 1, got {repeats}")
+    if latency_requests < 1:
+        raise UsageError(f"latency_requests must be at least 1, got {latency_requests}")
+    if warmup_states < 0:
+        raise UsageError(f"warmup_states must be 0 or more, got {warmup_states}")
+    if round_seconds < 0 or model_seconds < 0:
+        raise UsageError(f"round_seconds and model_seconds must be 0 or more, got "
+                         f"{round_seconds} and {model_seconds}")
     dtype = _dtype_name(dtype)
     dev = select_device(device)
+    if dev.type == "cpu" and dtype != "float32":
+        log.warning("dtype %s on the CPU: half types are meant for CUDA; most CPUs compute "
+                    "them in software, so these timings say little about %s on a GPU (or "
+                    "about float32 here)", dtype, dtype)
     spec = ORDER_FEATURES
     factory = model_factory or functools.partial(risk_scorer, spec, seed=seed)
     previous_threads = torch.get_num_threads()

@@ -62,6 +62,7 @@ a profile runs.
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import dataclasses
 import gc
 import hashlib
@@ -73,7 +74,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from html import escape
@@ -216,7 +217,8 @@ class MemoryProfile(_PerEvent):
     ``allocators`` the lines that allocated most often over the whole call (function, file,
     line, count; empty where memray's statistics are not available), ``timeline`` the
     tracked heap and the RSS over time. ``result`` is what the callable returned (not
-    serialised).
+    serialised). ``details`` is what the caller adds about the run, serialised as it is
+    (:func:`profile_rehydration`: the path that ran and how the events were chosen).
     """
 
     label: str
@@ -233,6 +235,7 @@ class MemoryProfile(_PerEvent):
     native: bool = False
     python_allocators: bool = True
     result: Any = dataclasses.field(default=None, repr=False, compare=False)
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def peak_mib(self) -> float:
@@ -269,6 +272,7 @@ class MemoryProfile(_PerEvent):
             "allocators": [] if self.allocators is None else _records(self.allocators, top),
             "timeline": {"t_s": [float(t) for t in self.timeline["t_s"]],
                          "heap_bytes": [int(b) for b in self.timeline["heap_bytes"]]},
+            "details": self.details,
         }
 
 
@@ -460,7 +464,11 @@ class CpuProfile:
 
     ``functions`` has one row per function (name, file, first line) with its self time
     (samples where it was running) and total time (samples where it was on the stack),
-    in seconds and as a share of all samples, sorted by self time.
+    in seconds and as a share of all samples, sorted by self time. ``returncode`` is the
+    profiled program's exit status (0: a failing program raises instead); ``None`` where it
+    cannot be known: a command line other than ``[sys.executable, "-m", module, ...]``, or
+    a program stopped by ``duration``. ``details``: what the caller adds about the run
+    (:func:`profile_rehydration`: the path that ran and how the events were chosen).
     """
 
     label: str
@@ -473,6 +481,7 @@ class CpuProfile:
     flamegraph: Path | None
     functions: pd.DataFrame = dataclasses.field(repr=False)
     returncode: int | None = None
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
         """The per-function table: self and total time (seconds and %)."""
@@ -495,6 +504,7 @@ class CpuProfile:
             "speedscope": str(self.speedscope),
             "flamegraph": str(self.flamegraph) if self.flamegraph else None,
             "functions": _records(self.functions, top),
+            "details": self.details,
         }
 
 
@@ -548,16 +558,31 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
+#: Runs the profiled program and writes its exit status to a file (py-spy does not report
+#: it): ``runner.py SOURCE STATUS`` runs a Python file, ``runner.py -m MODULE STATUS
+#: [ARG...]`` what ``python -m MODULE [ARG...]`` runs.
 _RUNNER = '''\
-import sys, traceback
-_src, _status = sys.argv[1], sys.argv[2]
-sys.argv = [_src]
+import os, runpy, sys, traceback
+if sys.argv[1] == "-m":
+    _module, _src, _status = sys.argv[2], None, sys.argv[3]
+    sys.argv = [_module, *sys.argv[4:]]
+    sys.path[0] = os.getcwd()  # as python -m has it
+else:
+    _module, _src, _status = None, sys.argv[1], sys.argv[2]
+    sys.argv = [_src]
 _code = 0
 try:
-    with open(_src, encoding="utf-8") as _f:
-        exec(compile(_f.read(), _src, "exec"), {"__name__": "__main__", "__file__": _src})
+    if _module is not None:
+        runpy.run_module(_module, run_name="__main__", alter_sys=True)
+    else:
+        with open(_src, encoding="utf-8") as _f:
+            exec(compile(_f.read(), _src, "exec"), {"__name__": "__main__", "__file__": _src})
 except SystemExit as _e:
-    _code = _e.code if isinstance(_e.code, int) else (0 if _e.code is None else 1)
+    if isinstance(_e.code, int) or _e.code is None:
+        _code = _e.code or 0
+    else:  # sys.exit("message"): Python prints it and exits 1
+        sys.stderr.write(f"{_e.code}\\n")
+        _code = 1
 except BaseException:
     traceback.print_exc()
     _code = 1
@@ -580,10 +605,13 @@ def profile_cpu(target: str | Sequence[str], *, out_dir: str | os.PathLike[str] 
     and the process after that many seconds and raises.
 
     Writes ``<label>.speedscope.json`` (py-spy's own file) and ``<label>.svg`` (a flame
-    graph drawn from the same samples) into ``out_dir``. A profiled Python source that
-    fails raises :class:`~evtools.errors.ProfilingError` with its last error line; of a
-    command line only a Python traceback on stderr can be seen (py-spy does not report the
-    exit status).
+    graph drawn from the same samples) into ``out_dir``. py-spy does not report the exit
+    status of the program it runs, so a Python source, and a command line of the form
+    ``[sys.executable, "-m", module, ...]``, run under a small wrapper that records it
+    (hidden from the profile): a program that exits with a non-zero status raises
+    :class:`~evtools.errors.ProfilingError` with the last line of its error output
+    (``CpuProfile.returncode`` is 0 otherwise). Of any other command line only a Python
+    traceback on its stderr can be seen.
     """
     if rate <= 0:
         raise UsageError(f"rate must be positive, got {rate}")
@@ -597,15 +625,20 @@ def profile_cpu(target: str | Sequence[str], *, out_dir: str | os.PathLike[str] 
     if isinstance(target, str):
         source = folder / f"{name}_target.py"
         source.write_text(target, encoding="utf-8")
-        runner = folder / f"{name}_runner.py"
-        runner.write_text(_RUNNER, encoding="utf-8")
-        status = folder / f"{name}.status"
-        status.unlink(missing_ok=True)
+        runner, status = folder / f"{name}_runner.py", folder / f"{name}.status"
         argv = [sys.executable, str(runner), str(source), str(status)]
+        command = argv
     else:
-        argv = [str(a) for a in target]
-        if not argv:
+        command = [str(a) for a in target]
+        if not command:
             raise UsageError("profile_cpu needs a command to run")
+        argv = command
+        if len(command) > 2 and command[0] == sys.executable and command[1] == "-m":
+            runner, status = folder / f"{name}_runner.py", folder / f"{name}.status"
+            argv = [sys.executable, str(runner), "-m", command[2], str(status), *command[3:]]
+    if runner is not None and status is not None:
+        runner.write_text(_RUNNER, encoding="utf-8")
+        status.unlink(missing_ok=True)
     cmd = [exe, "record", "--format", "speedscope", "--output", str(speedscope),
            "--rate", str(rate), "--function"]
     if duration is not None:
@@ -618,17 +651,22 @@ def profile_cpu(target: str | Sequence[str], *, out_dir: str | os.PathLike[str] 
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                               env=dict(env) if env is not None else None, check=False)
+        code = _read_status(status)
     except subprocess.TimeoutExpired as e:
         raise ProfilingError(f"py-spy ran past the {timeout} s timeout",
                              file=str(speedscope)) from e
     except OSError as e:
         raise ProfilingError(f"py-spy could not start: {e}") from e
+    finally:
+        if runner is not None and status is not None:  # the wrapper's files: not results
+            runner.unlink(missing_ok=True)
+            status.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     output = (done.stdout or "") + (done.stderr or "")
     log.debug("py-spy output:\n%s", output)
     if done.returncode != 0 or not speedscope.exists():
-        _raise_py_spy_failure(done.returncode, output, status)
-    returncode = _status_of(status, duration, output)
+        _raise_py_spy_failure(done.returncode, output, code)
+    returncode = _status_of(status is not None, code, duration, output)
     try:
         doc = json.loads(speedscope.read_text(encoding="utf-8"))
     except ValueError as e:
@@ -642,15 +680,15 @@ def profile_cpu(target: str | Sequence[str], *, out_dir: str | os.PathLike[str] 
     svg = write_flamegraph_svg(doc, folder / f"{name}.svg",
                                title=f"CPU flame graph: {label}")
     log.info("cpu profile %s: %d samples over %.2f s (%s)", name, samples, sampled, folder)
-    return CpuProfile(label=label, command=argv, rate=rate, samples=samples,
+    return CpuProfile(label=label, command=command, rate=rate, samples=samples,
                       sampled_s=sampled, seconds=seconds, speedscope=speedscope,
                       flamegraph=svg, functions=functions, returncode=returncode)
 
 
-def _raise_py_spy_failure(returncode: int, output: str, status: Path | None) -> None:
-    """Say why py-spy failed: the program itself, ptrace, a program too brief to sample,
-    or py-spy's own error line."""
-    code = _read_status(status)
+def _raise_py_spy_failure(returncode: int, output: str, code: int | None) -> None:
+    """Say why py-spy failed: the program itself (``code``: its exit status, when the
+    wrapper recorded one), ptrace, a program too brief to sample, or py-spy's own error
+    line."""
     if code:
         raise ProfilingError(f"the profiled program failed (exit {code}): "
                              f"{_program_error(output)}")
@@ -692,13 +730,14 @@ def _program_error(output: str) -> str:
     return _last_line("\n".join(line for line in lines if not line.startswith("py-spy>")))
 
 
-def _status_of(status: Path | None, duration: float | None, output: str) -> int | None:
-    """The profiled program's exit status, raising when it failed."""
-    if status is None:  # a command line: only a traceback on its stderr tells
+def _status_of(wrapped: bool, code: int | None, duration: float | None,
+               output: str) -> int | None:
+    """The profiled program's exit status (``code``, as the wrapper recorded it, when it
+    ran ``wrapped``), raising when it failed."""
+    if not wrapped:  # a command line: only a traceback on its stderr tells
         if "Traceback (most recent call last)" in output:
             raise ProfilingError(f"the profiled command failed: {_program_error(output)}")
         return None
-    code = _read_status(status)
     if code is None:
         if duration is None:
             raise ProfilingError(f"the profiled program exited without finishing: "
@@ -1693,8 +1732,8 @@ def run_rehydration_suite(n_events: int = 100_000, seed: int = 7,
 
     The workload is ``n_events`` generated order events (``seed``), written to a SQLite
     store in ``out_dir`` (reused on the next run with the same arguments), or whole
-    streams of ``source`` up to ``n_events`` events copied there; a snapshot is written
-    ``snapshot_lag`` events before the head of every stream long enough. ``n_streams``
+    streams of ``source`` until at least ``n_events`` events copied there; a snapshot is
+    written ``snapshot_lag`` events before the head of every stream long enough. ``n_streams``
     shares the generated events among that many streams (default: orders of natural length,
     3 to 11 events; fewer, longer streams are where snapshots pay off). ``paths`` picks
     paths (default: all of :data:`PATHS`). Each path is timed ``repeat`` times without a
@@ -1705,7 +1744,12 @@ def run_rehydration_suite(n_events: int = 100_000, seed: int = 7,
     but skips the allocation totals, which take minutes to read back at a million events
     (see :func:`profile_memory`). The eventsourcing peer
     replays the first streams up to ``peer_events`` events (``None``: all), as it is about
-    twenty times slower. Writes ``suite.json`` into ``out_dir``.
+    twenty times slower.
+
+    ``out_dir`` keeps the artefacts: the workload, the flame graphs and ``suite.json``.
+    Without it (``None``) the suite works in a temporary folder that it removes when it
+    is done, also when it fails: then no flame graph is drawn, and the result's
+    ``out_dir`` and ``workload`` are ``None``.
     """
     from .stores import open_store
 
@@ -1718,37 +1762,48 @@ def run_rehydration_suite(n_events: int = 100_000, seed: int = 7,
     runs = repeat if repeat is not None else (3 if n_events < 200_000 else 1)
     if runs < 1:
         raise UsageError(f"repeat must be >= 1, got {runs}")
-    folder = _out_dir(out_dir, "suite")
+    keep = out_dir is not None
+    if keep:
+        folder = _out_dir(out_dir, "suite")
+    else:  # nothing to keep: no flame graphs, and the folder goes when the suite ends
+        folder = Path(tempfile.mkdtemp(prefix="evtools-suite-"))
+        drawn = set()
     notify = progress or (lambda step, state: None)
     started_at = _now()
-    notify("workload", "start")
-    db = _prepare_workload(folder, n_events, seed, source, snapshot_lag, n_streams)
-    notify("workload", "done")
-    results: list[PathResult] = []
-    with open_store(f"sqlite:///{db}", mode="r") as store:
-        streams, total = _select_streams(store, None)
-        _Runner("scan", store, streams)()  # warm-up: page cache, sqlite, imports
-        peer: Any = None
-        peer_total = 0
-        if "eventsourcing" in names:
-            notify("eventsourcing setup", "start")
-            peer, peer_total = _es_setup(store, streams, folder / "eventsourcing.db",
-                                         peer_events)
-            notify("eventsourcing setup", "done")
-        for name in names:
-            notify(name, "start")
-            runner = _Runner(name, store, streams, peer=peer)
-            events = peer_total if name == "eventsourcing" else total
-            results.append(_measure(runner, name, events, runs, folder, name in traced,
-                                    count_allocations, name in drawn))
-            notify(name, "done")
-    suite = SuiteResult(n_events=total, seed=seed, source=source or f"generated (seed {seed})",
-                        paths=results, optimisations=list(OPTIMISATIONS), out_dir=folder,
-                        workload=db,
-                        environment=_environment(runs, bool(traced), count_allocations),
-                        started_at=started_at)
-    suite.targets = _targets(suite)
-    suite.write_json(folder / "suite.json")
+    try:
+        notify("workload", "start")
+        db = _prepare_workload(folder, n_events, seed, source, snapshot_lag, n_streams)
+        notify("workload", "done")
+        results: list[PathResult] = []
+        with open_store(f"sqlite:///{db}", mode="r") as store:
+            streams, total = _select_streams(store, None)
+            _Runner("scan", store, streams)()  # warm-up: page cache, sqlite, imports
+            peer: Any = None
+            peer_total = 0
+            if "eventsourcing" in names:
+                notify("eventsourcing setup", "start")
+                peer, peer_total = _es_setup(store, streams, folder / "eventsourcing.db",
+                                             peer_events)
+                notify("eventsourcing setup", "done")
+            for name in names:
+                notify(name, "start")
+                runner = _Runner(name, store, streams, peer=peer)
+                events = peer_total if name == "eventsourcing" else total
+                results.append(_measure(runner, name, events, runs, folder, name in traced,
+                                        count_allocations, name in drawn))
+                notify(name, "done")
+        suite = SuiteResult(n_events=total, seed=seed,
+                            source=source or f"generated (seed {seed})", paths=results,
+                            optimisations=list(OPTIMISATIONS),
+                            out_dir=folder if keep else None, workload=db if keep else None,
+                            environment=_environment(runs, bool(traced), count_allocations),
+                            started_at=started_at)
+        suite.targets = _targets(suite)
+        if keep:
+            suite.write_json(folder / "suite.json")
+    finally:
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
     _check_agreement(results)
     return suite
 
@@ -1826,17 +1881,35 @@ def _check_agreement(results: Sequence[PathResult]) -> None:
 
 # -- one path, for the CLI --------------------------------------------------------------------
 
-def _run_path(source_url: str, path: str, events: int | None,
-              repeat: int = 1) -> dict[str, Any]:
-    """Run one path over ``source_url`` ``repeat`` times (no profiler); what the CPU
-    profile samples."""
+@contextlib.contextmanager
+def _order_source(source_url: str,
+                  events: int | None) -> Iterator[tuple[Any, list[str], int]]:
+    """``(store, streams, events)``: the store or file opened read-only, its order streams
+    (whole streams, in store order, until at least ``events`` events; all when ``None``)
+    and how many events they hold. A source that is missing, unreadable or corrupt raises
+    the store's error here, naming it; one without order streams a :class:`UsageError`."""
     from .stores import open_store
 
-    name = resolve_path(path)
     with open_store(source_url, mode="r") as store:
         streams, total = _select_streams(store, events)
         if not streams:
             raise UsageError(f"{source_url}: no order streams to rehydrate")
+        yield store, streams, total
+
+
+def _selection(events: int | None) -> str:
+    """How :func:`_select_streams` chose the events, in words (for the results)."""
+    if events is None:
+        return "every order stream"
+    return f"whole order streams, in store order, until at least {events} events"
+
+
+def _run_path(source_url: str, path: str, events: int | None,
+              repeat: int = 1) -> dict[str, Any]:
+    """Run one path over ``source_url`` ``repeat`` times (no profiler); what the CPU
+    profile samples."""
+    name = resolve_path(path)
+    with _order_source(source_url, events) as (store, streams, total):
         runner = _Runner(name, store, streams)
         tally = _Tally()
         for _ in range(max(1, repeat)):
@@ -1852,16 +1925,30 @@ def profile_rehydration(source_url: str, kind: str = "memory", path: str = "type
 
     ``kind``: ``"memory"`` (memray, in this process: :func:`profile_memory`) or ``"cpu"``
     (py-spy sampling ``python -m evtools.profiling _run SOURCE --path PATH``:
-    :func:`profile_cpu`). ``path``: a name of :data:`PATHS` or an alias (``streaming``,
-    ``materialized``); ``typed-snapshots`` uses the snapshots the store has. ``events``:
-    stop after the stream that reaches that many events (``None``: every stream). The
-    store is opened read-only. This is ``evtools profile memory|cpu SOURCE --path P``.
+    :func:`profile_cpu`). ``path``: a name of :data:`PATHS` or an alias of one
+    (:data:`PATH_ALIASES`: ``streaming`` is ``typed``, ``materialized`` is
+    ``typed-materialized``); an alias runs the path it names, and the label and the
+    artefacts (``<path>.*`` in ``out_dir``) carry that path's name, so ``streaming``
+    writes (and replaces) the ``typed.*`` files. ``typed-snapshots`` uses the snapshots
+    the store has. ``events``: whole streams, in store order, until at least that many
+    events (``None``: every stream); a stream is never cut, so the count profiled is
+    usually a little more than asked. This is ``evtools profile memory|cpu SOURCE
+    --path P``.
+
+    The source is opened read-only and its order streams chosen before any profiler
+    starts, for both kinds: a missing, unreadable or corrupt source raises the store's
+    error (a :class:`~evtools.errors.StoreUnavailable`, an
+    :class:`~evtools.errors.InputError`...), one without order streams a
+    :class:`UsageError`. The result's ``details`` say what ran: ``path`` (the path's name),
+    ``requested_path`` (as given), ``events_requested``, ``events`` (those profiled),
+    ``streams`` and ``selection`` (how they were chosen, in words).
 
     CPU only: ``rate`` is py-spy's samples per second; ``repeat`` runs the path that many
     times in the sampled process, so that its start-up (imports) weighs less on a small
-    store. Memory only: ``count_allocations`` (see :func:`profile_memory`). SQLite's page
-    cache fills during a cold run and shows in the peak (about 2 to 4 MiB); the suite
-    warms it first.
+    store; a sampled process that fails raises :class:`ProfilingError` with its error line.
+    Memory only: ``count_allocations`` (see :func:`profile_memory`). SQLite's page cache
+    fills during a cold run and shows in the peak (about 2 to 4 MiB); the suite warms it
+    first.
     """
     name = resolve_path(path)
     if name == "eventsourcing":
@@ -1869,27 +1956,28 @@ def profile_rehydration(source_url: str, kind: str = "memory", path: str = "type
                          "run_rehydration_suite(paths=['eventsourcing'])")
     if events is not None and events < 1:
         raise UsageError(f"events must be positive, got {events}")
-    if kind == "cpu":
-        argv = [sys.executable, "-m", "evtools.profiling", "_run", source_url, "--path", name]
-        if events is not None:
-            argv += ["--events", str(events)]
-        if repeat != 1:
-            argv += ["--repeat", str(repeat)]
-        return profile_cpu(argv, out_dir=out_dir, rate=rate, label=name)
-    if kind != "memory":
+    if kind not in ("memory", "cpu"):
         raise UsageError(f"kind must be 'memory' or 'cpu', not {kind!r}")
-    from .stores import open_store
-
-    with open_store(source_url, mode="r") as store:
-        streams, total = _select_streams(store, events)
-        if not streams:
-            raise UsageError(f"{source_url}: no order streams to rehydrate")
-        runner = _Runner(name, store, streams)
-        runner.warm()
-        prof = profile_memory(runner, events=total, out_dir=out_dir, label=name,
-                              count_allocations=count_allocations)
-    prof.result = {"path": name, "events": total, **prof.result.to_dict()}
-    return prof
+    with _order_source(source_url, events) as (store, streams, total):
+        details = {"path": name, "requested_path": path, "events_requested": events,
+                   "events": total, "streams": len(streams), "selection": _selection(events)}
+        if kind == "memory":
+            runner = _Runner(name, store, streams)
+            runner.warm()
+            memory = profile_memory(runner, events=total, out_dir=out_dir, label=name,
+                                    count_allocations=count_allocations)
+            memory.result = {"path": name, "events": total, **memory.result.to_dict()}
+            memory.details = details
+            return memory
+    # cpu: the source is readable and has order streams; the sampled process reopens it
+    argv = [sys.executable, "-m", "evtools.profiling", "_run", source_url, "--path", name]
+    if events is not None:
+        argv += ["--events", str(events)]
+    if repeat != 1:
+        argv += ["--repeat", str(repeat)]
+    cpu = profile_cpu(argv, out_dir=out_dir, rate=rate, label=name)
+    cpu.details = details
+    return cpu
 
 
 def _main(argv: Sequence[str] | None = None) -> int:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import math
 import random
 import subprocess
 import sys
@@ -233,6 +236,34 @@ def test_check_requires_aligned_states(orders: tuple[list, list]) -> None:
         inf.check_pipelines(inf.risk_scorer(), typed, naive[:-1], device="cpu")
 
 
+def test_check_counts_rows_scored_nan_apart(orders: tuple[list, list],
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    typed, naive = orders
+    big = sum(1 for o in typed if o.authorized_amount.amount > 65504)
+    assert big > 0  # order totals above float16's largest value: they overflow to inf
+    with caplog.at_level(logging.WARNING, logger="evtools.inference"):
+        c = inf.check_pipelines(inf.risk_scorer(), typed, naive, device="cpu",
+                                dtype="float16")
+    assert c.predictions_non_finite > 0
+    assert math.isfinite(c.max_abs_prediction_diff)  # over the rows both scored
+    assert c.predictions_differ <= c.rows - c.predictions_non_finite
+    assert "65504" in caplog.text and "NaN or infinity" in caplog.text
+    doc = json.loads(json.dumps(c.to_dict(), allow_nan=False))
+    assert doc["predictions_non_finite"] == c.predictions_non_finite
+
+
+def test_correctness_to_dict_is_json_when_no_row_compares(orders: tuple[list, list]) -> None:
+    typed, naive = orders
+    c = inf.check_pipelines(inf.risk_scorer(), typed[:10], naive[:10], device="cpu")
+    none_finite = dataclasses.replace(c, max_abs_prediction_diff=float("nan"),
+                                      predictions_non_finite=10, predictions_differ=0)
+    doc = json.loads(json.dumps(none_finite.to_dict(), allow_nan=False))
+    assert doc["max_abs_prediction_diff"] is None
+    back = inf.Correctness.from_dict(doc)
+    assert math.isnan(back.max_abs_prediction_diff)
+    assert back.predictions_non_finite == 10
+
+
 # -- the model -----------------------------------------------------------------------------
 
 def test_hash_matches_numpy_and_python_reference() -> None:
@@ -411,6 +442,47 @@ def test_run_inference_benchmark_small() -> None:
     for key in ("torch", "torch_threads", "loadavg", "cpu_count", "device_name"):
         assert key in bench.environment
     json.loads(bench.to_json())
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"num_threads": -2}, "num_threads"),
+    ({"num_threads": 1.5}, "num_threads"),
+    ({"batch_sizes": (0, 8)}, "batch sizes"),
+    ({"batch_sizes": ("x",)}, "batch sizes"),
+    ({"batch_sizes": ()}, "batch sizes"),
+    ({"n_orders": 0}, "n_orders"),
+    ({"repeats": 0}, "repeats"),
+    ({"latency_requests": 0}, "latency_requests"),
+    ({"warmup_states": -1}, "warmup_states"),
+    ({"round_seconds": -1.0}, "seconds"),
+])
+def test_run_inference_benchmark_rejects_bad_arguments_before_running(
+        kwargs: dict[str, object], message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_work(*args: object, **kw: object) -> None:
+        raise AssertionError("the benchmark started with a bad argument")
+
+    monkeypatch.setattr(inf, "order_workload", no_work)
+    threads = torch.get_num_threads()
+    args: dict[str, object] = {"device": "cpu", "batch_sizes": (1,), "n_orders": 10}
+    with pytest.raises(UsageError, match=message):
+        inf.run_inference_benchmark(**{**args, **kwargs})  # type: ignore[arg-type]
+    assert torch.get_num_threads() == threads
+
+
+def test_half_types_on_cpu_warn_and_give_valid_json(
+        caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("evtools.datagen")
+    with caplog.at_level(logging.WARNING, logger="evtools.inference"):
+        bench = inf.run_inference_benchmark("cpu", (1, 8), n_orders=50, seed=7,
+                                            dtype="float16", repeats=1, round_seconds=0.0,
+                                            model_seconds=0.0, latency_requests=2)
+    assert "float16 on the CPU" in caplog.text and "meant for CUDA" in caplog.text
+    assert bench.correctness is not None
+    assert bench.correctness.predictions_non_finite > 0  # money above 65504 overflows
+    doc = json.loads(json.dumps(bench.to_dict(), allow_nan=False))  # no NaN: valid JSON
+    assert doc["config"]["dtype"] == "float16"
+    assert doc["headlines"]["predictions_non_finite"] > 0
+    assert "NaN or infinity" in bench.summary()
 
 
 def test_order_workload_is_deterministic() -> None:

@@ -6,17 +6,26 @@ depend on the machine (what is resident, what is decoded), never for speed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from evtools import profiling
-from evtools.errors import MissingDependency, ProfilingError, UsageError
+from evtools.errors import (
+    InputError,
+    MissingDependency,
+    ProfilingError,
+    StoreUnavailable,
+    UsageError,
+)
 from evtools.profiling import (
     FUNCTION_COLUMNS,
     PATHS,
@@ -183,6 +192,52 @@ def test_cpu_profile_of_a_failing_program_raises(tmp_path: Path) -> None:
     # whether or not py-spy attached before the program died, the program's error is named
     with pytest.raises(ProfilingError, match=r"exit 1.*ZeroDivisionError: division by zero"):
         profile_cpu("x = 1 / 0\n", out_dir=tmp_path)
+
+
+@needs_pyspy
+def test_cpu_profile_of_a_python_module_records_its_exit_status(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "burner.py").write_text(BURN, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # python -m finds the module in the working folder
+    command = [sys.executable, "-m", "burner"]
+    prof = profile_cpu(command, out_dir=tmp_path / "out", rate=200, label="burner")
+    assert prof.returncode == 0
+    assert prof.command == command  # what was asked for, not the wrapper that ran it
+    assert (prof.to_frame()["function"] == "burn").any()
+    assert not prof.to_frame()["file"].str.endswith("_runner.py").any()
+    # the wrapper's script and status file are not left among the results
+    assert sorted(f.name for f in (tmp_path / "out").iterdir()) == [
+        "burner.speedscope.json", "burner.svg"]
+
+
+@needs_pyspy
+def test_cpu_profile_of_a_failing_python_module_raises_with_its_error(
+        tmp_path: Path) -> None:
+    # the module prints its error and exits 2 (no traceback): py-spy itself exits 0
+    missing = tmp_path / "nofile.jsonl"
+    with pytest.raises(ProfilingError, match=r"exit 2\).*no such file") as info:
+        profile_cpu([sys.executable, "-m", "evtools.profiling", "_run", str(missing)],
+                    out_dir=tmp_path)
+    assert str(missing) in str(info.value)
+
+
+def test_a_module_exiting_non_zero_fails_the_profile_even_when_sampled(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        Path(cmd[cmd.index("--output") + 1]).write_text(json.dumps(SPEEDSCOPE))
+        argv = cmd[cmd.index("--") + 1:]
+        assert argv[2:4] == ["-m", "evtools.profiling"]  # run under the status wrapper
+        Path(argv[4]).write_text("2")  # its status file: the program exited 2
+        return subprocess.CompletedProcess(cmd, 0, "", (
+            "error: JSONL nofile.jsonl: no such file (file nofile.jsonl)\n"
+            "py-spy> Stopped sampling because process exited\n"))
+
+    monkeypatch.setattr(profiling, "_find_py_spy", lambda: "/usr/bin/py-spy")
+    monkeypatch.setattr(profiling.subprocess, "run", run)
+    with pytest.raises(ProfilingError,
+                       match=r"failed \(exit 2\): error: JSONL nofile.jsonl: no such file"):
+        profile_cpu([sys.executable, "-m", "evtools.profiling", "_run", "nofile.jsonl"],
+                    out_dir=tmp_path)
 
 
 def _fake_run(returncode: int, stderr: str) -> Any:
@@ -377,6 +432,29 @@ def test_suite_can_skip_memory_and_use_long_streams(tmp_path: Path) -> None:
     assert result.path("typed-snapshots").check["events_read"] == 4 * 3
 
 
+def test_suite_without_out_dir_removes_its_temporary_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    result = run_rehydration_suite(200, seed=1, repeat=1, paths=["typed"])
+    assert not list(tmp_path.glob("evtools-suite-*"))
+    assert result.out_dir is None and result.workload is None
+    typed = result.path("typed")
+    assert typed.peak_bytes is not None and typed.flamegraph is None  # nothing kept
+    assert json.loads(json.dumps(result.to_dict()))["workload"] is None
+
+
+def test_suite_without_out_dir_removes_its_temporary_folder_on_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise ProfilingError("memray could not start")
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(profiling, "_measure", fail)
+    with pytest.raises(ProfilingError):
+        run_rehydration_suite(200, seed=1, repeat=1, paths=["typed"])
+    assert not list(tmp_path.glob("evtools-suite-*"))
+
+
 def test_unknown_paths_and_kinds_are_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="unknown rehydration path"):
         run_rehydration_suite(10, out_dir=tmp_path, paths=["fast"])
@@ -420,3 +498,89 @@ def test_run_entry_prints_what_it_rebuilt(suite: SuiteResult,
     doc = json.loads(capsys.readouterr().out)
     assert doc["path"] == "naive" and doc["events"] >= 50 and doc["streams"] >= 1
     assert profiling._main(["_run", "memory:", "--path", "typed"]) == 2
+
+
+@pytest.fixture(scope="module")
+def order_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A JSONL export of 300 generated order events."""
+    from evtools.datagen import write_workload
+    from evtools.stores import open_store
+
+    path = tmp_path_factory.mktemp("source") / "orders.jsonl"
+    with open_store(str(path), mode="w") as store:
+        write_workload(store, 300, seed=1)
+    return path
+
+
+def _must_not_sample(*args: Any, **kwargs: Any) -> CpuProfile:
+    raise AssertionError("py-spy started on a source that cannot be read")
+
+
+@pytest.mark.parametrize("kind", ["cpu", "memory"])
+def test_profile_rehydration_of_a_missing_source_names_it(
+        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(profiling, "profile_cpu", _must_not_sample)
+    missing = tmp_path / "nofile.jsonl"
+    with pytest.raises(StoreUnavailable, match="no such file") as info:
+        profile_rehydration(str(missing), kind, out_dir=tmp_path / "out")
+    assert info.value.context.file == str(missing)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["cpu", "memory"])
+def test_profile_rehydration_of_a_truncated_source_names_it(
+        kind: str, order_file: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(profiling, "profile_cpu", _must_not_sample)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(order_file.read_bytes()[:2500])  # ends inside a line
+    with pytest.raises(InputError) as info:
+        profile_rehydration(str(cut), kind, out_dir=tmp_path / "out")
+    assert info.value.context.file == str(cut)
+    assert str(cut) in str(info.value)
+
+
+@needs_pyspy
+def test_profile_rehydration_cpu_fails_when_the_sampled_process_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the source passes the check here and is missing in the sampled process
+    @contextlib.contextmanager
+    def checked(source_url: str, events: int | None) -> Iterator[tuple[Any, list[str], int]]:
+        yield None, ["order-1"], 5
+
+    monkeypatch.setattr(profiling, "_order_source", checked)
+    missing = tmp_path / "nofile.jsonl"
+    with pytest.raises(ProfilingError, match=r"exit 2\).*no such file") as info:
+        profile_rehydration(str(missing), "cpu", out_dir=tmp_path)
+    assert str(missing) in str(info.value)
+
+
+def test_profile_rehydration_alias_names_the_path_that_ran(order_file: Path,
+                                                           tmp_path: Path) -> None:
+    prof = profile_rehydration(str(order_file), "memory", "streaming", tmp_path, events=100)
+    assert isinstance(prof, MemoryProfile)
+    assert prof.label == "typed"
+    assert prof.flamegraph == tmp_path / "typed.flamegraph.html"  # the canonical name
+    doc = json.loads(json.dumps(prof.to_dict()))
+    details = doc["details"]
+    assert details["path"] == "typed" and details["requested_path"] == "streaming"
+    # whole streams: at least the events asked for, all of them profiled
+    assert details["events_requested"] == 100
+    assert details["events"] == doc["events"] == prof.result["events_read"] >= 100
+    assert details["streams"] == prof.result["streams"]
+    assert "until at least 100 events" in details["selection"]
+
+
+@needs_pyspy
+def test_profile_rehydration_cpu_records_the_exit_status_and_the_path(
+        order_file: Path, tmp_path: Path) -> None:
+    prof = profile_rehydration(str(order_file), "cpu", "streaming", tmp_path, rate=250,
+                               repeat=20)
+    assert isinstance(prof, CpuProfile)
+    assert prof.returncode == 0
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["typed.speedscope.json",
+                                                          "typed.svg"]
+    doc = json.loads(json.dumps(prof.to_dict()))
+    assert doc["returncode"] == 0
+    assert doc["details"]["path"] == "typed" and doc["details"]["events"] == 300
+    assert doc["details"]["selection"] == "every order stream"
