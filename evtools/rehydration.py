@@ -837,9 +837,12 @@ class Rehydration(Generic[A]):
         first = self.expected
         nxt = min(self._buffer)
         missing = f"version {first}" if nxt == first + 1 else f"versions {first}..{nxt - 1}"
+        after = self._buffer[nxt]
+        # the row is the missing version's: its type and id are unknown, so the event
+        # that came next is named in the message only
         self._violate(ViolationKind.GAP, first,
-                      f"{missing} missing: the stream jumps from {first - 1} to {nxt}",
-                      event_type=self._buffer[nxt].type)
+                      f"{missing} missing: the stream jumps from {first - 1} to {nxt} "
+                      f"(a {after.type}" + (f", event {after.id})" if after.id else ")"))
         self._halt(first)
         self.expected = nxt
         self._drain()

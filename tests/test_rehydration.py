@@ -133,6 +133,11 @@ def test_audit_stops_applying_at_a_gap_but_keeps_scanning() -> None:
     assert result.halted_at == 10
     assert result.version == 9 and result.events_applied == 10
     assert result.aggregate.state_hash() == state_of(events[:10])
+    # the row is the missing event's: no type or id of its own; the next one is named
+    gap = result.violations[0]
+    assert (gap.event_type, gap.event_id) == (None, None)
+    assert gap.message == (f"version 10 missing: the stream jumps from 9 to 11 "
+                           f"(a {events[11].type}, event {events[11].id})")
 
 
 def test_gap_at_the_start_of_a_stream() -> None:
