@@ -19,9 +19,11 @@ Checks (each violation has a :class:`ViolationKind`, the stream, the version and
 ==================  ==========================================================================
 ``gap``             versions missing (a truncated or lossy log); also a stream that does not
                     start at 0 (or right after the snapshot)
-``duplicate``       a version delivered twice, or the same event id at two versions
-                    (a producer retry stored twice)
-``out_of_order``    a version that arrives after a later one
+``duplicate``       a version delivered twice, or the same event id at two consecutive
+                    versions (a producer retry stored twice); ids are compared with the
+                    previous event's only, so memory does not grow with the stream
+``out_of_order``    a version that arrives after a later one (also one already reported
+                    missing, or one the snapshot covers)
 ``truncated``       the stream ends before ``expected_version``
 ``clock_skew``      an event earlier than the previous event (or the snapshot) by more than
                     ``clock_skew``
@@ -344,6 +346,8 @@ def is_snapshot_stream(stream: str) -> bool:
 
 def take_snapshot(aggregate: Aggregate, *, stream: str | None = None) -> Snapshot:
     """A snapshot of ``aggregate`` at its current version (frozen or not)."""
+    if not isinstance(aggregate, Aggregate):
+        raise UsageError(f"take_snapshot takes an Aggregate, not {type(aggregate).__name__}")
     the_stream = stream or aggregate.stream
     if the_stream is None:
         raise UsageError("take_snapshot needs the stream: the aggregate was not rebuilt by "
@@ -367,6 +371,11 @@ def restore(snapshot: Snapshot, aggregate_cls: type[A], registry: Registry | Non
     A state of an older schema version is upcast through ``registry`` (the name is
     ``aggregate_cls.state_type_name()``, registered with ``register_state``).
     """
+    if not isinstance(snapshot, Snapshot):
+        raise UsageError(f"restore takes a Snapshot (Snapshot.from_raw reads a stored one), "
+                         f"not {type(snapshot).__name__}")
+    if not (isinstance(aggregate_cls, type) and issubclass(aggregate_cls, Aggregate)):
+        raise UsageError(f"{aggregate_cls!r} is not an Aggregate subclass")
     data = bytes(snapshot.state)
     where = Context(stream=snapshot.stream, version=snapshot.version,
                     event_type=aggregate_cls.state_type_name(),
@@ -487,10 +496,21 @@ class Rehydration(Generic[A]):
             raise UsageError(f"policy must be 'strict' or 'audit', not {policy!r}")
         if not (isinstance(aggregate_cls, type) and issubclass(aggregate_cls, Aggregate)):
             raise UsageError(f"{aggregate_cls!r} is not an Aggregate subclass")
-        if reorder_window < 0:
-            raise UsageError("reorder_window must be >= 0")
-        if clock_skew < _NO_TIME:
-            raise UsageError("clock_skew must not be negative")
+        if not isinstance(registry, Registry):
+            raise UsageError(f"registry must be an evtools Registry, not {registry!r}")
+        if type(reorder_window) is not int or reorder_window < 0:
+            raise UsageError(f"reorder_window must be an int >= 0, not {reorder_window!r}")
+        if not isinstance(clock_skew, timedelta) or clock_skew < _NO_TIME:
+            raise UsageError(f"clock_skew must be a timedelta >= 0 (e.g. "
+                             f"timedelta(seconds=5)), not {clock_skew!r}")
+        if expected_version is not None and type(expected_version) is not int:
+            raise UsageError(f"expected_version must be an int or None, not "
+                             f"{expected_version!r}")
+        if stream is not None and not isinstance(stream, str):
+            raise UsageError(f"stream must be a stream name (str) or None, not {stream!r}")
+        if snapshot is not None and not isinstance(snapshot, Snapshot | RawEvent):
+            raise UsageError(f"snapshot must be a Snapshot (take_snapshot) or its RawEvent "
+                             f"(load_snapshot), not {type(snapshot).__name__}")
         self.registry = registry
         self.aggregate_cls = aggregate_cls
         self.policy: Policy = policy
@@ -507,6 +527,8 @@ class Rehydration(Generic[A]):
         self._strict = policy == "strict"
         self._tolerance_ns = clock_skew // _MICROSECOND * 1000
         self._buffer: dict[int, RawEvent] = {}
+        self._gaps: list[tuple[int, int]] = []  # versions reported missing, first..last
+        self._prefix_top = -1  # the highest version read that the snapshot covers
         self._max_seen = -1
         self._last_id = ""  # id of the last in-order event (applied or not)
         self._prev_time: Any = None  # Timestamp / datetime of the previous event
@@ -693,89 +715,106 @@ class Rehydration(Generic[A]):
         if self.stage is not Stage.VALIDATE:
             raise UsageError(f"this rehydration is {self.stage}: it takes no more events",
                              stream=self.stream)
+        try:
+            events = iter(events)
+        except TypeError:
+            raise UsageError(f"events must be an iterable of RawEvent, not "
+                             f"{type(events).__name__}", stream=self.stream) from None
         load()
-        for raw in events:
-            version = raw.version
-            rid = raw.id
-            if (not clean or version != expected or raw.stream != stream
-                    or (rid == last_id and rid)):
-                store()
-                feed(raw)
-                load()
-                continue
-            try:
-                event = decode(raw)
-            except InputError:
-                store()
-                feed(raw)  # decodes again and reports it
-                load()
-                continue
-            if id_field is not None:
-                theirs = getattr(event, id_field, missing)
-                if theirs is not missing:
-                    ours = getattr(agg, id_field)
-                    if ours is not None and theirs != ours:
-                        store()
-                        feed(raw)
-                        load()
-                        continue
-            seen += 1
-            expected = version + 1
-            top = version
-            last_id = rid
-            when = getattr(event, time_field, None)
-            if type(when) is stamp:
-                text = when._text  # what str() gives, without a call or a new object
-                # same width, same offset (its last 6 characters), text not earlier
-                if not (prev_text is not None and len(text) == len(prev_text)
-                        and text >= prev_text and text.endswith(prev_suffix)):
-                    self._prev_time = prev_time
-                    self._prev_text = prev_text
-                    self._check_time(when, raw)
-                    prev_suffix = text[-6:]
-                prev_time = when
-                prev_text = text
-            else:
-                if when is None and event is not not_decoded:
-                    when = raw.recorded_at
-                if when is not None:
-                    if not (type(when) is datetime and type(prev_time) is datetime
-                            and when.tzinfo is not None and prev_time.tzinfo is not None
-                            and when >= prev_time):
+        raw: Any = None
+        try:
+            for raw in events:
+                version = raw.version
+                rid = raw.id
+                if (not clean or version != expected or raw.stream != stream
+                        or (rid == last_id and rid)):
+                    store()
+                    feed(raw)
+                    load()
+                    continue
+                try:
+                    event = decode(raw)
+                except InputError:
+                    store()
+                    feed(raw)  # decodes again and reports it
+                    load()
+                    continue
+                if id_field is not None:
+                    theirs = getattr(event, id_field, missing)
+                    if theirs is not missing:
+                        ours = getattr(agg, id_field)
+                        if ours is not None and theirs != ours:
+                            store()
+                            feed(raw)
+                            load()
+                            continue
+                seen += 1
+                expected = version + 1
+                top = version
+                last_id = rid
+                when = getattr(event, time_field, None)
+                if type(when) is stamp:
+                    text = when._text  # what str() gives, without a call or a new object
+                    # same width, same offset (its last 6 characters), an upper-case "T" (RFC
+                    # 3339's "t" sorts after it), text not earlier: the text orders like the
+                    # instant
+                    if not (prev_text is not None and len(text) == len(prev_text)
+                            and text >= prev_text and text[10] == "T"
+                            and text.endswith(prev_suffix)):
                         self._prev_time = prev_time
                         self._prev_text = prev_text
                         self._check_time(when, raw)
+                        prev_suffix = text[-6:]
                     prev_time = when
-                    prev_text = None
-            cls = type(event)
-            handler = handlers.get(cls)
-            if handler is None:
-                store()
-                self._unhandled(raw, event, when)
-                load()
-                continue
-            try:
-                handler(agg, event)
-            except Exception as e:  # a handler bug or a domain refusal: the state is unknown
-                store()
-                self._handler_failed(raw, event, e)
-                load()
-                continue
-            applied += 1
-            applied_version = version
-            applied_id = rid
-            if when is not None:
-                applied_time = when
-            for name, check, takes_event in invariants.get(cls, no_invariants):
+                    prev_text = text
+                else:
+                    if when is None and event is not not_decoded:
+                        when = raw.recorded_at
+                    if when is not None:
+                        if not (type(when) is datetime and type(prev_time) is datetime
+                                and when.tzinfo is not None and prev_time.tzinfo is not None
+                                and when >= prev_time):
+                            self._prev_time = prev_time
+                            self._prev_text = prev_text
+                            self._check_time(when, raw)
+                        prev_time = when
+                        prev_text = None
+                cls = type(event)
+                handler = handlers.get(cls)
+                if handler is None:
+                    store()
+                    self._unhandled(raw, event, when)
+                    load()
+                    continue
                 try:
-                    outcome = check(agg, event) if takes_event else check(agg)
-                except Exception:  # run_invariant turns it into the message
-                    outcome = False
-                if outcome is not True and outcome is not None:
-                    message = run_invariant(name, getattr(agg, name),
-                                            event if takes_event else _NO_EVENT)
-                    if message is not None:
-                        self._violate(ViolationKind.INVARIANT, version, message, raw=raw)
+                    handler(agg, event)
+                except Exception as e:  # a handler bug or a domain refusal: the state is unknown
+                    store()
+                    self._handler_failed(raw, event, e)
+                    load()
+                    continue
+                applied += 1
+                applied_version = version
+                applied_id = rid
+                if when is not None:
+                    applied_time = when
+                for name, check, takes_event in invariants.get(cls, no_invariants):
+                    try:
+                        outcome = check(agg, event) if takes_event else check(agg)
+                    except Exception:  # run_invariant turns it into the message
+                        outcome = False
+                    if outcome is not True and outcome is not None:
+                        message = run_invariant(name, getattr(agg, name),
+                                                event if takes_event else _NO_EVENT)
+                        if message is not None:
+                            self._violate(ViolationKind.INVARIANT, version, message, raw=raw)
+        except AttributeError:
+            if not isinstance(raw, RawEvent):  # a dict, bytes, a decoded event...
+                store()
+                raise UsageError(f"events must be RawEvent objects (from a store's "
+                                 f"read_stream, RawEvent.new or registry.to_raw), not "
+                                 f"{type(raw).__name__}", stream=self.stream) from None
+            raise
         store()
 
     def _unhandled(self, raw: RawEvent, event: Any, when: Any) -> None:
@@ -796,12 +835,28 @@ class Rehydration(Generic[A]):
         version = raw.version
         expected = self.expected
         if version < expected:
-            if self._in_prefix and version <= self._prefix_until:
-                self.events_skipped += 1
+            self.events_skipped += 1
+            if version <= self._prefix_until:  # covered by the snapshot: not applied
+                if self._in_prefix:
+                    self._prefix_top = max(self._prefix_top, version)
+                elif version <= self._prefix_top:  # read before the snapshot's end
+                    self._violate(ViolationKind.DUPLICATE, version,
+                                  f"version {version} delivered again after version "
+                                  f"{self._max_seen}", raw=raw)
+                    return
+                else:
+                    self._violate(ViolationKind.OUT_OF_ORDER, version,
+                                  f"version {version} (covered by the snapshot at "
+                                  f"{self._prefix_until}) arrived after version "
+                                  f"{self._max_seen}", raw=raw)
                 if version == self._prefix_until:
                     self._check_boundary(raw)
                 return
-            self.events_skipped += 1
+            if any(first <= version <= last for first, last in self._gaps):
+                self._violate(ViolationKind.OUT_OF_ORDER, version,
+                              f"version {version} arrived after version {self._max_seen}, "
+                              f"too late: it was reported missing", raw=raw)
+                return
             same = version == expected - 1 and raw.id and raw.id == self._last_id
             self._violate(ViolationKind.DUPLICATE, version,
                           f"version {version} delivered again after version {expected - 1}"
@@ -840,6 +895,7 @@ class Rehydration(Generic[A]):
         after = self._buffer[nxt]
         # the row is the missing version's: its type and id are unknown, so the event
         # that came next is named in the message only
+        self._gaps.append((first, nxt - 1))
         self._violate(ViolationKind.GAP, first,
                       f"{missing} missing: the stream jumps from {first - 1} to {nxt} "
                       f"(a {after.type}" + (f", event {after.id})" if after.id else ")"))
@@ -934,9 +990,9 @@ class Rehydration(Generic[A]):
             self._prev_text = text
             if prev is None:
                 return
-            # same offset, same width: the text orders like the instant
+            # same offset, same width, "T" (not "t"): the text orders like the instant
             if (prev_text is not None and len(text) == len(prev_text) and text >= prev_text
-                    and text[-6:] == prev_text[-6:]):
+                    and text[10] == "T" and text[-6:] == prev_text[-6:]):
                 return
             # other offsets (producers in other zones): compare the instants to the
             # microsecond, in C. Each side drops under 1 us, so a difference below the
@@ -1239,6 +1295,11 @@ def rehydrate_store(store: StoreLike, registry: Registry, aggregate_cls: type[A]
     named stream that does not exist raises :class:`~evtools.errors.StreamNotFound`.
     ``lazy`` is :func:`rehydrate`'s: payloads no handler needs are left undecoded.
     """
+    if not all(hasattr(store, name) for name in ("read_stream", "list_streams",
+                                                  "stream_version")):
+        raise UsageError(f"rehydrate_store takes a store (evtools.stores.open_store), not "
+                         f"{type(store).__name__}; for events in memory use rehydrate() "
+                         f"per stream, or rehydrate_events()")
     if snapshot_every is not None and snapshot_every < 1:
         raise UsageError("snapshot_every must be >= 1")
     if max_streams is not None and max_streams < 0:
@@ -1418,7 +1479,8 @@ def naive_rehydrate(events: Iterable[RawEvent], dialect: str | Any = "python") -
     state = naive_state()
     lines: dict[str, Any] = state["lines"]
     errors: list[str] = []
-    count = 0
+    count = known = 0
+    ignored: set[str] = set()
     stream: str | None = None
     for raw in events:
         count += 1
@@ -1487,8 +1549,21 @@ def naive_rehydrate(events: Iterable[RawEvent], dialect: str | Any = "python") -
             state["status"] = "cancelled"
             state["cancel_reason"] = d.get("reason")
             state["cancelled_at"] = state["updated_at"] = at
-        # anything else: the seed ignored types it did not know
+        else:  # the seed ignored types it did not know
+            ignored.add(kind)
+            continue
+        known += 1
+    if count and not known and len(errors) < count:
+        raise UsageError(f"naive_rehydrate models the order consumer of the seed, and none of "
+                         f"these events is an order event (types: "
+                         f"{', '.join(sorted(ignored)[:8])}); fold your own events by hand "
+                         f"and compare with diff_states() / side_by_side()", stream=stream)
     return NaiveResult(state=state, stream=stream, events=count, errors=errors)
+
+
+def _naive_order_state(events: list[RawEvent], decode: Callable[[bytes], Any]
+                       ) -> dict[str, Any]:
+    return naive_rehydrate(events, decode).state
 
 
 def _plain(value: Any) -> Any:
@@ -1538,16 +1613,28 @@ class NaiveComparison:
 
 
 def compare_naive(events: Iterable[RawEvent], registry: Registry, aggregate_cls: type[A],
-                  dialects: Iterable[str | Any] = ("go", "js")) -> NaiveComparison:
-    """Rebuild every stream of ``events`` typed (``audit``) and through each naive dialect
-    (:func:`naive_rehydrate`), and count, per top-level state field, the orders whose
-    naive value differs from the typed one (:func:`diff_states`: exact values).
+                  dialects: Iterable[str | Any] = ("go", "js"), *,
+                  naive: Callable[[list[RawEvent], Callable[[bytes], Any]], Mapping[str, Any]]
+                  | None = None) -> NaiveComparison:
+    """Rebuild every stream of ``events`` typed (``audit``) and through each naive dialect,
+    and count, per top-level state field, the aggregates whose naive value differs from
+    the typed one (:func:`diff_states`: exact values).
 
-    Snapshot streams and streams outside ``aggregate_cls.stream_prefix`` are left out. The
-    events are grouped in memory (:func:`group_streams`)."""
+    ``naive(events, decode)`` is the hand-written fold of one stream whose payloads
+    ``decode`` turns into plain values; it returns the state as a dict shaped like
+    ``aggregate_cls().to_state()``. The default is :func:`naive_rehydrate`'s, which
+    rebuilds orders: any other aggregate needs its own. Snapshot streams and streams
+    outside ``aggregate_cls.stream_prefix`` are left out. The events are grouped in memory
+    (:func:`group_streams`)."""
     names = tuple(d if isinstance(d, str) else getattr(d, "name", repr(d)) for d in dialects)
     decoders = [_decoder_for(d) for d in dialects]
     fields = tuple(aggregate_cls().to_state())
+    if naive is None:
+        if set(fields) != set(naive_state()):
+            raise UsageError(f"compare_naive's default naive fold rebuilds orders, not a "
+                             f"{aggregate_cls.__qualname__}: pass naive=, your consumer's "
+                             f"fold of one stream")
+        naive = _naive_order_state
     differing: dict[str, Counter[str]] = {n: Counter() for n in names}
     wrong: Counter[str] = Counter()
     prefix = aggregate_cls.stream_prefix
@@ -1559,7 +1646,7 @@ def compare_naive(events: Iterable[RawEvent], registry: Registry, aggregate_cls:
         typed = rehydrate(held, registry, aggregate_cls, stream=stream,
                           policy="audit").aggregate.to_state()
         for name, decode in zip(names, decoders, strict=True):
-            diff = diff_states(typed, naive_rehydrate(held, decode).state)
+            diff = diff_states(typed, dict(naive(held, decode)))
             top = {p.split("/")[1] for p, _, _ in diff}
             differing[name].update(top)
             wrong[name] += bool(top)

@@ -7,15 +7,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from evtools.aggregate import Aggregate, handles
 from evtools.datagen import FaultKind, FaultRates, generate, write_workload
-from evtools.errors import EvtoolsError, RehydrationError
+from evtools.errors import EvtoolsError, RehydrationError, UsageError
 from evtools.events import RawEvent
 from evtools.orders import ItemAdded, Order, order_registry
 from evtools.registry import Registry
@@ -34,6 +35,7 @@ from evtools.rehydration import (
     rehydrate,
     rehydrate_events,
     rehydrate_store,
+    restore,
     side_by_side,
     take_snapshot,
     write_snapshot,
@@ -138,6 +140,37 @@ def test_audit_stops_applying_at_a_gap_but_keeps_scanning() -> None:
     assert (gap.event_type, gap.event_id) == (None, None)
     assert gap.message == (f"version 10 missing: the stream jumps from 9 to 11 "
                            f"(a {events[11].type}, event {events[11].id})")
+
+
+def test_a_version_arriving_after_its_gap_was_declared_is_late_not_a_duplicate() -> None:
+    events = one_stream(10)
+    late = events[:2] + events[3:8] + [events[2]]
+    result = rehydrate(late, REGISTRY, Order, policy="audit", reorder_window=2)
+    assert [(v.kind, v.version) for v in result.violations] == [
+        (ViolationKind.GAP, 2), (ViolationKind.OUT_OF_ORDER, 2)]
+    assert result.violations[1].message == ("version 2 arrived after version 7, too late: "
+                                            "it was reported missing")
+    assert result.halted_at == 2 and result.events_applied == 2  # still not applied
+    again = rehydrate([*late, events[2]], REGISTRY, Order, policy="audit", reorder_window=2)
+    assert [v.kind for v in again.violations][-1] == ViolationKind.OUT_OF_ORDER
+
+
+def test_events_the_snapshot_covers_arriving_late_or_twice() -> None:
+    events = one_stream(10)
+    snap = take_snapshot(rehydrate(events[:4], REGISTRY, Order).aggregate)  # at version 3
+    late = rehydrate([events[4], events[3], *events[5:]], REGISTRY, Order,
+                     snapshot=snap, policy="audit")
+    assert [(v.kind, v.version) for v in late.violations] == [
+        (ViolationKind.OUT_OF_ORDER, 3)]
+    assert "covered by the snapshot at 3" in late.violations[0].message
+    assert late.aggregate.state_hash() == state_of(events)
+    other = msgspec.structs.replace(events[3], id="not-the-snapshot's")
+    conflict = rehydrate([events[4], other, *events[5:]], REGISTRY, Order, snapshot=snap,
+                         policy="audit")  # the boundary's event id is still checked
+    assert ViolationKind.SNAPSHOT_CONFLICT in [v.kind for v in conflict.violations]
+    twice = rehydrate([*events[:5], events[3], *events[5:]], REGISTRY, Order,
+                      snapshot=snap, policy="audit")
+    assert [(v.kind, v.version) for v in twice.violations] == [(ViolationKind.DUPLICATE, 3)]
 
 
 def test_gap_at_the_start_of_a_stream() -> None:
@@ -748,22 +781,79 @@ def _stamp(epoch_ns: int, offset_minutes: int) -> Timestamp:
     return Timestamp.from_epoch_ns(epoch_ns, timedelta(minutes=offset_minutes))
 
 
+def _lower(text: str) -> str:
+    """The same instant written with RFC 3339's lower-case "t" (and "z")."""
+    text = text[:10] + "t" + text[11:]
+    return text[:-1] + "z" if text.endswith("Z") else text
+
+
 @settings(max_examples=300, deadline=None)
 @given(first=st.integers(10**18, 2 * 10**18), step_ns=st.integers(-10**10, 10**10),
        offsets=st.lists(st.sampled_from([0, 60, -300, 330, 540, -720]), min_size=2,
                         max_size=2),
-       tolerance_us=st.integers(0, 10**7), near=st.booleans())
+       tolerance_us=st.integers(0, 10**7), near=st.booleans(),
+       lower=st.lists(st.booleans(), min_size=2, max_size=2))
+@example(first=10**18, step_ns=-3_600 * 10**9, offsets=[0, 0], tolerance_us=5 * 10**6,
+         near=False, lower=[False, True])  # "...T10:00:00Z" then "...t09:00:00Z"
 def test_clock_skew_across_offsets_is_exact_to_the_nanosecond(
-        first: int, step_ns: int, offsets: list[int], tolerance_us: int, near: bool) -> None:
+        first: int, step_ns: int, offsets: list[int], tolerance_us: int, near: bool,
+        lower: list[bool]) -> None:
     """Producers in other zones write other offsets: the check compares the instants,
-    and a lateness within a microsecond of the tolerance is decided to the nanosecond."""
+    and a lateness within a microsecond of the tolerance is decided to the nanosecond.
+    RFC 3339 also lets them write "t" and "z" in lower case, which sort after "T", "Z"."""
     if near:  # right at the boundary, where microsecond precision cannot decide
         step_ns = -tolerance_us * 1000 + step_ns % 2001 - 1000
     times = [_stamp(first, offsets[0]), _stamp(first + step_ns, offsets[1])]
-    events = [RawEvent("clock-1", v, "Ticked", msgspec.json.encode({"occurred_at": str(t)}),
-                       id=f"e{v}") for v, t in enumerate(times)]
+    texts = [_lower(str(t)) if low else str(t) for t, low in zip(times, lower, strict=True)]
+    events = [RawEvent("clock-1", v, "Ticked", msgspec.json.encode({"occurred_at": text}),
+                       id=f"e{v}") for v, text in enumerate(texts)]
     result = rehydrate(events, _CLOCK_REGISTRY, _Clock, policy="audit",
                        clock_skew=timedelta(microseconds=tolerance_us))
     late = -step_ns > tolerance_us * 1000
     assert [v.kind for v in result.violations] == ([ViolationKind.CLOCK_SKEW] if late else [])
     assert result.aggregate.ticks == 2
+
+
+def test_naive_fold_of_orders_refuses_events_that_are_not_orders() -> None:
+    ticks = [RawEvent("clock-1", v, "Ticked", b'{"occurred_at": "2026-01-01T00:00:00Z"}')
+             for v in range(3)]
+    with pytest.raises(UsageError, match="none of these events is an order event"):
+        naive_rehydrate(ticks)
+    with pytest.raises(UsageError, match="not a _Clock: pass naive="):
+        compare_naive(ticks, _CLOCK_REGISTRY, _Clock)
+
+    def count_ticks(events: list[RawEvent], decode: Any) -> dict[str, Any]:
+        return {"ticks": float(sum(1 for e in events if "occurred_at" in decode(e.data)))}
+
+    mine = compare_naive(ticks, _CLOCK_REGISTRY, _Clock, ["js"], naive=count_ticks)
+    assert (mine.orders, mine.differing) == (1, {"js": {}})  # 3.0 == 3: same value
+
+    def drops_one(events: list[RawEvent], decode: Any) -> dict[str, Any]:
+        return {"ticks": len(events) - 1}
+
+    lossy = compare_naive(ticks, _CLOCK_REGISTRY, _Clock, ["js"], naive=drops_one)
+    assert lossy.differing == {"js": {"ticks": 1}}
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda ev: rehydrate(ev, None, Order), "registry must be an evtools Registry"),
+    (lambda ev: rehydrate(None, REGISTRY, Order), "iterable of RawEvent, not NoneType"),
+    (lambda ev: rehydrate(ev[0], REGISTRY, Order), "iterable of RawEvent, not RawEvent"),
+    (lambda ev: rehydrate([msgspec.to_builtins(e) for e in ev], REGISTRY, Order),
+     "must be RawEvent objects .* not dict"),
+    (lambda ev: rehydrate([*ev[:3], ev[3].data], REGISTRY, Order),
+     "must be RawEvent objects .* not bytes"),
+    (lambda ev: rehydrate(ev, REGISTRY, Order, clock_skew=5), "clock_skew must be a timedelta"),
+    (lambda ev: rehydrate(ev, REGISTRY, Order, reorder_window="3"), "reorder_window must be"),
+    (lambda ev: rehydrate(ev, REGISTRY, Order, reorder_window=2.5), "reorder_window must be"),
+    (lambda ev: rehydrate(ev, REGISTRY, Order, expected_version="5"), "expected_version"),
+    (lambda ev: rehydrate(ev, REGISTRY, Order, stream=5), "stream must be a stream name"),
+    (lambda ev: rehydrate(ev, REGISTRY, Order, snapshot={}), "snapshot must be a Snapshot"),
+    (lambda ev: take_snapshot(object()), "take_snapshot takes an Aggregate"),
+    (lambda ev: restore({}, Order), "restore takes a Snapshot"),
+    (lambda ev: restore(snapshot_at(ev, 3), dict), "is not an Aggregate subclass"),
+    (lambda ev: rehydrate_store(ev, REGISTRY, Order), "rehydrate_store takes a store"),
+])
+def test_wrong_arguments_are_usage_errors(call: Any, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        call(one_stream(8))
