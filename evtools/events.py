@@ -26,14 +26,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import re
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
 from ._json import msgspec_path_to_pointer, strip_msgspec_path
-from .errors import Context, EnvelopeError
+from .errors import Context, EnvelopeError, UsageError
 
 __all__ = [
     "JSON_CONTENT_TYPE",
@@ -54,6 +56,10 @@ class RawEvent(msgspec.Struct, frozen=True, gc=False):
 
     ``version`` is the 0-based position in ``stream``; ``position`` the global position
     in the store (``None`` where a store has none, e.g. a file).
+
+    Build events with :meth:`new`, which checks every field. The plain constructor checks
+    nothing: stores build events in bulk through it from values they have checked, and a
+    check there would cost every event read. :meth:`check` checks an event built so.
     """
 
     stream: str
@@ -83,12 +89,95 @@ class RawEvent(msgspec.Struct, frozen=True, gc=False):
             metadata: bytes = b"", schema_version: int = 1,
             recorded_at: datetime | None = None, id: str | None = None,
             position: int | None = None, content_type: str = JSON_CONTENT_TYPE) -> RawEvent:
-        """Build an event with a fresh random id (convenience for producers and tests)."""
-        return cls(stream=stream, version=version, type=type,
-                   data=data.encode() if isinstance(data, str) else data,
-                   metadata=metadata, id=id or str(uuid.uuid4()), recorded_at=recorded_at,
-                   position=position, content_type=content_type,
-                   schema_version=schema_version)
+        """Build an event with a fresh random id (convenience for producers and tests).
+
+        Every field is checked (see :meth:`check`): a value that cannot work is a
+        :class:`~evtools.errors.UsageError` naming the field, the stream and the version.
+        """
+        is_ = builtins.type  # ``type`` is a field name here
+        payload: Any = data if is_(data) is bytes else _bytes(data, True)
+        if is_(metadata) is not bytes:
+            metadata = _bytes(metadata, False)
+        if id is None or id == "":
+            id = str(uuid.uuid4())
+        event = cls(stream, version, type, payload, metadata, id, recorded_at, position,
+                    content_type, schema_version)
+        if (is_(stream) is str and is_(version) is int and is_(type) is str
+                and is_(payload) is bytes and is_(metadata) is bytes and is_(id) is str
+                and is_(content_type) is str and is_(schema_version) is int
+                and stream and type and version >= 0 and schema_version >= 1
+                and (recorded_at is None or (is_(recorded_at) is datetime
+                                             and recorded_at.tzinfo is UTC))
+                and (position is None or (is_(position) is int and position >= 0))):
+            return event  # the common case, checked on the arguments (cheaper than check())
+        return event.check()  # says what is wrong, or accepts what the line above does not
+
+    def check(self) -> RawEvent:
+        """``self`` when every field holds a value that can work, else a
+        :class:`~evtools.errors.UsageError` naming the field, the stream and the version.
+
+        Refused: a stream or type that is not a non-empty ``str``; a version that is not an
+        ``int >= 0``; data or metadata that are not ``bytes``; an id or content type that
+        is not a ``str``; a ``recorded_at`` that is not a datetime with a UTC offset (a
+        naive time cannot be compared with stored ones); a position that is not ``None``
+        or an ``int >= 0``; a schema version that is not an ``int >= 1``.
+        """
+        problem = _problem(self)
+        if problem is None:
+            return self
+        raise UsageError(f"RawEvent {problem}", Context(
+            stream=self.stream if isinstance(self.stream, str) else None,
+            version=self.version if _is_int(self.version) else None,
+            event_type=self.type if isinstance(self.type, str) else None))
+
+
+def _bytes(value: Any, text: bool) -> Any:
+    """``value`` as bytes where it is bytes-like (or ``str``, with ``text``); anything else
+    as it is, for :meth:`RawEvent.check` to refuse."""
+    if type(value) is bytes:
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    return value.encode() if text and isinstance(value, str) else value
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _problem(event: RawEvent) -> str | None:
+    """What makes ``event`` unusable, as the end of a sentence, or ``None``."""
+    if not isinstance(event.stream, str) or not event.stream:
+        return f"stream must be a non-empty str, not {event.stream!r}"
+    if not _is_int(event.version) or event.version < 0:
+        return (f"version must be an int >= 0 (the 0-based position in the stream), not "
+                f"{event.version!r}")
+    if not isinstance(event.type, str) or not event.type:
+        return f"type must be a non-empty str, not {event.type!r}"
+    for name in ("data", "metadata"):
+        value = getattr(event, name)
+        if not isinstance(value, bytes):
+            return f"{name} must be bytes, not {_type_name(value)}"
+    if not isinstance(event.id, str):
+        return f"id must be a str, not {_type_name(event.id)}"
+    when = event.recorded_at
+    if when is not None:
+        if not isinstance(when, datetime):
+            return f"recorded_at must be a datetime or None, not {_type_name(when)}"
+        if when.utcoffset() is None:
+            return (f"recorded_at {when.isoformat()} has no UTC offset: a naive time cannot "
+                    "be compared with stored ones (give it one, e.g. tzinfo=UTC)")
+    if event.position is not None and (not _is_int(event.position) or event.position < 0):
+        return f"position must be None or an int >= 0, not {event.position!r}"
+    if not isinstance(event.content_type, str):
+        return f"content_type must be a str, not {_type_name(event.content_type)}"
+    if not _is_int(event.schema_version) or event.schema_version < 1:
+        return f"schema_version must be an int >= 1, not {event.schema_version!r}"
+    return None
+
+
+def _type_name(value: object) -> str:
+    return "None" if value is None else type(value).__name__
 
 
 # -- CloudEvents 1.0 structured JSON ---------------------------------------------------------

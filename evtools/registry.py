@@ -35,6 +35,7 @@ the path that reports the error with its context.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, Literal, TypeVar, overload
@@ -135,6 +136,9 @@ class Registry:
         if duplicate_keys not in ("reject", "last-wins"):
             raise UsageError("duplicate_keys must be 'reject' or 'last-wins', "
                              f"not {duplicate_keys!r}")
+        if not _is_int(max_payload_bytes) or max_payload_bytes < 1:
+            raise UsageError("max_payload_bytes must be an int >= 1, "
+                             f"not {max_payload_bytes!r}")
         self.unknown_fields = unknown_fields
         self.duplicate_keys = duplicate_keys
         self.max_payload_bytes = max_payload_bytes
@@ -162,28 +166,37 @@ class Registry:
 
         Use as ``registry.register(Cls, name="T", version=2)`` or as a decorator,
         ``@registry.register("T", version=2)``. ``name`` defaults to the class name.
+        Registering a class again under the same name and version changes nothing.
         """
         if isinstance(cls, str) or cls is None:
+            if isinstance(cls, str) and name is not None:
+                raise UsageError(f"register({cls!r}, name={name!r}): give the type name once")
             type_name = cls if isinstance(cls, str) else name
+            _check_name(type_name, "register")
+            _check_version(version, type_name, "register")
 
             def decorator(klass: type[T]) -> type[T]:
-                self._add(klass, type_name or klass.__name__, version)
+                self._add(klass, type_name or _class_name(klass), version)
                 return klass
 
             return decorator
-        self._add(cls, name or cls.__name__, version)
+        _check_name(name, "register")
+        _check_version(version, name, "register")
+        self._add(cls, name or _class_name(cls), version)
         return cls
 
     def _add(self, cls: type, name: str, version: int) -> None:
         if not (isinstance(cls, type) and (issubclass(cls, msgspec.Struct)
                                            or dataclasses.is_dataclass(cls))):
             raise UsageError(f"{cls!r} is not a msgspec.Struct or a dataclass")
-        if version < 1:
-            raise UsageError(f"schema versions start at 1 (got {version} for {name})")
         key = (name, version)
         if key in self._entries:
-            raise UsageError(f"{name} v{version} is already registered "
-                             f"(to {self._entries[key].cls.__qualname__})")
+            taken = self._entries[key].cls
+            if taken is cls:
+                return  # the same registration again
+            raise UsageError(f"{name} v{version} is already registered to "
+                             f"{_qualified(taken)}; {_qualified(cls)} cannot take its place "
+                             "(each event type and schema version has one class)")
         if cls in self._by_class:
             other = self._by_class[cls]
             raise UsageError(f"{cls.__qualname__} is already registered as "
@@ -210,6 +223,7 @@ class Registry:
                  to_version: int | None = None) -> Callable[[Upcaster], Upcaster]:
         """Decorator: ``fn(payload: dict) -> dict`` lifts ``event_type`` from
         ``from_version`` to ``to_version`` (default ``from_version + 1``)."""
+        _check_upcaster(event_type, from_version, to_version)
 
         def decorator(fn: Upcaster) -> Upcaster:
             self.add_upcaster(event_type, from_version, fn, to_version)
@@ -219,6 +233,13 @@ class Registry:
 
     def add_upcaster(self, event_type: str, from_version: int, fn: Upcaster,
                      to_version: int | None = None) -> None:
+        """``fn(payload: dict) -> dict`` lifts ``event_type`` from ``from_version`` to
+        ``to_version`` (default ``from_version + 1``; a later version, never an earlier
+        one, so a chain of upcasters cannot loop)."""
+        _check_upcaster(event_type, from_version, to_version)
+        if not callable(fn):
+            raise UsageError(f"the upcaster for {event_type} v{from_version} must be a "
+                             f"function of the payload dict, not {type(fn).__name__}")
         target = from_version + 1 if to_version is None else to_version
         key = (event_type, from_version)
         if key in self._upcasters:
@@ -241,6 +262,8 @@ class Registry:
 
     def class_for(self, event_type: str, version: int | None = None) -> type:
         """The class registered for ``event_type`` at ``version`` (default: latest)."""
+        if version is not None:
+            _check_version(version, event_type, "class_for")
         if event_type not in self._latest:
             raise UnknownEventType(f"no class registered for event type {event_type!r}",
                                    event_type=event_type)
@@ -255,9 +278,15 @@ class Registry:
         """Whether ``event_type`` at ``schema_version`` has a class or an upcaster (decoding
         it cannot raise :class:`~evtools.errors.UnknownEventType` or
         :class:`~evtools.errors.UnknownSchemaVersion`)."""
-        target = self._latest.get(event_type)
-        if target is None or schema_version > target:
-            return False
+        try:
+            target = self._latest.get(event_type)
+            if target is None or schema_version > target:
+                return False
+        except TypeError as e:  # a caller's mistake? (error path only)
+            misuse = _misused_payload(event_type, schema_version, b"", None, "knows")
+            if misuse is None:
+                raise
+            raise misuse from e
         if schema_version == target:
             return True
         key = (event_type, schema_version)
@@ -281,36 +310,42 @@ class Registry:
 
     def decode(self, raw: RawEvent) -> Any:
         """The typed event for ``raw``, or an :class:`~evtools.errors.InputError`."""
-        data = raw.data
-        key = (raw.type, raw.schema_version)
-        entry = self._current.get(key)
-        if (entry is None or entry.check_unknown or raw.content_type != JSON_CONTENT_TYPE
-                or len(data) > self.max_payload_bytes):
-            if entry is None and raw.content_type == JSON_CONTENT_TYPE \
-                    and len(data) <= self.max_payload_bytes:
-                plan = self._plans[key] if key in self._plans else self._plan(key)
-                if plan is not None:
-                    event = self._decode_upcast(plan, data)
-                    if event is not None:
-                        return event
-            return self._decode(raw.type, raw.schema_version, data, raw)[0]
-        # hot path: current version, plain JSON, msgspec itself rejects unknown fields
         try:
-            event = entry.decoder.decode(data)
-        except msgspec.ValidationError as e:
-            if self.unknown_fields == "keep" and "unknown field" in str(e):
-                return self._decode_keeping(entry, data, raw, None)[0]
-            raise self._error(e, raw, None, entry.name, entry.version) from e
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise self._error(e, raw, None, entry.name, entry.version) from e
-        if self.duplicate_keys == "reject" and not entry.surely_unique(event, data):
-            try:  # the typed decode skips nothing here, so the payload is valid JSON
-                duplicate = has_duplicate_key(data)
+            data = raw.data
+            key = (raw.type, raw.schema_version)
+            entry = self._current.get(key)
+            if (entry is None or entry.check_unknown or raw.content_type != JSON_CONTENT_TYPE
+                    or len(data) > self.max_payload_bytes):
+                if entry is None and raw.content_type == JSON_CONTENT_TYPE \
+                        and len(data) <= self.max_payload_bytes:
+                    plan = self._plans[key] if key in self._plans else self._plan(key)
+                    if plan is not None:
+                        event = self._decode_upcast(plan, data)
+                        if event is not None:
+                            return event
+                return self._decode(raw.type, raw.schema_version, data, raw)[0]
+            # hot path: current version, plain JSON, msgspec itself rejects unknown fields
+            try:
+                event = entry.decoder.decode(data)
+            except msgspec.ValidationError as e:
+                if self.unknown_fields == "keep" and "unknown field" in str(e):
+                    return self._decode_keeping(entry, data, raw, None)[0]
+                raise self._error(e, data, raw, None, entry.name, entry.version) from e
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-                raise self._error(e, raw, None, entry.name, entry.version) from e
-            if duplicate:
-                self._duplicate(data, entry.name, entry.version, raw, None)
-        return event
+                raise self._error(e, data, raw, None, entry.name, entry.version) from e
+            if self.duplicate_keys == "reject" and not entry.surely_unique(event, data):
+                try:  # the typed decode skips nothing here, so the payload is valid JSON
+                    duplicate = has_duplicate_key(data)
+                except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+                    raise self._error(e, data, raw, None, entry.name, entry.version) from e
+                if duplicate:
+                    self._duplicate(data, entry.name, entry.version, raw, None)
+            return event
+        except (AttributeError, TypeError) as e:  # a caller's mistake? (error path only)
+            misuse = _misused_event(raw, "decode")
+            if misuse is None:
+                raise
+            raise misuse from e
 
     def _plan(self, key: tuple[str, int]) -> tuple[_Entry, tuple[Upcaster, ...]] | None:
         """The target entry and upcasters lifting ``key`` to the latest version, when the
@@ -321,12 +356,9 @@ class Registry:
         target = self._latest.get(event_type)
         if target is not None and version < target:
             steps: list[Upcaster] = []
-            current, seen = version, {version}
-            while current != target and (event_type, current) in self._upcasters:
+            current = version  # every step goes to a later version: the loop ends
+            while current < target and (event_type, current) in self._upcasters:
                 current, fn = self._upcasters[(event_type, current)]
-                if current in seen:
-                    break
-                seen.add(current)
                 steps.append(fn)
             entry = self._entries.get((event_type, target))
             if current == target and entry is not None and not entry.check_unknown:
@@ -353,13 +385,25 @@ class Registry:
 
     def decode_verbose(self, raw: RawEvent) -> Decoded:
         """Like :meth:`decode`, also returning unknown fields kept under ``"keep"``."""
-        event, unknown = self._decode(raw.type, raw.schema_version, raw.data, raw)
+        try:
+            event, unknown = self._decode(raw.type, raw.schema_version, raw.data, raw)
+        except (AttributeError, TypeError) as e:  # a caller's mistake? (error path only)
+            misuse = _misused_event(raw, "decode_verbose")
+            if misuse is None:
+                raise
+            raise misuse from e
         return Decoded(event, unknown)
 
     def decode_payload(self, event_type: str, schema_version: int, data: bytes,
                        context: Context | None = None) -> Any:
         """Decode a bare payload for ``event_type`` at ``schema_version``."""
-        return self._decode(event_type, schema_version, data, None, context)[0]
+        try:
+            return self._decode(event_type, schema_version, data, None, context)[0]
+        except (AttributeError, TypeError) as e:  # a caller's mistake? (error path only)
+            misuse = _misused_payload(event_type, schema_version, data, context)
+            if misuse is None:
+                raise
+            raise misuse from e
 
     def _decode(self, event_type: str, schema_version: int, data: bytes,
                 raw: RawEvent | None, context: Context | None = None
@@ -374,9 +418,9 @@ class Registry:
             except msgspec.ValidationError as e:
                 if self.unknown_fields == "keep" and "unknown field" in str(e):
                     return self._decode_keeping(entry, data, raw, context)
-                raise self._error(e, raw, context, event_type, schema_version) from e
+                raise self._error(e, data, raw, context, event_type, schema_version) from e
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-                raise self._error(e, raw, context, event_type, schema_version) from e
+                raise self._error(e, data, raw, context, event_type, schema_version) from e
             return self._post_checks(entry, event, data, raw, context)
         return self._decode_slow(event_type, schema_version, data, raw, context)
 
@@ -388,7 +432,7 @@ class Registry:
             try:  # typed decoding skips what it does not need: check the whole payload
                 untyped = lossless.decode(data)
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-                raise self._error(e, raw, context, entry.name, entry.version) from e
+                raise self._error(e, data, raw, context, entry.name, entry.version) from e
         if check_keys and has_duplicate_key(data, untyped):
             self._duplicate(data, entry.name, entry.version, raw, context)
         unknown: dict[str, Any] = {}
@@ -405,7 +449,7 @@ class Registry:
         try:
             payload = lossless.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise self._error(e, raw, context, entry.name, entry.version) from e
+            raise self._error(e, data, raw, context, entry.name, entry.version) from e
         unknown: dict[str, Any] = {}
         entry.shape.collect_unknown(payload, "", unknown)
         for pointer in sorted(unknown, key=len, reverse=True):
@@ -414,7 +458,7 @@ class Registry:
         try:
             event = entry.decoder.decode(stripped)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise self._error(e, raw, context, entry.name, entry.version) from e
+            raise self._error(e, stripped, raw, context, entry.name, entry.version) from e
         if self.duplicate_keys == "reject" and has_duplicate_key(data):
             self._duplicate(data, entry.name, entry.version, raw, context)
         self._unknown_found(entry, unknown, raw, context)
@@ -459,14 +503,14 @@ class Registry:
         except msgspec.ValidationError as e:
             if self.unknown_fields == "keep" and "unknown field" in str(e):
                 return self._decode_keeping(entry, data, raw, context)
-            err = self._error(e, raw, context, event_type, target)
+            err = self._error(e, data, raw, context, event_type, target)
             if schema_version != target:
                 raise UpcastError(f"upcast {event_type} v{schema_version} -> v{target} produced "
                                   f"a payload {entry.cls.__qualname__} rejects: {err.message}",
                                   err.context) from e
             raise err from e
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-            err = self._error(e, raw, context, event_type, target)
+            err = self._error(e, data, raw, context, event_type, target)
             if schema_version != target:
                 raise UpcastError(f"upcast {event_type} v{schema_version} -> v{target} produced "
                                   f"a payload {entry.cls.__qualname__} rejects: {err.message}",
@@ -487,7 +531,7 @@ class Registry:
         try:
             payload = lossless.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise DecodeError(f"payload is not valid JSON: {_describe(e)}", where()) from e
+            raise DecodeError(f"payload is not valid JSON: {_describe(e, data)}", where()) from e
         if self.duplicate_keys == "reject" and has_duplicate_key(data, payload):
             self._duplicate(data, event_type, version, None, where())
         if not isinstance(payload, dict):
@@ -502,9 +546,10 @@ class Registry:
                 raise UpcastError(f"no upcaster for {event_type} from v{current} "
                                   f"(chain so far {chain}, target v{target})", where())
             nxt, fn = step
-            if nxt in seen:
+            if nxt > target:  # (an upcaster never goes back: add_upcaster refuses it)
                 chain = " -> ".join(f"v{v}" for v in [*seen, nxt])
-                raise UpcastError(f"upcaster cycle for {event_type}: {chain}", where())
+                raise UpcastError(f"upcaster chain for {event_type} {chain} goes past v{target}, "
+                                  "the latest version registered", where())
             try:
                 payload = fn(payload)
             except InputError:
@@ -533,7 +578,16 @@ class Registry:
             raise UsageError(f"cannot encode {type(event).__qualname__}: {e}") from e
 
     def to_raw(self, event: Any, *, stream: str, version: int, **fields: Any) -> RawEvent:
-        """Wrap a typed event into a :class:`RawEvent` with its registered type and version."""
+        """Wrap a typed event into a :class:`RawEvent` with its registered type and version.
+
+        ``fields`` are those of :meth:`RawEvent.new` that the event does not decide:
+        ``metadata``, ``recorded_at``, ``id``, ``position`` and ``content_type``.
+        """
+        unexpected = sorted(fields.keys() - _TO_RAW_FIELDS)
+        if unexpected:
+            raise UsageError(f"to_raw takes no {', '.join(map(repr, unexpected))} (it takes "
+                             f"{', '.join(sorted(_TO_RAW_FIELDS))}; the type and schema "
+                             "version come from the registry)")
         name, schema_version = self.type_of(event)
         return RawEvent.new(stream, version, name, self.encode(event),
                             schema_version=schema_version, **fields)
@@ -554,15 +608,90 @@ class Registry:
                                                           schema_version=schema_version)
         return Context(path=path).merge(base).merge(context)
 
-    def _error(self, e: BaseException, raw: RawEvent | None, context: Context | None,
-               event_type: str, schema_version: int) -> InputError:
+    def _error(self, e: BaseException, data: bytes, raw: RawEvent | None,
+               context: Context | None, event_type: str, schema_version: int) -> InputError:
         if isinstance(e, msgspec.ValidationError):
             text = str(e)
             return SchemaError(_fix_message(strip_msgspec_path(text)),
                                self._where(raw, context, event_type, schema_version,
                                            msgspec_path_to_pointer(text)))
-        return DecodeError(f"payload is not valid JSON: {_describe(e)}",
+        return DecodeError(f"payload is not valid JSON: {_describe(e, data)}",
                            self._where(raw, context, event_type, schema_version, None))
+
+
+_TO_RAW_FIELDS = frozenset({"metadata", "recorded_at", "id", "position", "content_type"})
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _class_name(cls: Any) -> str:
+    """The default type name of ``cls`` (``""`` for what is not a class: refused later)."""
+    return cls.__name__ if isinstance(cls, type) else ""
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _check_name(name: object, what: str) -> None:
+    if name is not None and (not isinstance(name, str) or not name):
+        raise UsageError(f"{what}: the event type name must be a non-empty str, "
+                         f"not {name!r}")
+
+
+def _check_version(version: object, name: object, what: str) -> None:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise UsageError(f"{what}: schema versions are ints from 1, not {version!r}"
+                         + (f" (for {name})" if isinstance(name, str) else ""))
+
+
+def _check_upcaster(event_type: object, from_version: object, to_version: object) -> None:
+    if not isinstance(event_type, str) or not event_type:
+        raise UsageError(f"upcaster: the event type must be a non-empty str, "
+                         f"not {event_type!r}")
+    _check_version(from_version, event_type, "upcaster from_version")
+    if to_version is not None:
+        _check_version(to_version, event_type, "upcaster to_version")
+        if isinstance(to_version, int) and isinstance(from_version, int) \
+                and to_version <= from_version:
+            raise UsageError(f"an upcaster lifts a payload to a later version: {event_type} "
+                             f"v{from_version} -> v{to_version} goes back")
+
+
+def _misused_event(raw: Any, method: str) -> UsageError | None:
+    """Why ``raw`` cannot be decoded when the caller gave something unusable, else
+    ``None`` (error path only)."""
+    if not isinstance(raw, RawEvent):
+        return UsageError(f"Registry.{method} takes a RawEvent, not {type(raw).__name__} "
+                          "(decode_payload(event_type, schema_version, data) decodes a bare "
+                          "payload)")
+    try:
+        raw.check()
+    except UsageError as e:
+        return UsageError(f"{e.message}; RawEvent.new refuses such an event when it is "
+                          "built, the plain constructor checks nothing", e.context)
+    return None
+
+
+def _misused_payload(event_type: Any, schema_version: Any, data: Any, context: Any,
+                     method: str = "decode_payload") -> UsageError | None:
+    """Why these arguments cannot be decoded when the caller gave something unusable,
+    else ``None`` (error path only)."""
+    if not isinstance(event_type, str):
+        return UsageError(f"Registry.{method}: event_type must be a str, "
+                          f"not {type(event_type).__name__}")
+    if not _is_int(schema_version):
+        return UsageError(f"Registry.{method}: schema_version must be an int, not "
+                          f"{schema_version!r}", event_type=event_type)
+    if not isinstance(data, bytes):
+        return UsageError(f"Registry.{method}: data must be bytes, not {type(data).__name__}",
+                          event_type=event_type, schema_version=schema_version)
+    if context is not None and not isinstance(context, Context):
+        return UsageError(f"Registry.{method}: context must be a Context or None, not "
+                          f"{type(context).__name__}")
+    return None
 
 
 def _remove(doc: Any, pointer: str) -> None:
@@ -572,13 +701,24 @@ def _remove(doc: Any, pointer: str) -> None:
     del doc[tokens[-1]]
 
 
-def _describe(e: BaseException) -> str:
+_BAD_CHARACTER = re.compile(r"invalid character \(byte (\d+)\)")
+
+
+def _describe(e: BaseException, data: bytes) -> str:
+    """The parser's complaint about ``data``, in words that locate it (error path only)."""
     if isinstance(e, UnicodeDecodeError):
-        return f"invalid UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start})"
+        # msgspec counts from the start of the string token: find the payload's offset
+        try:
+            bytes(data).decode("utf-8")
+        except UnicodeDecodeError as found:
+            return (f"invalid UTF-8 (byte 0x{found.object[found.start]:02x} at offset "
+                    f"{found.start})")
+        return f"invalid UTF-8 (byte 0x{e.object[e.start]:02x})"
     if isinstance(e, RecursionError):
         return "nesting too deep"
     text = str(e)
-    if "invalid character" in text and any(t in text for t in ("NaN", "Infinity")):
+    bad = _BAD_CHARACTER.search(text)  # msgspec's offset: of the token, after any minus
+    if bad and bytes(data).startswith((b"NaN", b"Infinity"), int(bad.group(1))):
         return text + " (NaN and Infinity are not JSON)"
     return text
 

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from evtools.errors import EnvelopeError
+from evtools.errors import EnvelopeError, UsageError
 from evtools.events import RawEvent, from_cloudevent, to_cloudevent
 
 from .strategies import raw_events
@@ -110,3 +111,59 @@ def test_payloads_that_cannot_be_embedded_go_base64_and_come_back_identical(
     assert "data" not in doc and doc["datacontenttype"] == "application/json"
     assert ("evmetadata" not in doc) and (("evmetadatabase64" in doc) == bool(data))
     assert from_cloudevent(line) == ev
+
+
+# -- RawEvent.new checks every field; the plain constructor (the stores' bulk path) does not --
+
+@pytest.mark.parametrize("change, message", [
+    ({"data": 5}, "data must be bytes, not int"),
+    ({"data": None}, "data must be bytes, not None"),
+    ({"metadata": "{}"}, "metadata must be bytes, not str"),
+    ({"version": "0"}, r"version must be an int >= 0 \(the 0-based position in the stream\), "
+                       r"not '0'"),
+    ({"version": -1}, "version must be an int >= 0 .*not -1"),
+    ({"version": True}, "version must be an int >= 0 .*not True"),
+    ({"schema_version": "2"}, "schema_version must be an int >= 1, not '2'"),
+    ({"schema_version": 0}, "schema_version must be an int >= 1, not 0"),
+    ({"stream": None}, "stream must be a non-empty str, not None"),
+    ({"stream": ""}, "stream must be a non-empty str, not ''"),
+    ({"type": ""}, "type must be a non-empty str, not ''"),
+    ({"id": 5}, "id must be a str, not int"),
+    ({"position": -1}, "position must be None or an int >= 0, not -1"),
+    ({"position": "1"}, "position must be None or an int >= 0, not '1'"),
+    ({"content_type": None}, "content_type must be a str, not None"),
+    ({"recorded_at": "2026-01-01T00:00:00Z"}, "recorded_at must be a datetime or None, not str"),
+    ({"recorded_at": datetime(2026, 1, 1)}, r"recorded_at 2026-01-01T00:00:00 has no UTC offset: "
+                                            r"a naive time cannot be compared"),
+])
+def test_new_refuses_fields_that_cannot_work(change: dict[str, Any], message: str) -> None:
+    args: dict[str, Any] = {"stream": "order-1", "version": 4, "type": "T", "data": b"{}"}
+    with pytest.raises(UsageError, match=message):
+        RawEvent.new(**(args | change))
+
+
+def test_a_naive_recorded_at_is_refused_naming_stream_and_version() -> None:
+    with pytest.raises(UsageError, match="no UTC offset") as info:
+        RawEvent.new("order-1", 4, "T", b"{}", recorded_at=datetime(2026, 1, 1, 12))
+    assert (info.value.context.stream, info.value.context.version) == ("order-1", 4)
+    assert "stream 'order-1', version 4" in str(info.value)
+
+
+def test_new_accepts_what_can_work() -> None:
+    plus2 = datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+    for data in ('{"a": "é"}', bytearray('{"a": "é"}'.encode()), memoryview(b'{"a": "\xc3\xa9"}')):
+        ev = RawEvent.new("s", 0, "T", data, metadata=bytearray(b"{}"), recorded_at=plus2,
+                          position=0, id="")
+        assert ev.data == '{"a": "é"}'.encode() and type(ev.data) is bytes
+        assert ev.metadata == b"{}" and type(ev.metadata) is bytes
+        assert ev.recorded_at == plus2 and ev.id  # an empty id gets a random one
+        assert ev.check() is ev
+
+
+def test_check_refuses_what_the_plain_constructor_lets_through() -> None:
+    unchecked = RawEvent("order-1", -1, "T", b"{}")  # stores build events so, in bulk
+    with pytest.raises(UsageError, match=r"version must be an int >= 0 .*not -1"):
+        unchecked.check()
+    naive = RawEvent("order-1", 3, "T", b"{}", recorded_at=datetime(2026, 1, 1))
+    with pytest.raises(UsageError, match=r"no UTC offset.*\(stream 'order-1', version 3"):
+        naive.check()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -247,13 +248,41 @@ def test_missing_upcaster_step_names_type_and_versions() -> None:
         reg.decode(raw(b"{}", type="Placed", schema_version=1))
 
 
-def test_upcaster_cycle_is_detected() -> None:
+def test_upcasters_only_go_forward() -> None:
     reg = Registry()
     reg.register(V3, name="Placed", version=3)
     reg.add_upcaster("Placed", 1, lambda p: p)
-    reg.add_upcaster("Placed", 2, lambda p: p, to_version=1)
-    with pytest.raises(UpcastError, match=r"cycle for Placed: v1 -> v2 -> v1"):
+    for back in (1, 2):  # back or in place: a chain could loop forever
+        with pytest.raises(UsageError, match=rf"later version: Placed v2 -> v{back} goes back"):
+            reg.add_upcaster("Placed", 2, lambda p: p, to_version=back)
+    with pytest.raises(UsageError, match="goes back"):
+        reg.upcaster("Placed", 2, to_version=2)
+    reg.add_upcaster("Placed", 2, lambda p: p, to_version=4)  # v4 may be registered later
+    with pytest.raises(UpcastError, match=r"Placed v1 -> v2 -> v4 goes past v3, the latest"):
         reg.decode(raw(b"{}", type="Placed", schema_version=1))
+
+
+@pytest.mark.parametrize("args, message", [
+    (("Placed", "1", lambda p: p), r"from_version: schema versions are ints from 1, not '1'"),
+    (("Placed", 0, lambda p: p), r"from_version: schema versions are ints from 1, not 0"),
+    (("Placed", True, lambda p: p), r"from_version: .* not True"),
+    (("Placed", 1, lambda p: p, "3"), r"to_version: schema versions are ints from 1, not '3'"),
+    ((5, 1, lambda p: p), r"event type must be a non-empty str, not 5"),
+    (("", 1, lambda p: p), r"event type must be a non-empty str, not ''"),
+    (("Placed", 1, 5), r"upcaster for Placed v1 must be a function of the payload dict, "
+                       r"not int"),
+    (("Placed", 1, None), r"not NoneType"),
+])
+def test_upcaster_arguments_are_checked_when_added(args: tuple[Any, ...],
+                                                   message: str) -> None:
+    reg = Registry()
+    reg.register(V3, name="Placed", version=3)
+    with pytest.raises(UsageError, match=message):
+        reg.add_upcaster(*args)
+    if callable(args[2]):  # the decorator checks its arguments before it gets the function
+        with pytest.raises(UsageError, match=message):
+            reg.upcaster(args[0], args[1], *args[3:])
+    assert not reg.knows("Placed", 1)  # nothing was added
 
 
 def test_upcaster_output_the_class_rejects() -> None:
@@ -323,6 +352,173 @@ def test_registration_mistakes_are_usage_errors() -> None:
         reg.register(WithDatetime)
     assert reg.type_of(Placed) == ("OrderPlaced", 2)
     assert ("OrderPlaced", 2) in reg and "OrderPlaced" in reg and len(reg) == 1
+
+
+class _A(msgspec.Struct, forbid_unknown_fields=True):
+    x: int
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda reg: reg.register(5), r"5 is not a msgspec\.Struct or a dataclass"),
+    (lambda reg: reg.register(_A, version="2"), r"schema versions are ints from 1, not '2'"),
+    (lambda reg: reg.register(_A, version=0), r"schema versions are ints from 1, not 0"),
+    (lambda reg: reg.register(_A, version=True), r"not True"),
+    (lambda reg: reg.register(_A, name=5), r"type name must be a non-empty str, not 5"),
+    (lambda reg: reg.register(_A, name=""), r"type name must be a non-empty str, not ''"),
+    (lambda reg: reg.register("T", version="2"), r"not '2'"),  # the decorator, at once
+    (lambda reg: reg.register(name=5), r"not 5"),
+    (lambda reg: reg.register("T", name="U"), r"give the type name once"),
+])
+def test_register_refuses_arguments_that_cannot_work(call: Callable[[Registry], Any],
+                                                     message: str) -> None:
+    reg = Registry()
+    with pytest.raises(UsageError, match=message):
+        call(reg)
+    assert len(reg) == 0
+
+
+def test_registering_again_is_a_no_op_and_a_second_class_is_refused() -> None:
+    reg = Registry()
+    reg.register(_A, name="X")
+    assert reg.register(_A, name="X") is _A  # the very same class again: nothing changes
+
+    class _A2(msgspec.Struct, forbid_unknown_fields=True):  # e.g. a notebook cell run again
+        x: int
+
+    _A2.__qualname__ = "_A"
+    with pytest.raises(UsageError, match=r"X v1 is already registered to tests\.test_registry"
+                                         r"\._A; tests\.test_registry\._A cannot take its place"):
+        reg.register(_A2, name="X")
+    assert len(reg) == 1 and reg.class_for("X") is _A
+    assert reg.decode(raw(b'{"x":1}', type="X", schema_version=1)) == _A(1)
+
+
+@pytest.mark.parametrize("value", ["1", 0, -1, True, 1.5, None])
+def test_registry_options_are_checked(value: Any) -> None:
+    with pytest.raises(UsageError, match=r"max_payload_bytes must be an int >= 1"):
+        Registry(max_payload_bytes=value)
+
+
+# -- what is not a RawEvent, or a RawEvent built by hand with a field that cannot work -------
+
+@pytest.mark.parametrize("call", [
+    lambda reg: reg.decode(GOOD),
+    lambda reg: reg.decode({"order_id": 1}),
+    lambda reg: reg.decode(None),
+    lambda reg: reg.decode_verbose(GOOD),
+])
+def test_decode_takes_a_raw_event(registry: Registry, call: Callable[[Registry], Any]) -> None:
+    with pytest.raises(UsageError, match=r"takes a RawEvent, not \w+ \(decode_payload\("
+                                         r"event_type, schema_version, data\) decodes a bare"):
+        call(registry)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"data": GOOD.decode()}, "data must be bytes, not str"),
+    ({"data": None}, "data must be bytes, not None"),
+    ({"data": 5}, "data must be bytes, not int"),
+    ({"schema_version": "2"}, "schema_version must be an int >= 1, not '2'"),
+    ({"schema_version": None}, "schema_version must be an int >= 1, not None"),
+    ({"content_type": None}, "content_type must be a str, not None"),
+])
+def test_decode_names_the_field_of_a_hand_built_event_that_cannot_work(
+        registry: Registry, fields: dict[str, Any], message: str) -> None:
+    event = msgspec.structs.replace(raw(GOOD), **fields)  # the unchecked path, as stores use
+    for decode in (registry.decode, registry.decode_verbose):
+        with pytest.raises(UsageError, match=message) as info:
+            decode(event)
+        assert "RawEvent.new refuses such an event" in str(info.value)
+        assert (info.value.context.stream, info.value.context.version) == ("order-7", 41)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("OrderPlaced", 2, GOOD.decode()), "data must be bytes, not str"),
+    (("OrderPlaced", 2, None), "data must be bytes, not NoneType"),
+    (("OrderPlaced", "2", GOOD), "schema_version must be an int, not '2'"),
+    (("OrderPlaced", 2, memoryview(GOOD)), "data must be bytes, not memoryview"),
+    (("OrderPlaced", 2, 5), "data must be bytes, not int"),
+])
+def test_decode_payload_names_the_argument_that_cannot_work(
+        registry: Registry, args: tuple[Any, ...], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        registry.decode_payload(*args)
+
+
+def test_lookups_refuse_a_version_that_is_not_an_int(registry: Registry) -> None:
+    with pytest.raises(UsageError, match=r"knows: schema_version must be an int, not '2'"):
+        registry.knows("OrderPlaced", "2")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=r"class_for: schema versions are ints from 1"):
+        registry.class_for("OrderPlaced", "2")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("where, message", [
+    ({"stream": None, "version": 0}, "stream must be a non-empty str, not None"),
+    ({"stream": "s", "version": None}, "version must be an int >= 0"),
+    ({"stream": "s", "version": -1}, "version must be an int >= 0"),
+    ({"stream": "s", "version": 0, "foo": 1}, r"to_raw takes no 'foo' \(it takes "
+                                              r"content_type, id, metadata, position"),
+    ({"stream": "s", "version": 0, "schema_version": 1}, r"takes no 'schema_version'"),
+    ({"stream": "s", "version": 0, "recorded_at": datetime(2026, 1, 1)}, "no UTC offset"),
+])
+def test_to_raw_refuses_what_cannot_work(registry: Registry, where: dict[str, Any],
+                                         message: str) -> None:
+    event = registry.decode(raw(GOOD))
+    with pytest.raises(UsageError, match=message):
+        registry.to_raw(event, **where)
+
+
+# -- where the parser's complaint points -------------------------------------------------------
+
+class _Account(msgspec.Struct, forbid_unknown_fields=True):
+    account_id: int
+    occurred_at: str = ""
+
+
+class _LaxAccount(msgspec.Struct):  # unknown fields are checked apart (the slower path)
+    account_id: int
+    occurred_at: str = ""
+
+
+def _account_registry() -> Registry:
+    reg = Registry()
+    reg.register(_Account, name="A", version=2)
+    reg.register(_LaxAccount, name="L")
+    reg.add_upcaster("A", 1, lambda p: p)
+    return reg
+
+
+@pytest.mark.parametrize("schema_version, type", [(2, "A"), (1, "A"), (1, "L")],
+                         ids=["typed", "upcast", "unknown-field check"])
+@pytest.mark.parametrize("payload, offset", [
+    (b'{"account_id":1,"occ\xffurred_at":"2026-01-01"}', 20),
+    (b'{"account_id":1,"occurred_at":"2026-\xff"}', 36),
+    (b'{"account_id" : 1, "occurred_at":"\xe9t\xe9"}', 34),
+])
+def test_invalid_utf8_offset_counts_from_the_start_of_the_payload(
+        schema_version: int, type: str, payload: bytes, offset: int) -> None:
+    reg = _account_registry()
+    with pytest.raises(DecodeError, match=rf"invalid UTF-8 \(byte 0x{payload[offset]:02x} at "
+                                          rf"offset {offset}\)"):
+        reg.decode(raw(payload, type=type, schema_version=schema_version))
+    with pytest.raises(DecodeError, match=rf"at offset {offset}\)"):
+        reg.decode_payload(type, schema_version, payload)
+
+
+@pytest.mark.parametrize("schema_version, type", [(2, "A"), (1, "A"), (1, "L")],
+                         ids=["typed", "upcast", "unknown-field check"])
+@pytest.mark.parametrize("payload, hint", [
+    (b'{"account_id": NaN}', True),
+    (b'{"account_id": Infinity}', True),
+    (b'{"account_id": -Infinity}', True),
+    (b'{"occurred_at": "x", "account_id": -NaN}', True),
+    (b'{"occurred_at": "NaN", "account_id": tru}', False),  # the word, but in a string
+    (b'{"account_id": nan}', False),
+])
+def test_nan_and_infinity_tokens_get_a_hint(schema_version: int, type: str, payload: bytes,
+                                            hint: bool) -> None:
+    with pytest.raises(DecodeError, match=r"invalid character \(byte \d+\)") as info:
+        _account_registry().decode(raw(payload, type=type, schema_version=schema_version))
+    assert ("(NaN and Infinity are not JSON)" in str(info.value)) == hint
 
 
 # -- properties ------------------------------------------------------------------------------
