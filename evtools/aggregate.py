@@ -38,15 +38,30 @@ what that event touched) instead of scanning the whole state after every event.
 **Freezing** (:meth:`Aggregate.freeze`, done by :func:`evtools.rehydration.rehydrate`) turns
 the instance read-only: its class is swapped for a frozen subclass whose ``__setattr__``
 raises :class:`~evtools.errors.FrozenAggregateError`, and dict/list/set attributes are
-replaced by read-only versions that raise the same error. Mutable phases pay nothing for
-this (no ``__setattr__`` override while events are applied). :meth:`Aggregate.thaw` gives
-a mutable copy.
+replaced by read-only versions that raise the same error (:class:`FrozenDict`,
+:class:`FrozenList`, :class:`FrozenSet`). Mutable phases pay nothing for this (no
+``__setattr__`` override while events are applied). :meth:`Aggregate.thaw` gives a mutable
+copy; ``copy.copy``, ``copy.deepcopy`` and ``pickle`` give a frozen one.
+
+**Value objects** in the state (a field, or inside a dict, list or set of the state) must be
+immutable: a ``msgspec.Struct`` must be declared ``frozen=True`` (as the value objects of
+:mod:`evtools.orders` are), and :meth:`Aggregate.freeze` refuses one that is not with a
+:class:`~evtools.errors.UsageError` naming the field. Freezing does not look inside a value
+object, so give its fields immutable types too (tuples, frozensets).
+
+**Snapshots** store :meth:`Aggregate.snapshot_state_bytes`: the state bytes, checked to
+decode back to the same state (a value that does not fit its annotation is a
+:class:`~evtools.errors.SchemaError` then, not a snapshot that cannot be restored later).
+Decoding a state (:meth:`Aggregate.from_state`, :meth:`Aggregate.from_state_bytes`)
+requires every field, as the aggregate writes them all; the upcasters of an older state
+version must produce every field too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -56,6 +71,8 @@ from typing import Any, ClassVar, NoReturn, Self, TypeVar
 
 import msgspec
 
+from ._diff import leaf_pairs
+from ._json import escape_pointer_token, msgspec_path_to_pointer
 from .errors import FrozenAggregateError, SchemaError, UsageError
 from .scalars import Timestamp, dec_hook, enc_hook
 
@@ -63,6 +80,7 @@ __all__ = [
     "Aggregate",
     "FrozenDict",
     "FrozenList",
+    "FrozenSet",
     "handles",
     "invariant",
 ]
@@ -130,50 +148,120 @@ def invariant(fn: Any = None, /, *, after: Iterable[type] | None = None) -> Any:
 
 def _refuse(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
     raise FrozenAggregateError(
-        f"this {type(self).__mro__[1].__name__} belongs to a frozen aggregate and cannot be "
-        "changed; call .thaw() on the aggregate for a mutable copy")
+        f"this {self._kind} belongs to a frozen aggregate and cannot be changed; call "
+        ".thaw() on the aggregate for a mutable copy")
 
 
 class FrozenDict(dict[Any, Any]):
     """A dict of a frozen aggregate: reads work, every mutation raises
-    :class:`~evtools.errors.FrozenAggregateError`."""
+    :class:`~evtools.errors.FrozenAggregateError`. Copies and pickles stay frozen."""
 
     __slots__ = ()
+    _kind: ClassVar[str] = "dict"
     __setitem__ = __delitem__ = _refuse
     clear = pop = popitem = setdefault = update = __ior__ = _refuse
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (dict, (dict(self),))
+        return (FrozenDict, (dict(self),))  # filled by dict.__init__, not __setitem__
 
 
 class FrozenList(list[Any]):
     """A list of a frozen aggregate: reads work, every mutation raises
-    :class:`~evtools.errors.FrozenAggregateError`."""
+    :class:`~evtools.errors.FrozenAggregateError`. Copies and pickles stay frozen."""
 
     __slots__ = ()
+    _kind: ClassVar[str] = "list"
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
     append = extend = insert = pop = remove = clear = sort = reverse = _refuse
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (list, (list(self),))
+        return (FrozenList, (list(self),))  # filled by list.__init__, not extend
+
+
+class FrozenSet(frozenset[Any]):
+    """A set of a frozen aggregate: a ``frozenset`` (hashable, equal to a set with the same
+    members) whose set mutations raise :class:`~evtools.errors.FrozenAggregateError`
+    instead of a bare ``AttributeError``. Copies and pickles stay frozen."""
+
+    __slots__ = ()
+    _kind: ClassVar[str] = "set"
+    add = discard = remove = pop = clear = update = _refuse
+    difference_update = intersection_update = symmetric_difference_update = _refuse
+    __ior__ = __iand__ = __isub__ = __ixor__ = _refuse
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenSet, (list(self),))
 
 
 _MUTABLE = (dict, list, set)
-_FROZEN = (FrozenDict, FrozenList)
-#: types whose values freezing leaves as they are (exact types: subclasses are looked at)
+_FROZEN = (FrozenDict, FrozenList, FrozenSet)
+#: types whose values freezing leaves as they are (exact types: subclasses are looked at);
+#: each class's plan adds the types it meets that need nothing (value objects, enums, ...)
 _SETTLED = frozenset({type(None), bool, int, float, str, bytes, Decimal, Timestamp, tuple,
-                      frozenset, FrozenDict, FrozenList})
+                      frozenset, FrozenDict, FrozenList, FrozenSet})
 
 
-def _deep_freeze(value: Any) -> Any:
-    if not isinstance(value, _MUTABLE) or isinstance(value, _FROZEN):
-        return value  # the common case, in two C calls
+class _MutableValueObject(Exception):
+    """A ``msgspec.Struct`` class that is not frozen, met while freezing (freeze says
+    where)."""
+
+    def __init__(self, kind: type) -> None:
+        super().__init__(kind.__qualname__)
+        self.kind = kind
+
+
+def _needs_freezing(kind: type, settled: set[type]) -> bool:
+    """Whether values of ``kind`` (not in ``settled``) are containers to make read-only;
+    ``kind`` joins ``settled`` when its values need nothing. Raises
+    :class:`_MutableValueObject` for a Struct class that is not frozen."""
+    if issubclass(kind, _MUTABLE):
+        return True
+    if issubclass(kind, msgspec.Struct) and not kind.__struct_config__.frozen:
+        raise _MutableValueObject(kind)
+    settled.add(kind)
+    return False
+
+
+def _deep_freeze(value: Any, settled: set[type]) -> Any:
+    """``value`` (a dict, list or set) made read-only, the containers in it too; its other
+    items are looked at once per type, not once per item."""
+    if isinstance(value, _FROZEN):
+        return value
     if isinstance(value, dict):
-        return FrozenDict({k: _deep_freeze(v) if isinstance(v, _MUTABLE) else v
+        items: Iterable[Any] = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return FrozenSet(value)  # a set: its items are hashable, none mutable
+    nested = False
+    if not settled.issuperset(map(type, items)):
+        for kind in set(map(type, items)).difference(settled):
+            nested = _needs_freezing(kind, settled) or nested
+    if isinstance(value, dict):
+        if not nested:
+            return FrozenDict(value)  # one C copy
+        return FrozenDict({k: _deep_freeze(v, settled) if isinstance(v, _MUTABLE) else v
                            for k, v in value.items()})
-    if isinstance(value, list):
-        return FrozenList(_deep_freeze(v) if isinstance(v, _MUTABLE) else v for v in value)
-    return frozenset(value)
+    if not nested:
+        return FrozenList(value)
+    return FrozenList(_deep_freeze(v, settled) if isinstance(v, _MUTABLE) else v
+                      for v in value)
+
+
+def _find(kind: type, value: Any, pointer: str) -> str | None:
+    """The JSON Pointer of the first value of ``kind`` in ``value`` (slow: error path)."""
+    if type(value) is kind:
+        return pointer
+    items: Iterable[tuple[Any, Any]] = ()
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | set | frozenset):
+        items = enumerate(value)
+    for key, item in items:
+        hit = _find(kind, item, f"{pointer}/{escape_pointer_token(str(key))}")
+        if hit is not None:
+            return hit
+    return None
 
 
 # -- the base --------------------------------------------------------------------------------
@@ -195,7 +283,7 @@ class _Field:
 class _Plan:
     """What construction and freezing do with the fields of one class, worked out once."""
 
-    __slots__ = ("defaults", "factories", "fields", "names", "plain")
+    __slots__ = ("defaults", "factories", "fields", "names", "plain", "settled")
 
     def __init__(self, cls: type[Aggregate]) -> None:
         fields = cls._fields()
@@ -206,6 +294,8 @@ class _Plan:
         self.factories = tuple((f.name, f.factory) for f in fields if f.factory is not None)
         # no __setattr__ of the user's: construction may fill __dict__ directly
         self.plain = cls.__setattr__ is object.__setattr__
+        # the types freezing leaves as they are, grown as freeze meets more of them
+        self.settled: set[type] = set(_SETTLED)
 
 
 _BOOKKEEPING = {"_version": -1, "_stream": None, "_last_event_id": "", "_last_time": None}
@@ -239,6 +329,11 @@ class Aggregate:
     ``ignore_unhandled``
         ``True``: events without a handler are skipped silently; ``False`` (default): they
         are reported.
+
+    A value object in the state (a field, or inside a dict, list or set of the state) that
+    is a ``msgspec.Struct`` must be declared ``frozen=True``: :meth:`freeze` refuses one that
+    is not (:class:`~evtools.errors.UsageError` naming the field), since it would stay
+    mutable in a frozen aggregate. Freezing does not look inside value objects.
     """
 
     aggregate_type: ClassVar[str] = "Aggregate"
@@ -278,8 +373,9 @@ class Aggregate:
                 for event_cls in getattr(func, _HANDLES_ATTR, ()):
                     handlers[event_cls] = name
                 spec = getattr(func, _INVARIANT_ATTR, None)
-                if isinstance(spec, _InvariantSpec):
-                    invariants[name] = spec
+                if isinstance(spec, _InvariantSpec):  # by the name it has here, as handlers
+                    invariants[name] = spec if spec.name == name \
+                        else _InvariantSpec(name, spec.after, spec.takes_event)
         cls._evtools_handlers = handlers
         cls._evtools_invariants = tuple(invariants.values())
         # the handlers and invariants as the class holds them now, as a tuple, in one C call
@@ -367,7 +463,9 @@ class Aggregate:
 
     @classmethod
     def state_type(cls) -> type[msgspec.Struct]:
-        """A msgspec Struct mirroring the state (built from the annotations, strict)."""
+        """A msgspec Struct mirroring the state (built from the annotations, strict): every
+        field is required, as a state the aggregate writes holds them all, and unknown
+        fields are refused."""
         base = cls._base()
         cached: type[msgspec.Struct] | None = base.__dict__.get("_evtools_state_type_cache")
         if cached is not None:
@@ -377,11 +475,7 @@ class Aggregate:
         except Exception as e:  # NameError etc. from unresolvable annotations
             raise UsageError(f"cannot resolve the state annotations of "
                              f"{base.__qualname__}: {e}") from e
-        spec: list[tuple[str, Any, Any]] = []
-        for f in base._fields():
-            default: Any = (msgspec.field(default_factory=f.factory) if f.factory is not None
-                            else f.default)
-            spec.append((f.name, hints[f.name], default))
+        spec = [(f.name, hints[f.name]) for f in base._fields()]
         struct = msgspec.defstruct(base.state_type_name(), spec, forbid_unknown_fields=True,
                                    kw_only=True, module=base.__module__)
         base._evtools_state_type_cache = struct  # type: ignore[attr-defined]
@@ -513,21 +607,40 @@ class Aggregate:
         if self._evtools_frozen:
             return self
         plan = self._plan()
-        if plan.plain:  # the fields are in __dict__: look at their types in one C call
-            state = self.__dict__
-            if not _SETTLED.issuperset(map(type, state.values())):
-                fields = plan.fields
-                for name, value in state.items():  # replaces values only: no resize
-                    if (type(value) not in _SETTLED and name in fields
-                            and isinstance(value, _MUTABLE) and not isinstance(value, _FROZEN)):
-                        state[name] = _deep_freeze(value)
-        else:
-            for name in plan.names:
-                value = getattr(self, name)
-                if isinstance(value, _MUTABLE) and not isinstance(value, _FROZEN):
-                    object.__setattr__(self, name, _deep_freeze(value))
+        settled = plan.settled
+        try:
+            if plan.plain:  # the fields are in __dict__: look at their types in one C call
+                state = self.__dict__
+                if not settled.issuperset(map(type, state.values())):
+                    fields = plan.fields
+                    # all or nothing: the read-only values go in once every field passed
+                    done = {name: _deep_freeze(value, settled)
+                            for name, value in state.items()
+                            if type(value) not in settled and name in fields
+                            and _needs_freezing(type(value), settled)}
+                    state.update(done)  # replaces values only: no resize
+            else:
+                done = {}
+                for name in plan.names:
+                    value = getattr(self, name)
+                    if type(value) not in settled and _needs_freezing(type(value), settled):
+                        done[name] = _deep_freeze(value, settled)
+                for name, value in done.items():
+                    object.__setattr__(self, name, value)
+        except _MutableValueObject as e:
+            raise self._mutable_value_object(e.kind) from None
         object.__setattr__(self, "__class__", _frozen_class(type(self)))
         return self
+
+    def _mutable_value_object(self, kind: type) -> UsageError:
+        names = self._plan().names
+        where = next((p for p in (_find(kind, getattr(self, n), "/" + n) for n in names)
+                      if p is not None), "")
+        return UsageError(
+            f"cannot freeze {self._base().__qualname__}: {where or 'a field'} holds a "
+            f"{kind.__qualname__}, a msgspec.Struct that is not frozen, so it could still be "
+            f"changed; declare it `class {kind.__name__}(msgspec.Struct, frozen=True)`",
+            path=where or None)
 
     def thaw(self) -> Self:
         """A mutable copy (state, version and bookkeeping copied)."""
@@ -554,14 +667,57 @@ class Aggregate:
         """The state as plain, exact values: ``int`` at any size, ``Decimal``, ``str`` for
         timestamps (their text), UUIDs and enum values, dicts for value objects; map keys
         as strings (as JSON has them)."""
-        raw = {f.name: getattr(self, f.name) for f in self._fields()}
-        result: dict[str, Any] = msgspec.to_builtins(raw, builtin_types=(Decimal,),
-                                                     str_keys=True, enc_hook=enc_hook)
-        return result
+        return _to_builtins({f.name: getattr(self, f.name) for f in self._fields()})
 
     def state_bytes(self) -> bytes:
         """Canonical JSON of the state (sorted keys, decimals as strings)."""
         return _canonical.encode(self.to_state())
+
+    def snapshot_state_bytes(self) -> bytes:
+        """:meth:`state_bytes`, checked to restore as this same state: decoded with
+        :meth:`state_type` and encoded again, they must give the same bytes. Raises
+        :class:`~evtools.errors.SchemaError` naming the field (a JSON Pointer) when a value
+        does not fit its annotation, so that a snapshot could not be restored (``12345`` in
+        a ``str | None`` field) or would restore another state than the replay's (floats in
+        a ``list[Decimal]``)."""
+        data = self.state_bytes()
+        try:
+            struct = self._state_decoder().decode(data)
+        except msgspec.ValidationError as e:
+            pointer = _error_pointer(str(e))
+            raise self._unsnapshotable(pointer, f"it cannot be decoded: {e}") from e
+        if _canonical.encode(_to_builtins(struct)) == data:
+            return data
+        # the slow way, with set members in order (their order may differ, harmlessly)
+        try:
+            written = self._state_bytes_sets_sorted()
+            again = _canonical.encode(_to_builtins(struct, order="deterministic"))
+        except TypeError:  # a set whose members cannot be ordered: compare them as they are
+            written, again = data, _canonical.encode(_to_builtins(struct))
+        if written == again:
+            return data
+        before, after = msgspec.json.decode(written), msgspec.json.decode(again)
+        pointer, was, becomes = next(
+            ((p, a, b) for p, a, b in leaf_pairs(before, after, _json_children)
+             if type(a) is not type(b) or a != b), ("", before, after))
+        raise self._unsnapshotable(
+            pointer, f"it is written as {msgspec.json.encode(was).decode()} but restores as "
+                     f"{msgspec.json.encode(becomes).decode()}")
+
+    def _unsnapshotable(self, pointer: str, why: str) -> SchemaError:
+        ident = self.aggregate_id
+        who = self._base().aggregate_type + (f" {ident}" if ident is not None else "")
+        return SchemaError(
+            f"the state of {who} cannot go into a snapshot: the value at {pointer or '/'} "
+            f"does not fit the field's annotation ({why}); a snapshot must restore the state "
+            "that replaying the events gives", stream=self._stream, version=self._version,
+            event_type=self.state_type_name(), schema_version=self.state_version,
+            path=pointer)
+
+    def _state_bytes_sets_sorted(self) -> bytes:
+        """:meth:`state_bytes` with the members of sets in order (slow: sorts them)."""
+        raw = {f.name: getattr(self, f.name) for f in self._fields()}
+        return _canonical.encode(_to_builtins(raw, order="deterministic"))
 
     def state_hash(self) -> str:
         """``sha256:<hex>`` of :meth:`state_bytes`: equal states, equal hashes."""
@@ -577,9 +733,7 @@ class Aggregate:
             try:
                 state = msgspec.convert(state, struct_type, dec_hook=dec_hook, str_keys=True)
             except msgspec.ValidationError as e:
-                raise SchemaError(f"state does not fit {cls.__qualname__}: {e}",
-                                  event_type=cls.state_type_name(),
-                                  schema_version=cls.state_version) from e
+                raise cls._unfit_state(e) from e
         return cls._from_struct(state)
 
     @classmethod
@@ -588,10 +742,15 @@ class Aggregate:
         try:
             struct = cls._state_decoder().decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError) as e:
-            raise SchemaError(f"state does not fit {cls.__qualname__}: {e}",
-                              event_type=cls.state_type_name(),
-                              schema_version=cls.state_version) from e
+            raise cls._unfit_state(e) from e
         return cls._from_struct(struct)
+
+    @classmethod
+    def _unfit_state(cls, e: msgspec.MsgspecError) -> SchemaError:
+        pointer = _error_pointer(str(e)) if isinstance(e, msgspec.ValidationError) else None
+        return SchemaError(f"state does not fit {cls._base().__qualname__}: {e}",
+                           event_type=cls.state_type_name(), schema_version=cls.state_version,
+                           path=pointer)
 
     @classmethod
     def _from_struct(cls, struct: Any) -> Self:
@@ -605,7 +764,14 @@ class Aggregate:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Aggregate):
             return NotImplemented
-        return self._base() is other._base() and self.state_bytes() == other.state_bytes()
+        if self._base() is not other._base():
+            return False
+        if self.state_bytes() == other.state_bytes():
+            return True
+        try:  # equal sets may list their members in another order
+            return self._state_bytes_sets_sorted() == other._state_bytes_sets_sorted()
+        except TypeError:  # a set whose members cannot be ordered
+            return False
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -613,6 +779,32 @@ class Aggregate:
         flag = " frozen" if self._evtools_frozen else ""
         ident = self.aggregate_id
         return (f"<{self._base().__qualname__}{flag} id={ident!r} version={self._version}>")
+
+
+def _to_builtins(value: Any, order: Any = None) -> Any:
+    """The plain, exact values of a state (what :meth:`Aggregate.to_state` gives)."""
+    return msgspec.to_builtins(value, builtin_types=(Decimal,), str_keys=True,
+                               enc_hook=enc_hook, order=order)
+
+
+_MISSING_FIELD = re.compile(r"^Object missing required field `([^`]*)`")
+
+
+def _error_pointer(message: str) -> str:
+    """The JSON Pointer a msgspec validation error is about (a missing field's own)."""
+    pointer = msgspec_path_to_pointer(message)
+    missing = _MISSING_FIELD.match(message)
+    if missing:
+        pointer += "/" + escape_pointer_token(missing.group(1))
+    return pointer
+
+
+def _json_children(value: Any) -> Iterable[tuple[Any, Any]] | None:
+    if isinstance(value, dict):
+        return value.items()
+    if isinstance(value, list):
+        return enumerate(value)
+    return None
 
 
 def _copier(value: dict[Any, Any] | list[Any] | set[Any]) -> Callable[[], Any]:
@@ -630,6 +822,19 @@ def _frozen_delattr(self: Aggregate, name: str) -> None:
     self._refuse_change(f"delete {name!r}")
 
 
+def _frozen_reduce(self: Aggregate) -> tuple[Any, ...]:
+    # the frozen class has the qualname of the class it derives from, so pickle cannot
+    # name it: rebuild from that class (the read-only containers pickle as themselves)
+    return (_rebuild_frozen, (self._base(), self.__dict__.copy()))
+
+
+def _rebuild_frozen(cls: type[Aggregate], attributes: dict[str, Any]) -> Aggregate:
+    """A frozen ``cls`` holding ``attributes`` (what unpickling and copying call)."""
+    agg = cls.__new__(cls)
+    agg.__dict__.update(attributes)
+    return agg.freeze()
+
+
 def _frozen_class(cls: type[Aggregate]) -> type[Aggregate]:
     cached = cls.__dict__.get("_evtools_frozen_cls")
     if cached is not None:
@@ -640,6 +845,7 @@ def _frozen_class(cls: type[Aggregate]) -> type[Aggregate]:
         "__qualname__": cls.__qualname__,
         "__setattr__": _frozen_setattr,
         "__delattr__": _frozen_delattr,
+        "__reduce__": _frozen_reduce,
         "_evtools_frozen": True,
         "_evtools_base_cls": cls,
     })

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+from collections.abc import Callable
 from decimal import Decimal
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import msgspec
 import pytest
 
-from evtools.aggregate import Aggregate, FrozenDict, FrozenList, handles, invariant
-from evtools.errors import EvtoolsError, FrozenAggregateError, SchemaError, UsageError
+from evtools.aggregate import Aggregate, FrozenDict, FrozenList, FrozenSet, handles, invariant
+from evtools.datagen import generate
+from evtools.errors import (
+    EvtoolsError,
+    FrozenAggregateError,
+    InputError,
+    SchemaError,
+    UsageError,
+)
+from evtools.orders import Order, order_registry
+from evtools.registry import Registry
+from evtools.rehydration import rehydrate
 
 
 class Opened(msgspec.Struct, frozen=True):
@@ -300,3 +313,272 @@ def test_construction_and_freeze_with_and_without_a_user_setattr(cls: type[Cart]
     cart._scratch_list.append(2)  # type: ignore[attr-defined]
     with pytest.raises(FrozenAggregateError):
         cart.items[1] = 3
+
+
+# -- sets, value objects, copies, pickles ----------------------------------------------------
+
+class Place(msgspec.Struct, frozen=True):
+    city: str
+
+
+class Draft(msgspec.Struct):
+    """A value object that is not frozen: a frozen aggregate must not hold one."""
+
+    city: str
+
+
+class Tagged(msgspec.Struct, frozen=True):
+    account_id: int
+    tag: str
+
+
+class Account(Aggregate):
+    """Module level, so that pickle can name it."""
+
+    id_field = "account_id"
+
+    account_id: int | None = None
+    owner: str | None = None
+    balance: int = 0
+    amounts: list[Decimal] = []  # noqa: RUF012 - a literal default is copied per instance
+    tags: set[str] = set()  # noqa: RUF012 - a literal default is copied per instance
+    groups: dict[str, set[int]] = {}  # noqa: RUF012 - a literal default is copied per instance
+    places: dict[str, Any] = {}  # noqa: RUF012 - a literal default is copied per instance
+    home: Any = None
+
+    @handles(Tagged)
+    def _tagged(self, e: Tagged) -> None:
+        self.account_id = e.account_id
+        self.tags.add(e.tag)
+
+
+class _AuditedAccount(Account):
+    """A user __setattr__: freeze goes the slow way, field by field."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        super().__setattr__(name, value)
+
+
+def tagged_account(cls: type[Account] = Account) -> Account:
+    account = cls()
+    account.apply(Tagged(5, "a"))
+    account.apply(Tagged(5, "b"))
+    account.amounts.append(Decimal("1.50"))
+    account.places["home"] = Place("Oslo")
+    account.groups["g"] = {7, 9}  # a set inside a dict
+    account.home = Place("Bergen")
+    account._version, account._stream = 1, "account-5"
+    return account
+
+
+MUTATIONS: list[Callable[[Any], Any]] = [
+    lambda s: s.add("z"), lambda s: s.discard("a"), lambda s: s.remove("a"),
+    lambda s: s.pop(), lambda s: s.clear(), lambda s: s.update({"z"}),
+    lambda s: s.difference_update({"a"}), lambda s: s.intersection_update({"a"}),
+    lambda s: s.symmetric_difference_update({"a"}), lambda s: s.__ior__({"z"}),
+    lambda s: s.__iand__({"a"}), lambda s: s.__isub__({"a"}), lambda s: s.__ixor__({"a"}),
+]
+
+
+@pytest.mark.parametrize("mutate", MUTATIONS)
+def test_a_frozen_set_refuses_every_change_like_dicts_and_lists(
+        mutate: Callable[[Any], Any]) -> None:
+    account = tagged_account().freeze()
+    for members in (account.tags, account.groups["g"]):
+        assert isinstance(members, FrozenSet)
+        with pytest.raises(FrozenAggregateError, match=r"this set belongs to a frozen .*thaw"):
+            mutate(members)
+    assert account.tags == {"a", "b"} and account.groups["g"] == {7, 9}
+
+
+def test_a_frozen_set_is_a_frozenset_that_copies_and_pickles_as_itself() -> None:
+    tags = tagged_account().freeze().tags
+    assert tags == {"a", "b"} == frozenset({"a", "b"})
+    assert hash(tags) == hash(frozenset({"a", "b"})) and "a" in tags
+    assert isinstance(tags | {"c"}, frozenset)  # a new value: not the aggregate's
+    for again in (copy.copy(tags), copy.deepcopy(tags), pickle.loads(pickle.dumps(tags))):
+        assert type(again) is FrozenSet and again == tags
+
+
+@pytest.mark.parametrize("cls", [Account, _AuditedAccount])
+def test_freeze_refuses_a_value_object_that_is_not_frozen(cls: type[Account]) -> None:
+    account = tagged_account(cls)
+    account.home = Draft("Rome")
+    with pytest.raises(UsageError, match=r"/home holds a Draft.*frozen=True") as info:
+        account.freeze()
+    assert info.value.context.path == "/home"
+    # all or nothing: the aggregate is left as it was, mutable
+    assert not account.frozen and type(account.places) is dict
+    account.home = Place("Rome")
+    account.places["away"] = [Place("Oslo"), Draft("Rome")]  # inside a container too
+    with pytest.raises(UsageError, match=r"/places/away/1 holds a Draft"):
+        account.freeze()
+    del account.places["away"]
+    assert account.freeze().home == Place("Rome")  # frozen Structs are fine
+
+
+def test_order_value_objects_are_frozen_structs() -> None:
+    result = rehydrate(generate(40, n_streams=1, seed=3), order_registry(), Order)
+    assert result.ok and result.aggregate.frozen and result.aggregate.lines
+
+
+@pytest.mark.parametrize("duplicate", [copy.copy, copy.deepcopy])
+def test_copies_of_a_frozen_aggregate_stay_frozen(duplicate: Callable[[Any], Any]) -> None:
+    account = tagged_account().freeze()
+    again = duplicate(account)
+    assert again.frozen and again == account and type(again) is type(account)
+    assert (again.version, again.stream) == (1, "account-5")
+    assert isinstance(again.amounts, FrozenList) and isinstance(again.places, FrozenDict)
+    assert isinstance(again.tags, FrozenSet) and isinstance(again.groups["g"], FrozenSet)
+    with pytest.raises(FrozenAggregateError):
+        again.amounts.append(Decimal(1))
+    with pytest.raises(FrozenAggregateError):
+        again.places["x"] = 1
+    with pytest.raises(FrozenAggregateError):
+        again.balance = 1
+
+
+def test_frozen_containers_copy_as_frozen_containers() -> None:
+    frozen = FrozenDict({"a": FrozenList([1, FrozenDict({"b": 2})])})
+    for again in (copy.copy(frozen), copy.deepcopy(frozen), pickle.loads(pickle.dumps(frozen))):
+        assert type(again) is FrozenDict and again == frozen
+        assert type(again["a"]) is FrozenList and type(again["a"][1]) is FrozenDict
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_a_frozen_aggregate_pickles_to_an_equal_frozen_aggregate(protocol: int) -> None:
+    account = tagged_account().freeze()
+    again = pickle.loads(pickle.dumps(account, protocol=protocol))
+    assert again == account and again.frozen and type(again) is type(account)
+    assert (again.version, again.stream, again.aggregate_id) == (1, "account-5", 5)
+    with pytest.raises(FrozenAggregateError):
+        again.tags.add("z")
+    mutable = pickle.loads(pickle.dumps(account.thaw(), protocol=protocol))
+    assert not mutable.frozen and mutable == account
+
+
+def test_a_rehydration_result_pickles() -> None:
+    result = rehydrate(generate(40, n_streams=1, seed=3), order_registry(), Order)
+    again = pickle.loads(pickle.dumps(result))
+    assert again.aggregate == result.aggregate and again.aggregate.frozen
+    assert again.version == result.version and again.violations == result.violations
+
+
+# -- invariants by the name they are assigned to ---------------------------------------------
+
+def _never_negative(self: Account) -> bool | str:
+    return self.balance >= 0 or f"balance {self.balance}"
+
+
+def _unwrapped(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A decorator that does not use functools.wraps: its function is named `wrapper`."""
+    def wrapper(self: Any) -> Any:
+        return fn(self)
+
+    return wrapper
+
+
+class Guarded(Account):
+    positive = invariant(_never_negative)
+
+    @invariant
+    @_unwrapped
+    def few_tags(self) -> bool:
+        return len(self.tags) < 3
+
+
+def test_an_invariant_is_known_by_the_name_it_is_assigned_to() -> None:
+    account = Guarded()
+    account.apply(Tagged(1, "a"))
+    assert account.check_invariants() == []
+    account.balance = -2
+    account.tags.update({"b", "c"})
+    assert account.check_invariants() == ["positive: balance -2", "few_tags does not hold"]
+    table = Guarded.invariant_table()
+    assert [(n, check(account)) for n, check, _ in table[Tagged]] == [
+        ("positive", "balance -2"), ("few_tags", False)]
+    assert [n for n, _, _ in account.bound_invariants()[None]] == ["positive", "few_tags"]
+
+
+# -- snapshots: the state must restore as it is, and whole -----------------------------------
+
+def unordered(*members: int) -> set[int]:
+    """A set holding ``members``, built in this order (ints hash as themselves, so the
+    order a set lists them in is the same in every run)."""
+    out: set[int] = set()
+    for m in members:
+        out.add(m)
+    return out
+
+
+def test_equal_sets_listed_in_another_order_are_equal_states() -> None:
+    a, b = tagged_account(), tagged_account()
+    a.groups["g"], b.groups["g"] = unordered(0, 8), unordered(8, 0)
+    assert a.state_bytes() != b.state_bytes()  # the sets list their members differently
+    assert a == b and a.freeze() == b.thaw()
+    b.groups["g"] = {0, 9}
+    assert a != b
+
+
+def test_snapshot_state_bytes_are_the_state_bytes_when_the_state_fits() -> None:
+    account = tagged_account()
+    account.groups["g"] = unordered(3, 27)
+    restored = Account.from_state_bytes(account.state_bytes())
+    assert list(restored.groups["g"]) != list(account.groups["g"])  # listed in another order
+    assert account.snapshot_state_bytes() == account.state_bytes()
+    assert Account.from_state_bytes(account.snapshot_state_bytes()) == account
+    assert opened_cart().snapshot_state_bytes() == opened_cart().state_bytes()
+
+
+def test_snapshot_state_bytes_refuse_a_value_that_would_not_restore() -> None:
+    account = tagged_account()
+    account.owner = 12345  # type: ignore[assignment]
+    with pytest.raises(SchemaError, match=r"Account 5 cannot go into a snapshot.*/owner") as info:
+        account.snapshot_state_bytes()
+    assert info.value.context.path == "/owner"
+    assert info.value.context.stream == "account-5"
+    account.state_bytes()  # still hashes: the hot path is unchanged
+
+
+def test_snapshot_state_bytes_refuse_a_value_that_would_restore_as_another() -> None:
+    account = tagged_account()
+    account.amounts.extend([Decimal(2), 2.5])  # type: ignore[list-item]
+    with pytest.raises(SchemaError, match=r"/amounts/2 .*written as 2.5 but restores as "
+                                          r"\"2.5\"") as info:
+        account.snapshot_state_bytes()
+    assert info.value.context.path == "/amounts/2"
+    assert info.value.context.event_type == "AccountState"
+    cart = opened_cart()
+    cart.spent = 1.0  # type: ignore[assignment]
+    with pytest.raises(SchemaError, match="/spent"):
+        cart.snapshot_state_bytes()
+
+
+def test_the_state_holds_every_field_and_decoding_requires_them() -> None:
+    state = Account().to_state()
+    assert list(state) == list(Account.state_fields()) and state["account_id"] is None
+    assert set(msgspec.json.decode(Account().state_bytes())) == set(Account.state_fields())
+    with pytest.raises(SchemaError, match="missing required field `account_id`") as info:
+        Account.from_state_bytes(b'{"balance": 1}')
+    assert info.value.context.path == "/account_id"
+    with pytest.raises(SchemaError, match="missing required field"):
+        Account.from_state({"balance": 1})
+    with pytest.raises(SchemaError, match="missing required field"):
+        Cart.from_state({})
+
+
+def test_upcasters_of_a_state_must_produce_every_field() -> None:
+    class AccountV2(Account):
+        state_version = 2
+
+    whole = AccountV2().to_state()
+    for upcast, ok in [(lambda state: {**whole, **state}, True), (lambda state: state, False)]:
+        registry = Registry()
+        AccountV2.register_state(registry)
+        registry.add_upcaster(AccountV2.state_type_name(), 1, upcast)
+        if ok:
+            struct = registry.decode_payload("AccountV2State", 1, b'{"balance":3}')
+            assert AccountV2.from_state(struct).balance == 3
+            continue
+        with pytest.raises(InputError, match="missing required field `account_id`"):
+            registry.decode_payload("AccountV2State", 1, b'{"balance":3}')
