@@ -667,10 +667,27 @@ class Aggregate:
         """The state as plain, exact values: ``int`` at any size, ``Decimal``, ``str`` for
         timestamps (their text), UUIDs and enum values, dicts for value objects; map keys
         as strings (as JSON has them)."""
-        return _to_builtins({f.name: getattr(self, f.name) for f in self._fields()})
+        raw = {f.name: getattr(self, f.name) for f in self._fields()}
+        if self._base()._holds_sets():
+            try:  # members in order: equal sets, equal bytes, whatever their history
+                return {name: _to_builtins(value, order="deterministic")
+                        for name, value in raw.items()}  # fields in declaration order
+            except TypeError:  # members that cannot be ordered: as they are
+                pass
+        return _to_builtins(raw)
+
+    @classmethod
+    def _holds_sets(cls) -> bool:
+        """Whether the declared state can hold a set (worked out once per class)."""
+        known: bool | None = cls.__dict__.get("_evtools_holds_sets")
+        if known is None:
+            known = _holds_sets(msgspec.inspect.type_info(cls.state_type()), set())
+            cls._evtools_holds_sets = known  # type: ignore[attr-defined]
+        return known
 
     def state_bytes(self) -> bytes:
-        """Canonical JSON of the state (sorted keys, decimals as strings)."""
+        """Canonical JSON of the state (sorted keys, set members in order where they can
+        be ordered, decimals as strings)."""
         return _canonical.encode(self.to_state())
 
     def snapshot_state_bytes(self) -> bytes:
@@ -779,6 +796,20 @@ class Aggregate:
         flag = " frozen" if self._evtools_frozen else ""
         ident = self.aggregate_id
         return (f"<{self._base().__qualname__}{flag} id={ident!r} version={self._version}>")
+
+
+def _holds_sets(info: msgspec.inspect.Type, seen: set[type]) -> bool:
+    if isinstance(info, msgspec.inspect.SetType | msgspec.inspect.FrozenSetType):
+        return True
+    if isinstance(info, msgspec.inspect.StructType | msgspec.inspect.DataclassType):
+        if info.cls in seen:
+            return False
+        seen.add(info.cls)
+        return any(_holds_sets(f.type, seen) for f in info.fields)
+    inner = [getattr(info, name) for name in ("type", "item_type", "key_type", "value_type")
+             if isinstance(getattr(info, name, None), msgspec.inspect.Type)]
+    inner += list(getattr(info, "types", ()) or getattr(info, "item_types", ()))
+    return any(_holds_sets(t, seen) for t in inner)
 
 
 def _to_builtins(value: Any, order: Any = None) -> Any:
