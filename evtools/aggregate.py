@@ -127,13 +127,17 @@ def invariant(fn: F, /) -> F: ...
 
 
 @typing.overload
-def invariant(*, after: Iterable[type] | None = None) -> Callable[[F], F]: ...
+def invariant(*, after: Iterable[type] | type | None = None) -> Callable[[F], F]: ...
 
 
-def invariant(fn: Any = None, /, *, after: Iterable[type] | None = None) -> Any:
+def invariant(fn: Any = None, /, *, after: Iterable[type] | type | None = None) -> Any:
     """Declare an invariant method, checked after each applied event (or only after the
-    event classes in ``after``). Use as ``@invariant`` or ``@invariant(after=(A, B))``."""
-    classes = tuple(after) if after is not None else None
+    event classes in ``after``: one class or several). Use as ``@invariant`` or
+    ``@invariant(after=(A, B))``."""
+    classes = None if after is None else (after,) if isinstance(after, type) else tuple(after)
+    if classes is not None and not all(isinstance(c, type) for c in classes):
+        raise UsageError(f"invariant(after=...) takes event classes, not "
+                         f"{', '.join(repr(c) for c in classes if not isinstance(c, type))}")
 
     def decorator(f: F) -> F:
         setattr(f, _INVARIANT_ATTR, _InvariantSpec(f.__name__, classes, _takes_event(f)))

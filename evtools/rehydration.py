@@ -1004,8 +1004,11 @@ class Rehydration(Generic[A]):
             if prev is None:
                 return
         # an instant is computed once: the next event compares against this one's
-        prev_ns = self._prev_ns if self._prev_ns_of is prev else _epoch_ns(prev)
-        when_ns = _epoch_ns(when)
+        try:
+            prev_ns = self._prev_ns if self._prev_ns_of is prev else _epoch_ns(prev)
+            when_ns = _epoch_ns(when)
+        except UsageError as e:  # a naive datetime: name the event it came with
+            raise e.with_context(raw.context) from None
         self._prev_ns, self._prev_ns_of = when_ns, when
         late_ns = prev_ns - when_ns
         if late_ns > self._tolerance_ns:

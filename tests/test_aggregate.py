@@ -156,6 +156,18 @@ def test_invariants_scoped_to_events() -> None:
     assert [name for name, _, _ in bound[Opened]] == ["under_limit"]
 
 
+def test_invariant_after_takes_one_class_or_several_but_only_classes() -> None:
+    class Named(Cart):
+        @invariant(after=Opened)  # one class, not in a tuple
+        def named(self) -> bool:
+            return bool(self.name)
+
+    assert [n for n, _, _ in Named.invariant_table()[Opened]] == ["under_limit", "named"]
+    assert "named" not in [n for n, _, _ in Named.invariant_table()[Added]]
+    with pytest.raises(UsageError, match="takes event classes, not 'Renamed'"):
+        invariant(after=("Renamed",))  # a name would never match an event
+
+
 def test_class_tables_call_with_the_instance_first() -> None:
     class Renaming(Cart):
         @handles(Renamed)

@@ -911,3 +911,27 @@ def test_verify_snapshot_compares_sets_as_sets() -> None:
     result = rehydrate(events, _TAGS_REGISTRY, _Tags, snapshot=wrong, verify_snapshot=True,
                        policy="audit")
     assert [v.kind for v in result.violations] == [ViolationKind.SNAPSHOT_CONFLICT]
+
+
+class _Ping(msgspec.Struct, frozen=True):
+    n: int
+
+
+class _Pings(Aggregate):
+    time_field = None  # the store's recorded_at orders them
+    seen: int = 0
+
+    @handles(_Ping)
+    def _ping(self, e: _Ping) -> None:
+        self.seen += 1
+
+
+def test_a_naive_event_time_is_refused_naming_the_event() -> None:
+    registry = Registry()
+    registry.register(_Ping, name="Ping")
+    times = [datetime(2026, 1, 1, 10, tzinfo=UTC), datetime(2026, 1, 1, 9)]  # the 2nd naive
+    events = [RawEvent("ping-1", v, "Ping", b'{"n": 1}', recorded_at=at)  # unchecked
+              for v, at in enumerate(times)]
+    with pytest.raises(UsageError, match="naive datetime") as info:
+        rehydrate(events, registry, _Pings, policy="audit")
+    assert (info.value.context.stream, info.value.context.version) == ("ping-1", 1)
