@@ -9,12 +9,12 @@ compare leaves differently on purpose.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from ._json import escape_pointer_token
 
-__all__ = ["ABSENT", "Children", "leaf_pairs"]
+__all__ = ["ABSENT", "Children", "leaf_pairs", "plain_children"]
 
 #: ``children(value)``: ``(key, child)`` pairs of a container, or ``None`` for a leaf.
 Children = Callable[[Any], Iterable[tuple[Any, Any]] | None]
@@ -49,3 +49,12 @@ def leaf_pairs(a: Any, b: Any, children: Children,
     for key, value in db.items():
         if key not in da:
             yield f"{path}/{escape_pointer_token(str(key))}", ABSENT, value
+
+
+def plain_children(value: Any) -> Iterable[tuple[Any, Any]] | None:
+    """The :data:`Children` of plain values: a mapping's items, a list's indexed items."""
+    if isinstance(value, Mapping):
+        return value.items()
+    if isinstance(value, list):
+        return enumerate(value)
+    return None

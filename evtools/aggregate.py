@@ -71,7 +71,7 @@ from typing import Any, ClassVar, NoReturn, Self, TypeVar
 
 import msgspec
 
-from ._diff import leaf_pairs
+from ._diff import leaf_pairs, plain_children
 from ._json import escape_pointer_token, msgspec_path_to_pointer
 from .errors import FrozenAggregateError, SchemaError, UsageError
 from .scalars import Timestamp, dec_hook, enc_hook
@@ -719,7 +719,7 @@ class Aggregate:
             return data
         before, after = msgspec.json.decode(written), msgspec.json.decode(again)
         pointer, was, becomes = next(
-            ((p, a, b) for p, a, b in leaf_pairs(before, after, _json_children)
+            ((p, a, b) for p, a, b in leaf_pairs(before, after, plain_children)
              if type(a) is not type(b) or a != b), ("", before, after))
         raise self._unsnapshotable(
             pointer, f"it is written as {msgspec.json.encode(was).decode()} but restores as "
@@ -832,14 +832,6 @@ def _error_pointer(message: str) -> str:
     if missing:
         pointer += "/" + escape_pointer_token(missing.group(1))
     return pointer
-
-
-def _json_children(value: Any) -> Iterable[tuple[Any, Any]] | None:
-    if isinstance(value, dict):
-        return value.items()
-    if isinstance(value, list):
-        return enumerate(value)
-    return None
 
 
 def _copier(value: dict[Any, Any] | list[Any] | set[Any]) -> Callable[[], Any]:

@@ -95,7 +95,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
-from ._diff import ABSENT, leaf_pairs
+from ._diff import ABSENT, leaf_pairs, plain_children
 from .aggregate import _NO_EVENT, Aggregate, BoundInvariant, run_invariant, state_hash_of
 from .errors import (
     Context,
@@ -1719,16 +1719,8 @@ def diff_states(expected: Any, actual: Any, path: str = "") -> list[tuple[str, A
     (``Decimal('19.99')`` and the float ``19.99`` differ; ``2**53 + 1`` and the float
     ``2.0**53`` differ; ``Decimal('1356')`` and ``1356`` do not); anything else must have
     the same type and compare equal."""
-    return [(p, a, b) for p, a, b in leaf_pairs(expected, actual, _plain_children, path)
+    return [(p, a, b) for p, a, b in leaf_pairs(expected, actual, plain_children, path)
             if a is ABSENT or b is ABSENT or not _same_value(a, b)]
-
-
-def _plain_children(value: Any) -> Iterable[tuple[Any, Any]] | None:
-    if isinstance(value, Mapping):
-        return value.items()
-    if isinstance(value, list):
-        return enumerate(value)
-    return None
 
 
 def _same_value(a: Any, b: Any) -> bool:
