@@ -125,6 +125,11 @@ def find_notebooks(notebooks_dir: str | Path) -> list[Path]:
     return found
 
 
+#: The kernel's messages are encrypted where the kernel supports it (ipykernel >= 7.3;
+#: which otherwise warns, once per notebook, that it runs over TCP without encryption).
+_KERNEL_CONFIG = {"KernelManager": {"transport_encryption": "auto"}}
+
+
 def select_notebooks(notebooks_dir: str | Path, only: Sequence[str] | None = None
                      ) -> list[Path]:
     """:func:`find_notebooks`, keeping those whose name contains one of ``only`` (a
@@ -170,6 +175,7 @@ def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks"
     """
     try:
         import papermill
+        from traitlets.config import Config
     except ImportError as e:
         raise MissingDependency("papermill", "notebooks") from e
     notebooks = select_notebooks(notebooks_dir, only)
@@ -192,7 +198,7 @@ def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks"
             papermill.execute_notebook(
                 str(nb), str(executed), parameters=params, kernel_name=kernel_name,
                 cwd=str(nb.parent.resolve()), progress_bar=False, log_output=False,
-                execution_timeout=timeout,
+                execution_timeout=timeout, config=Config(_KERNEL_CONFIG),
             )
         except papermill.PapermillExecutionError as e:
             cell = e.exec_count

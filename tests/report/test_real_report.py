@@ -26,6 +26,7 @@ def test_quick_report_renders_in_chromium(tmp_path: Path) -> None:
          f"sqlite:///{store}", "--out", str(out), "--notebooks", str(REPO / "notebooks")],
         capture_output=True, text=True, timeout=1500)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert "without encryption" not in run.stderr  # kernel messages encrypted: no warning
     notebooks = sorted(p.stem for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     pages = sorted(p.stem for p in out.glob("[0-9][0-9]_*.html"))
     assert pages == notebooks and len(pages) >= 5
