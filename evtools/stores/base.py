@@ -201,17 +201,18 @@ def validate_append(store: str, stream: str, events: Sequence[AppendEvent],
                          f"got {type(events).__name__}", stream=stream)
     if not events:
         raise UsageError(f"{store}: append needs at least one event", stream=stream)
-    return validate_expected(expected_version, store)
+    return validate_expected(expected_version, store, stream)
 
 
-def validate_expected(expected: object, store: str = "store") -> ExpectedVersion:
+def validate_expected(expected: object, store: str = "store",
+                      stream: str | None = None) -> ExpectedVersion:
     """Return ``expected`` if it is a valid expected version, else raise UsageError."""
     if isinstance(expected, Expected):
         return expected
     if isinstance(expected, int) and not isinstance(expected, bool) and expected >= 0:
         return expected
     raise UsageError(f"{store}: expected_version must be NO_STREAM, ANY, STREAM_EXISTS or "
-                     f"a version >= 0, got {expected!r}")
+                     f"a version >= 0, got {expected!r}", stream=stream)
 
 
 def describe_version(version: ExpectedVersion | None) -> str:
@@ -248,9 +249,9 @@ def check_limit(limit: int | None, store: str) -> int | None:
     return limit
 
 
-def check_start(value: int, what: str, store: str) -> int:
+def check_start(value: int, what: str, store: str, stream: str | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UsageError(f"{store}: {what} must be an int >= 0, got {value!r}")
+        raise UsageError(f"{store}: {what} must be an int >= 0, got {value!r}", stream=stream)
     return value
 
 

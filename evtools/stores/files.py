@@ -398,7 +398,7 @@ class JsonlStore(_FileStore):
 
     def read_stream(self, stream: str, from_version: int = 0, *,
                     limit: int | None = None) -> Iterator[RawEvent]:
-        check_start(from_version, "from_version", self.url)
+        check_start(from_version, "from_version", self.url, stream)
         limit = check_limit(limit, self.url)
         info = self._streams().get(stream)
         if info is None:
@@ -644,7 +644,7 @@ class ParquetStore(_FileStore):
 
     def read_stream(self, stream: str, from_version: int = 0, *,
                     limit: int | None = None) -> Iterator[RawEvent]:
-        check_start(from_version, "from_version", self.url)
+        check_start(from_version, "from_version", self.url, stream)
         limit = check_limit(limit, self.url)
         self._refuse_read()
         if self.stream_version(stream) is None:

@@ -73,7 +73,7 @@ class MemoryStore(EventStore):
 
     def read_stream(self, stream: str, from_version: int = 0, *,
                     limit: int | None = None) -> Iterator[RawEvent]:
-        check_start(from_version, "from_version", self.url)
+        check_start(from_version, "from_version", self.url, stream)
         limit = check_limit(limit, self.url)
         with self._lock:
             events = self._streams.get(stream)

@@ -808,7 +808,7 @@ class NatsStore(EventStore):
 
     def read_stream(self, stream: str, from_version: int = 0, *,
                     limit: int | None = None) -> Iterator[RawEvent]:
-        check_start(from_version, "from_version", self.url)
+        check_start(from_version, "from_version", self.url, stream)
         limit = check_limit(limit, self.url)
         subject = self._subject(stream)
         tail = self._call(lambda: self._tail(subject), "read_stream", stream)

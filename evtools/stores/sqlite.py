@@ -285,7 +285,7 @@ class SqliteStore(EventStore):
 
     def read_stream(self, stream: str, from_version: int = 0, *,
                     limit: int | None = None) -> Iterator[RawEvent]:
-        check_start(from_version, "from_version", self.url)
+        check_start(from_version, "from_version", self.url, stream)
         limit = check_limit(limit, self.url)
         if self.stream_version(stream) is None:
             raise StreamNotFound(f"{self.url}: stream {stream!r} does not exist",

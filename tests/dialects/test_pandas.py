@@ -61,6 +61,19 @@ def test_records_mode_holds_what_json_normalize_holds() -> None:
     assert held[0]["user"]["id"] == 7.0 and type(held[0]["user"]["id"]) is float
 
 
+@pytest.mark.parametrize("mode", ["records", "dataframe", "read_json"])
+def test_documents_without_columns_vanish_as_pandas_writes_them(mode: str) -> None:
+    """A frame of {} (or only empty objects) has no columns: to_json writes one empty line
+    for all its rows. The events are gone; pandas refused nothing."""
+    empty = [b"{}", b'{"e": {}}']
+    assert pd.json_normalize([{}, {"e": {}}]).to_json(orient="records", lines=True) == "\n"
+    dialect = PandasDialect(mode=mode)  # type: ignore[arg-type]
+    if mode == "records":
+        assert dialect.roundtrip_batch(empty) == [b"", b""]
+        assert dialect.roundtrip(b"{}") == b""
+    assert dialect.roundtrip_batch([*empty, b'{"a": 1}'])[2] != b""  # a column: written
+
+
 def test_dataframe_mode_holds_what_the_constructor_holds() -> None:
     held = PandasDialect("dataframe").decode_batch(_docs(RECORDS))
     direct = pd.DataFrame(RECORDS).to_dict("records")

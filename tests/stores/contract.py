@@ -350,11 +350,19 @@ class StoreContract(ReadContract):
     def test_bad_append_arguments_are_usage_errors(self, store: EventStore, events: Any,
                                                    expected: Any) -> None:
         s = self.stream()
-        with pytest.raises(UsageError):
+        with pytest.raises(UsageError) as info:
             store.append(s, events, expected)
+        assert repr(s) in str(info.value)  # the message names the stream
         with pytest.raises(UsageError):
             store.append("", [NewEvent("T", b"{}")])
         assert store.stream_version(s) is None
+
+    def test_a_bad_from_version_names_the_stream(self, store: EventStore) -> None:
+        s = self.stream()
+        store.append(s, self.events(1))
+        with pytest.raises(UsageError, match="from_version must be an int >= 0") as info:
+            list(store.read_stream(s, -1))
+        assert info.value.context.stream == s
 
     def test_store_assigns_ids_and_times(self, store: EventStore) -> None:
         s = self.stream()
