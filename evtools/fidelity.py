@@ -34,8 +34,10 @@ Per dialect and JSON path (RFC 6901 pointer, array indices written ``*``) it cou
     documents the consumer rejects, at path ``""``.
 
 Fields a consumer adds (pandas and polars fill absent columns with nulls) are not counted.
-A document that is not JSON at all cannot be compared: it is counted as rejected by the
-baseline (a ``python`` row), and as rejected by each dialect that rejects it too.
+A document that is not JSON at all cannot be compared path by path: it is counted as
+rejected by the baseline (a ``python`` row, the strict reference), as rejected by each
+dialect that rejects it too, and, for a dialect that takes it anyway (pandas and polars
+read ``NaN``), as a value at ``""`` whose text changed when what it wrote back differs.
 
 Speed: the audit reads each document once, exactly, and keeps nothing decoded beyond a
 chunk of 256 documents. Per-document dialects run a chunk at a time, so the screens for
@@ -1144,9 +1146,10 @@ def _audit_chunk(ctxs: list[Context | None], datas: list[bytes], start: int, end
                 n_keys = _visit(ref, root, _GONE, _GONE, limit)
                 accepted = False
             else:
-                if ref is _MISSING:  # not JSON, yet this consumer took it: nothing to compare
-                    continue
                 value, written = outcome
+                if ref is _MISSING:  # not JSON, yet this consumer took it: only the text
+                    _lenient(root, limit, ctxs[start + j], data, written)
+                    continue
                 if written == data:
                     w = ref
                 else:
@@ -1196,6 +1199,18 @@ def _audit_chunk(ctxs: list[Context | None], datas: list[bytes], start: int, end
             if shadowed:
                 _count_shadows(root, shadowed, limit, accepted)
         shadowed.clear()
+
+
+def _lenient(root: _Node, limit: int, ctx: Context | None, data: bytes,
+             written: bytes) -> None:
+    """A consumer took a document that is not JSON (``NaN``, a trailing comma...): what it
+    wrote back is compared as text, at the document's root."""
+    root.values += 1
+    if written != data:
+        root.text_changed += 1
+        if len(root.examples) < limit:
+            _example(root, _where(ctx, data), written[:_EXAMPLE_CHARS].decode("utf-8",
+                                                                              "replace"))
 
 
 def _unreadable(dialect: Dialect, root: _Node, ctx: Context | None, data: bytes,

@@ -220,8 +220,18 @@ def test_documents_that_are_not_json_are_rejected_by_the_baseline() -> None:
     baseline = _row(result, "", "python")
     assert baseline["rejected"] == 3 and result.invalid == 3 and result.documents == 4
     floats = _row(result, "", "floats")
-    assert floats["rejected"] == 2  # json.loads takes NaN: nothing to compare it with
-    assert floats["values"] == 1
+    assert floats["rejected"] == 2  # json.loads takes NaN: only the text is compared
+    assert floats["values"] == 2 and floats["text_changed"] == 0  # writes [NaN] back
+
+
+def test_a_consumer_that_takes_a_document_that_is_not_json_is_compared_by_its_text(
+        ) -> None:
+    result = audit([b'{"a":NaN}', b'{"b":1}'], ["pandas", "torch"])
+    pandas, torch = _row(result, "", "pandas"), _row(result, "", "torch")
+    assert (pandas["values"], pandas["text_changed"], pandas["rejected"]) == (2, 1, 0)
+    assert tuple(pandas["examples"][0]) == ('{"a":NaN}', '{"a":null,"b":null}')  # NaN: null
+    assert (torch["values"], torch["text_changed"]) == (2, 0)  # wrote NaN back as it was
+    assert _row(result, "", "python")["rejected"] == 1
 
 
 def test_inputs_of_every_kind() -> None:
