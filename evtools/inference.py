@@ -40,7 +40,9 @@ evtools.inference`` neither imports torch nor starts CUDA.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import decimal
 import functools
 import gc
 import io
@@ -375,12 +377,18 @@ def _int64_column(values: list[Any], name: str) -> np.ndarray:
                          path=_pointer(name)) from e
 
 
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+
+
 def _minor_units_column(values: list[Any], name: str, scale: int) -> np.ndarray:
     factor = 10**scale
     out = np.empty(len(values), dtype=np.int64)
     for i, v in enumerate(values):
         if isinstance(v, Decimal):
-            scaled = v.scaleb(scale)
+            if not v.is_finite():
+                raise InputError(f"money feature {name!r} holds {v}, not an amount",
+                                 path=_pointer(name))
+            scaled = v.scaleb(scale, _EXACT)  # no rounding at the context's 28 digits
             whole = int(scaled)
             if whole != scaled:
                 raise InputError(f"money feature {name!r} holds {v}, finer than 10**-{scale}",
@@ -510,7 +518,7 @@ class TypedPipeline:
         _need_torch()
         import torch
 
-        dev = torch.device(device) if isinstance(device, str) else device
+        dev = select_device(device)  # 'auto' too; a missing CUDA is a UsageError
         fdtype = _torch_dtype(dtype)
         staging = _Staging(dev)
         outputs: list[torch.Tensor] = []
@@ -596,7 +604,7 @@ class NaivePipeline:
         _need_torch()
         import torch
 
-        dev = torch.device(device) if isinstance(device, str) else device
+        dev = select_device(device)  # 'auto' too; a missing CUDA is a UsageError
         fdtype = _torch_dtype(dtype)
         outputs: list[torch.Tensor] = []
         df = self.frame(states)
@@ -1208,7 +1216,12 @@ def _peak(device: torch.device) -> int | None:
 
 def _prepare_model(model: torch.nn.Module, device: torch.device,
                    dtype: torch.dtype) -> torch.nn.Module:
-    # .to(dtype) casts floating parameters only: int64 buffers (hash parameters) stay exact
+    # .to(dtype) casts floating parameters only: int64 buffers (hash parameters) stay exact.
+    # nn.Module.to works in place: the caller's model is left as it was, on a copy, unless
+    # it already is on that device in that dtype
+    floating = [p for p in model.parameters() if p.is_floating_point()]
+    if any(p.device != device or p.dtype != dtype for p in floating):
+        model = copy.deepcopy(model)
     return model.to(device=device, dtype=dtype).eval()
 
 
@@ -1644,7 +1657,7 @@ def run_inference_benchmark(device: str | torch.device = "auto",
         env["loadavg_after"] = _loadavg()
     finally:
         torch.set_num_threads(previous_threads)
-    config = {"device": device, "batch_sizes": list(sizes), "n_orders": n_orders,
+    config = {"device": str(device), "batch_sizes": list(sizes), "n_orders": n_orders,
               "rows": len(typed_states), "seed": seed, "dtype": dtype, "repeats": repeats,
               "warmup_states": warmup_states, "model_warmup_requests": 10,
               "round_seconds": round_seconds,

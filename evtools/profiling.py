@@ -151,8 +151,14 @@ def _out_dir(out_dir: str | os.PathLike[str] | None, what: str) -> Path:
         path = Path(tempfile.mkdtemp(prefix=f"evtools-{what}-"))
         log.info("writing %s profile artefacts to %s", what, path)
         return path
-    path = Path(out_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    path = Path(out_dir).resolve()  # py-spy reports absolute paths: compare like with like
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"out_dir {out_dir} is a file, not a folder", file=str(out_dir))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create out_dir {out_dir}: {e.strerror or e}",
+                         file=str(out_dir)) from e
     return path
 
 
@@ -300,6 +306,11 @@ def profile_memory(fn: Callable[..., Any], /, *args: Any, events: int | None = N
     Keyword arguments not listed here go to ``fn``; wrap ``fn`` in
     :func:`functools.partial` to pass one of the names above to it.
     """
+    if not callable(fn):
+        raise UsageError(f"profile_memory profiles a callable, not {type(fn).__name__}")
+    if events is not None and (type(events) is not int or events < 1):
+        raise UsageError(f"events must be a positive int (the events the call processes), "
+                         f"not {events!r}")
     memray = _import_memray()
     folder = _out_dir(out_dir, "memory")
     name = _slug(label or str(getattr(fn, "__name__", "call")))

@@ -373,6 +373,47 @@ def test_benchmark_model_bfloat16_on_cpu(orders: tuple[list, list]) -> None:
         inf.benchmark_model(inf.risk_scorer(), batch, device="cpu", dtype="int8")
 
 
+def test_benchmarks_leave_the_callers_model_as_it_was(orders: tuple[list, list]) -> None:
+    import torch
+
+    model = inf.risk_scorer()
+    batch = inf.TypedPipeline().columns(orders[0][:16]).to_tensors()
+    inf.benchmark_model(model, batch, batch_sizes=(8,), device="cpu", dtype="bfloat16",
+                        warmup=1, latency_requests=2, min_seconds=0.0, max_requests=2)
+    assert next(model.parameters()).dtype == torch.float32  # not recast in place
+
+
+def test_predict_takes_auto_and_a_missing_cuda_is_a_usage_error(
+        orders: tuple[list, list]) -> None:
+    import torch
+
+    typed, naive = orders[0][:5], orders[1][:5]
+    model = inf.risk_scorer()
+    assert inf.TypedPipeline().predict(model, typed, device="auto").shape == (5,)
+    assert inf.NaivePipeline().predict(model, naive, device="auto").shape == (5,)
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="torch sees no CUDA GPU"):
+            inf.TypedPipeline().predict(model, typed, device="cuda")
+
+
+def test_a_torch_device_argument_is_written_as_text() -> None:
+    import torch
+
+    result = inf.run_inference_benchmark(torch.device("cpu"), (1, 8), n_orders=20, repeats=1,
+                                         round_seconds=0.01, model_seconds=0.01,
+                                         latency_requests=3)
+    assert json.loads(result.to_json())["config"]["device"] == "cpu"
+
+
+@pytest.mark.parametrize("amount", [Decimal("NaN"), Decimal("Infinity"), Decimal("-Infinity"),
+                                    Decimal("0.1000000000000000000000000000001")])
+def test_money_that_is_not_a_whole_number_of_cents_is_an_input_error(amount: Decimal) -> None:
+    spec = inf.FeatureSpec((inf.Feature("order_id", "id"), inf.Feature("m", "money")))
+    with pytest.raises(InputError) as info:
+        inf.TypedPipeline(spec).columns([{"order_id": 1, "m": amount}])
+    assert info.value.context.path == "/m"
+
+
 def test_benchmark_pipelines_runs_both(orders: tuple[list, list]) -> None:
     typed, naive = orders
     runs = inf.benchmark_pipelines(inf.risk_scorer(), typed[:40], naive[:40],

@@ -188,6 +188,27 @@ def test_cpu_profile_of_a_toy_program(tmp_path: Path) -> None:
 
 
 @needs_pyspy
+def test_the_wrapper_is_hidden_with_a_relative_out_dir(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    prof = profile_cpu(BURN, out_dir="prof/c1", rate=200, label="burn")
+    assert not prof.to_frame()["file"].str.endswith("_runner.py").any()
+    assert prof.speedscope.is_absolute() and prof.speedscope.is_file()
+
+
+def test_profile_memory_refuses_what_cannot_work(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="profiles a callable, not int"):
+        profile_memory(42, out_dir=tmp_path / "m")  # type: ignore[arg-type]
+    for events in (0, -5, 2.5):
+        with pytest.raises(UsageError, match="events must be a positive int"):
+            profile_memory(sum, [1, 2], events=events, out_dir=tmp_path / "m")  # type: ignore[arg-type]
+    assert not (tmp_path / "m").exists()  # refused before memray wrote anything
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UsageError, match="is a file, not a folder"):
+        profile_memory(sum, [1, 2], out_dir=tmp_path / "afile")
+
+
+@needs_pyspy
 def test_cpu_profile_of_a_failing_program_raises(tmp_path: Path) -> None:
     # whether or not py-spy attached before the program died, the program's error is named
     with pytest.raises(ProfilingError, match=r"exit 1.*ZeroDivisionError: division by zero"):
