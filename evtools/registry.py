@@ -149,7 +149,7 @@ class Registry:
         self._upcasters: dict[tuple[str, int], tuple[int, Upcaster]] = {}
         self._plans: dict[tuple[str, int], tuple[_Entry, tuple[Upcaster, ...]] | None] = {}
         self.unknown_field_counts: Counter[tuple[str, int, str]] = Counter()
-        self._encoder = msgspec.json.Encoder(enc_hook=enc_hook)
+        self._encoder = _number_encoder  # Decimal as a JSON number, with its exact digits
 
     # -- registration ---------------------------------------------------------------------
 
@@ -571,7 +571,9 @@ class Registry:
     # -- encoding -------------------------------------------------------------------------
 
     def encode(self, event: Any) -> bytes:
-        """The JSON payload of a typed event (timestamps keep their text)."""
+        """The JSON payload of a typed event: timestamps keep their text, ``Decimal`` values are
+        JSON numbers written with their exact digits (``512.74``, never ``"512.74"``), as
+        the schemas inferred from stored events declare them."""
         try:
             return self._encoder.encode(event)
         except (TypeError, ValueError) as e:

@@ -909,7 +909,12 @@ def _header(sources: Sequence[_Source], registry_name: str, base: Path,
     lines += ["#",
               f"# Each event class is registered in `{registry_name}` under the type and schema "
               "version",
-              "# its schema declares (x-evtools-event, x-evtools-version)."]
+              "# its schema declares (x-evtools-event, x-evtools-version). Decoding lifts "
+              "every event",
+              "# to the latest version of its type: an older version needs an upcaster "
+              "(add_upcaster).",
+              "# ruff: noqa: I001, RUF100 - evtools is first party in its own repository, third "
+              "party in yours"]
     return lines
 
 
@@ -1454,6 +1459,9 @@ def check(events: Iterable[RawEvent], registry: Registry) -> DriftReport:
     Fields the class does not declare are reported even where the registry keeps or
     ignores them.
     """
+    if not isinstance(registry, Registry):
+        hint = " (call it: check(events, order_registry()))" if callable(registry) else ""
+        raise UsageError(f"check takes a Registry, not {type(registry).__name__}{hint}")
     counts: Counter[tuple[str, int, str, str]] = Counter()
     examples: dict[tuple[str, int, str, str], tuple[str, int, str, str]] = {}
     events_seen: Counter[tuple[str, int]] = Counter()
@@ -1518,7 +1526,13 @@ def _explain_upcast(raw: RawEvent, registry: Registry, error: UpcastError) -> li
     if problems and not missing_step:
         return problems
     path = error.context.path or ""
-    return [*problems, _Problem("unreachable", path, _field_of(path), error.message)]
+    message = error.message
+    if not problems and (raw.type, raw.schema_version) in registry:
+        message = (f"fits {own.__qualname__}, its class for v{raw.schema_version}, but decode "
+                   f"lifts every event to v{registry.latest_version(raw.type)}: "
+                   f"{error.message} (registry.add_upcaster({raw.type!r}, "
+                   f"{raw.schema_version}, fn) adds one)")
+    return [*problems, _Problem("unreachable", path, _field_of(path), message)]
 
 
 def _walk_payload(data: bytes, cls: type, problems: list[_Problem]) -> None:
@@ -1853,10 +1867,19 @@ def load_registry(spec: str) -> Registry:
             raise UsageError(f"cannot import {module_name}: {type(e).__name__}: {e}",
                              file=module_name) from e
     else:
+        # the current folder first, as `python -m` has it: a console script's sys.path
+        # lacks it, and codegen's output usually lands there
+        cwd = os.getcwd()
+        added = cwd not in sys.path
+        if added:
+            sys.path.insert(0, cwd)
         try:
             module = importlib.import_module(module_name)
         except ImportError as e:
             raise UsageError(f"cannot import registry module {module_name!r}: {e}") from e
+        finally:
+            if added:
+                sys.path.remove(cwd)
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):

@@ -898,3 +898,17 @@ def test_unknown_fields_inside_a_union_with_scalars_are_found() -> None:
         reg.decode(raw(b'{"u":{"extra":1}}', type="T", schema_version=1))
     assert info.value.context.path == "/u/extra"
     assert reg.decode(raw(b'{"u":3}', type="T", schema_version=1)).u == 3
+
+
+def test_encode_writes_decimals_as_exact_json_numbers() -> None:
+    from evtools.orders import order_registry
+
+    registry = order_registry()
+    event = registry.decode(RawEvent.new("order-1", 0, "ItemAdded", (
+        b'{"order_id":9007199254740993,"sku":7,"quantity":1,'
+        b'"unit_price":{"amount":512.740,"currency":"CHF"},'
+        b'"occurred_at":"2026-01-01T10:00:00.123456789+02:00"}'), schema_version=2))
+    data = registry.to_raw(event, stream="order-1", version=0).data
+    assert b'"amount":512.740' in data  # a number, every digit kept
+    assert b'"occurred_at":"2026-01-01T10:00:00.123456789+02:00"' in data
+    assert registry.decode(registry.to_raw(event, stream="order-1", version=0)) == event

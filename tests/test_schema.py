@@ -700,8 +700,36 @@ def test_check_events_no_class_or_upcaster_reaches() -> None:
     report = S.check(events, registry)
     assert kinds(report) == {("", "unreachable"): 1, ("/kind", "wrong_type"): 1,
                              ("", "unknown_type"): 1, ("", "invalid_json"): 1}
-    assert kinds(S.check([raw("Placed", {"id": 1, "kind": "a"})], no_upcaster)) == {
-        ("", "unreachable"): 1}
+    fits = S.check([raw("Placed", {"id": 1, "kind": "a"})], no_upcaster)
+    assert kinds(fits) == {("", "unreachable"): 1}
+    [problem] = fits.problems  # says what to do about it
+    assert problem.detail.startswith("fits PlacedV1, its class for v1, but decode lifts every "
+                                     "event to v2: ")
+    assert "registry.add_upcaster('Placed', 1, fn) adds one" in problem.detail
+
+
+def test_check_takes_a_registry_not_its_factory() -> None:
+    with pytest.raises(UsageError, match=r"call it: check\(events, order_registry\(\)\)"):
+        S.check([], make_registry)  # type: ignore[arg-type]
+
+
+def test_console_script_imports_the_registry_module_from_the_current_folder(
+        tmp_path: Path) -> None:
+    """codegen writes events.py here; `evtools schema check --registry events:registry`
+    (the console script, whose sys.path lacks the current folder) must find it."""
+    (tmp_path / "my_events.py").write_text(
+        "from evtools.orders import order_registry\nregistry = order_registry()\n")
+    (tmp_path / "one.jsonl").write_bytes(
+        b'{"stream": "order-1", "version": 0, "type": "OrderDelivered", '
+        b'"data": {"order_id": 1, "occurred_at": "2026-01-01T00:00:00Z"}}\n')
+    script = Path(sys.executable).with_name("evtools")
+    if not script.is_file():
+        pytest.skip(f"no evtools console script beside {sys.executable}")
+    done = subprocess.run([str(script), "schema", "check", "one.jsonl", "--registry",
+                           "my_events:registry"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert "cannot import registry module" not in done.stderr, done.stderr
+    assert done.returncode in (0, 1), done.stderr
 
 
 def test_check_upcast_output_the_class_refuses_is_unreachable() -> None:

@@ -16,7 +16,9 @@
 #       -o tests/schema/generated_orders.py
 #
 # Each event class is registered in `registry` under the type and schema version
-# its schema declares (x-evtools-event, x-evtools-version).
+# its schema declares (x-evtools-event, x-evtools-version). Decoding lifts every event
+# to the latest version of its type: an older version needs an upcaster (add_upcaster).
+# ruff: noqa: I001, RUF100 - evtools is first party in its own repository, third party in yours
 
 from __future__ import annotations
 
