@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import builtins
 import re
 import uuid
 from datetime import UTC, datetime
@@ -94,23 +93,9 @@ class RawEvent(msgspec.Struct, frozen=True, gc=False):
         Every field is checked (see :meth:`check`): a value that cannot work is a
         :class:`~evtools.errors.UsageError` naming the field, the stream and the version.
         """
-        is_ = builtins.type  # ``type`` is a field name here
-        payload: Any = data if is_(data) is bytes else _bytes(data, True)
-        if is_(metadata) is not bytes:
-            metadata = _bytes(metadata, False)
-        if id is None or id == "":
-            id = str(uuid.uuid4())
-        event = cls(stream, version, type, payload, metadata, id, recorded_at, position,
-                    content_type, schema_version)
-        if (is_(stream) is str and is_(version) is int and is_(type) is str
-                and is_(payload) is bytes and is_(metadata) is bytes and is_(id) is str
-                and is_(content_type) is str and is_(schema_version) is int
-                and stream and type and version >= 0 and schema_version >= 1
-                and (recorded_at is None or (is_(recorded_at) is datetime
-                                             and recorded_at.tzinfo is UTC))
-                and (position is None or (is_(position) is int and position >= 0))):
-            return event  # the common case, checked on the arguments (cheaper than check())
-        return event.check()  # says what is wrong, or accepts what the line above does not
+        return cls(stream, version, type, _bytes(data, True), _bytes(metadata, False),
+                   id or str(uuid.uuid4()), recorded_at, position, content_type,
+                   schema_version).check()
 
     def check(self) -> RawEvent:
         """``self`` when every field holds a value that can work, else a
