@@ -671,14 +671,13 @@ class Aggregate:
         """The state as plain, exact values: ``int`` at any size, ``Decimal``, ``str`` for
         timestamps (their text), UUIDs and enum values, dicts for value objects; map keys
         as strings (as JSON has them)."""
-        raw = {f.name: getattr(self, f.name) for f in self._fields()}
-        if self._base()._holds_sets():
-            try:  # members in order: equal sets, equal bytes, whatever their history
-                return {name: _to_builtins(value, order="deterministic")
-                        for name, value in raw.items()}  # fields in declaration order
-            except TypeError:  # members that cannot be ordered: as they are
-                pass
-        return _to_builtins(raw)
+        # set members in order where the state declares sets: equal sets, equal bytes
+        return _plain_state(self._values(), self._base()._holds_sets())
+
+    def _values(self, source: Any = None) -> dict[str, Any]:
+        """The field values of this aggregate (or of ``source``, a state Struct)."""
+        source = self if source is None else source
+        return {f.name: getattr(source, f.name) for f in self._fields()}
 
     @classmethod
     def _holds_sets(cls) -> bool:
@@ -707,14 +706,12 @@ class Aggregate:
         except msgspec.ValidationError as e:
             pointer = _error_pointer(str(e))
             raise self._unsnapshotable(pointer, f"it cannot be decoded: {e}") from e
-        if _canonical.encode(_to_builtins(struct)) == data:
+        values = self._values(struct)
+        if _canonical.encode(_plain_state(values, self._base()._holds_sets())) == data:
             return data
-        # the slow way, with set members in order (their order may differ, harmlessly)
-        try:
-            written = self._state_bytes_sets_sorted()
-            again = _canonical.encode(_to_builtins(struct, order="deterministic"))
-        except TypeError:  # a set whose members cannot be ordered: compare them as they are
-            written, again = data, _canonical.encode(_to_builtins(struct))
+        # sets the annotations do not declare (under Any): compared with members in order
+        written = self._state_bytes_sets_sorted()
+        again = _canonical.encode(_plain_state(values, True))
         if written == again:
             return data
         before, after = msgspec.json.decode(written), msgspec.json.decode(again)
@@ -736,9 +733,9 @@ class Aggregate:
             path=pointer)
 
     def _state_bytes_sets_sorted(self) -> bytes:
-        """:meth:`state_bytes` with the members of sets in order (slow: sorts them)."""
-        raw = {f.name: getattr(self, f.name) for f in self._fields()}
-        return _canonical.encode(_to_builtins(raw, order="deterministic"))
+        """:meth:`state_bytes` with the members of every set in order, declared or not
+        (slow: sorts every map too)."""
+        return _canonical.encode(_plain_state(self._values(), True))
 
     def state_hash(self) -> str:
         """``sha256:<hex>`` of :meth:`state_bytes`: equal states, equal hashes."""
@@ -789,10 +786,8 @@ class Aggregate:
             return False
         if self.state_bytes() == other.state_bytes():
             return True
-        try:  # equal sets may list their members in another order
-            return self._state_bytes_sets_sorted() == other._state_bytes_sets_sorted()
-        except TypeError:  # a set whose members cannot be ordered
-            return False
+        # sets the annotations do not declare (under Any) may list members in another order
+        return self._state_bytes_sets_sorted() == other._state_bytes_sets_sorted()
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -814,6 +809,19 @@ def _holds_sets(info: msgspec.inspect.Type, seen: set[type]) -> bool:
              if isinstance(getattr(info, name, None), msgspec.inspect.Type)]
     inner += list(getattr(info, "types", ()) or getattr(info, "item_types", ()))
     return any(_holds_sets(t, seen) for t in inner)
+
+
+def _plain_state(values: dict[str, Any], sort_sets: bool) -> dict[str, Any]:
+    """The plain values of a state, fields in declaration order; with ``sort_sets``, the
+    members of its sets in order where they can be ordered."""
+    if sort_sets:
+        try:
+            return {name: _to_builtins(value, order="deterministic")
+                    for name, value in values.items()}
+        except TypeError:  # members that cannot be ordered: as they are
+            pass
+    plain: dict[str, Any] = _to_builtins(values)
+    return plain
 
 
 def _to_builtins(value: Any, order: Any = None) -> Any:
