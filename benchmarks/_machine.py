@@ -41,4 +41,7 @@ def versions(*packages: str) -> dict[str, str]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
+    from evtools._accel import SPEEDUPS
+
+    out["evtools_speedups"] = "C (evtools._speedups)" if SPEEDUPS else "pure Python"
     return out

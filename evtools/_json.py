@@ -2,7 +2,8 @@
 
 msgspec is fast and exact but lenient in three ways we are not: a duplicate key silently
 takes the last value, very deep nesting surfaces as a bare ``RecursionError``, and invalid
-UTF-8 as ``UnicodeDecodeError``. These helpers close those gaps and turn msgspec's error
+UTF-8 as ``UnicodeDecodeError`` (msgspec < 0.23) or a ``DecodeError`` that says so
+(:func:`is_invalid_utf8` tells either). These helpers close those gaps and turn msgspec's error
 paths (``$.items[0].price``) into JSON Pointers (``/items/0/price``).
 """
 
@@ -10,10 +11,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import msgspec
+
+from ._accel import speedups
 
 __all__ = [
     "DuplicateKey",
@@ -21,8 +25,10 @@ __all__ = [
     "compact_key_tokens",
     "count_keys",
     "escape_pointer_token",
+    "fast_duplicate_key",
     "find_duplicate_key",
     "has_duplicate_key",
+    "is_invalid_utf8",
     "msgspec_path_to_pointer",
     "strip_msgspec_path",
 ]
@@ -31,6 +37,25 @@ _untyped_encoder = msgspec.json.Encoder()
 #: Untyped decoding that refuses no valid JSON: non-integer numbers become Decimal (a
 #: float would fail on 1e400, which a typed Decimal field accepts).
 lossless = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def _cannot_tell(data: bytes) -> bool | None:
+    return None
+
+
+#: ``fast_duplicate_key(data)``: True or False when a cheap scan is certain whether some
+#: object of the JSON document ``data`` repeats a key, None when it cannot tell (then
+#: :func:`has_duplicate_key` decides). The C scan of ``evtools._speedups`` where it was
+#: built; without it, always None.
+fast_duplicate_key: Callable[[bytes], bool | None] = (
+    _cannot_tell if speedups is None else speedups.duplicate_key)
+
+
+def is_invalid_utf8(e: BaseException) -> bool:
+    """Whether msgspec refused a document for invalid UTF-8: a ``UnicodeDecodeError`` before
+    msgspec 0.23, a ``msgspec.DecodeError`` saying so since."""
+    return isinstance(e, UnicodeDecodeError) or (
+        isinstance(e, msgspec.DecodeError) and str(e).startswith("Invalid UTF-8"))
 
 
 class DuplicateKey(Exception):
@@ -56,6 +81,9 @@ def has_duplicate_key(data: bytes, decoded: Any = None) -> bool:
     exactly when no key was dropped.
     ``decoded`` may pass ``lossless.decode(data)`` when the caller already has it.
     """
+    found = fast_duplicate_key(data)
+    if found is not None:
+        return found
     value = lossless.decode(data) if decoded is None else decoded
     written = compact_key_tokens(data)
     if written is not None and written == count_keys(value):

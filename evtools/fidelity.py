@@ -72,7 +72,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ._diff import ABSENT, leaf_pairs
-from ._json import escape_pointer_token
+from ._json import escape_pointer_token, is_invalid_utf8
 from .dialects import Dialect, get_dialect
 from .dialects.python import (
     _DECODER as _EXACT,  # the exact reader's fast decoder (numbers kept as their text)
@@ -1433,7 +1433,7 @@ def _json_error(data: bytes) -> str | None:
     except RecursionError:
         return None
     except msgspec.DecodeError as e:
-        if b"\\u" not in data:
+        if b"\\u" not in data and not is_invalid_utf8(e):
             return str(e)
         try:
             loads(data, strict=False, keep_text=False, check_duplicates=False)

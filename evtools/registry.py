@@ -44,8 +44,10 @@ import msgspec
 
 from ._json import (
     compact,
+    fast_duplicate_key,
     find_duplicate_key,
     has_duplicate_key,
+    is_invalid_utf8,
     lossless,
     msgspec_path_to_pointer,
     strip_msgspec_path,
@@ -70,6 +72,9 @@ T = TypeVar("T")
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 UnknownFieldPolicy = Literal["reject", "keep"]
 DuplicateKeyPolicy = Literal["reject", "last-wins"]
+#: (latest version, its decode, {older version: the upcasters lifting it}): see
+#: :meth:`Registry._fast_decoders`
+FastEntry = tuple[int, Callable[[bytes], Any], dict[int, tuple[Upcaster, ...]]]
 
 _number_encoder = msgspec.json.Encoder(decimal_format="number", enc_hook=enc_hook)
 
@@ -97,6 +102,14 @@ class _Entry:
     def surely_unique(self, event: Any, data: bytes) -> bool:
         """True when ``data``, decoded into ``event``, provably repeats no key (fast);
         False when that takes the exact check."""
+        found = fast_duplicate_key(data)  # the C scan, where it was built
+        if found is not None:
+            return not found
+        return self.counted_unique(event, data)
+
+    def counted_unique(self, event: Any, data: bytes) -> bool:
+        """:meth:`surely_unique` in Python: as many keys written as ``event`` holds (see
+        :mod:`evtools._keys`)."""
         counter = self.key_count
         if counter is None:
             return False
@@ -148,6 +161,10 @@ class Registry:
         self._by_class: dict[type, _Entry] = {}
         self._upcasters: dict[tuple[str, int], tuple[int, Upcaster]] = {}
         self._plans: dict[tuple[str, int], tuple[_Entry, tuple[Upcaster, ...]] | None] = {}
+        self._fast: dict[str, FastEntry] | None = None
+        # what users of the registry work out from it once (rehydration's fold plans);
+        # emptied whenever a registration changes what decode() does
+        self._derived: dict[Any, Any] = {}
         self.unknown_field_counts: Counter[tuple[str, int, str]] = Counter()
         self._encoder = _number_encoder  # Decimal as a JSON number, with its exact digits
 
@@ -218,6 +235,8 @@ class Registry:
         self._current = {(n, v): e for (n, v), e in self._entries.items()
                          if self._latest[n] == v}
         self._plans.clear()
+        self._fast = None
+        self._derived.clear()
 
     def upcaster(self, event_type: str, from_version: int,
                  to_version: int | None = None) -> Callable[[Upcaster], Upcaster]:
@@ -246,6 +265,8 @@ class Registry:
             raise UsageError(f"an upcaster for {event_type} v{from_version} already exists")
         self._upcasters[key] = (target, fn)
         self._plans.clear()
+        self._fast = None
+        self._derived.clear()
 
     # -- lookup ---------------------------------------------------------------------------
 
@@ -346,6 +367,32 @@ class Registry:
             if misuse is None:
                 raise
             raise misuse from e
+
+    def _fast_decoders(self) -> dict[str, FastEntry]:
+        """``{type name: (latest version, decode, {older version: upcasters})}`` for the
+        types :meth:`decode`'s hot paths take whole (msgspec itself rejects their unknown
+        fields): what the C fold of ``evtools._speedups`` decodes without calling
+        :meth:`decode`, as :meth:`decode` and :meth:`_decode_upcast` do. Anything else
+        there (another version, content type or size, an error, a key it cannot prove
+        unique) goes through :meth:`decode`."""
+        fast = self._fast
+        if fast is None:
+            fast = {}
+            for entry in self._current.values():
+                if entry.check_unknown:
+                    continue
+                older = {v for (n, v) in [*self._entries, *self._upcasters]
+                         if n == entry.name and v < entry.version}
+                upcasts: dict[int, tuple[Upcaster, ...]] = {}
+                for version in sorted(older):
+                    plan = self._plans[(entry.name, version)] \
+                        if (entry.name, version) in self._plans \
+                        else self._plan((entry.name, version))
+                    if plan is not None and plan[0] is entry:
+                        upcasts[version] = plan[1]
+                fast[entry.name] = (entry.version, entry.decoder.decode, upcasts)
+            self._fast = fast
+        return fast
 
     def _plan(self, key: tuple[str, int]) -> tuple[_Entry, tuple[Upcaster, ...]] | None:
         """The target entry and upcasters lifting ``key`` to the latest version, when the
@@ -708,14 +755,17 @@ _BAD_CHARACTER = re.compile(r"invalid character \(byte (\d+)\)")
 
 def _describe(e: BaseException, data: bytes) -> str:
     """The parser's complaint about ``data``, in words that locate it (error path only)."""
-    if isinstance(e, UnicodeDecodeError):
-        # msgspec counts from the start of the string token: find the payload's offset
+    if is_invalid_utf8(e):
+        # msgspec counts from the start of the string token, or (0.23) not at all: find
+        # the payload's offset
         try:
             bytes(data).decode("utf-8")
         except UnicodeDecodeError as found:
             return (f"invalid UTF-8 (byte 0x{found.object[found.start]:02x} at offset "
                     f"{found.start})")
-        return f"invalid UTF-8 (byte 0x{e.object[e.start]:02x})"
+        if isinstance(e, UnicodeDecodeError):
+            return f"invalid UTF-8 (byte 0x{e.object[e.start]:02x})"
+        return "invalid UTF-8"
     if isinstance(e, RecursionError):
         return "nesting too deep"
     text = str(e)

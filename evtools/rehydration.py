@@ -95,7 +95,9 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
+from ._accel import speedups
 from ._diff import ABSENT, leaf_pairs, plain_children
+from ._json import lossless
 from .aggregate import _NO_EVENT, Aggregate, BoundInvariant, run_invariant, state_hash_of
 from .errors import (
     Context,
@@ -107,7 +109,7 @@ from .errors import (
     UnknownSchemaVersion,
     UsageError,
 )
-from .events import RawEvent
+from .events import JSON_CONTENT_TYPE, RawEvent
 from .registry import Registry
 from .scalars import Timestamp, dec_hook, enc_hook
 
@@ -146,6 +148,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: the C loop of feed_all (None without evtools._speedups: the Python loop runs)
+_Folder: Any = None if speedups is None else speedups.Folder
 
 A = TypeVar("A", bound=Aggregate)
 Policy = Literal["strict", "audit"]
@@ -538,9 +543,9 @@ class Rehydration(Generic[A]):
         self._applied_version = -1
         self._applied_id = ""
         self._applied_time: Any = None
-        self._decode: Callable[[RawEvent], Any] = (
-            _handled_only(registry, aggregate_cls) if lazy else registry.decode)
         self._construct(snapshot, verify_snapshot)
+        self._decode, self._folder = _fold_plan(registry, aggregate_cls, lazy, self._handlers,
+                                                self._invariants)
 
     # -- construct --------------------------------------------------------------------------
 
@@ -658,8 +663,28 @@ class Rehydration(Generic[A]):
         """:meth:`feed` each event, consuming ``events`` lazily.
 
         The same checks as :meth:`feed`, with the common case (the next version, nothing
-        unusual) run inline on local variables; anything else goes through :meth:`feed`.
+        unusual) run inline; anything else goes through :meth:`feed`. The common case runs
+        in C where ``evtools._speedups`` was built (:meth:`_feed_all_python` is the same
+        loop in Python, and takes over from the C one at anything it does not handle).
         """
+        if self.stage is not Stage.VALIDATE:
+            raise UsageError(f"this rehydration is {self.stage}: it takes no more events",
+                             stream=self.stream)
+        try:
+            events = iter(events)
+        except TypeError:
+            raise UsageError(f"events must be an iterable of RawEvent, not "
+                             f"{type(events).__name__}", stream=self.stream) from None
+        if self._folder is not None:
+            left = self._folder.run(self, events)
+            if left is None:
+                return
+            if left is not NotImplemented:  # an event the C loop does not take
+                events = itertools.chain((left,), events)
+        self._feed_all_python(events)
+
+    def _feed_all_python(self, events: Iterator[RawEvent]) -> None:
+        """:meth:`feed_all`'s loop in Python (the reference for the C one)."""
         decode = self._decode
         handlers = self._handlers
         invariants = self._invariants
@@ -712,14 +737,6 @@ class Rehydration(Generic[A]):
             self._applied_time = applied_time
             self._max_seen = top
 
-        if self.stage is not Stage.VALIDATE:
-            raise UsageError(f"this rehydration is {self.stage}: it takes no more events",
-                             stream=self.stream)
-        try:
-            events = iter(events)
-        except TypeError:
-            raise UsageError(f"events must be an iterable of RawEvent, not "
-                             f"{type(events).__name__}", stream=self.stream) from None
         load()
         raw: Any = None
         try:
@@ -816,6 +833,9 @@ class Rehydration(Generic[A]):
                                  f"{type(raw).__name__}", stream=self.stream) from None
             raise
         store()
+
+    def _invariant_violated(self, raw: RawEvent, message: str) -> None:
+        self._violate(ViolationKind.INVARIANT, raw.version, message, raw=raw)
 
     def _unhandled(self, raw: RawEvent, event: Any, when: Any) -> None:
         if not self._ignore_unhandled:
@@ -1102,14 +1122,61 @@ class _NotDecoded:
 NOT_DECODED = _NotDecoded()
 
 
-def _handled_only(registry: Registry, aggregate_cls: type[Aggregate]
-                  ) -> Callable[[RawEvent], Any]:
-    """``registry.decode`` for the event types ``aggregate_cls`` handles; every other
-    event gives :data:`NOT_DECODED`."""
+def _fold_plan(registry: Registry, aggregate_cls: type[Aggregate], lazy: bool,
+               handlers: dict[type, Any], invariants: dict[Any, Any]
+               ) -> tuple[Callable[[RawEvent], Any], Any]:
+    """``(decode, folder)`` of a rehydration: the registry's decode (or, ``lazy``, one that
+    leaves unhandled types undecoded) and the C loop's constants (``None`` without
+    ``evtools._speedups``), worked out once per registry and aggregate class."""
+    cache = registry._derived if isinstance(registry, Registry) else None
+    key = ("fold", aggregate_cls, lazy)
+    settings = (handlers, invariants, aggregate_cls.id_field, aggregate_cls.time_field,
+                aggregate_cls.ignore_unhandled)
+    if cache is not None:
+        hit = cache.get(key)
+        # the tables are rebuilt when a method is replaced: then so is the plan
+        if hit is not None and hit[0][0] is handlers and hit[0][1] is invariants \
+                and hit[0][2:] == settings[2:]:
+            return hit[1], hit[2]
+    needed = _handled_types(registry, aggregate_cls) if lazy else None
+    decode = _handled_only(registry, needed) if needed is not None else registry.decode
+    folder = None
+    if _Folder is not None:
+        fast = None
+        plain = isinstance(registry, Registry) and type(registry).decode is Registry.decode
+        if plain:
+            fast = registry._fast_decoders()
+            if needed is not None:  # the other types go to _handled_only: NOT_DECODED
+                fast = {name: entry for name, entry in fast.items() if name in needed}
+        folder = _Folder(decode=decode, fast_decoders=fast,
+                         lossless_decode=lossless.decode if plain else None,
+                         encode=registry._encoder.encode if plain else None,
+                         reject_duplicates=plain and registry.duplicate_keys == "reject",
+                         max_payload=registry.max_payload_bytes if plain else 0,
+                         json_content_type=JSON_CONTENT_TYPE, handlers=handlers,
+                         invariants=invariants, id_field=aggregate_cls.id_field,
+                         time_field=aggregate_cls.time_field or None,
+                         ignore_unhandled=bool(aggregate_cls.ignore_unhandled),
+                         timestamp_cls=Timestamp, raw_event_cls=RawEvent,
+                         not_decoded=NOT_DECODED, input_error=InputError, no_event=_NO_EVENT,
+                         run_invariant=run_invariant)
+    if cache is not None:
+        cache[key] = (settings, decode, folder)
+    return decode, folder
+
+
+def _handled_types(registry: Registry, aggregate_cls: type[Aggregate]) -> set[str]:
+    """The type names of the events ``aggregate_cls`` handles."""
     needed: set[str] = set()
     for cls in aggregate_cls.handler_table():
         with contextlib.suppress(UsageError):  # a class never registered is never decoded
             needed.add(registry.type_of(cls)[0])
+    return needed
+
+
+def _handled_only(registry: Registry, needed: set[str]) -> Callable[[RawEvent], Any]:
+    """``registry.decode`` for the event types named in ``needed``; every other event
+    gives :data:`NOT_DECODED`."""
     decode = registry.decode
     knows = registry.knows
 

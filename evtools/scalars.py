@@ -14,10 +14,13 @@ its own text, never through float).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any
 
 import msgspec
+
+from ._accel import speedups
 
 __all__ = ["Int64", "Timestamp", "UInt64"]
 
@@ -234,8 +237,9 @@ def _format_offset(offset: timedelta) -> str:
 
 # -- msgspec hooks ---------------------------------------------------------------------------
 
-def dec_hook(type_: type, obj: Any) -> Any:
-    """msgspec ``dec_hook`` for the types of this module."""
+def py_dec_hook(type_: type, obj: Any) -> Any:
+    """msgspec ``dec_hook`` for the types of this module, in Python (the reference: see
+    :data:`dec_hook`)."""
     if type_ is UInt64:
         return UInt64(obj)
     if type_ is Timestamp:
@@ -248,6 +252,13 @@ def dec_hook(type_: type, obj: Any) -> Any:
             raise TypeError(f"Expected `str` (RFC 3339 timestamp), got `{type(obj).__name__}`")
         return Timestamp(obj)
     raise TypeError(f"evtools cannot decode type {type_!r}")
+
+
+#: msgspec ``dec_hook`` for the types of this module: the C ``TimestampHook`` of
+#: ``evtools._speedups`` where it was built (it takes plain RFC 3339 text straight to a
+#: Timestamp and hands everything else to :func:`py_dec_hook`), else :func:`py_dec_hook`.
+dec_hook: Callable[[type, Any], Any] = (
+    py_dec_hook if speedups is None else speedups.TimestampHook(Timestamp, py_dec_hook))
 
 
 def enc_hook(obj: Any) -> Any:

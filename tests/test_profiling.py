@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from evtools import profiling
+from evtools._accel import SPEEDUPS
 from evtools.errors import (
     InputError,
     MissingDependency,
@@ -416,7 +417,10 @@ def test_suite_orderings_that_do_not_depend_on_the_machine(suite: SuiteResult) -
     assert peak("typed") < peak("typed-materialized")
     assert peak("naive") < peak("naive-materialized")
     assert per_event("view-lazy") < per_event("view-eager")
-    assert per_event("typed-last-wins") < per_event("typed")
+    if SPEEDUPS:  # the C duplicate-key scan allocates nothing: within noise of none
+        assert abs(per_event("typed") - per_event("typed-last-wins")) < 0.05
+    else:  # the key count and the second parse allocate
+        assert per_event("typed-last-wins") < per_event("typed")
     assert per_event("scan") < per_event("naive")
 
 

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from .._json import escape_pointer_token
+from .._json import escape_pointer_token, is_invalid_utf8
 from ..errors import DecodeError, UsageError
 from ._base import Dialect
 
@@ -211,7 +211,11 @@ def loads(data: bytes | str, *, strict: bool = True, keep_text: bool = True,
     except msgspec.DecodeError as e:
         # msgspec refuses lone surrogate escapes, which are valid JSON grammar; the stdlib
         # parser, which accepts them, gives the verdict whenever \u escapes are present.
-        if b"\\u" in data or allow_nonfinite:
+        if is_invalid_utf8(e):  # msgspec >= 0.23 says so with a DecodeError
+            if strict:
+                _text_of(data, strict)  # raises with the offending byte and its offset
+            use_stdlib = True
+        elif b"\\u" in data or allow_nonfinite:
             use_stdlib = True
         else:
             raise DecodeError(str(e)) from e
