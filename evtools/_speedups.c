@@ -657,43 +657,67 @@ call_slow(Local *L, PyObject *r, PyObject *method, PyObject *a, PyObject *b, PyO
     return local_load(L, r);
 }
 
-/* Registry._decode_upcast in C: the payload decoded losslessly, no key repeated, lifted by
- * each upcaster, written back and decoded into the latest class. NULL with no error set
- * when anything is unusual (the registry then runs every step again and reports the
- * problem in context); NULL with an error only for what is not an Exception. */
+/* Registry._decode_upcast in C, for how = (first, steps, classes) of
+ * Registry._fast_decoders: typed steps (first is the old class's decode, then each
+ * upcaster, each result of its class) or dict steps (first None: the payload decoded
+ * losslessly, lifted by each upcaster, written back and decoded into the latest class).
+ * No key may repeat. NULL with no error set when anything is unusual (the registry then
+ * runs every step again and reports the problem in context); NULL with an error only for
+ * what is not an Exception. */
 static PyObject *
-fold_upcast(Folder *f, PyObject *data, PyObject *steps, PyObject *decode)
+fold_upcast(Folder *f, PyObject *data, PyObject *how, PyObject *decode)
 {
-    PyObject *payload = NULL, *written = NULL, *event = NULL;
+    PyObject *value = NULL, *written = NULL, *event = NULL;
+    if (!PyTuple_CheckExact(how) || PyTuple_GET_SIZE(how) != 3)
+        return NULL;
+    PyObject *first = PyTuple_GET_ITEM(how, 0), *steps = PyTuple_GET_ITEM(how, 1),
+        *classes = PyTuple_GET_ITEM(how, 2);
+    if (!PyTuple_CheckExact(steps) || !PyTuple_CheckExact(classes))
+        return NULL;
     if (f->reject_duplicates
             && scan_document(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)) != NO_DUPLICATE)
         return NULL;
-    payload = PyObject_CallOneArg(f->lossless_decode, data);
-    if (payload == NULL)
+    if (first != Py_None) {
+        if (PyTuple_GET_SIZE(classes) != PyTuple_GET_SIZE(steps))
+            return NULL;
+        value = PyObject_CallOneArg(first, data);
+        if (value == NULL)
+            goto failed;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(steps); i++) {
+            Py_SETREF(value, PyObject_CallOneArg(PyTuple_GET_ITEM(steps, i), value));
+            if (value == NULL)
+                goto failed;
+            if ((PyObject *)Py_TYPE(value) != PyTuple_GET_ITEM(classes, i))
+                goto unusual;
+        }
+        return value;
+    }
+    value = PyObject_CallOneArg(f->lossless_decode, data);
+    if (value == NULL)
         goto failed;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(steps); i++) {
-        if (!PyDict_CheckExact(payload))
+        if (!PyDict_CheckExact(value))
             goto unusual;
-        Py_SETREF(payload, PyObject_CallOneArg(PyTuple_GET_ITEM(steps, i), payload));
-        if (payload == NULL)
+        Py_SETREF(value, PyObject_CallOneArg(PyTuple_GET_ITEM(steps, i), value));
+        if (value == NULL)
             goto failed;
     }
-    if (!PyDict_CheckExact(payload))
+    if (!PyDict_CheckExact(value))
         goto unusual;
-    written = PyObject_CallOneArg(f->encode, payload);
+    written = PyObject_CallOneArg(f->encode, value);
     if (written == NULL)
         goto failed;
     event = PyObject_CallOneArg(decode, written);
     if (event == NULL)
         goto failed;
-    Py_DECREF(payload);
+    Py_DECREF(value);
     Py_DECREF(written);
     return event;
 failed:
     if (PyErr_ExceptionMatches(PyExc_Exception))
         PyErr_Clear();
 unusual:
-    Py_XDECREF(payload);
+    Py_XDECREF(value);
     Py_XDECREF(written);
     return NULL;
 }
@@ -719,7 +743,7 @@ fold_decode(Folder *f, PyObject *raw)
         goto python;
     if ((sv = raw_get(f, raw, F_SCHEMA_VERSION)) == NULL)
         goto error;
-    PyObject *steps = NULL;  /* the upcasters of an older version (borrowed) */
+    PyObject *steps = NULL;  /* how an older version is lifted (borrowed) */
     if (sv != PyTuple_GET_ITEM(entry, 0)) {
         int same = PyObject_RichCompareBool(sv, PyTuple_GET_ITEM(entry, 0), Py_EQ);
         if (same < 0)
@@ -734,8 +758,6 @@ fold_decode(Folder *f, PyObject *raw)
                     goto error;
                 goto python;
             }
-            if (!PyTuple_CheckExact(steps))
-                goto python;
         }
     }
     if ((ct = raw_get(f, raw, F_CONTENT_TYPE)) == NULL)
@@ -845,6 +867,63 @@ text_in_order(PyObject *text, PyObject *prev)
     return t[10] == 'T' && memcmp(t + n - 6, p + n - 6, 6) == 0 && memcmp(t, p, (size_t)n) >= 0;
 }
 
+/* The instant of a text timestamp_shape_ok accepts: seconds since the epoch and the
+ * nanoseconds of the second (days from the civil calendar, as in H. Hinnant's
+ * days_from_civil). */
+static void
+instant_of(const unsigned char *s, Py_ssize_t n, long long *seconds, long *nanos)
+{
+    long long year = two(s) * 100 + two(s + 2);
+    int month = two(s + 5), day = two(s + 8);
+    long long y = year - (month <= 2);
+    long long era = y / 400;  /* y >= 0: years 0001-9999 */
+    long long yoe = y - era * 400;
+    long long doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    long long days = era * 146097 + doe - 719468;
+    long long secs = days * 86400 + two(s + 11) * 3600 + two(s + 14) * 60 + two(s + 17);
+    long frac = 0;
+    Py_ssize_t i = 19;
+    if (s[i] == '.') {
+        int digits = 0;
+        for (i++; i < n && is_digit(s[i]); i++, digits++)
+            frac = frac * 10 + (s[i] - '0');
+        for (; digits < 9; digits++)
+            frac *= 10;
+    }
+    if (s[i] == '+' || s[i] == '-') {
+        long long offset = two(s + i + 1) * 3600 + two(s + i + 4) * 60;
+        secs -= s[i] == '+' ? offset : -offset;
+    }
+    *seconds = secs;
+    *nanos = frac;
+}
+
+/* Whether the event at `text` is late on the one at `prev` by at most `tolerance_ns`,
+ * decided exactly from both texts (any UTC offsets): 1 yes, 0 no or cannot tell (then
+ * Python's _check_time decides, and reports). */
+static int
+late_within(PyObject *text, PyObject *prev, long long tolerance_ns)
+{
+    if (tolerance_ns < 0 || !PyUnicode_CheckExact(text) || !PyUnicode_CheckExact(prev)
+            || !PyUnicode_IS_ASCII(text) || !PyUnicode_IS_ASCII(prev))
+        return 0;
+    const unsigned char *t = (const unsigned char *)PyUnicode_DATA(text);
+    const unsigned char *p = (const unsigned char *)PyUnicode_DATA(prev);
+    Py_ssize_t tn = PyUnicode_GET_LENGTH(text), pn = PyUnicode_GET_LENGTH(prev);
+    if (!timestamp_shape_ok(t, tn) || !timestamp_shape_ok(p, pn))
+        return 0;
+    long long t_sec, p_sec;
+    long t_ns, p_ns;
+    instant_of(t, tn, &t_sec, &t_ns);
+    instant_of(p, pn, &p_sec, &p_ns);
+    long long late_sec = p_sec - t_sec;
+    if (late_sec > 9000000000LL || late_sec < -9000000000LL)
+        return 0;  /* centuries apart: late_sec * 1e9 would not fit */
+    long long late_ns = late_sec * 1000000000LL + (p_ns - t_ns);
+    return late_ns <= tolerance_ns;
+}
+
 static int
 aware_datetimes_in_order(PyObject *when, PyObject *prev)
 {
@@ -858,11 +937,18 @@ aware_datetimes_in_order(PyObject *when, PyObject *prev)
 static PyObject *
 folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "run(rehydration, events) takes 2 arguments");
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "run(rehydration, events, tolerance_ns) takes 3 arguments");
         return NULL;
     }
     PyObject *r = args[0], *it = args[1];
+    int overflow;
+    long long tolerance = PyLong_AsLongLongAndOverflow(args[2], &overflow);
+    if (tolerance == -1 && PyErr_Occurred())
+        return NULL;
+    if (overflow)
+        tolerance = -1;  /* beyond what C compares: _check_time decides each time */
     if (!PyIter_Check(it)) {
         PyErr_SetString(PyExc_TypeError, "run() takes an iterator of events");
         return NULL;
@@ -896,7 +982,6 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
             goto error;
         if (!PyLong_CheckExact(version_obj))
             goto hand_back;
-        int overflow;
         long long version = PyLong_AsLongLongAndOverflow(version_obj, &overflow);
         if (overflow || (version == -1 && PyErr_Occurred())) {
             PyErr_Clear();
@@ -968,7 +1053,10 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
         if (Py_IS_TYPE(when, f->timestamp)) {
             if ((text = timestamp_text(f, when)) == NULL)
                 goto error;
-            if (L.prev_text == Py_None || !text_in_order(text, L.prev_text)) {
+            int checked = L.prev_time == Py_None  /* the first time: nothing before it */
+                || (L.prev_text != Py_None && (text_in_order(text, L.prev_text)
+                                              || late_within(text, L.prev_text, tolerance)));
+            if (!checked) {
                 if (PyObject_SetAttr(r, s_prev_time, L.prev_time) < 0
                         || PyObject_SetAttr(r, s_prev_text, L.prev_text) < 0)
                     goto error;
@@ -1265,7 +1353,8 @@ folder_dealloc(Folder *self)
 
 static PyMethodDef folder_methods[] = {
     {"run", (PyCFunction)(void (*)(void))folder_run, METH_FASTCALL,
-     "run(rehydration, events) -> None when the events are exhausted, else the event "
+     "run(rehydration, events, tolerance_ns) -> None when the events are exhausted, else "
+     "the event "
      "handed back to feed_all's Python loop (NotImplemented: from the next event on)"},
     {NULL}
 };

@@ -13,9 +13,10 @@ nested value objects (:class:`Address`), UUIDs, and two schema versions of two e
 ``PaymentAuthorized`` v2      ``amount``: :class:`Money`
 ============================  ===================================================
 
-The upcasters registered by :func:`order_registry` lift v1 payloads to v2. The ``Order``
-state itself is at schema version 2; a v1 snapshot state (lines with ``price`` and
-``currency``) is upcast the same way.
+The upcasters registered by :func:`order_registry` lift v1 events to v2; they are typed
+(``ItemAddedV1 -> ItemAdded``: see :meth:`~evtools.registry.Registry.add_upcaster`). The
+``Order`` state itself is at schema version 2; a v1 snapshot state (lines with ``price``
+and ``currency``) is upcast by a dict upcaster, there being no class for it.
 
 Every event carries ``order_id`` (the aggregate id) and ``occurred_at`` (its time).
 """
@@ -220,14 +221,18 @@ def _money_from_v1(payload: dict[str, Any], amount_key: str, target: str) -> dic
 _ABSENT = object()
 
 
-def upcast_item_added_v1(payload: dict[str, Any]) -> dict[str, Any]:
-    """ItemAdded v1 -> v2: ``price`` + ``currency`` become ``unit_price: Money``."""
-    return _money_from_v1(payload, "price", "unit_price")
+def upcast_item_added_v1(e: ItemAddedV1) -> ItemAdded:
+    """ItemAdded v1 -> v2 (a typed upcaster): ``price`` + ``currency`` become
+    ``unit_price: Money``."""
+    return ItemAdded(order_id=e.order_id, sku=e.sku, quantity=e.quantity,
+                     unit_price=Money(e.price, e.currency), occurred_at=e.occurred_at)
 
 
-def upcast_payment_authorized_v1(payload: dict[str, Any]) -> dict[str, Any]:
-    """PaymentAuthorized v1 -> v2: ``amount`` + ``currency`` become ``amount: Money``."""
-    return _money_from_v1(payload, "amount", "amount")
+def upcast_payment_authorized_v1(e: PaymentAuthorizedV1) -> PaymentAuthorized:
+    """PaymentAuthorized v1 -> v2 (a typed upcaster): ``amount`` + ``currency`` become
+    ``amount: Money``."""
+    return PaymentAuthorized(order_id=e.order_id, payment_id=e.payment_id,
+                             amount=Money(e.amount, e.currency), occurred_at=e.occurred_at)
 
 
 def upcast_order_state_v1(payload: dict[str, Any]) -> dict[str, Any]:
@@ -388,8 +393,8 @@ def order_registry(*, unknown_fields: UnknownFieldPolicy = "reject",
     registry = Registry(unknown_fields=unknown_fields, duplicate_keys=duplicate_keys)
     for name, version, cls in EVENT_TYPES:
         registry.register(cls, name=name, version=version)
-    registry.add_upcaster("ItemAdded", 1, upcast_item_added_v1)
-    registry.add_upcaster("PaymentAuthorized", 1, upcast_payment_authorized_v1)
+    registry.add_upcaster("ItemAdded", 1, upcast_item_added_v1, typed=True)
+    registry.add_upcaster("PaymentAuthorized", 1, upcast_payment_authorized_v1, typed=True)
     Order.register_state(registry)
     registry.add_upcaster(Order.state_type_name(), 1, upcast_order_state_v1)
     return registry

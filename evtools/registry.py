@@ -69,12 +69,17 @@ from .scalars import dec_hook, enc_hook
 __all__ = ["Decoded", "Registry", "Upcaster"]
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[[Any], Any])
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 UnknownFieldPolicy = Literal["reject", "keep"]
 DuplicateKeyPolicy = Literal["reject", "last-wins"]
-#: (latest version, its decode, {older version: the upcasters lifting it}): see
+#: How the C fold lifts an older version: (the old class's decode, or None for dict steps
+#: from the lossless payload; the upcasters; the class each typed step returns)
+FastUpcast = tuple[Callable[[bytes], Any] | None, tuple[Callable[[Any], Any], ...],
+                   tuple[type, ...]]
+#: (latest version, its decode, {older version: how it is lifted}): see
 #: :meth:`Registry._fast_decoders`
-FastEntry = tuple[int, Callable[[bytes], Any], dict[int, tuple[Upcaster, ...]]]
+FastEntry = tuple[int, Callable[[bytes], Any], dict[int, FastUpcast]]
 
 _number_encoder = msgspec.json.Encoder(decimal_format="number", enc_hook=enc_hook)
 
@@ -125,6 +130,16 @@ class _Entry:
             return False
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Plan:
+    """How the hot path lifts an old version (see :meth:`Registry._plan`)."""
+
+    entry: _Entry  # the latest version
+    steps: tuple[Callable[[Any], Any], ...]  # the upcasters, in order
+    first: _Entry | None  # typed steps: the old version's entry (None: dict steps)
+    classes: tuple[type, ...]  # typed steps: the class each step returns
+
+
 class Registry:
     """Maps (event type, schema version) to a typed class and decodes strictly.
 
@@ -159,8 +174,9 @@ class Registry:
         self._current: dict[tuple[str, int], _Entry] = {}  # latest version of each type
         self._latest: dict[str, int] = {}
         self._by_class: dict[type, _Entry] = {}
-        self._upcasters: dict[tuple[str, int], tuple[int, Upcaster]] = {}
-        self._plans: dict[tuple[str, int], tuple[_Entry, tuple[Upcaster, ...]] | None] = {}
+        # (type, from version) -> (to version, upcaster, typed)
+        self._upcasters: dict[tuple[str, int], tuple[int, Callable[[Any], Any], bool]] = {}
+        self._plans: dict[tuple[str, int], _Plan | None] = {}
         self._fast: dict[str, FastEntry] | None = None
         # what users of the registry work out from it once (rehydration's fold plans);
         # emptied whenever a registration changes what decode() does
@@ -238,32 +254,41 @@ class Registry:
         self._fast = None
         self._derived.clear()
 
-    def upcaster(self, event_type: str, from_version: int,
-                 to_version: int | None = None) -> Callable[[Upcaster], Upcaster]:
-        """Decorator: ``fn(payload: dict) -> dict`` lifts ``event_type`` from
-        ``from_version`` to ``to_version`` (default ``from_version + 1``)."""
+    def upcaster(self, event_type: str, from_version: int, to_version: int | None = None,
+                 *, typed: bool = False) -> Callable[[F], F]:
+        """Decorator form of :meth:`add_upcaster`."""
         _check_upcaster(event_type, from_version, to_version)
 
-        def decorator(fn: Upcaster) -> Upcaster:
-            self.add_upcaster(event_type, from_version, fn, to_version)
+        def decorator(fn: F) -> F:
+            self.add_upcaster(event_type, from_version, fn, to_version, typed=typed)
             return fn
 
         return decorator
 
-    def add_upcaster(self, event_type: str, from_version: int, fn: Upcaster,
-                     to_version: int | None = None) -> None:
-        """``fn(payload: dict) -> dict`` lifts ``event_type`` from ``from_version`` to
-        ``to_version`` (default ``from_version + 1``; a later version, never an earlier
-        one, so a chain of upcasters cannot loop)."""
+    def add_upcaster(self, event_type: str, from_version: int, fn: Callable[[Any], Any],
+                     to_version: int | None = None, *, typed: bool = False) -> None:
+        """``fn`` lifts ``event_type`` from ``from_version`` to ``to_version`` (default
+        ``from_version + 1``; a later version, never an earlier one, so a chain of
+        upcasters cannot loop).
+
+        By default ``fn(payload: dict) -> dict`` works on the payload decoded losslessly,
+        and its result is decoded strictly into the later version's class. With
+        ``typed=True``, ``fn(event) -> event`` takes the old payload decoded (strictly)
+        into the class registered for ``from_version`` and returns an instance of the class
+        registered for ``to_version``: about three times faster, and checked by a type
+        checker. Its result is used as it is: msgspec checks no constraint (``Meta``) of a
+        Struct built in code, so build it from the old event's validated fields.
+        """
         _check_upcaster(event_type, from_version, to_version)
         if not callable(fn):
+            what = "an event of that version" if typed else "the payload dict"
             raise UsageError(f"the upcaster for {event_type} v{from_version} must be a "
-                             f"function of the payload dict, not {type(fn).__name__}")
+                             f"function of {what}, not {type(fn).__name__}")
         target = from_version + 1 if to_version is None else to_version
         key = (event_type, from_version)
         if key in self._upcasters:
             raise UsageError(f"an upcaster for {event_type} v{from_version} already exists")
-        self._upcasters[key] = (target, fn)
+        self._upcasters[key] = (target, fn, bool(typed))
         self._plans.clear()
         self._fast = None
         self._derived.clear()
@@ -369,7 +394,7 @@ class Registry:
             raise misuse from e
 
     def _fast_decoders(self) -> dict[str, FastEntry]:
-        """``{type name: (latest version, decode, {older version: upcasters})}`` for the
+        """``{type name: (latest version, decode, {older version: FastUpcast})}`` for the
         types :meth:`decode`'s hot paths take whole (msgspec itself rejects their unknown
         fields): what the C fold of ``evtools._speedups`` decodes without calling
         :meth:`decode`, as :meth:`decode` and :meth:`_decode_upcast` do. Anything else
@@ -383,50 +408,75 @@ class Registry:
                     continue
                 older = {v for (n, v) in [*self._entries, *self._upcasters]
                          if n == entry.name and v < entry.version}
-                upcasts: dict[int, tuple[Upcaster, ...]] = {}
+                upcasts: dict[int, FastUpcast] = {}
                 for version in sorted(older):
                     plan = self._plans[(entry.name, version)] \
                         if (entry.name, version) in self._plans \
                         else self._plan((entry.name, version))
-                    if plan is not None and plan[0] is entry:
-                        upcasts[version] = plan[1]
+                    if plan is not None and plan.entry is entry:
+                        upcasts[version] = (
+                            None if plan.first is None else plan.first.decoder.decode,
+                            plan.steps, plan.classes)
                 fast[entry.name] = (entry.version, entry.decoder.decode, upcasts)
             self._fast = fast
         return fast
 
-    def _plan(self, key: tuple[str, int]) -> tuple[_Entry, tuple[Upcaster, ...]] | None:
-        """The target entry and upcasters lifting ``key`` to the latest version, when the
-        chain is complete and every class forbids unknown fields (else ``None``: the slow
-        path decodes and explains)."""
+    def _plan(self, key: tuple[str, int]) -> _Plan | None:
+        """How the hot path lifts ``key`` to the latest version: the target entry, and
+        either the upcasters of a chain of dict steps (``first`` None) or, for a chain of
+        typed steps, the entry that decodes the old payload and the class each step must
+        return. ``None`` (the slow path decodes and explains) when the chain is incomplete,
+        mixes the two kinds, or passes a class that does not reject unknown fields."""
         event_type, version = key
-        plan: tuple[_Entry, tuple[Upcaster, ...]] | None = None
+        plan: _Plan | None = None
         target = self._latest.get(event_type)
         if target is not None and version < target:
-            steps: list[Upcaster] = []
+            fns: list[Upcaster] = []
+            classes: list[type] = []
+            kinds: set[bool] = set()
             current = version  # every step goes to a later version: the loop ends
             while current < target and (event_type, current) in self._upcasters:
-                current, fn = self._upcasters[(event_type, current)]
-                steps.append(fn)
+                nxt, fn, typed = self._upcasters[(event_type, current)]
+                fns.append(fn)
+                kinds.add(typed)
+                step_entry = self._entries.get((event_type, nxt))
+                classes.append(step_entry.cls if step_entry is not None else type(None))
+                current = nxt
             entry = self._entries.get((event_type, target))
-            if current == target and entry is not None and not entry.check_unknown:
-                plan = (entry, tuple(steps))
+            first = self._entries.get(key)
+            if current == target and entry is not None and not entry.check_unknown \
+                    and len(kinds) == 1:
+                if kinds == {False}:
+                    plan = _Plan(entry, tuple(fns), None, ())
+                elif first is not None and not first.check_unknown \
+                        and type(None) not in classes:
+                    plan = _Plan(entry, tuple(fns), first, tuple(classes))
         self._plans[key] = plan
         return plan
 
-    def _decode_upcast(self, plan: tuple[_Entry, tuple[Upcaster, ...]], data: bytes) -> Any:
+    def _decode_upcast(self, plan: _Plan, data: bytes) -> Any:
         """The upcast hot path: the event, or ``None`` when anything is unusual (the slow
-        path then runs every check again and reports the problem with its context)."""
-        entry, steps = plan
+        path then runs every step again and reports the problem with its context)."""
         try:
+            if plan.first is not None:  # typed steps: the old class, then each upcaster
+                event = plan.first.decoder.decode(data)
+                if self.duplicate_keys == "reject" and not plan.first.surely_unique(
+                        event, data) and has_duplicate_key(data):
+                    return None
+                for fn, cls in zip(plan.steps, plan.classes, strict=True):
+                    event = fn(event)
+                    if type(event) is not cls:
+                        return None
+                return event
             payload = lossless.decode(data)
             if type(payload) is not dict or (self.duplicate_keys == "reject"
                                              and has_duplicate_key(data, payload)):
                 return None
-            for fn in steps:
+            for fn in plan.steps:
                 payload = fn(payload)
                 if type(payload) is not dict:
                     return None
-            return entry.decoder.decode(_number_encoder.encode(payload))
+            return plan.entry.decoder.decode(_number_encoder.encode(payload))
         except Exception:  # the slow path raises the error with its context
             return None
 
@@ -459,17 +509,21 @@ class Registry:
         if (entry is not None and self._latest[event_type] == schema_version
                 and (raw is None or raw.content_type == JSON_CONTENT_TYPE)
                 and len(data) <= self.max_payload_bytes):
-            # hot path: current version, plain JSON
-            try:
-                event = entry.decoder.decode(data)
-            except msgspec.ValidationError as e:
-                if self.unknown_fields == "keep" and "unknown field" in str(e):
-                    return self._decode_keeping(entry, data, raw, context)
-                raise self._error(e, data, raw, context, event_type, schema_version) from e
-            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-                raise self._error(e, data, raw, context, event_type, schema_version) from e
-            return self._post_checks(entry, event, data, raw, context)
+            return self._decode_entry(entry, data, raw, context)  # hot path: plain JSON
         return self._decode_slow(event_type, schema_version, data, raw, context)
+
+    def _decode_entry(self, entry: _Entry, data: bytes, raw: RawEvent | None,
+                      context: Context | None) -> tuple[Any, dict[str, Any]]:
+        """``data`` decoded into ``entry``'s class, every check of its version run."""
+        try:
+            event = entry.decoder.decode(data)
+        except msgspec.ValidationError as e:
+            if self.unknown_fields == "keep" and "unknown field" in str(e):
+                return self._decode_keeping(entry, data, raw, context)
+            raise self._error(e, data, raw, context, entry.name, entry.version) from e
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise self._error(e, data, raw, context, entry.name, entry.version) from e
+        return self._post_checks(entry, event, data, raw, context)
 
     def _post_checks(self, entry: _Entry, event: Any, data: bytes, raw: RawEvent | None,
                      context: Context | None) -> tuple[Any, dict[str, Any]]:
@@ -543,7 +597,11 @@ class Registry:
                 f"{event_type} has no class or upcaster for schema version {schema_version} "
                 f"(registered: {', '.join(f'v{v}' for v in known)})", where())
         if schema_version != target:
-            data = self._upcast(event_type, schema_version, target, data, where)
+            lifted = self._upcast(event_type, schema_version, target, data, where, raw,
+                                  context)
+            if not isinstance(lifted, bytes):  # the last step was typed: the event itself
+                return lifted, {}
+            data = lifted
         entry = self._entries[(event_type, target)]
         try:
             event = entry.decoder.decode(data)
@@ -574,16 +632,11 @@ class Registry:
         return self._post_checks(entry, event, data, raw, context)
 
     def _upcast(self, event_type: str, version: int, target: int, data: bytes,
-                where: Callable[[], Context]) -> bytes:
-        try:
-            payload = lossless.decode(data)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise DecodeError(f"payload is not valid JSON: {_describe(e, data)}", where()) from e
-        if self.duplicate_keys == "reject" and has_duplicate_key(data, payload):
-            self._duplicate(data, event_type, version, None, where())
-        if not isinstance(payload, dict):
-            raise SchemaError(f"payload is a JSON {_json_type(payload)}, not an object",
-                              where().merge(Context(path="")))
+                where: Callable[[], Context], raw: RawEvent | None = None,
+                context: Context | None = None) -> Any:
+        """Lift ``data`` from ``version`` to ``target`` through the upcasters: the payload
+        bytes of the latest version, or the typed event when the last step is typed."""
+        steps: list[tuple[int, int, Upcaster, bool]] = []
         seen = [version]
         current = version
         while current != target:
@@ -592,28 +645,81 @@ class Registry:
                 chain = " -> ".join(f"v{v}" for v in seen)
                 raise UpcastError(f"no upcaster for {event_type} from v{current} "
                                   f"(chain so far {chain}, target v{target})", where())
-            nxt, fn = step
+            nxt, fn, typed = step
             if nxt > target:  # (an upcaster never goes back: add_upcaster refuses it)
                 chain = " -> ".join(f"v{v}" for v in [*seen, nxt])
                 raise UpcastError(f"upcaster chain for {event_type} {chain} goes past v{target}, "
                                   "the latest version registered", where())
+            steps.append((current, nxt, fn, typed))
+            seen.append(nxt)
+            current = nxt
+        value: Any
+        if steps[0][3]:  # a typed first step: the old payload is an event of its version
+            value = self._decode_entry(self._typed_entry(event_type, version, where), data,
+                                       raw, Context(schema_version=version).merge(context))[0]
+        else:
             try:
-                payload = fn(payload)
+                value = lossless.decode(data)
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+                raise DecodeError(f"payload is not valid JSON: {_describe(e, data)}",
+                                  where()) from e
+            if self.duplicate_keys == "reject" and has_duplicate_key(data, value):
+                self._duplicate(data, event_type, version, None, where())
+            if not isinstance(value, dict):
+                raise SchemaError(f"payload is a JSON {_json_type(value)}, not an object",
+                                  where().merge(Context(path="")))
+        for current, nxt, fn, typed in steps:
+            if typed:
+                value = self._as_event(value, event_type, current, where)
+            elif type(value) is not dict:  # a typed step before: its event as a payload
+                value = lossless.decode(_number_encoder.encode(value))
+            try:
+                value = fn(value)
             except InputError:
                 raise
             except Exception as e:
                 raise UpcastError(f"upcaster {event_type} v{current} -> v{nxt} failed: "
                                   f"{type(e).__name__}: {e}", where()) from e
-            if not isinstance(payload, dict):
+            if not typed and not isinstance(value, dict):
                 raise UpcastError(f"upcaster {event_type} v{current} -> v{nxt} returned "
-                                  f"{type(payload).__name__}, not a dict", where())
-            seen.append(nxt)
-            current = nxt
+                                  f"{type(value).__name__}, not a dict", where())
+        if type(value) is not dict:
+            return self._as_event(value, event_type, target, where)
         try:
-            return _number_encoder.encode(payload)
+            return _number_encoder.encode(value)
         except (TypeError, ValueError) as e:
             raise UpcastError(f"upcaster output for {event_type} v{target} cannot be encoded "
                               f"as JSON: {e}", where()) from e
+
+    def _typed_entry(self, event_type: str, version: int,
+                     where: Callable[[], Context]) -> _Entry:
+        entry = self._entries.get((event_type, version))
+        if entry is None:
+            raise UpcastError(f"the typed upcaster from {event_type} v{version} takes an event "
+                              f"of that version, and no class is registered for it "
+                              f"(register one, or give a dict upcaster)", where())
+        return entry
+
+    def _as_event(self, value: Any, event_type: str, version: int,
+                  where: Callable[[], Context]) -> Any:
+        """``value`` as an event of ``event_type`` at ``version``, for a typed step or the
+        end of the chain: a dict from a dict step is decoded into the class (strictly); an
+        event from a typed step must be of that class."""
+        entry = self._typed_entry(event_type, version, where)
+        if type(value) is entry.cls:
+            return value
+        if type(value) is not dict:
+            raise UpcastError(f"the upcaster to {event_type} v{version} returned "
+                              f"{type(value).__qualname__}, not {entry.cls.__qualname__} "
+                              f"(the class of v{version})", where())
+        data = _number_encoder.encode(value)
+        try:
+            return entry.decoder.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+            err = self._error(e, data, None, where(), event_type, version)
+            raise UpcastError(f"upcast {event_type} to v{version} produced a payload "
+                              f"{entry.cls.__qualname__} rejects: {err.message}",
+                              err.context) from e
 
     # -- encoding -------------------------------------------------------------------------
 

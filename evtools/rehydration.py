@@ -676,7 +676,7 @@ class Rehydration(Generic[A]):
             raise UsageError(f"events must be an iterable of RawEvent, not "
                              f"{type(events).__name__}", stream=self.stream) from None
         if self._folder is not None:
-            left = self._folder.run(self, events)
+            left = self._folder.run(self, events, self._tolerance_ns)
             if left is None:
                 return
             if left is not NotImplemented:  # an event the C loop does not take

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConcurrencyError, StoreError, StoreUnavailable, StreamNotFound, UsageError
-from ..events import RawEvent
+from ..events import JSON_CONTENT_TYPE, RawEvent
 from .base import (
     ANY,
     AppendEvent,
@@ -78,12 +78,14 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (stream, version)
 )
 """
+# the content type comes back NULL when it is the usual one: one str object fewer per row
 _COLUMNS = ("stream, version, type, data, metadata, id, recorded_at, position, "
-            "content_type, schema_version")
+            f"NULLIF(content_type, '{JSON_CONTENT_TYPE}'), schema_version")
+_STREAM_COLUMNS = _COLUMNS.split(", ", 1)[1]  # read_stream knows the stream's name
 _INSERT = ("INSERT INTO events (stream, version, type, data, metadata, id, recorded_at, "
            "content_type, schema_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _READ_ALL = f"SELECT {_COLUMNS} FROM events WHERE position >= ? ORDER BY position LIMIT ?"
-_READ_STREAM = (f"SELECT {_COLUMNS} FROM events WHERE stream = ? AND version >= ? "
+_READ_STREAM = (f"SELECT {_STREAM_COLUMNS} FROM events WHERE stream = ? AND version >= ? "
                 "ORDER BY version LIMIT ?")
 _LAST_VERSION = "SELECT version FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1"
 _STREAMS = "SELECT DISTINCT stream FROM events WHERE stream > ? ORDER BY stream LIMIT ?"
@@ -91,12 +93,20 @@ _FIRST_STREAMS = "SELECT DISTINCT stream FROM events ORDER BY stream LIMIT ?"
 
 _fromiso = datetime.fromisoformat
 
-Row = tuple[str, int, str, bytes, bytes, str, "str | None", int, str, int]
+Row = tuple[str, int, str, bytes, bytes, str, "str | None", int, "str | None", int]
+StreamRow = tuple[int, str, bytes, bytes, str, "str | None", int, "str | None", int]
 
 
 def _to_events(rows: list[Row]) -> list[RawEvent]:
-    return [RawEvent(s, v, t, d, m, i, _fromiso(r) if r is not None else None, p, c, sv)
+    return [RawEvent(s, v, t, d, m, i, _fromiso(r) if r is not None else None, p,
+                     JSON_CONTENT_TYPE if c is None else c, sv)
             for s, v, t, d, m, i, r, p, c, sv in rows]
+
+
+def _to_stream_events(stream: str, rows: list[StreamRow]) -> list[RawEvent]:
+    return [RawEvent(stream, v, t, d, m, i, _fromiso(r) if r is not None else None, p,
+                     JSON_CONTENT_TYPE if c is None else c, sv)
+            for v, t, d, m, i, r, p, c, sv in rows]
 
 
 def _is_busy(e: sqlite3.Error) -> bool:
@@ -287,25 +297,28 @@ class SqliteStore(EventStore):
                     limit: int | None = None) -> Iterator[RawEvent]:
         check_start(from_version, "from_version", self.url, stream)
         limit = check_limit(limit, self.url)
-        if self.stream_version(stream) is None:
+        # the first page now: a short stream is read in one query, and a missing stream
+        # (no rows, no version) is an error here rather than at the first next()
+        n = self._page_size if limit is None else min(limit, self._page_size)
+        rows = self._query(_READ_STREAM, (stream, from_version, n), "read_stream", stream) \
+            if n else []
+        if not rows and self.stream_version(stream) is None:
             raise StreamNotFound(f"{self.url}: stream {stream!r} does not exist",
                                  stream=stream, file=self.path)
-        return self._read_stream(stream, from_version, limit)
+        return self._read_stream(stream, limit, n, rows)
 
-    def _read_stream(self, stream: str, version: int,
-                     limit: int | None) -> Iterator[RawEvent]:
+    def _read_stream(self, stream: str, limit: int | None, n: int,
+                     rows: list[StreamRow]) -> Iterator[RawEvent]:
         left = limit
-        while left is None or left > 0:
-            n = self._page_size if left is None else min(left, self._page_size)
-            rows = self._query(_READ_STREAM, (stream, version, n), "read_stream", stream)
-            if not rows:
-                return
-            yield from _to_events(rows)
-            version = rows[-1][1] + 1
+        while rows:
+            yield from _to_stream_events(stream, rows)
             if left is not None:
                 left -= len(rows)
-            if len(rows) < n:
+            if len(rows) < n or left == 0:
                 return
+            n = self._page_size if left is None else min(left, self._page_size)
+            version = rows[-1][0] + 1
+            rows = self._query(_READ_STREAM, (stream, version, n), "read_stream", stream)
 
     def read_all(self, from_position: int = 0, *,
                  limit: int | None = None) -> Iterator[RawEvent]:
