@@ -1129,7 +1129,7 @@ def _fold_plan(registry: Registry, aggregate_cls: type[Aggregate], lazy: bool,
     leaves unhandled types undecoded) and the C loop's constants (``None`` without
     ``evtools._speedups``), worked out once per registry and aggregate class."""
     cache = registry._derived if isinstance(registry, Registry) else None
-    key = ("fold", aggregate_cls, lazy)
+    key = ("fold", aggregate_cls, lazy, _Folder)  # (_Folder is None in the Python tests)
     settings = (handlers, invariants, aggregate_cls.id_field, aggregate_cls.time_field,
                 aggregate_cls.ignore_unhandled)
     if cache is not None:

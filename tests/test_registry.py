@@ -335,6 +335,120 @@ def test_upcast_plans_follow_later_registrations() -> None:
     assert reg.decode(old) == V4(1, Decimal("0.30"), "EUR", "web", "eu")
 
 
+# -- typed upcasters -------------------------------------------------------------------------
+
+class TypedV1(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    order_id: Int64
+    amount: Decimal
+
+
+class TypedV2(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    order_id: Int64
+    total: Decimal
+    currency: str
+
+
+def typed_registry(*, last: str = "typed", duplicate_keys: Any = "reject") -> Registry:
+    """Placed v1 -> v2 typed; v2 -> v3 typed (``last="typed"``) or a dict step."""
+    reg = Registry(duplicate_keys=duplicate_keys)
+    reg.register(TypedV1, name="Placed", version=1)
+    reg.register(TypedV2, name="Placed", version=2)
+    reg.register(V3, name="Placed", version=3)
+
+    @reg.upcaster("Placed", from_version=1, typed=True)
+    def to_v2(e: TypedV1) -> TypedV2:
+        return TypedV2(order_id=e.order_id, total=e.amount, currency="EUR")
+
+    if last == "typed":
+        reg.add_upcaster("Placed", 2, lambda e: V3(e.order_id, e.total, e.currency, "web"),
+                         typed=True)
+    else:
+        reg.add_upcaster("Placed", 2, lambda p: {**p, "channel": "web"})
+    return reg
+
+
+V1_PAYLOAD = b'{"order_id":9007199254740993,"amount":0.30}'
+
+
+@pytest.mark.parametrize("last", ["typed", "dict"])
+def test_typed_upcasters_chain_alone_and_with_dict_steps(last: str) -> None:
+    reg = typed_registry(last=last)
+    want = V3(order_id=9007199254740993, total=Decimal("0.30"), currency="EUR", channel="web")
+    ev = reg.decode(raw(V1_PAYLOAD, type="Placed", schema_version=1))
+    assert ev == want and str(ev.total) == "0.30"
+    assert reg.decode(raw(b'{"order_id":1,"total":2.5,"currency":"USD"}', type="Placed",
+                          schema_version=2)) == V3(1, Decimal("2.5"), "USD", "web")
+    slow = reg.decode_payload("Placed", 1, V1_PAYLOAD)  # the path that explains errors
+    assert slow == want
+    plan = reg._plan(("Placed", 1))
+    assert (plan is not None) == (last == "typed")  # a mixed chain takes the slow path
+
+
+def test_a_dict_step_before_a_typed_one() -> None:
+    reg = Registry()
+    reg.register(TypedV2, name="Placed", version=2)
+    reg.register(V3, name="Placed", version=3)
+    reg.add_upcaster("Placed", 1, lambda p: {"order_id": p["id"], "total": p["amount"],
+                                             "currency": "EUR"})
+    reg.add_upcaster("Placed", 2, lambda e: V3(e.order_id, e.total, e.currency, "web"),
+                     typed=True)
+    assert reg.decode(raw(b'{"id":1,"amount":1.10}', type="Placed", schema_version=1)) == \
+        V3(1, Decimal("1.10"), "EUR", "web")
+    forgets = Registry()  # the dict step forgets a field the typed step's class needs
+    forgets.register(TypedV2, name="Placed", version=2)
+    forgets.register(V3, name="Placed", version=3)
+    forgets.add_upcaster("Placed", 1, lambda p: {"order_id": 1, "total": 1})
+    forgets.add_upcaster("Placed", 2, lambda e: e, typed=True)
+    with pytest.raises(UpcastError, match=r"upcast Placed to v2 produced a payload TypedV2 "
+                                          r"rejects: .*currency"):
+        forgets.decode(raw(b'{"id":1}', type="Placed", schema_version=1))
+
+
+def test_typed_upcaster_errors_name_the_step() -> None:
+    old = raw(V1_PAYLOAD, type="Placed", schema_version=1)
+    wrong = Registry()
+    wrong.register(TypedV1, name="Placed", version=1)
+    wrong.register(TypedV2, name="Placed", version=2)
+    wrong.add_upcaster("Placed", 1, lambda e: e, typed=True)  # returns the old class
+    with pytest.raises(UpcastError, match=r"returned TypedV1, not TypedV2 \(the class of v2\)"):
+        wrong.decode(old)
+    raising = Registry()
+    raising.register(TypedV1, name="Placed", version=1)
+    raising.register(TypedV2, name="Placed", version=2)
+    raising.add_upcaster("Placed", 1, lambda e: e.missing, typed=True)
+    with pytest.raises(UpcastError, match=r"v1 -> v2 failed: AttributeError") as info:
+        raising.decode(old)
+    assert info.value.context.stream == "order-7"
+    no_class = Registry()
+    no_class.register(TypedV2, name="Placed", version=2)
+    no_class.add_upcaster("Placed", 1, lambda e: e, typed=True)
+    with pytest.raises(UpcastError, match=r"takes an event of that version, and no class is "
+                                          r"registered for it"):
+        no_class.decode(old)
+
+
+def test_an_old_payload_is_checked_against_its_own_class() -> None:
+    reg = typed_registry()
+    with pytest.raises(SchemaError, match=r"Expected `decimal`, got `str`") as info:
+        reg.decode(raw(b'{"order_id":1,"amount":"x"}', type="Placed", schema_version=1))
+    assert info.value.context.path == "/amount" and info.value.context.schema_version == 1
+    with pytest.raises(SchemaError, match="unknown field"):
+        reg.decode(raw(b'{"order_id":1,"amount":1,"extra":1}', type="Placed",
+                       schema_version=1))
+    with pytest.raises(DecodeError, match="duplicate key 'amount'"):
+        reg.decode(raw(b'{"order_id":1,"amount":1,"amount":2}', type="Placed",
+                       schema_version=1))
+    lenient = typed_registry(duplicate_keys="last-wins")
+    assert lenient.decode(raw(b'{"order_id":1,"amount":1,"amount":2}', type="Placed",
+                              schema_version=1)).total == 2
+
+
+def test_typed_upcasters_are_checked_when_added() -> None:
+    reg = Registry()
+    with pytest.raises(UsageError, match=r"must be a function of an event of that version"):
+        reg.add_upcaster("Placed", 1, 5, typed=True)  # type: ignore[arg-type]
+
+
 # -- registration rules ----------------------------------------------------------------------
 
 def test_registration_mistakes_are_usage_errors() -> None:

@@ -14,6 +14,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from evtools import rehydration
+from evtools._accel import SPEEDUPS
 from evtools.aggregate import Aggregate, handles, state_hash_of
 from evtools.datagen import FaultKind, FaultRates, generate, write_workload
 from evtools.errors import EvtoolsError, RehydrationError, SchemaError, UsageError
@@ -44,6 +46,19 @@ from evtools.scalars import Timestamp
 from evtools.stores import MemoryStore
 
 REGISTRY = order_registry()
+
+
+@pytest.fixture(scope="module", autouse=True, params=["C loop", "Python loop"])
+def fold_loop(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test of this module runs over both loops of ``feed_all``: the C one
+    (``evtools._speedups``) and the Python one, its reference and fallback."""
+    if request.param == "C loop" and not SPEEDUPS:
+        pytest.skip("evtools._speedups is not built (no C compiler): the Python loop runs")
+    saved = rehydration._Folder
+    if request.param == "Python loop":
+        rehydration._Folder = None
+    yield request.param
+    rehydration._Folder = saved
 PER_EVENT = [FaultKind.GAP, FaultKind.DUPLICATE, FaultKind.REORDER, FaultKind.CLOCK_SKEW,
              FaultKind.CORRUPT, FaultKind.UNKNOWN_TYPE, FaultKind.FOREIGN, FaultKind.INVARIANT]
 AT_REST = [FaultKind.DUPLICATE, FaultKind.CLOCK_SKEW, FaultKind.CORRUPT, FaultKind.UNKNOWN_TYPE,

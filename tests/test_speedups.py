@@ -1,0 +1,285 @@
+"""The optional C module (evtools/_speedups.c) against its Python twins.
+
+Each C path must give the Python answer, or hand the question to Python: the Timestamp
+``dec_hook``, the duplicate-key scan, and the C loop of ``Rehydration.feed_all`` (whose
+Python loop runs every test of tests/test_rehydration.py a second time).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sysconfig
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from evtools import rehydration
+from evtools._accel import SPEEDUPS, speedups
+from evtools._json import find_duplicate_key
+from evtools.datagen import FaultRates, generate
+from evtools.errors import EvtoolsError
+from evtools.events import RawEvent
+from evtools.orders import Order, order_registry
+from evtools.profiling import _status_view
+from evtools.rehydration import rehydrate
+from evtools.scalars import Timestamp, UInt64, dec_hook, py_dec_hook
+
+needs_speedups = pytest.mark.skipif(not SPEEDUPS, reason="evtools._speedups is not built "
+                                                         "(no C compiler): nothing to compare")
+
+
+def test_the_speedups_are_built_where_a_c_compiler_is() -> None:
+    cc = (sysconfig.get_config_var("CC") or "").split()
+    if not cc or shutil.which(cc[0]) is None:
+        pytest.skip(f"no C compiler here ({cc[0] if cc else 'sysconfig has no CC'}): evtools "
+                    "runs its pure-Python paths, as designed")
+    assert SPEEDUPS, ("a C compiler is here but evtools._speedups was not built; "
+                      "`pip install -e .` prints why")
+
+
+# -- Timestamp dec_hook ------------------------------------------------------------------------
+
+@st.composite
+def timestamp_texts(draw: st.DrawFn) -> str:
+    """RFC 3339-like text, valid or nearly: every field may step out of its range."""
+    fields = [draw(st.integers(0, 9999)), draw(st.integers(0, 13)), draw(st.integers(0, 32)),
+              draw(st.integers(0, 24)), draw(st.integers(0, 60)), draw(st.integers(0, 61))]
+    year, month, day, hour, minute, second = fields
+    text = (f"{year:04d}-{month:02d}-{day:02d}{draw(st.sampled_from('TTt '))}"
+            f"{hour:02d}:{minute:02d}:{second:02d}")
+    fraction = draw(st.none() | st.text(alphabet="0123456789", max_size=11))
+    if fraction is not None:
+        text += "." + fraction
+    text += draw(st.sampled_from(["Z", "z", "", "+00:00"])
+                 | st.builds(lambda sign, h, m: f"{sign}{h:02d}:{m:02d}",
+                             st.sampled_from("+-"), st.integers(0, 24), st.integers(0, 60)))
+    if draw(st.integers(0, 4)) == 0:  # one character changed
+        i = draw(st.integers(0, len(text) - 1))
+        text = text[:i] + draw(st.sampled_from("0139-:.+TtZ \u0663x")) + text[i + 1:]
+    return text
+
+
+def _python_accepts(text: str) -> bool:
+    try:
+        Timestamp(text)
+    except ValueError:
+        return False
+    return True
+
+
+@needs_speedups
+@given(timestamp_texts())
+@example("2024-02-29T10:00:00Z")  # a leap day
+@example("2023-02-29T10:00:00Z")  # not one
+@example("2100-02-29T10:00:00Z")  # centuries are not leap years...
+@example("2000-02-29T10:00:00Z")  # ...but every fourth is
+@example("2024-04-31T10:00:00Z")
+@example("0000-01-01T00:00:00Z")
+@example("2024-06-30T23:59:60Z")  # a leap second: Python decides
+@example("2024-01-01T00:00:00.1234567891Z")
+@example("2024-01-01t00:00:00z")
+def test_the_c_shape_check_takes_what_python_takes(text: str) -> None:
+    assert speedups is not None
+    takes = speedups.timestamp_shape(text)
+    assert takes == (_python_accepts(text) and text[17:19] != "60"), text
+
+
+def _outcome(hook: Any, type_: type, value: Any) -> tuple[str, Any]:
+    try:
+        out = hook(type_, value)
+    except Exception as e:  # compared by type and text
+        return type(e).__name__, str(e)
+    if isinstance(out, Timestamp):
+        return "Timestamp", (str(out), out.epoch_ns, out.utcoffset, out.nanosecond)
+    return type(out).__name__, out
+
+
+@needs_speedups
+@given(timestamp_texts() | st.text(max_size=40))
+@example("2024-11-11T14:47:52.083002874-03:30")
+def test_the_c_hook_gives_the_python_hooks_answer(text: str) -> None:
+    assert _outcome(dec_hook, Timestamp, text) == _outcome(py_dec_hook, Timestamp, text)
+
+
+@needs_speedups
+@pytest.mark.parametrize("type_, value", [
+    (Timestamp, 5), (Timestamp, b"2024-01-01T00:00:00Z"), (UInt64, 5), (UInt64, -1),
+    (UInt64, 2**64), (UInt64, "5"), (int, 5), (Timestamp, None),
+])
+def test_the_c_hook_hands_everything_else_to_python(type_: type, value: Any) -> None:
+    assert _outcome(dec_hook, type_, value) == _outcome(py_dec_hook, type_, value)
+
+
+@needs_speedups
+def test_c_built_timestamps_behave_as_python_built_ones() -> None:
+    import copy
+    import pickle
+
+    text = "2024-11-11T14:47:52.083002874-03:30"
+    c_built, py_built = dec_hook(Timestamp, text), py_dec_hook(Timestamp, text)
+    assert type(c_built) is Timestamp and c_built == py_built and hash(c_built) == hash(py_built)
+    assert pickle.loads(pickle.dumps(c_built)) == c_built == copy.deepcopy(c_built)
+    assert c_built.to_datetime(truncate=True) == py_built.to_datetime(truncate=True)
+    assert repr(c_built) == repr(py_built) and c_built.isoformat() == text
+
+
+# -- duplicate keys -----------------------------------------------------------------------------
+
+_KEYS = st.text(alphabet='ab"\\\u00e9\u2028 :', max_size=3)
+_SCALARS = st.none() | st.booleans() | st.integers(-(2**70), 2**70) \
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(alphabet='x"\\:{}[], ', max_size=4)
+# objects as lists of pairs, so that keys can repeat
+_TREES = st.recursive(
+    _SCALARS,
+    lambda children: st.tuples(st.just("array"), st.lists(children, max_size=3))
+    | st.tuples(st.just("object"), st.lists(st.tuples(_KEYS, children), max_size=4)),
+    max_leaves=12)
+
+
+def _write(tree: Any, ascii_only: bool, space: str) -> str:
+    if isinstance(tree, tuple) and tree[0] == "array":
+        return "[" + ("," + space).join(_write(x, ascii_only, space) for x in tree[1]) + "]"
+    if isinstance(tree, tuple):
+        return "{" + space + ("," + space).join(
+            f"{json.dumps(k, ensure_ascii=ascii_only)}{space}:{space}"
+            f"{_write(v, ascii_only, space)}" for k, v in tree[1]) + space + "}"
+    return json.dumps(tree, ensure_ascii=ascii_only)
+
+
+@needs_speedups
+@given(_TREES, st.booleans(), st.sampled_from(["", " ", "\n\t "]))
+@example(("object", [("a", 1), ("a", 2)]), True, "")
+@example(("object", [("a", ("object", [("b", 1)])), ("b", ("object", [("b", 1)]))]), True, "")
+@example(("object", [("\u00e9", 1), ("\u00e9", 2)]), True, "")  # escaped: Python decides
+@example(("array", [("object", [("a", 1)]), ("object", [("a", 1)])]), False, " ")
+def test_the_c_scan_is_exact_or_says_it_cannot_tell(tree: Any, ascii_only: bool,
+                                                    space: str) -> None:
+    assert speedups is not None
+    data = _write(tree, ascii_only, space).encode()
+    exact = find_duplicate_key(data) is not None
+    found = speedups.duplicate_key(data)
+    assert found is None or found == exact, data
+    if b"\\" not in data:  # no escape in any key: the scan always tells
+        assert found is exact, data
+
+
+@needs_speedups
+def test_the_c_scan_limits() -> None:
+    assert speedups is not None
+    deep = b"[" * 63 + b"{}" + b"]" * 63  # 64 levels
+    assert speedups.duplicate_key(deep) is False
+    assert speedups.duplicate_key(b"[" + deep + b"]") is None  # 65: too deep to tell
+    many = "{" + ",".join(f'"k{i}":{i}' for i in range(256)) + "}"
+    assert speedups.duplicate_key(many.encode()) is False
+    assert speedups.duplicate_key(many.replace("}", ',"k300":1}').encode()) is None
+    assert speedups.duplicate_key(many.replace("}", ',"k3":1}').encode()) is True
+    with pytest.raises(TypeError, match="takes bytes"):
+        speedups.duplicate_key(memoryview(b"{}"))  # type: ignore[arg-type]
+
+
+@needs_speedups
+@given(st.binary(max_size=64) | st.text(alphabet='{}[]":,ab\\ 1', max_size=40).map(str.encode))
+def test_the_c_scan_takes_any_bytes(data: bytes) -> None:
+    assert speedups is not None
+    found = speedups.duplicate_key(data)  # never reads past the end, never raises
+    assert found in (True, False, None)
+    try:
+        json.loads(data)
+    except ValueError:
+        return  # not JSON: the registry never asks
+    if found is not None:
+        assert found == (find_duplicate_key(data) is not None)
+
+
+# -- the C loop of feed_all --------------------------------------------------------------------
+
+def _both(fold: Any) -> tuple[Any, Any]:
+    """``fold()`` with the C loop, then with the Python loop."""
+    saved = rehydration._Folder
+    try:
+        c_side = _outcome_of(fold)
+        rehydration._Folder = None
+        py_side = _outcome_of(fold)
+    finally:
+        rehydration._Folder = saved
+    return c_side, py_side
+
+
+def _outcome_of(fold: Any) -> Any:
+    try:
+        results = fold()
+    except EvtoolsError as e:
+        return type(e).__name__, str(e)
+    return [(r.to_dict(), r.aggregate.state_bytes(), r.aggregate.frozen) for r in results]
+
+
+def _streams(events: list[RawEvent]) -> dict[str, list[RawEvent]]:
+    out: dict[str, list[RawEvent]] = defaultdict(list)
+    for e in events:
+        out[e.stream].append(e)
+    return out
+
+
+RATES = st.builds(FaultRates, **{name: st.sampled_from([0.0, 0.0, 0.02, 0.1]) for name in (
+    "gap", "duplicate", "reorder", "clock_skew", "corrupt", "unknown_type", "foreign",
+    "invariant")})
+
+
+@needs_speedups
+@settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**16), faults=RATES, policy=st.sampled_from(["audit", "strict"]),
+       mix=st.sampled_from([0.0, 0.5]), lazy=st.booleans())
+def test_the_c_loop_gives_the_python_loops_result(seed: int, faults: FaultRates, policy: str,
+                                                   mix: float, lazy: bool) -> None:
+    registry = order_registry()
+    streams = _streams(list(generate(300, seed=seed, faults=faults, schema_mix=mix)))
+    aggregate = _status_view() if lazy else Order
+
+    def fold() -> list[Any]:
+        return [rehydrate(events, registry, aggregate, stream=name, policy=policy,  # type: ignore[arg-type]
+                          lazy=lazy) for name, events in sorted(streams.items())
+                if not name.startswith("snapshot-")]
+
+    c_side, py_side = _both(fold)
+    assert c_side == py_side
+
+
+@needs_speedups
+def test_the_c_loop_hands_back_what_it_does_not_take() -> None:
+    registry = order_registry()
+    events = list(generate(30, n_streams=1, seed=4))
+
+    class Later(RawEvent):  # a RawEvent, but not exactly one: the Python loop takes it
+        pass
+
+    odd = Later(**{f: getattr(events[10], f) for f in RawEvent.__struct_fields__})
+    mixed = [*events[:10], odd, *events[11:]]
+    c_side, py_side = _both(lambda: [rehydrate(mixed, registry, Order)])
+    assert c_side == py_side and c_side == _outcome_of(lambda: [rehydrate(events, registry,
+                                                                          Order)])
+    huge = [*events[:5], RawEvent(events[5].stream, 2**70, events[5].type, events[5].data)]
+    c_side, py_side = _both(lambda: [rehydrate(huge, registry, Order, policy="audit")])
+    assert c_side == py_side
+    not_raw = [*events[:3], {"stream": events[3].stream}]
+    c_side, py_side = _both(lambda: [rehydrate(not_raw, registry, Order)])  # type: ignore[list-item]
+    assert c_side == py_side and c_side[0] == "UsageError"
+
+
+@needs_speedups
+def test_the_c_loop_keeps_its_state_between_calls() -> None:
+    registry = order_registry()
+    events = list(generate(60, n_streams=1, seed=9, faults=FaultRates(duplicate=0.1)))
+
+    def in_pieces() -> list[Any]:
+        r = rehydration.Rehydration(registry, Order, policy="audit")
+        for start in range(0, len(events), 7):
+            r.feed_all(events[start:start + 7])
+        return [r.finish()]
+
+    c_side, py_side = _both(in_pieces)
+    assert c_side == py_side == _outcome_of(lambda: [rehydrate(events, registry, Order,
+                                                               policy="audit")])
