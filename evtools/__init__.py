@@ -44,6 +44,8 @@ _EXPORTS: dict[str, str] = {
     "generate": "datagen",
     "FaultRates": "datagen",
     "open_store": "stores",
+    # whether the C speed-ups (evtools/_speedups.c) were built and are in use
+    "SPEEDUPS": "_accel",
 }
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "RawEvent",
     "Registry",
     "RehydrationError",
+    "SPEEDUPS",
     "Timestamp",
     "UInt64",
     "__version__",
@@ -90,6 +93,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from ._accel import SPEEDUPS
     from .aggregate import Aggregate, handles, invariant
     from .datagen import FaultRates, generate
     from .dialects import DIALECTS, get_dialect

@@ -9,7 +9,7 @@ import evtools
 
 EXPECTED = [
     "Aggregate", "ConcurrencyError", "DIALECTS", "EvtoolsError", "FaultRates", "InputError",
-    "Int64", "RawEvent", "Registry", "RehydrationError", "Timestamp", "UInt64",
+    "Int64", "RawEvent", "Registry", "RehydrationError", "SPEEDUPS", "Timestamp", "UInt64",
     "__version__", "audit", "from_cloudevent", "generate", "get_dialect", "handles",
     "invariant", "naive_rehydrate", "open_store", "read_source", "rehydrate", "state_diff",
     "take_snapshot", "to_cloudevent",
