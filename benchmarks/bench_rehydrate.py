@@ -44,6 +44,7 @@ from typing import Any
 import msgspec
 from _machine import machine, versions  # benchmarks/_machine.py, beside this script
 
+from evtools._accel import SPEEDUPS
 from evtools.datagen import generate
 from evtools.events import RawEvent
 from evtools.orders import Order, order_registry
@@ -232,8 +233,8 @@ class _Replay:
 
 def breakdown(events: Sequence[RawEvent], repeat: int) -> dict[str, Any]:
     """What the registry's decode spends per event, part by part."""
-    from evtools._json import has_duplicate_key
-    from evtools.scalars import Timestamp, dec_hook
+    from evtools._json import fast_duplicate_key, py_has_duplicate_key
+    from evtools.scalars import Timestamp, dec_hook, py_dec_hook
 
     registry = order_registry()
     current = [e for e in events if registry.latest_version(e.type) == e.schema_version]
@@ -253,14 +254,26 @@ def breakdown(events: Sequence[RawEvent], repeat: int) -> dict[str, Any]:
     typed_events = [decoders[e.type].decode(e.data) for e in current]
     entries = [registry._current[(e.type, e.schema_version)] for e in current]
 
-    def key_count_check() -> None:  # what decode() runs after the typed decode
-        for entry, event, e in zip(entries, typed_events, current, strict=True):
-            entry.surely_unique(event, e.data)
+    def c_scan() -> None:  # what decode() runs after the typed decode, with the speed-ups
+        for e in current:
+            fast_duplicate_key(e.data)
 
-    def duplicate_check() -> None:  # the exact fallback: a second, untyped parse
+    def key_count_check() -> None:  # the same without them: the key count...
+        for entry, event, e in zip(entries, typed_events, current, strict=True):
+            entry.counted_unique(event, e.data)
+
+    def duplicate_check() -> None:  # ...and its exact fallback: a second, untyped parse
         decode = untyped.decode
         for e in current:
-            has_duplicate_key(e.data, decode(e.data))
+            py_has_duplicate_key(e.data, decode(e.data))
+
+    python_decoders = {name: msgspec.json.Decoder(registry.class_for(name),
+                                                  dec_hook=py_dec_hook)
+                       for name in {e.type for e in events}}
+
+    def typed_decode_python_hook() -> None:
+        for e in current:
+            python_decoders[e.type].decode(e.data)
 
     def timestamps() -> None:
         for t in texts:
@@ -282,12 +295,17 @@ def breakdown(events: Sequence[RawEvent], repeat: int) -> dict[str, Any]:
 
     out["msgspec_typed_decode"] = measure("msgspec typed decode", typed_decode, len(current),
                                           repeat)
-    out["duplicate_key_count"] = measure("duplicate keys: count", key_count_check,
+    out["msgspec_typed_decode_python_hook"] = measure(
+        "typed decode, Python hook", typed_decode_python_hook, len(current), repeat)
+    if fast_duplicate_key(b"{}") is not None:  # the C scan is in use
+        out["duplicate_key_c_scan"] = measure("duplicate keys: C scan", c_scan, len(current),
+                                              repeat)
+    out["duplicate_key_count"] = measure("duplicate keys: count (Py)", key_count_check,
                                          len(current), repeat)
     out["surely_unique_share"] = sum(
-        entry.surely_unique(event, e.data)
+        entry.counted_unique(event, e.data)
         for entry, event, e in zip(entries, typed_events, current, strict=True)) / len(current)
-    out["duplicate_key_check"] = measure("duplicate keys: exact", duplicate_check,
+    out["duplicate_key_check"] = measure("duplicate keys: exact (Py)", duplicate_check,
                                          len(current), repeat)
     out["timestamp_construct"] = measure("Timestamp(text)", timestamps, len(texts), repeat)
     out["registry_decode_current"] = measure("registry.decode", registry_decode(current),
@@ -298,6 +316,16 @@ def breakdown(events: Sequence[RawEvent], repeat: int) -> dict[str, Any]:
     out["fold_and_checks_only"] = measure("fold + checks (decoded)", fold_only, len(events),
                                           repeat)
     return out
+
+
+def use_pure_python() -> None:
+    """Run as an install without a C compiler would: no ``evtools._speedups`` anywhere
+    (the Timestamp hook, the duplicate-key scan, the C loop of the fold)."""
+    from evtools import _json, registry, rehydration, scalars
+
+    _json.fast_duplicate_key = registry.fast_duplicate_key = _json._cannot_tell
+    scalars.dec_hook = registry.dec_hook = scalars.py_dec_hook
+    rehydration._Folder = None
 
 
 def time_paths(events: list[RawEvent], args: argparse.Namespace
@@ -363,10 +391,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="also report tracemalloc's peak in the memory probe (slower)")
     parser.add_argument("--skip-eventsourcing", action="store_true")
     parser.add_argument("--no-breakdown", action="store_true")
+    parser.add_argument("--pure-python", action="store_true",
+                        help="leave the C speed-ups out, as an install without a compiler")
     parser.add_argument("--out", default="benchmarks/results/rehydrate.json")
     parser.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    if args.pure_python:
+        use_pure_python()
     if args.memory_probe:
         print(json.dumps(memory_probe(args.events, args.seed, args.schema_mix,
                                       args.tracemalloc)))
@@ -390,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
                  "--seed", str(args.seed), "--schema-mix", str(args.schema_mix)]
     if args.tracemalloc:
         probe_cmd.append("--tracemalloc")
+    if args.pure_python:
+        probe_cmd.append("--pure-python")
     probe = subprocess.run(probe_cmd, check=True, capture_output=True, text=True)
     memory = json.loads(probe.stdout.strip().splitlines()[-1])
     print(f"  peak RSS above baseline {memory['rss_peak_above_baseline_mib']:.2f} MiB"
@@ -428,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         "warmup_events": WARMUP_EVENTS,
         "timer": "time.process_time (CPU), median of repeats",
         "gc_enabled": gc.isenabled(),
+        "speedups": "pure Python (--pure-python)" if args.pure_python
+        else "C (evtools._speedups)" if SPEEDUPS else "pure Python (not built)",
         "figures": figures,
         "eventsourcing": es_info,
         "memory": {"events": mem_n, **memory},

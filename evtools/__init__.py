@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "DIALECTS",
+    "SPEEDUPS",
     "Aggregate",
     "ConcurrencyError",
     "EvtoolsError",
@@ -59,7 +60,6 @@ __all__ = [
     "RawEvent",
     "Registry",
     "RehydrationError",
-    "SPEEDUPS",
     "Timestamp",
     "UInt64",
     "__version__",

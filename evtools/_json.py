@@ -30,6 +30,7 @@ __all__ = [
     "has_duplicate_key",
     "is_invalid_utf8",
     "msgspec_path_to_pointer",
+    "py_has_duplicate_key",
     "strip_msgspec_path",
 ]
 
@@ -70,7 +71,18 @@ def escape_pointer_token(token: str) -> str:
 
 
 def has_duplicate_key(data: bytes, decoded: Any = None) -> bool:
-    """Whether ``data`` (valid JSON) repeats a key in some object. Exact, at C speed.
+    """Whether ``data`` (valid JSON) repeats a key in some object. Exact: the C scan
+    (:data:`fast_duplicate_key`) where it can tell, else :func:`py_has_duplicate_key`.
+    ``decoded`` may pass ``lossless.decode(data)`` when the caller already has it."""
+    found = fast_duplicate_key(data)
+    if found is not None:
+        return found
+    return py_has_duplicate_key(data, decoded)
+
+
+def py_has_duplicate_key(data: bytes, decoded: Any = None) -> bool:
+    """:func:`has_duplicate_key` without the C scan (msgspec and bytes methods do the
+    work).
 
     First, cheapest: when :func:`compact_key_tokens` counts as many keys written as the
     decoded value holds, none repeats. Otherwise: outside strings a colon only separates a
@@ -79,11 +91,7 @@ def has_duplicate_key(data: bytes, decoded: Any = None) -> bool:
     their values, so unless the document spells a colon as ``\\u003a`` (then we take the
     slow exact path), the colon count of the input equals that of the re-encoded value
     exactly when no key was dropped.
-    ``decoded`` may pass ``lossless.decode(data)`` when the caller already has it.
     """
-    found = fast_duplicate_key(data)
-    if found is not None:
-        return found
     value = lossless.decode(data) if decoded is None else decoded
     written = compact_key_tokens(data)
     if written is not None and written == count_keys(value):
