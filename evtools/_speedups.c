@@ -24,6 +24,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <datetime.h>
+#include <limits.h>
 #include <string.h>
 
 /* -- RFC 3339 timestamps ------------------------------------------------------------------ */
@@ -983,8 +984,8 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
         if (!PyLong_CheckExact(version_obj))
             goto hand_back;
         long long version = PyLong_AsLongLongAndOverflow(version_obj, &overflow);
-        if (overflow || (version == -1 && PyErr_Occurred())) {
-            PyErr_Clear();
+        if (overflow || (version == -1 && PyErr_Occurred()) || version == LLONG_MAX) {
+            PyErr_Clear();  /* (LLONG_MAX: version + 1 would not fit) */
             goto hand_back;
         }
         if ((rid = raw_get(f, raw, F_ID)) == NULL

@@ -261,9 +261,12 @@ def test_the_c_loop_hands_back_what_it_does_not_take() -> None:
     c_side, py_side = _both(lambda: [rehydrate(mixed, registry, Order)])
     assert c_side == py_side and c_side == _outcome_of(lambda: [rehydrate(events, registry,
                                                                           Order)])
-    huge = [*events[:5], RawEvent(events[5].stream, 2**70, events[5].type, events[5].data)]
-    c_side, py_side = _both(lambda: [rehydrate(huge, registry, Order, policy="audit")])
-    assert c_side == py_side
+    for version in (2**70, 2**63 - 1):  # beyond a C long long, and its last value
+        huge = [*events[:5], RawEvent(events[5].stream, version, events[5].type,
+                                      events[5].data)]
+        c_side, py_side = _both(lambda huge=huge: [rehydrate(huge, registry, Order,
+                                                             policy="audit")])
+        assert c_side == py_side
     not_raw = [*events[:3], {"stream": events[3].stream}]
     c_side, py_side = _both(lambda: [rehydrate(not_raw, registry, Order)])  # type: ignore[list-item]
     assert c_side == py_side and c_side[0] == "UsageError"
