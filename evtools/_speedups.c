@@ -504,7 +504,7 @@ typedef struct {
 typedef struct {
     long long expected, top, seen, applied, applied_version;
     PyObject *last_id, *prev_time, *prev_text, *applied_id, *applied_time, *stream;
-    int clean;
+    int clean, adopt;
 } Local;
 
 /* raw.<field> of an exact RawEvent, a new reference (its slot read directly) */
@@ -580,10 +580,9 @@ local_load(Local *L, PyObject *r)
         return -1;
     if (L->prev_text != Py_None && !PyUnicode_CheckExact(L->prev_text))
         return 0;
-    /* clean: a stream, no reorder buffer, not halted, no snapshot to verify or skip */
-    L->clean = 0;
-    if (L->stream == Py_None)
-        return 1;
+    /* clean: a stream, no reorder buffer, not halted, no snapshot to verify or skip; the
+     * stream may be named by the first event instead (adopt) */
+    L->clean = L->adopt = 0;
     PyObject *v = PyObject_GetAttr(r, s_buffer);
     if (v == NULL)
         return -1;
@@ -610,7 +609,8 @@ local_load(Local *L, PyObject *r)
     Py_DECREF(v);
     if (in_prefix < 0)
         return -1;
-    L->clean = !in_prefix;
+    L->clean = !in_prefix && L->stream != Py_None;
+    L->adopt = !in_prefix && L->stream == Py_None;
     return 1;
 }
 
@@ -991,6 +991,14 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
         if ((rid = raw_get(f, raw, F_ID)) == NULL
                 || (rstream = raw_get(f, raw, F_STREAM)) == NULL)
             goto error;
+        if (L.adopt) {  /* the first event names the stream, as feed() does */
+            if (PyObject_SetAttr(r, s_stream, rstream) < 0)
+                goto error;
+            Py_INCREF(rstream);
+            Py_XSETREF(L.stream, rstream);
+            L.adopt = 0;
+            L.clean = 1;
+        }
         int usual = L.clean && version == L.expected;
         if (usual && rstream != L.stream) {
             int same = PyObject_RichCompareBool(rstream, L.stream, Py_EQ);
