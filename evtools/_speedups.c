@@ -317,6 +317,25 @@ static const unsigned char AFTER_SCALAR[256] = {
 
 static int scan_value(Scanner *s, int depth);
 
+/* After an item of an object or array: 1 past a comma (another item follows), 0 past
+ * `close`, -1 at anything else. */
+static int
+next_item(Scanner *s, unsigned char close)
+{
+    skip_space(s);
+    if (s->p < s->end) {
+        if (*s->p == ',') {
+            s->p++;
+            return 1;
+        }
+        if (*s->p == close) {
+            s->p++;
+            return 0;
+        }
+    }
+    return -1;
+}
+
 static int
 scan_object(Scanner *s, int depth)
 {
@@ -352,19 +371,13 @@ scan_object(Scanner *s, int depth)
         int found = scan_value(s, depth);
         if (found != NO_DUPLICATE)
             return found;
-        skip_space(s);
-        if (s->p >= s->end)
+        int more = next_item(s, '}');
+        if (more < 0)
             return UNKNOWN;
-        if (*s->p == ',') {
-            s->p++;
-            continue;
-        }
-        if (*s->p == '}') {
-            s->p++;
+        if (!more) {
             s->nkeys = base;  /* this object's keys are done with */
             return NO_DUPLICATE;
         }
-        return UNKNOWN;
     }
 }
 
@@ -381,18 +394,11 @@ scan_array(Scanner *s, int depth)
         int found = scan_value(s, depth);
         if (found != NO_DUPLICATE)
             return found;
-        skip_space(s);
-        if (s->p >= s->end)
+        int more = next_item(s, ']');
+        if (more < 0)
             return UNKNOWN;
-        if (*s->p == ',') {
-            s->p++;
-            continue;
-        }
-        if (*s->p == ']') {
-            s->p++;
+        if (!more)
             return NO_DUPLICATE;
-        }
-        return UNKNOWN;
     }
 }
 
@@ -935,6 +941,22 @@ aware_datetimes_in_order(PyObject *when, PyObject *prev)
     return PyObject_RichCompareBool(when, prev, Py_GE);  /* -1 on error */
 }
 
+/* rehydration._check_time(when, raw), given the previous time it compares with */
+static int
+check_time(Local *L, PyObject *r, PyObject *when, PyObject *raw)
+{
+    if (PyObject_SetAttr(r, s_prev_time, L->prev_time) < 0
+            || PyObject_SetAttr(r, s_prev_text, L->prev_text) < 0)
+        return -1;
+    PyObject *args[3] = {r, when, raw};
+    PyObject *res = PyObject_VectorcallMethod(s_check_time, args,
+                                              3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (res == NULL)
+        return -1;
+    Py_DECREF(res);
+    return 0;
+}
+
 static PyObject *
 folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1065,17 +1087,8 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
             int checked = L.prev_time == Py_None  /* the first time: nothing before it */
                 || (L.prev_text != Py_None && (text_in_order(text, L.prev_text)
                                               || late_within(text, L.prev_text, tolerance)));
-            if (!checked) {
-                if (PyObject_SetAttr(r, s_prev_time, L.prev_time) < 0
-                        || PyObject_SetAttr(r, s_prev_text, L.prev_text) < 0)
-                    goto error;
-                PyObject *a[3] = {r, when, raw};
-                PyObject *res = PyObject_VectorcallMethod(
-                    s_check_time, a, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-                if (res == NULL)
-                    goto error;
-                Py_DECREF(res);
-            }
+            if (!checked && check_time(&L, r, when, raw) < 0)
+                goto error;
             Py_INCREF(when);
             Py_XSETREF(L.prev_time, when);
             Py_INCREF(text);
@@ -1091,17 +1104,8 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
                 int in_order = aware_datetimes_in_order(when, L.prev_time);
                 if (in_order < 0)
                     goto error;
-                if (!in_order) {
-                    if (PyObject_SetAttr(r, s_prev_time, L.prev_time) < 0
-                            || PyObject_SetAttr(r, s_prev_text, L.prev_text) < 0)
-                        goto error;
-                    PyObject *a[3] = {r, when, raw};
-                    PyObject *res = PyObject_VectorcallMethod(
-                        s_check_time, a, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-                    if (res == NULL)
-                        goto error;
-                    Py_DECREF(res);
-                }
+                if (!in_order && check_time(&L, r, when, raw) < 0)
+                    goto error;
                 Py_INCREF(when);
                 Py_XSETREF(L.prev_time, when);
                 Py_INCREF(Py_None);
@@ -1429,20 +1433,10 @@ PyInit__speedups(void)
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL || intern_names() < 0)
         return NULL;
-    if (PyType_Ready(&TimestampHookType) < 0 || PyType_Ready(&FolderType) < 0)
-        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    Py_INCREF(&TimestampHookType);
-    if (PyModule_AddObject(m, "TimestampHook", (PyObject *)&TimestampHookType) < 0) {
-        Py_DECREF(&TimestampHookType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    Py_INCREF(&FolderType);
-    if (PyModule_AddObject(m, "Folder", (PyObject *)&FolderType) < 0) {
-        Py_DECREF(&FolderType);
+    if (PyModule_AddType(m, &TimestampHookType) < 0 || PyModule_AddType(m, &FolderType) < 0) {
         Py_DECREF(m);
         return NULL;
     }
