@@ -34,22 +34,24 @@ class MemoryStore(EventStore):
 
     def __init__(self, *, name: str = "memory:") -> None:
         self.url = name
+        # what messages start with: "memory: stream 'x' ...", not "memory:: stream 'x' ..."
+        self._where = name[:-1] if name.endswith(":") and len(name) > 1 else name
         self._lock = threading.Lock()
         self._streams: dict[str, list[RawEvent]] = {}
         self._all: list[RawEvent] = []
 
     def append(self, stream: str, events: Sequence[AppendEvent],
                expected_version: ExpectedVersion = ANY) -> int:
-        expected = validate_append(self.url, stream, events, expected_version)
+        expected = validate_append(self._where, stream, events, expected_version)
         with self._lock:
             current = self._streams.get(stream)
             actual = len(current) - 1 if current else None
-            check_expected(self.url, stream, expected, actual)
+            check_expected(self._where, stream, expected, actual)
             first = 0 if actual is None else actual + 1
             position = len(self._all) + 1
             # prepare everything before touching the lists: all or nothing
             new = [p.to_raw(stream, first + i, position + i)
-                   for i, p in enumerate(prepare_events(self.url, stream, events, first))]
+                   for i, p in enumerate(prepare_events(self._where, stream, events, first))]
             if current is None:
                 current = self._streams[stream] = []
             current.extend(new)
@@ -73,19 +75,19 @@ class MemoryStore(EventStore):
 
     def read_stream(self, stream: str, from_version: int = 0, *,
                     limit: int | None = None) -> Iterator[RawEvent]:
-        check_start(from_version, "from_version", self.url, stream)
-        limit = check_limit(limit, self.url)
+        check_start(from_version, "from_version", self._where, stream)
+        limit = check_limit(limit, self._where)
         with self._lock:
             events = self._streams.get(stream)
         if events is None:
-            raise StreamNotFound(f"{self.url}: stream {stream!r} does not exist",
+            raise StreamNotFound(f"{self._where}: stream {stream!r} does not exist",
                                  stream=stream)
         return self._iterate(events, from_version, limit)
 
     def read_all(self, from_position: int = 0, *,
                  limit: int | None = None) -> Iterator[RawEvent]:
-        check_start(from_position, "from_position", self.url)
-        limit = check_limit(limit, self.url)
+        check_start(from_position, "from_position", self._where)
+        limit = check_limit(limit, self._where)
         # positions are 1..n without gaps: position p sits at index p - 1
         return self._iterate(self._all, max(from_position - 1, 0), limit)
 
