@@ -1101,8 +1101,9 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
                     goto error;
             }
             if (when != Py_None) {
-                int in_order = aware_datetimes_in_order(when, L.prev_time);
-                if (in_order < 0)
+                int in_order = 1;  /* the first time: nothing before it */
+                if (L.prev_time != Py_None
+                        && (in_order = aware_datetimes_in_order(when, L.prev_time)) < 0)
                     goto error;
                 if (!in_order && check_time(&L, r, when, raw) < 0)
                     goto error;
