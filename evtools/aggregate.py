@@ -616,12 +616,15 @@ class Aggregate:
             if plan.plain:  # the fields are in __dict__: look at their types in one C call
                 state = self.__dict__
                 if not settled.issuperset(map(type, state.values())):
-                    fields = plan.fields
-                    # all or nothing: the read-only values go in once every field passed
-                    done = {name: _deep_freeze(value, settled)
-                            for name, value in state.items()
-                            if type(value) not in settled and name in fields
-                            and _needs_freezing(type(value), settled)}
+                    # all or nothing: the read-only values go in once every field passed;
+                    # (a loop over the names: one over state.items() allocates per item)
+                    done = {}
+                    get = state.get
+                    for name in plan.names:
+                        value = get(name)
+                        kind = type(value)
+                        if kind not in settled and _needs_freezing(kind, settled):
+                            done[name] = _deep_freeze(value, settled)
                     state.update(done)  # replaces values only: no resize
             else:
                 done = {}
