@@ -1514,6 +1514,9 @@ def _problems_of(raw: RawEvent, registry: Registry) -> list[_Problem]:
     return []
 
 
+_MISSING_STEP = re.compile(r"no upcaster for .* from v(\d+) ")
+
+
 def _explain_upcast(raw: RawEvent, registry: Registry, error: UpcastError) -> list[_Problem]:
     """An old event no upcaster chain turns into its current class: when the event does
     not even fit the class of its own version, those field problems say why; otherwise
@@ -1530,8 +1533,11 @@ def _explain_upcast(raw: RawEvent, registry: Registry, error: UpcastError) -> li
     if not problems and (raw.type, raw.schema_version) in registry:
         message = (f"fits {own.__qualname__}, its class for v{raw.schema_version}, but decode "
                    f"lifts every event to v{registry.latest_version(raw.type)}: "
-                   f"{error.message} (registry.add_upcaster({raw.type!r}, "
-                   f"{raw.schema_version}, fn) adds one)")
+                   f"{error.message}")
+        missing = _MISSING_STEP.match(error.message)  # not when one exists and fails
+        if missing is not None:
+            message += f" (registry.add_upcaster({raw.type!r}, {missing.group(1)}, fn) " \
+                       "adds one)"
     return [*problems, _Problem("unreachable", path, _field_of(path), message)]
 
 

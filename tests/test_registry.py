@@ -399,9 +399,73 @@ def test_a_dict_step_before_a_typed_one() -> None:
     forgets.register(V3, name="Placed", version=3)
     forgets.add_upcaster("Placed", 1, lambda p: {"order_id": 1, "total": 1})
     forgets.add_upcaster("Placed", 2, lambda e: e, typed=True)
-    with pytest.raises(UpcastError, match=r"upcast Placed to v2 produced a payload TypedV2 "
-                                          r"rejects: .*currency"):
+    with pytest.raises(UpcastError, match=r"upcast Placed v1 -> v2 produced a payload "
+                                          r"TypedV2 rejects: .*currency") as info:
         forgets.decode(raw(b'{"id":1}', type="Placed", schema_version=1))
+    assert info.value.context.schema_version == 1  # the stored version, as for dict chains
+    assert info.value.context.stream == "order-7"
+
+
+class LaxV2(msgspec.Struct, frozen=True):  # ignores fields it does not declare
+    order_id: Int64
+    total: Decimal
+    currency: str
+
+
+@pytest.mark.parametrize("v2", [TypedV2, LaxV2], ids=["strict v2", "lax v2"])
+def test_every_decode_of_a_chain_follows_the_unknown_field_policy(v2: type) -> None:
+    def chain(policy: Any) -> Registry:  # v1 (dict) -> v2 (typed) -> v3
+        reg = Registry(unknown_fields=policy)
+        reg.register(v2, name="Placed", version=2)
+        reg.register(V3, name="Placed", version=3)
+        reg.add_upcaster("Placed", 1, lambda p: {**p, "currency": "EUR"})
+        reg.add_upcaster("Placed", 2, lambda e: V3(e.order_id, e.total, e.currency, "web"),
+                         typed=True)
+        return reg
+
+    extra = raw(b'{"order_id":1,"total":2,"tag":"a"}', type="Placed", schema_version=1)
+    with pytest.raises(SchemaError, match="unknown field 'tag'") if v2 is LaxV2 else \
+            pytest.raises(UpcastError, match="unknown field `tag`"):
+        chain("reject").decode(extra)
+    keep = chain("keep")
+    decoded = keep.decode_verbose(extra)
+    assert decoded.event == V3(1, Decimal(2), "EUR", "web")
+    assert decoded.unknown == {"/tag": "a"}
+    assert keep.unknown_field_counts[("Placed", 2, "/tag")] == 1
+
+
+def test_a_typed_first_step_keeps_and_reports_unknown_fields() -> None:
+    keep = typed_registry()
+    keep.unknown_fields = "keep"
+    extra = raw(b'{"order_id":1,"amount":2,"gift":true}', type="Placed", schema_version=1)
+    decoded = keep.decode_verbose(extra)
+    assert decoded.event.total == 2 and decoded.unknown == {"/gift": True}
+    assert keep.unknown_field_counts[("Placed", 1, "/gift")] == 1  # the class without it
+
+
+def test_a_typed_upcaster_returns_its_class_and_nothing_else() -> None:
+    reg = Registry()
+    reg.register(TypedV1, name="Placed", version=1)
+    reg.register(TypedV2, name="Placed", version=2)
+    reg.add_upcaster("Placed", 1, lambda e: {"order_id": 1, "total": 1, "currency": "EUR"},
+                     typed=True)
+    with pytest.raises(UpcastError, match=r"typed upcaster Placed v1 -> v2 returned dict, "
+                                          r"not TypedV2"):
+        reg.decode(raw(V1_PAYLOAD, type="Placed", schema_version=1))
+
+
+def test_an_input_error_from_an_upcaster_gets_the_events_context() -> None:
+    reg = Registry()
+    reg.register(V3, name="Placed", version=3)
+
+    def refuse(p: dict[str, Any]) -> dict[str, Any]:
+        raise SchemaError("amounts in old events must be positive", path="/amount")
+
+    reg.add_upcaster("Placed", 1, refuse, to_version=3)
+    with pytest.raises(SchemaError, match="must be positive") as info:
+        reg.decode(raw(b'{"order_id":1,"amount":-1}', type="Placed", schema_version=1))
+    assert (info.value.context.stream, info.value.context.version,
+            info.value.context.path) == ("order-7", 41, "/amount")
 
 
 def test_typed_upcaster_errors_name_the_step() -> None:

@@ -706,6 +706,13 @@ def test_check_events_no_class_or_upcaster_reaches() -> None:
     assert problem.detail.startswith("fits PlacedV1, its class for v1, but decode lifts every "
                                      "event to v2: ")
     assert "registry.add_upcaster('Placed', 1, fn) adds one" in problem.detail
+    wrong = Registry()  # an upcaster exists but returns the wrong class: no such hint
+    wrong.register(PlacedV1, name="Placed", version=1)
+    wrong.register(Placed, name="Placed", version=2)
+    wrong.add_upcaster("Placed", 1, lambda e: e, typed=True)
+    [problem] = S.check([raw("Placed", {"id": 1, "kind": "a"})], wrong).problems
+    assert "returned PlacedV1, not Placed" in problem.detail
+    assert "adds one" not in problem.detail
 
 
 def test_check_takes_a_registry_not_its_factory() -> None:
