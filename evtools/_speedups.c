@@ -511,6 +511,8 @@ typedef struct {
     long long expected, top, seen, applied, applied_version;
     PyObject *last_id, *prev_time, *prev_text, *applied_id, *applied_time, *stream;
     int clean, adopt;
+    int loaded;  /* the fields hold the rehydration's state (local_load succeeded) */
+    int synced;  /* ... and the rehydration holds the fields' (nothing to store) */
 } Local;
 
 /* raw.<field> of an exact RawEvent, a new reference (its slot read directly) */
@@ -572,6 +574,7 @@ get_into(PyObject *obj, PyObject *name, PyObject **slot)
 static int
 local_load(Local *L, PyObject *r)
 {
+    L->loaded = 0;
     int ok;
     if ((ok = get_ll(r, s_expected, &L->expected)) <= 0) return ok;
     if ((ok = get_ll(r, s_max_seen, &L->top)) <= 0) return ok;
@@ -617,6 +620,7 @@ local_load(Local *L, PyObject *r)
         return -1;
     L->clean = !in_prefix && L->stream != Py_None;
     L->adopt = !in_prefix && L->stream == Py_None;
+    L->loaded = L->synced = 1;
     return 1;
 }
 
@@ -645,23 +649,118 @@ local_store(Local *L, PyObject *r)
             || PyObject_SetAttr(r, s_applied_id, L->applied_id) < 0
             || PyObject_SetAttr(r, s_applied_time, L->applied_time) < 0)
         return -1;
+    L->synced = 1;
     return 0;
 }
 
-/* store(); r.method(*args); load(): 1 ok, 0 the state no longer fits C, -1 error */
+/* The exception raised (normalized, with its traceback), taken off the error indicator. */
+static PyObject *
+fetch_exception(void)
+{
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (tb != NULL && exc != NULL)
+        PyException_SetTraceback(exc, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return exc;
+}
+
+/* store(); r.method(*args); load(), as feed_all's Python loop does it. `handling`, when
+ * not NULL, is the exception being handled during the call (as inside an except block),
+ * so that what the method raises has it as its __context__. 1 ok, 0 the state no longer
+ * fits C, -1 error. */
 static int
-call_slow(Local *L, PyObject *r, PyObject *method, PyObject *a, PyObject *b, PyObject *c)
+call_slow(Local *L, PyObject *r, PyObject *method, PyObject *a, PyObject *b, PyObject *c,
+          PyObject *handling)
 {
     if (local_store(L, r) < 0)
         return -1;
     PyObject *args[4] = {r, a, b, c};
     size_t n = 1 + (a != NULL) + (b != NULL) + (c != NULL);
+    PyObject *saved_type = NULL, *saved = NULL, *saved_tb = NULL;
+    if (handling != NULL) {
+        PyErr_GetExcInfo(&saved_type, &saved, &saved_tb);
+        PyErr_SetExcInfo(Py_NewRef((PyObject *)Py_TYPE(handling)), Py_NewRef(handling),
+                         PyException_GetTraceback(handling));
+    }
     PyObject *res = PyObject_VectorcallMethod(method, args, n | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                               NULL);
+    if (handling != NULL)
+        PyErr_SetExcInfo(saved_type, saved, saved_tb);
     if (res == NULL)
         return -1;
     Py_DECREF(res);
     return local_load(L, r);
+}
+
+/* The invariants after `event`, as feed_all runs them: a check that does not hold (False,
+ * a message, an exception) goes to run_invariant for its message, and that to
+ * rehydration._invariant_violated. 0, or -1 with an error set. */
+static int
+run_invariants(Folder *f, PyObject *r, PyObject *agg, PyObject *event, PyObject *raw)
+{
+    PyObject *checks = PyDict_GetItemWithError(f->invariants, (PyObject *)Py_TYPE(event));
+    if (checks == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    /* our own reference: a check may replace the table's entry while it runs */
+    if ((checks = PySequence_Tuple(checks)) == NULL)
+        return -1;
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(checks) && rc == 0; i++) {
+        PyObject *spec = PyTuple_GET_ITEM(checks, i);
+        if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 3) {
+            PyErr_SetString(PyExc_TypeError, "invariant table entries are "
+                            "(name, check, takes_event)");
+            rc = -1;
+            break;
+        }
+        PyObject *name = PyTuple_GET_ITEM(spec, 0), *check = PyTuple_GET_ITEM(spec, 1);
+        int takes_event = PyObject_IsTrue(PyTuple_GET_ITEM(spec, 2));
+        if (takes_event < 0) {
+            rc = -1;
+            break;
+        }
+        PyObject *cargs[2] = {agg, event};
+        PyObject *outcome = PyObject_Vectorcall(check, cargs, takes_event ? 2 : 1, NULL);
+        if (outcome == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+                rc = -1;
+                break;
+            }
+            PyErr_Clear();  /* run_invariant says how it failed */
+        }
+        else {
+            int holds = outcome == Py_True || outcome == Py_None;
+            Py_DECREF(outcome);
+            if (holds)
+                continue;
+        }
+        PyObject *bound = PyObject_GetAttr(agg, name);
+        if (bound == NULL) {
+            rc = -1;
+            break;
+        }
+        PyObject *margs[3] = {name, bound, takes_event ? event : f->no_event};
+        PyObject *message = PyObject_Vectorcall(f->run_invariant, margs, 3, NULL);
+        Py_DECREF(bound);
+        if (message == NULL) {
+            rc = -1;
+            break;
+        }
+        if (message != Py_None) {
+            PyObject *vargs[3] = {r, raw, message};
+            PyObject *done = PyObject_VectorcallMethod(
+                s_invariant_violated, vargs, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            if (done == NULL)
+                rc = -1;
+            Py_XDECREF(done);
+        }
+        Py_DECREF(message);
+    }
+    Py_DECREF(checks);
+    return rc;
 }
 
 /* Registry._decode_upcast in C, for how = (first, steps, classes) of
@@ -736,21 +835,35 @@ fold_decode(Folder *f, PyObject *raw)
 {
     if (f->fast_decoders == Py_None)
         return PyObject_CallOneArg(f->decode, raw);
-    PyObject *type = NULL, *sv = NULL, *ct = NULL, *data = NULL, *event = NULL;
-    type = raw_get(f, raw, F_TYPE);
-    if (type == NULL)
-        return NULL;
-    PyObject *entry = PyDict_GetItemWithError(f->fast_decoders, type);  /* borrowed */
+    PyObject *type = NULL, *entry = NULL, *sv = NULL, *ct = NULL, *data = NULL,
+        *steps = NULL, *event = NULL;
+    int python = 1;  /* hand the event to rehydration._decode (the registry) */
+    if ((type = raw_get(f, raw, F_TYPE)) == NULL || (sv = raw_get(f, raw, F_SCHEMA_VERSION))
+            == NULL || (ct = raw_get(f, raw, F_CONTENT_TYPE)) == NULL
+            || (data = raw_get(f, raw, F_DATA)) == NULL)
+        goto error;
+    /* what is not a str, an int or bytes: the registry says what is wrong with it */
+    if (!PyUnicode_CheckExact(type) || !PyLong_CheckExact(sv) || !PyBytes_CheckExact(data)
+            || PyBytes_GET_SIZE(data) > f->max_payload)
+        goto done;
+    if (ct != f->json_content_type) {
+        int same = PyUnicode_CheckExact(ct) ? PyUnicode_Compare(ct, f->json_content_type)
+                                            : -1;
+        if (same == -1 && PyErr_Occurred())
+            goto error;
+        if (same != 0)
+            goto done;
+    }
+    /* owned: a decode may run user code (an upcaster, __post_init__) that changes them */
+    entry = PyDict_GetItemWithError(f->fast_decoders, type);
     if (entry == NULL) {
         if (PyErr_Occurred())
             goto error;
-        goto python;
+        goto done;
     }
+    Py_INCREF(entry);
     if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3)
-        goto python;
-    if ((sv = raw_get(f, raw, F_SCHEMA_VERSION)) == NULL)
-        goto error;
-    PyObject *steps = NULL;  /* how an older version is lifted (borrowed) */
+        goto done;
     if (sv != PyTuple_GET_ITEM(entry, 0)) {
         int same = PyObject_RichCompareBool(sv, PyTuple_GET_ITEM(entry, 0), Py_EQ);
         if (same < 0)
@@ -758,68 +871,48 @@ fold_decode(Folder *f, PyObject *raw)
         if (!same) {
             PyObject *upcasts = PyTuple_GET_ITEM(entry, 2);
             if (!PyDict_CheckExact(upcasts))
-                goto python;
+                goto done;
             steps = PyDict_GetItemWithError(upcasts, sv);
             if (steps == NULL) {
                 if (PyErr_Occurred())
                     goto error;
-                goto python;
+                goto done;
             }
-        }
-    }
-    if ((ct = raw_get(f, raw, F_CONTENT_TYPE)) == NULL)
-        goto error;
-    if (ct != f->json_content_type) {
-        int same = PyObject_RichCompareBool(ct, f->json_content_type, Py_EQ);
-        if (same < 0)
-            goto error;
-        if (!same)
-            goto python;
-    }
-    if ((data = raw_get(f, raw, F_DATA)) == NULL)
-        goto error;
-    if (!PyBytes_CheckExact(data) || PyBytes_GET_SIZE(data) > f->max_payload)
-        goto python;
-    if (steps != NULL) {
-        event = fold_upcast(f, data, steps, PyTuple_GET_ITEM(entry, 1));
-        if (event == NULL) {
-            if (PyErr_Occurred())
+            Py_INCREF(steps);
+            event = fold_upcast(f, data, steps, PyTuple_GET_ITEM(entry, 1));
+            if (event == NULL && PyErr_Occurred())
                 goto error;
-            goto python;
+            python = event == NULL;
+            goto done;
         }
-        goto done;
     }
     event = PyObject_CallOneArg(PyTuple_GET_ITEM(entry, 1), data);
     if (event == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_Exception))
             goto error;
         PyErr_Clear();  /* the registry decodes again and says what is wrong, in context */
-        goto python;
+        goto done;
     }
-    if (f->reject_duplicates) {
-        if (scan_document(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)) != NO_DUPLICATE) {
-            Py_CLEAR(event);  /* a repeat, or cannot tell: the registry's exact check */
-            goto python;
-        }
+    if (f->reject_duplicates
+            && scan_document(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)) != NO_DUPLICATE) {
+        Py_CLEAR(event);  /* a repeat, or cannot tell: the registry's exact check */
+        goto done;
     }
+    python = 0;
 done:
-    Py_DECREF(type);
-    Py_DECREF(sv);
-    Py_DECREF(ct);
-    Py_DECREF(data);
+    Py_XDECREF(type);
+    Py_XDECREF(entry);
+    Py_XDECREF(sv);
+    Py_XDECREF(ct);
+    Py_XDECREF(data);
+    Py_XDECREF(steps);
+    if (python)
+        return PyObject_CallOneArg(f->decode, raw);
     return event;
-python:
-    Py_XDECREF(type);
-    Py_XDECREF(sv);
-    Py_XDECREF(ct);
-    Py_XDECREF(data);
-    return PyObject_CallOneArg(f->decode, raw);
 error:
-    Py_XDECREF(type);
-    Py_XDECREF(sv);
-    Py_XDECREF(ct);
-    Py_XDECREF(data);
-    return NULL;
+    python = 0;
+    Py_CLEAR(event);
+    goto done;
 }
 
 /* getattr(obj, name, <absent>) without building the AttributeError where the type allows:
@@ -978,7 +1071,7 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
     }
     Local L = {0};
     PyObject *agg = NULL, *raw = NULL, *version_obj = NULL, *rid = NULL, *rstream = NULL,
-        *event = NULL, *when = NULL, *text = NULL, *handed_back = NULL;
+        *event = NULL, *when = NULL, *text = NULL, *pending = NULL, *handed_back = NULL;
     int ok;
     if ((agg = PyObject_GetAttr(r, s_aggregate)) == NULL)
         goto error;
@@ -993,6 +1086,7 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
         Py_CLEAR(event);
         Py_CLEAR(when);
         Py_CLEAR(text);
+        Py_CLEAR(pending);
         Py_XSETREF(raw, PyIter_Next(it));
         if (raw == NULL) {
             if (PyErr_Occurred())
@@ -1045,7 +1139,7 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
         if (event == NULL) {
             if (!PyErr_ExceptionMatches(f->input_error))
                 goto error;
-            PyErr_Clear();
+            pending = fetch_exception();
             goto feed;  /* decodes again and reports it */
         }
         if (f->id_field != Py_None) {
@@ -1070,6 +1164,7 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
                     goto feed;
             }
         }
+        L.synced = 0;  /* from here the fields are ahead of the rehydration */
         L.seen++;
         L.expected = version + 1;
         L.top = version;
@@ -1113,8 +1208,7 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
                 Py_XSETREF(L.prev_text, Py_None);
             }
         }
-        PyTypeObject *cls = Py_TYPE(event);
-        PyObject *handler = PyDict_GetItemWithError(f->handlers, (PyObject *)cls);
+        PyObject *handler = PyDict_GetItemWithError(f->handlers, (PyObject *)Py_TYPE(event));
         if (handler == NULL) {
             if (PyErr_Occurred())
                 goto error;
@@ -1128,27 +1222,21 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
                 }
                 continue;
             }
-            if ((ok = call_slow(&L, r, s_unhandled, raw, event, when)) < 0)
+            if ((ok = call_slow(&L, r, s_unhandled, raw, event, when, NULL)) < 0)
                 goto error;
             if (ok == 0)
                 goto hand_back_nothing;
             continue;
         }
+        Py_INCREF(handler);  /* ours while it runs: it may change the table */
         PyObject *hargs[2] = {agg, event};
         PyObject *res = PyObject_Vectorcall(handler, hargs, 2, NULL);
+        Py_DECREF(handler);
         if (res == NULL) {
             if (!PyErr_ExceptionMatches(PyExc_Exception))
                 goto error;
-            PyObject *etype, *exc, *tb;
-            PyErr_Fetch(&etype, &exc, &tb);
-            PyErr_NormalizeException(&etype, &exc, &tb);
-            if (tb != NULL)
-                PyException_SetTraceback(exc, tb);
-            Py_XDECREF(etype);
-            Py_XDECREF(tb);
-            ok = call_slow(&L, r, s_handler_failed, raw, event, exc);
-            Py_DECREF(exc);
-            if (ok < 0)
+            pending = fetch_exception();
+            if ((ok = call_slow(&L, r, s_handler_failed, raw, event, pending, pending)) < 0)
                 goto error;
             if (ok == 0)
                 goto hand_back_nothing;
@@ -1163,60 +1251,11 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
             Py_INCREF(when);
             Py_XSETREF(L.applied_time, when);
         }
-        PyObject *checks = PyDict_GetItemWithError(f->invariants, (PyObject *)cls);
-        if (checks == NULL && PyErr_Occurred())
+        if (run_invariants(f, r, agg, event, raw) < 0)
             goto error;
-        if (checks != NULL && PyTuple_CheckExact(checks)) {
-            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(checks); i++) {
-                PyObject *spec = PyTuple_GET_ITEM(checks, i);
-                if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 3) {
-                    PyErr_SetString(PyExc_TypeError, "invariant table entries are "
-                                    "(name, check, takes_event)");
-                    goto error;
-                }
-                PyObject *name = PyTuple_GET_ITEM(spec, 0);
-                PyObject *check = PyTuple_GET_ITEM(spec, 1);
-                int takes_event = PyObject_IsTrue(PyTuple_GET_ITEM(spec, 2));
-                if (takes_event < 0)
-                    goto error;
-                PyObject *cargs[2] = {agg, event};
-                PyObject *outcome = PyObject_Vectorcall(check, cargs, takes_event ? 2 : 1,
-                                                        NULL);
-                if (outcome == NULL) {
-                    if (!PyErr_ExceptionMatches(PyExc_Exception))
-                        goto error;
-                    PyErr_Clear();  /* run_invariant says how it failed */
-                }
-                else {
-                    int holds = outcome == Py_True || outcome == Py_None;
-                    Py_DECREF(outcome);
-                    if (holds)
-                        continue;
-                }
-                PyObject *bound = PyObject_GetAttr(agg, name);
-                if (bound == NULL)
-                    goto error;
-                PyObject *margs[3] = {name, bound, takes_event ? event : f->no_event};
-                PyObject *message = PyObject_Vectorcall(f->run_invariant, margs, 3, NULL);
-                Py_DECREF(bound);
-                if (message == NULL)
-                    goto error;
-                if (message != Py_None) {
-                    PyObject *vargs[3] = {r, raw, message};
-                    PyObject *done = PyObject_VectorcallMethod(
-                        s_invariant_violated, vargs, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-                    if (done == NULL) {
-                        Py_DECREF(message);
-                        goto error;
-                    }
-                    Py_DECREF(done);
-                }
-                Py_DECREF(message);
-            }
-        }
         continue;
-feed:
-        if ((ok = call_slow(&L, r, s_feed, raw, NULL, NULL)) < 0)
+feed:  /* while handling `pending`, the decode error, if that is why */
+        if ((ok = call_slow(&L, r, s_feed, raw, NULL, NULL, pending)) < 0)
             goto error;
         if (ok == 0)
             goto hand_back_nothing;
@@ -1242,9 +1281,17 @@ done:
     Py_XDECREF(event);
     Py_XDECREF(when);
     Py_XDECREF(text);
+    Py_XDECREF(pending);
     local_clear(&L);
     return handed_back;
 error:
+    if (L.loaded && !L.synced) {  /* what was applied stays counted, as feed() leaves it */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (local_store(&L, r) < 0)
+            PyErr_Clear();  /* the first error is the one to report */
+        PyErr_Restore(type, value, tb);
+    }
     handed_back = NULL;
     goto done;
 }

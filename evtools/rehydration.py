@@ -86,6 +86,7 @@ import dataclasses
 import enum
 import itertools
 import logging
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -544,6 +545,7 @@ class Rehydration(Generic[A]):
         self._applied_id = ""
         self._applied_time: Any = None
         self._construct(snapshot, verify_snapshot)
+        self._lazy = lazy
         self._decode, self._folder = _fold_plan(registry, aggregate_cls, lazy, self._handlers,
                                                 self._invariants)
 
@@ -675,6 +677,9 @@ class Rehydration(Generic[A]):
         except TypeError:
             raise UsageError(f"events must be an iterable of RawEvent, not "
                              f"{type(events).__name__}", stream=self.stream) from None
+        # the plan again (a cached lookup): the registry may have changed since
+        self._decode, self._folder = _fold_plan(self.registry, self.aggregate_cls,
+                                                self._lazy, self._handlers, self._invariants)
         if self._folder is not None:
             left = self._folder.run(self, events, self._tolerance_ns)
             if left is None:
@@ -706,10 +711,12 @@ class Rehydration(Generic[A]):
         applied_time: Any = None
         stream: str | None = None
         clean = False
+        synced = True  # whether self holds the locals' state (nothing to store)
 
         def load() -> None:
             nonlocal expected, last_id, prev_time, prev_text, prev_suffix, seen, applied
-            nonlocal applied_version, applied_id, applied_time, stream, clean, top
+            nonlocal applied_version, applied_id, applied_time, stream, clean, top, synced
+            synced = True
             expected = self.expected
             top = self._max_seen
             last_id = self._last_id
@@ -726,6 +733,8 @@ class Rehydration(Generic[A]):
                      and self._verify is None and not self._in_prefix)
 
         def store() -> None:
+            nonlocal synced
+            synced = True
             self.expected = expected  # type: ignore[assignment]
             self._last_id = last_id  # type: ignore[assignment]
             self._prev_time = prev_time
@@ -765,6 +774,7 @@ class Rehydration(Generic[A]):
                             feed(raw)
                             load()
                             continue
+                synced = False  # from here the locals are ahead of self
                 seen += 1
                 expected = version + 1
                 top = version
@@ -825,9 +835,10 @@ class Rehydration(Generic[A]):
                                                 event if takes_event else _NO_EVENT)
                         if message is not None:
                             self._violate(ViolationKind.INVARIANT, version, message, raw=raw)
-        except AttributeError:
-            if not isinstance(raw, RawEvent):  # a dict, bytes, a decoded event...
+        except BaseException as e:
+            if not synced:  # what was applied stays counted, as feed() leaves it
                 store()
+            if isinstance(e, AttributeError) and not isinstance(raw, RawEvent):
                 raise UsageError(f"events must be RawEvent objects (from a store's "
                                  f"read_stream, RawEvent.new or registry.to_raw), not "
                                  f"{type(raw).__name__}", stream=self.stream) from None
@@ -1131,7 +1142,9 @@ def _fold_plan(registry: Registry, aggregate_cls: type[Aggregate], lazy: bool,
     cache = registry._derived if isinstance(registry, Registry) else None
     key = ("fold", aggregate_cls, lazy, _Folder)  # (_Folder is None in the Python tests)
     settings = (handlers, invariants, aggregate_cls.id_field, aggregate_cls.time_field,
-                aggregate_cls.ignore_unhandled)
+                aggregate_cls.ignore_unhandled, getattr(registry, "duplicate_keys", None),
+                getattr(registry, "max_payload_bytes", None),
+                getattr(registry, "unknown_fields", None))
     if cache is not None:
         hit = cache.get(key)
         # the tables are rebuilt when a method is replaced: then so is the plan
@@ -1152,7 +1165,8 @@ def _fold_plan(registry: Registry, aggregate_cls: type[Aggregate], lazy: bool,
                          lossless_decode=lossless.decode if plain else None,
                          encode=registry._encoder.encode if plain else None,
                          reject_duplicates=plain and registry.duplicate_keys == "reject",
-                         max_payload=registry.max_payload_bytes if plain else 0,
+                         max_payload=min(registry.max_payload_bytes, sys.maxsize)
+                         if plain else 0,
                          json_content_type=JSON_CONTENT_TYPE, handlers=handlers,
                          invariants=invariants, id_field=aggregate_cls.id_field,
                          time_field=aggregate_cls.time_field or None,
