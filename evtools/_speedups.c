@@ -1,8 +1,10 @@
-/* evtools._speedups: two hot-path checks of the typed decode, in C (optional).
+/* evtools._speedups: the hot paths of typed rehydration, in C (optional).
  *
  * The pure-Python versions stay the reference and the fallback (evtools/scalars.py,
- * evtools/_json.py and evtools/_keys.py); the build skips this module where no compiler
- * is found, and every answer here is either the Python one or "ask Python":
+ * evtools/_json.py, evtools/_keys.py, evtools/registry.py and Rehydration._feed_all_python
+ * in evtools/rehydration.py); the build skips this module where no compiler is found, and
+ * every answer here is either the Python one or "ask Python" (tests/test_speedups.py
+ * compares them, and tests/test_rehydration.py runs every test over both loops):
  *
  * TimestampHook(timestamp_cls, fallback)
  *     A msgspec ``dec_hook``. For ``timestamp_cls`` and an ASCII str that is an RFC 3339
@@ -16,6 +18,9 @@
  *     deeper than 64, more than 256 keys open at once, or input that is not well formed).
  *     Keys without escapes are equal exactly when their bytes are, so the byte comparison
  *     is exact.
+ *
+ * Folder(...).run(rehydration, events, tolerance_ns)
+ *     The common case of Rehydration.feed_all (see "the fold" below).
  *
  * timestamp_shape(text) -> bool
  *     The fast path's acceptance test alone (for the property tests).
