@@ -436,7 +436,7 @@ class Registry:
         plan: _Plan | None = None
         target = self._latest.get(event_type)
         if target is not None and version < target:
-            fns: list[Upcaster] = []
+            fns: list[Callable[[Any], Any]] = []
             classes: list[type] = []
             kinds: set[bool] = set()
             current = version  # every step goes to a later version: the loop ends
@@ -643,7 +643,7 @@ class Registry:
         """Lift ``data`` from ``version`` to ``target`` through the upcasters: the payload
         bytes of the latest version, or the typed event when the last step is typed; and
         the unknown fields kept (``unknown_fields="keep"``) by decodes on the way."""
-        steps: list[tuple[int, int, Upcaster, bool]] = []
+        steps: list[tuple[int, int, Callable[[Any], Any], bool]] = []
         seen = [version]
         current = version
         while current != target:

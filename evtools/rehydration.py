@@ -546,8 +546,9 @@ class Rehydration(Generic[A]):
         self._applied_time: Any = None
         self._construct(snapshot, verify_snapshot)
         self._lazy = lazy
-        self._decode, self._folder = _fold_plan(registry, aggregate_cls, lazy, self._handlers,
-                                                self._invariants)
+        # (decode, C loop): worked out when the first event comes (_refresh_plan)
+        self._decode: Callable[[RawEvent], Any] | None = None
+        self._folder: Any = None
 
     # -- construct --------------------------------------------------------------------------
 
@@ -677,20 +678,24 @@ class Rehydration(Generic[A]):
         except TypeError:
             raise UsageError(f"events must be an iterable of RawEvent, not "
                              f"{type(events).__name__}", stream=self.stream) from None
-        # the plan again (a cached lookup): the registry may have changed since
-        self._decode, self._folder = _fold_plan(self.registry, self.aggregate_cls,
-                                                self._lazy, self._handlers, self._invariants)
+        decode = self._refresh_plan()  # each call: the registry may have changed since
         if self._folder is not None:
             left = self._folder.run(self, events, self._tolerance_ns)
             if left is None:
                 return
             if left is not NotImplemented:  # an event the C loop does not take
                 events = itertools.chain((left,), events)
-        self._feed_all_python(events)
+        self._feed_all_python(events, decode)
 
-    def _feed_all_python(self, events: Iterator[RawEvent]) -> None:
+    def _refresh_plan(self) -> Callable[[RawEvent], Any]:
+        """The decode and the C loop for the registry as it is now (a cached lookup)."""
+        self._decode, self._folder = _fold_plan(self.registry, self.aggregate_cls,
+                                                self._lazy, self._handlers, self._invariants)
+        return self._decode
+
+    def _feed_all_python(self, events: Iterator[RawEvent],
+                         decode: Callable[[RawEvent], Any]) -> None:
         """:meth:`feed_all`'s loop in Python (the reference for the C one)."""
-        decode = self._decode
         handlers = self._handlers
         invariants = self._invariants
         agg = self.aggregate
@@ -958,7 +963,7 @@ class Rehydration(Generic[A]):
             return
         self._last_id = raw.id
         try:
-            event = self._decode(raw)
+            event = (self._decode or self._refresh_plan())(raw)
         except (UnknownEventType, UnknownSchemaVersion) as e:
             self._violate(ViolationKind.UNKNOWN_TYPE, version, e.message, raw=raw)
             self._halt(version)
