@@ -92,6 +92,7 @@ __all__ = [
     "OPTIMISATIONS",
     "PATHS",
     "PATH_ALIASES",
+    "UNFOLDED_PATHS",
     "CpuProfile",
     "MemoryProfile",
     "Optimisation",
@@ -1084,6 +1085,8 @@ def _now() -> str:
 #: aliases of ``typed`` and ``typed-materialized`` (the CLI's names).
 PATHS: dict[str, str] = {
     "scan": "read every event of every stream, decode nothing (the I/O floor)",
+    "decode-only": "read every event and decode it (registry, every check of the decode), "
+                   "fold nothing: the floor of any typed path",
     "naive-materialized": "load every event, json.loads every payload into dicts, then "
                           "fold each stream by hand (naive_rehydrate)",
     "naive": "stream by stream: json.loads each payload into a dict and fold it by hand "
@@ -1109,6 +1112,9 @@ PATHS: dict[str, str] = {
                      "store, repository.get() per aggregate",
 }
 PATH_ALIASES = {"streaming": "typed", "materialized": "typed-materialized"}
+
+#: The paths that do not rebuild every order (their statuses are not compared).
+UNFOLDED_PATHS = frozenset({"scan", "decode-only", "rehydrate-store", "eventsourcing"})
 
 #: The before/after pairs of the suite.
 OPTIMISATIONS: tuple[Optimisation, ...] = (
@@ -1335,6 +1341,23 @@ class _Runner:
             for _ in read(s):
                 n += 1
             tally.add(n, None)
+        return tally
+
+    def _decode_only(self) -> _Tally:
+        from .errors import InputError
+
+        tally = _Tally()
+        read = self.store.read_stream
+        decode = self.registry.decode
+        for s in self.streams:
+            n = errors = 0
+            for raw in read(s):
+                n += 1
+                try:
+                    decode(raw)
+                except InputError:
+                    errors += 1
+            tally.add(n, None, errors)
         return tally
 
     def _naive(self) -> _Tally:
@@ -1882,12 +1905,18 @@ def _targets(suite: SuiteResult) -> dict[str, Any]:
             out["typed_allocations_ratio"] = ratio
             out["allocations_ratio_target"] = TARGET_ALLOCATIONS_RATIO
             out["allocations_met"] = ratio <= TARGET_ALLOCATIONS_RATIO
+    if "decode-only" in suite and "naive" in suite:
+        # reading and decoding alone, before any fold: no typed path allocates less
+        floor = _ratio(suite.path("decode-only").allocations_per_event,
+                       suite.path("naive").allocations_per_event)
+        if floor is not None:
+            out["decode_only_allocations_ratio"] = floor
     return out
 
 
 def _check_agreement(results: Sequence[PathResult]) -> None:
     """Warn when paths that fold the whole Order disagree on the final statuses."""
-    full = [r for r in results if r.path not in ("scan", "rehydrate-store", "eventsourcing")]
+    full = [r for r in results if r.path not in UNFOLDED_PATHS]
     seen = {json.dumps(r.check.get("statuses"), sort_keys=True) for r in full}
     if len(seen) > 1:
         log.warning("paths disagree on the order statuses they rebuilt: %s",

@@ -33,6 +33,7 @@ from evtools.profiling import (
     PTRACE_ADVICE,
     SITE_COLUMNS,
     TIMELINE_COLUMNS,
+    UNFOLDED_PATHS,
     CpuProfile,
     MemoryProfile,
     SuiteResult,
@@ -392,7 +393,7 @@ def test_suite_runs_every_path_over_the_same_workload(suite: SuiteResult) -> Non
     assert [p.path for p in suite.paths] == list(PATHS)
     assert suite.n_events >= 800
     statuses = {json.dumps(p.check["statuses"], sort_keys=True) for p in suite.paths
-                if p.path not in ("scan", "rehydrate-store", "eventsourcing")}
+                if p.path not in UNFOLDED_PATHS}
     assert len(statuses) == 1  # every fold rebuilt the same orders
     for p in suite.paths:
         assert p.check["violations"] == 0
@@ -421,7 +422,10 @@ def test_suite_orderings_that_do_not_depend_on_the_machine(suite: SuiteResult) -
         assert abs(per_event("typed") - per_event("typed-last-wins")) < 0.05
     else:  # the key count and the second parse allocate
         assert per_event("typed-last-wins") < per_event("typed")
+    assert per_event("scan") < per_event("decode-only") < per_event("typed")
     assert per_event("scan") < per_event("naive")
+    assert suite.targets["decode_only_allocations_ratio"] == pytest.approx(
+        per_event("decode-only") / per_event("naive"))
 
 
 def test_suite_frames_ratios_and_json(suite: SuiteResult) -> None:
