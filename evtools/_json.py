@@ -191,21 +191,25 @@ class _Pairs:
 
 _MSGSPEC_PATH = re.compile(r" - at `(\$[^`]*)`$")
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `([^`]*)`")
 
 
 def msgspec_path_to_pointer(message: str) -> str:
     """Turn the ``$.items[0].price`` suffix of a msgspec error into ``/items/0/price``.
 
-    Errors about the top-level object itself (missing field, unknown field) have no
-    suffix and map to ``""``, the pointer of the whole document. Map keys (``[...]``)
-    become ``*``.
+    Errors about the top-level object itself have no suffix and map to ``""``, the
+    pointer of the whole document. Map keys (``[...]``) become ``*``. An unknown field is
+    pointed at itself (``/items/0/discount``), as the registry's own unknown-field check
+    and its ``keep`` policy point at it; a missing field, at the object that lacks it.
     """
     m = _MSGSPEC_PATH.search(message)
-    if not m:
-        return ""
-    parts = [escape_pointer_token(key) if key else ("*" if index == "..." else index)
-             for key, index in _PATH_PART.findall(m.group(1)[1:])]
-    return "".join("/" + p for p in parts)
+    pointer = "" if not m else "".join(
+        "/" + (escape_pointer_token(key) if key else ("*" if index == "..." else index))
+        for key, index in _PATH_PART.findall(m.group(1)[1:]))
+    unknown = _UNKNOWN_FIELD.match(message)
+    if unknown:
+        pointer += "/" + escape_pointer_token(unknown.group(1))
+    return pointer
 
 
 def strip_msgspec_path(message: str) -> str:

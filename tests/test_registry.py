@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from evtools._json import msgspec_path_to_pointer
 from evtools.errors import (
     DecodeError,
     EvtoolsError,
@@ -108,7 +109,7 @@ BAD_INPUTS: list[tuple[str, bytes, type[EvtoolsError], str, str | None]] = [
     ("int64 overflow", GOOD.replace(b"9007199254740993", b"9223372036854775808"), SchemaError,
      "<= 9223372036854775807", "/order_id"),
     ("unknown field", GOOD.replace(b'"quantity":2', b'"quantity":2,"discount":1'),
-     SchemaError, "unknown field `discount`", "/lines/0"),
+     SchemaError, "unknown field `discount`", "/lines/0/discount"),
     ("bad uuid", GOOD.replace(b"7f4c2b2e-", b"7f4c2b2x-"), SchemaError, "Invalid UUID",
      "/customer"),
 ]
@@ -128,6 +129,47 @@ def test_bad_input_raises_with_context(registry: Registry, name: str, data: byte
         assert ctx.path == path
     assert info.value.__cause__ is not None or isinstance(info.value, DecodeError)
     assert "order-7" in str(info.value) and "version 41" in str(info.value)
+
+
+@pytest.mark.parametrize("message, pointer", [
+    ("Expected `int`, got `str` - at `$.lines[0].quantity`", "/lines/0/quantity"),
+    ("Object contains unknown field `discount` - at `$.lines[0]`", "/lines/0/discount"),
+    ("Object contains unknown field `a/b~`", "/a~1b~0"),
+    ("Object missing required field `sku` - at `$.lines[0]`", "/lines/0"),
+    ("Expected `str`, got `int` - at `$.tags[...]`", "/tags/*"),
+    ("Expected `object`, got `array`", ""),
+])
+def test_msgspec_messages_become_json_pointers(message: str, pointer: str) -> None:
+    assert msgspec_path_to_pointer(message) == pointer
+
+
+def test_unknown_fields_are_pointed_at_alike_by_msgspec_and_the_registry() -> None:
+    strict = Registry()  # a class that rejects unknown fields itself: msgspec finds them
+    strict.register(Tight, name="Tight")
+    lenient = Registry()  # one that does not: the registry's own walk finds them
+    lenient.register(Loose, name="Loose")
+    pointers = []
+    for reg, name in ((strict, "Tight"), (lenient, "Loose")):
+        with pytest.raises(SchemaError) as info:
+            reg.decode(raw(b'{"inner":{"a":1,"zz":2}}', type=name, schema_version=1))
+        pointers.append(info.value.context.path)
+    assert pointers == ["/inner/zz", "/inner/zz"]
+
+
+class TightInner(msgspec.Struct, forbid_unknown_fields=True):
+    a: int
+
+
+class Tight(msgspec.Struct, forbid_unknown_fields=True):
+    inner: TightInner
+
+
+class LooseInner(msgspec.Struct):
+    a: int
+
+
+class Loose(msgspec.Struct):
+    inner: LooseInner
 
 
 def test_50_mb_string_is_refused_before_parsing(registry: Registry) -> None:
