@@ -1169,6 +1169,21 @@ class _Tally:
                 "violations": self.violations, "statuses": dict(sorted(self.statuses.items()))}
 
 
+class _Failed:
+    """A payload the materialised naive path could not parse, kept until folded."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _unwrap(doc: Any) -> Any:
+    if type(doc) is _Failed:
+        raise doc.error
+    return doc
+
+
 class _FreshDecoders:
     """A registry that builds a new msgspec Decoder for every current-version event (the
     'before' of 'decoders built once'); other events go to the real registry."""
@@ -1375,11 +1390,18 @@ class _Runner:
 
         read = self.store.read_stream
         loaded = [list(read(s)) for s in self.streams]
-        decoded = [[json.loads(raw.data) for raw in raws] for raws in loaded]
+
+        def parse(data: bytes) -> Any:
+            try:
+                return json.loads(data)
+            except Exception as e:  # naive_rehydrate reports it where it meets it
+                return _Failed(e)
+
+        decoded = [[parse(raw.data) for raw in raws] for raws in loaded]
         tally = _Tally()
         for raws, docs in zip(loaded, decoded, strict=True):
             nxt = iter(docs).__next__
-            r = naive_rehydrate(raws, dialect=lambda _data, nxt=nxt: nxt())
+            r = naive_rehydrate(raws, dialect=lambda _data, nxt=nxt: _unwrap(nxt()))
             tally.add(r.events, r.state["status"], len(r.errors))
         return tally
 

@@ -359,16 +359,20 @@ def take_snapshot(aggregate: Aggregate, *, stream: str | None = None) -> Snapsho
         raise UsageError("take_snapshot needs the stream: the aggregate was not rebuilt by "
                          "rehydrate(); pass stream=")
     state = aggregate.snapshot_state_bytes()  # refuses a state that would not restore as is
-    ident = aggregate.aggregate_id
     when = aggregate.last_event_time
     if isinstance(when, datetime):
         when = Timestamp.from_datetime(when)
     return Snapshot(aggregate_type=aggregate.aggregate_type,
-                    aggregate_id=None if ident is None else str(ident),
-                    stream=the_stream, version=aggregate.version,
+                    aggregate_id=_id_text(aggregate), stream=the_stream, version=aggregate.version,
                     schema_version=aggregate.state_version,
                     last_event_id=aggregate.last_event_id, timestamp=when,
                     state_hash=state_hash_of(state), state=msgspec.Raw(state))
+
+
+def _id_text(aggregate: Aggregate) -> str | None:
+    """The aggregate's id as a snapshot's header holds it."""
+    ident = aggregate.aggregate_id
+    return None if ident is None else str(ident)
 
 
 def restore(snapshot: Snapshot, aggregate_cls: type[A], registry: Registry | None = None) -> A:
@@ -581,6 +585,13 @@ class Rehydration(Generic[A]):
                                   f"snapshot state cannot be restored: {e}",
                                   event_type=SNAPSHOT_TYPE, path=e.context.path)
                     snap = None
+                else:
+                    if _id_text(agg) != snap.aggregate_id:
+                        self._violate(ViolationKind.SNAPSHOT_INVALID, snap.version,
+                                      f"the snapshot names aggregate {snap.aggregate_id}, "
+                                      f"but its state is of aggregate {_id_text(agg)}",
+                                      event_type=SNAPSHOT_TYPE)
+                        snap = agg = None
         self._verify: Snapshot | None = snap if verify else None
         self.snapshot: Snapshot | None = None if verify else snap
         self.aggregate: A = agg if agg is not None else cls()
@@ -932,9 +943,11 @@ class Rehydration(Generic[A]):
         # the row is the missing version's: its type and id are unknown, so the event
         # that came next is named in the message only
         self._gaps.append((first, nxt - 1))
+        jump = f"starts at version {nxt}" if first == 0 \
+            else f"jumps from {first - 1} to {nxt}"
         self._violate(ViolationKind.GAP, first,
-                      f"{missing} missing: the stream jumps from {first - 1} to {nxt} "
-                      f"(a {after.type}" + (f", event {after.id})" if after.id else ")"))
+                      f"{missing} missing: the stream {jump} (next: {after.type}"
+                      + (f", event {after.id})" if after.id else ")"))
         self._halt(first)
         self.expected = nxt
         self._drain()
@@ -1065,6 +1078,11 @@ class Rehydration(Generic[A]):
             self._violate(ViolationKind.SNAPSHOT_CONFLICT, snap.version,
                           f"the snapshot was taken after event {snap.last_event_id}, but the "
                           f"stream holds event {raw.id} at version {snap.version}",
+                          event_type=SNAPSHOT_TYPE)
+        elif _id_text(self.aggregate) != snap.aggregate_id:
+            self._violate(ViolationKind.SNAPSHOT_CONFLICT, snap.version,
+                          f"the snapshot names aggregate {snap.aggregate_id}, but the stream "
+                          f"rebuilds aggregate {_id_text(self.aggregate)}",
                           event_type=SNAPSHOT_TYPE)
 
     def _same_state(self, snap: Snapshot) -> bool:
@@ -1771,8 +1789,10 @@ def side_by_side(typed_state: Any, naive_states: Mapping[str, Any], *,
     rows = []
     for p in paths:
         want = typed.get(p, ABSENT)
+        # absent from both is agreement; absent from one side only, a difference
         bad = [name for name, leaves in others.items()
-               if p not in leaves or want is ABSENT or not _same_value(want, leaves[p])]
+               if (p in leaves) is (want is ABSENT)
+               or (want is not ABSENT and not _same_value(want, leaves[p]))]
         if differences_only and not bad:
             continue
         row: dict[str, Any] = {"path": p, "typed": None if want is ABSENT else repr(want)}

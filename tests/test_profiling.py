@@ -541,6 +541,20 @@ def order_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def test_every_path_runs_over_corrupt_payloads_and_counts_them(tmp_path: Path) -> None:
+    from evtools.datagen import write_workload
+    from evtools.stores import open_store
+
+    url = f"sqlite:///{tmp_path / 'corrupt.db'}"
+    with open_store(url, mode="a") as store:
+        write_workload(store, 400, seed=2, faults="corrupt=0.05")
+    with open_store(url, mode="r") as store:
+        streams, _ = profiling._select_streams(store, None)
+        found = {name: profiling._Runner(name, store, streams)().violations
+                 for name in PATHS if name not in ("scan", "eventsourcing")}
+    assert all(found.values()), found  # each path met the bad payloads and said so
+
+
 def _must_not_sample(*args: Any, **kwargs: Any) -> CpuProfile:
     raise AssertionError("py-spy started on a source that cannot be read")
 
