@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -55,13 +57,46 @@ class _Commands(argparse._SubParsersAction):
         return super().add_parser(name, **kwargs)
 
 
+# A file or a pipe is not a screen: rich lays a table out as wide as its cells (it pads
+# lines to the table, not to this width), so nothing is cut short or wrapped.
+_UNLIMITED_WIDTH = 100_000
+
+
 def _console(stderr: bool = False) -> Any:
+    """The console for stdout (or stderr): the terminal's width on a terminal, else
+    unlimited (``evtools ... | grep`` sees whole stream names and ids)."""
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    # piped or redirected: do not squeeze tables into rich's default 80 columns
     return Console(stderr=stderr, highlight=False,
-                   width=None if stream.isatty() else 160)
+                   width=None if stream.isatty() else _UNLIMITED_WIDTH)
+
+
+@contextmanager
+def _writing(out: str) -> Iterator[IO[str]]:
+    """``out`` opened for text (its folder created); any failure to write it, at open,
+    write or close, is a one-line error that names it."""
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", encoding="utf-8") as fh:
+            yield fh
+    except OSError as e:
+        raise UsageError(f"cannot write {out}: {e.strerror or e}") from e
+    log.info("wrote %s", out)
+
+
+@contextmanager
+def _table_output(out: str | None) -> Iterator[Any]:
+    """The console a command's tables go to: stdout, or the file ``out`` as plain text (no
+    ANSI codes) as wide as the tables."""
+    if not out:
+        yield _console()
+        return
+    from rich.console import Console
+
+    with _writing(out) as fh:
+        yield Console(file=fh, width=_UNLIMITED_WIDTH, color_system=None,
+                      force_terminal=False, force_jupyter=False, highlight=False)
 
 
 @contextmanager
@@ -97,12 +132,12 @@ def _ints(value: str) -> list[int]:
 
 
 def _write_output(text: str, out: str | None) -> None:
+    text = text if text.endswith("\n") else text + "\n"
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text, encoding="utf-8")
-        log.info("wrote %s", out)
+        with _writing(out) as fh:
+            fh.write(text)
     else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.write(text)
 
 
 def _is_store_url(source: str) -> bool:
@@ -126,9 +161,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
                              f"overwrites: remove it or choose another path")
         # an export keeps versions exactly as generated, delivery faults included
         workload = datagen.generate(args.events, seed=args.seed, faults=faults)
-        count = datagen.export_jsonl(workload, target)
+        counts = {"events": 0, "streams": 0, "snapshots": 0}
+        datagen.export_jsonl(_counted(workload, counts), target)
         manifest = workload.manifest
-        console.print(f"wrote {count:,} events to {target}")
+        console.print(_wrote(counts["events"], counts["streams"], counts["snapshots"],
+                             target), markup=False)
     else:
         bad = faults.delivery_only()
         if bad:  # refused before anything is created
@@ -145,14 +182,35 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 written = datagen.write_workload(store, args.events, seed=args.seed,
                                                  faults=faults, progress=advance)
         manifest = written.manifest
-        snapshots = (f" and {written.snapshots:,} snapshots" if written.snapshots else "")
-        console.print(f"wrote {written.events - written.snapshots:,} events in "
-                      f"{written.streams - written.snapshot_streams:,} streams{snapshots} "
-                      f"to {target}")
+        console.print(_wrote(written.events - written.snapshots,
+                             written.streams - written.snapshot_streams, written.snapshots,
+                             target), markup=False)
     if manifest.faults:
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(manifest.counts.items()))
-        console.print(f"injected faults: {counts}")
+        injected = ", ".join(f"{k} {v}" for k, v in sorted(manifest.counts.items()))
+        console.print(f"injected faults: {injected}")
     return EXIT_OK
+
+
+def _wrote(events: int, streams: int, snapshots: int, target: str) -> str:
+    """What generate wrote, counted the same way into a store or a file: the order events
+    and their streams, then the snapshot records written beside them."""
+    also = f" and {snapshots:,} snapshots" if snapshots else ""
+    return f"wrote {events:,} events in {streams:,} streams{also} to {target}"
+
+
+def _counted(events: Iterable[Any], counts: dict[str, int]) -> Iterator[Any]:
+    """``events`` as they pass, counted into ``counts`` as :func:`_wrote` reports them."""
+    from .rehydration import is_snapshot_stream
+
+    streams: set[str] = set()
+    for raw in events:
+        if is_snapshot_stream(raw.stream):
+            counts["snapshots"] += 1
+        else:
+            counts["events"] += 1
+            streams.add(raw.stream)
+        yield raw
+    counts["streams"] = len(streams)
 
 
 def _refuse_non_empty(store: Any, target: str) -> None:
@@ -181,7 +239,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for name in dialects:
         get_dialect(name)  # unknown names fail before any reading
     documents: Any
-    if _is_store_url(args.source) or args.source.lower().endswith(".parquet"):
+    if _is_store_url(args.source) or _is_parquet(args.source):
         store = _open_source(args.source)  # a Parquet file is an event export
         documents = store.read_all()
     else:
@@ -219,14 +277,7 @@ def _print_audit_table(result: Any, out: str | None) -> None:
                 else first
             example = f"{before} -> {after}"
         table.add_row(*[str(row[c]) for c in columns], example[:60])
-    console = _console()
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", encoding="utf-8") as fh:
-            from rich.console import Console
-
-            Console(file=fh, width=160).print(table)
-    else:
+    with _table_output(out) as console:
         console.print(table)
         if len(frame) > 40:
             console.print(f"({len(frame)} paths in all; unchanged paths hidden: use "
@@ -273,40 +324,95 @@ def _lines(stream: IO[bytes]) -> Iterator[bytes]:
 
 def cmd_rehydrate(args: argparse.Namespace) -> int:
     from .orders import Order, order_registry
-    from .rehydration import rehydrate_store
+    from .rehydration import SNAPSHOT_PREFIX, is_snapshot_stream, rehydrate_store
     from .stores import open_store
 
     if args.snapshot_every < 0:
         raise UsageError(f"--snapshot-every must be >= 0 (0: no snapshots), got "
                          f"{args.snapshot_every}")
-    # snapshots are written into the store they are taken from (and used from there)
-    with open_store(args.source, mode="a" if args.snapshot_every else "r") as store:
+    if args.stream and is_snapshot_stream(args.stream):
+        raise UsageError(f"--stream {args.stream} is a snapshot stream, not an "
+                         f"{Order.aggregate_type} stream: rehydrate uses the snapshots of a "
+                         f"stream by itself; pass --stream "
+                         f"{args.stream[len(SNAPSHOT_PREFIX):]}", stream=args.stream)
+    mode = "r"
+    if args.snapshot_every:
+        # snapshots are written into the store they are taken from (and used from there),
+        # but a read command never creates: the source must exist and be readable first
+        _open_source(args.source).close()
+        if _is_parquet(args.source):
+            raise UsageError(
+                f"--snapshot-every: snapshots cannot be written into a Parquet export "
+                f"({args.source}); they go into a SQLite database, a JSONL file, a NATS or "
+                f"EventStoreDB store: copy it first (evtools copy {args.source} "
+                f"events.db) or drop --snapshot-every")
+        mode = "a"
+    options: dict[str, Any] = {}
+    if args.clock_skew is not None:  # else the library's default tolerance
+        options["clock_skew"] = args.clock_skew
+    with open_store(args.source, mode=mode) as store:
         result = rehydrate_store(store, order_registry(), Order, stream=args.stream,
-                                 policy="audit", snapshot_every=args.snapshot_every or None)
+                                 policy="audit", snapshot_every=args.snapshot_every or None,
+                                 **options)
     if not result.streams and not args.stream:  # say so: an empty table reads as "clean"
         _console(stderr=True).print(f"note: {args.source} has no {Order.aggregate_type} "
-                                    f"streams (names starting {Order.stream_prefix!r})")
+                                    f"streams (names starting {Order.stream_prefix!r})",
+                                    markup=False)
     if args.format == "json":
         _write_output(json.dumps(result.to_dict(), indent=2, default=str), args.out)
     else:
-        _print_frame(result.to_frame(), result.summary())
-        if result.violations:
-            _print_frame(result.violations_frame(), "Violations")
+        with _table_output(args.out) as console:
+            limit = None if args.out else 50  # a file gets every row
+            _print_frame(console, result.to_frame(), result.summary(), limit)
+            if result.violations:
+                _print_frame(console, result.violations_frame(), "Violations", limit)
     # --strict: every violation is reported (audit policy) and the exit code says so
     return EXIT_PROBLEMS if (args.strict and not result.ok) else EXIT_OK
 
 
-def _print_frame(frame: Any, title: str, limit: int = 50) -> None:
+def _is_parquet(source: str) -> bool:
+    return not _is_store_url(source) and source.lower().endswith(".parquet")
+
+
+def _print_frame(console: Any, frame: Any, title: str, limit: int | None = 50) -> None:
+    """``frame`` as a table on ``console``, its first ``limit`` rows (``None``: all)."""
     from rich.table import Table
 
     table = Table(title=title)
     for col in frame.columns:
         table.add_column(str(col))
-    for row in frame.head(limit).iter_rows():
+    rows = frame if limit is None else frame.head(limit)
+    for row in rows.iter_rows():
         table.add_row(*[_cell(v) for v in row])
-    _console().print(table)
-    if len(frame) > limit:
-        _console().print(f"... {len(frame) - limit} more rows (use --format json)")
+    console.print(table)
+    if limit is not None and len(frame) > limit:
+        console.print(f"... {len(frame) - limit} more rows (use --format json, or --out "
+                      f"FILE for every row)", markup=False)
+
+
+def _seconds(value: str) -> timedelta:
+    """``--clock-skew``: a number of seconds >= 0, as a timedelta."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (0 <= seconds < math.inf):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {value!r}")
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{value} seconds is more than a timedelta holds "
+                                         f"({timedelta.max.days:,} days)") from None
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}")
+    return number
 
 
 # -- copy -----------------------------------------------------------------------------------
@@ -314,12 +420,45 @@ def _print_frame(frame: Any, title: str, limit: int = 50) -> None:
 def cmd_copy(args: argparse.Namespace) -> int:
     from .stores import copy, open_store
 
-    with open_store(args.source, mode="r") as source, \
-            open_store(args.dest, create=True) as dest, \
-            _progress("copying", None, not args.quiet) as advance:
-        count = copy(source, dest, progress=advance)
-    _console(stderr=True).print(f"copied {count:,} events from {args.source} to {args.dest}")
+    new_files = [p for p in _store_files(args.dest) if not p.exists()]
+    try:
+        with open_store(args.source, mode="r") as source, \
+                open_store(args.dest, create=True) as dest, \
+                _progress("copying", None, not args.quiet) as advance:
+            count = copy(source, dest, progress=advance)
+    except BaseException:
+        # a destination this copy created is removed when the copy fails: a failed copy
+        # leaves nothing behind (an existing destination is left as the store left it)
+        for path in new_files:
+            with suppress(OSError):
+                path.unlink(missing_ok=True)
+        raise
+    _console(stderr=True).print(f"copied {count:,} events from {args.source} to {args.dest}",
+                                markup=False)
     return EXIT_OK
+
+
+def _store_files(url: str) -> list[Path]:
+    """The files that the store ``url`` names lives in (a SQLite database with its
+    journal files, or an export file); none for a server or ``memory:``."""
+    lowered = url.lower()
+    if lowered.startswith("sqlite:"):
+        from .stores.sqlite import path_from_url
+
+        try:
+            path = path_from_url(url)
+        except UsageError:  # open_store says what is wrong with it
+            return []
+    elif "://" in url or lowered.startswith("memory:"):
+        return []
+    else:
+        path = url
+    if path == ":memory:":
+        return []
+    base = Path(path)
+    if base.suffix.lower() in (".jsonl", ".ndjson", ".parquet"):
+        return [base]
+    return [base, *(base.with_name(base.name + s) for s in ("-wal", "-shm", "-journal"))]
 
 
 # -- bench ----------------------------------------------------------------------------------
@@ -342,7 +481,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _write_output(json.dumps(result.to_dict(), indent=2, default=str), args.out)
     else:
         frame = result.to_frame(full=False) if args.what == "rehydrate" else result.to_frame()
-        _print_frame(_polars(frame), f"evtools bench {args.what}")
+        with _table_output(args.out) as console:
+            _print_frame(console, _polars(frame), f"evtools bench {args.what}",
+                         None if args.out else 50)
     return EXIT_OK
 
 
@@ -362,13 +503,55 @@ def _polars(frame: Any) -> Any:
 
 # -- profile --------------------------------------------------------------------------------
 
+# A CPU profile runs the path until about this many events have been rebuilt, so that on a
+# small store the samples show rehydration, not the sampled process's start-up (imports).
+PROFILE_CPU_EVENTS = 200_000
+_MAX_REPEAT = 10_000
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     from .profiling import profile_rehydration
 
+    given = [flag for flag, value in (("--rate", args.rate), ("--repeat", args.repeat))
+             if value is not None]
+    if args.kind == "memory" and given:
+        raise UsageError(f"{' and '.join(given)}: only for 'evtools profile cpu' (memray "
+                         f"records every allocation of one run; there is nothing to "
+                         f"sample or repeat)")
+    options: dict[str, Any] = {}
+    if args.kind == "cpu":
+        repeat = args.repeat or _auto_repeat(args.source, args.events)
+        options = {"rate": args.rate or 100, "repeat": repeat}
+        if not args.quiet and args.repeat is None and repeat > 1:
+            _console(stderr=True).print(
+                f"profiling {repeat} runs of the path (about {PROFILE_CPU_EVENTS:,} events "
+                f"in all; --repeat to choose)", markup=False)
     result = profile_rehydration(args.source, kind=args.kind, path=args.path,
-                                 out_dir=args.out, events=args.events)
+                                 out_dir=args.out, events=args.events, **options)
     _write_output(json.dumps(result.to_dict(), indent=2, default=str), None)
     return EXIT_OK
+
+
+def _auto_repeat(source: str, events: int | None) -> int:
+    """How many runs of the path rebuild about :data:`PROFILE_CPU_EVENTS` events: the
+    order streams of ``source`` that ``profile`` takes (whole streams, in store order, up
+    to ``events``) are counted until there are enough."""
+    from .orders import Order
+    from .rehydration import is_snapshot_stream
+
+    wanted = PROFILE_CPU_EVENTS if events is None else min(events, PROFILE_CPU_EVENTS)
+    total = 0
+    with _open_source(source) as store:
+        for stream in store.list_streams():
+            if total >= wanted:
+                break
+            if is_snapshot_stream(stream) or not stream.startswith(Order.stream_prefix or ""):
+                continue
+            head = store.stream_version(stream)
+            total += 0 if head is None else head + 1
+    if total == 0:
+        return 1  # profile_rehydration says there is nothing to profile
+    return max(1, min(_MAX_REPEAT, -(-PROFILE_CPU_EVENTS // total)))
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -461,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dialect", default="go,js,pandas,polars,torch",
                    help="comma-separated dialects (default: go,js,pandas,polars,torch)")
     p.add_argument("--format", choices=["table", "json", "csv", "html"], default="table")
-    p.add_argument("--out", help="write the output to this file")
+    p.add_argument("--out", help="write the output to this file (a table as plain text)")
     p.add_argument("--examples", type=int, default=3, help="examples per path (default 3)")
     p.add_argument("--fail-on-loss", action="store_true", help="exit 1 when anything changed")
     p.set_defaults(func=cmd_audit)
@@ -478,11 +661,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="a store URL or export file")
     p.add_argument("--stream", help="only this stream")
     p.add_argument("--strict", action="store_true", help="exit 1 on any violation")
-    p.add_argument("--snapshot-every", type=int, default=0,
-                   help="take a snapshot every N events, written into SOURCE (which is "
-                        "then opened for appending) and used by the next run; 0: none")
+    p.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                   help="after rebuilding a clean stream that has advanced N or more "
+                        "versions past its latest snapshot (or has none), write one snapshot "
+                        "of it at its head into SOURCE (which is then opened for appending; "
+                        "a SQLite, JSONL, NATS or EventStoreDB store, not Parquet); the next "
+                        "run starts from it. 0 (default): none")
+    p.add_argument("--clock-skew", type=_seconds, default=None, metavar="SECONDS",
+                   help="how far an event's time may go back from the previous event's "
+                        "before it is a clock_skew violation (default 5)")
     p.add_argument("--format", choices=["table", "json"], default="table")
-    p.add_argument("--out")
+    p.add_argument("--out", help="write the output (table as plain text, or JSON) to this "
+                                 "file; a table in a file has every row")
     p.set_defaults(func=cmd_rehydrate)
 
     p = sub.add_parser("copy", help="copy every stream from one store or file to another")
@@ -502,7 +692,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference: torch CPU threads (default 1 on CPU; 0 = torch default)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--format", choices=["table", "json"], default="table")
-    p.add_argument("--out", help="write the results (table or JSON) to this file")
+    p.add_argument("--out", help="write the results (table as plain text, or JSON) to "
+                                 "this file")
     p.add_argument("--artefacts", help="rehydrate: keep the workload and flame graphs here")
     p.set_defaults(func=cmd_bench)
 
@@ -513,8 +704,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a rehydration path of the profiling suite: typed (default), naive, "
                         "typed-snapshots, typed-materialized, naive-materialized, view-lazy..."
                         " (aliases: streaming = typed, materialized = typed-materialized)")
-    p.add_argument("--events", type=int)
-    p.add_argument("--out", default="profiles")
+    p.add_argument("--events", type=int,
+                   help="whole order streams, in store order, until at least N events "
+                        "(default: all)")
+    p.add_argument("--rate", type=_positive, metavar="HZ",
+                   help="cpu: py-spy samples per second (default 100)")
+    p.add_argument("--repeat", type=_positive, metavar="R",
+                   help="cpu: run the path R times in the sampled process (default: enough "
+                        f"runs for about {PROFILE_CPU_EVENTS:,} events, so that a small "
+                        "store's profile shows rehydration rather than Python start-up)")
+    p.add_argument("--out", default="profiles", help="folder for the profile files "
+                                                     "(default profiles)")
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("report", help="execute the notebooks and export HTML")

@@ -103,6 +103,10 @@ def test_copy_to_jsonl_and_audit_it(store: str, tmp_path: Path) -> None:
     (["report", "--only", "zzz", "--out", "{tmp}/r"], "no notebook in notebooks matches zzz"),
     (["rehydrate", "{tmp}/dir.jsonl"], "a directory, not a file"),
     (["rehydrate", "sqlite:///{tmp}/dir.jsonl"], "a directory, not a database file"),
+    (["rehydrate", "{existing}", "--stream", "snapshot-order-42"],
+     "is a snapshot stream, not an Order stream: rehydrate uses the snapshots of a stream by "
+     "itself; pass --stream order-42"),
+    (["rehydrate", "{existing}", "--out", "{tmp}/dir.jsonl"], "cannot write"),
 
     (["audit"], "the following arguments are required"),
 ])
@@ -141,6 +145,8 @@ def test_generate_to_jsonl_keeps_delivery_faults(tmp_path: Path) -> None:
     ["schema", "infer", "{db}", "--out", "{tmp}/schemas"],
     ["schema", "check", "{db}", "--registry", "evtools.orders:order_registry"],
     ["rehydrate", "{db}"],
+    ["rehydrate", "{db}", "--snapshot-every", "5", "--strict"],
+    ["profile", "cpu", "{db}", "--out", "{tmp}/profiles"],
     ["profile", "memory", "{db}", "--out", "{tmp}/profiles"],
     ["report", "--quick", "--source", "{db}", "--only", "02", "--out", "{tmp}/r"],
 ])
@@ -211,3 +217,191 @@ def test_rehydrate_says_when_there_is_nothing_to_rebuild(
     empty.touch()
     assert main(["rehydrate", str(empty), "--strict"]) == 0
     assert "has no Order streams (names starting 'order-')" in capsys.readouterr().err
+
+
+def _order_events(url: str) -> int:
+    from evtools.stores import open_store
+
+    with open_store(url, mode="r") as s:
+        return sum((s.stream_version(n) or 0) + 1 for n in s.list_streams()
+                   if n.startswith("order-"))
+
+
+def _stream_names(url: str, tmp_path: Path) -> list[str]:
+    report = tmp_path / "names.json"
+    assert main(["rehydrate", url, "--format", "json", "--out", str(report)]) == 0
+    return [r["stream"] for r in json.loads(report.read_text())["stream_results"]]
+
+
+def test_a_table_out_is_a_plain_text_file_with_every_row_and_cell(
+        store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    names = _stream_names(store, tmp_path)
+    capsys.readouterr()
+    target = tmp_path / "t.txt"
+    assert main(["rehydrate", store, "--out", str(target)]) == 0
+    assert capsys.readouterr().out == ""  # the table went to the file, not to stdout
+    text = target.read_text()
+    assert "\x1b[" not in text and "…" not in text
+    assert len(names) > 50 and all(name in text for name in names)  # every row, whole
+
+
+def test_bench_table_out_writes_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import polars as pl
+
+    long = "typed-materialized-with-a-long-name-" * 8
+
+    class Suite:
+        def to_frame(self, full: bool = True) -> pl.DataFrame:
+            return pl.DataFrame({"path": [long], "events_per_s": [123456.0]})
+
+        def to_dict(self) -> dict[str, str]:
+            return {"path": long}
+
+    monkeypatch.setattr("evtools.profiling.run_rehydration_suite", lambda **kw: Suite())
+    target = tmp_path / "bench.txt"
+    assert main(["bench", "rehydrate", "--events", "100", "--out", str(target)]) == 0
+    assert capsys.readouterr().out == ""
+    text = target.read_text()
+    assert long in text and "123,456" in text and "\x1b[" not in text
+
+
+def test_piped_tables_cut_no_cell(store: str, tmp_path: Path) -> None:
+    names = _stream_names(store, tmp_path)
+    out = run("rehydrate", store)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout.decode()
+    assert "…" not in text
+    assert all(name in text for name in names[:50])
+
+
+@pytest.mark.parametrize("target", ["sqlite:///{tmp}/typo.db", "{tmp}/typo.jsonl"])
+def test_rehydrate_snapshot_every_never_creates_a_missing_source(tmp_path: Path,
+                                                                 target: str) -> None:
+    out = run("rehydrate", target.format(tmp=tmp_path), "--snapshot-every", "5", "--strict")
+    assert out.returncode == 2, out.stderr
+    assert "typo" in out.stderr.decode() and "no such" in out.stderr.decode()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_copy_leaves_no_new_destination(tmp_path: Path) -> None:
+    gaps = tmp_path / "gaps.jsonl"
+    assert main(["generate", "--store", str(gaps), "--events", "300",
+                 "--faults", "gap=0.05", "-q"]) == 0
+    for dest in ("new.db", "sqlite:///{tmp}/new2.db", "new.jsonl", "new.parquet"):
+        out = run("copy", str(gaps), dest.format(tmp=tmp_path), "-q", cwd=tmp_path)
+        assert out.returncode == 2, out.stderr
+        assert "nothing was copied" in out.stderr.decode()
+        assert [p.name for p in tmp_path.iterdir()] == ["gaps.jsonl"], dest
+    # a destination that was there before a failed copy stays
+    kept = tmp_path / "kept.jsonl"
+    kept.write_bytes(gaps.read_bytes().split(b"\n", 1)[0] + b"\n")
+    assert run("copy", str(gaps), str(kept), "-q").returncode == 2
+    assert kept.read_bytes() == gaps.read_bytes().split(b"\n", 1)[0] + b"\n"
+
+
+def test_profile_cpu_rate_and_repeat(store: str, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from evtools.cli import PROFILE_CPU_EVENTS
+
+    calls: list[dict[str, object]] = []
+
+    class Profile:
+        def to_dict(self) -> dict[str, str]:
+            return {}
+
+    def fake(source: str, **kw: object) -> Profile:
+        calls.append(kw)
+        return Profile()
+
+    monkeypatch.setattr("evtools.profiling.profile_rehydration", fake)
+    out = str(tmp_path / "p")
+    assert main(["profile", "cpu", store, "--rate", "50", "--repeat", "3", "--out", out,
+                 "-q"]) == 0
+    assert calls[-1]["rate"] == 50 and calls[-1]["repeat"] == 3
+    # by default, enough runs that a small store is not mostly interpreter start-up
+    assert main(["profile", "cpu", store, "--out", out, "-q"]) == 0
+    total, repeat = _order_events(store), calls[-1]["repeat"]
+    assert isinstance(repeat, int) and repeat > 1
+    assert (repeat - 1) * total < PROFILE_CPU_EVENTS <= repeat * total
+    assert main(["profile", "memory", store, "--out", out]) == 0
+    assert "repeat" not in calls[-1] and "rate" not in calls[-1]
+    assert main(["profile", "memory", store, "--repeat", "3"]) == 2
+    assert main(["profile", "cpu", store, "--rate", "0"]) == 2
+    assert len(calls) == 3
+
+
+def test_rehydrate_snapshot_every_into_parquet_says_what_can_take_them(
+        store: str, tmp_path: Path) -> None:
+    target = tmp_path / "export.parquet"
+    assert main(["copy", store, str(target), "-q"]) == 0
+    content = target.read_bytes()
+    out = run("rehydrate", str(target), "--snapshot-every", "3")
+    assert out.returncode == 2
+    err = out.stderr.decode()
+    assert "snapshots cannot be written into a Parquet export" in err
+    assert "SQLite" in err and "mode=" not in err and err.count("\n") == 1
+    assert target.read_bytes() == content
+
+
+def test_rehydrate_help_says_what_snapshot_every_writes(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["rehydrate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "every N events" not in text
+    assert "advanced N or more versions past its latest snapshot" in text
+    assert "at its head" in text
+
+
+def test_clock_skew_sets_the_tolerance(tmp_path: Path) -> None:
+    from evtools.rehydration import DEFAULT_CLOCK_SKEW
+
+    skewed = tmp_path / "skewed.jsonl"
+    assert main(["generate", "--store", str(skewed), "--events", "400", "--seed", "2",
+                 "--faults", "clock_skew=0.05", "-q"]) == 0
+    report = tmp_path / "r.json"
+    assert main(["rehydrate", str(skewed), "--strict", "--format", "json",
+                 "--out", str(report)]) == 1
+    assert set(json.loads(report.read_text())["violation_counts"]) == {"clock_skew"}
+    # injected skews are 10 min to 2 h: a tolerance of a day takes them all
+    assert main(["rehydrate", str(skewed), "--strict", "--clock-skew", "86400",
+                 "--format", "json", "--out", str(report)]) == 0
+    help_text = run("rehydrate", "--help").stdout.decode()
+    assert f"(default {DEFAULT_CLOCK_SKEW.total_seconds():g})" in " ".join(help_text.split())
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "abc", "1e30"])
+def test_bad_clock_skew_is_a_usage_error(tmp_path: Path, value: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    events = tmp_path / "e.jsonl"
+    events.write_bytes(b'{"stream": "order-1", "version": 0, "type": "T", "data": {}}\n')
+    assert main(["rehydrate", str(events), f"--clock-skew={value}"]) == 2
+    assert "--clock-skew" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [
+    ["rehydrate", "{store}", "--format", "json"],
+    ["rehydrate", "{store}"],
+    ["audit", "{store}", "--dialect", "python"],
+    ["audit", "{store}", "--dialect", "python", "--format", "csv"],
+])
+def test_a_failed_write_names_the_file(store: str, args: list[str],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([a.format(store=store) for a in args] + ["--out", "/dev/full"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write /dev/full: No space left on device" in err
+    assert err.count("\n") == 1
+
+
+def test_generate_counts_the_same_way_into_a_store_and_a_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    said = []
+    for target in (f"sqlite:///{tmp_path / 'g.db'}", str(tmp_path / "g.jsonl")):
+        assert main(["generate", "--store", target, "--events", "500", "--seed", "4",
+                     "--faults", "snapshot_conflict=0.2", "-q"]) == 0
+        said.append(capsys.readouterr().err.replace(target, "TARGET"))
+    assert said[0] == said[1]
+    assert re.search(r"wrote 500 events in [\d,]+ streams and [\d,]+ snapshots to TARGET",
+                     said[0])
