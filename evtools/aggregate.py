@@ -287,7 +287,8 @@ class _Field:
 class _Plan:
     """What construction and freezing do with the fields of one class, worked out once."""
 
-    __slots__ = ("defaults", "factories", "fields", "names", "plain", "settled")
+    __slots__ = ("containers", "defaults", "factories", "fields", "names", "plain", "scalars",
+                 "settled")
 
     def __init__(self, cls: type[Aggregate]) -> None:
         fields = cls._fields()
@@ -296,6 +297,10 @@ class _Plan:
         self.fields = frozenset(names)
         self.defaults = {f.name: f.default for f in fields if f.factory is None}
         self.factories = tuple((f.name, f.factory) for f in fields if f.factory is not None)
+        # the fields that start as a container (a factory), and the others: as long as the
+        # others hold values of settled types, freezing looks at the containers only
+        self.containers = tuple(name for name, _ in self.factories)
+        self.scalars = tuple(name for name in names if name in self.defaults)
         # no __setattr__ of the user's: construction may fill __dict__ directly
         self.plain = cls.__setattr__ is object.__setattr__
         # the types freezing leaves as they are, grown as freeze meets more of them
@@ -613,14 +618,17 @@ class Aggregate:
         plan = self._plan()
         settled = plan.settled
         try:
-            if plan.plain:  # the fields are in __dict__: look at their types in one C call
+            if plan.plain:  # the fields are in __dict__: look at their types in C calls
                 state = self.__dict__
-                if not settled.issuperset(map(type, state.values())):
+                get = state.get
+                # usually only the fields that started as containers hold containers
+                names = plan.containers \
+                    if settled.issuperset(map(type, map(get, plan.scalars))) else plan.names
+                if names:
                     # all or nothing: the read-only values go in once every field passed;
                     # (a loop over the names: one over state.items() allocates per item)
                     done = {}
-                    get = state.get
-                    for name in plan.names:
+                    for name in names:
                         value = get(name)
                         kind = type(value)
                         if kind not in settled and _needs_freezing(kind, settled):

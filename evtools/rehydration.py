@@ -490,12 +490,33 @@ def _jsonable_id(value: Any) -> Any:
 _MISSING = object()
 _NO_TIME = timedelta(0)
 _MICROSECOND = timedelta(microseconds=1)
+_DEFAULT_TOLERANCE_NS = DEFAULT_CLOCK_SKEW // _MICROSECOND * 1000
 
 
 class Rehydration(Generic[A]):
     """One rehydration in progress: construct on creation, :meth:`feed` events (validate),
     :meth:`finish` (freeze, ready). :func:`rehydrate` is the one-call form; use this class
     to fold events as they arrive (a subscription) or to snapshot midway."""
+
+    # where a rehydration starts; set on the instance when they change (the immutable ones
+    # are class attributes: a rehydration per short stream does not store them each time)
+    events_seen = 0
+    events_applied = 0
+    events_skipped = 0
+    halted_at: int | None = None
+    _prefix_top = -1  # the highest version read that the snapshot covers
+    _max_seen = -1
+    _last_id = ""  # id of the last in-order event (applied or not)
+    _prev_time: Any = None  # Timestamp / datetime of the previous event
+    _prev_text: str | None = None
+    _prev_ns = 0  # epoch ns of _prev_ns_of, the last time whose instant was needed
+    _prev_ns_of: Any = None
+    _applied_version = -1
+    _applied_id = ""
+    _applied_time: Any = None
+    # (decode, C loop): worked out when the first event comes (_refresh_plan)
+    _decode: Callable[[RawEvent], Any] | None = None
+    _folder: Any = None
 
     def __init__(self, registry: Registry, aggregate_cls: type[A], *,
                  stream: str | None = None, snapshot: Snapshot | RawEvent | None = None,
@@ -530,29 +551,13 @@ class Rehydration(Generic[A]):
         self.reorder_window = reorder_window
         self.stage = Stage.CONSTRUCT
         self.violations: list[Violation] = []
-        self.events_seen = 0
-        self.events_applied = 0
-        self.events_skipped = 0
-        self.halted_at: int | None = None
         self._strict = policy == "strict"
-        self._tolerance_ns = clock_skew // _MICROSECOND * 1000
+        self._tolerance_ns = _DEFAULT_TOLERANCE_NS if clock_skew == DEFAULT_CLOCK_SKEW \
+            else clock_skew // _MICROSECOND * 1000
         self._buffer: dict[int, RawEvent] = {}
         self._gaps: list[tuple[int, int]] = []  # versions reported missing, first..last
-        self._prefix_top = -1  # the highest version read that the snapshot covers
-        self._max_seen = -1
-        self._last_id = ""  # id of the last in-order event (applied or not)
-        self._prev_time: Any = None  # Timestamp / datetime of the previous event
-        self._prev_text: str | None = None
-        self._prev_ns = 0  # epoch ns of _prev_ns_of, the last time whose instant was needed
-        self._prev_ns_of: Any = None
-        self._applied_version = -1
-        self._applied_id = ""
-        self._applied_time: Any = None
         self._construct(snapshot, verify_snapshot)
         self._lazy = lazy
-        # (decode, C loop): worked out when the first event comes (_refresh_plan)
-        self._decode: Callable[[RawEvent], Any] | None = None
-        self._folder: Any = None
 
     # -- construct --------------------------------------------------------------------------
 
