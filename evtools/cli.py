@@ -503,14 +503,8 @@ def _polars(frame: Any) -> Any:
 
 # -- profile --------------------------------------------------------------------------------
 
-# A CPU profile runs the path until about this many events have been rebuilt, so that on a
-# small store the samples show rehydration, not the sampled process's start-up (imports).
-PROFILE_CPU_EVENTS = 200_000
-_MAX_REPEAT = 10_000
-
-
 def cmd_profile(args: argparse.Namespace) -> int:
-    from .profiling import profile_rehydration
+    from .profiling import CPU_PROFILE_EVENTS, profile_rehydration
 
     given = [flag for flag, value in (("--rate", args.rate), ("--repeat", args.repeat))
              if value is not None]
@@ -519,39 +513,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
                          f"records every allocation of one run; there is nothing to "
                          f"sample or repeat)")
     options: dict[str, Any] = {}
-    if args.kind == "cpu":
-        repeat = args.repeat or _auto_repeat(args.source, args.events)
-        options = {"rate": args.rate or 100, "repeat": repeat}
-        if not args.quiet and args.repeat is None and repeat > 1:
-            _console(stderr=True).print(
-                f"profiling {repeat} runs of the path (about {PROFILE_CPU_EVENTS:,} events "
-                f"in all; --repeat to choose)", markup=False)
+    if args.kind == "cpu":  # repeat None: profiling runs enough for CPU_PROFILE_EVENTS
+        options = {"rate": args.rate or 100, "repeat": args.repeat}
     result = profile_rehydration(args.source, kind=args.kind, path=args.path,
                                  out_dir=args.out, events=args.events, **options)
+    runs = result.details.get("repeat", 1) if args.kind == "cpu" else 1
+    if not args.quiet and args.repeat is None and runs > 1:
+        _console(stderr=True).print(
+            f"profiled {runs} runs of the path (about {CPU_PROFILE_EVENTS:,} events in all; "
+            f"--repeat to choose)", markup=False)
     _write_output(json.dumps(result.to_dict(), indent=2, default=str), None)
     return EXIT_OK
-
-
-def _auto_repeat(source: str, events: int | None) -> int:
-    """How many runs of the path rebuild about :data:`PROFILE_CPU_EVENTS` events: the
-    order streams of ``source`` that ``profile`` takes (whole streams, in store order, up
-    to ``events``) are counted until there are enough."""
-    from .orders import Order
-    from .rehydration import is_snapshot_stream
-
-    wanted = PROFILE_CPU_EVENTS if events is None else min(events, PROFILE_CPU_EVENTS)
-    total = 0
-    with _open_source(source) as store:
-        for stream in store.list_streams():
-            if total >= wanted:
-                break
-            if is_snapshot_stream(stream) or not stream.startswith(Order.stream_prefix or ""):
-                continue
-            head = store.stream_version(stream)
-            total += 0 if head is None else head + 1
-    if total == 0:
-        return 1  # profile_rehydration says there is nothing to profile
-    return max(1, min(_MAX_REPEAT, -(-PROFILE_CPU_EVENTS // total)))
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -621,6 +593,8 @@ def _ensure_default_store(quick: bool, seed: int, show: bool) -> None:
 # -- the parser -----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from .profiling import CPU_PROFILE_EVENTS  # light: profiling imports its tools lazily
+
     parser = _Parser(prog="evtools", description=(
         "Reproduce, audit and fix the state untyped consumers lose from event streams."))
     parser.add_argument("--version", action="version", version=f"evtools {__version__}")
@@ -711,7 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cpu: py-spy samples per second (default 100)")
     p.add_argument("--repeat", type=_positive, metavar="R",
                    help="cpu: run the path R times in the sampled process (default: enough "
-                        f"runs for about {PROFILE_CPU_EVENTS:,} events, so that a small "
+                        f"runs for about {CPU_PROFILE_EVENTS:,} events, so that a small "
                         "store's profile shows rehydration rather than Python start-up)")
     p.add_argument("--out", default="profiles", help="folder for the profile files "
                                                      "(default profiles)")

@@ -89,6 +89,7 @@ if TYPE_CHECKING:
     from .aggregate import Aggregate
 
 __all__ = [
+    "CPU_PROFILE_EVENTS",
     "OPTIMISATIONS",
     "PATHS",
     "PATH_ALIASES",
@@ -1983,9 +1984,17 @@ def _run_path(source_url: str, path: str, events: int | None,
     return {"path": name, "events": total, "repeat": max(1, repeat), **tally.to_dict()}
 
 
+#: A CPU profile with ``repeat=None`` runs its path until about this many events have been
+#: rebuilt: on a small store the samples then show rehydration, not the sampled process's
+#: start-up (imports).
+CPU_PROFILE_EVENTS = 200_000
+_MAX_REPEAT = 10_000
+
+
 def profile_rehydration(source_url: str, kind: str = "memory", path: str = "typed",
                         out_dir: str | os.PathLike[str] | None = None,
-                        events: int | None = None, *, rate: int = 100, repeat: int = 1,
+                        events: int | None = None, *, rate: int = 100,
+                        repeat: int | None = 1,
                         count_allocations: bool = True) -> MemoryProfile | CpuProfile:
     """Profile one rehydration path over the order streams of a store or file.
 
@@ -2011,7 +2020,9 @@ def profile_rehydration(source_url: str, kind: str = "memory", path: str = "type
 
     CPU only: ``rate`` is py-spy's samples per second; ``repeat`` runs the path that many
     times in the sampled process, so that its start-up (imports) weighs less on a small
-    store; a sampled process that fails raises :class:`ProfilingError` with its error line.
+    store (``None``: enough runs to rebuild about :data:`CPU_PROFILE_EVENTS` events, at
+    most 10,000; ``details["repeat"]`` says how many ran); a sampled process that fails
+    raises :class:`ProfilingError` with its error line.
     Memory only: ``count_allocations`` (see :func:`profile_memory`). SQLite's page cache
     fills during a cold run and shows in the peak (about 2 to 4 MiB); the suite warms it
     first.
@@ -2024,6 +2035,8 @@ def profile_rehydration(source_url: str, kind: str = "memory", path: str = "type
         raise UsageError(f"events must be positive, got {events}")
     if kind not in ("memory", "cpu"):
         raise UsageError(f"kind must be 'memory' or 'cpu', not {kind!r}")
+    if repeat is not None and (type(repeat) is not int or repeat < 1):
+        raise UsageError(f"repeat must be an int >= 1 or None, not {repeat!r}")
     with _order_source(source_url, events) as (store, streams, total):
         details = {"path": name, "requested_path": path, "events_requested": events,
                    "events": total, "streams": len(streams), "selection": _selection(events)}
@@ -2036,11 +2049,14 @@ def profile_rehydration(source_url: str, kind: str = "memory", path: str = "type
             memory.details = details
             return memory
     # cpu: the source is readable and has order streams; the sampled process reopens it
+    runs = repeat if repeat is not None \
+        else max(1, min(_MAX_REPEAT, -(-CPU_PROFILE_EVENTS // total)))
+    details["repeat"] = runs
     argv = [sys.executable, "-m", "evtools.profiling", "_run", source_url, "--path", name]
     if events is not None:
         argv += ["--events", str(events)]
-    if repeat != 1:
-        argv += ["--repeat", str(repeat)]
+    if runs != 1:
+        argv += ["--repeat", str(runs)]
     cpu = profile_cpu(argv, out_dir=out_dir, rate=rate, label=name)
     cpu.details = details
     return cpu

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import types
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -553,6 +554,26 @@ def test_every_path_runs_over_corrupt_payloads_and_counts_them(tmp_path: Path) -
         found = {name: profiling._Runner(name, store, streams)().violations
                  for name in PATHS if name not in ("scan", "eventsourcing")}
     assert all(found.values()), found  # each path met the bad payloads and said so
+
+
+def test_profile_rehydration_cpu_repeats_a_small_store_enough(
+        order_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    argvs: list[list[str]] = []
+
+    def sample(argv: list[str], **kwargs: Any) -> Any:
+        argvs.append(argv)
+        return types.SimpleNamespace(details={})
+
+    monkeypatch.setattr(profiling, "profile_cpu", sample)
+    auto = profile_rehydration(str(order_file), "cpu", out_dir=tmp_path, repeat=None)
+    runs = auto.details["repeat"]
+    total = auto.details["events"]
+    assert (runs - 1) * total < profiling.CPU_PROFILE_EVENTS <= runs * total
+    assert argvs[-1][-2:] == ["--repeat", str(runs)]
+    once = profile_rehydration(str(order_file), "cpu", out_dir=tmp_path)
+    assert once.details["repeat"] == 1 and "--repeat" not in argvs[-1]
+    with pytest.raises(UsageError, match="repeat must be"):
+        profile_rehydration(str(order_file), "cpu", out_dir=tmp_path, repeat=0)
 
 
 def _must_not_sample(*args: Any, **kwargs: Any) -> CpuProfile:
