@@ -1317,11 +1317,14 @@ class SchemaInference:
     def write(self, out_dir: Path | str) -> list[Path]:
         """Write one ``<type>.v<version>.json`` per schema into ``out_dir``."""
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"cannot write into {out}: {e.strerror or e}") from e
         written = []
         for (event_type, version), schema in self.schemas.items():
             path = out / self.file_name(event_type, version)
-            path.write_text(dump_schema(schema), encoding="utf-8")
+            _write_text(path, dump_schema(schema))
             written.append(path)
         return written
 
@@ -1950,11 +1953,18 @@ def register_cli(subparsers: Any) -> None:
     s.set_defaults(func=cmd_schema_check)
 
 
-def _emit(text: str, out: str | None, stdout: Any = None) -> None:
-    if out:
-        path = Path(out)
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` into ``path`` (its folder created); a failure names the file."""
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from e
+
+
+def _emit(text: str, out: str | None, stdout: Any = None) -> None:
+    if out:
+        _write_text(Path(out), text)
         log.info("wrote %s", out)
     else:
         stream = stdout if stdout is not None else sys.stdout

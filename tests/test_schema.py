@@ -843,3 +843,14 @@ def test_cli_schema_check_exit_codes(parser: argparse.ArgumentParser, tmp_path: 
     assert out.read_text().startswith("event_type,schema_version,path,kind,count")
     with pytest.raises(UsageError, match="not an evtools Registry"):
         run(parser, "schema", "check", str(export), "--registry", "evtools.orders:EVENT_TYPES")
+
+
+def test_files_that_cannot_be_written_are_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(UsageError, match=f"cannot write {blocker}/x.py"):
+        S._emit("text", str(blocker / "x.py"))
+    result = S.SchemaInference(source="s", schemas={}, events={}, invalid={},
+                               invalid_examples={})
+    with pytest.raises(UsageError, match=f"cannot write into {blocker}/schemas"):
+        result.write(blocker / "schemas")
