@@ -818,7 +818,9 @@ def write_workload(store: Any, n_events: int | None = None, *, n_streams: int | 
     each with the exact expected version (a stream that already exists is a
     :class:`~evtools.errors.ConcurrencyError`). ``gap`` and ``reorder`` are refused (see
     the module docstring). Stores that de-duplicate by event id (NATS ``Nats-Msg-Id``,
-    EventStoreDB) drop the second copy of a ``duplicate`` fault."""
+    EventStoreDB) drop the second copy of a ``duplicate`` fault. ``progress`` is called
+    after each append with the order events written so far (snapshots not counted), so
+    that it ends at ``n_events``."""
     if batch_size < 1:
         raise UsageError("batch_size must be >= 1")
     from .rehydration import is_snapshot_stream
@@ -842,8 +844,8 @@ def write_workload(store: Any, n_events: int | None = None, *, n_streams: int | 
         if is_snapshot_stream(stream):
             counts["snapshots"] += len(batch)
         counts["appends"] += 1
-        if progress is not None:
-            progress(counts["events"])
+        if progress is not None:  # against n_events: the snapshots written are not counted
+            progress(counts["events"] - counts["snapshots"])
 
     def on_end(stream: str) -> None:
         flush(stream)

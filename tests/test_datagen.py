@@ -135,8 +135,13 @@ def test_write_workload_appends_in_batches_with_expected_versions() -> None:
 
 def test_write_workload_stores_snapshot_faults() -> None:
     store = MemoryStore()
+    seen: list[int] = []
     written = write_workload(store, 1000, seed=7,
-                             faults=FaultRates(snapshot_conflict=0.3, truncate=0.3))
+                             faults=FaultRates(snapshot_conflict=0.3, truncate=0.3),
+                             progress=seen.append)
+    # progress counts the order events against the 1000 asked for, not the snapshots
+    assert written.snapshots > 0 and seen[-1] == written.events - written.snapshots
+    assert seen == sorted(seen)
     kinds = written.manifest.counts
     assert kinds["snapshot_conflict"] and kinds["truncate"]
     snapshot_streams = [s for s in store.list_streams() if s.startswith("snapshot-")]
