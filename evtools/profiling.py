@@ -734,13 +734,34 @@ def _py_spy_error(output: str) -> str:
 def _program_error(output: str) -> str:
     """The exception line of the last Python traceback in ``output``, else its last line
     that py-spy did not write."""
-    lines = output.splitlines()
+    lines = _program_lines(output)
     for i in range(len(lines) - 1, -1, -1):
         if lines[i].startswith("Traceback (most recent call last)"):
             for line in lines[i + 1:]:
                 if line and not line[0].isspace():
                     return line.strip()
-    return _last_line("\n".join(line for line in lines if not line.startswith("py-spy>")))
+    last = _last_line("\n".join(lines))
+    return "it wrote no error output" if last == "(no output)" else last
+
+
+def _program_lines(output: str) -> list[str]:
+    """``output`` without what py-spy wrote: its ``py-spy>`` lines, and an ``Error:`` line
+    with the causes and Rust backtrace under it (indented, or headed ``Caused by:`` and
+    ``Stack backtrace:``), which it prints when the program ends before it attaches."""
+    kept: list[str] = []
+    in_error = False
+    for line in output.splitlines():
+        if line.startswith("py-spy>"):
+            continue
+        if line.startswith("Error:"):
+            in_error = True
+            continue
+        if in_error and (not line.strip() or line[0].isspace()
+                         or line.startswith(("Caused by:", "Stack backtrace:"))):
+            continue
+        in_error = False
+        kept.append(line)
+    return kept
 
 
 def _status_of(wrapped: bool, code: int | None, duration: float | None,

@@ -218,6 +218,19 @@ def test_cpu_profile_of_a_failing_program_raises(tmp_path: Path) -> None:
         profile_cpu("x = 1 / 0\n", out_dir=tmp_path)
 
 
+def test_a_silent_failure_is_not_blamed_on_py_spys_backtrace() -> None:
+    # what py-spy prints when the program ends before it attaches, around the program's
+    # own output (here: a sys.exit(3) that writes nothing, then one that writes a line)
+    spy = ("Error: Failed to get process executable name. Check that the process is "
+           "running.\n\nCaused by:\n    0: No such file or directory (os error 2)\n\n"
+           "Stack backtrace:\n   0: <E as anyhow::context::ext::StdError>::ext_context\n"
+           "   6: std::sys::thread::unix::Thread::new::thread_start\n\n\n"
+           "py-spy> Stopped sampling because process exited\n")
+    assert profiling._program_error(spy) == "it wrote no error output"
+    assert profiling._program_error("bad thing\n" + spy) == "bad thing"
+    assert profiling._program_error(spy + "bad thing\n") == "bad thing"
+
+
 @needs_pyspy
 def test_cpu_profile_of_a_python_module_records_its_exit_status(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
