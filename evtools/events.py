@@ -33,7 +33,13 @@ from typing import Any
 
 import msgspec
 
-from ._json import msgspec_path_to_pointer, strip_msgspec_path
+from ._json import (
+    escape_pointer_token,
+    fast_duplicate_key,
+    msgspec_path_to_pointer,
+    py_has_duplicate_key,
+    strip_msgspec_path,
+)
 from .errors import Context, EnvelopeError, UsageError
 
 __all__ = [
@@ -43,6 +49,8 @@ __all__ = [
     "format_time",
     "from_cloudevent",
     "parse_time",
+    "refuse_repeated_member",
+    "repeated_member",
     "to_cloudevent",
 ]
 
@@ -204,8 +212,11 @@ def embeddable(value: bytes) -> bool:
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return False
     return len(raw) == len(value)
+# ASCII digits only: ``\d`` would also take other scripts' digits, which no RFC 3339 reader
+# accepts
 _RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.([0-9]{1,9}))?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})\Z"
 )
 
 
@@ -213,22 +224,117 @@ def format_time(value: datetime) -> str:
     """RFC 3339 text of an aware datetime, in UTC (``...Z``)."""
     if value.tzinfo is None:
         raise EnvelopeError("recorded_at must carry a UTC offset")
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError as e:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise EnvelopeError(f"recorded_at {value.isoformat()} is outside the years 1-9999 "
+                            "in UTC") from e
+    return utc.isoformat().replace("+00:00", "Z")
 
 
-def parse_time(text: str, where: Context) -> datetime:
-    """An aware datetime from RFC 3339 text; refuses digits datetime cannot keep."""
-    if not _RFC3339.match(text):
-        raise EnvelopeError(f"'time' is not an RFC 3339 timestamp with offset: {text!r}",
-                            where.merge(Context(path="/time")))
-    frac = re.search(r"\.(\d+)", text)
-    if frac and len(frac.group(1)) > 6:  # datetime keeps microseconds: keep the rest honest
-        digits = frac.group(1)
+def parse_time(text: str, where: Context, path: str = "/time") -> datetime:
+    """An aware datetime from RFC 3339 text, else :class:`~evtools.errors.EnvelopeError`
+    naming ``where`` and the member at ``path`` (``"/time"``, ``"/recorded_at"``).
+
+    Refused: text that is not shaped like ``2024-05-01T12:00:00.123Z`` (an offset is
+    required), a date or time that does not exist (month 13, hour 24, second 60, offset
+    24:00 or more), a time outside the years 1-9999 once in UTC, and digits beyond the
+    microsecond that are not zeros (datetime cannot keep them; they are not dropped
+    silently).
+    """
+    m = _RFC3339.match(text) if isinstance(text, str) else None
+    if m is None:
+        raise EnvelopeError(f"{_member(path)} is not an RFC 3339 timestamp with offset: "
+                            f"{text!r}", where, path=path)
+    offset = m.group(2)
+    if len(offset) > 1 and (int(offset[1:3]) > 23 or int(offset[4:]) > 59):
+        raise EnvelopeError(f"{_member(path)} has a UTC offset out of range (-23:59 to "
+                            f"+23:59): {text!r}", where, path=path)
+    digits = m.group(1)
+    iso = text
+    if digits is not None and len(digits) > 6:  # datetime keeps microseconds
         if digits[6:].strip("0"):
-            raise EnvelopeError(f"'time' has sub-microsecond digits that datetime cannot keep: "
-                                f"{text!r}", where.merge(Context(path="/time")))
-        text = text.replace(digits, digits[:6], 1)
-    return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+            raise EnvelopeError(f"{_member(path)} has sub-microsecond digits that datetime "
+                                f"cannot keep: {text!r}", where, path=path)
+        iso = text[:m.start(1) + 6] + text[m.end(1):]
+    try:
+        value = datetime.fromisoformat(iso.upper())
+    except ValueError as e:  # a month 13, an hour 24, a second 60 ...
+        raise EnvelopeError(f"{_member(path)} is not a valid date and time: {text!r} ({e})",
+                            where, path=path) from e
+    if value.year in (1, 9999):  # the only years where UTC can fall outside 1-9999
+        try:
+            value.astimezone(UTC)
+        except OverflowError as e:
+            raise EnvelopeError(f"{_member(path)} is outside the years 1-9999 once in UTC: "
+                                f"{text!r}", where, path=path) from e
+    return value
+
+
+def _member(path: str) -> str:
+    return repr(path.rsplit("/", 1)[-1])
+
+
+# a JSON string, or one of the structural characters that open, close or separate members
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],]', re.DOTALL)
+_msgspec_str = msgspec.json.Decoder(str)
+
+
+def repeated_member(document: bytes) -> str | None:
+    """The first member name that the top-level object of ``document`` repeats, or
+    ``None`` (also when the document is not an object). ``document`` must be valid JSON.
+
+    Only the top-level object's own members are compared, not those of the objects inside
+    it (a payload is not the envelope's business: the registry checks it when it decodes
+    it). The C scan of :mod:`evtools._json` answers first, without allocating, for the
+    usual document in which no object at all repeats a key; the members are compared one
+    by one only when it finds a repeat somewhere (or cannot tell).
+    """
+    found = fast_duplicate_key(document)
+    if found is None:
+        try:
+            found = py_has_duplicate_key(document)
+        except (msgspec.DecodeError, RecursionError, ValueError):
+            found = True  # let the exact walk below decide
+    if not found:
+        return None
+    seen: set[str] = set()
+    depth = 0
+    at_key = top_is_object = False
+    for m in _JSON_TOKEN.finditer(document):
+        token = m.group()
+        first = token[0]
+        if first == 0x22:  # a string: a member name where one is due
+            if at_key:
+                name = (_msgspec_str.decode(token) if b"\\" in token
+                        else token[1:-1].decode("utf-8"))
+                if name in seen:
+                    return name
+                seen.add(name)
+                at_key = False
+        elif first == 0x2C:  # ",": the next member of the top-level object
+            at_key = depth == 1 and top_is_object
+        elif first == 0x7B or first == 0x5B:  # "{" or "["
+            if depth == 0:
+                top_is_object = first == 0x7B
+                at_key = top_is_object
+            depth += 1
+        else:  # "}" or "]"
+            depth -= 1
+    return None
+
+
+def refuse_repeated_member(document: bytes | str, what: str, where: Context) -> None:
+    """Raise :class:`~evtools.errors.EnvelopeError` when the top-level object of the valid
+    JSON ``document`` (``what``: "envelope", "record") repeats a member. JSON leaves it to
+    each reader which of the values counts, so such a record means different things to
+    different readers; decoding would silently keep the last one."""
+    data = document.encode() if isinstance(document, str) else bytes(document)
+    name = repeated_member(data)
+    if name is not None:
+        raise EnvelopeError(f"{what} repeats the member {name!r} (which of its values "
+                            "counts would depend on the reader)", where,
+                            path="/" + escape_pointer_token(name))
 
 
 def to_cloudevent(event: RawEvent, *, source: str | None = None) -> bytes:
@@ -263,51 +369,78 @@ def from_cloudevent(document: bytes | str, *, stream: str | None = None,
 
     ``stream`` and ``version`` fill in when the envelope lacks the ``evstream`` /
     ``evversion`` extensions; without either source of truth the envelope is rejected.
+    An envelope that repeats a member (two ``evstream``, say) is rejected too: which of
+    the values counts would depend on the reader. Every refusal is an
+    :class:`~evtools.errors.EnvelopeError` naming ``where`` (file, line), the stream,
+    version and type where the envelope says them, and the member at fault.
     """
-    ctx = where or Context()
+    base = where or Context()
     try:
         env = _envelope_decoder.decode(document)
     except msgspec.ValidationError as e:
         raise EnvelopeError(f"not a CloudEvents 1.0 envelope: {strip_msgspec_path(str(e))}",
-                            ctx.merge(Context(path=msgspec_path_to_pointer(str(e))))) from e
+                            base.merge(Context(path=msgspec_path_to_pointer(str(e))))) from e
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise EnvelopeError(f"envelope is not valid JSON: {e}", ctx) from e
-    ctx = ctx.merge(Context(stream=env.evstream or stream, event_type=env.type))
+        raise EnvelopeError(f"envelope is not valid JSON: {e}", base) from e
+    refuse_repeated_member(document, "envelope", base)
+    the_stream = env.evstream if env.evstream is not None else stream
+    the_version = env.evversion if env.evversion is not None else version
+
+    def ctx() -> Context:  # built on the error paths only
+        good = the_version is not None and the_version >= 0
+        return base.merge(Context(stream=the_stream or None, event_type=env.type or None,
+                                  version=the_version if good else None))
+
     if env.specversion != _SPECVERSION:
-        raise EnvelopeError(f"unsupported CloudEvents specversion {env.specversion!r}", ctx,
+        raise EnvelopeError(f"unsupported CloudEvents specversion {env.specversion!r}", ctx(),
                             path="/specversion")
     for name in ("id", "source", "type"):
         if not getattr(env, name):
-            raise EnvelopeError(f"required attribute {name!r} is empty", ctx, path=f"/{name}")
-    the_stream = env.evstream if env.evstream is not None else stream
-    the_version = env.evversion if env.evversion is not None else version
+            raise EnvelopeError(f"required attribute {name!r} is empty", ctx(),
+                                path=f"/{name}")
     if the_stream is None:
-        raise EnvelopeError("envelope has no 'evstream' extension and no stream was given", ctx)
+        raise EnvelopeError("envelope has no 'evstream' extension and no stream was given",
+                            ctx())
+    if env.evstream == "":  # (a caller's stream="" is the caller's business)
+        raise EnvelopeError("'evstream' is empty", ctx(), path="/evstream")
     if the_version is None or the_version < 0:
         raise EnvelopeError("envelope has no valid 'evversion' extension and no version was "
-                            "given", ctx)
+                            "given", ctx())
+    if env.evschemaversion is not None and env.evschemaversion < 1:
+        raise EnvelopeError(f"'evschemaversion' must be >= 1, not {env.evschemaversion}", ctx(),
+                            path="/evschemaversion")
+    if env.evposition is not None and env.evposition < 0:
+        raise EnvelopeError(f"'evposition' must be >= 0, not {env.evposition}", ctx(),
+                            path="/evposition")
     if env.data and env.data_base64 is not None:
-        raise EnvelopeError("envelope has both 'data' and 'data_base64'", ctx)
+        raise EnvelopeError("envelope has both 'data' and 'data_base64'", ctx())
     if env.data_base64 is not None:
         try:
             data = base64.b64decode(env.data_base64, validate=True)
         except (binascii.Error, ValueError) as e:
-            raise EnvelopeError("'data_base64' is not valid base64", ctx,
+            raise EnvelopeError("'data_base64' is not valid base64", ctx(),
                                 path="/data_base64") from e
     elif env.data:
         data = bytes(env.data)
     else:
         data = b""
     if env.evmetadata and env.evmetadatabase64 is not None:
-        raise EnvelopeError("envelope has both 'evmetadata' and 'evmetadatabase64'", ctx)
+        raise EnvelopeError("envelope has both 'evmetadata' and 'evmetadatabase64'", ctx())
     if env.evmetadatabase64 is not None:
         try:
             metadata = base64.b64decode(env.evmetadatabase64, validate=True)
         except (binascii.Error, ValueError) as e:
-            raise EnvelopeError("'evmetadatabase64' is not valid base64", ctx,
+            raise EnvelopeError("'evmetadatabase64' is not valid base64", ctx(),
                                 path="/evmetadatabase64") from e
     else:
         metadata = bytes(env.evmetadata)
+    recorded_at = None
+    if env.time is not None:
+        try:
+            recorded_at = parse_time(env.time, base)
+        except EnvelopeError as e:
+            e.with_context(ctx())
+            raise
     return RawEvent(
         stream=the_stream,
         version=the_version,
@@ -315,7 +448,7 @@ def from_cloudevent(document: bytes | str, *, stream: str | None = None,
         data=data,
         metadata=metadata,
         id=env.id,
-        recorded_at=parse_time(env.time, ctx) if env.time is not None else None,
+        recorded_at=recorded_at,
         position=env.evposition,
         content_type=env.datacontenttype or JSON_CONTENT_TYPE,
         schema_version=env.evschemaversion if env.evschemaversion is not None else 1,

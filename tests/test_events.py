@@ -4,13 +4,22 @@ import contextlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from evtools.errors import EnvelopeError, UsageError
-from evtools.events import RawEvent, from_cloudevent, to_cloudevent
+from evtools import events
+from evtools.errors import Context, EnvelopeError, UsageError
+from evtools.events import (
+    RawEvent,
+    format_time,
+    from_cloudevent,
+    parse_time,
+    repeated_member,
+    to_cloudevent,
+)
 
 from .strategies import raw_events
 
@@ -167,3 +176,164 @@ def test_check_refuses_what_the_plain_constructor_lets_through() -> None:
     naive = RawEvent("order-1", 3, "T", b"{}", recorded_at=datetime(2026, 1, 1))
     with pytest.raises(UsageError, match=r"no UTC offset.*\(stream 'order-1', version 3"):
         naive.check()
+
+
+# -- times: every refusal is an EnvelopeError naming where, never a bare ValueError ----------
+
+_ENVELOPE = ('{"specversion":"1.0","id":"1","source":"s","type":"T","evstream":"order-1",'
+             '"evversion":3,"time":%s}')
+
+
+@pytest.mark.parametrize("text, message", [
+    ("2024-13-45T99:00:00Z", r"not a valid date and time: .*month must be in 1\.\.12"),
+    ("2024-02-30T00:00:00Z", "day is out of range for month"),
+    ("2024-01-01T24:00:00Z", "hour must be in 0..23"),
+    ("2024-01-01T23:59:60Z", "second must be in 0..59"),
+    ("0000-01-01T00:00:00Z", "year 0 is out of range"),
+    ("2024-01-01T00:00:00+24:00", r"UTC offset out of range \(-23:59 to \+23:59\)"),
+    ("2024-01-01T00:00:00-00:60", "UTC offset out of range"),
+    ("0001-01-01T00:00:00+01:00", "outside the years 1-9999 once in UTC"),
+    ("9999-12-31T23:59:59-00:01", "outside the years 1-9999 once in UTC"),
+    ("２０２４-01-01T00:00:00Z", "not an RFC 3339 timestamp"),  # fullwidth digits
+])
+def test_a_time_that_does_not_exist_names_the_envelope(text: str, message: str) -> None:
+    doc = (_ENVELOPE % json.dumps(text)).encode()
+    with pytest.raises(EnvelopeError, match=message) as info:
+        from_cloudevent(doc, where=Context(file="export.jsonl", line=7))
+    ctx = info.value.context
+    assert (ctx.file, ctx.line, ctx.stream, ctx.version, ctx.path) == (
+        "export.jsonl", 7, "order-1", 3, "/time")
+    assert str(info.value).endswith(
+        "(file export.jsonl:7, stream 'order-1', version 3, type T, at /time)")
+
+
+def test_times_at_the_edges_are_kept() -> None:
+    for text, want in [
+        ("2024-01-01T00:00:00+23:59", datetime(2024, 1, 1, tzinfo=timezone(
+            timedelta(hours=23, minutes=59)))),
+        ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC)),
+        ("9999-12-31T23:59:59.999999000z", datetime(9999, 12, 31, 23, 59, 59, 999999,
+                                                    tzinfo=UTC)),
+        ("2024-02-29t12:00:00.5-03:30", datetime(2024, 2, 29, 12, 0, 0, 500000,
+                                                 tzinfo=timezone(-timedelta(hours=3.5)))),
+    ]:
+        got = parse_time(text, Context())
+        assert got == want and got.utcoffset() == want.utcoffset()
+
+
+_TIME_SHAPED = st.from_regex(
+    r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})\Z")
+
+
+@given(st.one_of(st.text(), _TIME_SHAPED,
+                 _TIME_SHAPED.map(lambda t: t.replace("0", "\u0660"))))  # Arabic-Indic zero
+def test_parse_time_returns_an_aware_time_or_raises_envelope_error(text: str) -> None:
+    try:
+        value = parse_time(text, Context(line=1))
+    except EnvelopeError as e:
+        assert e.context.path == "/time" and e.context.line == 1
+    else:
+        assert isinstance(value, datetime) and value.utcoffset() is not None
+        assert format_time(value)  # whatever is read can be written back
+
+
+def test_recorded_at_outside_utc_years_is_an_envelope_error_when_written() -> None:
+    ev = RawEvent.new("s", 0, "T", b"{}", recorded_at=datetime(
+        1, 1, 1, tzinfo=timezone(timedelta(hours=1))))
+    with pytest.raises(EnvelopeError, match="outside the years 1-9999"):
+        to_cloudevent(ev)
+
+
+# -- an envelope that repeats a member is refused; its payload is not its business ---------
+
+_HEAD = b'{"specversion":"1.0","id":"1","source":"s","type":"T",'
+
+
+@pytest.mark.parametrize("doc, member", [
+    (_HEAD + b'"evstream":"order-1","evstream":"order-42","evversion":0}', "evstream"),
+    (_HEAD + b'"evstream":"a","evversion":0,"evversion":1}', "evversion"),
+    (_HEAD + b'"evstream":"a","evversion":0,"\\u0065vstream":"b"}', "evstream"),  # escaped
+    (_HEAD + b'"evstream":"a","evversion":0,"type":"U"}', "type"),
+    (_HEAD + b'"evstream":"a","evversion":0,"data":{},"data":{"x":1}}', "data"),
+    (_HEAD + b'"evstream":"a","evversion":0,"x-ext":1, "x-ext" :2}', "x-ext"),
+    (_HEAD + b'"evstream":"a","evversion":0,"a/b":1,"a/b":2}', "a/b"),
+])
+def test_a_repeated_envelope_member_is_refused(doc: bytes, member: str) -> None:
+    with pytest.raises(EnvelopeError, match=f"envelope repeats the member '{member}'") as info:
+        from_cloudevent(doc, where=Context(file="x.jsonl", line=4))
+    ctx = info.value.context
+    assert (ctx.file, ctx.line) == ("x.jsonl", 4)
+    assert ctx.path == "/" + member.replace("/", "~1")
+    assert ctx.stream is None  # which stream it is, is the question
+
+
+@pytest.mark.parametrize("data", [
+    b'{"x":1,"x":2}',
+    b'{"a":{"evstream":1,"evstream":2}}',
+    b'[{"k":1,"k":2},{"\\u006b":1,"k":2}]',
+])
+def test_a_payload_that_repeats_a_key_is_kept_as_it_is(data: bytes) -> None:
+    doc = _HEAD + b'"evstream":"a","evversion":0,"data":' + data + b',"evmetadata":' + data + b"}"
+    ev = from_cloudevent(doc)
+    assert ev.data == data and ev.metadata == data
+
+
+_KEYS = st.sampled_from(["a", "b", "evstream", "\\u0061", "\\\"", "é", "\\u00e9"])
+_SCALARS = st.sampled_from(["1", "null", '"a"', '"\\"}"', "[]", "{}", "-0.5e3"])
+
+
+@st.composite
+def _objects(draw: st.DrawFn, depth: int = 0) -> tuple[str, list[str]]:
+    """A JSON object as text, keys possibly repeated (raw key texts listed in order)."""
+    keys = draw(st.lists(_KEYS, max_size=5))
+    members = []
+    for key in keys:
+        value = (draw(_objects(depth + 1))[0] if depth < 2 and draw(st.booleans())
+                 else draw(_SCALARS))
+        space = draw(st.sampled_from(["", " ", "\n\t"]))
+        members.append(f'{space}"{key}"{space}:{space}{value}')
+    return "{" + ",".join(members) + "}", keys
+
+
+@pytest.mark.parametrize("c_scan", [True, False], ids=["C scan", "without it"])
+@given(doc=_objects())
+def test_repeated_member_compares_the_top_level_names_exactly(
+        c_scan: bool, doc: tuple[str, list[str]]) -> None:
+    text, keys = doc
+    seen: set[str] = set()
+    want = None
+    for key in keys:
+        name = json.loads(f'"{key}"')
+        if name in seen:
+            want = name
+            break
+        seen.add(name)
+    scan = events.fast_duplicate_key if c_scan else (lambda data: None)
+    with mock.patch.object(events, "fast_duplicate_key", scan):
+        assert repeated_member(text.encode()) == want
+
+
+def test_repeated_member_of_what_is_not_an_object() -> None:
+    assert repeated_member(b'[{"a":1,"a":2}]') is None
+    assert repeated_member(b'"a"') is None
+    assert repeated_member(b" {} ") is None
+
+
+@pytest.mark.parametrize("extra, message, path", [
+    (b'"evstream":"","evversion":0', "'evstream' is empty", "/evstream"),
+    (b'"evstream":"a","evversion":0,"evschemaversion":0', "'evschemaversion' must be >= 1",
+     "/evschemaversion"),
+    (b'"evstream":"a","evversion":0,"evposition":-1', "'evposition' must be >= 0",
+     "/evposition"),
+])
+def test_envelope_values_a_raw_event_cannot_hold(extra: bytes, message: str,
+                                                 path: str) -> None:
+    with pytest.raises(EnvelopeError, match=message) as info:
+        from_cloudevent(_HEAD + extra + b"}")
+    assert info.value.context.path == path
+
+
+def test_a_caller_may_stand_in_an_empty_stream_for_a_missing_evstream() -> None:
+    ev = from_cloudevent(_HEAD + b'"data":{}}', stream="", version=0)  # as the audit does
+    assert (ev.stream, ev.version, ev.data) == ("", 0, b"{}")

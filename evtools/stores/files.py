@@ -10,8 +10,11 @@ e.g. from the store it was exported from); a record without one gets its 1-based
 number in the file. An export through ``append`` numbers records 1, 2, ... Reads follow
 file order, and ``read_all(from_position)`` skips records below ``from_position``.
 
-A file store keeps a small index in memory, one entry per stream (last version, where
-the stream starts), built by one pass over the file the first time it is needed; events
+A file store keeps an index in memory, built by one pass over the file the first time it
+is needed: one entry per stream (its last version) and, for JSONL, where each record
+starts (two 8-byte integers per record, never the decoded events), so that
+``read_stream`` reads and decodes that stream's lines only. A JSONL file that has changed
+since it was indexed (size, modification time or inode) is indexed again. Events
 themselves are read lazily, batch by batch, every time.
 
 JSONL
@@ -37,6 +40,10 @@ uses ``format="cloudevents"``, the default, or ``format="flat"``):
   A payload that is not JSON goes in ``"data_base64"`` instead of ``"data"`` (likewise
   ``"metadata_base64"``); unknown keys are an error, so that a misspelt key is not
   silently dropped.
+
+A line whose object repeats a member (two ``"evstream"``, two ``"version"``) is an error
+too: which value counts would depend on the reader. Only the line's own members are
+compared; a payload's are the registry's to judge when it decodes it.
 
 A JSON payload is embedded verbatim so that payload bytes survive a round trip. Bytes
 that cannot be embedded in one line as they are (not valid JSON, whitespace around the
@@ -66,7 +73,8 @@ import logging
 import os
 import threading
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC
 from pathlib import Path
 from typing import Any, Literal
@@ -89,6 +97,7 @@ from ..events import (
     format_time,  # shared with the CloudEvents mapping so both write the same times
     from_cloudevent,
     parse_time,
+    refuse_repeated_member,
     to_cloudevent,
 )
 from .base import (
@@ -111,14 +120,15 @@ Mode = Literal["r", "w", "a"]
 
 
 class _StreamInfo:
-    """What the index knows about one stream: its last version, where it starts and ends."""
+    """What the index knows about one stream: its last version and, in a JSONL file, its
+    first and last record (indexes into the store's record arrays; -1 elsewhere)."""
 
-    __slots__ = ("end", "last", "start")
+    __slots__ = ("first", "last", "tail")
 
-    def __init__(self, last: int, start: tuple[int, ...], end: int) -> None:
+    def __init__(self, last: int, first: int = -1, tail: int = -1) -> None:
         self.last = last
-        self.start = start  # store-specific: JSONL (byte offset, line, record number)
-        self.end = end  # JSONL: the byte offset just after the stream's last line
+        self.first = first
+        self.tail = tail
 
 
 class _FileStore(EventStore):
@@ -147,8 +157,8 @@ class _FileStore(EventStore):
                                    file=self.path)
 
     @abstractmethod
-    def _scan(self) -> Iterator[tuple[tuple[int, ...], int, RawEvent]]:
-        """Every record of the file: (where it starts, where it ends, event)."""
+    def _build_index(self) -> dict[str, _StreamInfo]:
+        """Read the whole file once; set ``_index``, ``_records`` and ``_last_position``."""
 
     def _ensure_open(self) -> None:
         if self._closed:
@@ -158,26 +168,6 @@ class _FileStore(EventStore):
         self._ensure_open()
         with self._lock:
             return self._index if self._index is not None else self._build_index()
-
-    def _build_index(self) -> dict[str, _StreamInfo]:
-        index: dict[str, _StreamInfo] = {}
-        records = 0
-        last_position = 0
-        for start, end, event in self._scan():
-            records += 1
-            if event.position is not None and event.position > last_position:
-                last_position = event.position
-            info = index.get(event.stream)
-            if info is None:
-                index[event.stream] = _StreamInfo(event.version, start, end)
-            else:
-                info.end = end
-                if event.version > info.last:
-                    info.last = event.version
-        self._index = index
-        self._records = records
-        self._last_position = last_position
-        return index
 
     def stream_version(self, stream: str) -> int | None:
         info = self._streams().get(stream)
@@ -197,20 +187,6 @@ class _FileStore(EventStore):
         position = self._last_position + 1
         return [p.to_raw(stream, first + i, position + i)
                 for i, p in enumerate(prepare_events(self.url, stream, events, first))]
-
-    def _finish_append(self, stream: str, new: list[RawEvent], start: tuple[int, ...],
-                       end: int = 0) -> int:
-        index = self._streams()
-        info = index.get(stream)
-        last = new[-1].version
-        if info is None:
-            index[stream] = _StreamInfo(last, start, end)
-        else:
-            info.last = last
-            info.end = end
-        self._records += len(new)
-        self._last_position = new[-1].position or self._last_position
-        return last
 
 
 # -- JSONL --------------------------------------------------------------------------------
@@ -264,38 +240,56 @@ def encode_flat_line(event: RawEvent) -> bytes:
     return _encoder.encode(out)
 
 
-def _unbase64(text: str, ctx: Context, path: str) -> bytes:
+def _unbase64(text: str, ctx: Callable[[], Context], path: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as e:
-        raise EnvelopeError(f"{path[1:]!r} is not valid base64", ctx, path=path) from e
+        raise EnvelopeError(f"{path[1:]!r} is not valid base64", ctx(), path=path) from e
 
 
-def _decode_flat(line: bytes, ctx: Context) -> RawEvent:
+def _decode_flat(line: bytes, where: Context) -> RawEvent:
     try:
         rec = _flat_decoder.decode(line)
     except msgspec.ValidationError as e:
         raise EnvelopeError(f"neither a CloudEvents envelope nor a flat record: {e}",
-                            ctx) from e
-    ctx = ctx.merge(Context(stream=rec.stream, version=rec.version, event_type=rec.type))
+                            where) from e
+    refuse_repeated_member(line, "record", where)
+
+    def ctx() -> Context:  # built on the error paths only
+        return where.merge(Context(stream=rec.stream or None, event_type=rec.type or None,
+                                   version=rec.version if rec.version >= 0 else None))
+
+    if not rec.stream:
+        raise EnvelopeError("'stream' is empty", ctx(), path="/stream")
     if rec.version < 0:
-        raise EnvelopeError("'version' must be >= 0", ctx, path="/version")
+        raise EnvelopeError("'version' must be >= 0", ctx(), path="/version")
     if not rec.type:
-        raise EnvelopeError("'type' is empty", ctx, path="/type")
+        raise EnvelopeError("'type' is empty", ctx(), path="/type")
+    if rec.schema_version < 1:
+        raise EnvelopeError(f"'schema_version' must be >= 1, not {rec.schema_version}", ctx(),
+                            path="/schema_version")
+    if rec.position is not None and rec.position < 0:
+        raise EnvelopeError(f"'position' must be >= 0, not {rec.position}", ctx(),
+                            path="/position")
     if rec.data and rec.data_base64 is not None:
-        raise EnvelopeError("record has both 'data' and 'data_base64'", ctx)
+        raise EnvelopeError("record has both 'data' and 'data_base64'", ctx())
     if rec.metadata and rec.metadata_base64 is not None:
-        raise EnvelopeError("record has both 'metadata' and 'metadata_base64'", ctx)
+        raise EnvelopeError("record has both 'metadata' and 'metadata_base64'", ctx())
     data = (_unbase64(rec.data_base64, ctx, "/data_base64") if rec.data_base64 is not None
             else bytes(rec.data))
     metadata = (_unbase64(rec.metadata_base64, ctx, "/metadata_base64")
                 if rec.metadata_base64 is not None else bytes(rec.metadata))
+    recorded_at = None
+    if rec.recorded_at is not None:
+        try:
+            recorded_at = parse_time(rec.recorded_at, where, "/recorded_at")
+        except EnvelopeError as e:
+            e.with_context(ctx())
+            raise
     return RawEvent(
         stream=rec.stream, version=rec.version, type=rec.type, data=data, metadata=metadata,
-        id=rec.id,
-        recorded_at=parse_time(rec.recorded_at, ctx) if rec.recorded_at is not None else None,
-        position=rec.position, content_type=rec.content_type,
-        schema_version=rec.schema_version)
+        id=rec.id, recorded_at=recorded_at, position=rec.position,
+        content_type=rec.content_type, schema_version=rec.schema_version)
 
 
 def decode_line(line: bytes, where: Context) -> RawEvent:
@@ -321,7 +315,7 @@ def decode_line(line: bytes, where: Context) -> RawEvent:
                 raise EnvelopeError(f"{_META_B64!r} must be a string", where,
                                     path=f"/{_META_B64}") from e
             event = msgspec.structs.replace(
-                event, metadata=_unbase64(text, where, f"/{_META_B64}"))
+                event, metadata=_unbase64(text, lambda: where, f"/{_META_B64}"))
     return event
 
 
@@ -330,6 +324,14 @@ class JsonlStore(_FileStore):
 
     ``mode="r"`` reads an existing file; ``"w"`` creates or truncates it for export;
     ``"a"`` continues an existing export. ``format`` is the form ``append`` writes.
+
+    The index (built by the first call that needs it, one pass that decodes every line)
+    keeps, besides each stream's last version, where every record starts: two 8-byte
+    integers per record (its byte offset, and the record that comes next in its stream),
+    so ``read_stream`` seeks to that stream's lines and decodes only those. The file is
+    indexed again when it has changed since (another size, modification time or inode);
+    a line that is not what the index says when read (the file was rewritten while an
+    iterator was open) is a :class:`~evtools.errors.StoreError`.
     """
 
     kind = "JSONL"
@@ -340,7 +342,9 @@ class JsonlStore(_FileStore):
         if format not in ("cloudevents", "flat"):
             raise UsageError(f"JSONL format must be 'cloudevents' or 'flat', got {format!r}")
         self._encode = to_cloudevent if format == "cloudevents" else encode_flat_line
-        self._line_count = 0  # lines in the file, blank ones included (known after a scan)
+        self._offsets = array("q")  # record -> byte offset of its line
+        self._next = array("q")  # record -> the next record of its stream, -1 at the end
+        self._indexed: os.stat_result | None = None  # the file as it was indexed
         self._out: io.BufferedWriter | None = None
         if mode == "r":
             return
@@ -348,6 +352,7 @@ class JsonlStore(_FileStore):
             self._out = open(self.path, "wb" if mode == "w" else "ab")  # noqa: SIM115
             if mode == "w":
                 self._index = {}
+                self._indexed = os.fstat(self._out.fileno())
             elif self._out.tell() > 0:
                 with open(self.path, "rb") as f:
                     f.seek(-1, os.SEEK_END)
@@ -357,68 +362,171 @@ class JsonlStore(_FileStore):
             raise StoreUnavailable(f"JSONL {self.path}: cannot open for writing: {e}",
                                    file=self.path) from e
 
-    def _lines(self, offset: int, first_line: int) -> Iterator[tuple[int, int, int, bytes]]:
-        """(byte offset, line number, line) of every non-blank line from ``offset``."""
+    # -- reading the file ------------------------------------------------------------------
+
+    def _open_for_reading(self) -> io.BufferedReader:
         self._ensure_open()
         if self._out is not None:
             self._out.flush()
         try:
-            f = open(self.path, "rb")  # noqa: SIM115 (closed by the generator's finally)
+            return open(self.path, "rb")
         except OSError as e:
             raise StoreUnavailable(f"JSONL {self.path}: cannot read: {e}",
                                    file=self.path) from e
+
+    def _lines(self) -> Iterator[tuple[int, int, bytes]]:
+        """(byte offset, line number, line) of every non-blank line of the file."""
+        f = self._open_for_reading()
         try:
-            f.seek(offset)
-            lineno = first_line - 1
-            pos = offset
-            for line in f:
-                lineno += 1
+            pos = 0
+            for lineno, line in enumerate(f, 1):
                 start = pos
                 pos += len(line)
                 stripped = line.strip()
                 if stripped:
-                    yield start, pos, lineno, stripped
-            if offset == 0:
-                self._line_count = lineno
+                    yield start, lineno, stripped
         finally:
             f.close()
 
-    def _events(self, offset: int = 0, first_line: int = 1,
-                first_record: int = 1) -> Iterator[tuple[tuple[int, ...], int, RawEvent]]:
-        record = first_record
-        for start, end, lineno, line in self._lines(offset, first_line):
+    def _events(self) -> Iterator[tuple[int, RawEvent]]:
+        """(byte offset, event) of every record, in file order."""
+        for record, (offset, lineno, line) in enumerate(self._lines(), 1):
             event = decode_line(line, Context(file=self.path, line=lineno))
             if event.position is None:
                 event = msgspec.structs.replace(event, position=record)
-            yield (start, lineno, record), end, event
-            record += 1
+            yield offset, event
 
-    def _scan(self) -> Iterator[tuple[tuple[int, ...], int, RawEvent]]:
-        return self._events()
+    def _line_number(self, offset: int) -> int | None:
+        """The 1-based number of the line at byte ``offset`` (error path: counts the line
+        breaks before it)."""
+        try:
+            with open(self.path, "rb") as f:
+                n = 1
+                left = offset
+                while left > 0:
+                    chunk = f.read(min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    n += chunk.count(b"\n")
+                    left -= len(chunk)
+                return n
+        except OSError:
+            return None
+
+    # -- the index -------------------------------------------------------------------------
+
+    def _stat(self) -> os.stat_result:
+        try:
+            return os.stat(self.path)
+        except OSError as e:
+            raise StoreUnavailable(f"JSONL {self.path}: cannot read: {e}",
+                                   file=self.path) from e
+
+    @staticmethod
+    def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+        return (a.st_ino, a.st_dev, a.st_size, a.st_mtime_ns) == \
+            (b.st_ino, b.st_dev, b.st_size, b.st_mtime_ns)
+
+    def _streams(self) -> dict[str, _StreamInfo]:
+        self._ensure_open()
+        with self._lock:
+            if self._out is not None:
+                self._out.flush()
+            if self._index is not None and self._indexed is not None \
+                    and self._same_file(self._stat(), self._indexed):
+                return self._index
+            if self._index is not None:
+                log.info("JSONL %s changed since it was indexed; indexing it again",
+                         self.path)
+            return self._build_index()
+
+    def _build_index(self) -> dict[str, _StreamInfo]:
+        indexed = self._stat()  # before reading: a change during the pass is seen next time
+        index: dict[str, _StreamInfo] = {}
+        offsets = array("q")
+        nexts = array("q")
+        record = 0  # 0-based here; positions and messages count records from 1
+        last_position = 0
+        for offset, event in self._events():
+            position = event.position
+            if position is not None and position > last_position:
+                last_position = position
+            info = index.get(event.stream)
+            if info is None:
+                index[event.stream] = _StreamInfo(event.version, record, record)
+            else:
+                nexts[info.tail] = record
+                info.tail = record
+                if event.version > info.last:
+                    info.last = event.version
+            offsets.append(offset)
+            nexts.append(-1)
+            record += 1
+        self._index = index
+        self._offsets = offsets
+        self._next = nexts
+        self._records = record
+        self._last_position = last_position
+        self._indexed = indexed
+        return index
+
+    # -- the protocol ----------------------------------------------------------------------
 
     def read_stream(self, stream: str, from_version: int = 0, *,
                     limit: int | None = None) -> Iterator[RawEvent]:
         check_start(from_version, "from_version", self.url, stream)
         limit = check_limit(limit, self.url)
-        info = self._streams().get(stream)
-        if info is None:
-            raise StreamNotFound(f"JSONL {self.path}: stream {stream!r} does not exist",
-                                 stream=stream, file=self.path)
-        return self._read_stream(stream, from_version, limit, info.start, info.end)
+        with self._lock:
+            info = self._streams().get(stream)
+            if info is None:
+                raise StreamNotFound(f"JSONL {self.path}: stream {stream!r} does not exist",
+                                     stream=stream, file=self.path)
+            # the arrays as they are now: a new index replaces them rather than change them
+            return self._read_stream(stream, from_version, limit, info.first, self._offsets,
+                                     self._next)
 
-    def _read_stream(self, stream: str, from_version: int, limit: int | None,
-                     start: tuple[int, ...], end: int) -> Iterator[RawEvent]:
+    def _read_stream(self, stream: str, from_version: int, limit: int | None, record: int,
+                     offsets: array[int], nexts: array[int]) -> Iterator[RawEvent]:
         if limit == 0:
             return
         n = 0
-        for where, _, event in self._events(*start):
-            if where[0] >= end:
-                return  # past the stream's last line
-            if event.stream == stream and event.version >= from_version:
+        f = self._open_for_reading()
+        try:
+            while record >= 0:
+                offset = offsets[record]
+                if offset:  # a record starts a line: the byte before it ends the previous one
+                    f.seek(offset - 1)
+                    if f.read(1) != b"\n":
+                        raise self._changed(stream, offset)
+                else:
+                    f.seek(0)
+                line = f.readline().strip()
+                if not line:
+                    raise self._changed(stream, offset)
+                try:
+                    event = decode_line(line, Context(file=self.path))
+                except EnvelopeError as e:
+                    e.with_context(line=self._line_number(offset))
+                    raise
+                if event.stream != stream:
+                    raise self._changed(stream, offset)
+                number = record + 1  # records count from 1
+                record = nexts[record]
+                if event.version < from_version:
+                    continue
+                if event.position is None:
+                    event = msgspec.structs.replace(event, position=number)
                 yield event
                 n += 1
                 if limit is not None and n >= limit:
                     return
+        finally:
+            f.close()
+
+    def _changed(self, stream: str, offset: int) -> StoreError:
+        return StoreError(f"JSONL {self.path}: the file changed while stream {stream!r} was "
+                          f"being read (line {self._line_number(offset)} is not the line it "
+                          f"was); read it again", file=self.path, stream=stream)
 
     def read_all(self, from_position: int = 0, *,
                  limit: int | None = None) -> Iterator[RawEvent]:
@@ -431,7 +539,7 @@ class JsonlStore(_FileStore):
         if limit == 0:
             return
         n = 0
-        for _, _, event in self._events():
+        for _, event in self._events():
             if event.position is not None and event.position < from_position:
                 continue
             yield event
@@ -450,19 +558,42 @@ class JsonlStore(_FileStore):
         out = self._out
         assert out is not None  # not read-only, so open for writing
         try:
-            payload = b"".join([self._encode(e) + b"\n" for e in new])
+            lines = [self._encode(e) + b"\n" for e in new]
         except EnvelopeError as e:
             raise e.with_context(file=self.path, stream=stream) from None
-        offset = out.tell()
-        start = (offset, self._line_count + 1, self._records + 1)
+        payload = b"".join(lines)
         try:
+            offset = out.seek(0, os.SEEK_END)  # the end now, also after another writer's lines
             out.write(payload)
             out.flush()
+            written = os.fstat(out.fileno())
         except OSError as e:
             raise StoreError(f"JSONL {self.path}: write failed: {e}", file=self.path,
                              stream=stream) from e
-        self._line_count += len(new)
-        return self._finish_append(stream, new, start, offset + len(payload))
+        index = self._index
+        assert index is not None  # _start_append built it
+        if written.st_size != offset + len(payload):
+            # someone else wrote to the file too: where our lines went is not known
+            self._index = None
+            return new[-1].version
+        record = self._records
+        info = index.get(stream)
+        if info is None:
+            info = index[stream] = _StreamInfo(new[-1].version, record)
+        else:
+            info.last = new[-1].version
+        for line in lines:
+            if info.tail >= 0:
+                self._next[info.tail] = record
+            info.tail = record
+            self._offsets.append(offset)
+            self._next.append(-1)
+            offset += len(line)
+            record += 1
+        self._records = record
+        self._last_position = new[-1].position or self._last_position
+        self._indexed = written
+        return info.last
 
     def close(self) -> None:
         with self._lock:
@@ -573,7 +704,7 @@ class ParquetStore(_FileStore):
         assert self._index is not None
         info = self._index.get(event.stream)
         if info is None:
-            self._index[event.stream] = _StreamInfo(event.version, (self._records,), 0)
+            self._index[event.stream] = _StreamInfo(event.version)
         elif event.version > info.last:
             info.last = event.version
         self._records += 1
@@ -636,11 +767,20 @@ class ParquetStore(_FileStore):
                if "position" in names else pl.col("_record").cast(pl.Int64))
         return lf.with_columns(pos.alias("position"))
 
-    def _scan(self) -> Iterator[tuple[tuple[int, ...], int, RawEvent]]:
+    def _build_index(self) -> dict[str, _StreamInfo]:
         self._refuse_read()
-        lf = self._scan_frame().select("stream", "version", "position")
-        for record, event in enumerate(self._batches(lf)):
-            yield (record,), record + 1, event
+        index: dict[str, _StreamInfo] = {}
+        self._index = index
+        self._records = 0
+        self._last_position = 0
+        try:
+            for event in self._batches(self._scan_frame().select("stream", "version",
+                                                                 "position")):
+                self._note(event)
+        except BaseException:
+            self._index = None  # not half an index
+            raise
+        return index
 
     def read_stream(self, stream: str, from_version: int = 0, *,
                     limit: int | None = None) -> Iterator[RawEvent]:
@@ -684,11 +824,12 @@ class ParquetStore(_FileStore):
                expected_version: ExpectedVersion = ANY) -> int:
         with self._lock:
             new = self._start_append(stream, events, expected_version)
-            start = (self._records,)
             self._buffer.extend(new)
             if len(self._buffer) >= self._row_group:
                 self._flush()
-            return self._finish_append(stream, new, start)
+            for event in new:
+                self._note(event)
+            return new[-1].version
 
     def close(self) -> None:
         with self._lock:

@@ -18,6 +18,15 @@ One table; the schema is the contract with other tools reading the file::
 
 ``PRAGMA user_version`` is 1 for this layout.
 
+SQLite is typeless, so rows written by other tools are checked as they are read (in bulk,
+column by column, about 0.2 us a row): a row whose columns do not hold what the schema
+says (a version that is not an integer >= 0, a time that is not ISO 8601 text with a UTC
+offset, a payload that is a number ...) is an :class:`~evtools.errors.InputError` naming
+the file, the row's position, stream and version, the column and what it holds. A
+``data`` or ``metadata`` payload stored as TEXT (as tools that write JSON as a string do)
+is read as its UTF-8 bytes (in a UTF-8 database, as evtools creates, the bytes SQLite
+keeps for it).
+
 An append is one ``BEGIN IMMEDIATE`` transaction: the expected-version check and the
 ``executemany`` insert happen under the database write lock, so of two processes
 appending at the same expected version exactly one wins and the other gets
@@ -39,10 +48,18 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConcurrencyError, StoreError, StoreUnavailable, StreamNotFound, UsageError
+from ..errors import (
+    ConcurrencyError,
+    InputError,
+    StoreError,
+    StoreUnavailable,
+    StreamNotFound,
+    UsageError,
+)
 from ..events import JSON_CONTENT_TYPE, RawEvent
 from .base import (
     ANY,
@@ -87,11 +104,15 @@ _INSERT = ("INSERT INTO events (stream, version, type, data, metadata, id, recor
 _READ_ALL = f"SELECT {_COLUMNS} FROM events WHERE position >= ? ORDER BY position LIMIT ?"
 _READ_STREAM = (f"SELECT {_STREAM_COLUMNS} FROM events WHERE stream = ? AND version >= ? "
                 "ORDER BY version LIMIT ?")
-_LAST_VERSION = "SELECT version FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1"
+_LAST_VERSION = ("SELECT version, position FROM events WHERE stream = ? ORDER BY version DESC "
+                 "LIMIT 1")
+_ROW = f"SELECT {_COLUMNS} FROM events WHERE position = ?"
+_FIRST_ROW_OF = "SELECT position FROM events WHERE stream IS ? ORDER BY position LIMIT 1"
 _STREAMS = "SELECT DISTINCT stream FROM events WHERE stream > ? ORDER BY stream LIMIT ?"
 _FIRST_STREAMS = "SELECT DISTINCT stream FROM events ORDER BY stream LIMIT ?"
 
 _fromiso = datetime.fromisoformat
+_MIN_INTEGER = -(2**63)
 
 Row = tuple[str, int, str, bytes, bytes, str, "str | None", int, "str | None", int]
 StreamRow = tuple[int, str, bytes, bytes, str, "str | None", int, "str | None", int]
@@ -107,6 +128,53 @@ def _to_stream_events(stream: str, rows: list[StreamRow]) -> list[RawEvent]:
     return [RawEvent(stream, v, t, d, m, i, _fromiso(r) if r is not None else None, p,
                      JSON_CONTENT_TYPE if c is None else c, sv)
             for v, t, d, m, i, r, p, c, sv in rows]
+
+
+# -- rows that do not hold what the schema says ------------------------------------------------
+#
+# SQLite is typeless: another tool can store 'abc' in version or a number in data, and the
+# conversion above checks nothing (it is the hot path). A page of rows is checked column by
+# column after it (set(map(type, column)) and min() run in C, about 0.2 us a row); a page
+# that fails, or whose conversion raised, goes through _checked_event row by row, which
+# names the row and column or, where the row is usable after all, builds its event.
+
+_STR, _INT, _BYTES, _STR_OR_NONE = {str}, {int}, {bytes}, {str, type(None)}
+_SIGNS = {"+", "-"}
+_offset_sign = itemgetter(-6)  # "...+00:00": what the store writes has an offset there
+
+
+def _columns_look_right(streams: tuple[Any, ...] | None, versions: tuple[Any, ...],
+                        types: tuple[Any, ...], data: tuple[Any, ...],
+                        metadata: tuple[Any, ...], ids: tuple[Any, ...],
+                        times: tuple[Any, ...], positions: tuple[Any, ...],
+                        content_types: tuple[Any, ...],
+                        schema_versions: tuple[Any, ...]) -> bool:
+    """Whether the columns of a page (each a tuple) hold what the schema says, as far as a
+    cheap look tells: ``False`` sends the page to the row-by-row check (which decides)."""
+    return (set(map(type, versions)) == _INT and min(versions) >= 0
+            and set(map(type, schema_versions)) == _INT and min(schema_versions) >= 1
+            and set(map(type, positions)) == _INT and min(positions) >= 0
+            and set(map(type, types)) == _STR and "" not in types
+            and set(map(type, ids)) == _STR
+            and set(map(type, data)) == _BYTES and set(map(type, metadata)) == _BYTES
+            and set(map(type, content_types)) <= _STR_OR_NONE
+            # the conversion refused every time that is not ISO text; this refuses a time
+            # without a UTC offset (Z or another form of offset goes the slow way)
+            and set(map(_offset_sign, filter(None, times))) <= _SIGNS
+            and (streams is None or (set(map(type, streams)) == _STR and "" not in streams)))
+
+
+_SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT", bytes: "BLOB"}
+
+
+def _shown(value: object) -> str:
+    """A stored value as a message shows it: its SQLite type, and the value, cut short."""
+    if value is None:
+        return "NULL"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:50] + "..." + text[-7:]
+    return f"{_SQL_TYPES.get(type(value), type(value).__name__)} {text}"
 
 
 def _is_busy(e: sqlite3.Error) -> bool:
@@ -227,6 +295,103 @@ class SqliteStore(EventStore):
                 raise StoreError(f"{self.url}: {what} failed: {e}", file=self.path,
                                  stream=stream) from e
 
+    # -- rows to events --------------------------------------------------------------------
+
+    def _events(self, rows: list[Row]) -> list[RawEvent]:
+        """``rows`` of ``_READ_ALL`` as events; a row that does not hold what the schema
+        says is an :class:`~evtools.errors.InputError` naming it."""
+        try:
+            events = _to_events(rows)
+            if _columns_look_right(*zip(*rows, strict=True)):
+                return events
+        except (TypeError, ValueError, IndexError):
+            pass
+        return [self._checked_event(*row) for row in rows]
+
+    def _stream_events(self, stream: str, rows: list[StreamRow]) -> list[RawEvent]:
+        """``rows`` of ``_READ_STREAM`` as events, checked as :meth:`_events` does."""
+        try:
+            events = _to_stream_events(stream, rows)
+            if _columns_look_right(None, *zip(*rows, strict=True)):
+                return events
+        except (TypeError, ValueError, IndexError):
+            pass
+        return [self._checked_event(stream, *row) for row in rows]
+
+    def _checked_event(self, stream: Any, version: Any, type_: Any, data: Any, metadata: Any,
+                       id_: Any, recorded_at: Any, position: Any, content_type: Any,
+                       schema_version: Any) -> RawEvent:
+        """The event of one row, every column checked (the slow path): an
+        :class:`~evtools.errors.InputError` naming the row, the column and what it holds
+        when a column does not hold what the schema says.
+
+        A payload stored as TEXT (SQLite is typeless, and tools that write JSON as a string
+        do so) is taken as its UTF-8 bytes (in a UTF-8 database, the bytes SQLite keeps).
+        """
+        def bad(column: str, value: object, wanted: str) -> InputError:
+            return InputError(
+                f"{self.url}: the row at position {position} is not a usable event: "
+                f"column {column} holds {_shown(value)}, not {wanted}",
+                file=self.path,
+                stream=stream if isinstance(stream, str) and stream else None,
+                version=version if type(version) is int and version >= 0 else None)
+
+        if type(stream) is not str or not stream:
+            raise bad("stream", stream, "a non-empty TEXT")
+        if type(version) is not int or version < 0:
+            raise bad("version", version, "an INTEGER >= 0 (the 0-based version in the stream)")
+        if type(type_) is not str or not type_:
+            raise bad("type", type_, "a non-empty TEXT")
+        payloads = []
+        for column, value in (("data", data), ("metadata", metadata)):
+            if type(value) is str:
+                value = value.encode()
+            elif type(value) is not bytes:
+                raise bad(column, value, "a BLOB (or TEXT) of payload bytes")
+            payloads.append(value)
+        if type(id_) is not str:
+            raise bad("id", id_, "a TEXT")
+        when = None
+        if recorded_at is not None:
+            wanted = "an ISO 8601 time with a UTC offset (e.g. 2024-05-01T12:00:00+00:00) or NULL"
+            if type(recorded_at) is not str:
+                raise bad("recorded_at", recorded_at, wanted)
+            try:
+                when = _fromiso(recorded_at)
+            except ValueError:
+                raise bad("recorded_at", recorded_at, wanted) from None
+            if when.utcoffset() is None:
+                raise bad("recorded_at", recorded_at, wanted)
+        if type(position) is not int or position < 0:
+            raise bad("position", position, "an INTEGER >= 0")
+        if content_type is not None and type(content_type) is not str:
+            raise bad("content_type", content_type, "a TEXT")
+        if type(schema_version) is not int or schema_version < 1:
+            raise bad("schema_version", schema_version, "an INTEGER >= 1")
+        return RawEvent(stream, version, type_, payloads[0], payloads[1], id_, when, position,
+                        JSON_CONTENT_TYPE if content_type is None else content_type,
+                        schema_version)
+
+    def _row_error(self, position: int, stream: str | None = None) -> InputError:
+        """The error about the row at ``position``, which holds something it should not."""
+        rows = self._query(_ROW, (position,), "reading a row", stream)
+        try:
+            if rows:
+                self._checked_event(*rows[0])
+        except InputError as e:
+            return e
+        return InputError(f"{self.url}: the row at position {position} changed while it was "
+                          "being read", file=self.path, stream=stream)
+
+    def _last_version(self, row: tuple[Any, Any] | None, stream: str) -> int | None:
+        """The version of a ``_LAST_VERSION`` row (``None``: no row), checked."""
+        if row is None:
+            return None
+        version, position = row
+        if type(version) is not int or version < 0:
+            raise self._row_error(position, stream)
+        return version
+
     # -- the protocol ----------------------------------------------------------------------
 
     def append(self, stream: str, events: Sequence[AppendEvent],
@@ -240,8 +405,8 @@ class SqliteStore(EventStore):
             except sqlite3.OperationalError as e:
                 raise self._write_failure(e, stream, expected) from e
             try:
-                row = conn.execute(_LAST_VERSION, (stream,)).fetchone()
-                actual = None if row is None else row[0]
+                actual = self._last_version(conn.execute(_LAST_VERSION, (stream,)).fetchone(),
+                                            stream)
                 check_expected(self.url, stream, expected, actual)
                 first = 0 if actual is None else actual + 1
                 conn.executemany(_INSERT, self._rows(stream, events, first))
@@ -300,7 +465,10 @@ class SqliteStore(EventStore):
         # the first page now: a short stream is read in one query, and a missing stream
         # (no rows, no version) is an error here rather than at the first next()
         n = self._page_size if limit is None else min(limit, self._page_size)
-        rows = self._query(_READ_STREAM, (stream, from_version, n), "read_stream", stream) \
+        # from version 0, from the lowest INTEGER: a row with a negative version (which no
+        # store writes) is read, and refused, rather than silently left out
+        lowest = from_version if from_version else _MIN_INTEGER
+        rows = self._query(_READ_STREAM, (stream, lowest, n), "read_stream", stream) \
             if n else []
         if not rows and self.stream_version(stream) is None:
             raise StreamNotFound(f"{self.url}: stream {stream!r} does not exist",
@@ -311,7 +479,7 @@ class SqliteStore(EventStore):
                      rows: list[StreamRow]) -> Iterator[RawEvent]:
         left = limit
         while rows:
-            yield from _to_stream_events(stream, rows)
+            yield from self._stream_events(stream, rows)
             if left is not None:
                 left -= len(rows)
             if len(rows) < n or left == 0:
@@ -334,7 +502,7 @@ class SqliteStore(EventStore):
             rows = self._query(_READ_ALL, (position, n), "read_all")
             if not rows:
                 return
-            yield from _to_events(rows)
+            yield from self._events(rows)
             position = rows[-1][7] + 1
             if left is not None:
                 left -= len(rows)
@@ -350,6 +518,9 @@ class SqliteStore(EventStore):
         rows = self._query(_FIRST_STREAMS, (n,), "list_streams")
         while rows:
             for (name,) in rows:
+                if type(name) is not str or not name:
+                    first = self._query(_FIRST_ROW_OF, (name,), "list_streams")
+                    raise self._row_error(first[0][0])
                 yield name
             if len(rows) < n:
                 return
@@ -357,7 +528,7 @@ class SqliteStore(EventStore):
 
     def stream_version(self, stream: str) -> int | None:
         rows = self._query(_LAST_VERSION, (stream,), "stream_version", stream)
-        return rows[0][0] if rows else None
+        return self._last_version(rows[0] if rows else None, stream)
 
     def close(self) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evtools.errors import EnvelopeError, StoreUnavailable, UsageError
+from evtools.errors import EnvelopeError, StoreError, StoreUnavailable, UsageError
 from evtools.events import RawEvent, to_cloudevent
-from evtools.stores import EventStore, JsonlStore, NewEvent, ParquetStore, open_store
+from evtools.stores import (
+    NO_STREAM,
+    EventStore,
+    JsonlStore,
+    NewEvent,
+    ParquetStore,
+    files,
+    open_store,
+)
 from evtools.stores.files import embeddable
 
 from .contract import ReadContract, StoreContract, expected_events
@@ -272,3 +281,168 @@ def test_appending_to_an_export_with_foreign_positions_goes_after_them(tmp_path:
     with JsonlStore(path) as back:
         assert [e.position for e in back.read_all()] == [40, 97, 98]
         assert [e.position for e in back.read_all(41)] == [97, 98]
+
+
+# -- bad values in a line: errors that name the file and line, never a bare ValueError -----
+
+
+@pytest.mark.parametrize("line, fragment, path", [
+    (b'{"specversion": "1.0", "id": "x", "source": "/s", "type": "T", "evstream": "a",'
+     b' "evversion": 0, "time": "2024-13-45T99:00:00Z"}', "month must be in 1..12", "/time"),
+    (b'{"specversion": "1.0", "id": "x", "source": "/s", "type": "T", "evstream": "a",'
+     b' "evversion": 0, "time": "2024-01-01T00:00:00+24:00"}', "UTC offset out of range",
+     "/time"),
+    (b'{"stream": "a", "version": 0, "type": "T", "recorded_at": "2024-02-30T00:00:00Z"}',
+     "'recorded_at' is not a valid date and time", "/recorded_at"),
+    (b'{"stream": "", "version": 0, "type": "T"}', "'stream' is empty", "/stream"),
+    (b'{"stream": "a", "version": 0, "type": "T", "schema_version": 0}',
+     "'schema_version' must be >= 1", "/schema_version"),
+])
+def test_a_bad_value_names_file_line_and_member(tmp_path: Path, line: bytes, fragment: str,
+                                                path: str) -> None:
+    file = tmp_path / "bad.jsonl"
+    file.write_bytes(b'{"stream": "a", "version": 0, "type": "T"}\n' + line + b"\n")
+    with JsonlStore(file) as store, pytest.raises(EnvelopeError, match=fragment) as info:
+        list(store.read_all())
+    assert (info.value.context.file, info.value.context.line) == (str(file), 2)
+    assert info.value.context.path == path
+
+
+@pytest.mark.parametrize("line, member", [
+    (b'{"specversion":"1.0","id":"x","source":"/s","type":"T","evstream":"order-1",'
+     b'"evstream":"order-42","evversion":0,"data":{}}', "evstream"),
+    (b'{"specversion":"1.0","id":"x","source":"/s","type":"T","evstream":"order-1",'
+     b'"evversion":0,"evversion":1,"data":{}}', "evversion"),
+    (b'{"stream": "order-1", "version": 0, "version": 1, "type": "T"}', "version"),
+    (b'{"stream": "order-1", "stream": "order-42", "version": 0, "type": "T"}', "stream"),
+])
+def test_a_line_that_repeats_a_member_is_refused(tmp_path: Path, line: bytes,
+                                                 member: str) -> None:
+    file = tmp_path / "dup.jsonl"
+    file.write_bytes(b'{"stream": "order-1", "version": 0, "type": "T"}\n\n' + line + b"\n")
+    for read in (lambda s: s.read_all(), lambda s: s.read_stream("order-1"),
+                 lambda s: s.list_streams()):
+        with JsonlStore(file) as store, pytest.raises(EnvelopeError) as info:
+            list(read(store))
+        assert f"repeats the member {member!r}" in str(info.value)
+        assert f"{file}:3" in str(info.value)
+        assert info.value.context.path == f"/{member}"
+
+
+def test_a_payload_that_repeats_a_key_is_handed_over_as_it_is(tmp_path: Path) -> None:
+    file = tmp_path / "payload.jsonl"
+    data = b'{"x": 1, "x": 2}'
+    file.write_bytes(b'{"stream": "a", "version": 0, "type": "T", "data": ' + data + b"}\n"
+                     + to_cloudevent(RawEvent.new("a", 1, "T", data, metadata=data)) + b"\n")
+    with JsonlStore(file) as store:
+        assert [(e.data, e.metadata) for e in store.read_stream("a")] == [
+            (data, b""), (data, data)]
+
+
+# -- the index: read_stream decodes that stream's lines only --------------------------------
+
+
+def _interleaved(path: Path, streams: int, per_stream: int) -> None:
+    with JsonlStore(path, "w") as out:
+        for v in range(per_stream):
+            for s in range(streams):
+                out.append(f"s{s}", [NewEvent("E", b'{"v": %d}' % v)], v - 1 if v else NO_STREAM)
+
+
+def test_read_stream_decodes_only_that_streams_lines(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "interleaved.jsonl"
+    _interleaved(path, streams=50, per_stream=4)
+    decoded = []
+    real = files.decode_line
+
+    def counting(line: bytes, where: Any) -> RawEvent:
+        decoded.append(line)
+        return real(line, where)
+
+    monkeypatch.setattr(files, "decode_line", counting)
+    with JsonlStore(path) as store:
+        assert len(list(store.list_streams())) == 50  # the index: one pass over every line
+        assert len(decoded) == 200
+        decoded.clear()
+        got = list(store.read_stream("s7"))
+        assert [(e.version, e.data, e.position) for e in got] == [
+            (v, b'{"v": %d}' % v, 8 + 50 * v) for v in range(4)]
+        assert len(decoded) == 4
+        decoded.clear()
+        assert [e.version for e in store.read_stream("s7", 2, limit=1)] == [2]
+        assert len(decoded) <= 3
+        decoded.clear()
+        for s in range(50):  # every stream once: every line once more, not 50 times
+            assert len(list(store.read_stream(f"s{s}"))) == 4
+        assert len(decoded) == 200
+
+
+def test_positions_come_from_record_numbers_through_the_index(tmp_path: Path) -> None:
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(b'\n{"stream": "a", "version": 0, "type": "T"}\n   \n'
+                     b'{"stream": "b", "version": 0, "type": "T", "position": 70}\n'
+                     b'{"stream": "a", "version": 1, "type": "T"}')  # no final line break
+    with JsonlStore(path) as store:
+        assert [e.position for e in store.read_stream("a")] == [1, 3]
+        assert [e.position for e in store.read_stream("b")] == [70]
+        assert [e.position for e in store.read_all()] == [1, 70, 3]
+
+
+def test_a_file_changed_between_reads_is_indexed_again(tmp_path: Path) -> None:
+    path = tmp_path / "grows.jsonl"
+    path.write_bytes(b'{"stream": "a", "version": 0, "type": "T"}\n')
+    with JsonlStore(path) as store:
+        assert store.stream_version("a") == 0
+        with path.open("ab") as other:  # another writer
+            other.write(b'{"stream": "b", "version": 0, "type": "T"}\n'
+                        b'{"stream": "a", "version": 1, "type": "U"}\n')
+        assert [e.type for e in store.read_stream("a")] == ["T", "U"]
+        assert store.stream_version("a") == 1 and list(store.list_streams()) == ["a", "b"]
+        # rewritten in place: other lines, other lengths
+        path.write_bytes(b'{"stream": "b", "version": 0, "type": "X", "data": [1, 2, 3]}\n'
+                         b'{"stream": "a", "version": 0, "type": "Y"}\n')
+        assert [e.type for e in store.read_stream("a")] == ["Y"]
+        assert [(e.type, e.position) for e in store.read_stream("b")] == [("X", 1)]
+
+
+def test_a_file_rewritten_under_an_open_iterator_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "rewritten.jsonl"
+    pad = b"x" * 20_000  # lines longer than a read buffer: every record is read from disk
+
+    def line(stream: str, version: int) -> bytes:
+        return b'{"stream": "%s", "version": %d, "type": "T", "data": "%s"}\n' % (
+            stream.encode(), version, pad)
+
+    path.write_bytes(line("a", 0) + line("b", 0) + line("a", 1))
+    with JsonlStore(path) as store:
+        events = store.read_stream("a")
+        assert next(events).version == 0
+        path.write_bytes(line("a", 0) + line("a", 1) + line("b", 0))  # same size, b moved
+        with pytest.raises(StoreError, match="changed while stream 'a' was being read"):
+            next(events)
+
+
+def test_appends_by_another_writer_between_ours_keep_the_index_right(tmp_path: Path) -> None:
+    path = tmp_path / "two-writers.jsonl"
+    with JsonlStore(path, "w") as out:
+        out.append("s", [NewEvent("A", b"{}")])
+        with path.open("ab") as other:
+            other.write(b'{"stream": "t", "version": 0, "type": "X", "position": 2}\n')
+        assert out.append("s", [NewEvent("B", b"{}"), NewEvent("C", b"{}")], 0) == 2
+        assert [(e.type, e.position) for e in out.read_stream("s")] == [
+            ("A", 1), ("B", 3), ("C", 4)]
+        assert [e.type for e in out.read_stream("t")] == ["X"]
+        assert [e.type for e in out.read_all()] == ["A", "X", "B", "C"]
+
+
+def test_the_index_holds_offsets_not_events(tmp_path: Path) -> None:
+    path = tmp_path / "index.jsonl"
+    _interleaved(path, streams=3, per_stream=5)
+    with JsonlStore(path) as store:
+        assert store.stream_version("s0") == 4
+        # private access, test only: per record, two integers in arrays; no events kept
+        assert [type(a) for a in (store._offsets, store._next)] == [array, array]
+        assert len(store._offsets) == len(store._next) == 15
+        assert not [v for v in vars(store).values()
+                    if isinstance(v, list | dict) and len(v) >= 15]

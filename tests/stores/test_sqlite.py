@@ -8,11 +8,15 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from evtools.errors import ConcurrencyError, StoreUnavailable, UsageError
+from evtools.errors import ConcurrencyError, InputError, StoreUnavailable, UsageError
+from evtools.events import RawEvent
 from evtools.stores import NO_STREAM, EventStore, NewEvent, SqliteStore, open_store
 
 from .contract import StoreContract
@@ -244,3 +248,132 @@ def test_many_streams_are_listed_page_by_page(tmp_path: Path) -> None:
         for name in reversed(names):
             store.append(name, [NewEvent("E", b"{}")])
         assert list(store.list_streams()) == names
+
+
+# -- rows other tools wrote: SQLite is typeless, a bad column is an InputError naming it ---
+
+
+def _damaged(tmp_path: Path, assignment: str, position: int = 5) -> Path:
+    """A database of three streams (positions 1-9) with one row changed behind the store."""
+    db = tmp_path / f"damaged-{os.urandom(3).hex()}.db"
+    with SqliteStore(db, page_size=4) as store:
+        for v in range(3):
+            for s in ("a", "b", "c"):
+                store.append(s, [NewEvent("E", b'{"v": %d}' % v, b"{}", id=f"{s}{v}")])
+    conn = sqlite3.connect(db)
+    conn.execute(f"UPDATE events SET {assignment} WHERE position = ?", (position,))
+    conn.commit()
+    conn.close()
+    return db  # position 5 is stream b, version 1
+
+
+@pytest.mark.parametrize("assignment, column, holds", [
+    ("recorded_at = 'not a time'", "recorded_at", "TEXT 'not a time'"),
+    ("recorded_at = '2024-13-01T00:00:00+00:00'", "recorded_at", "TEXT '2024-13-01"),
+    ("recorded_at = '2024-05-01T12:00:00'", "recorded_at", "TEXT '2024-05-01T12:00:00'"),
+    ("recorded_at = 1714564800", "recorded_at", "TEXT '1714564800'"),  # TEXT affinity
+    ("recorded_at = X'00'", "recorded_at", "BLOB b'\\x00'"),
+    ("version = 'abc'", "version", "TEXT 'abc'"),
+    ("version = 1.5", "version", "REAL 1.5"),
+    ("version = -1", "version", "INTEGER -1"),
+    ("schema_version = 'v2'", "schema_version", "TEXT 'v2'"),
+    ("schema_version = 0", "schema_version", "INTEGER 0"),
+    ("type = ''", "type", "TEXT ''"),
+    ("type = X'54'", "type", "BLOB b'T'"),
+    ("id = X'01'", "id", "BLOB b'\\x01'"),
+    ("data = 5", "data", "INTEGER 5"),
+    ("metadata = 2.5", "metadata", "REAL 2.5"),
+    ("content_type = X'6a'", "content_type", "BLOB b'j'"),
+])
+def test_a_damaged_row_names_file_position_stream_version_and_column(
+        tmp_path: Path, assignment: str, column: str, holds: str) -> None:
+    db = _damaged(tmp_path, assignment)
+    with SqliteStore(db, mode="r", page_size=4) as store:
+        reads = [lambda: list(store.read_all()), lambda: list(store.read_stream("b")),
+                 lambda: list(store.read_all(5, limit=1))]
+        if holds != "INTEGER -1":  # reading from version 1 on does not reach version -1
+            reads.append(lambda: list(store.read_stream("b", 1)))
+        for read in reads:
+            with pytest.raises(InputError) as info:
+                read()
+            text = str(info.value)
+            assert f"sqlite:///{db}: the row at position 5 is not a usable event: " \
+                   f"column {column} holds {holds}" in text, text
+            ctx = info.value.context
+            assert (ctx.file, ctx.stream) == (str(db), "b")
+            assert ctx.version == (None if column == "version" else 1)
+        # the rows before it are read; streams without it are whole
+        assert [e.position for e in store.read_all(limit=4)] == [1, 2, 3, 4]
+        assert [e.version for e in store.read_stream("a")] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("assignment", ["version = 'abc'", "version = 1.5"])
+def test_a_damaged_version_is_an_input_error_for_stream_version_and_append(
+        tmp_path: Path, assignment: str) -> None:
+    db = _damaged(tmp_path, assignment, position=8)  # stream b's last version
+    with SqliteStore(db) as store:
+        with pytest.raises(InputError, match=r"position 8 .*column version holds") as info:
+            store.stream_version("b")
+        assert info.value.context.stream == "b"
+        with pytest.raises(InputError, match="column version holds"):
+            store.append("b", [NewEvent("E", b"{}")])
+        assert store.stream_version("a") == 2  # other streams are unharmed
+
+
+def test_a_damaged_stream_name_is_an_input_error_when_listed(tmp_path: Path) -> None:
+    db = _damaged(tmp_path, "stream = X'62'")
+    with SqliteStore(db, mode="r") as store, pytest.raises(
+            InputError, match=r"position 5 .*column stream holds BLOB b'b'"):
+        list(store.list_streams())
+    db = _damaged(tmp_path, "stream = ''")
+    with SqliteStore(db, mode="r") as store, pytest.raises(
+            InputError, match="column stream holds TEXT ''"):
+        list(store.read_all())
+
+
+def test_payloads_stored_as_text_are_read_as_their_utf8_bytes(tmp_path: Path) -> None:
+    db = _damaged(tmp_path, """data = '{"v": "é"}', metadata = '{}'""")
+    with SqliteStore(db, mode="r", page_size=4) as store:
+        for events in (list(store.read_all()), list(store.read_stream("b"))):
+            moved = [e for e in events if e.position == 5]
+            assert [(e.data, e.metadata) for e in moved] == [('{"v": "é"}'.encode(), b"{}")]
+            assert all(type(e.data) is bytes and e.check() is e for e in events)
+
+
+def test_times_with_other_offset_forms_are_read(tmp_path: Path) -> None:
+    db = _damaged(tmp_path, "recorded_at = '2024-05-01T12:00:00.5Z'")
+    with SqliteStore(db, mode="r") as store:
+        [event] = [e for e in store.read_all() if e.position == 5]
+        assert event.recorded_at == datetime(2024, 5, 1, 12, 0, 0, 500000, tzinfo=UTC)
+
+
+_COLUMNS = ["stream", "version", "type", "data", "metadata", "id", "recorded_at",
+            "content_type", "schema_version"]
+_VALUES = st.one_of(st.none(), st.integers(-3, 3), st.floats(allow_nan=False),
+                    st.text(max_size=30), st.binary(max_size=8),
+                    st.datetimes(timezones=st.none() | st.just(UTC)).map(str))
+
+
+@settings(max_examples=150, deadline=None)
+@given(column=st.sampled_from(_COLUMNS), value=_VALUES, page_size=st.sampled_from([1, 2, 50]))
+def test_any_stored_value_reads_as_a_usable_event_or_an_input_error(
+        column: str, value: object, page_size: int) -> None:
+    store = SqliteStore(":memory:", page_size=page_size)
+    try:
+        for s in ("a", "b"):
+            store.append(s, [NewEvent("E", b"{}"), NewEvent("F", b"[]")])
+        try:  # private access, test only: write behind the store's back
+            store._connection().execute(f"UPDATE events SET {column} = ? WHERE position = 3",
+                                        (value,))
+        except sqlite3.IntegrityError:  # NOT NULL or UNIQUE said no
+            return
+        for read in (store.read_all, lambda: store.read_stream("b"), store.list_streams,
+                     lambda: iter([store.stream_version("b")])):
+            try:
+                for got in read():
+                    if isinstance(got, RawEvent):
+                        assert got.check() is got
+            except InputError as e:
+                assert e.context.file == ":memory:" and "position 3" in str(e)
+    finally:
+        store.close()
