@@ -24,6 +24,10 @@
  *
  * timestamp_shape(text) -> bool
  *     The fast path's acceptance test alone (for the property tests).
+ *
+ * rows_look_right(rows, with_stream) -> bool
+ *     The SQLite store's look at a page of rows: whether each holds the types its schema
+ *     says (see "rows of the SQLite store" below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -462,6 +466,77 @@ duplicate_key(PyObject *module, PyObject *data)
     if (found == UNKNOWN)
         Py_RETURN_NONE;
     return PyBool_FromLong(found == DUPLICATE);
+}
+
+/* -- rows of the SQLite store ------------------------------------------------------------- */
+/*
+ * rows_look_right(rows, with_stream) is the cheap look the SQLite store takes at a page of
+ * rows after converting them (evtools/stores/sqlite.py, _py_rows_look_right is the Python
+ * twin): whether every row holds what the schema says, as far as the types tell. False
+ * sends the page to the row-by-row check, which decides and names what is wrong.
+ */
+
+static inline int
+is_int_at_least(PyObject *v, long long least)
+{
+    if (!PyLong_CheckExact(v))
+        return 0;
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (x == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return overflow > 0 || (overflow == 0 && x >= least);
+}
+
+static inline int
+is_text(PyObject *v, int non_empty)
+{
+    return PyUnicode_CheckExact(v) && (!non_empty || PyUnicode_GET_LENGTH(v) > 0);
+}
+
+static PyObject *
+rows_look_right(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "rows_look_right(rows: list, with_stream: bool)");
+        return NULL;
+    }
+    PyObject *rows = args[0];
+    int with_stream = PyObject_IsTrue(args[1]);
+    if (with_stream < 0)
+        return NULL;
+    Py_ssize_t width = 9 + with_stream;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rows); i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) != width)
+            Py_RETURN_FALSE;
+        PyObject *const *c = &PyTuple_GET_ITEM(row, with_stream);  /* from the version */
+        if (with_stream && !is_text(PyTuple_GET_ITEM(row, 0), 1))
+            Py_RETURN_FALSE;
+        /* version, type, data, metadata, id, recorded_at, position, content type, schema
+         * version */
+        if (!is_int_at_least(c[0], 0) || !is_text(c[1], 1) || !PyBytes_CheckExact(c[2])
+                || !PyBytes_CheckExact(c[3]) || !is_text(c[4], 0)
+                || !is_int_at_least(c[6], 0) || (c[7] != Py_None && !is_text(c[7], 0))
+                || !is_int_at_least(c[8], 1))
+            Py_RETURN_FALSE;
+        PyObject *when = c[5];  /* None, or ISO text with a numeric offset ("...+00:00") */
+        if (when != Py_None) {
+            if (!PyUnicode_CheckExact(when))
+                Py_RETURN_FALSE;
+            Py_ssize_t n = PyUnicode_GET_LENGTH(when);
+            if (n > 0) {  /* "" is refused by the conversion before this look */
+                if (n < 6)
+                    Py_RETURN_FALSE;
+                Py_UCS4 sign = PyUnicode_READ_CHAR(when, n - 6);
+                if (sign != '+' && sign != '-')
+                    Py_RETURN_FALSE;
+            }
+        }
+    }
+    Py_RETURN_TRUE;
 }
 
 /* -- the fold ------------------------------------------------------------------------------ */
@@ -1468,6 +1543,9 @@ static PyMethodDef methods[] = {
      "repeats a key / none does, None when it cannot tell cheaply"},
     {"timestamp_shape", timestamp_shape, METH_O,
      "timestamp_shape(text) -> whether TimestampHook's fast path accepts text"},
+    {"rows_look_right", (PyCFunction)(void (*)(void))rows_look_right, METH_FASTCALL,
+     "rows_look_right(rows, with_stream) -> whether every row of a SQLite store page holds "
+     "the types its schema says (False: check the page row by row)"},
     {NULL, NULL, 0, NULL}
 };
 

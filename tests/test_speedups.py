@@ -414,3 +414,41 @@ def test_the_state_after_a_strict_error_is_what_was_applied() -> None:
     c_side, py_side = _both(fold)
     assert c_side == py_side
     assert c_side[:3] == (2, 2, 2)  # the created order and the item that broke the check
+
+
+# -- the SQLite store's look at a page of rows -------------------------------------------------
+
+_CELLS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3),
+                   st.sampled_from([2**63, -(2**63) - 1, 2**70]), st.floats(allow_nan=False),
+                   st.text(max_size=8), st.binary(max_size=4),
+                   st.sampled_from(["2024-05-01T12:00:00+00:00", "2024-05-01T12:00:00-05:30",
+                                    "2024-05-01T12:00:00Z", "2024-05-01T12:00:00", "+0:00",
+                                    "x+00:00"]))
+
+
+@st.composite
+def store_pages(draw: st.DrawFn) -> tuple[list[tuple[Any, ...]], bool]:
+    with_stream = draw(st.booleans())
+    good = (["order-1"] if with_stream else []) + [
+        3, "ItemAdded", b"{}", b"", "id-1", "2024-05-01T12:00:00+00:00", 17, None, 1]
+    rows = []
+    for _ in range(draw(st.integers(0, 4))):
+        row = list(good)
+        for i in draw(st.lists(st.integers(0, len(row) - 1), max_size=3)):
+            row[i] = draw(_CELLS)  # a cell another tool may have written
+        if draw(st.integers(0, 20)) == 0:
+            row = row[:-1]  # a row of another width
+        rows.append(tuple(row))
+    return rows, with_stream
+
+
+@needs_speedups
+@settings(max_examples=600, deadline=None)
+@given(store_pages())
+def test_the_c_look_at_store_rows_is_the_python_one(page: tuple[list[Any], bool]) -> None:
+    from evtools.stores.sqlite import _py_rows_look_right
+
+    rows, with_stream = page
+    assert speedups is not None
+    assert speedups.rows_look_right(rows, with_stream) is _py_rows_look_right(rows,
+                                                                              with_stream)
