@@ -51,6 +51,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from .._accel import speedups
 from ..errors import (
@@ -248,8 +249,14 @@ class SqliteStore(EventStore):
                 what = ("a directory, not a database file" if Path(self.path).is_dir()
                         else "no such database file")
                 raise StoreUnavailable(f"{self.url}: {what}", file=self.path)
-        target = (f"file:{Path(self.path).absolute().as_posix()}?mode=ro" if self.read_only
-                  else self.path)
+        target = self.path
+        if self.read_only:
+            # opened read-write where we may write, but query_only: the last connection to
+            # close then removes the -wal and -shm files SQLite makes beside a database in
+            # WAL mode (a read-only connection leaves them), so reading creates nothing
+            where = Path(self.path).absolute()
+            may_write = os.access(where, os.W_OK) and os.access(where.parent, os.W_OK)
+            target = f"file:{quote(where.as_posix())}?mode={'rw' if may_write else 'ro'}"
         try:
             conn = sqlite3.connect(target, timeout=timeout, isolation_level=None,
                                    check_same_thread=False, uri=self.read_only,
@@ -259,7 +266,9 @@ class SqliteStore(EventStore):
                                    file=self.path) from e
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            if not self.read_only:
+            if self.read_only:
+                conn.execute("PRAGMA query_only = ON")
+            else:
                 if not in_memory:
                     conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")

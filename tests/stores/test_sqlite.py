@@ -182,6 +182,26 @@ def test_read_only_mode(tmp_path: Path) -> None:
         SqliteStore(tmp_path / "missing.db", mode="r")
 
 
+def test_reading_leaves_no_files_and_writes_nothing(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "orders.db"
+    with SqliteStore(db) as store:
+        store.append("s", [NewEvent("A", b"{}")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orders.db"]
+    before = db.read_bytes()
+    with SqliteStore(db, mode="r") as store:
+        assert [e.type for e in store.read_stream("s")] == ["A"]
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            store._connection().execute("DELETE FROM events")  # query_only, not just _refuse
+    # a read-only connection would leave the WAL's -wal and -shm files behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orders.db"]
+    assert db.read_bytes() == before
+    # where the file may not be written, it is opened read-only (the files may stay then)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with SqliteStore(db, mode="r") as store:
+        assert store.stream_version("s") == 0
+
+
 def test_not_an_event_database(tmp_path: Path) -> None:
     other = tmp_path / "other.db"
     conn = sqlite3.connect(other)
