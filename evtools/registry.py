@@ -823,8 +823,8 @@ def _misused_event(raw: Any, method: str) -> UsageError | None:
     try:
         raw.check()
     except UsageError as e:
-        return UsageError(f"{e.message}; RawEvent.new refuses such an event when it is "
-                          "built, the plain constructor checks nothing", e.context)
+        return UsageError(f"{e.message}; build events with RawEvent.new, which checks "
+                          "their fields (RawEvent(...) does not)", e.context)
     return None
 
 
