@@ -647,7 +647,7 @@ def test_decode_names_the_field_of_a_hand_built_event_that_cannot_work(
     for decode in (registry.decode, registry.decode_verbose):
         with pytest.raises(UsageError, match=message) as info:
             decode(event)
-        assert "RawEvent.new refuses such an event" in str(info.value)
+        assert "build events with RawEvent.new" in str(info.value)
         assert (info.value.context.stream, info.value.context.version) == ("order-7", 41)
 
 
