@@ -522,7 +522,7 @@ rows_look_right(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 || !is_int_at_least(c[6], 0) || (c[7] != Py_None && !is_text(c[7], 0))
                 || !is_int_at_least(c[8], 1))
             Py_RETURN_FALSE;
-        PyObject *when = c[5];  /* None, or ISO text with a numeric offset ("...+00:00") */
+        PyObject *when = c[5];  /* None, or ISO text ending in an offset ("...+00:00") */
         if (when != Py_None) {
             if (!PyUnicode_CheckExact(when))
                 Py_RETURN_FALSE;
@@ -530,9 +530,17 @@ rows_look_right(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (n > 0) {  /* "" is refused by the conversion before this look */
                 if (n < 6)
                     Py_RETURN_FALSE;
-                Py_UCS4 sign = PyUnicode_READ_CHAR(when, n - 6);
-                if (sign != '+' && sign != '-')
+                int kind = PyUnicode_KIND(when);
+                const void *text = PyUnicode_DATA(when);
+                Py_UCS4 sign = PyUnicode_READ(kind, text, n - 6);
+                if ((sign != '+' && sign != '-') || PyUnicode_READ(kind, text, n - 3) != ':')
                     Py_RETURN_FALSE;
+                static const int digits[4] = {5, 4, 2, 1};
+                for (int d = 0; d < 4; d++) {
+                    Py_UCS4 ch = PyUnicode_READ(kind, text, n - digits[d]);
+                    if (ch < '0' || ch > '9')
+                        Py_RETURN_FALSE;
+                }
             }
         }
     }

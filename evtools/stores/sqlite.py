@@ -18,14 +18,14 @@ One table; the schema is the contract with other tools reading the file::
 
 ``PRAGMA user_version`` is 1 for this layout.
 
-SQLite is typeless, so rows written by other tools are checked as they are read (in bulk,
-column by column, about 0.2 us a row): a row whose columns do not hold what the schema
-says (a version that is not an integer >= 0, a time that is not ISO 8601 text with a UTC
-offset, a payload that is a number ...) is an :class:`~evtools.errors.InputError` naming
-the file, the row's position, stream and version, the column and what it holds. A
+SQLite is typeless, so rows written by other tools are checked as they are read (a page at
+a time, in C where evtools._speedups was built): a row whose columns do not hold what the
+schema says (a version that is not an integer >= 0, a time that is not ISO 8601 text with
+a UTC offset, a payload that is a number ...) is an :class:`~evtools.errors.InputError`
+naming the file, the row's position, stream and version, the column and what it holds. A
 ``data`` or ``metadata`` payload stored as TEXT (as tools that write JSON as a string do)
-is read as its UTF-8 bytes (in a UTF-8 database, as evtools creates, the bytes SQLite
-keeps for it).
+is read as the bytes SQLite keeps for it (UTF-8 in a database evtools creates; bytes that
+are not UTF-8 are handed over as they are, for the registry to report).
 
 An append is one ``BEGIN IMMEDIATE`` transaction: the expected-version check and the
 ``executemany`` insert happen under the database write lock, so of two processes
@@ -44,11 +44,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -97,8 +97,12 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (stream, version)
 )
 """
-# the content type comes back NULL when it is the usual one: one str object fewer per row
-_COLUMNS = ("stream, version, type, data, metadata, id, recorded_at, position, "
+# the content type comes back NULL when it is the usual one: one str object fewer per row;
+# a payload another tool stored as TEXT comes back as the bytes SQLite keeps for it (also
+# when they are not UTF-8, which a str could not hold)
+_AS_BYTES = "CASE typeof({0}) WHEN 'text' THEN CAST({0} AS BLOB) ELSE {0} END"
+_COLUMNS = (f"stream, version, type, {_AS_BYTES.format('data')}, "
+            f"{_AS_BYTES.format('metadata')}, id, recorded_at, position, "
             f"NULLIF(content_type, '{JSON_CONTENT_TYPE}'), schema_version")
 _STREAM_COLUMNS = _COLUMNS.split(", ", 1)[1]  # read_stream knows the stream's name
 _INSERT = ("INSERT INTO events (stream, version, type, data, metadata, id, recorded_at, "
@@ -142,8 +146,8 @@ def _to_stream_events(stream: str, rows: list[StreamRow]) -> list[RawEvent]:
 # which names the row and column or, where the row is usable after all, builds its event.
 
 _STR, _INT, _BYTES, _STR_OR_NONE = {str}, {int}, {bytes}, {str, type(None)}
-_SIGNS = {"+", "-"}
-_offset_sign = itemgetter(-6)  # "...+00:00": what the store writes has an offset there
+# "...+00:00": what the store writes ends in an offset (Z, or none, goes the slow way)
+_ends_in_offset = re.compile(r"[+-]\d\d:\d\d\Z", re.ASCII).search
 
 
 def _columns_look_right(streams: tuple[Any, ...] | None, versions: tuple[Any, ...],
@@ -164,7 +168,7 @@ def _columns_look_right(streams: tuple[Any, ...] | None, versions: tuple[Any, ..
             # the conversion refused every time that is not ISO text; this refuses a time
             # without a UTC offset (Z or another form of offset goes the slow way)
             and set(map(type, times)) <= _STR_OR_NONE
-            and set(map(_offset_sign, filter(None, times))) <= _SIGNS
+            and all(map(_ends_in_offset, filter(None, times)))
             and (streams is None or (set(map(type, streams)) == _STR and "" not in streams)))
 
 
@@ -251,11 +255,15 @@ class SqliteStore(EventStore):
                 raise StoreUnavailable(f"{self.url}: {what}", file=self.path)
         target = self.path
         if self.read_only:
-            # opened read-write where we may write, but query_only: the last connection to
-            # close then removes the -wal and -shm files SQLite makes beside a database in
-            # WAL mode (a read-only connection leaves them), so reading creates nothing
+            # A read-only connection to a database in WAL mode leaves the -wal and -shm
+            # files SQLite makes beside it. Where there is no -wal file yet (no writer has
+            # it open, none crashed) and the file may be written, the database is opened
+            # read-write but query_only: the last connection to close then removes them, and
+            # with an empty WAL its closing checkpoint writes nothing. Where a -wal file is
+            # there, read-only: a crashed writer's WAL stays for a writer to recover.
             where = Path(self.path).absolute()
-            may_write = os.access(where, os.W_OK) and os.access(where.parent, os.W_OK)
+            may_write = (os.access(where, os.W_OK) and os.access(where.parent, os.W_OK)
+                         and not Path(f"{where}-wal").exists())
             target = f"file:{quote(where.as_posix())}?mode={'rw' if may_write else 'ro'}"
         try:
             conn = sqlite3.connect(target, timeout=timeout, isolation_level=None,
