@@ -18,7 +18,10 @@ them as tests that every store's test module subclasses):
 ``read_stream(stream, from_version=0, *, limit=None) -> Iterator[RawEvent]``
     The stream's events with ``version >= from_version`` in version order. A stream that
     does not exist raises :class:`~evtools.errors.StreamNotFound` when ``read_stream`` is
-    called (not on the first ``next``).
+    called (not on the first ``next``). Events appended to the stream while the iterator
+    is open need not be read: the memory, SQLite and JSONL stores read the stream up to
+    its head when ``read_stream`` was called, so reading a stream and appending to it
+    ends.
 ``read_all(from_position=0, *, limit=None) -> Iterator[RawEvent]``
     Every event of every stream in global order: ``position`` strictly increases, and
     ``from_position`` is inclusive (resume with ``last.position + 1``).

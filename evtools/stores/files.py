@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import logging
 import os
@@ -80,6 +81,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock
+    fcntl = None  # type: ignore[assignment]
 
 from ..errors import (
     Context,
@@ -117,6 +123,33 @@ __all__ = ["JsonlStore", "ParquetStore"]
 log = logging.getLogger(__name__)
 
 Mode = Literal["r", "w", "a"]
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _without_bom(line: bytes) -> bytes:
+    """The first line of a file without a UTF-8 byte order mark (RFC 8259 lets a parser
+    ignore one; some Windows tools write it)."""
+    return line[3:] if line.startswith(_BOM) else line
+
+
+@contextlib.contextmanager
+def _locked(out: io.BufferedWriter, path: str, stream: str) -> Iterator[None]:
+    """An exclusive advisory lock on the file of ``out`` (``flock``; where there is none,
+    on Windows, only one process should append)."""
+    if fcntl is None:
+        yield
+        return
+    try:
+        fcntl.flock(out.fileno(), fcntl.LOCK_EX)
+    except OSError as e:
+        raise StoreError(f"JSONL {path}: cannot lock the file for the append: {e}",
+                         file=path, stream=stream) from e
+    try:
+        yield
+    finally:
+        fcntl.flock(out.fileno(), fcntl.LOCK_UN)
 
 
 class _StreamInfo:
@@ -345,6 +378,8 @@ class JsonlStore(_FileStore):
         self._offsets = array("q")  # record -> byte offset of its line
         self._next = array("q")  # record -> the next record of its stream, -1 at the end
         self._indexed: os.stat_result | None = None  # the file as it was indexed
+        self._indexed_to = (0, 0)  # the byte and the line the index covers up to
+        self._read_to = (0, 0)  # where the last pass over the lines ended
         self._out: io.BufferedWriter | None = None
         if mode == "r":
             return
@@ -374,23 +409,33 @@ class JsonlStore(_FileStore):
             raise StoreUnavailable(f"JSONL {self.path}: cannot read: {e}",
                                    file=self.path) from e
 
-    def _lines(self) -> Iterator[tuple[int, int, bytes]]:
-        """(byte offset, line number, line) of every non-blank line of the file."""
+    def _lines(self, start: int = 0, first_line: int = 1
+               ) -> Iterator[tuple[int, int, bytes]]:
+        """(byte offset, line number, line) of every non-blank line of the file, from byte
+        ``start`` (the start of line ``first_line``) on. A UTF-8 byte order mark at the
+        start of the file is not part of the first line (RFC 8259 lets a parser ignore
+        it)."""
         f = self._open_for_reading()
         try:
-            pos = 0
-            for lineno, line in enumerate(f, 1):
-                start = pos
+            f.seek(start)
+            pos = start
+            lineno = first_line - 1
+            for lineno, line in enumerate(f, first_line):
+                offset = pos
                 pos += len(line)
-                stripped = line.strip()
+                stripped = _without_bom(line).strip() if offset == 0 else line.strip()
                 if stripped:
-                    yield start, lineno, stripped
+                    yield offset, lineno, stripped
+            self._read_to = (pos, lineno)  # where the pass ended, for an index to go on
         finally:
             f.close()
 
-    def _events(self) -> Iterator[tuple[int, RawEvent]]:
-        """(byte offset, event) of every record, in file order."""
-        for record, (offset, lineno, line) in enumerate(self._lines(), 1):
+    def _events(self, start: int = 0, first_line: int = 1, first_record: int = 1
+                ) -> Iterator[tuple[int, RawEvent]]:
+        """(byte offset, event) of every record, in file order (from byte ``start``, which
+        begins line ``first_line`` and record ``first_record``)."""
+        for record, (offset, lineno, line) in enumerate(self._lines(start, first_line),
+                                                        first_record):
             event = decode_line(line, Context(file=self.path, line=lineno))
             if event.position is None:
                 event = msgspec.structs.replace(event, position=record)
@@ -424,30 +469,58 @@ class JsonlStore(_FileStore):
 
     @staticmethod
     def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
-        return (a.st_ino, a.st_dev, a.st_size, a.st_mtime_ns) == \
-            (b.st_ino, b.st_dev, b.st_size, b.st_mtime_ns)
+        return (a.st_ino, a.st_dev, a.st_size, a.st_mtime_ns, a.st_ctime_ns) == \
+            (b.st_ino, b.st_dev, b.st_size, b.st_mtime_ns, b.st_ctime_ns)
+
+    def _grown(self, now: os.stat_result) -> bool:
+        """Whether the file is the one indexed with lines added after it (same inode,
+        longer, and the part indexed ending a line)."""
+        was = self._indexed
+        end = self._indexed_to[0]
+        if was is None or (now.st_ino, now.st_dev) != (was.st_ino, was.st_dev) \
+                or now.st_size <= end:
+            return False
+        if end == 0:
+            return True
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(end - 1)
+                return f.read(1) == b"\n"
+        except OSError:
+            return False
 
     def _streams(self) -> dict[str, _StreamInfo]:
         self._ensure_open()
         with self._lock:
             if self._out is not None:
                 self._out.flush()
-            if self._index is not None and self._indexed is not None \
-                    and self._same_file(self._stat(), self._indexed):
+            if self._index is None or self._indexed is None:
+                return self._build_index()
+            now = self._stat()
+            if self._same_file(now, self._indexed):
                 return self._index
-            if self._index is not None:
-                log.info("JSONL %s changed since it was indexed; indexing it again",
-                         self.path)
+            if self._grown(now):  # appended to (another writer): index the new lines only
+                log.debug("JSONL %s grew since it was indexed; indexing the new lines",
+                          self.path)
+                return self._build_index(extend=True)
+            log.info("JSONL %s changed since it was indexed; indexing it again", self.path)
             return self._build_index()
 
-    def _build_index(self) -> dict[str, _StreamInfo]:
+    def _build_index(self, extend: bool = False) -> dict[str, _StreamInfo]:
+        """Index the file, or (``extend``) the lines added since it was indexed."""
         indexed = self._stat()  # before reading: a change during the pass is seen next time
-        index: dict[str, _StreamInfo] = {}
-        offsets = array("q")
-        nexts = array("q")
-        record = 0  # 0-based here; positions and messages count records from 1
-        last_position = 0
-        for offset, event in self._events():
+        if extend and self._index is not None:
+            index, offsets, nexts = self._index, self._offsets, self._next
+            start, lines = self._indexed_to
+            first_line = lines + 1
+            record, last_position = self._records, self._last_position
+        else:
+            index, offsets, nexts = {}, array("q"), array("q")
+            start, first_line, record, last_position = 0, 1, 0, 0
+            self._index = None  # until this pass is done
+        self._read_to = (start, first_line - 1)
+        # records are 0-based here; positions and messages count them from 1
+        for offset, event in self._events(start, first_line, record + 1):
             position = event.position
             if position is not None and position > last_position:
                 last_position = position
@@ -467,6 +540,7 @@ class JsonlStore(_FileStore):
         self._next = nexts
         self._records = record
         self._last_position = last_position
+        self._indexed_to = self._read_to  # (byte, line) the index covers up to
         self._indexed = indexed
         return index
 
@@ -481,12 +555,16 @@ class JsonlStore(_FileStore):
             if info is None:
                 raise StreamNotFound(f"JSONL {self.path}: stream {stream!r} does not exist",
                                      stream=stream, file=self.path)
-            # the arrays as they are now: a new index replaces them rather than change them
-            return self._read_stream(stream, from_version, limit, info.first, self._offsets,
-                                     self._next)
+            # the stream as it is now, up to its last record: events appended while the
+            # iterator is open are not read (reading and appending to one stream ends); the
+            # arrays only grow (a new index replaces them), so these records stay where
+            # they are
+            return self._read_stream(stream, from_version, limit, info.first, info.tail,
+                                     self._offsets, self._next)
 
     def _read_stream(self, stream: str, from_version: int, limit: int | None, record: int,
-                     offsets: array[int], nexts: array[int]) -> Iterator[RawEvent]:
+                     last: int, offsets: array[int], nexts: array[int]
+                     ) -> Iterator[RawEvent]:
         if limit == 0:
             return
         n = 0
@@ -498,9 +576,10 @@ class JsonlStore(_FileStore):
                     f.seek(offset - 1)
                     if f.read(1) != b"\n":
                         raise self._changed(stream, offset)
+                    line = f.readline().strip()
                 else:
                     f.seek(0)
-                line = f.readline().strip()
+                    line = _without_bom(f.readline()).strip()
                 if not line:
                     raise self._changed(stream, offset)
                 try:
@@ -511,7 +590,7 @@ class JsonlStore(_FileStore):
                 if event.stream != stream:
                     raise self._changed(stream, offset)
                 number = record + 1  # records count from 1
-                record = nexts[record]
+                record = -1 if record == last else nexts[record]
                 if event.version < from_version:
                     continue
                 if event.position is None:
@@ -524,6 +603,7 @@ class JsonlStore(_FileStore):
             f.close()
 
     def _changed(self, stream: str, offset: int) -> StoreError:
+        self._index = None  # not the file it was: the next call indexes it again
         return StoreError(f"JSONL {self.path}: the file changed while stream {stream!r} was "
                           f"being read (line {self._line_number(offset)} is not the line it "
                           f"was); read it again", file=self.path, stream=stream)
@@ -554,9 +634,18 @@ class JsonlStore(_FileStore):
 
     def _append(self, stream: str, events: Sequence[AppendEvent],
                 expected_version: ExpectedVersion) -> int:
-        new = self._start_append(stream, events, expected_version)
         out = self._out
+        if out is None:
+            self._refuse_write(stream)
         assert out is not None  # not read-only, so open for writing
+        # evtools writers hold an exclusive lock on the file from the version check to the
+        # end of the write, so of two appending at one expected version, one wins
+        with _locked(out, self.path, stream):
+            return self._append_locked(out, stream, events, expected_version)
+
+    def _append_locked(self, out: io.BufferedWriter, stream: str,
+                       events: Sequence[AppendEvent], expected_version: ExpectedVersion) -> int:
+        new = self._start_append(stream, events, expected_version)  # the index is current
         try:
             lines = [self._encode(e) + b"\n" for e in new]
         except EnvelopeError as e:
@@ -572,8 +661,9 @@ class JsonlStore(_FileStore):
                              stream=stream) from e
         index = self._index
         assert index is not None  # _start_append built it
-        if written.st_size != offset + len(payload):
-            # someone else wrote to the file too: where our lines went is not known
+        if offset != self._indexed_to[0] or written.st_size != offset + len(payload):
+            # a writer that does not lock wrote to the file too: where our lines went, or
+            # what came before them, is not known; the next call indexes the file again
             self._index = None
             return new[-1].version
         record = self._records
@@ -593,6 +683,7 @@ class JsonlStore(_FileStore):
         self._records = record
         self._last_position = new[-1].position or self._last_position
         self._indexed = written
+        self._indexed_to = (offset, self._indexed_to[1] + len(lines))
         return info.last
 
     def close(self) -> None:

@@ -58,15 +58,17 @@ class MemoryStore(EventStore):
             self._all.extend(new)
             return first + len(new) - 1
 
-    def _page(self, events: list[RawEvent], start: int, stop: int | None) -> list[RawEvent]:
+    def _page(self, events: list[RawEvent], start: int, stop: int) -> list[RawEvent]:
         with self._lock:
-            end = len(events) if stop is None else min(stop, len(events))
-            return events[start:min(end, start + _PAGE)]
+            return events[start:min(stop, start + _PAGE)]
 
     def _iterate(self, events: list[RawEvent], start: int,
                  limit: int | None) -> Iterator[RawEvent]:
-        stop = None if limit is None else start + limit
-        while stop is None or start < stop:
+        # up to the events there now: what is appended while the iterator is open is not
+        # read (reading a stream and appending to it ends), as in a JSONL file
+        with self._lock:
+            stop = len(events) if limit is None else min(len(events), start + limit)
+        while start < stop:
             page = self._page(events, start, stop)
             if not page:
                 return

@@ -110,6 +110,8 @@ _INSERT = ("INSERT INTO events (stream, version, type, data, metadata, id, recor
 _READ_ALL = f"SELECT {_COLUMNS} FROM events WHERE position >= ? ORDER BY position LIMIT ?"
 _READ_STREAM = (f"SELECT {_STREAM_COLUMNS} FROM events WHERE stream = ? AND version >= ? "
                 "ORDER BY version LIMIT ?")
+_READ_STREAM_UP_TO = (f"SELECT {_STREAM_COLUMNS} FROM events WHERE stream = ? AND version "
+                      "BETWEEN ? AND ? ORDER BY version LIMIT ?")
 _LAST_VERSION = ("SELECT version, position FROM events WHERE stream = ? ORDER BY version DESC "
                  "LIMIT 1")
 _ROW = f"SELECT {_COLUMNS} FROM events WHERE position = ?"
@@ -509,20 +511,24 @@ class SqliteStore(EventStore):
         if not rows and self.stream_version(stream) is None:
             raise StreamNotFound(f"{self.url}: stream {stream!r} does not exist",
                                  stream=stream, file=self.path)
-        return self._read_stream(stream, limit, n, rows)
+        # a stream longer than a page is read up to its head now: events appended while
+        # the iterator is open are not read (reading a stream and appending to it ends)
+        head = self.stream_version(stream) if n and len(rows) == n else None
+        return self._read_stream(stream, limit, n, rows, head)
 
     def _read_stream(self, stream: str, limit: int | None, n: int,
-                     rows: list[StreamRow]) -> Iterator[RawEvent]:
+                     rows: list[StreamRow], head: int | None) -> Iterator[RawEvent]:
         left = limit
         while rows:
             yield from self._stream_events(stream, rows)
             if left is not None:
                 left -= len(rows)
-            if len(rows) < n or left == 0:
+            if len(rows) < n or left == 0 or head is None:
                 return
             n = self._page_size if left is None else min(left, self._page_size)
             version = rows[-1][0] + 1
-            rows = self._query(_READ_STREAM, (stream, version, n), "read_stream", stream)
+            rows = self._query(_READ_STREAM_UP_TO, (stream, version, head, n), "read_stream",
+                               stream)
 
     def read_all(self, from_position: int = 0, *,
                  limit: int | None = None) -> Iterator[RawEvent]:

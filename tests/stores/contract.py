@@ -273,6 +273,17 @@ class StoreContract(ReadContract):
         assert store.stream_version(s) == 3
         assert [e.version for e in store.read_stream(s)] == [0, 1, 2, 3]
 
+    def test_reading_a_stream_while_appending_to_it_ends(self, store: EventStore) -> None:
+        s = self.stream()
+        store.append(s, self.events(3))
+        read = 0
+        for _ in store.read_stream(s):
+            read += 1
+            store.append(s, self.events(1))
+            assert read < 50, "the iterator goes on reading what is appended behind it"
+        assert read >= 3
+        assert store.stream_version(s) == read + 2
+
     def test_no_stream(self, store: EventStore) -> None:
         s = self.stream()
         assert store.append(s, self.events(2), NO_STREAM) == 1

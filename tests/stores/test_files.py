@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from array import array
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evtools.errors import EnvelopeError, StoreError, StoreUnavailable, UsageError
+from evtools.errors import (
+    ConcurrencyError,
+    EnvelopeError,
+    StoreError,
+    StoreUnavailable,
+    UsageError,
+)
 from evtools.events import RawEvent, to_cloudevent
 from evtools.stores import (
     NO_STREAM,
@@ -446,3 +453,83 @@ def test_the_index_holds_offsets_not_events(tmp_path: Path) -> None:
         assert len(store._offsets) == len(store._next) == 15
         assert not [v for v in vars(store).values()
                     if isinstance(v, list | dict) and len(v) >= 15]
+
+
+def test_a_file_grown_by_another_writer_is_indexed_from_where_it_was(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "grows.jsonl"
+    _interleaved(path, streams=20, per_stream=5)
+    decoded: list[bytes] = []
+    real = files.decode_line
+
+    def counting(line: bytes, where: Any) -> RawEvent:
+        decoded.append(line)
+        return real(line, where)
+
+    monkeypatch.setattr(files, "decode_line", counting)
+    with JsonlStore(path) as store:
+        assert store.stream_version("s3") == 4
+        decoded.clear()
+        with path.open("ab") as other:  # another writer appends two lines
+            other.write(b'{"stream": "s3", "version": 5, "type": "T"}\n'
+                        b'{"stream": "new", "version": 0, "type": "T"}\n')
+        assert [e.version for e in store.read_stream("s3")] == [0, 1, 2, 3, 4, 5]
+        assert len(decoded) == 2 + 6  # the two new lines indexed, the stream's six read
+        assert [e.position for e in store.read_stream("new")] == [102]
+        with pytest.raises(EnvelopeError, match=r"grows.jsonl:103"):  # line numbers go on
+            with path.open("ab") as other:
+                other.write(b'{"stream": "s3"}\n')
+            store.stream_version("s3")
+
+
+def test_a_same_size_rewrite_with_the_same_mtime_is_seen(tmp_path: Path) -> None:
+    path = tmp_path / "same.jsonl"
+    path.write_bytes(b'{"stream": "a", "version": 0, "type": "T"}\n')
+    with JsonlStore(path) as store:
+        assert [e.type for e in store.read_stream("a")] == ["T"]
+        stat = path.stat()
+        path.write_bytes(b'{"stream": "b", "version": 0, "type": "U"}\n')  # cp -p, say
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert list(store.list_streams()) == ["b"]  # the inode change time told
+
+
+def test_after_the_file_changed_under_a_read_the_next_read_indexes_it_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "coarse.jsonl"
+    path.write_bytes(b'{"stream": "a", "version": 0, "type": "T"}\n'
+                     b'{"stream": "b", "version": 0, "type": "T"}\n')
+    # a file system whose times do not tell (coarse, or restored): the stat looks the same
+    monkeypatch.setattr(JsonlStore, "_same_file", staticmethod(lambda a, b: True))
+    with JsonlStore(path) as store:
+        assert store.stream_version("b") == 0
+        path.write_bytes(b'{"stream": "b", "version": 0, "type": "T"}\n'
+                         b'{"stream": "a", "version": 0, "type": "T"}\n')
+        with pytest.raises(StoreError, match="changed while stream 'b' was being read"):
+            list(store.read_stream("b"))
+        assert [e.position for e in store.read_stream("b")] == [1]  # indexed again
+
+
+def test_two_writers_at_one_expected_version_one_wins(tmp_path: Path) -> None:
+    path = tmp_path / "race.jsonl"
+    with JsonlStore(path, "w") as first:
+        first.append("s", [NewEvent("A", b"{}")])
+    with JsonlStore(path, "a") as one, JsonlStore(path, "a") as two:
+        assert one.stream_version("s") == two.stream_version("s") == 0  # both indexed
+        assert one.append("s", [NewEvent("B", b"{}")], 0) == 1
+        with pytest.raises(ConcurrencyError) as info:  # two's index was behind: checked anew
+            two.append("s", [NewEvent("C", b"{}")], 0)
+        assert info.value.actual == 1
+        assert two.append("other", [NewEvent("D", b"{}")]) == 0
+    with JsonlStore(path) as store:
+        events = list(store.read_all())
+        assert [(e.stream, e.type, e.position) for e in events] == [
+            ("s", "A", 1), ("s", "B", 2), ("other", "D", 3)]
+
+
+def test_a_byte_order_mark_at_the_start_is_not_part_of_the_first_line(tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"stream": "a", "version": 0, "type": "T"}\r\n'
+                     b'{"stream": "a", "version": 1, "type": "U"}\r\n')
+    with JsonlStore(path) as store:
+        assert [(e.type, e.position) for e in store.read_all()] == [("T", 1), ("U", 2)]
+        assert [e.type for e in store.read_stream("a")] == ["T", "U"]

@@ -469,3 +469,15 @@ def test_a_page_the_quick_look_passes_is_one_the_row_check_passes(
                 checked = [store._checked_event(*row) if with_stream
                            else store._checked_event("s", *row) for row in rows]
             assert checked == events
+
+
+def test_a_stream_longer_than_a_page_is_read_up_to_its_head_at_the_call(
+        tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "paged.db", page_size=2) as store:
+        store.append("s", [NewEvent("E", b"{}") for _ in range(5)])
+        read = []
+        for event in store.read_stream("s"):
+            read.append(event.version)
+            store.append("s", [NewEvent("F", b"{}")])  # behind the iterator: not read
+        assert read == [0, 1, 2, 3, 4]
+        assert [e.version for e in store.read_stream("s", 3, limit=4)] == [3, 4, 5, 6]
