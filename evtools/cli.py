@@ -418,9 +418,9 @@ def _positive(value: str) -> int:
 # -- copy -----------------------------------------------------------------------------------
 
 def cmd_copy(args: argparse.Namespace) -> int:
-    from .stores import copy, open_store
+    from .stores import copy, open_store, store_files
 
-    new_files = [p for p in _store_files(args.dest) if not p.exists()]
+    new_files = [p for p in store_files(args.dest) if not p.exists()]
     try:
         with open_store(args.source, mode="r") as source, \
                 open_store(args.dest, create=True) as dest, \
@@ -436,29 +436,6 @@ def cmd_copy(args: argparse.Namespace) -> int:
     _console(stderr=True).print(f"copied {count:,} events from {args.source} to {args.dest}",
                                 markup=False)
     return EXIT_OK
-
-
-def _store_files(url: str) -> list[Path]:
-    """The files that the store ``url`` names lives in (a SQLite database with its
-    journal files, or an export file); none for a server or ``memory:``."""
-    lowered = url.lower()
-    if lowered.startswith("sqlite:"):
-        from .stores.sqlite import path_from_url
-
-        try:
-            path = path_from_url(url)
-        except UsageError:  # open_store says what is wrong with it
-            return []
-    elif "://" in url or lowered.startswith("memory:"):
-        return []
-    else:
-        path = url
-    if path == ":memory:":
-        return []
-    base = Path(path)
-    if base.suffix.lower() in (".jsonl", ".ndjson", ".parquet"):
-        return [base]
-    return [base, *(base.with_name(base.name + s) for s in ("-wal", "-shm", "-journal"))]
 
 
 # -- bench ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ when a NATS or EventStoreDB store is opened.
 
 from __future__ import annotations
 
-from ._open import SUPPORTED, copy, open_store
+from ._open import SUPPORTED, copy, open_store, store_files
 from .base import (
     ANY,
     NO_STREAM,
@@ -47,4 +47,5 @@ __all__ = [
     "SqliteStore",
     "copy",
     "open_store",
+    "store_files",
 ]

@@ -11,7 +11,7 @@ from ..errors import ConcurrencyError, StoreError, StoreUnavailable, UsageError
 from ..events import RawEvent
 from .base import NO_STREAM, EventStore
 
-__all__ = ["SUPPORTED", "copy", "open_store"]
+__all__ = ["SUPPORTED", "copy", "open_store", "store_files"]
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,31 @@ def open_store(url: str, *, mode: str | None = None, create: bool | None = None,
     except ValueError as e:  # a malformed number in the URL's options
         raise UsageError(f"{url}: bad option value: {e}") from e
     raise UsageError(f"unsupported store {url!r}; supported: " + "; ".join(SUPPORTED))
+
+
+def store_files(url: str) -> list[Path]:
+    """The files the store ``url`` lives in, as :func:`open_store` reads the URL: a SQLite
+    database with the journal files SQLite keeps beside it, or an export file; none for a
+    server, ``memory:``, ``:memory:`` or a URL :func:`open_store` does not take."""
+    lowered = url.lower() if isinstance(url, str) else ""
+    path: str | None = None
+    if lowered.startswith("sqlite:"):
+        from .sqlite import path_from_url
+
+        try:
+            path = path_from_url(url)
+        except UsageError:  # open_store says what is wrong with it
+            return []
+    elif lowered and "://" not in url and not lowered.startswith("memory:"):
+        suffix = Path(url).suffix.lower()
+        if suffix in _FILE_SUFFIXES:
+            return [Path(url)]
+        if suffix in _SQLITE_SUFFIXES:
+            path = url
+    if path is None or path == ":memory:":
+        return []
+    base = Path(path)
+    return [base, *(base.with_name(base.name + s) for s in ("-wal", "-shm", "-journal"))]
 
 
 def _sqlite(path: str, url: str, mode: str | None, create: bool | None,

@@ -56,7 +56,21 @@ def test_public_names() -> None:
     assert sorted(evtools.stores.__all__) == sorted([
         "ANY", "NO_STREAM", "STREAM_EXISTS", "SUPPORTED", "AppendEvent", "EsdbStore",
         "EventStore", "Expected", "ExpectedVersion", "JsonlStore", "MemoryStore",
-        "NatsStore", "NewEvent", "ParquetStore", "SqliteStore", "copy", "open_store"])
+        "NatsStore", "NewEvent", "ParquetStore", "SqliteStore", "copy", "open_store",
+        "store_files"])
+
+
+@pytest.mark.parametrize("url, files", [
+    ("sqlite:///data/o.db", ["data/o.db", "data/o.db-wal", "data/o.db-shm",
+                             "data/o.db-journal"]),
+    ("o.sqlite3", ["o.sqlite3", "o.sqlite3-wal", "o.sqlite3-shm", "o.sqlite3-journal"]),
+    ("x.JSONL", ["x.JSONL"]), ("x.ndjson", ["x.ndjson"]), ("x.parquet", ["x.parquet"]),
+    ("sqlite:///:memory:", []), ("memory:", []), ("nats://h:4222/S", []),
+    ("esdb://h:2113", []), ("notes.txt", []), ("sqlite:/bad", []), ("", []),
+])
+def test_store_files_are_where_open_store_would_put_the_store(url: str,
+                                                              files: list[str]) -> None:
+    assert evtools.stores.store_files(url) == [Path(f) for f in files]
 
 
 def _fill(store: MemoryStore) -> None:
