@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import timedelta
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -65,11 +66,25 @@ _UNLIMITED_WIDTH = 100_000
 def _console(stderr: bool = False) -> Any:
     """The console for stdout (or stderr): the terminal's width on a terminal, else
     unlimited (``evtools ... | grep`` sees whole stream names and ids)."""
+    stream = sys.stderr if stderr else sys.stdout
+    return _console_class()(stderr=stderr, highlight=False,
+                            width=None if stream.isatty() else _UNLIMITED_WIDTH)
+
+
+@cache
+def _console_class() -> type[Any]:
     from rich.console import Console
 
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, highlight=False,
-                   width=None if stream.isatty() else _UNLIMITED_WIDTH)
+    class PipedConsole(Console):
+        """A console whose reader may go away (``evtools ... | head``): what is left to
+        print goes nowhere, and the command ends with its own exit status (rich's
+        console would exit with 1, which here says problems were found)."""
+
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            _silence_stdout(self.file)
+
+    return PipedConsole
 
 
 @contextmanager
@@ -137,7 +152,17 @@ def _write_output(text: str, out: str | None) -> None:
         with _writing(out) as fh:
             fh.write(text)
     else:
-        sys.stdout.write(text)
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `evtools ... | head`: the command's exit status stands
+            _silence_stdout()
+
+
+def _silence_stdout(stream: IO[str] | None = None) -> None:
+    """What is left to print to ``stream`` (stdout) goes nowhere: its reader has gone."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, (stream or sys.stdout).fileno())
 
 
 def _is_store_url(source: str) -> bool:
@@ -697,9 +722,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvtoolsError as e:
         sys.stderr.write(f"evtools: error: {e}\n")
         return EXIT_USAGE
-    except BrokenPipeError:  # `evtools ... | head`
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+    except BrokenPipeError:  # `evtools ... | head`, from a write not through the above
+        _silence_stdout()
         return EXIT_OK
     except OSError as e:  # a path the user gave: missing folder, a folder for a file...
         where = f"{e.filename}: " if e.filename else ""

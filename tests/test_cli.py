@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -399,3 +400,32 @@ def test_generate_counts_the_same_way_into_a_store_and_a_file(
     assert said[0] == said[1]
     assert re.search(r"wrote 500 events in [\d,]+ streams and [\d,]+ snapshots to TARGET",
                      said[0])
+
+
+def test_a_reader_that_goes_away_leaves_the_exit_status_as_it_is(tmp_path: Path) -> None:
+    faulty = tmp_path / "skewed.jsonl"
+    assert main(["generate", "--store", str(faulty), "--events", "3000", "--seed", "1",
+                 "--faults", "clock_skew=0.01", "-q"]) == 0
+    clean = tmp_path / "clean.jsonl"
+    assert main(["generate", "--store", str(clean), "--events", "3000", "--seed", "1",
+                 "-q"]) == 0
+    for source, status in ((faulty, 1), (clean, 0)):  # --strict: 1 = violations found
+        args = [sys.executable, "-m", "evtools", "rehydrate", str(source), "--strict",
+                "--format", "json"]  # more than a pipe holds
+        with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            assert proc.stdout is not None and proc.stdout.read(5)
+            proc.stdout.close()  # `| head -c 5`
+            proc.wait(timeout=120)
+            assert proc.returncode == status, proc.stderr.read() if proc.stderr else ""
+
+
+def test_a_table_whose_reader_goes_away_is_not_an_exit() -> None:
+    from evtools.cli import _console_class
+
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone, as under `| head`
+    with os.fdopen(write, "w") as pipe:
+        console = _console_class()(file=pipe, width=100)
+        for _ in range(2_000):  # more than a pipe holds
+            console.print("x" * 80)  # rich's own console raises SystemExit(1) here
+        assert console.quiet
