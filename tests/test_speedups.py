@@ -29,6 +29,8 @@ from evtools.profiling import _status_view
 from evtools.rehydration import rehydrate
 from evtools.scalars import Timestamp, UInt64, dec_hook, py_dec_hook
 
+from .stores.strategies import store_pages
+
 needs_speedups = pytest.mark.skipif(not SPEEDUPS, reason="evtools._speedups is not built "
                                                          "(no C compiler): nothing to compare")
 
@@ -417,30 +419,6 @@ def test_the_state_after_a_strict_error_is_what_was_applied() -> None:
 
 
 # -- the SQLite store's look at a page of rows -------------------------------------------------
-
-_CELLS = st.one_of(st.none(), st.booleans(), st.integers(-3, 3),
-                   st.sampled_from([2**63, -(2**63) - 1, 2**70]), st.floats(allow_nan=False),
-                   st.text(max_size=8), st.binary(max_size=4),
-                   st.sampled_from(["2024-05-01T12:00:00+00:00", "2024-05-01T12:00:00-05:30",
-                                    "2024-05-01T12:00:00Z", "2024-05-01T12:00:00", "+0:00",
-                                    "x+00:00"]))
-
-
-@st.composite
-def store_pages(draw: st.DrawFn) -> tuple[list[tuple[Any, ...]], bool]:
-    with_stream = draw(st.booleans())
-    good = (["order-1"] if with_stream else []) + [
-        3, "ItemAdded", b"{}", b"", "id-1", "2024-05-01T12:00:00+00:00", 17, None, 1]
-    rows = []
-    for _ in range(draw(st.integers(0, 4))):
-        row = list(good)
-        for i in draw(st.lists(st.integers(0, len(row) - 1), max_size=3)):
-            row[i] = draw(_CELLS)  # a cell another tool may have written
-        if draw(st.integers(0, 20)) == 0:
-            row = row[:-1]  # a row of another width
-        rows.append(tuple(row))
-    return rows, with_stream
-
 
 @needs_speedups
 @settings(max_examples=600, deadline=None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -73,3 +74,36 @@ def new_events(draw: st.DrawFn, *, binary_content_types: bool = True,
 def event_batches(**kw: bool) -> st.SearchStrategy[list[NewEvent]]:
     """A non-empty batch of events with distinct ids."""
     return st.lists(new_events(**kw), min_size=1, max_size=6, unique_by=lambda e: e.id)
+
+
+# -- pages of rows of the SQLite store, as other tools may have written them -----------------
+
+#: Cells another tool may have written into any column of the events table.
+ODD_CELLS = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 3),
+    st.sampled_from([2**63, -(2**63) - 1, 2**70]), st.floats(allow_nan=False),
+    st.text(max_size=8), st.binary(max_size=4),
+    st.sampled_from(["2024-05-01", "2024-05-01T12", "2024-W18-3", "2024-05-01T12:00:00",
+                     "2024-05-01T12:00:00Z", "2024-05-01T12:00:00+05:30",
+                     "2024-05-01T12:00:00-0530", "2024-05-01T12:00:00.5-05:30",
+                     "2024-05-01 12:00+00:00", "x-00:00", "+0:00"]))
+
+
+@st.composite
+def store_pages(draw: st.DrawFn, max_rows: int = 4
+                ) -> tuple[list[tuple[Any, ...]], bool]:
+    """``(rows, with_stream)``: a page of ``SqliteStore`` rows (the stream column first, or
+    not) as read back, each a good row with a few cells replaced by odd ones, now and then
+    a row of another width."""
+    with_stream = draw(st.booleans())
+    good = (["order-1"] if with_stream else []) + [
+        3, "ItemAdded", b"{}", b"", "id-1", "2024-05-01T12:00:00+00:00", 17, None, 1]
+    rows = []
+    for _ in range(draw(st.integers(0, max_rows))):
+        row = list(good)
+        for i in draw(st.lists(st.integers(0, len(row) - 1), max_size=3)):
+            row[i] = draw(ODD_CELLS)
+        if draw(st.integers(0, 20)) == 0:
+            row = row[:-1]
+        rows.append(tuple(row))
+    return rows, with_stream

@@ -356,18 +356,25 @@ def _interleaved(path: Path, streams: int, per_stream: int) -> None:
                 out.append(f"s{s}", [NewEvent("E", b'{"v": %d}' % v)], v - 1 if v else NO_STREAM)
 
 
-def test_read_stream_decodes_only_that_streams_lines(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "interleaved.jsonl"
-    _interleaved(path, streams=50, per_stream=4)
-    decoded = []
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The lines the JSONL store decodes, as it decodes them."""
+    lines: list[bytes] = []
     real = files.decode_line
 
     def counting(line: bytes, where: Any) -> RawEvent:
-        decoded.append(line)
+        lines.append(line)
         return real(line, where)
 
     monkeypatch.setattr(files, "decode_line", counting)
+    return lines
+
+
+def test_read_stream_decodes_only_that_streams_lines(tmp_path: Path,
+                                                    decoded: list[bytes]) -> None:
+    path = tmp_path / "interleaved.jsonl"
+    _interleaved(path, streams=50, per_stream=4)
+    decoded.clear()
     with JsonlStore(path) as store:
         assert len(list(store.list_streams())) == 50  # the index: one pass over every line
         assert len(decoded) == 200
@@ -456,17 +463,9 @@ def test_the_index_holds_offsets_not_events(tmp_path: Path) -> None:
 
 
 def test_a_file_grown_by_another_writer_is_indexed_from_where_it_was(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, decoded: list[bytes]) -> None:
     path = tmp_path / "grows.jsonl"
     _interleaved(path, streams=20, per_stream=5)
-    decoded: list[bytes] = []
-    real = files.decode_line
-
-    def counting(line: bytes, where: Any) -> RawEvent:
-        decoded.append(line)
-        return real(line, where)
-
-    monkeypatch.setattr(files, "decode_line", counting)
     with JsonlStore(path) as store:
         assert store.stream_version("s3") == 4
         decoded.clear()

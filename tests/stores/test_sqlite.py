@@ -21,6 +21,7 @@ from evtools.events import RawEvent
 from evtools.stores import NO_STREAM, EventStore, NewEvent, SqliteStore, open_store
 
 from .contract import StoreContract
+from .strategies import store_pages
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -428,31 +429,8 @@ def test_any_stored_value_reads_as_a_usable_event_or_an_input_error(
         store.close()
 
 
-_ODD_CELLS = st.one_of(
-    st.none(), st.booleans(), st.integers(-2, 2), st.floats(allow_nan=False),
-    st.text(max_size=6), st.binary(max_size=3),
-    st.sampled_from(["2024-05-01", "2024-05-01T12", "2024-W18-3", "2024-05-01T12:00:00",
-                     "2024-05-01T12:00:00Z", "2024-05-01T12:00:00+05:30",
-                     "2024-05-01T12:00:00-0530", "2024-05-01T12:00:00.5-05:30",
-                     "2024-05-01 12:00+00:00", "x-00:00"]))
-
-
-@st.composite
-def _pages(draw: st.DrawFn) -> tuple[list[tuple[Any, ...]], bool]:
-    with_stream = draw(st.booleans())
-    good = (["order-1"] if with_stream else []) + [
-        3, "ItemAdded", b"{}", b"", "id-1", "2024-05-01T12:00:00+00:00", 17, None, 1]
-    rows = []
-    for _ in range(draw(st.integers(1, 3))):
-        row = list(good)
-        for i in draw(st.lists(st.integers(0, len(row) - 1), max_size=2)):
-            row[i] = draw(_ODD_CELLS)
-        rows.append(tuple(row))
-    return rows, with_stream
-
-
 @settings(max_examples=400, deadline=None)
-@given(_pages())
+@given(store_pages())
 def test_a_page_the_quick_look_passes_is_one_the_row_check_passes(
         page: tuple[list[tuple[Any, ...]], bool]) -> None:
     from evtools.stores import sqlite as module
