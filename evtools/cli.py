@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import __version__
+from ._files import writing
 from .errors import EvtoolsError, UsageError
 
 log = logging.getLogger("evtools")
@@ -88,19 +89,6 @@ def _console_class() -> type[Any]:
 
 
 @contextmanager
-def _writing(out: str) -> Iterator[IO[str]]:
-    """``out`` opened for text (its folder created); any failure to write it, at open,
-    write or close, is a one-line error that names it."""
-    try:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", encoding="utf-8") as fh:
-            yield fh
-    except OSError as e:
-        raise UsageError(f"cannot write {out}: {e.strerror or e}") from e
-    log.info("wrote %s", out)
-
-
-@contextmanager
 def _table_output(out: str | None) -> Iterator[Any]:
     """The console a command's tables go to: stdout, or the file ``out`` as plain text (no
     ANSI codes) as wide as the tables."""
@@ -109,7 +97,7 @@ def _table_output(out: str | None) -> Iterator[Any]:
         return
     from rich.console import Console
 
-    with _writing(out) as fh:
+    with writing(out) as fh:
         yield Console(file=fh, width=_UNLIMITED_WIDTH, color_system=None,
                       force_terminal=False, force_jupyter=False, highlight=False)
 
@@ -149,7 +137,7 @@ def _ints(value: str) -> list[int]:
 def _write_output(text: str, out: str | None) -> None:
     text = text if text.endswith("\n") else text + "\n"
     if out:
-        with _writing(out) as fh:
+        with writing(out) as fh:
             fh.write(text)
     else:
         try:

@@ -116,6 +116,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from ._files import writing
 from ._json import escape_pointer_token
 from .errors import (
     Context,
@@ -1324,7 +1325,8 @@ class SchemaInference:
         written = []
         for (event_type, version), schema in self.schemas.items():
             path = out / self.file_name(event_type, version)
-            _write_text(path, dump_schema(schema))
+            with writing(path) as fh:
+                fh.write(dump_schema(schema))
             written.append(path)
         return written
 
@@ -1953,19 +1955,10 @@ def register_cli(subparsers: Any) -> None:
     s.set_defaults(func=cmd_schema_check)
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` into ``path`` (its folder created); a failure names the file."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"cannot write {path}: {e.strerror or e}") from e
-
-
 def _emit(text: str, out: str | None, stdout: Any = None) -> None:
     if out:
-        _write_text(Path(out), text)
-        log.info("wrote %s", out)
+        with writing(out) as fh:
+            fh.write(text)
     else:
         stream = stdout if stdout is not None else sys.stdout
         stream.write(text if text.endswith("\n") else text + "\n")
