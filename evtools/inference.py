@@ -52,12 +52,14 @@ import math
 import operator
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
+import msgspec
 import numpy as np
 
 from .errors import InputError, MissingDependency, UsageError
@@ -792,7 +794,7 @@ class Run:
     requests: int
     seconds: float
     throughput: float
-    latencies_ms: list[float]
+    latencies_ms: list[float] = dataclasses.field(default_factory=list)
     peak_memory_bytes: int | None = None
     repeats: int = 1
     stats: dict[str, float] | None = None
@@ -853,15 +855,38 @@ class Run:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Run:
-        stats = {k: float(d[k]) for k in ("mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms")
-                 if d.get(k) is not None}
-        return cls(stage=d["stage"], pipeline=d["pipeline"], mode=d["mode"],
-                   batch_size=int(d["batch_size"]), samples=int(d["samples"]),
-                   requests=int(d["requests"]), seconds=float(d["seconds"]),
-                   throughput=float(d["throughput"]),
-                   latencies_ms=[float(v) for v in d.get("latencies_ms", [])],
-                   peak_memory_bytes=d.get("peak_memory_bytes"),
-                   repeats=int(d.get("repeats", 1)), stats=stats or None)
+        """The run :meth:`to_dict` wrote (raises :class:`~evtools.errors.InputError`)."""
+        run = _convert(d, cls, "a benchmark run")
+        stats = _convert(d, _RunStats, "a benchmark run")
+        run.stats = {k: v for k, v in msgspec.structs.asdict(stats).items()
+                     if v is not None} or None
+        return run
+
+
+class _RunStats(msgspec.Struct):
+    """The summary figures :meth:`Run.to_dict` writes beside the (maybe sampled)
+    latencies; ``None`` where a figure was not finite."""
+
+    mean_ms: float | None = None
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+
+
+def _convert(doc: Any, kind: Any, what: str, path: str = "") -> Any:
+    """``doc`` (parsed JSON, as a ``to_dict`` wrote it) as ``kind``; a member missing or of
+    the wrong type is an :class:`~evtools.errors.InputError` naming its JSON Pointer
+    (``path`` is where ``doc`` sits in the whole document)."""
+    try:
+        return msgspec.convert(doc, kind, strict=False)
+    except msgspec.ValidationError as e:
+        message = str(e)
+        where = ""
+        if " - at `$" in message:
+            message, _, at = message.rpartition(" - at `$")
+            where = re.sub(r"\[(\d+)\]", r"/\1", at.rstrip("`")).replace(".", "/")
+        raise InputError(f"not {what}: {message}", path=path + where) from None
 
 
 @dataclasses.dataclass
@@ -885,9 +910,9 @@ class ColdStart:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ColdStart:
-        return cls(construct_s=d["construct_s"], load_s=d["load_s"],
-                   to_device_s=d["to_device_s"], first_inference_s=d["first_inference_s"],
-                   device_initialised=d["device_initialised"])
+        """The cold start :meth:`to_dict` wrote (raises an ``InputError``)."""
+        start: ColdStart = _convert(d, cls, "a cold start")
+        return start
 
 
 @dataclasses.dataclass
@@ -981,12 +1006,31 @@ class Correctness:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Correctness:
-        names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names}
-        kw["trap"] = [(int(a), int(b), int(c)) for a, b, c in d.get("trap", [])]
-        if kw.get("max_abs_prediction_diff") is None:  # not finite when written
-            kw["max_abs_prediction_diff"] = float("nan")
-        return cls(**kw)
+        """The check :meth:`to_dict` wrote (raises :class:`~evtools.errors.InputError`):
+        the trap's IDs are read back from their exact text, a ``None`` difference as NaN."""
+        if isinstance(d, Mapping) and d.get("max_abs_prediction_diff", 0.0) is None:
+            d = {**d, "max_abs_prediction_diff": math.nan}  # not finite when written
+        correctness: Correctness = _convert(d, cls, "a correctness check")
+        return correctness
+
+
+class _BenchmarkDoc(msgspec.Struct):
+    """The members of a written :class:`InferenceBenchmark` that are read back (its
+    runs and parts are read by their own ``from_dict``)."""
+
+    environment: dict[str, Any]
+    config: dict[str, Any]
+    runs: list[Any]
+    correctness: dict[str, Any] | None = None
+    cold_start: dict[str, Any] | None = None
+
+
+def _part(kind: Any, doc: Any, path: str) -> Any:
+    """``kind.from_dict(doc)``, its error naming where ``doc`` is in the document."""
+    try:
+        return kind.from_dict(doc)
+    except InputError as e:
+        raise InputError(e.message, path=path + (e.context.path or "")) from None
 
 
 @dataclasses.dataclass
@@ -1083,12 +1127,15 @@ class InferenceBenchmark:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> InferenceBenchmark:
-        return cls(environment=dict(d["environment"]), config=dict(d["config"]),
-                   runs=[Run.from_dict(r) for r in d["runs"]],
-                   correctness=(Correctness.from_dict(d["correctness"])
-                                if d.get("correctness") else None),
-                   cold_start=(ColdStart.from_dict(d["cold_start"])
-                               if d.get("cold_start") else None))
+        """The result :meth:`to_dict` wrote, e.g. read back from ``inference.json``
+        (raises :class:`~evtools.errors.InputError` naming the member at fault)."""
+        doc = _convert(d, _BenchmarkDoc, "an inference benchmark result")
+        return cls(environment=doc.environment, config=doc.config,
+                   runs=[_part(Run, r, f"/runs/{i}") for i, r in enumerate(doc.runs)],
+                   correctness=_part(Correctness, doc.correctness, "/correctness")
+                   if doc.correctness else None,
+                   cold_start=_part(ColdStart, doc.cold_start, "/cold_start")
+                   if doc.cold_start else None)
 
     def summary(self) -> str:
         lines = [f"device {self.environment.get('device')} "

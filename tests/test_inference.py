@@ -15,6 +15,8 @@ from decimal import Decimal
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evtools.errors import InputError, MissingDependency, UsageError
 from evtools.events import RawEvent
@@ -27,6 +29,8 @@ from evtools.orders import (
     PaymentAuthorized,
 )
 from evtools.scalars import Timestamp, enc_hook
+
+from .strategies import json_values
 
 torch = pytest.importorskip("torch")
 
@@ -467,6 +471,40 @@ def test_results_to_frame_and_json(orders: tuple[list, list]) -> None:
     assert bench.speedup == pytest.approx(bench.best_typed.throughput  # type: ignore[union-attr]
                                           / bench.naive_per_row.throughput)  # type: ignore[union-attr]
     assert "corrupted IDs" in bench.summary()
+
+
+def test_results_read_back_without_latencies_and_name_what_is_wrong(
+        orders: tuple[list, list]) -> None:
+    doc = _fake_benchmark(orders).to_dict(latencies=False)
+    back = inf.InferenceBenchmark.from_dict(doc)
+    assert all(not r.latencies_ms and r.stats for r in back.runs)
+    assert [r.p99_ms for r in back.runs] == [r["p99_ms"] for r in doc["runs"]]
+    broken = {**doc, "runs": [*doc["runs"][:1], {**doc["runs"][1], "batch_size": "eight"}]}
+    with pytest.raises(InputError, match="not a benchmark run: Expected `int`, got `str`") \
+            as info:
+        inf.InferenceBenchmark.from_dict(broken)
+    assert info.value.context.path == "/runs/1/batch_size"
+    with pytest.raises(InputError, match="missing required field `environment`"):
+        inf.InferenceBenchmark.from_dict({"runs": []})
+    with pytest.raises(InputError) as info:
+        inf.InferenceBenchmark.from_dict({**doc, "correctness": {**doc["correctness"],
+                                                                 "trap": [["1", "x", "2"]]}})
+    assert info.value.context.path == "/correctness/trap/0/1"
+
+
+_MEMBERS = ["environment", "config", "runs", "correctness", "cold_start"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(_MEMBERS), json_values, max_size=5)
+       | json_values)
+def test_property_results_from_any_json_read_or_raise_an_input_error(doc: object) -> None:
+    try:
+        bench = inf.InferenceBenchmark.from_dict(doc)  # type: ignore[arg-type]
+    except InputError as e:
+        assert e.context.path is not None
+    else:
+        assert isinstance(bench.runs, list) and isinstance(bench.environment, dict)
 
 
 def test_run_inference_benchmark_small() -> None:
