@@ -48,6 +48,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -163,11 +164,17 @@ class FaultRates:
             if not sep or name not in names:
                 raise UsageError(f"bad fault {part!r}: use NAME=RATE with NAME one of "
                                  f"{', '.join(sorted(names))}")
+            if name in values:
+                raise UsageError(f"fault {name} is given twice in {text!r}")
             try:
-                values[name] = float(raw)
-            except ValueError:
+                values[name] = rate = float(raw)
+                exact = Decimal(raw.strip().replace("_", ""))
+            except (ValueError, ArithmeticError):
                 raise UsageError(f"bad fault rate in {part!r}: {raw!r} is not a number") \
                     from None
+            if rate == 0.0 and exact != 0:  # so small that it is 0 as a float
+                raise UsageError(f"fault rate {name}={raw.strip()} is too small to be told "
+                                 f"from 0")
         return cls(**values)
 
     @classmethod
@@ -183,7 +190,7 @@ class FaultRates:
         return any(getattr(self, f.name) for f in dataclasses.fields(self))
 
     def __str__(self) -> str:
-        parts = [f"{k}={v:g}" for k, v in self.to_dict().items() if v]
+        parts = [f"{k}={v!r}" for k, v in self.to_dict().items() if v]  # parse() reads back
         return ",".join(parts) or "none"
 
 

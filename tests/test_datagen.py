@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections import Counter
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evtools.datagen import (
     DETECTED_AS,
@@ -94,6 +97,37 @@ def test_fault_rates_parse_and_validate() -> None:
         with pytest.raises(UsageError):
             FaultRates.parse(bad)
     assert set(DETECTED_AS.values()) <= {str(k) for k in ViolationKind}
+
+
+def test_fault_rates_parse_refuses_a_name_given_twice_and_a_rate_lost_to_zero() -> None:
+    with pytest.raises(UsageError, match="gap is given twice"):
+        FaultRates.parse("gap=0.1,gap=0.2")
+    with pytest.raises(UsageError, match="too small"):
+        FaultRates.parse("gap=1e-400")  # 0.0 as a float: it would inject nothing
+    assert FaultRates.parse("gap=0e5, duplicate=0.0") == FaultRates()
+
+
+_RATE_NAMES = [f.name for f in dataclasses.fields(FaultRates)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([*_RATE_NAMES, "clock-skew", "nope", ""]),
+                          st.sampled_from(["=", "", "=="]),
+                          st.text(max_size=8) | st.floats().map(repr)),
+                max_size=4).map(lambda parts: ",".join(a + b + c for a, b, c in parts)))
+def test_property_fault_rates_parse_gives_rates_or_a_usage_error(text: str) -> None:
+    try:
+        rates = FaultRates.parse(text)
+    except UsageError:
+        return
+    assert all(0.0 <= v <= 1.0 for v in rates.to_dict().values())
+    assert FaultRates.parse(str(rates) if rates.any else "") == rates
+
+
+@given(st.dictionaries(st.sampled_from(_RATE_NAMES), st.floats(0.0, 0.1), max_size=4))
+def test_property_fault_rates_text_reads_back_exactly(rates: dict[str, float]) -> None:
+    written = FaultRates(**rates)
+    assert FaultRates.parse(str(written) if written.any else None) == written
 
 
 def test_faults_are_injected_at_about_their_rates() -> None:
