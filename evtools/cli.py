@@ -304,6 +304,7 @@ def cmd_dialect_roundtrip(args: argparse.Namespace) -> int:
     from .errors import ConsumerRejected
 
     dialect = get_dialect(args.dialect)
+    out = sys.stdout.buffer
     stream: IO[bytes]
     if args.file and args.file != "-":
         try:
@@ -312,7 +313,6 @@ def cmd_dialect_roundtrip(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot read {args.file}: {e.strerror}") from e
     else:
         stream = sys.stdin.buffer
-    out = sys.stdout.buffer
     try:
         for line in _lines(stream):
             try:

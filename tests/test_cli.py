@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from evtools.cli import main
 
@@ -429,3 +432,95 @@ def test_a_table_whose_reader_goes_away_is_not_an_exit() -> None:
         for _ in range(2_000):  # more than a pipe holds
             console.print("x" * 80)  # rich's own console raises SystemExit(1) here
         assert console.quiet
+
+
+# -- any command line: an answer or a one-line error, never a traceback --------------------
+
+_SOURCES = ["w.jsonl", "w.db", "sqlite:///w.db", "missing.jsonl", "bad.jsonl", "memory:", "."]
+_COMMANDS: dict[str, list[str]] = {  # positionals (copy: SOURCE, then DEST from --dest)
+    "generate": [], "audit": _SOURCES, "rehydrate": _SOURCES, "copy": _SOURCES,
+    "dialect roundtrip": ["doc.jsonl", "missing.jsonl", "bad.jsonl"],
+    "codegen": ["schema.json", "missing.json", "w.jsonl"],
+    "schema infer": _SOURCES, "schema check": _SOURCES,
+}
+_OPTIONS: dict[str, list[str]] = {  # each command's options, with good and bad values
+    "--store": ["new.jsonl", "new.db", "w.db", "memory:", "x"],
+    "--events": ["0", "3", "40", "-1", "x", "1e999"], "--seed": ["0", "7", "-1", "x"],
+    "--faults": ["gap=0.1", "duplicate=0.05,clock_skew=0.1", "gap=2", "gap=0.1,gap=0.1"],
+    "--dialect": ["python", "go", "js", "pandas,polars", "nope", ""],
+    "--format": ["json", "csv", "table", "x"], "--out": ["out.txt", "out/x.json", ".", ""],
+    "--examples": ["0", "2", "-1"], "--stream": ["order-1", "$snapshots-order-1", "x"],
+    "--snapshot-every": ["2", "0", "-1", "x"], "--clock-skew": ["0", "5", "nan", "-1"],
+    "--registry-name": ["registry", "class", "1x"], "--optional": ["none", "unset", "x"],
+    "--registry": ["evtools.orders:order_registry", "evtools.orders:Order", "nope:x"],
+    "--dest": ["new.jsonl", "new.db", "w.db", "memory:", "bad.jsonl"],
+    "--enum-max-distinct": ["1", "10", "0", "x"], "--enum-min-values": ["1", "5", "-2"],
+    "--fail-on-loss": [], "--strict": [], "--fail-on-drift": [],
+}
+_USES = {  # (options every line has, options drawn)
+    "generate": ([], ["--store", "--events", "--seed", "--faults"]),
+    "audit": ([], ["--dialect", "--format", "--out", "--examples", "--fail-on-loss"]),
+    "rehydrate": ([], ["--stream", "--strict", "--snapshot-every", "--clock-skew",
+                       "--format", "--out"]),
+    "copy": (["--dest"], []), "dialect roundtrip": (["--dialect"], []),
+    "codegen": ([], ["--out", "--registry-name", "--optional"]),
+    "schema infer": ([], ["--out", "--enum-max-distinct", "--enum-min-values"]),
+    "schema check": (["--registry"], ["--format", "--fail-on-drift"]),
+}
+
+
+@st.composite
+def _command_lines(draw: st.DrawFn) -> list[str]:
+    name = draw(st.sampled_from(sorted(_COMMANDS)))
+    argv = ["-q", *name.split()]
+    count = draw(st.sampled_from([1, 1, 1, 1, 0, 2])) if _COMMANDS[name] else 0
+    argv += [draw(st.sampled_from(_COMMANDS[name])) for _ in range(count)]
+    always, drawn = _USES[name]
+    for option in always + draw(st.lists(st.sampled_from(drawn), max_size=3)
+                                if drawn else st.just([])):
+        values = _OPTIONS[option]
+        if option == "--dest":  # copy's second positional
+            argv.append(draw(st.sampled_from(values)))
+        else:
+            argv += [option, *([draw(st.sampled_from(values))] if values else [])]
+    return argv
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli-fuzz")
+    for target in ("w.jsonl", "w.db"):
+        assert main(["-q", "generate", "--store", str(folder / target), "--events", "40",
+                     "--seed", "2"]) == 0
+    (folder / "bad.jsonl").write_bytes(b'{"x": 1}\n\xff\n')
+    (folder / "doc.jsonl").write_bytes(b'{"id": 9007199254740993, "n": 1.10}\n[1, 2]\n')
+    (folder / "schema.json").write_text(
+        '{"title": "Thing", "type": "object", "properties": {"a": {"type": "integer"}}}')
+    return folder
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(argv=_command_lines())
+def test_property_any_command_line_answers_or_fails_in_one_line(
+        fuzz_dir: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(fuzz_dir)
+    before = set(os.listdir(fuzz_dir))
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse: --help, or a usage error
+        code = e.code
+    err = capsys.readouterr().err
+    try:
+        assert code in (0, 1, 2), (argv, code, err)
+        assert "Traceback" not in err, (argv, err)
+        if code == 2:
+            assert err.strip(), argv  # says why
+    finally:
+        for name in set(os.listdir(fuzz_dir)) - before:  # what the command wrote
+            path = fuzz_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
