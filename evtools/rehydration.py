@@ -1066,9 +1066,11 @@ class Rehydration(Generic[A]):
         self._prev_ns, self._prev_ns_of = when_ns, when
         late_ns = prev_ns - when_ns
         if late_ns > self._tolerance_ns:
+            whose = "the snapshot's time" if self.snapshot is not None \
+                and prev is self.snapshot.timestamp else "the previous event's"
             self._violate(ViolationKind.CLOCK_SKEW, raw.version,
-                          f"event time {when} is {_describe_ns(late_ns)} earlier than the "
-                          f"previous event's {prev} (tolerance {self.clock_skew})", raw=raw)
+                          f"event time {when} is {_describe_ns(late_ns)} earlier than "
+                          f"{whose} {prev} (tolerance {self.clock_skew})", raw=raw)
 
     def _verify_against(self, raw: RawEvent) -> None:
         snap = self._verify

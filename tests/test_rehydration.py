@@ -470,6 +470,8 @@ def test_event_earlier_than_the_snapshot_is_clock_skew() -> None:
     result = rehydrate(events[13:], REGISTRY, Order, snapshot=future, policy="audit")
     assert [(v.kind, v.version) for v in result.violations] == [
         (ViolationKind.CLOCK_SKEW, 13)]
+    assert "earlier than the snapshot's time 2999-01-01T00:00:00Z" \
+        in result.violations[0].message
 
 
 def test_snapshot_state_of_an_older_schema_is_upcast() -> None:
