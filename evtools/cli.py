@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from . import __version__
 from ._files import writing
-from .errors import EvtoolsError, UsageError
+from .errors import EvtoolsError, MissingDependency, UsageError
 
 log = logging.getLogger("evtools")
 
@@ -31,6 +31,7 @@ DEFAULT_STORE = "sqlite:///data/events.db"
 # The embedded default carries a few faults a real store accumulates, so that the report
 # shows the checks catching them on the store itself.
 DEFAULT_FAULTS = "duplicate=0.002,clock_skew=0.002,invariant=0.001"
+DEFAULT_AUDIT_DIALECTS = ("go", "js", "pandas", "polars", "torch")
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
 
@@ -248,9 +249,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from . import fidelity
     from .dialects import get_dialect
 
-    dialects = _csv(args.dialect)
-    for name in dialects:
-        get_dialect(name)  # unknown names fail before any reading
+    if args.dialect is None:  # every default dialect this installation can run
+        dialects = []
+        for name in DEFAULT_AUDIT_DIALECTS:
+            try:
+                get_dialect(name)
+            except MissingDependency as e:
+                sys.stderr.write(f"evtools: note: the {name} dialect is left out: "
+                                 f"{e.message}\n")
+            else:
+                dialects.append(name)
+    else:
+        dialects = _csv(args.dialect)
+        for name in dialects:
+            get_dialect(name)  # unknown names fail before any reading
     documents: Any
     if _is_store_url(args.source) or _is_parquet(args.source):
         store = _open_source(args.source)  # a Parquet file is an event export
@@ -605,8 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="what each consumer loses, path by path")
     p.add_argument("source", help="a .json/.jsonl file, a .parquet export or a store URL")
-    p.add_argument("--dialect", default="go,js,pandas,polars,torch",
-                   help="comma-separated dialects (default: go,js,pandas,polars,torch)")
+    p.add_argument("--dialect", default=None,
+                   help=f"comma-separated dialects (default: {','.join(DEFAULT_AUDIT_DIALECTS)}"
+                        f", those whose libraries are installed)")
     p.add_argument("--format", choices=["table", "json", "csv", "html"], default="table")
     p.add_argument("--out", help="write the output to this file (a table as plain text)")
     p.add_argument("--examples", type=int, default=3, help="examples per path (default 3)")

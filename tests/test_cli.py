@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evtools.cli import main
+from evtools.errors import MissingDependency
 
 
 def run(*args: str, stdin: bytes | None = None, cwd: Path | None = None
@@ -51,6 +52,28 @@ def test_audit_formats_write_files(store: str, tmp_path: Path) -> None:
         assert target.stat().st_size > 0
     assert (tmp_path / "audit.csv").read_text().startswith("dialect,path,values")
     assert "<table" in (tmp_path / "audit.html").read_text()
+
+
+def test_audit_by_default_leaves_out_a_dialect_whose_library_is_missing(
+        store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import evtools.dialects
+
+    real = evtools.dialects.get_dialect
+
+    def without_torch(name: str, **options: object) -> object:
+        if name == "torch":  # as on an installation without the torch extra
+            raise MissingDependency("torch", "torch")
+        return real(name, **options)
+
+    monkeypatch.setattr(evtools.dialects, "get_dialect", without_torch)
+    target = tmp_path / "audit.json"
+    assert main(["audit", store, "--format", "json", "--out", str(target)]) == 0
+    assert {r["dialect"] for r in json.loads(target.read_text())} == {
+        "go", "js", "pandas", "polars"}
+    assert "the torch dialect is left out: torch is not installed; install it with: " \
+           "pip install 'evtools[torch]'" in capsys.readouterr().err
+    assert main(["audit", store, "--dialect", "torch"]) == 2  # asked for by name: an error
 
 
 def test_python_baseline_finds_no_loss(store: str) -> None:
