@@ -66,6 +66,7 @@ import contextlib
 import dataclasses
 import gc
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -1839,6 +1840,10 @@ def run_rehydration_suite(n_events: int = 100_000, seed: int = 7,
         raise UsageError(f"n_events must be positive, got {n_events}")
     names = list(PATHS) if paths is None else list(dict.fromkeys(resolve_path(p)
                                                                  for p in paths))
+    if paths is None and importlib.util.find_spec("eventsourcing") is None:
+        names.remove("eventsourcing")  # asked for by name, it is a MissingDependency
+        log.warning("the eventsourcing path is left out: eventsourcing is not installed "
+                    "(pip install 'evtools[bench]')")
     traced = _chosen(memory, names)
     drawn = _chosen(flamegraphs, names)
     runs = repeat if repeat is not None else (3 if n_events < 200_000 else 1)

@@ -475,6 +475,19 @@ def test_suite_can_skip_memory_and_use_long_streams(tmp_path: Path) -> None:
     assert result.path("typed-snapshots").check["events_read"] == 4 * 3
 
 
+def test_suite_leaves_out_the_peer_when_eventsourcing_is_not_installed(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None
+                        if name == "eventsourcing" else find_spec(name, *a))
+    result = run_rehydration_suite(60, seed=1, repeat=1, memory=False)
+    assert [p.path for p in result.paths] == [p for p in profiling.PATHS
+                                              if p != "eventsourcing"]
+    assert "eventsourcing path is left out" in caplog.text
+
+
 def test_suite_without_out_dir_removes_its_temporary_folder(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
