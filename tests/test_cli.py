@@ -522,8 +522,7 @@ def fuzz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(argv=_command_lines())
 def test_property_any_command_line_answers_or_fails_in_one_line(
         fuzz_dir: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from evtools.datagen import (
@@ -110,7 +110,6 @@ def test_fault_rates_parse_refuses_a_name_given_twice_and_a_rate_lost_to_zero() 
 _RATE_NAMES = [f.name for f in dataclasses.fields(FaultRates)]
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from([*_RATE_NAMES, "clock-skew", "nope", ""]),
                           st.sampled_from(["=", "", "=="]),
                           st.text(max_size=8) | st.floats().map(repr)),

@@ -15,7 +15,7 @@ from decimal import Decimal
 import msgspec
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from evtools.errors import InputError, MissingDependency, UsageError
@@ -495,7 +495,6 @@ def test_results_read_back_without_latencies_and_name_what_is_wrong(
 _MEMBERS = ["environment", "config", "runs", "correctness", "cold_start"]
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.sampled_from(_MEMBERS), json_values, max_size=5)
        | json_values)
 def test_property_results_from_any_json_read_or_raise_an_input_error(doc: object) -> None:

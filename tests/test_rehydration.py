@@ -45,6 +45,8 @@ from evtools.rehydration import (
 from evtools.scalars import Timestamp
 from evtools.stores import MemoryStore
 
+from .strategies import json_values
+
 REGISTRY = order_registry()
 
 
@@ -510,14 +512,9 @@ def test_property_snapshot_replay_equals_replay_from_zero(seed: int, length: int
 
 
 _SNAPSHOT_MEMBERS = list(Snapshot.__struct_fields__)
-_JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**64), 2**64) | st.floats() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                 max_size=3), max_leaves=8)
 
 
-@settings(max_examples=150, deadline=None)
-@given(member=st.sampled_from(_SNAPSHOT_MEMBERS), value=_JSON_VALUES, drop=st.booleans(),
+@given(member=st.sampled_from(_SNAPSHOT_MEMBERS), value=json_values, drop=st.booleans(),
        junk=st.none() | st.binary(max_size=40), policy=st.sampled_from(["audit", "strict"]))
 def test_property_a_damaged_stored_snapshot_is_reported_never_a_crash(
         member: str, value: Any, drop: bool, junk: bytes | None, policy: str) -> None:
