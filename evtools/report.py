@@ -6,6 +6,12 @@ to one self-contained HTML page with nbconvert (images embedded, no script or st
 from the network), and writes ``index.html``: the headline figures each notebook recorded,
 with links to each page and to the profiler artefacts.
 
+The folder is meant to be sent: every page names its notebook in its title and opens with a
+line saying when, on what machine and with which parameters it ran; paths of the machine
+that made it are shown relative to the report folder (``results/...``) or to the folder the
+report was made from (``sqlite:///data/events.db``), or under ``~``; links are relative; the
+SQLite stores the profiling notebook works in are removed once every notebook has run.
+
 A notebook records its headline figures with :func:`record_headlines`, which writes
 ``<results_dir>/<notebook>.json``; the index reads those files. A notebook that fails does
 not stop the others: its page is still written (with the error in it), the index marks it,
@@ -18,6 +24,8 @@ import dataclasses
 import html
 import json
 import logging
+import os
+import platform
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,7 +46,10 @@ __all__ = [
     "find_notebooks",
     "load_results",
     "record_headlines",
+    "results_sources",
     "select_notebooks",
+    "shorten_paths",
+    "shown_paths",
 ]
 
 log = logging.getLogger(__name__)
@@ -48,9 +59,16 @@ Progress = Callable[[str, str], None]
 
 _NETWORK_ASSET = re.compile(
     r"""<script[^>]*\bsrc=["']https?://[^"']*["'][^>]*>\s*</script>"""
-    r"""|<link[^>]*\bhref=["']https?://[^"']*["'][^>]*>""",
-    re.I,
+    r"""|<link[^>]*\bhref=["']https?://[^"']*["'][^>]*>"""
+    # a script that imports a module from the network (nbconvert's mermaid loader)
+    r"""|<script\b[^>]*>(?:(?!</script>).)*?\bimport\(\s*["']https?://(?:(?!</script>).)*</script>""",
+    re.I | re.S,
 )
+
+# nbconvert warns, once per page, that the figures have no alternative text (it gives them
+# a placeholder): noise on the report's stderr, even with -q. Its exporter logs here.
+_NBCONVERT_LOG = log.getChild("nbconvert")
+_NBCONVERT_LOG.addFilter(lambda record: "Alternative text is missing" not in record.getMessage())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +95,8 @@ class NotebookRun:
     cell: int | None = None  # the failing cell's execution count, as the page shows In [n]
     headlines: list[Headline] = dataclasses.field(default_factory=list)
     artefacts: list[Path] = dataclasses.field(default_factory=list)
+    #: set on a page this run did not write (``only=``): when an earlier run wrote it
+    earlier: datetime | None = None
 
 
 @dataclasses.dataclass
@@ -135,32 +155,111 @@ def select_notebooks(notebooks_dir: str | Path, only: Sequence[str] | None = Non
     """:func:`find_notebooks`, keeping those whose name contains one of ``only`` (a
     :class:`~evtools.errors.UsageError` when that leaves none)."""
     notebooks = find_notebooks(notebooks_dir)
-    if not only:
+    if only is None:
         return notebooks
-    chosen = [nb for nb in notebooks if any(key in nb.stem for key in only)]
+    keys = [key.strip() for key in only if key.strip()]
+    if not keys:
+        raise UsageError("no notebook named: give part of a name, such as 01 or state_loss; "
+                         f"there are {', '.join(nb.stem for nb in notebooks)}")
+    chosen = [nb for nb in notebooks if any(key in nb.stem for key in keys)]
     if not chosen:
         raise UsageError(f"no notebook in {notebooks_dir} matches {', '.join(only)}; "
                          f"there are {', '.join(nb.stem for nb in notebooks)}")
     return chosen
 
 
-def export_html(executed: Path, target: Path, *, hide_input: bool = False) -> Path:
-    """Export an executed notebook to one self-contained HTML page."""
+def export_html(executed: Path, target: Path, *, hide_input: bool = False,
+                paths: Sequence[tuple[str, str]] = (), banner: str = "") -> Path:
+    """Export an executed notebook to one self-contained HTML page.
+
+    The page's title is the notebook's first heading. ``paths`` rewrites absolute paths in
+    the code and the text outputs: ``(folder, shown as)`` pairs, the longest folder first
+    (see :func:`shown_paths`). ``banner`` is HTML put at the top of the page.
+    """
     try:
         import nbformat
         from nbconvert import HTMLExporter
     except ImportError as e:
         raise MissingDependency("nbconvert", "notebooks") from e
     nb = nbformat.read(executed, as_version=4)
+    if paths:
+        _rewrite_notebook(nb, paths)
     exporter = HTMLExporter(template_name="lab", embed_images=True,
-                            exclude_input=hide_input, exclude_input_prompt=hide_input)
-    body, _ = exporter.from_notebook_node(nb)
-    # Our notebooks use neither widgets nor LaTeX: drop the CDN scripts so the page opens
-    # from disk with no network at all.
+                            exclude_input=hide_input, exclude_input_prompt=hide_input,
+                            log=_NBCONVERT_LOG)
+    body, _ = exporter.from_notebook_node(
+        nb, resources={"metadata": {"name": _title(nb, target.stem)}})
+    # Our notebooks use neither widgets, LaTeX nor mermaid: drop the CDN scripts so the
+    # page opens from disk with no network at all.
     body = _NETWORK_ASSET.sub("", body)
+    if banner:
+        body = re.sub(r"<body[^>]*>", lambda m: m.group(0) + banner, body, count=1)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(body, encoding="utf-8")
     return target
+
+
+def _title(nb: Any, default: str) -> str:
+    """The first Markdown heading of the notebook, else ``default``."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("#").strip() or default
+    return default
+
+
+_TEXT_MIMETYPES = ("text/plain", "text/html", "text/markdown", "text/latex")
+
+
+def _rewrite_notebook(nb: Any, paths: Sequence[tuple[str, str]]) -> None:
+    """Rewrite the absolute paths in every cell's source and text outputs (in place)."""
+    for cell in nb.cells:
+        cell.source = shorten_paths(cell.source, paths)
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                output.text = shorten_paths(output.text, paths)
+            for mime in _TEXT_MIMETYPES:
+                value = output.get("data", {}).get(mime)
+                if isinstance(value, str):
+                    output.data[mime] = shorten_paths(value, paths)
+                elif isinstance(value, list):
+                    output.data[mime] = [shorten_paths(v, paths) for v in value]
+            if "traceback" in output:
+                output.traceback = [shorten_paths(t, paths) for t in output.traceback]
+            if "evalue" in output:
+                output.evalue = shorten_paths(output.evalue, paths)
+
+
+def shown_paths(out_dir: str | Path, made_from: str | Path | None = None,
+                home: str | Path | None = None) -> list[tuple[str, str]]:
+    """How the report shows this machine's paths: the report folder's as relative to it,
+    ``made_from``'s (the folder the report was made from) as relative to that, the home
+    folder's under ``~``. Longest first; the filesystem root is never rewritten."""
+    pairs = [(Path(out_dir), ""), (Path(made_from) if made_from else None, ""),
+             (Path(home) if home else None, "~/")]
+    found: dict[str, str] = {}
+    for folder, shown in pairs:
+        if folder is None or len(folder.resolve().parts) < 2:
+            continue
+        found.setdefault(str(folder.resolve()), shown)
+    return sorted(found.items(), key=lambda item: len(item[0]), reverse=True)
+
+
+def shorten_paths(text: str, paths: Sequence[tuple[str, str]]) -> str:
+    """``text`` with each folder of ``paths`` (see :func:`shown_paths`) rewritten: a path
+    in it loses the folder's prefix (or gets ``~/`` for the home folder); the folder itself
+    becomes ``.`` (or ``~``)."""
+    for folder, shown in paths:
+        if folder not in text:
+            continue
+        whole = shown.rstrip("/") or "."  # the folder itself, not a path in it
+
+        def replace(m: re.Match[str], inside: str = shown, whole: str = whole) -> str:
+            return inside if m.group(1) else whole
+
+        text = re.sub(re.escape(folder) + r"(/|(?![\w.~-]))", replace, text)
+    return text
 
 
 def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks",
@@ -171,7 +270,11 @@ def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks"
     """Execute every report notebook with ``parameters`` and write HTML into ``out_dir``.
 
     Each notebook receives ``parameters`` plus ``results_dir`` (where to record headlines
-    and artefacts). Notebooks run with their own folder as working directory.
+    and artefacts). Notebooks run with their own folder as working directory. Written:
+    ``index.html``, one ``NN_name.html`` per notebook, ``executed/`` (the executed
+    notebooks) and ``results/`` (headline figures, profiles). With ``only``, the pages of the
+    other notebooks that an earlier run left in ``out_dir`` stay, and the index lists them
+    as earlier. Paths are shown as :func:`shown_paths` says, from the current folder.
     """
     try:
         import papermill
@@ -185,11 +288,17 @@ def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks"
     results_dir.mkdir(parents=True, exist_ok=True)
     executed_dir.mkdir(parents=True, exist_ok=True)
     notify = progress or (lambda step, state: None)
+    paths = shown_paths(out, Path.cwd(), Path.home())
+    made = datetime.now(UTC)
+    shown = {k: shorten_paths(str(v), paths) for k, v in (parameters or {}).items()}
+    banner = _banner(made, shown)
     runs: list[NotebookRun] = []
     for nb in notebooks:
         params = {**(parameters or {}), "results_dir": str(results_dir)}
         executed = executed_dir / nb.name
         page = out / f"{nb.stem}.html"
+        # what an earlier run recorded must not pass for this run's figures
+        (results_dir / f"{nb.stem}.json").unlink(missing_ok=True)
         notify(nb.stem, "start")
         started = time.perf_counter()
         error: str | None = None
@@ -202,14 +311,15 @@ def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks"
             )
         except papermill.PapermillExecutionError as e:
             cell = e.exec_count
-            error = f"{e.ename}: {_first_line(e.evalue)}"
+            error = shorten_paths(f"{e.ename}: {_first_line(e.evalue)}", paths)
         except Exception as e:  # the kernel died, a timeout: report it, keep going
-            error = f"{type(e).__name__}: {_first_line(str(e))}"
+            error = shorten_paths(f"{type(e).__name__}: {_first_line(str(e))}", paths)
         seconds = time.perf_counter() - started
         html_path: Path | None = None
         if executed.exists():
             try:
-                html_path = export_html(executed, page, hide_input=hide_input)
+                html_path = export_html(executed, page, hide_input=hide_input, paths=paths,
+                                        banner=banner)
             except Exception as e:
                 error = error or f"HTML export failed: {type(e).__name__}: {e}"
         run = NotebookRun(name=nb.stem, html=html_path,
@@ -221,8 +331,61 @@ def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks"
             log.error("notebook %s failed at cell %s: %s", nb.name, cell, error)
         notify(nb.stem, "done" if run.ok else "failed")
         runs.append(run)
-    index = write_index(out, runs, parameters or {})
+    _remove_stores(results_dir)
+    ran = {run.name for run in runs}
+    earlier = [_earlier_run(out, nb.stem) for nb in find_notebooks(notebooks_dir)
+               if nb.stem not in ran and (out / f"{nb.stem}.html").exists()]
+    index = write_index(out, sorted([*runs, *earlier], key=lambda r: r.name), shown,
+                        made=made, paths=paths)
     return ReportResult(out_dir=out, index=index, runs=runs)
+
+
+def _earlier_run(out: Path, stem: str) -> NotebookRun:
+    """A page an earlier run left in ``out``, with what that run recorded."""
+    page = out / f"{stem}.html"
+    executed = out / "executed" / f"{stem}.ipynb"
+    return NotebookRun(name=stem, html=page, executed=executed if executed.exists() else None,
+                       seconds=0.0, ok=True,
+                       headlines=_read_headlines(out / "results" / f"{stem}.json"),
+                       artefacts=_artefacts(out / "results", stem),
+                       earlier=datetime.fromtimestamp(page.stat().st_mtime, UTC))
+
+
+#: The stores a notebook works in (the profiling suite's workload and its peer's): not
+#: artefacts anyone opens, and most of the folder's size.
+_STORE_SUFFIXES = (".db", ".db-wal", ".db-shm", ".db-journal")
+
+
+def _remove_stores(results_dir: Path) -> None:
+    for path in sorted(results_dir.rglob("*")):
+        if path.is_file() and path.name.endswith(_STORE_SUFFIXES):
+            log.debug("removing %s from the report", path)
+            path.unlink()
+
+
+def _environment() -> dict[str, str]:
+    """Where the report ran, as the pages show it (no host or user names)."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("evtools")
+    except metadata.PackageNotFoundError:
+        version = "?"
+    return {"evtools": version,
+            "Python": platform.python_version(),
+            "machine": f"{platform.system()} {platform.machine()}, "
+                       f"{os.cpu_count() or '?'} CPUs"}
+
+
+def _banner(made: datetime, parameters: Mapping[str, str]) -> str:
+    """The line at the top of every page: when, where and with what it ran."""
+    env = ", ".join(f"{k} {v}" for k, v in _environment().items())
+    params = ", ".join(f"{k}={v}" for k, v in sorted(parameters.items())) or "defaults"
+    return ("<div style='font:13px/1.4 system-ui,sans-serif;color:#5a6270;padding:.5rem 1rem;"
+            "border-bottom:1px solid #d9dde5'>"
+            f"Part of an evtools report made {made:%Y-%m-%d %H:%M} UTC "
+            "(<a href='index.html'>index.html</a> in the same folder) · "
+            f"{html.escape(env)} · parameters: {html.escape(params)}</div>")
 
 
 def _first_line(text: str) -> str:
@@ -269,8 +432,9 @@ td.n{color:#5a6270;font-size:.9em} .err{color:#c0392b;font-family:monospace}
 """
 
 
-def write_index(out: Path, runs: Sequence[NotebookRun], parameters: Mapping[str, Any]) -> Path:
-    """Write ``index.html`` summarising ``runs``."""
+def write_index(out: Path, runs: Sequence[NotebookRun], parameters: Mapping[str, Any], *,
+                made: datetime | None = None, paths: Sequence[tuple[str, str]] = ()) -> Path:
+    """Write ``index.html`` summarising ``runs`` (``paths``: see :func:`shorten_paths`)."""
     sections = []
     for run in runs:
         title = html.escape(run.name.replace("_", " "))
@@ -279,7 +443,8 @@ def write_index(out: Path, runs: Sequence[NotebookRun], parameters: Mapping[str,
         rows = "".join(
             f"<tr><td>{html.escape(h.label)}</td><td class='v'>{html.escape(_fmt(h.value))}"
             f"{' ' + html.escape(h.unit) if h.unit else ''}</td>"
-            f"<td class='n'>{html.escape(h.note)}</td></tr>" for h in run.headlines)
+            f"<td class='n'>{html.escape(shorten_paths(h.note, paths))}</td></tr>"
+            for h in run.headlines)
         arts = "".join(
             f'<li><a href="{html.escape(str(a.relative_to(out)))}">'
             f"{html.escape(a.name)}</a></li>" for a in run.artefacts
@@ -287,21 +452,28 @@ def write_index(out: Path, runs: Sequence[NotebookRun], parameters: Mapping[str,
         status = ("" if run.ok else
                   f"<p class='err'>failed at cell In [{run.cell}]: "
                   f"{html.escape(run.error or '')}</p>")
+        when = (f"ran in {run.seconds:.1f} s" if run.earlier is None else
+                f"<b>not run this time</b>: kept from an earlier run "
+                f"({run.earlier:%Y-%m-%d %H:%M} UTC; its parameters are on its page)")
         sections.append(
             f"<section class='{'ok' if run.ok else 'failed'}'><h2>{title}</h2>{status}"
             f"<table>{rows}</table>"
             + (f"<p>Profiles:</p><ul>{arts}</ul>" if arts else "")
-            + f"<p class='meta'>{link} · ran in {run.seconds:.1f} s</p></section>")
-    params = ", ".join(f"{html.escape(str(k))}={html.escape(str(v))}"
+            + f"<p class='meta'>{link} · {when}</p></section>")
+    params = ", ".join(f"{html.escape(str(k))}={html.escape(shorten_paths(str(v), paths))}"
                        for k, v in sorted(parameters.items()))
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    env = html.escape(", ".join(f"{k} {v}" for k, v in _environment().items()))
+    stamp = (made or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     page = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<title>evtools report</title>"
         f"<style>{_CSS}</style></head><body><h1>evtools report</h1>"
         "<p class='sub'>What untyped consumers lose from your events, what typed "
         "rehydration costs, and how fast models run on the result.</p>"
-        f"<p class='meta'>Generated {stamp} · parameters: {params or 'defaults'}</p>"
+        f"<p class='meta'>Generated {stamp} · {env} · parameters: {params or 'defaults'}</p>"
+        "<p class='meta'>Keep this folder together: the pages link to each other and to "
+        "the profiles under <code>results/</code>. Paths are shown relative to this folder "
+        "or to the folder the report was made from.</p>"
         + "".join(sections) + "</body></html>")
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
@@ -351,13 +523,14 @@ def before_after(results: Mapping[str, Mapping[str, Any]]) -> Any:
     """One row per before/after comparison found in ``results`` (see :func:`load_results`),
     as a polars DataFrame with :data:`BEFORE_AFTER_COLUMNS`. ``improvement`` is how many
     times better *after* is than *before* (``None`` when *after* is zero and lower is
-    better: nothing left to improve)."""
+    better: nothing left to improve). ``source`` is the result's name in ``results``: the
+    row of :func:`results_sources` that says where the figures come from."""
     import polars as pl
 
     rows: list[dict[str, Any]] = []
-    for doc in results.values():
+    for name, doc in results.items():
         kind = doc.get("benchmark")
-        source = Path(str(doc.get("_file", "?"))).name
+        source = name  # as results_sources() lists it
         extract = {"rehydrate": _rehydrate_rows, "inference": _inference_rows,
                    "audit": _audit_rows, "stores": _store_rows}.get(str(kind))
         if extract is not None:
@@ -367,6 +540,50 @@ def before_after(results: Mapping[str, Mapping[str, Any]]) -> Any:
               "after_value": pl.Float64, "improvement": pl.Float64, "source": pl.String}
     return pl.DataFrame(rows, schema=schema).unique(
         subset=["comparison", "metric"], keep="last", maintain_order=True)
+
+
+def results_sources(results: Mapping[str, Mapping[str, Any]]) -> Any:
+    """Where each result of ``results`` (see :func:`load_results`) comes from: one row per
+    result with its file, what it measured, on how many events, with which seed, when and
+    on what machine, as a polars DataFrame (``None`` where the file does not say)."""
+    import polars as pl
+
+    rows = []
+    for name, doc in results.items():
+        file = str(doc.get("_file", ""))
+        machine = doc.get("machine") or doc.get("environment") or {}
+        cpu = machine.get("cpu_model") or machine.get("device_name") or machine.get("processor")
+        cpus = machine.get("cpu_count")
+        when = _when(doc.get("started_at") or doc.get("when"))
+        if when is None and Path(file).is_file():
+            when = f"{datetime.fromtimestamp(Path(file).stat().st_mtime, UTC):%Y-%m-%d %H:%M} UTC"
+        events = doc.get("n_events", doc.get("events"))
+        if events is None:
+            events = (doc.get("config") or {}).get("n_orders")
+        rows.append({
+            "source": name, "file": file, "benchmark": str(doc.get("benchmark")),
+            "events": int(events) if isinstance(events, int | float) else None,
+            "seed": doc.get("seed", (doc.get("config") or {}).get("seed")),
+            "when": when,
+            "machine": ", ".join(str(x) for x in (cpu, f"{cpus} CPUs" if cpus else None) if x)
+                       or None,
+        })
+    schema = {"source": pl.String, "file": pl.String, "benchmark": pl.String,
+              "events": pl.Int64, "seed": pl.Int64, "when": pl.String, "machine": pl.String}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _when(value: Any) -> str | None:
+    """A result's recorded time as ``YYYY-MM-DD HH:MM UTC`` (as given when not ISO 8601)."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def _row(comparison: str, metric: str, before: str, before_value: Any, after: str,

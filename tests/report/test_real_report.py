@@ -16,17 +16,35 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_quick_report_renders_in_chromium(tmp_path: Path) -> None:
     chromium_or_skip()
-    store = tmp_path / "events.db"
+    # made as a user makes it: from a folder of theirs, with a store in it
     subprocess.run([sys.executable, "-m", "evtools", "generate", "--store",
-                    f"sqlite:///{store}", "--events", "5000", "--faults",
-                    "duplicate=0.002,clock_skew=0.002", "-q"], check=True, timeout=300)
+                    "sqlite:///events.db", "--events", "5000", "--faults",
+                    "duplicate=0.002,clock_skew=0.002", "-q"], check=True, timeout=300,
+                   cwd=tmp_path)
     out = tmp_path / "reports"
     run = subprocess.run(
         [sys.executable, "-m", "evtools", "report", "--quick", "-q", "--source",
-         f"sqlite:///{store}", "--out", str(out), "--notebooks", str(REPO / "notebooks")],
-        capture_output=True, text=True, timeout=1500)
+         "sqlite:///events.db", "--out", "reports", "--notebooks", str(REPO / "notebooks")],
+        capture_output=True, text=True, timeout=1500, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "without encryption" not in run.stderr  # kernel messages encrypted: no warning
+    assert "Alternative text" not in run.stderr and "WARNING" not in run.stderr, run.stderr
+    # the folder travels: no path of this machine, no store nobody opens, nothing fetched
+    for page in [out / "index.html", *out.glob("[0-9][0-9]_*.html")]:
+        text = page.read_text()
+        for machine_path in (str(tmp_path), str(REPO), str(Path.home()) + "/"):
+            assert machine_path not in text, (page.name, machine_path, [
+                line[:200] for line in text.splitlines() if machine_path in line][:3])
+        assert "PosixPath(" not in text, page.name  # no stray return values
+        assert "cdnjs" not in text, page.name
+        assert "sqlite:///events.db" in text, page.name  # the source, as the user gave it
+    assert not list(out.rglob("*.db")), list(out.rglob("*.db"))
+    import nbformat
+
+    for executed in sorted((out / "executed").glob("*.ipynb")):  # no warnings on the pages
+        stderr = [o.text[:300] for c in nbformat.read(executed, as_version=4).cells
+                  for o in c.get("outputs", []) if o.get("name") == "stderr"]
+        assert not stderr, (executed.name, stderr)
     notebooks = sorted(p.stem for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     pages = sorted(p.stem for p in out.glob("[0-9][0-9]_*.html"))
     assert pages == notebooks and len(pages) >= 5
@@ -38,6 +56,7 @@ def test_quick_report_renders_in_chromium(tmp_path: Path) -> None:
     for check in checks:
         assert not check.python_errors, check
         assert not check.broken_images, check
+        assert check.title and check.title != "Notebook", check  # named in the browser tab
     # every notebook page shows at least one figure, and each one rendered
     notebook_pages = [c for c in checks if any(c.url.endswith(f"/{n}.html") for n in notebooks)]
     assert len(notebook_pages) == len(notebooks)

@@ -123,3 +123,151 @@ def test_load_results_keeps_same_named_files_of_different_folders(tmp_path: Path
     with pytest.raises(EvtoolsError, match="not valid JSON") as info:
         load_results(run)
     assert info.value.context.file == str(run / "broken.json")
+
+
+# -- pages that travel -----------------------------------------------------------------------
+
+# a 1x1 PNG: nbconvert gives images without alternative text a placeholder, and warns
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"
+       "RU5ErkJggg==")
+
+
+def executed_notebook(path: Path, out: Path, made_from: Path, home: Path) -> Path:
+    """A notebook as papermill leaves it, with this machine's paths in code and outputs."""
+    nb = nbformat.v4.new_notebook()
+    code = nbformat.v4.new_code_cell(
+        f'source = "sqlite:///{made_from}/data/events.db"\nresults_dir = "{out}/results"')
+    code.outputs = [
+        nbformat.v4.new_output("stream", name="stdout",
+                               text=f"5,000 events from sqlite:///{made_from}/data/events.db\n"),
+        nbformat.v4.new_output("display_data", data={
+            "text/plain": "<table>", "text/html": f"<b>{home}/cache</b> and {out}"}),
+        nbformat.v4.new_output("execute_result", execution_count=1, data={
+            "text/plain": f"PosixPath('{out}/results/01.json')"}),
+        nbformat.v4.new_output("display_data", data={"image/png": PNG,
+                                                     "text/plain": "<Figure>"}),
+    ]
+    nb.cells = [nbformat.v4.new_markdown_cell("intro text\n\n# 07 · What travels\n\nmore"),
+                code]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_exported_page_is_titled_quiet_offline_and_free_of_machine_paths(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from evtools.report import export_html, shown_paths
+
+    made_from, home = tmp_path / "work" / "repo", tmp_path / "home" / "user"
+    out = made_from / "reports"
+    executed = executed_notebook(tmp_path / "07_travels.ipynb", out, made_from, home)
+    with caplog.at_level("WARNING"):
+        page = export_html(executed, out / "07_travels.html",
+                           paths=shown_paths(out, made_from, home),
+                           banner="<div id='made'>made today</div>").read_text()
+    assert "<title>07 · What travels</title>" in page  # not "Notebook"
+    assert str(tmp_path) not in page, [line for line in page.splitlines()
+                                       if str(tmp_path) in line][:3]
+    assert "sqlite:///data/events.db" in page  # as given, relative to where it was made
+    assert "results/01.json" in page and "~/cache" in page
+    assert "made today" in page.split("<body", 1)[1][:300]  # the banner opens the page
+    assert "cdnjs" not in page and 'import("https://' not in page  # nothing from the network
+    assert "data:image/png;base64," in page
+    assert not [r for r in caplog.records if "Alternative text" in r.getMessage()]
+
+
+def test_shorten_paths_rewrites_folders_not_lookalikes(tmp_path: Path) -> None:
+    from evtools.report import shorten_paths, shown_paths
+
+    out, cwd, home = tmp_path / "a" / "out", tmp_path / "a", tmp_path / "h"
+    paths = shown_paths(out, cwd, home)
+    assert [folder for folder, _ in paths] == [str(out), str(cwd), str(home)]  # longest first
+    text = f"{out}/results/x.json {out} {cwd}/data.db {cwd}b/other {home}/y {home}"
+    assert shorten_paths(text, paths) == (
+        f"results/x.json . data.db {cwd}b/other ~/y ~")
+    assert shown_paths("/", "/", "/") == []  # the root is never rewritten
+    assert shorten_paths("/usr/bin", shown_paths("/", None, None)) == "/usr/bin"
+
+
+def test_empty_only_is_a_usage_error(notebooks: Path) -> None:
+    from evtools.report import select_notebooks
+
+    with pytest.raises(UsageError, match="no notebook named"):
+        select_notebooks(notebooks, [])
+    with pytest.raises(UsageError, match="no notebook named"):
+        select_notebooks(notebooks, [" ", ""])
+    assert [p.stem for p in select_notebooks(notebooks, None)] == ["01_first", "02_second"]
+
+
+def test_cli_report_only_naming_nothing_exits_2_in_one_line(
+        notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from evtools.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["report", "-q", "--only", ",", "--source", "memory:", "--notebooks",
+                 str(notebooks), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "no notebook named" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_results_sources_say_what_when_and_where(tmp_path: Path) -> None:
+    from evtools.report import before_after, load_results, results_sources
+
+    bench, run = tmp_path / "bench", tmp_path / "run"
+    bench.mkdir()
+    run.mkdir()
+    (bench / "rehydrate.json").write_text(json.dumps({
+        "benchmark": "rehydrate", "events": 1_000_000, "seed": 2024,
+        "machine": {"cpu_model": "Xeon", "cpu_count": 2},
+        "figures": {"naive_json": {"events_per_s": 2.0}, "typed": {"events_per_s": 6.0}}}))
+    (run / "inference.json").write_text(json.dumps({
+        "benchmark": "inference", "config": {"n_orders": 500, "seed": 7},
+        "environment": {"device_name": "H100", "cpu_count": 16},
+        "headlines": {"naive_per_row_samples_per_s": 10.0, "typed_best_samples_per_s": 50.0}}))
+    results = load_results(bench, run)
+    results["measured-here/suite"] = {"benchmark": "rehydrate", "n_events": 3000, "seed": 7,
+                                      "started_at": "2026-01-02T03:04:05+01:00",
+                                      "_file": "measured in this notebook"}
+    sources = {r["source"]: r for r in results_sources(results).iter_rows(named=True)}
+    assert sources["rehydrate"]["events"] == 1_000_000 and sources["rehydrate"]["seed"] == 2024
+    assert sources["rehydrate"]["machine"] == "Xeon, 2 CPUs"
+    assert sources["rehydrate"]["when"].endswith(" UTC")  # from the file's time
+    assert sources["inference"]["events"] == 500 and sources["inference"]["machine"] == \
+        "H100, 16 CPUs"
+    assert sources["measured-here/suite"]["when"] == "2026-01-02 02:04 UTC"
+    table = before_after(results)
+    # each row names the result it comes from, as results_sources lists it
+    assert set(table["source"]) == {"rehydrate", "inference"}
+
+
+@pytest.mark.slow
+def test_only_keeps_earlier_pages_drops_stale_figures_and_stores(
+        notebooks: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    make_notebook(notebooks / "02_second.ipynb",
+                  "from pathlib import Path\n"
+                  "work = Path(results_dir, '02_second'); work.mkdir(parents=True, exist_ok=True)\n"
+                  "(work / 'workload.db').write_bytes(b'x'); (work / 'graph.html').write_text('g')")
+    first = build_report(out, notebooks_dir=notebooks, parameters={"seed": 7})
+    assert first.ok, first.summary()
+    assert not list(out.rglob("*.db"))  # the stores the notebooks worked in: not sent
+    assert (out / "results" / "02_second" / "graph.html").exists()  # artefacts stay
+
+    again = build_report(out, notebooks_dir=notebooks, only=["02"])
+    assert [r.name for r in again.runs] == ["02_second"]
+    index = again.index.read_text()
+    assert 'href="01_first.html"' in index and "IDs rounded" in index  # still listed
+    assert "not run this time" in index and index.count("not run this time") == 1
+
+    make_notebook(notebooks / "01_first.ipynb", "raise ValueError('bad data')",
+                  "from evtools.report import record_headlines\n"
+                  "record_headlines(results_dir, '01_first', {'IDs rounded': 1})")
+    failed = build_report(out, notebooks_dir=notebooks, only=["01"])
+    assert not failed.ok
+    index = failed.index.read_text()
+    assert "IDs rounded" not in index  # the earlier run's figure is not this run's
+    assert "failed at cell" in index
+    page = (out / "01_first.html").read_text()
+    assert "Part of an evtools report" in page and str(tmp_path) not in page
