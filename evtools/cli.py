@@ -694,13 +694,24 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "(default profiles)")
     p.set_defaults(func=cmd_profile)
 
-    p = sub.add_parser("report", help="execute the notebooks and export HTML")
+    p = sub.add_parser(
+        "report", help="execute the notebooks and export HTML",
+        description="Execute the report's notebooks on SOURCE and write into the --out "
+                    "folder: index.html (the headline figures, with links), one NN_name.html "
+                    "page per notebook, executed/ (the executed notebooks) and results/ (the "
+                    "figures as JSON, flame graphs and profiles the pages link to). The pages "
+                    "open from disk with no network; send the folder whole.")
     p.add_argument("--source", help=f"store URL or file (default {DEFAULT_STORE}, created "
                                     "when missing)")
-    p.add_argument("--out", default="reports")
-    p.add_argument("--notebooks", default="notebooks")
+    p.add_argument("--out", default="reports", metavar="DIR",
+                   help="the report folder (default reports)")
+    p.add_argument("--notebooks", default="notebooks", metavar="DIR",
+                   help="the folder of the report's notebooks, NN_name.ipynb (default "
+                        "notebooks, as in a clone of the repository)")
     p.add_argument("--quick", action="store_true", help="small sizes (as CI runs it)")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seed", type=int, default=7,
+                   help="seed of the generated default store and of the notebooks' "
+                        "workloads (default 7)")
     p.add_argument("--only", type=_csv, help="only notebooks whose name contains these")
     p.add_argument("--hide-input", action="store_true", help="hide code cells in the pages")
     p.set_defaults(func=cmd_report)

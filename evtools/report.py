@@ -141,7 +141,9 @@ def find_notebooks(notebooks_dir: str | Path) -> list[Path]:
     """The report's notebooks: ``NN_name.ipynb`` files, in order."""
     found = sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
     if not found:
-        raise UsageError(f"no notebooks (NN_name.ipynb) found in {notebooks_dir}")
+        raise UsageError(f"no notebooks (NN_name.ipynb) found in {notebooks_dir}: run the "
+                         f"report from a clone of the evtools repository, or pass the "
+                         f"folder of its notebooks with --notebooks")
     return found
 
 

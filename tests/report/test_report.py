@@ -212,6 +212,20 @@ def test_cli_report_only_naming_nothing_exits_2_in_one_line(
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_report_without_its_notebooks_says_where_they_are(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from evtools.cli import main
+
+    monkeypatch.chdir(tmp_path)  # as after `pip install evtools`, outside a clone
+    code = main(["report", "-q", "--source", "memory:"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "no notebooks (NN_name.ipynb) found in notebooks: run the report from a clone" \
+        in err and "--notebooks" in err
+    assert not (tmp_path / "reports").exists()
+
+
 def test_results_sources_say_what_when_and_where(tmp_path: Path) -> None:
     from evtools.report import before_after, load_results, results_sources
 
