@@ -40,6 +40,7 @@ handed back byte for byte.
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -63,7 +64,9 @@ __all__ = [
     "NewEvent",
     "PreparedEvent",
     "check_expected",
+    "check_text",
     "prepare_events",
+    "redact_url",
     "validate_expected",
 ]
 
@@ -160,21 +163,58 @@ def prepare_one(event: AppendEvent, now: datetime, where: str | Callable[[], str
     event_type = event.type
     if type(event_type) is not str or not event_type:
         raise UsageError(f"{_where(where)}: event type must be a non-empty string")
+    check_text(event_type, "event type", where)
     recorded_at = event.recorded_at
     if recorded_at is None:
         recorded_at = now
     elif recorded_at.tzinfo is not UTC:
         recorded_at = _aware_utc(recorded_at, _where(where))
     schema_version = event.schema_version
-    if type(schema_version) is not int:
-        raise UsageError(f"{_where(where)}: schema_version must be an int")
+    if type(schema_version) is not int or schema_version < 1:
+        raise UsageError(f"{_where(where)}: schema_version must be an int >= 1, not "
+                         f"{schema_version!r}")
     data, metadata = event.data, event.metadata
     if type(data) is not bytes:
         data = _as_bytes(data, "data", _where(where))
     if type(metadata) is not bytes:
         metadata = _as_bytes(metadata, "metadata", _where(where))
-    return PreparedEvent(event_type, data, metadata, event.id or str(uuid.uuid4()),
-                         event.content_type or JSON_CONTENT_TYPE, schema_version, recorded_at)
+    event_id, content_type = event.id, event.content_type
+    for what, text in (("event id", event_id), ("content type", content_type)):
+        if text:
+            if type(text) is not str:
+                raise UsageError(f"{_where(where)}: {what} must be a string, not "
+                                 f"{type(text).__name__}")
+            check_text(text, what, where)
+    return PreparedEvent(event_type, data, metadata, event_id or str(uuid.uuid4()),
+                         content_type or JSON_CONTENT_TYPE, schema_version, recorded_at)
+
+
+def check_text(value: str, what: str, where: str | Callable[[], str],
+               stream: str | None = None) -> None:
+    """Refuse text that has no UTF-8 form (a lone surrogate, as ``surrogateescape`` or a
+    bad ``\\ud800`` escape leaves): no store can write it, and SQLite, files and the
+    servers' clients would fail half way with a ``UnicodeEncodeError``."""
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        shown = value if len(value) <= 60 else f"{value[:60]}..."
+        raise UsageError(f"{_where(where)}: {what} {shown!r} is not valid Unicode (a lone "
+                         f"surrogate at index {e.start})", stream=stream) from None
+
+
+_USER_INFO = re.compile(r"(?<=://)([^/?#@]*)@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password (or token) of its user info replaced by ``***``, for
+    messages, logs and a store's ``url``."""
+    def hide(m: re.Match[str]) -> str:
+        user, sep, _ = m.group(1).partition(":")
+        return f"{user}:***@" if sep else "***@"
+
+    return _USER_INFO.sub(hide, url, count=1)
 
 
 def _where(where: str | Callable[[], str]) -> str:
@@ -190,8 +230,12 @@ def prepare_events(store: str, stream: str, events: Sequence[AppendEvent],
     """
     now = datetime.now(UTC)
     for i, event in enumerate(events):
-        yield prepare_one(event, now, lambda i=i: f"{store}: stream {stream!r} version "  # type: ignore[misc]
-                          f"{first_version + i}")
+        try:
+            prepared = prepare_one(event, now, lambda i=i: f"{store}: stream {stream!r} "  # type: ignore[misc]
+                                   f"version {first_version + i}")
+        except UsageError as e:
+            raise e.with_context(stream=stream, version=first_version + i) from None
+        yield prepared
 
 
 def validate_append(store: str, stream: str, events: Sequence[AppendEvent],
@@ -199,6 +243,7 @@ def validate_append(store: str, stream: str, events: Sequence[AppendEvent],
     """Check the arguments every ``append`` takes; returns the expected version."""
     if not isinstance(stream, str) or not stream:
         raise UsageError(f"{store}: stream name must be a non-empty string, got {stream!r}")
+    check_text(stream, "stream name", store, stream)
     if isinstance(events, NewEvent | RawEvent) or not isinstance(events, Sequence):
         raise UsageError(f"{store}: append takes a sequence of events (a list), "
                          f"got {type(events).__name__}", stream=stream)

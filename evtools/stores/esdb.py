@@ -26,18 +26,33 @@ The schema version lives in the type name, not in the metadata, so that metadata
 round-trip exactly and other EventStoreDB clients see the version. A type that itself
 ends in ``@v<digits>`` is written with an explicit ``@v1`` so it reads back unchanged.
 
-``list_streams`` walks ``read_all`` and yields each stream at its first event (version
-0): lazily, without remembering names; system streams (``$``) are excluded, and so is
-a stream whose first events were deleted. ``read_all(from_position)`` passes the
+``read_all`` leaves out system streams (names starting with ``$``: projections, ``$$``
+metadata, ``$ce-`` links...), filtered by stream name on the server, and system events
+(types starting with ``$``: links, a tombstone's ``$streamDeleted``) in user streams;
+user events of any other type are kept (esdbclient's default filter would also drop a
+user type such as ``PersistentConfig1``). Events of deleted streams stay in ``$all``
+until the server scavenges them, so ``read_all`` can hand back events that
+``read_stream`` no longer reads. ``list_streams`` walks ``read_all`` and yields each
+stream at its first event (version 0): lazily, without remembering names; a stream
+whose first events were deleted is not listed. ``read_all(from_position)`` passes the
 position to the server, so it must be 0 or a position the server handed out (the
 position of an event).
+
+``read_stream`` reads up to the stream's head when it is called (it asks for the last
+version first, which also tells a missing stream at once).
+
+A deleted (not tombstoned) stream reads as missing, but appending to it continues its
+numbering: the first new event gets the version after the deleted ones, and that is the
+version ``append`` returns.
 
 Client errors are translated at this boundary, the original kept as ``__cause__``:
 ``WrongCurrentVersion`` -> :class:`~evtools.errors.ConcurrencyError`; ``NotFound``,
 ``StreamIsDeleted`` -> :class:`~evtools.errors.StreamNotFound`; ``ServiceUnavailable``,
 ``DeadlineExceeded``, ``DiscoveryFailed``, ``NodeIsNotLeader`` ->
 :class:`~evtools.errors.StoreUnavailable` (one line); anything else from the client ->
-:class:`~evtools.errors.StoreError`.
+:class:`~evtools.errors.StoreError`. Where the client wraps a gRPC error, the message
+gives its status and details (not the client's multi-line repr). Messages and ``url``
+show the URI with its password replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -70,8 +85,10 @@ from .base import (
     check_expected,
     check_limit,
     check_start,
+    check_text,
     describe_version,
     prepare_events,
+    redact_url,
     validate_append,
 )
 
@@ -91,7 +108,9 @@ _ID_NAMESPACE = uuid.NAMESPACE_URL
 _UNAVAILABLE = ("ServiceUnavailable", "DeadlineExceeded", "DiscoveryFailed",
                 "NodeIsNotLeader", "GrpcDeadlineExceeded", "SSLError")
 _NOT_FOUND = ("NotFound", "StreamIsDeleted")
+_DENIED = ("PERMISSION_DENIED", "UNAUTHENTICATED")
 _ACTUAL = re.compile(r"last event is (\d+)")
+_SYSTEM_STREAMS = (r"\$.*",)  # stream names read_all leaves out (the server filters)
 
 
 def client_module(url: str = "esdb://") -> ModuleType:
@@ -198,11 +217,35 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def _grpc_status(e: BaseException) -> tuple[str, str] | None:
+    """(status name, details) of the gRPC error the client wrapped in ``e``, if any: its
+    ``str`` is a multi-line repr whose first line says nothing."""
+    rpc = e.args[0] if e.args else None
+    code, details = getattr(rpc, "code", None), getattr(rpc, "details", None)
+    if not callable(code) or not callable(details):
+        return None
+    try:
+        status, text = code(), details()
+    except Exception:  # not a finished gRPC call after all: use its text
+        return None
+    return str(getattr(status, "name", status)), " ".join(str(text or "").split())
+
+
+def _detail(e: BaseException) -> str:
+    """``e`` in one line: its class and the gRPC status and details where it has them."""
+    status = _grpc_status(e)
+    if status is None:
+        return f"{type(e).__name__}: {_first_line(e)}"
+    name, text = status
+    return f"{type(e).__name__}: {name}: {text}" if text else f"{type(e).__name__}: {name}"
+
+
 def translate_error(e: BaseException, store: str, what: str, *, stream: str | None = None,
                     expected: ExpectedVersion | None = None) -> StoreError:
     """The evtools error for an esdbclient / kurrentdbclient exception (see docstring)."""
     names = _names(e)
     where = f" stream {stream!r}" if stream is not None else ""
+    status = _grpc_status(e)
     if "WrongCurrentVersion" in names:
         m = _ACTUAL.search(str(e))
         actual = int(m.group(1)) if m else None
@@ -212,13 +255,20 @@ def translate_error(e: BaseException, store: str, what: str, *, stream: str | No
     if names & set(_NOT_FOUND):
         state = "was deleted" if "StreamIsDeleted" in names else "does not exist"
         return StreamNotFound(f"{store}:{where or ' stream'} {state}", stream=stream)
+    if "DeadlineExceeded" in names:
+        return StoreUnavailable(f"{store}: {what}: server unavailable: no answer in time "
+                                f"({_detail(e)})", stream=stream)
+    if "SSLError" in names:
+        return StoreUnavailable(f"{store}: {what}: server unavailable: TLS failed ("
+                                f"{_detail(e)}); a server without TLS needs ?tls=false",
+                                stream=stream)
     if names & set(_UNAVAILABLE):
-        return StoreUnavailable(f"{store}: {what}: server unavailable "
-                                f"({type(e).__name__}: {_first_line(e)})", stream=stream)
-    if "AccessDeniedError" in names:
-        return StoreError(f"{store}: {what}: access denied", stream=stream)
-    return StoreError(f"{store}: {what} failed: {type(e).__name__}: {_first_line(e)}",
-                      stream=stream)
+        return StoreUnavailable(f"{store}: {what}: server unavailable ({_detail(e)})",
+                                stream=stream)
+    if "AccessDeniedError" in names or (status is not None and status[0] in _DENIED):
+        return StoreError(f"{store}: {what}: access denied"
+                          + (f" ({status[0]}: {status[1]})" if status else ""), stream=stream)
+    return StoreError(f"{store}: {what} failed: {_detail(e)}", stream=stream)
 
 
 # -- the store ----------------------------------------------------------------------------
@@ -226,8 +276,10 @@ def translate_error(e: BaseException, store: str, what: str, *, stream: str | No
 
 class EsdbStore(EventStore):
     """EventStoreDB / KurrentDB at ``uri`` (``esdb://host:2113?tls=false``,
-    ``esdb+discover://...``, ``kurrentdb://...``). ``timeout`` is the per-call deadline
-    in seconds; further keyword arguments go to the client (e.g. ``root_certificates``).
+    ``esdb+discover://...``, ``kurrentdb://...``). ``timeout`` is the deadline in seconds
+    of each append and version lookup (the client tries a failed one once more); reads
+    stream without one, so that a long read is not cut off. Further keyword arguments go
+    to the client (e.g. ``root_certificates``).
     """
 
     def __init__(self, uri: str, *, mode: Literal["r", "a"] = "a", timeout: float = 10.0,
@@ -235,17 +287,29 @@ class EsdbStore(EventStore):
         if mode not in ("r", "a"):
             raise UsageError(f"EventStoreDB store mode must be 'r' or 'a', got {mode!r}")
         self._mod = client_module(uri)
-        self.url = uri
+        self.url = redact_url(uri)
         self.read_only = mode == "r"
         self._timeout = timeout
+        self._client: Any = None
         client_class = (getattr(self._mod, "EventStoreDBClient", None)
                         or self._mod.KurrentDBClient)
+        client_uri = _client_uri(self._mod, uri)
         try:
-            self._client: Any = client_class(_client_uri(self._mod, uri), **client_options)
-        except ValueError as e:
-            raise UsageError(f"{uri}: invalid EventStoreDB URI: {_first_line(e)}") from e
+            self._client = client_class(client_uri, **client_options)
+        except ValueError as e:  # its messages quote the URI: show it without the password
+            text = _first_line(e).replace(client_uri, redact_url(client_uri))
+            raise UsageError(f"{self.url}: invalid EventStoreDB URI: {text}") from e
+        except OSError as e:  # a certificate or key file the URI names
+            raise UsageError(f"{self.url}: {e}") from e
         except Exception as e:
             raise self._error(e, "connect") from e
+
+    def _open(self) -> Any:
+        """The client; :class:`UsageError` once the store is closed."""
+        client = self._client
+        if client is None:
+            raise UsageError(f"{self.url}: the store is closed")
+        return client
 
     def _error(self, e: BaseException, what: str, stream: str | None = None,
                expected: ExpectedVersion | None = None) -> StoreError:
@@ -260,8 +324,9 @@ class EsdbStore(EventStore):
         expected = validate_append(self.url, stream, events, expected_version)
         self._refuse_write(stream)
         new = [to_esdb_event(p, self._mod) for p in prepare_events(self.url, stream, events)]
+        client = self._open()
         try:
-            position = self._client.append_to_stream(
+            position = client.append_to_stream(
                 stream, current_version=to_stream_state(expected, self._mod), events=new,
                 timeout=self._timeout)
         except Exception as e:
@@ -275,14 +340,13 @@ class EsdbStore(EventStore):
                   stream, position)
         if isinstance(expected, int):
             return expected + len(new)
-        if expected is NO_STREAM:
-            return len(new) - 1
+        # NO_STREAM too: a deleted stream reads as missing but continues its numbering
         return self._version_of(stream, new[-1].id)
 
     def _version_of(self, stream: str, event_id: uuid.UUID) -> int:
         """The version of the event ``event_id`` near the end of ``stream``."""
         try:
-            with self._client.read_stream(stream, backwards=True, limit=10_000,
+            with self._open().read_stream(stream, backwards=True, limit=10_000,
                                           timeout=self._timeout) as response:
                 for recorded in response:
                     if recorded.id == event_id:
@@ -295,8 +359,10 @@ class EsdbStore(EventStore):
                          f"not among the last 10,000 events", stream=stream)
 
     def stream_version(self, stream: str) -> int | None:
+        check_text(stream, "stream name", self.url, stream)
+        client = self._open()
         try:
-            version = self._client.get_current_version(stream, timeout=self._timeout)
+            version = client.get_current_version(stream, timeout=self._timeout)
         except Exception as e:
             if not self._is_client_error(e):
                 raise
@@ -309,37 +375,53 @@ class EsdbStore(EventStore):
                     limit: int | None = None) -> Iterator[RawEvent]:
         check_start(from_version, "from_version", self.url, stream)
         limit = check_limit(limit, self.url)
-        if self.stream_version(stream) is None:
+        last = self.stream_version(stream)
+        if last is None:
             raise StreamNotFound(f"{self.url}: stream {stream!r} does not exist",
                                  stream=stream)
+        # up to the head it has now: the server pages through the stream as it grows, so
+        # a reader that appends to the stream it reads would never get to the end
+        count = max(0, last - from_version + 1)
+        if limit is not None:
+            count = min(count, limit)
+        client = self._open()
         return self._iterate(
-            lambda: self._client.read_stream(stream, stream_position=from_version,
-                                             limit=sys.maxsize if limit is None else limit,
-                                             timeout=None),
-            "read_stream", stream, limit)
+            lambda: client.read_stream(stream, stream_position=from_version, limit=count,
+                                       timeout=None),
+            "read_stream", stream, count)
 
     def read_all(self, from_position: int = 0, *,
                  limit: int | None = None) -> Iterator[RawEvent]:
         check_start(from_position, "from_position", self.url)
         limit = check_limit(limit, self.url)
+        client = self._open()
+        # the server leaves out system streams; the limit is counted here, after the
+        # system events of user streams are left out too
         return self._iterate(
-            lambda: self._client.read_all(commit_position=from_position or None,
-                                          limit=sys.maxsize if limit is None else limit,
-                                          timeout=None),
-            "read_all", None, limit, from_position)
+            lambda: client.read_all(commit_position=from_position or None,
+                                    filter_exclude=_SYSTEM_STREAMS,
+                                    filter_by_stream_name=True, timeout=None),
+            "read_all", None, limit, from_position, user_events_only=True)
 
     def _iterate(self, start: Any, what: str, stream: str | None, limit: int | None,
-                 from_position: int = 0) -> Iterator[RawEvent]:
+                 from_position: int = 0, user_events_only: bool = False
+                 ) -> Iterator[RawEvent]:
         if limit == 0:
             return
+        left = sys.maxsize if limit is None else limit
         try:
             response = start()
             with response:
-                for recorded in response:  # read_all's server-side filter drops system events
+                for recorded in response:
+                    if user_events_only and recorded.type.startswith("$"):
+                        continue
                     event = from_recorded_event(recorded)
                     if event.position is not None and event.position < from_position:
                         continue
                     yield event
+                    left -= 1
+                    if not left:
+                        return
         except Exception as e:
             if not self._is_client_error(e):
                 raise
@@ -347,7 +429,7 @@ class EsdbStore(EventStore):
 
     def list_streams(self) -> Iterator[str]:
         for event in self.read_all():
-            if event.version == 0 and not event.stream.startswith("$"):
+            if event.version == 0:
                 yield event.stream
 
     def close(self) -> None:

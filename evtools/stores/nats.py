@@ -19,7 +19,9 @@ Header values are percent-encoded as the CloudEvents HTTP binding prescribes (sp
 ``"``, ``%`` and everything outside printable ASCII), so any type name or metadata bytes
 survive. ``Nats-Msg-Id`` is the event id: JetStream drops a re-sent event inside the
 duplicate window (2 minutes by default), which makes retries safe. The global position is
-the JetStream sequence.
+the JetStream sequence. A message that lacks ``ce-evversion`` or whose ``ce-time`` has no
+UTC offset is not an evtools event: reading it, or appending after it, raises
+:class:`~evtools.errors.EnvelopeError`.
 
 Appends
 -------
@@ -33,6 +35,11 @@ nothing. JetStream caps an atomic batch at 1,000 messages; a longer append is wr
 consecutive atomic batches, each checked against the end of the previous one, so a crash
 can leave a prefix of it (made of whole 1,000-event batches). On a stream without
 ``allow_atomic`` events are published one by one, each checked against the previous one.
+Before anything is sent, an event whose message (data and headers) exceeds the server's
+``max_payload``, or a stream name whose subject would not fit a NATS protocol line, is a
+:class:`~evtools.errors.UsageError`: the server would answer with ``-ERR`` and nats-py
+would close the connection. Should the server close it anyway, the next call connects
+again.
 
 Timeouts, lost connections and leader elections are retried for ``retry_for`` seconds
 with the same message ids; an append whose acknowledgement was lost is recognised (its
@@ -65,7 +72,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import parse_qs, quote, quote_from_bytes, unquote, unquote_to_bytes
 
@@ -93,6 +100,7 @@ from .base import (
     check_limit,
     check_start,
     prepare_events,
+    redact_url,
     validate_append,
 )
 
@@ -107,6 +115,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_ATOMIC_BATCH = 1000
+# the server's protocol line (max_control_line, 4 KiB) holds "HPUB", the subject, the
+# reply inbox and two sizes; past it the server closes the connection
+MAX_SUBJECT_BYTES = 3840
+# headers added at publish time beyond those of message_headers(e, stream, 0): a longer
+# ce-evversion, Nats-Expected-Last-Subject-Sequence, Nats-Batch-Id/-Sequence/-Commit
+_PUBLISH_HEADER_ROOM = 256
 _CONSUMER_IDLE = 60.0  # seconds before an abandoned read's consumer expires
 WRONG_LAST_SEQUENCE = 10071
 NO_MESSAGE_FOUND = 10037
@@ -119,6 +133,15 @@ _TOKEN_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv
 _HEADER_SAFE = "!#$&'()*+,-./:;<=>?@[\\]^_`{|}~"
 _PLAIN_HEADER = re.compile(r"[!#-$&-~]*\Z")
 _PLAIN_HEADER_BYTES = re.compile(rb"[!#-$&-~]*\Z")
+
+
+def _short(text: str, keep: int = 40) -> str:
+    return text if len(text) <= keep else f"{text[:keep]}..."
+
+
+def _header_size(headers: dict[str, str]) -> int:
+    """Bytes of the header block nats-py sends for ``headers``."""
+    return 12 + sum(len(k) + len(v.encode()) + 4 for k, v in headers.items())
 
 
 def _nats() -> Any:
@@ -381,7 +404,7 @@ class NatsStore(EventStore):
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.stream = stream
         self.prefix = prefix
-        self.url = f"{','.join(self.servers)}/{stream}"
+        self.url = f"{','.join(map(redact_url, self.servers))}/{stream}"
         self.read_only = mode == "r"
         self._timeout = timeout
         self._retry_for = retry_for
@@ -392,6 +415,8 @@ class NatsStore(EventStore):
         self._atomic = True
         self._warned_atomic = False
         self._closed = False
+        self._connect_options = connect_options
+        self._reconnecting = threading.Lock()
         self._loop = _Loop(f"evtools-nats-{stream}")
         try:
             self._nc: Client = self._run(self._connect(nats, connect_options),
@@ -426,7 +451,8 @@ class NatsStore(EventStore):
                     self.url)
 
         async def on_reconnect() -> None:
-            log.info("%s: reconnected to %s", self.url, nc.connected_url)
+            url = nc.connected_url
+            log.info("%s: reconnected to %s", self.url, redact_url(url.geturl()) if url else "?")
 
         opts: dict[str, Any] = {"connect_timeout": self._timeout, "reconnect_time_wait": 0.25,
                                 "max_reconnect_attempts": -1, "error_cb": on_error,
@@ -447,9 +473,23 @@ class NatsStore(EventStore):
             reason = str(cause) or type(cause).__name__
             if isinstance(cause, OSError | asyncio.TimeoutError | self._errors.NoServersError):
                 reason = "connection refused or host unreachable"
-            raise StoreUnavailable(f"cannot connect to NATS at {', '.join(self.servers)}: "
-                                   f"{reason}") from e
+            raise StoreUnavailable(f"cannot connect to NATS at "
+                                   f"{', '.join(map(redact_url, self.servers))}: {reason}") from e
         return nc
+
+    def _reconnect_if_closed(self) -> None:
+        """nats-py closes its connection for good on any ``-ERR`` from the server (which
+        also closes it): connect again, so that one bad message does not end the store."""
+        nc = self._nc
+        if self._closed or not nc.is_closed:
+            return
+        with self._reconnecting:
+            if self._nc is not nc or self._closed:
+                return
+            log.warning("%s: the server closed the connection (%s); connecting again",
+                        self.url, nc.last_error)
+            self._nc = self._run(self._connect(_nats(), self._connect_options), "connect",
+                                 deadline=self._timeout * 2 + 5)
 
     async def _api(self, subject: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
         """A JetStream API request; JetStream errors come back as ``APIError``."""
@@ -470,8 +510,9 @@ class NatsStore(EventStore):
         if isinstance(e, js.APIError):
             # 10008 cluster not available, 10076 stream leader not elected, 503s
             return e.code == 503 or e.err_code in (10008, 10076, 10185)
+        # not ConnectionClosedError: a closed client stays closed (the next call reconnects)
         return isinstance(e, errors.TimeoutError | errors.NoRespondersError
-                          | errors.ConnectionReconnectingError | errors.ConnectionClosedError
+                          | errors.ConnectionReconnectingError
                           | errors.StaleConnectionError | errors.OutboundBufferLimitError
                           | js.NoStreamResponseError | asyncio.TimeoutError | OSError)
 
@@ -502,12 +543,18 @@ class NatsStore(EventStore):
         if isinstance(e, js.APIError):
             return StoreError(f"{self.url}: {what}: JetStream error {e.err_code}: "
                               f"{e.description}", stream=stream)
+        if isinstance(e, self._errors.ConnectionClosedError) and not self._closed:
+            return StoreUnavailable(f"{self.url}: {what}: the connection was closed "
+                                    f"({self._nc.last_error or 'by the server'}); the next "
+                                    f"call connects again", stream=stream)
         if self._transient(e):
             return StoreUnavailable(f"{self.url}: {what}: {self._describe(e)}", stream=stream)
         return StoreError(f"{self.url}: {what}: {self._describe(e)}", stream=stream)
 
     def _call(self, make: Callable[[], Awaitable[T]], what: str,
               stream: str | None = None) -> T:
+        self._reconnect_if_closed()
+
         async def attempt() -> T:
             try:
                 return await self._retrying(what, make)
@@ -558,7 +605,26 @@ class NatsStore(EventStore):
                                    f"{self.stream!r}: {e.description}") from e
 
     def _subject(self, stream: str) -> str:
-        return f"{self.prefix}.{subject_token(stream)}"
+        try:
+            return f"{self.prefix}.{subject_token(stream)}"
+        except UnicodeEncodeError as e:
+            raise UsageError(f"{self.url}: stream name {_short(stream)!r} is not valid "
+                             f"Unicode (lone surrogate at index {e.start})",
+                             stream=stream) from e
+
+    def _check_size(self, stream: str, i: int, event: PreparedEvent) -> None:
+        """Refuse an event the server would answer with ``-ERR`` (see the docstring)."""
+        limit = self._nc.max_payload
+        text = len(event.type) + 2 * len(event.id) + len(event.content_type) + len(stream)
+        if len(event.data) + 3 * len(event.metadata) + 12 * text + 1024 <= limit:
+            return  # surely fits: no need to build the headers twice
+        size = (len(event.data) + _header_size(message_headers(event, stream, 0))
+                + _PUBLISH_HEADER_ROOM)
+        if size > limit:
+            raise UsageError(f"{self.url}: stream {stream!r} event {i} of the batch: its "
+                             f"message is {size:,} bytes (data {len(event.data):,}, the "
+                             f"rest headers, metadata percent-encoded); the server's "
+                             f"max_payload is {limit:,}", stream=stream)
 
     # -- messages <-> events ---------------------------------------------------------------
 
@@ -573,12 +639,18 @@ class NatsStore(EventStore):
             if stream is None:
                 raise ValueError(f"subject {subject!r} does not name a stream")
             time_text = h.get("ce-time")
+            when = datetime.fromisoformat(time_text) if time_text else None
+            if when is not None and when.tzinfo is not UTC:
+                offset = when.utcoffset()
+                if offset is None:
+                    raise ValueError(f"ce-time {time_text!r} has no UTC offset")
+                when = when.astimezone(UTC)
             metadata = h.get("ce-evmetadata")
             return RawEvent(
                 stream, version, event_type, data,
                 _unheader_bytes(metadata) if metadata else b"",
                 _unheader(h.get("ce-id", "")),
-                datetime.fromisoformat(time_text) if time_text else None,
+                when,
                 seq,
                 _unheader(h.get("content-type", JSON_CONTENT_TYPE)),
                 int(h.get("ce-evschemaversion", "1")),
@@ -590,11 +662,18 @@ class NatsStore(EventStore):
             raise EnvelopeError(f"{self.url}: message {seq} on {subject!r} has a bad "
                                 f"header: {e}", where) from e
 
-    @staticmethod
-    def _tail_of(seq: int, headers: dict[str, str] | None) -> _Tail:
+    def _tail_of(self, subject: str, seq: int, headers: dict[str, str] | None) -> _Tail:
         h = headers or {}
-        return _Tail(seq, int(h.get("ce-evversion", "-1")),
-                     _unheader(h.get("ce-id", h.get("Nats-Msg-Id", ""))))
+        try:
+            version = int(h["ce-evversion"])
+        except KeyError as e:
+            raise EnvelopeError(f"{self.url}: message {seq} on {subject!r} has no "
+                                f"ce-evversion header: not an evtools event",
+                                Context(stream=subject)) from e
+        except ValueError as e:
+            raise EnvelopeError(f"{self.url}: message {seq} on {subject!r} has a bad "
+                                f"header: {e}", Context(stream=subject)) from e
+        return _Tail(seq, version, _unheader(h.get("ce-id", h.get("Nats-Msg-Id", ""))))
 
     # -- leader reads ----------------------------------------------------------------------
 
@@ -616,7 +695,7 @@ class NatsStore(EventStore):
             if e.err_code == NO_MESSAGE_FOUND:
                 return None
             raise
-        tail = self._tail_of(seq, headers)
+        tail = self._tail_of(subject, seq, headers)
         self._remember(subject, tail)
         return tail
 
@@ -631,12 +710,20 @@ class NatsStore(EventStore):
                expected_version: ExpectedVersion = ANY) -> int:
         expected = validate_append(self.url, stream, events, expected_version)
         self._refuse_write(stream)
-        prepared = list(prepare_events(self.url, stream, events))
-        return self._run(self._append(stream, prepared, expected), "append")
-
-    async def _append(self, stream: str, events: list[PreparedEvent],
-                      expected: ExpectedVersion) -> int:
         subject = self._subject(stream)
+        if len(subject) > MAX_SUBJECT_BYTES:
+            raise UsageError(f"{self.url}: stream name {_short(stream)!r} is too long: its "
+                             f"subject is {len(subject):,} bytes (escaped), at most "
+                             f"{MAX_SUBJECT_BYTES:,} fit a NATS protocol line",
+                             stream=_short(stream))
+        prepared = list(prepare_events(self.url, stream, events))
+        for i, event in enumerate(prepared):
+            self._check_size(stream, i, event)
+        self._reconnect_if_closed()
+        return self._run(self._append(subject, stream, prepared, expected), "append")
+
+    async def _append(self, subject: str, stream: str, events: list[PreparedEvent],
+                      expected: ExpectedVersion) -> int:
         deadline = time.monotonic() + self._retry_for
         delay = 0.05
         ambiguous = False  # an earlier attempt may have been stored, its ack lost
@@ -835,7 +922,7 @@ class NatsStore(EventStore):
                 _, seq, headers, _ = await self._get({"seq": mid, "next_by_subj": subject})
             except self._js_errors.NotFoundError:
                 return up_to
-            found = self._tail_of(seq, headers).version
+            found = self._tail_of(subject, seq, headers).version
             if found >= version:
                 hi = mid
             else:

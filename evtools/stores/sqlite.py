@@ -48,7 +48,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -72,7 +72,7 @@ from .base import (
     check_limit,
     check_start,
     describe_version,
-    prepare_one,
+    prepare_events,
     validate_append,
 )
 
@@ -460,13 +460,9 @@ class SqliteStore(EventStore):
     def _rows(self, stream: str, events: Sequence[AppendEvent],
               first: int) -> Iterator[tuple[Any, ...]]:
         """Rows to insert, validated one by one as ``executemany`` pulls them."""
-        now = datetime.now(UTC)
-        url = self.url
         last_time: datetime | None = None
         last_text = ""
-        for i, event in enumerate(events):
-            e = prepare_one(event, now, lambda i=i: f"{url}: stream {stream!r} version "  # type: ignore[misc]
-                            f"{first + i}")
+        for i, e in enumerate(prepare_events(self.url, stream, events, first)):
             if e.recorded_at is not last_time:  # a batch often shares one time
                 last_time = e.recorded_at
                 last_text = last_time.isoformat()

@@ -350,6 +350,25 @@ class StoreContract(ReadContract):
             store.append(s, [naive])
         assert store.stream_version(s) is None
 
+    @pytest.mark.parametrize("bad", [
+        NewEvent("T\ud800", b"{}"), NewEvent("T", b"{}", id="id-\udc00"),
+        NewEvent("T", b"{}", content_type="text/\ud800"), NewEvent("T", b"{}", id=7),  # type: ignore[arg-type]
+        NewEvent("T", b"{}", schema_version=0), NewEvent("T", b"{}", schema_version=-2),
+    ], ids=["type", "id", "content-type", "id-not-text", "schema-0", "schema-negative"])
+    def test_an_event_no_store_can_read_back_is_refused_before_anything_is_written(
+            self, store: EventStore, bad: NewEvent) -> None:
+        """Text without a UTF-8 form (a lone surrogate) and schema versions below 1 had
+        been written by some stores, and then failed every read of the store."""
+        s = self.stream()
+        with pytest.raises(UsageError, match="version 1") as info:
+            store.append(s, [*self.events(1), bad])
+        assert info.value.context.stream == s
+        assert store.stream_version(s) is None
+        surrogate = f"{s}-\ud800"
+        with pytest.raises(UsageError, match="not valid Unicode"):
+            store.append(surrogate, self.events(1))
+        assert [e.stream for e in store.read_all() if e.stream.startswith(s)] == []
+
     @pytest.mark.parametrize("events, expected", [
         ([], ANY),
         (NewEvent("T", b"{}"), ANY),

@@ -1,10 +1,17 @@
 """EsdbStore: mapping and error translation with esdbclient's own classes; the contract
-against a live server when ``EVTOOLS_ESDB_URI`` is set (see README: docker run ...)."""
+against a fake server made of them (``_FakeServer``), and against a live server when
+``EVTOOLS_ESDB_URI`` is set (see README: docker run ...)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import socket
+import sys
+import threading
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +53,9 @@ from .strategies import new_events
 
 esdbclient = pytest.importorskip("esdbclient")
 exceptions = pytest.importorskip("esdbclient.exceptions")
+esdb_client = pytest.importorskip("esdbclient.client")
+esdb_common = pytest.importorskip("esdbclient.common")
+grpc = pytest.importorskip("grpc")
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -129,6 +139,24 @@ def test_expected_versions_map_to_stream_states() -> None:
 # -- errors --------------------------------------------------------------------------------
 
 
+class _RpcError:
+    """The gRPC error esdbclient wraps (``GrpcError(e)``): its ``str`` is a multi-line
+    repr, its status is in ``code()`` and ``details()``."""
+
+    def __init__(self, code: Any, details: str) -> None:
+        self._code, self._details = code, details
+
+    def code(self) -> Any:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def __str__(self) -> str:
+        return (f"<_MultiThreadedRendezvous of RPC that terminated with:\n\tstatus = "
+                f"{self._code}\n\tdetails = \"{self._details}\"\n>")
+
+
 @pytest.mark.parametrize("error, kind, fragment", [
     (exceptions.WrongCurrentVersion("Stream position of last event is 4 not 2"),
      ConcurrencyError, "actual version 4"),
@@ -144,12 +172,23 @@ def test_expected_versions_map_to_stream_states() -> None:
     (exceptions.NodeIsNotLeader(), StoreUnavailable, "unavailable"),
     (exceptions.AccessDeniedError(), StoreError, "access denied"),
     (exceptions.InternalError("boom"), StoreError, "boom"),
+    # reads that the server refuses come back as a bare GrpcError around the gRPC error
+    (exceptions.GrpcError(_RpcError(grpc.StatusCode.PERMISSION_DENIED, "Access Denied")),
+     StoreError, "access denied (PERMISSION_DENIED: Access Denied)"),
+    (exceptions.GrpcDeadlineExceeded(_RpcError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                               "Deadline Exceeded")),
+     StoreUnavailable, "no answer in time (GrpcDeadlineExceeded: DEADLINE_EXCEEDED: "
+                       "Deadline Exceeded)"),
+    (exceptions.ExceptionThrownByHandler(_RpcError(grpc.StatusCode.UNKNOWN,
+                                                   "Exception was thrown by handler.")),
+     StoreError, "UNKNOWN: Exception was thrown by handler."),
 ])
 def test_client_errors_translate(error: Exception, kind: type, fragment: str) -> None:
     got = translate_error(error, "esdb://db:2113", "append", stream="order-1", expected=2)
     assert type(got) is kind
     text = str(got)
     assert fragment in text and "\n" not in text and "esdb://db:2113" in text
+    assert "<_MultiThreadedRendezvous" not in text
     assert got.context.stream == "order-1"
     if isinstance(got, ConcurrencyError):
         assert got.expected == 2
@@ -193,6 +232,294 @@ def test_not_found_means_no_stream() -> None:
     store._client = None
 
 
+def test_the_password_in_the_url_stays_out_of_messages() -> None:
+    store = EsdbStore("esdb://admin:changeit@127.0.0.1:1?tls=false")
+    assert store.url == "esdb://admin:***@127.0.0.1:1?tls=false"
+    assert "changeit" not in repr(store)
+    store._client = _FailingClient(exceptions.ServiceUnavailable("down"))
+    with pytest.raises(StoreUnavailable) as info:
+        store.stream_version("s")
+    assert "changeit" not in str(info.value) and "esdb://admin:***@127.0.0.1:1" in str(info.value)
+    store._client = None
+    for bad in ("esdb://admin:changeit@127.0.0.1:1?tls=maybe",
+                "esdb://admin:changeit@127.0.0.1:1?TlsCaFile=/no/such/ca.pem"):
+        with pytest.raises(UsageError) as refused:
+            EsdbStore(bad)
+        assert "changeit" not in str(refused.value) and "admin:***@" in str(refused.value)
+    assert "/no/such/ca.pem" in str(refused.value)  # a file the URI names: a usage error
+
+
+def test_a_closed_store_says_so() -> None:
+    store = EsdbStore("esdb://127.0.0.1:1?tls=false")
+    store.close()
+    store.close()
+    for call in (lambda: store.append("s", [NewEvent("T", b"{}")]),
+                 lambda: store.stream_version("s"),
+                 lambda: list(store.read_stream("s")),
+                 lambda: list(store.read_all()),
+                 lambda: list(store.list_streams())):
+        with pytest.raises(UsageError, match="closed"):
+            call()
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.append("order-\ud800", [NewEvent("T", b"{}")]),
+    lambda s: s.append("order-1", [NewEvent("T", b"{}"), NewEvent("T\ud800", b"{}")]),
+    lambda s: s.append("order-1", [NewEvent("T", b"{}", id="id-\udc00")]),
+    lambda s: s.stream_version("order-\ud800"),
+    lambda s: s.read_stream("order-\ud800"),
+])
+def test_text_that_is_not_unicode_is_a_usage_error(call: Any) -> None:
+    store = EsdbStore("esdb://127.0.0.1:1?tls=false")
+    store._client = _FailingClient(AssertionError("the server must not be asked"))
+    with pytest.raises(UsageError, match="lone surrogate") as info:
+        call(store)
+    assert info.value.context.stream is not None
+    store._client = None
+
+
+class _Response:
+    """A read response: an iterator and context manager, like esdbclient's."""
+
+    def __init__(self, events: Iterator[Any]) -> None:
+        self._events = events
+        self.stopped = False
+
+    def __iter__(self) -> _Response:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._events)
+
+    def __enter__(self) -> _Response:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped = True
+
+
+class _FakeServer:
+    """Stands in for the client's network calls and answers as EventStoreDB does, with
+    esdbclient's own types and messages: expected versions (``WrongCurrentVersion``),
+    server-side read filters (the regex esdbclient builds, on the type or the stream
+    name), ``NotFound`` raised on iteration, ``StreamState.NO_STREAM`` for a missing or
+    deleted stream, positions that continue after a (soft) delete, and reads that page
+    through the log as it grows (what is appended during a read can be read)."""
+
+    def __init__(self) -> None:
+        self.log: list[Any] = []
+        self.deleted_before: dict[str, int] = {}  # stream -> first version still visible
+        self.lock = threading.RLock()
+
+    def add(self, stream: str, version: int, type_: str, data: bytes = b"{}", *,
+            metadata: bytes = b"", content_type: str = "application/json",
+            event_id: uuid.UUID | None = None) -> Any:
+        with self.lock:
+            position = 1000 + 100 * len(self.log)
+            event = esdbclient.RecordedEvent(
+                type=type_, data=data, metadata=metadata, content_type=content_type,
+                id=event_id or uuid.uuid4(), stream_name=stream, stream_position=version,
+                commit_position=position, prepare_position=position,
+                recorded_at=datetime.now(UTC))
+            self.log.append(event)
+            return event
+
+    def _visible(self, stream: str) -> list[Any]:
+        first = self.deleted_before.get(stream, 0)
+        with self.lock:
+            return [e for e in self.log
+                    if e.stream_name == stream and e.stream_position >= first]
+
+    def _page(self, keep: Any, limit: int) -> Iterator[Any]:
+        """The events ``keep`` accepts, in log order, read as the log grows."""
+        i = found = 0
+        while found < limit:
+            with self.lock:
+                if i >= len(self.log):
+                    return
+                event = self.log[i]
+            i += 1
+            if keep(event):
+                found += 1
+                yield event
+
+    def get_current_version(self, stream_name: str, *, timeout: float | None = None) -> Any:
+        events = self._visible(stream_name)
+        return events[-1].stream_position if events else esdbclient.StreamState.NO_STREAM
+
+    def append_to_stream(self, stream_name: str, *, current_version: Any, events: Any,
+                         timeout: float | None = None) -> int:
+        state = esdbclient.StreamState
+        with self.lock:
+            stored = [e for e in self.log if e.stream_name == stream_name]
+            visible = self._visible(stream_name)
+            last = visible[-1].stream_position if visible else None
+            if current_version is not state.ANY and (
+                    (current_version is state.NO_STREAM and last is not None)
+                    or (current_version is not state.NO_STREAM and last != current_version
+                        and (current_version is not state.EXISTS or last is None))):
+                raise exceptions.WrongCurrentVersion(
+                    f"Stream {stream_name!r} does not exist" if last is None else
+                    f"Stream position of last event is {last} not {current_version}")
+            next_version = stored[-1].stream_position + 1 if stored else 0
+            for i, new in enumerate(events):
+                self.add(stream_name, next_version + i, new.type, new.data,
+                         metadata=new.metadata, content_type=new.content_type,
+                         event_id=new.id)
+            return int(self.log[-1].commit_position)
+
+    def read_stream(self, stream_name: str, *, stream_position: int | None = None,
+                    backwards: bool = False, limit: int = sys.maxsize,
+                    timeout: float | None = None) -> _Response:
+        def events() -> Iterator[Any]:
+            visible = self._visible(stream_name)
+            if not visible:
+                raise exceptions.NotFound(f"Stream {stream_name!r} not found")
+            if backwards:
+                yield from reversed(visible[-limit:])
+                return
+            first = max(self.deleted_before.get(stream_name, 0), stream_position or 0)
+            yield from self._page(lambda e: e.stream_name == stream_name
+                                  and e.stream_position >= first, limit)
+        return _Response(events())
+
+    def read_all(self, *, commit_position: int | None = None,
+                 filter_exclude: Any = esdb_client.DEFAULT_EXCLUDE_FILTER,
+                 filter_by_stream_name: bool = False, limit: int = sys.maxsize,
+                 timeout: float | None = None) -> _Response:
+        regex = re.compile(esdb_common.construct_filter_exclude_regex(filter_exclude))
+        return _Response(self._page(
+            lambda e: (commit_position is None or e.commit_position >= commit_position)
+            and regex.match(e.stream_name if filter_by_stream_name else e.type) is not None,
+            limit))
+
+    def close(self) -> None:
+        pass
+
+
+def _stored_content_type(content_type: str) -> str:
+    """What EventStoreDB hands back: it keeps only whether the content is JSON."""
+    ct = content_type.split(";", 1)[0].strip().lower()
+    json = ct == "application/json" or ct.endswith("+json")
+    return "application/json" if json else "application/octet-stream"
+
+
+def _store_on_a_fake_server(server: _FakeServer) -> EsdbStore:
+    store = EsdbStore("esdb://127.0.0.1:1?tls=false")
+    store._client.close()  # the real client never connected: it is not needed
+    store._client = server
+    return store
+
+
+class TestEsdbOnAFakeServer(StoreContract):
+    """The store contract against :class:`_FakeServer`: what the adapter does with what
+    esdbclient hands it, where no EventStoreDB can run."""
+
+    keeps_recorded_at = False
+    keeps_any_id = False
+    position_arithmetic = False
+    LARGE = 10_000
+
+    def content_type(self, content_type: str) -> str:
+        return _stored_content_type(content_type)
+
+    def make_store(self, tmp_path: Path) -> EventStore:
+        return _store_on_a_fake_server(_FakeServer())
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[EsdbStore, _FakeServer]]:
+    server = _FakeServer()
+    with _store_on_a_fake_server(server) as store:
+        yield store, server
+
+
+def test_read_all_keeps_user_events_and_leaves_out_system_streams(
+        fake: tuple[EsdbStore, _FakeServer]) -> None:
+    store, server = fake
+    server.add("order-1", 0, "OrderPlaced")
+    server.add("$projections-totals-result", 0, "Result")  # a system stream, plain type
+    server.add("order-1", 1, "PersistentConfig1")  # a user type esdbclient's filter drops
+    server.add("$ce-order", 0, "$>")
+    server.add("$$order-1", 0, "$metadata")
+    server.add("order-2", 0, "Noted")
+    server.add("order-2", 2**63 - 1, "$streamDeleted")  # a tombstone's marker
+    assert [(e.stream, e.version, e.type) for e in store.read_all()] == [
+        ("order-1", 0, "OrderPlaced"), ("order-1", 1, "PersistentConfig1"),
+        ("order-2", 0, "Noted")]
+    assert [e.type for e in store.read_all(limit=2)] == ["OrderPlaced", "PersistentConfig1"]
+    assert list(store.list_streams()) == ["order-1", "order-2"]
+
+
+def test_appending_to_a_deleted_stream_returns_the_version_it_got(
+        fake: tuple[EsdbStore, _FakeServer]) -> None:
+    store, server = fake
+    for version in range(5):
+        server.add("order-1", version, "ItemAdded")
+    server.deleted_before["order-1"] = 5  # deleted: reads and versions say "no stream"
+    assert store.stream_version("order-1") is None
+    # EventStoreDB numbers the next event after the deleted ones
+    assert store.append("order-1", [NewEvent("Reopened", b"{}")], NO_STREAM) == 5
+    assert store.stream_version("order-1") == 5
+    assert [e.version for e in store.read_stream("order-1")] == [5]
+    assert store.append("order-2", [NewEvent("T", b"{}")] * 3, NO_STREAM) == 2
+
+
+@contextlib.contextmanager
+def _listener(answer: bytes | None) -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that answers every connection with ``answer`` and hangs up,
+    or (``None``) accepts and says nothing."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed: the test is over
+                return
+            accepted.append(conn)
+            if answer is not None:
+                with contextlib.suppress(OSError):
+                    conn.sendall(answer)
+                conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.network
+def test_tls_against_a_plain_server_is_one_clear_line() -> None:
+    with _listener(b"HTTP/1.1 400 Bad Request\r\n\r\n") as port, \
+            EsdbStore(f"esdb://admin:changeit@127.0.0.1:{port}", timeout=2) as store, \
+            pytest.raises(StoreUnavailable) as info:
+        store.stream_version("s")
+    text = str(info.value)
+    assert "\n" not in text and "<_" not in text and "changeit" not in text
+    assert "SSL" in text and "tls=false" in text
+    assert isinstance(info.value.__cause__, exceptions.SSLError)
+
+
+@pytest.mark.network
+def test_a_server_that_does_not_answer_is_a_timeout() -> None:
+    with _listener(None) as port, \
+            EsdbStore(f"esdb://127.0.0.1:{port}?tls=false", timeout=0.5) as store, \
+            pytest.raises(StoreUnavailable) as info:
+        store.append("s", [NewEvent("T", b"{}")], NO_STREAM)
+    text = str(info.value)
+    assert "no answer in time" in text and "DEADLINE_EXCEEDED" in text and "<_" not in text
+    assert info.value.context.stream == "s"
+
+
 @pytest.mark.network
 def test_an_unreachable_server_is_one_clear_line() -> None:
     with (open_store(f"esdb://127.0.0.1:{free_port()}?tls=false", timeout=2) as store,
@@ -232,9 +559,7 @@ class TestEsdbLive(StoreContract):
     position_arithmetic = False
 
     def content_type(self, content_type: str) -> str:
-        ct = content_type.split(";", 1)[0].strip().lower()
-        json = ct == "application/json" or ct.endswith("+json")
-        return "application/json" if json else "application/octet-stream"
+        return _stored_content_type(content_type)
 
     def make_store(self, tmp_path: Path) -> EventStore:
         assert LIVE_URI is not None

@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from evtools.errors import ConcurrencyError, StoreError, StoreUnavailable, UsageError
+from evtools.errors import (
+    ConcurrencyError,
+    EnvelopeError,
+    StoreError,
+    StoreUnavailable,
+    UsageError,
+)
 from evtools.stores import ANY, NO_STREAM, EventStore, NatsStore, NewEvent, open_store
 from evtools.stores.nats import parse_nats_url, stream_from_token, subject_token
 
@@ -101,6 +108,19 @@ def test_connection_refused_is_one_clear_line() -> None:
     text = str(info.value)
     assert "\n" not in text and "cannot connect to NATS at nats://127.0.0.1:" in text
     assert info.value.__cause__ is not None
+
+
+@network
+@pytest.mark.timeout(30)
+def test_credentials_in_the_url_stay_out_of_messages(nats_server: NatsServer) -> None:
+    with pytest.raises(StoreUnavailable) as info:
+        NatsStore(f"nats://bob:secret@127.0.0.1:{free_port()}", timeout=1)
+    assert "secret" not in str(info.value) and "nats://bob:***@127.0.0.1:" in str(info.value)
+    tag = _tag()  # a server without authentication lets any user in
+    with NatsStore(nats_server.url.replace("://", "://tok3n@"), f"T{tag}",
+                   prefix=f"ev{tag}") as store:
+        assert "tok3n" not in store.url and "tok3n" not in repr(store)
+        assert store.url.startswith("nats://***@127.0.0.1:")
 
 
 # -- what is on the wire -------------------------------------------------------------------
@@ -205,14 +225,102 @@ def test_opening_rules(nats_server: NatsServer) -> None:
 @network
 def test_a_foreign_message_is_an_envelope_error(store: NatsStore,
                                                 nats_server: NatsServer) -> None:
-    from evtools.errors import EnvelopeError
-
     async def put(js: Any, nc: Any) -> Any:
         return await js.publish(f"{store.prefix}.foreign", b"hello")
 
     _raw(nats_server.url, put)
     with pytest.raises(EnvelopeError, match="not an evtools event"):
         list(store.read_all())
+    # the last message of the subject says no version: neither -1 nor a new version 0
+    with pytest.raises(EnvelopeError, match="not an evtools event"):
+        store.stream_version("foreign")
+    with pytest.raises(EnvelopeError, match="not an evtools event"):
+        store.append("foreign", [NewEvent("T", b"{}")])
+
+    async def count(js: Any, nc: Any) -> Any:
+        return (await js.stream_info(store.stream)).state.messages
+
+    assert _raw(nats_server.url, count) == 1
+
+
+@network
+def test_a_time_without_offset_is_an_envelope_error_and_offsets_read_as_utc(
+        store: NatsStore, nats_server: NatsServer) -> None:
+    def headers(time: str) -> dict[str, str]:
+        return {"ce-evversion": "0", "ce-type": "T", "ce-id": "x", "ce-time": time}
+
+    async def put(js: Any, nc: Any) -> Any:
+        await js.publish(f"{store.prefix}.naive", b"{}",
+                         headers=headers("2024-05-01T12:00:00.5"))
+        await js.publish(f"{store.prefix}.offset", b"{}",
+                         headers=headers("2024-05-01T14:00:00.5+02:00"))
+
+    _raw(nats_server.url, put)
+    with pytest.raises(EnvelopeError, match="no UTC offset"):
+        list(store.read_stream("naive"))
+    got = next(store.read_stream("offset")).recorded_at
+    assert got == datetime(2024, 5, 1, 12, 0, 0, 500000, tzinfo=UTC)
+    assert got is not None and got.tzinfo is UTC
+
+
+@network
+def test_an_event_too_big_for_the_server_is_refused_and_the_store_lives_on(
+        store: NatsStore) -> None:
+    small = NewEvent("T", b"{}")
+    max_payload = store._nc.max_payload
+    for batch in (
+            # metadata travels percent-encoded in a header: three bytes for each
+            [small, NewEvent("T", b"{}", metadata=b"\x00" * (max_payload // 3 + 1))],
+            [small, NewEvent("T", b"x" * (max_payload - 100))],  # data + headers too big
+            [NewEvent("T", b"x" * (max_payload + 1))]):
+        with pytest.raises(UsageError, match="max_payload") as info:
+            store.append("s", batch)
+        assert info.value.context.stream == "s"
+        assert f"event {len(batch) - 1} of the batch" in str(info.value)
+        assert store.stream_version("s") is None  # nothing of the batch was written
+    assert store.append("s", [small]) == 0
+
+
+@network
+def test_a_stream_name_too_long_for_a_subject_is_refused(store: NatsStore) -> None:
+    name = "é" * 1500  # 9,000 bytes escaped: more than a NATS control line holds
+    with pytest.raises(UsageError, match="too long") as info:
+        store.append(name, [NewEvent("T", b"{}")])
+    assert len(str(info.value)) < 400
+    assert store.stream_version(name) is None
+    assert store.append("after", [NewEvent("T", b"{}")]) == 0
+
+
+@network
+def test_a_connection_the_server_closed_is_opened_again(store: NatsStore) -> None:
+    store.append("s", [NewEvent("T", b"{}")])
+    nc = store._nc
+    # nats-py checks the payload but not the headers against max_payload; the server
+    # answers -ERR and nats-py closes the connection for good
+    store._run(nc.publish(f"{store.prefix}.junk", b"",
+                          headers={"pad": "x" * (nc.max_payload + 1)}), "test")
+    deadline = time.monotonic() + 10
+    while not nc.is_closed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert nc.is_closed
+    assert store.append("s", [NewEvent("T", b"{}")]) == 1
+    assert store.stream_version("s") == 1
+
+
+@network
+@pytest.mark.parametrize("call", [
+    lambda s: s.append("order-\ud800", [NewEvent("T", b"{}")]),
+    lambda s: s.append("order-1", [NewEvent("T", b"{}"), NewEvent("T\ud800", b"{}")]),
+    lambda s: s.append("order-1", [NewEvent("T", b"{}", id="id-\udc00")]),
+    lambda s: s.append("order-1", [NewEvent("T", b"{}", content_type="a/\udc00")]),
+    lambda s: s.stream_version("order-\ud800"),
+    lambda s: s.read_stream("order-\ud800"),
+])
+def test_text_that_is_not_unicode_is_a_usage_error(store: NatsStore, call: Any) -> None:
+    with pytest.raises(UsageError, match="lone surrogate") as info:
+        call(store)
+    assert info.value.context.stream is not None
+    assert store.stream_version("order-1") is None
 
 
 # -- a 3-node cluster loses its leader ------------------------------------------------------
