@@ -1294,6 +1294,10 @@ class StoreLike(Protocol):
 def load_snapshot(store: StoreLike, stream: str) -> RawEvent | None:
     """The latest ``$snapshot`` event of ``stream`` (undecoded), or ``None``."""
     snap_stream = snapshot_stream(stream)
+    last_event = getattr(store, "last_event", None)
+    if last_event is not None:  # an evtools store: one request
+        found: RawEvent | None = last_event(snap_stream)
+        return found
     head = store.stream_version(snap_stream)
     if head is None:
         return None
@@ -1469,11 +1473,11 @@ def rehydrate_store(store: StoreLike, registry: Registry, aggregate_cls: type[A]
 def _rehydrate_one(store: StoreLike, registry: Registry, aggregate_cls: type[A], stream: str,
                    use_snapshots: bool, options: dict[str, Any]
                    ) -> tuple[RehydrationResult[A], bool]:
-    head = store.stream_version(stream)
     snap_raw = load_snapshot(store, stream) if use_snapshots else None
-    if snap_raw is None:
-        return rehydrate(_read(store, stream, 0, head), registry, aggregate_cls,
-                         stream=stream, **options), False
+    if snap_raw is None:  # the whole stream: no need to ask for its head first
+        return rehydrate(_read_whole(store, stream), registry, aggregate_cls, stream=stream,
+                         **options), False
+    head = store.stream_version(stream)
     verify = options["verify_snapshot"]
     snap_version: int | None = None
     with contextlib.suppress(InputError):  # rehydrate reports it as snapshot_invalid
@@ -1491,6 +1495,13 @@ def _rehydrate_one(store: StoreLike, registry: Registry, aggregate_cls: type[A],
             ViolationKind.SNAPSHOT_CONFLICT)]
         return again, True
     return first, False
+
+
+def _read_whole(store: StoreLike, stream: str) -> Iterator[RawEvent]:
+    try:
+        return store.read_stream(stream)
+    except StreamNotFound:  # listed, then deleted: nothing to rebuild
+        return iter(())
 
 
 def _read(store: StoreLike, stream: str, start: int, head: int | None) -> Iterator[RawEvent]:

@@ -547,6 +547,32 @@ def test_property_a_damaged_stored_snapshot_is_reported_never_a_crash(
 
 # -- stores ----------------------------------------------------------------------------------
 
+def test_rehydrate_store_asks_the_store_once_per_stream_and_once_per_snapshot_lookup(
+        ) -> None:
+    calls: defaultdict[str, int] = defaultdict(int)
+
+    class Counting(MemoryStore):
+        def read_stream(self, *args: Any, **kwargs: Any) -> Iterator[RawEvent]:
+            calls["read_stream"] += 1
+            return super().read_stream(*args, **kwargs)
+
+        def stream_version(self, stream: str) -> int | None:
+            calls["stream_version"] += 1
+            return super().stream_version(stream)
+
+        def last_event(self, stream: str) -> RawEvent | None:
+            calls["last_event"] += 1
+            return super().last_event(stream)
+
+    store = Counting()
+    streams = write_workload(store, 300, seed=2).manifest.streams
+    for snapshots, expected in ((False, {"read_stream": streams}),
+                                (True, {"read_stream": streams, "last_event": streams})):
+        calls.clear()
+        assert rehydrate_store(store, REGISTRY, Order, snapshots=snapshots).ok
+        assert dict(calls) == expected  # no head asked for: the read ends at it anyway
+
+
 @pytest.mark.parametrize("kind", AT_REST, ids=str)
 def test_store_faults_under_audit(kind: FaultKind) -> None:
     store = MemoryStore()

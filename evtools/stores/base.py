@@ -340,6 +340,19 @@ class EventStore(ABC):
     def close(self) -> None:
         """Release the store's resources; safe to call twice."""
 
+    def last_event(self, stream: str) -> RawEvent | None:
+        """The stream's event at its last version, or ``None`` if it does not exist (what
+        a snapshot lookup reads: stores that can do it in one request do)."""
+        head = self.stream_version(stream)
+        if head is None:
+            return None
+        from ..errors import StreamNotFound
+
+        try:
+            return next(self.read_stream(stream, head, limit=1), None)
+        except StreamNotFound:  # deleted since
+            return None
+
     def _refuse_write(self, stream: str) -> None:
         if self.read_only:
             raise UsageError(f"{self.url or type(self).__name__} is open read-only; "

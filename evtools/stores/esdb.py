@@ -371,6 +371,22 @@ class EsdbStore(EventStore):
             raise self._error(e, "stream_version", stream) from e
         return version if isinstance(version, int) else None
 
+    def last_event(self, stream: str) -> RawEvent | None:
+        check_text(stream, "stream name", self.url, stream)
+        client = self._open()
+        try:
+            with client.read_stream(stream, backwards=True, limit=1,
+                                    timeout=self._timeout) as response:
+                for recorded in response:
+                    return from_recorded_event(recorded)
+        except Exception as e:
+            if not self._is_client_error(e):
+                raise
+            if _names(e) & set(_NOT_FOUND):
+                return None
+            raise self._error(e, "last_event", stream) from e
+        return None
+
     def read_stream(self, stream: str, from_version: int = 0, *,
                     limit: int | None = None) -> Iterator[RawEvent]:
         check_start(from_version, "from_version", self.url, stream)

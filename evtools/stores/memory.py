@@ -103,5 +103,10 @@ class MemoryStore(EventStore):
             events = self._streams.get(stream)
             return len(events) - 1 if events else None
 
+    def last_event(self, stream: str) -> RawEvent | None:
+        with self._lock:
+            events = self._streams.get(stream)
+            return events[-1] if events else None
+
     def close(self) -> None:
         """Nothing to release: the events stay readable until the store is dropped."""

@@ -967,6 +967,22 @@ class NatsStore(EventStore):
         tail = self._call(lambda: self._tail(subject), "stream_version", stream)
         return None if tail is None else tail.version
 
+    def last_event(self, stream: str) -> RawEvent | None:
+        subject = self._subject(stream)
+
+        async def last() -> RawEvent | None:
+            try:
+                found, seq, headers, data = await self._get({"last_by_subj": subject})
+            except self._js_errors.NotFoundError:
+                return None
+            except self._js_errors.APIError as e:
+                if e.err_code == NO_MESSAGE_FOUND:
+                    return None
+                raise
+            return self._event(found, seq, headers, data)
+
+        return self._call(last, "last_event", stream)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:

@@ -114,6 +114,8 @@ _READ_STREAM_UP_TO = (f"SELECT {_STREAM_COLUMNS} FROM events WHERE stream = ? AN
                       "BETWEEN ? AND ? ORDER BY version LIMIT ?")
 _LAST_VERSION = ("SELECT version, position FROM events WHERE stream = ? ORDER BY version DESC "
                  "LIMIT 1")
+_LAST_EVENT = (f"SELECT {_STREAM_COLUMNS} FROM events WHERE stream = ? ORDER BY version DESC "
+               "LIMIT 1")
 _ROW = f"SELECT {_COLUMNS} FROM events WHERE position = ?"
 _FIRST_ROW_OF = "SELECT position FROM events WHERE stream IS ? ORDER BY position LIMIT 1"
 _STREAMS = "SELECT DISTINCT stream FROM events WHERE stream > ? ORDER BY stream LIMIT ?"
@@ -567,6 +569,10 @@ class SqliteStore(EventStore):
     def stream_version(self, stream: str) -> int | None:
         rows = self._query(_LAST_VERSION, (stream,), "stream_version", stream)
         return self._last_version(rows[0] if rows else None, stream)
+
+    def last_event(self, stream: str) -> RawEvent | None:
+        rows = self._query(_LAST_EVENT, (stream,), "last_event", stream)
+        return self._stream_events(stream, rows)[0] if rows else None
 
     def close(self) -> None:
         with self._lock:

@@ -201,6 +201,15 @@ class ReadContract:
                 e.version for e in sample.expected if e.stream == stream)
         assert sample.store.stream_version("no-such-stream-" + uuid.uuid4().hex) is None
 
+    def test_last_event_is_the_event_at_the_head(self, sample: Sample) -> None:
+        for stream in sample.streams:
+            last = sample.store.last_event(stream)
+            assert last is not None
+            head = list(sample.store.read_stream(stream))[-1]
+            assert self.key(last) == self.key(head)
+            assert (last.position, last.recorded_at) == (head.position, head.recorded_at)
+        assert sample.store.last_event("no-such-stream-" + uuid.uuid4().hex) is None
+
     # -- shape of the API ------------------------------------------------------------------
 
     def test_reads_are_lazy_iterators(self, sample: Sample) -> None:
