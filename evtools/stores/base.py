@@ -14,7 +14,8 @@ them as tests that every store's test module subclasses):
     and the expected and actual versions. Events are :class:`NewEvent` or
     :class:`~evtools.events.RawEvent`; of a ``RawEvent`` the store ignores ``stream``,
     ``version`` and ``position`` and assigns its own. An empty ``id`` gets a random UUID, a
-    missing ``recorded_at`` the time of the append.
+    missing ``recorded_at`` the time of the append. Text with no UTF-8 form (a lone
+    surrogate) and a ``schema_version`` below 1 are refused before anything is written.
 ``read_stream(stream, from_version=0, *, limit=None) -> Iterator[RawEvent]``
     The stream's events with ``version >= from_version`` in version order. A stream that
     does not exist raises :class:`~evtools.errors.StreamNotFound` when ``read_stream`` is
@@ -29,6 +30,10 @@ them as tests that every store's test module subclasses):
     Each stream name once, in a store-specific order.
 ``stream_version(stream) -> int | None``
     The last version, ``None`` when the stream does not exist.
+``last_event(stream) -> RawEvent | None``
+    The event at the last version, ``None`` when the stream does not exist (how a
+    snapshot is looked up). One request in every store; the default, for other stores,
+    asks for the version and then reads it.
 ``close()``
     Release connections and files; stores are context managers.
 
