@@ -172,6 +172,9 @@ class FaultRates:
             except (ValueError, ArithmeticError):
                 raise UsageError(f"bad fault rate in {part!r}: {raw!r} is not a number") \
                     from None
+            if exact.is_signed() and exact != 0 and not exact.is_nan():
+                raise UsageError(f"fault rate {name} must be a number in [0, 1], got "
+                                 f"{raw.strip()}")
             if rate == 0.0 and exact != 0:  # so small that it is 0 as a float
                 raise UsageError(f"fault rate {name}={raw.strip()} is too small to be told "
                                  f"from 0")
@@ -190,7 +193,7 @@ class FaultRates:
         return any(getattr(self, f.name) for f in dataclasses.fields(self))
 
     def __str__(self) -> str:
-        parts = [f"{k}={v!r}" for k, v in self.to_dict().items() if v]  # parse() reads back
+        parts = [f"{k}={float(v)!r}" for k, v in self.to_dict().items() if v]  # parse() reads it
         return ",".join(parts) or "none"
 
 

@@ -52,7 +52,6 @@ import math
 import operator
 import os
 import platform
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -62,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 import numpy as np
 
+from ._json import msgspec_path_to_pointer, strip_msgspec_path
 from .errors import InputError, MissingDependency, UsageError
 from .events import RawEvent
 
@@ -856,8 +856,12 @@ class Run:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Run:
         """The run :meth:`to_dict` wrote (raises :class:`~evtools.errors.InputError`)."""
-        run = _convert(d, cls, "a benchmark run")
-        stats = _convert(d, _RunStats, "a benchmark run")
+        doc = _nan_for_none(d, ("seconds", "throughput"))
+        if isinstance(doc, Mapping) and isinstance(doc.get("latencies_ms"), list):
+            doc = {**doc, "latencies_ms": [math.nan if v is None else v
+                                           for v in doc["latencies_ms"]]}
+        run = _convert(doc, cls, "a benchmark run")
+        stats = _convert(doc, _RunStats, "a benchmark run")
         run.stats = {k: v for k, v in msgspec.structs.asdict(stats).items()
                      if v is not None} or None
         return run
@@ -879,14 +883,19 @@ def _convert(doc: Any, kind: Any, what: str, path: str = "") -> Any:
     the wrong type is an :class:`~evtools.errors.InputError` naming its JSON Pointer
     (``path`` is where ``doc`` sits in the whole document)."""
     try:
-        return msgspec.convert(doc, kind, strict=False)
+        return msgspec.convert(doc, kind)
     except msgspec.ValidationError as e:
         message = str(e)
-        where = ""
-        if " - at `$" in message:
-            message, _, at = message.rpartition(" - at `$")
-            where = re.sub(r"\[(\d+)\]", r"/\1", at.rstrip("`")).replace(".", "/")
-        raise InputError(f"not {what}: {message}", path=path + where) from None
+        raise InputError(f"not {what}: {strip_msgspec_path(message)}",
+                         path=path + msgspec_path_to_pointer(message)) from None
+
+
+def _nan_for_none(doc: Any, names: Sequence[str]) -> Any:
+    """``doc`` with the figures ``names`` that :func:`_json_safe` wrote as ``null`` (not
+    finite) back as NaN; anything else as it is."""
+    if not isinstance(doc, Mapping) or not any(doc.get(n, 0.0) is None for n in names):
+        return doc
+    return {**doc, **{n: math.nan for n in names if n in doc and doc[n] is None}}
 
 
 @dataclasses.dataclass
@@ -911,7 +920,8 @@ class ColdStart:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ColdStart:
         """The cold start :meth:`to_dict` wrote (raises an ``InputError``)."""
-        start: ColdStart = _convert(d, cls, "a cold start")
+        doc = _nan_for_none(d, ("construct_s", "load_s", "to_device_s", "first_inference_s"))
+        start: ColdStart = _convert(doc, cls, "a cold start")
         return start
 
 
@@ -1008,9 +1018,20 @@ class Correctness:
     def from_dict(cls, d: Mapping[str, Any]) -> Correctness:
         """The check :meth:`to_dict` wrote (raises :class:`~evtools.errors.InputError`):
         the trap's IDs are read back from their exact text, a ``None`` difference as NaN."""
-        if isinstance(d, Mapping) and d.get("max_abs_prediction_diff", 0.0) is None:
-            d = {**d, "max_abs_prediction_diff": math.nan}  # not finite when written
-        correctness: Correctness = _convert(d, cls, "a correctness check")
+        what = "a correctness check"
+        doc = _nan_for_none(d, ("max_abs_prediction_diff",))
+        if isinstance(doc, Mapping) and "trap" in doc:  # exact IDs, written as text
+            rows = _convert(doc["trap"], list[tuple[int | str, int | str, int | str]], what,
+                            "/trap")
+            trap = []
+            for i, row in enumerate(rows):
+                try:
+                    trap.append(tuple(v if type(v) is int else int(v, 10) for v in row))
+                except ValueError:
+                    raise InputError(f"not {what}: an ID that is not an integer in {row!r}",
+                                     path=f"/trap/{i}") from None
+            doc = {**doc, "trap": trap}
+        correctness: Correctness = _convert(doc, cls, what)
         return correctness
 
 

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -105,6 +106,10 @@ def test_fault_rates_parse_refuses_a_name_given_twice_and_a_rate_lost_to_zero() 
     with pytest.raises(UsageError, match="too small"):
         FaultRates.parse("gap=1e-400")  # 0.0 as a float: it would inject nothing
     assert FaultRates.parse("gap=0e5, duplicate=0.0") == FaultRates()
+    with pytest.raises(UsageError, match=r"must be a number in \[0, 1\], got -1e-400"):
+        FaultRates.parse("gap=-1e-400")
+    numpy_rates = FaultRates(gap=np.float64(0.1))  # as a notebook computes them
+    assert FaultRates.parse(str(numpy_rates)) == numpy_rates
 
 
 _RATE_NAMES = [f.name for f in dataclasses.fields(FaultRates)]

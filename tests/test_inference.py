@@ -488,8 +488,26 @@ def test_results_read_back_without_latencies_and_name_what_is_wrong(
         inf.InferenceBenchmark.from_dict({"runs": []})
     with pytest.raises(InputError) as info:
         inf.InferenceBenchmark.from_dict({**doc, "correctness": {**doc["correctness"],
-                                                                 "trap": [["1", "x", "2"]]}})
-    assert info.value.context.path == "/correctness/trap/0/1"
+                                                                 "trap": [["1", "1.5e3", "2"]]}})
+    assert info.value.context.path == "/correctness/trap/0"
+    with pytest.raises(InputError) as info:  # a map's values are pointed at as *
+        inf.InferenceBenchmark.from_dict({**doc, "correctness": {**doc["correctness"],
+                                                                 "ids_distinct": {"a": "3"}}})
+    assert info.value.context.path == "/correctness/ids_distinct/*"
+    for field, value in (("batch_size", "64"), ("samples", 12.5), ("repeats", True)):
+        with pytest.raises(InputError, match="Expected `int`"):  # no silent coercion
+            inf.Run.from_dict({**doc["runs"][0], field: value})
+
+
+def test_figures_written_as_null_read_back_as_nan(orders: tuple[list, list]) -> None:
+    bench = _fake_benchmark(orders)
+    bench.runs[0] = dataclasses.replace(bench.runs[0], throughput=math.inf, seconds=0.0,
+                                        latencies_ms=[1.0, math.nan])
+    doc = json.loads(bench.to_json())
+    assert doc["runs"][0]["throughput"] is None
+    back = inf.InferenceBenchmark.from_dict(doc)
+    assert math.isnan(back.runs[0].throughput)
+    assert back.runs[0].latencies_ms[0] == 1.0 and math.isnan(back.runs[0].latencies_ms[1])
 
 
 _MEMBERS = ["environment", "config", "runs", "correctness", "cold_start"]
