@@ -24,6 +24,7 @@ from typing import IO, Any
 from . import __version__
 from ._files import writing
 from .errors import EvtoolsError, MissingDependency, UsageError
+from .stores.base import redact_url
 
 log = logging.getLogger("evtools")
 
@@ -380,7 +381,8 @@ def cmd_rehydrate(args: argparse.Namespace) -> int:
                                  policy="audit", snapshot_every=args.snapshot_every or None,
                                  **options)
     if not result.streams and not args.stream:  # say so: an empty table reads as "clean"
-        _console(stderr=True).print(f"note: {args.source} has no {Order.aggregate_type} "
+        _console(stderr=True).print(f"note: {redact_url(args.source)} has no "
+                                    f"{Order.aggregate_type} "
                                     f"streams (names starting {Order.stream_prefix!r})",
                                     markup=False)
     if args.format == "json":
@@ -458,8 +460,8 @@ def cmd_copy(args: argparse.Namespace) -> int:
             with suppress(OSError):
                 path.unlink(missing_ok=True)
         raise
-    _console(stderr=True).print(f"copied {count:,} events from {args.source} to {args.dest}",
-                                markup=False)
+    _console(stderr=True).print(f"copied {count:,} events from {redact_url(args.source)} to "
+                                f"{redact_url(args.dest)}", markup=False)
     return EXIT_OK
 
 

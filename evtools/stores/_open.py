@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import ConcurrencyError, StoreError, StoreUnavailable, UsageError
 from ..events import RawEvent
-from .base import NO_STREAM, EventStore
+from .base import NO_STREAM, EventStore, redact_url
 
 __all__ = ["SUPPORTED", "copy", "open_store", "store_files"]
 
@@ -64,6 +64,7 @@ def open_store(url: str, *, mode: str | None = None, create: bool | None = None,
     if not isinstance(url, str) or not url:
         raise UsageError(f"a store URL is a non-empty string, got {url!r}")
     lowered = url.lower()
+    shown = redact_url(url)  # what messages show: never a password in the URL
     try:
         if lowered in ("memory:", "memory://"):
             from .memory import MemoryStore
@@ -90,17 +91,17 @@ def open_store(url: str, *, mode: str | None = None, create: bool | None = None,
                 elif key == "prefix":
                     opts[key] = value
                 else:
-                    raise UsageError(f"{url}: unknown NATS option {key!r} (prefix, replicas, "
+                    raise UsageError(f"{shown}: unknown NATS option {key!r} (prefix, replicas, "
                                      f"create, timeout, retry_for, batch_size, "
                                      f"duplicate_window)")
             opts.update(options)
             if create is not None:
                 opts["create"] = create
-            return NatsStore(servers, stream, **_db_mode(mode, url), **opts)
+            return NatsStore(servers, stream, **_db_mode(mode, shown), **opts)
         if lowered.startswith(_ESDB_SCHEMES):
             from .esdb import EsdbStore
 
-            return EsdbStore(url, **_db_mode(mode, url), **options)
+            return EsdbStore(url, **_db_mode(mode, shown), **options)
         if "://" not in url:
             suffix = Path(url).suffix.lower()
             if suffix in _FILE_SUFFIXES:
@@ -113,10 +114,10 @@ def open_store(url: str, *, mode: str | None = None, create: bool | None = None,
             if suffix in _SQLITE_SUFFIXES:
                 return _sqlite(url, url, mode, create, options)
     except TypeError as e:  # an option the store does not take
-        raise UsageError(f"{url}: {e}") from e
+        raise UsageError(f"{shown}: {e}") from e
     except ValueError as e:  # a malformed number in the URL's options
-        raise UsageError(f"{url}: bad option value: {e}") from e
-    raise UsageError(f"unsupported store {url!r}; supported: " + "; ".join(SUPPORTED))
+        raise UsageError(f"{shown}: bad option value: {e}") from e
+    raise UsageError(f"unsupported store {shown!r}; supported: " + "; ".join(SUPPORTED))
 
 
 def store_files(url: str) -> list[Path]:

@@ -70,6 +70,7 @@ __all__ = [
     "PreparedEvent",
     "check_expected",
     "check_text",
+    "first_version",
     "prepare_events",
     "redact_url",
     "validate_expected",
@@ -168,7 +169,8 @@ def prepare_one(event: AppendEvent, now: datetime, where: str | Callable[[], str
     event_type = event.type
     if type(event_type) is not str or not event_type:
         raise UsageError(f"{_where(where)}: event type must be a non-empty string")
-    check_text(event_type, "event type", where)
+    if not event_type.isascii():
+        check_text(event_type, "event type", where)
     recorded_at = event.recorded_at
     if recorded_at is None:
         recorded_at = now
@@ -184,12 +186,10 @@ def prepare_one(event: AppendEvent, now: datetime, where: str | Callable[[], str
     if type(metadata) is not bytes:
         metadata = _as_bytes(metadata, "metadata", _where(where))
     event_id, content_type = event.id, event.content_type
-    for what, text in (("event id", event_id), ("content type", content_type)):
-        if text:
-            if type(text) is not str:
-                raise UsageError(f"{_where(where)}: {what} must be a string, not "
-                                 f"{type(text).__name__}")
-            check_text(text, what, where)
+    if event_id and not (type(event_id) is str and event_id.isascii()):
+        _check_string(event_id, "event id", where)
+    if content_type and not (type(content_type) is str and content_type.isascii()):
+        _check_string(content_type, "content type", where)
     return PreparedEvent(event_type, data, metadata, event_id or str(uuid.uuid4()),
                          content_type or JSON_CONTENT_TYPE, schema_version, recorded_at)
 
@@ -199,6 +199,9 @@ def check_text(value: str, what: str, where: str | Callable[[], str],
     """Refuse text that has no UTF-8 form (a lone surrogate, as ``surrogateescape`` or a
     bad ``\\ud800`` escape leaves): no store can write it, and SQLite, files and the
     servers' clients would fail half way with a ``UnicodeEncodeError``."""
+    if type(value) is not str:
+        raise UsageError(f"{_where(where)}: {what} must be a string, not "
+                         f"{type(value).__name__}", stream=stream if type(stream) is str else None)
     if value.isascii():
         return
     try:
@@ -209,7 +212,16 @@ def check_text(value: str, what: str, where: str | Callable[[], str],
                          f"surrogate at index {e.start})", stream=stream) from None
 
 
-_USER_INFO = re.compile(r"(?<=://)([^/?#@]*)@")
+# up to the last "@" before the path, as urllib (and so nats-py) splits a URL: a password
+# may itself hold an "@"
+def _check_string(value: object, what: str, where: str | Callable[[], str]) -> None:
+    if type(value) is not str:
+        raise UsageError(f"{_where(where)}: {what} must be a string, not "
+                         f"{type(value).__name__}")
+    check_text(value, what, where)
+
+
+_USER_INFO = re.compile(r"(?<=://)([^/?#]*)@")
 
 
 def redact_url(url: str) -> str:
@@ -227,20 +239,31 @@ def _where(where: str | Callable[[], str]) -> str:
 
 
 def prepare_events(store: str, stream: str, events: Sequence[AppendEvent],
-                   first_version: int = 0) -> Iterator[PreparedEvent]:
+                   first_version: int | None = 0) -> Iterator[PreparedEvent]:
     """Validate ``events`` lazily (a generator, so big batches stream into the driver).
 
-    Raises :class:`UsageError` naming the store, stream and the version the bad event
-    would have had.
+    Raises :class:`UsageError` naming the store, the stream and the version the bad event
+    would have had (``first_version=None``, for a store that learns the versions only as
+    it appends: its place in the batch).
     """
     now = datetime.now(UTC)
     for i, event in enumerate(events):
         try:
-            prepared = prepare_one(event, now, lambda i=i: f"{store}: stream {stream!r} "  # type: ignore[misc]
-                                   f"version {first_version + i}")
+            # the prefix is built only for a message; the context names stream and version
+            prepared = prepare_one(event, now, store if first_version is not None else
+                                   lambda i=i: f"{store}: event {i} of the batch")  # type: ignore[misc]
         except UsageError as e:
-            raise e.with_context(stream=stream, version=first_version + i) from None
+            raise e.with_context(stream=stream, version=None if first_version is None
+                                 else first_version + i) from None
         yield prepared
+
+
+def first_version(expected: ExpectedVersion) -> int | None:
+    """The version the first appended event gets, where ``expected`` says it (an exact
+    version, or no stream), for messages about a batch; ``None`` otherwise."""
+    if expected is NO_STREAM:
+        return 0
+    return expected + 1 if isinstance(expected, int) else None
 
 
 def validate_append(store: str, stream: str, events: Sequence[AppendEvent],

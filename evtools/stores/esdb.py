@@ -87,6 +87,7 @@ from .base import (
     check_start,
     check_text,
     describe_version,
+    first_version,
     prepare_events,
     redact_url,
     validate_append,
@@ -323,7 +324,8 @@ class EsdbStore(EventStore):
                expected_version: ExpectedVersion = ANY) -> int:
         expected = validate_append(self.url, stream, events, expected_version)
         self._refuse_write(stream)
-        new = [to_esdb_event(p, self._mod) for p in prepare_events(self.url, stream, events)]
+        new = [to_esdb_event(p, self._mod) for p in prepare_events(
+            self.url, stream, events, first_version(expected))]
         client = self._open()
         try:
             position = client.append_to_stream(

@@ -99,6 +99,7 @@ from .base import (
     check_expected,
     check_limit,
     check_start,
+    first_version,
     prepare_events,
     redact_url,
     validate_append,
@@ -280,12 +281,12 @@ class _Loop:
 def parse_nats_url(url: str) -> tuple[list[str], str, dict[str, str]]:
     """``nats://h1:4222,h2:4223/STREAM?prefix=events`` -> (servers, stream, options)."""
     if not url.startswith(("nats://", "tls://")):
-        raise UsageError(f"not a NATS URL (nats://host:port/STREAM): {url!r}")
+        raise UsageError(f"not a NATS URL (nats://host:port/STREAM): {redact_url(url)!r}")
     scheme, rest = url.split("://", 1)
     rest, _, query = rest.partition("?")
     hosts, _, stream = rest.partition("/")
     if not hosts:
-        raise UsageError(f"NATS URL without a host: {url!r}")
+        raise UsageError(f"NATS URL without a host: {redact_url(url)!r}")
     servers = [f"{scheme}://{h}" for h in hosts.split(",") if h]
     options = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
     return servers, stream.strip("/") or "EVENTS", options
@@ -716,7 +717,7 @@ class NatsStore(EventStore):
                              f"subject is {len(subject):,} bytes (escaped), at most "
                              f"{MAX_SUBJECT_BYTES:,} fit a NATS protocol line",
                              stream=_short(stream))
-        prepared = list(prepare_events(self.url, stream, events))
+        prepared = list(prepare_events(self.url, stream, events, first_version(expected)))
         for i, event in enumerate(prepared):
             self._check_size(stream, i, event)
         self._reconnect_if_closed()

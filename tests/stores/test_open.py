@@ -178,3 +178,28 @@ def test_create_opens_any_store_for_writing(tmp_path: Path) -> None:
         open_store(jsonl, mode="r", create=True)
     with open_store("memory:", create=True) as mem:
         assert isinstance(mem, MemoryStore)
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("esdb://admin:changeit@localhost:2113?tls=false", "esdb://admin:***@localhost:2113?tls=false"),
+    ("esdb://admin:p@ss@localhost:2113", "esdb://admin:***@localhost:2113"),  # "@" in it
+    ("nats://tok3n@127.0.0.1:4222/S", "nats://***@127.0.0.1:4222/S"),
+    ("nats://u:p%40w@[::1]:4222/S?prefix=a@b", "nats://u:***@[::1]:4222/S?prefix=a@b"),
+    ("nats://h1:4222,u:pw@h2:4222/S", "nats://h1:***@h2:4222/S"),  # hidden all the same
+    ("sqlite:///data/a@b.db", "sqlite:///data/a@b.db"),  # an "@" in a path is no password
+    ("esdb://localhost:2113#x@y", "esdb://localhost:2113#x@y"),
+])
+def test_redact_url_hides_the_password_and_keeps_the_rest(url: str, shown: str) -> None:
+    from evtools.stores.base import redact_url
+
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize("url", [
+    "nats://u:s3cret@127.0.0.1:1/S?bogus=1", "nats://u:s3cret@127.0.0.1:1/S?replicas=x",
+    "nats://u:s3cr@t@127.0.0.1:1/S?replicas=x", "esdb://u:s3cret@localhost:2113?tls=maybe",
+])
+def test_messages_about_a_store_url_never_show_its_password(url: str) -> None:
+    with pytest.raises(UsageError) as info:
+        open_store(url)
+    assert "s3cr" not in str(info.value) and "***@" in str(info.value)
