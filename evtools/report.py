@@ -234,10 +234,14 @@ def _rewrite_notebook(nb: Any, paths: Sequence[tuple[str, str]]) -> None:
 
 
 def shown_paths(out_dir: str | Path, made_from: str | Path | None = None,
-                home: str | Path | None = None) -> list[tuple[str, str]]:
+                home: str | Path | None = None, *,
+                secrets: Sequence[str] = ()) -> list[tuple[str, str]]:
     """How the report shows this machine's paths: the report folder's as relative to it,
     ``made_from``'s (the folder the report was made from) as relative to that, the home
-    folder's under ``~``. Longest first; the filesystem root is never rewritten."""
+    folder's under ``~``. Longest first; the filesystem root is never rewritten.
+    ``secrets`` are store URLs to show with their password hidden (they come first)."""
+    from .stores.base import redact_url
+
     pairs = [(Path(out_dir), ""), (Path(made_from) if made_from else None, ""),
              (Path(home) if home else None, "~/")]
     found: dict[str, str] = {}
@@ -245,22 +249,35 @@ def shown_paths(out_dir: str | Path, made_from: str | Path | None = None,
         if folder is None or len(folder.resolve().parts) < 2:
             continue
         found.setdefault(str(folder.resolve()), shown)
-    return sorted(found.items(), key=lambda item: len(item[0]), reverse=True)
+    hidden = {raw: redact_url(raw) for raw in secrets if redact_url(raw) != raw}
+    return [*sorted(hidden.items(), key=lambda item: len(item[0]), reverse=True),
+            *sorted(found.items(), key=lambda item: len(item[0]), reverse=True)]
+
+
+# a folder is rewritten where a path starts: not inside a longer path or name; a relative
+# path may follow "sqlite:///" (sqlite:////abs/x.db -> sqlite:///x.db), a "~/" may not
+_PATH_START = r"(?<![\w.~/:-])"
+_PATH_START_IN_URL = r"(?:(?<=sqlite:///)|(?<![\w.~/:-]))"
 
 
 def shorten_paths(text: str, paths: Sequence[tuple[str, str]]) -> str:
     """``text`` with each folder of ``paths`` (see :func:`shown_paths`) rewritten: a path
     in it loses the folder's prefix (or gets ``~/`` for the home folder); the folder itself
-    becomes ``.`` (or ``~``)."""
+    becomes ``.`` (or ``~``). A pair whose first item is a URL (``://``) is replaced as it
+    is: a store URL by the same with its password hidden."""
     for folder, shown in paths:
         if folder not in text:
+            continue
+        if "://" in folder:
+            text = text.replace(folder, shown)
             continue
         whole = shown.rstrip("/") or "."  # the folder itself, not a path in it
 
         def replace(m: re.Match[str], inside: str = shown, whole: str = whole) -> str:
             return inside if m.group(1) else whole
 
-        text = re.sub(re.escape(folder) + r"(/|(?![\w.~-]))", replace, text)
+        start = _PATH_START_IN_URL if not shown else _PATH_START
+        text = re.sub(start + re.escape(folder) + r"(/|(?![\w.~-]))", replace, text)
     return text
 
 
@@ -290,7 +307,8 @@ def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks"
     results_dir.mkdir(parents=True, exist_ok=True)
     executed_dir.mkdir(parents=True, exist_ok=True)
     notify = progress or (lambda step, state: None)
-    paths = shown_paths(out, Path.cwd(), Path.home())
+    paths = shown_paths(out, Path.cwd(), Path.home(),
+                        secrets=[v for v in (parameters or {}).values() if isinstance(v, str)])
     made = datetime.now(UTC)
     shown = {k: shorten_paths(str(v), paths) for k, v in (parameters or {}).items()}
     banner = _banner(made, shown)
@@ -320,8 +338,8 @@ def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks"
         html_path: Path | None = None
         if executed.exists():
             try:
-                html_path = export_html(executed, page, hide_input=hide_input, paths=paths,
-                                        banner=banner)
+                _make_public(executed, paths)  # it goes with the folder: no path, no password
+                html_path = export_html(executed, page, hide_input=hide_input, banner=banner)
             except Exception as e:
                 error = error or f"HTML export failed: {type(e).__name__}: {e}"
         run = NotebookRun(name=nb.stem, html=html_path,
@@ -334,6 +352,11 @@ def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks"
         notify(nb.stem, "done" if run.ok else "failed")
         runs.append(run)
     _remove_stores(results_dir)
+    for written in results_dir.rglob("*.json"):  # the figures as the notebooks wrote them
+        text = written.read_text(encoding="utf-8")
+        public = shorten_paths(text, paths)
+        if public != text:
+            written.write_text(public, encoding="utf-8")
     ran = {run.name for run in runs}
     earlier = [_earlier_run(out, nb.stem) for nb in find_notebooks(notebooks_dir)
                if nb.stem not in ran and (out / f"{nb.stem}.html").exists()]
@@ -342,12 +365,45 @@ def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks"
     return ReportResult(out_dir=out, index=index, runs=runs)
 
 
+def _make_public(executed: Path, paths: Sequence[tuple[str, str]]) -> None:
+    """Rewrite an executed notebook's paths and store passwords (cells, outputs, and the
+    parameters and paths papermill keeps in its metadata), in place."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    _rewrite_notebook(nb, paths)
+    kept = nb.metadata.get("papermill")
+    if kept:
+        kept = json.loads(shorten_paths(json.dumps(kept, ensure_ascii=False), paths))
+        if kept.get("input_path"):  # the notebook it ran, wherever its folder was
+            kept["input_path"] = Path(kept["input_path"]).name
+        nb.metadata["papermill"] = kept
+    nbformat.write(nb, executed)
+
+
+def _failure(executed: Path) -> tuple[int | None, str] | None:
+    """``(cell, error)`` of the first error an executed notebook holds, else ``None``."""
+    try:
+        nb = json.loads(executed.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return (cell.get("execution_count"),
+                        f"{output.get('ename')}: {_first_line(output.get('evalue', ''))}")
+    return None
+
+
 def _earlier_run(out: Path, stem: str) -> NotebookRun:
-    """A page an earlier run left in ``out``, with what that run recorded."""
+    """A page an earlier run left in ``out``, with what that run recorded (and whether it
+    failed)."""
     page = out / f"{stem}.html"
     executed = out / "executed" / f"{stem}.ipynb"
+    failed = _failure(executed) if executed.exists() else None
     return NotebookRun(name=stem, html=page, executed=executed if executed.exists() else None,
-                       seconds=0.0, ok=True,
+                       seconds=0.0, ok=failed is None,
+                       cell=failed[0] if failed else None, error=failed[1] if failed else None,
                        headlines=_read_headlines(out / "results" / f"{stem}.json"),
                        artefacts=_artefacts(out / "results", stem),
                        earlier=datetime.fromtimestamp(page.stat().st_mtime, UTC))

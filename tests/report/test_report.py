@@ -285,3 +285,49 @@ def test_only_keeps_earlier_pages_drops_stale_figures_and_stores(
     assert "failed at cell" in index
     page = (out / "01_first.html").read_text()
     assert "Part of an evtools report" in page and str(tmp_path) not in page
+
+    # a page that failed in an earlier run is listed as failed when it is not run again
+    again = build_report(out, notebooks_dir=notebooks, only=["02"])
+    index = again.index.read_text()
+    earlier_01 = index.split("<h2>01 first</h2>", 1)[0].rsplit("<section", 1)[1]
+    assert "class='failed'" in earlier_01, earlier_01
+    assert "ValueError: bad data" in index.split("<h2>01 first</h2>", 1)[1].split("</section>")[0]
+
+
+def test_shorten_paths_only_where_a_path_starts(tmp_path: Path) -> None:
+    from evtools.report import shorten_paths, shown_paths
+
+    cwd, home = tmp_path / "work" / "main", tmp_path / "root"
+    paths = shown_paths(cwd / "reports", cwd, home)
+    assert shorten_paths(f"/srv{cwd}/x /proc/1{home}/etc file://{cwd}/r.html", paths) == (
+        f"/srv{cwd}/x /proc/1{home}/etc file://{cwd}/r.html")  # inside other paths: kept
+    assert shorten_paths(f"sqlite:///{cwd}/data/e.db '{cwd}/data' {home}/x", paths) == (
+        "sqlite:///data/e.db 'data' ~/x")
+    # under the home folder, a SQLite URL stays absolute: sqlite:///~/x.db would be relative
+    assert shorten_paths(f"sqlite:///{home}/x.db", paths) == f"sqlite:///{home}/x.db"
+
+
+@pytest.mark.slow
+def test_a_report_on_a_store_with_a_password_never_shows_it(tmp_path: Path) -> None:
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    make_notebook(notebooks / "01_t.ipynb",
+                  "print(results_dir, source)\n"
+                  "from evtools.report import record_headlines, Headline\n"
+                  "record_headlines(results_dir, '01_t', [Headline('n', 1, '', source)])\n"
+                  "import json, pathlib\n"
+                  "pathlib.Path(results_dir, 'figures.json').write_text("
+                  "json.dumps({'source': source, 'folder': results_dir}))",
+                  parameters="results_dir = ''\nsource = ''")
+    out = tmp_path / "out"
+    source = "esdb://admin:s3cr@t@db.example:2113?tls=false"
+    result = build_report(out, notebooks_dir=notebooks, parameters={"source": source})
+    assert result.ok, result.summary()
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} >= {".html", ".ipynb", ".json"}
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        assert "s3cr" not in text, path  # not in a page, the index, executed/ or results/
+        assert str(tmp_path) not in text, (path, [line for line in text.splitlines()
+                                                  if str(tmp_path) in line][:2])
+    assert "esdb://admin:***@db.example:2113" in (out / "01_t.html").read_text()
