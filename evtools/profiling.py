@@ -1819,8 +1819,9 @@ def run_rehydration_suite(n_events: int = 100_000, seed: int = 7,
     written ``snapshot_lag`` events before the head of every stream long enough. ``n_streams``
     shares the generated events among that many streams (default: orders of natural length,
     3 to 11 events; fewer, longer streams are where snapshots pay off). ``paths`` picks
-    paths (default: all of :data:`PATHS`). Each path is timed ``repeat`` times without a
-    profiler (default 3 below 200,000 events, else 1) and run once under memray
+    paths (default: all of :data:`PATHS`, ``eventsourcing`` only where it is installed).
+    Each path is timed ``repeat`` times without a profiler (default 3 below 200,000
+    events, else 1) and run once under memray
     (``memory``: all paths, none, or the paths named), writing memray's flame graph of
     the paths ``flamegraphs`` names (all, none, or a list: each is about 4 MB of
     self-contained HTML); ``count_allocations=False`` keeps the peak, timeline and flame graph

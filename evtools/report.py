@@ -165,7 +165,7 @@ def select_notebooks(notebooks_dir: str | Path, only: Sequence[str] | None = Non
                          f"there are {', '.join(nb.stem for nb in notebooks)}")
     chosen = [nb for nb in notebooks if any(key in nb.stem for key in keys)]
     if not chosen:
-        raise UsageError(f"no notebook in {notebooks_dir} matches {', '.join(only)}; "
+        raise UsageError(f"no notebook in {notebooks_dir} matches {', '.join(keys)}; "
                          f"there are {', '.join(nb.stem for nb in notebooks)}")
     return chosen
 
@@ -248,7 +248,9 @@ def shown_paths(out_dir: str | Path, made_from: str | Path | None = None,
     for folder, shown in pairs:
         if folder is None or len(folder.resolve().parts) < 2:
             continue
-        found.setdefault(str(folder.resolve()), shown)
+        # as resolved, and as given (texts carry either: /var/x is /private/var/x on macOS)
+        for form in (folder.resolve(), folder.absolute()):
+            found.setdefault(str(form), shown)
     hidden = {raw: redact_url(raw) for raw in secrets if redact_url(raw) != raw}
     return [*sorted(hidden.items(), key=lambda item: len(item[0]), reverse=True),
             *sorted(found.items(), key=lambda item: len(item[0]), reverse=True)]
@@ -615,9 +617,10 @@ def results_sources(results: Mapping[str, Mapping[str, Any]]) -> Any:
         when = _when(doc.get("started_at") or doc.get("when"))
         if when is None and Path(file).is_file():
             when = f"{datetime.fromtimestamp(Path(file).stat().st_mtime, UTC):%Y-%m-%d %H:%M} UTC"
+        config = doc.get("config") or {}
         events = doc.get("n_events", doc.get("events"))
         if events is None:
-            events = (doc.get("config") or {}).get("n_orders")
+            events = config.get("events", config.get("n_orders"))
         rows.append({
             "source": name, "file": file, "benchmark": str(doc.get("benchmark")),
             "events": int(events) if isinstance(events, int | float) else None,

@@ -30,7 +30,8 @@ ends in ``@v<digits>`` is written with an explicit ``@v1`` so it reads back unch
 metadata, ``$ce-`` links...), filtered by stream name on the server, and system events
 (types starting with ``$``: links, a tombstone's ``$streamDeleted``) in user streams;
 user events of any other type are kept (esdbclient's default filter would also drop a
-user type such as ``PersistentConfig1``). Events of deleted streams stay in ``$all``
+user type such as ``PersistentConfig1``); ``append`` refuses such names, which it could
+write but no read would give back. Events of deleted streams stay in ``$all``
 until the server scavenges them, so ``read_all`` can hand back events that
 ``read_stream`` no longer reads. ``list_streams`` walks ``read_all`` and yields each
 stream at its first event (version 0): lazily, without remembering names; a stream
@@ -324,8 +325,17 @@ class EsdbStore(EventStore):
                expected_version: ExpectedVersion = ANY) -> int:
         expected = validate_append(self.url, stream, events, expected_version)
         self._refuse_write(stream)
-        new = [to_esdb_event(p, self._mod) for p in prepare_events(
-            self.url, stream, events, first_version(expected))]
+        if stream.startswith("$"):
+            raise UsageError(f"{self.url}: stream {stream!r}: names starting with '$' are "
+                             f"EventStoreDB's system streams, which read_all, list_streams "
+                             f"and copy leave out", stream=stream)
+        prepared = list(prepare_events(self.url, stream, events, first_version(expected)))
+        for i, p in enumerate(prepared):
+            if p.type.startswith("$"):
+                raise UsageError(f"{self.url}: event {i} of the batch: type {p.type!r}: "
+                                 f"types starting with '$' are EventStoreDB's system events, "
+                                 f"which read_all leaves out", stream=stream)
+        new = [to_esdb_event(p, self._mod) for p in prepared]
         client = self._open()
         try:
             position = client.append_to_stream(

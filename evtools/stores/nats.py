@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import re
 import threading
@@ -623,17 +624,17 @@ class NatsStore(EventStore):
                 + _PUBLISH_HEADER_ROOM)
         if size > limit:
             raise UsageError(f"{self.url}: stream {stream!r} event {i} of the batch: its "
-                             f"message is {size:,} bytes (data {len(event.data):,}, the "
-                             f"rest headers, metadata percent-encoded); the server's "
-                             f"max_payload is {limit:,}", stream=stream)
+                             f"message takes up to {size:,} bytes (data "
+                             f"{len(event.data):,}, the rest headers, metadata "
+                             f"percent-encoded); the server's max_payload is {limit:,}",
+                             stream=stream)
 
     # -- messages <-> events ---------------------------------------------------------------
 
     def _event(self, subject: str, seq: int, headers: dict[str, str] | None,
                data: bytes) -> RawEvent:
         h = headers or {}
-        where = Context(stream=subject)
-        try:
+        with self._envelope(subject, seq):
             version = int(h["ce-evversion"])
             event_type = _unheader(h["ce-type"])
             stream = stream_from_token(subject[len(self.prefix) + 1:])
@@ -647,6 +648,9 @@ class NatsStore(EventStore):
                     raise ValueError(f"ce-time {time_text!r} has no UTC offset")
                 when = when.astimezone(UTC)
             metadata = h.get("ce-evmetadata")
+            schema_version = int(h.get("ce-evschemaversion", "1"))
+            if schema_version < 1:
+                raise ValueError(f"ce-evschemaversion {schema_version} is below 1")
             return RawEvent(
                 stream, version, event_type, data,
                 _unheader_bytes(metadata) if metadata else b"",
@@ -654,27 +658,29 @@ class NatsStore(EventStore):
                 when,
                 seq,
                 _unheader(h.get("content-type", JSON_CONTENT_TYPE)),
-                int(h.get("ce-evschemaversion", "1")),
+                schema_version,
             )
+
+    def _tail_of(self, subject: str, seq: int, headers: dict[str, str] | None) -> _Tail:
+        h = headers or {}
+        with self._envelope(subject, seq):
+            version = int(h["ce-evversion"])
+        return _Tail(seq, version, _unheader(h.get("ce-id", h.get("Nats-Msg-Id", ""))))
+
+    @contextlib.contextmanager
+    def _envelope(self, subject: str, seq: int) -> Iterator[None]:
+        """A message whose headers are not an evtools event's: an ``EnvelopeError``."""
+        stream = stream_from_token(subject[len(self.prefix) + 1:]) \
+            if subject.startswith(self.prefix + ".") else None
+        where = Context(stream=stream or subject)
+        try:
+            yield
         except KeyError as e:
             raise EnvelopeError(f"{self.url}: message {seq} on {subject!r} has no "
                                 f"{e.args[0]} header: not an evtools event", where) from e
         except ValueError as e:
             raise EnvelopeError(f"{self.url}: message {seq} on {subject!r} has a bad "
                                 f"header: {e}", where) from e
-
-    def _tail_of(self, subject: str, seq: int, headers: dict[str, str] | None) -> _Tail:
-        h = headers or {}
-        try:
-            version = int(h["ce-evversion"])
-        except KeyError as e:
-            raise EnvelopeError(f"{self.url}: message {seq} on {subject!r} has no "
-                                f"ce-evversion header: not an evtools event",
-                                Context(stream=subject)) from e
-        except ValueError as e:
-            raise EnvelopeError(f"{self.url}: message {seq} on {subject!r} has a bad "
-                                f"header: {e}", Context(stream=subject)) from e
-        return _Tail(seq, version, _unheader(h.get("ce-id", h.get("Nats-Msg-Id", ""))))
 
     # -- leader reads ----------------------------------------------------------------------
 

@@ -305,6 +305,19 @@ def test_shorten_paths_only_where_a_path_starts(tmp_path: Path) -> None:
         "sqlite:///data/e.db 'data' ~/x")
     # under the home folder, a SQLite URL stays absolute: sqlite:///~/x.db would be relative
     assert shorten_paths(f"sqlite:///{home}/x.db", paths) == f"sqlite:///{home}/x.db"
+    real = tmp_path / "real"
+    real.mkdir()
+    linked = tmp_path / "linked"
+    linked.symlink_to(real)  # as /var is /private/var on macOS
+    paths = shown_paths(linked / "reports", linked)
+    assert shorten_paths(f"{linked}/a.db {real}/b.db", paths) == "a.db b.db"
+
+
+def test_results_sources_read_the_events_from_the_config() -> None:
+    from evtools.report import results_sources
+
+    frame = results_sources({"audit": {"benchmark": "audit", "config": {"events": 500}}})
+    assert frame["events"].to_list() == [500]
 
 
 @pytest.mark.slow

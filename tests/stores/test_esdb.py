@@ -278,6 +278,19 @@ def test_text_that_is_not_unicode_is_a_usage_error(call: Any) -> None:
     store._client = None
 
 
+@pytest.mark.parametrize("call", [
+    lambda s: s.append("$projections-x", [NewEvent("T", b"{}")]),
+    lambda s: s.append("order-1", [NewEvent("T", b"{}"), NewEvent("$metadata", b"{}")]),
+])
+def test_system_names_that_reads_would_leave_out_are_refused(call: Any) -> None:
+    store = EsdbStore("esdb://127.0.0.1:1?tls=false")
+    store._client = _FailingClient(AssertionError("the server must not be asked"))
+    with pytest.raises(UsageError, match="starting with '\\$'") as info:
+        call(store)
+    assert info.value.context.stream is not None
+    store._client = None
+
+
 class _Response:
     """A read response: an iterator and context manager, like esdbclient's."""
 

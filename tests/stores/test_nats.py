@@ -255,9 +255,17 @@ def test_a_time_without_offset_is_an_envelope_error_and_offsets_read_as_utc(
         await js.publish(f"{store.prefix}.offset", b"{}",
                          headers=headers("2024-05-01T14:00:00.5+02:00"))
 
+    async def put_v0(js: Any, nc: Any) -> Any:
+        await js.publish(f"{store.prefix}.v0", b"{}", headers={
+            **headers("2024-05-01T12:00:00Z"), "ce-evschemaversion": "0"})
+
     _raw(nats_server.url, put)
-    with pytest.raises(EnvelopeError, match="no UTC offset"):
+    _raw(nats_server.url, put_v0)
+    with pytest.raises(EnvelopeError, match="no UTC offset") as info:
         list(store.read_stream("naive"))
+    assert info.value.context.stream == "naive"  # the stream's name, not the subject
+    with pytest.raises(EnvelopeError, match="ce-evschemaversion 0 is below 1"):
+        store.last_event("v0")  # what appends refuse, reads do not take either
     got = next(store.read_stream("offset")).recorded_at
     assert got == datetime(2024, 5, 1, 12, 0, 0, 500000, tzinfo=UTC)
     assert got is not None and got.tzinfo is UTC
