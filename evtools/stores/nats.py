@@ -693,15 +693,23 @@ class NatsStore(EventStore):
         data = base64.b64decode(message["data"]) if message.get("data") else b""
         return message["subject"], int(message["seq"]), headers, data
 
-    async def _tail(self, subject: str) -> _Tail | None:
+    async def _last_message(self, subject: str
+                            ) -> tuple[str, int, dict[str, str], bytes] | None:
+        """The subject's last message (``_get``'s tuple), ``None`` when it has none."""
         try:
-            _, seq, headers, _ = await self._get({"last_by_subj": subject})
+            return await self._get({"last_by_subj": subject})
         except self._js_errors.NotFoundError:
             return None
         except self._js_errors.APIError as e:
             if e.err_code == NO_MESSAGE_FOUND:
                 return None
             raise
+
+    async def _tail(self, subject: str) -> _Tail | None:
+        last = await self._last_message(subject)
+        if last is None:
+            return None
+        _, seq, headers, _ = last
         tail = self._tail_of(subject, seq, headers)
         self._remember(subject, tail)
         return tail
@@ -978,15 +986,8 @@ class NatsStore(EventStore):
         subject = self._subject(stream)
 
         async def last() -> RawEvent | None:
-            try:
-                found, seq, headers, data = await self._get({"last_by_subj": subject})
-            except self._js_errors.NotFoundError:
-                return None
-            except self._js_errors.APIError as e:
-                if e.err_code == NO_MESSAGE_FOUND:
-                    return None
-                raise
-            return self._event(found, seq, headers, data)
+            message = await self._last_message(subject)
+            return None if message is None else self._event(*message)
 
         return self._call(last, "last_event", stream)
 
