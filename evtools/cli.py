@@ -70,7 +70,8 @@ def _console(stderr: bool = False) -> Any:
     """The console for stdout (or stderr): the terminal's width on a terminal, else
     unlimited (``evtools ... | grep`` sees whole stream names and ids)."""
     stream = sys.stderr if stderr else sys.stdout
-    return _console_class()(stderr=stderr, highlight=False,
+    # no markup: stream names, paths and messages are data, and "[...]" in them is text
+    return _console_class()(stderr=stderr, highlight=False, markup=False,
                             width=None if stream.isatty() else _UNLIMITED_WIDTH)
 
 
@@ -101,7 +102,8 @@ def _table_output(out: str | None) -> Iterator[Any]:
 
     with writing(out) as fh:
         yield Console(file=fh, width=_UNLIMITED_WIDTH, color_system=None,
-                      force_terminal=False, force_jupyter=False, highlight=False)
+                      force_terminal=False, force_jupyter=False, highlight=False,
+                      markup=False)
 
 
 @contextmanager
@@ -180,7 +182,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         datagen.export_jsonl(_counted(workload, counts), target)
         manifest = workload.manifest
         console.print(_wrote(counts["events"], counts["streams"], counts["snapshots"],
-                             target), markup=False)
+                             target))
     else:
         bad = faults.delivery_only()
         if bad:  # refused before anything is created
@@ -199,7 +201,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         manifest = written.manifest
         console.print(_wrote(written.events - written.snapshots,
                              written.streams - written.snapshot_streams, written.snapshots,
-                             target), markup=False)
+                             target))
     if manifest.faults:
         injected = ", ".join(f"{k} {v}" for k, v in sorted(manifest.counts.items()))
         console.print(f"injected faults: {injected}")
@@ -266,8 +268,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
             get_dialect(name)  # unknown names fail before any reading
     documents: Any
     if _is_store_url(args.source) or _is_parquet(args.source):
+        from .rehydration import without_snapshots
+
         store = _open_source(args.source)  # a Parquet file is an event export
-        documents = store.read_all()
+        documents = without_snapshots(store.read_all())  # states, not what consumers read
     else:
         documents = fidelity.read_source(args.source)
     result = fidelity.audit(documents, dialects, examples=args.examples)
@@ -383,8 +387,7 @@ def cmd_rehydrate(args: argparse.Namespace) -> int:
     if not result.streams and not args.stream:  # say so: an empty table reads as "clean"
         _console(stderr=True).print(f"note: {redact_url(args.source)} has no "
                                     f"{Order.aggregate_type} "
-                                    f"streams (names starting {Order.stream_prefix!r})",
-                                    markup=False)
+                                    f"streams (names starting {Order.stream_prefix!r})")
     if args.format == "json":
         _write_output(json.dumps(result.to_dict(), indent=2, default=str), args.out)
     else:
@@ -414,7 +417,7 @@ def _print_frame(console: Any, frame: Any, title: str, limit: int | None = 50) -
     console.print(table)
     if limit is not None and len(frame) > limit:
         console.print(f"... {len(frame) - limit} more rows (use --format json, or --out "
-                      f"FILE for every row)", markup=False)
+                      f"FILE for every row)")
 
 
 def _seconds(value: str) -> timedelta:
@@ -461,7 +464,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
                 path.unlink(missing_ok=True)
         raise
     _console(stderr=True).print(f"copied {count:,} events from {redact_url(args.source)} to "
-                                f"{redact_url(args.dest)}", markup=False)
+                                f"{redact_url(args.dest)}")
     return EXIT_OK
 
 
@@ -525,7 +528,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if not args.quiet and args.repeat is None and runs > 1:
         _console(stderr=True).print(
             f"profiled {runs} runs of the path (about {CPU_PROFILE_EVENTS:,} events in all; "
-            f"--repeat to choose)", markup=False)
+            f"--repeat to choose)")
     _write_output(json.dumps(result.to_dict(), indent=2, default=str), None)
     return EXIT_OK
 
@@ -546,6 +549,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     console = _console(stderr=True)
     if not args.quiet:
         from rich.status import Status
+        from rich.text import Text
 
         status = Status("", console=console)
 
@@ -555,8 +559,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                 status.start()
             else:
                 status.stop()
-                mark = "[green]ok[/]" if state == "done" else "[red]FAILED[/]"
-                console.print(f"{step}: {mark}")
+                mark = ("ok", "green") if state == "done" else ("FAILED", "red")
+                console.print(Text.assemble(f"{step}: ", mark))
     else:
         def progress(step: str, state: str) -> None:
             return None
@@ -565,7 +569,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                           only=args.only, hide_input=args.hide_input, progress=progress)
     console.print(f"report: {result.index}")
     for run in result.failures:
-        console.print(f"[red]{run.name} failed at cell In [{run.cell}]: {run.error}[/]")
+        console.print(f"{run.name} failed at cell In [{run.cell}]: {run.error}", style="red")
     return EXIT_OK if result.ok else EXIT_PROBLEMS
 
 

@@ -350,6 +350,14 @@ def is_snapshot_stream(stream: str) -> bool:
     return stream.startswith(SNAPSHOT_PREFIX)
 
 
+def without_snapshots(events: Iterable[RawEvent]) -> Iterator[RawEvent]:
+    """``events`` less evtools' own snapshots (``$snapshot`` events of snapshot streams,
+    as ``rehydrate --snapshot-every`` writes them): they hold aggregate states, not domain
+    events, so schema inference, drift checks and audits of a store leave them out."""
+    return (e for e in events
+            if not (e.type == SNAPSHOT_TYPE and is_snapshot_stream(e.stream)))
+
+
 def take_snapshot(aggregate: Aggregate, *, stream: str | None = None) -> Snapshot:
     """A snapshot of ``aggregate`` at its current version (frozen or not)."""
     if not isinstance(aggregate, Aggregate):

@@ -1348,11 +1348,14 @@ def dump_schema(schema: Mapping[str, Any]) -> str:
 
 def infer_source(source: str, *, enum_max_distinct: int = 10, enum_min_values: int = 20,
                  closed: bool = True) -> SchemaInference:
-    """:func:`infer` over every event of a store URL or export file."""
+    """:func:`infer` over every event of a store URL or export file (evtools' own
+    snapshots left out: see :func:`~evtools.rehydration.without_snapshots`)."""
+    from .rehydration import without_snapshots
+
     store = _open_source(source)
     try:
-        inferrer = _run_inference(store.read_all(), enum_max_distinct, enum_min_values,
-                                  closed)
+        inferrer = _run_inference(without_snapshots(store.read_all()), enum_max_distinct,
+                                  enum_min_values, closed)
     finally:
         store.close()
     return SchemaInference(source=source, schemas=inferrer.schemas(),
@@ -1990,10 +1993,12 @@ def cmd_schema_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_schema_check(args: argparse.Namespace) -> int:
+    from .rehydration import without_snapshots
+
     registry = load_registry(args.registry)
     store = _open_source(args.source)
     try:
-        report = check(store.read_all(), registry)
+        report = check(without_snapshots(store.read_all()), registry)
     finally:
         store.close()
     if args.format == "json":

@@ -547,3 +547,33 @@ def test_property_any_command_line_answers_or_fails_in_one_line(
                 shutil.rmtree(path)
             else:
                 path.unlink()
+
+
+def test_snapshots_a_rehydration_wrote_are_not_domain_events(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'snap.db'}"
+    assert main(["-q", "generate", "--store", url, "--events", "400", "--seed", "4"]) == 0
+    assert main(["-q", "rehydrate", url, "--snapshot-every", "3", "--format", "json",
+                 "--out", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["streams"] > 0
+    capsys.readouterr()
+    assert main(["schema", "check", url, "--registry", "evtools.orders:order_registry",
+                 "--fail-on-drift", "--format", "json"]) == 0, capsys.readouterr()
+    assert "$snapshot" not in capsys.readouterr().out
+    assert main(["-q", "schema", "infer", url, "--out", str(tmp_path / "schemas")]) == 0
+    assert not [p.name for p in (tmp_path / "schemas").iterdir() if "snapshot" in p.name]
+    assert main(["audit", url, "--dialect", "go", "--format", "json",
+                 "--out", str(tmp_path / "a.json")]) == 0
+    assert not [r for r in json.loads((tmp_path / "a.json").read_text())
+                if r["path"].startswith("/state")]
+
+
+def test_brackets_in_data_are_printed_as_they_are(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    doc = tmp_path / "br.jsonl"
+    doc.write_text('{"[bold]weird": 9007199254740993, "tags[red]": [1.10]}\n')
+    assert main(["audit", str(doc), "--dialect", "go"]) == 0
+    out = capsys.readouterr().out
+    assert "/[bold]weird" in out and "/tags[red]" in out  # rich markup would eat them
+    assert main(["audit", str(doc), "--dialect", "go", "--out", str(tmp_path / "t.txt")]) == 0
+    assert "/[bold]weird" in (tmp_path / "t.txt").read_text()
