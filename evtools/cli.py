@@ -33,6 +33,8 @@ DEFAULT_STORE = "sqlite:///data/events.db"
 # shows the checks catching them on the store itself.
 DEFAULT_FAULTS = "duplicate=0.002,clock_skew=0.002,invariant=0.001"
 DEFAULT_AUDIT_DIALECTS = ("go", "js", "pandas", "polars", "torch")
+DEFAULT_AGGREGATE = "evtools.orders:Order"
+DEFAULT_REGISTRY = "evtools.orders:order_registry"
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
 
@@ -353,16 +355,21 @@ def _lines(stream: IO[bytes]) -> Iterator[bytes]:
 # -- rehydrate ------------------------------------------------------------------------------
 
 def cmd_rehydrate(args: argparse.Namespace) -> int:
-    from .orders import Order, order_registry
     from .rehydration import SNAPSHOT_PREFIX, is_snapshot_stream, rehydrate_store
+    from .schema import load_aggregate, load_registry
     from .stores import open_store
 
+    aggregate = load_aggregate(args.aggregate)
+    if args.registry is None and args.aggregate != DEFAULT_AGGREGATE:
+        raise UsageError(f"--aggregate {args.aggregate} needs --registry MODULE:ATTR, the "
+                         f"Registry its events are decoded with")
+    registry = load_registry(args.registry or DEFAULT_REGISTRY)
     if args.snapshot_every < 0:
         raise UsageError(f"--snapshot-every must be >= 0 (0: no snapshots), got "
                          f"{args.snapshot_every}")
     if args.stream and is_snapshot_stream(args.stream):
         raise UsageError(f"--stream {args.stream} is a snapshot stream, not an "
-                         f"{Order.aggregate_type} stream: rehydrate uses the snapshots of a "
+                         f"{aggregate.aggregate_type} stream: rehydrate uses the snapshots of a "
                          f"stream by itself; pass --stream "
                          f"{args.stream[len(SNAPSHOT_PREFIX):]}", stream=args.stream)
     mode = "r"
@@ -381,13 +388,15 @@ def cmd_rehydrate(args: argparse.Namespace) -> int:
     if args.clock_skew is not None:  # else the library's default tolerance
         options["clock_skew"] = args.clock_skew
     with open_store(args.source, mode=mode) as store:
-        result = rehydrate_store(store, order_registry(), Order, stream=args.stream,
+        result = rehydrate_store(store, registry, aggregate, stream=args.stream,
                                  policy="audit", snapshot_every=args.snapshot_every or None,
                                  **options)
     if not result.streams and not args.stream:  # say so: an empty table reads as "clean"
-        _console(stderr=True).print(f"note: {redact_url(args.source)} has no "
-                                    f"{Order.aggregate_type} "
-                                    f"streams (names starting {Order.stream_prefix!r})")
+        _console(stderr=True).print(
+            f"note: {redact_url(args.source)} has no {aggregate.aggregate_type} streams "
+            f"(names starting {aggregate.stream_prefix!r}); --aggregate names another "
+            f"aggregate" + ("; under --strict, rebuilding nothing is a failure"
+                            if args.strict else ""))
     if args.format == "json":
         _write_output(json.dumps(result.to_dict(), indent=2, default=str), args.out)
     else:
@@ -397,7 +406,8 @@ def cmd_rehydrate(args: argparse.Namespace) -> int:
             if result.violations:
                 _print_frame(console, result.violations_frame(), "Violations", limit)
     # --strict: every violation is reported (audit policy) and the exit code says so
-    return EXIT_PROBLEMS if (args.strict and not result.ok) else EXIT_OK
+    return EXIT_PROBLEMS if (args.strict and (not result.ok or not result.streams)) \
+        else EXIT_OK
 
 
 def _is_parquet(source: str) -> bool:
@@ -653,6 +663,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clock-skew", type=_seconds, default=None, metavar="SECONDS",
                    help="how far an event's time may go back from the previous event's "
                         "before it is a clock_skew violation (default 5)")
+    p.add_argument("--aggregate", default=DEFAULT_AGGREGATE, metavar="MODULE:CLASS",
+                   help="your Aggregate subclass (module:Class or path/to/file.py:Class; "
+                        f"default {DEFAULT_AGGREGATE}, the example orders); it rebuilds the "
+                        "streams whose names start with its stream_prefix")
+    p.add_argument("--registry", default=None, metavar="MODULE:ATTR",
+                   help="the Registry of its events (module:attr, or a function returning "
+                        f"one; default with the default aggregate: {DEFAULT_REGISTRY})")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--out", help="write the output (table as plain text, or JSON) to this "
                                  "file; a table in a file has every row")

@@ -487,10 +487,10 @@ class RehydrationResult(Generic[A]):
         return f"{head}; {len(self.violations)} violations ({kinds}){halted}"
 
 
-def _jsonable_id(value: Any) -> Any:
-    if value is None or isinstance(value, int | str):
-        return value
-    return str(value)
+def _jsonable_id(value: Any) -> str | None:
+    """An aggregate id as JSON carries it exactly: as text (an int64 id above 2^53 as a
+    JSON number is what JavaScript and Go consumers round)."""
+    return None if value is None else str(value)
 
 
 # -- the engine ------------------------------------------------------------------------------

@@ -94,6 +94,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -1857,29 +1858,64 @@ def load_registry(spec: str) -> Registry:
     ``evtools.orders:order_registry``). Anything else is a
     :class:`~evtools.errors.UsageError` that names what was found.
     """
+    obj = load_object(spec, "--registry")
+    if not isinstance(obj, Registry) and callable(obj) and not isinstance(obj, type):
+        try:
+            obj = obj()
+        except EvtoolsError:
+            raise
+        except Exception as e:
+            raise UsageError(f"{spec}() failed: {type(e).__name__}: {e}") from e
+    if not isinstance(obj, Registry):
+        raise UsageError(f"{spec} is {_what(obj)}, not an evtools Registry")
+    return obj
+
+
+def load_aggregate(spec: str) -> type[Any]:
+    """The :class:`~evtools.aggregate.Aggregate` subclass named by ``module:Class`` (or
+    ``path/to/file.py:Class``); anything else is a :class:`~evtools.errors.UsageError`."""
+    from .aggregate import Aggregate
+
+    obj = load_object(spec, "--aggregate")
+    if not (isinstance(obj, type) and issubclass(obj, Aggregate)):
+        raise UsageError(f"{spec} is {_what(obj)}, not an evtools Aggregate subclass")
+    return obj
+
+
+def _what(obj: Any) -> str:
+    return f"the class {obj.__qualname__}" if isinstance(obj, type) \
+        else f"a {type(obj).__name__}"
+
+
+def load_object(spec: str, option: str) -> Any:
+    """The object ``module:attr`` (or ``path/to/file.py:attr``) names, for the command
+    line's ``option``: a module of the current folder is found as ``python -m`` finds it."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise UsageError(f"--registry must be module:attr, not {spec!r}")
+        raise UsageError(f"{option} must be module:attr, not {spec!r}")
     module: Any
     if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
         path = Path(module_name)
         if not path.is_file():
-            raise UsageError(f"registry module file not found: {module_name}",
+            raise UsageError(f"{option} module file not found: {module_name}",
                              file=module_name)
-        mod_name = f"_evtools_registry_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}"
-        file_spec = importlib.util.spec_from_file_location(mod_name, path)
-        if file_spec is None or file_spec.loader is None:
-            raise UsageError(f"cannot import {module_name}", file=module_name)
-        module = importlib.util.module_from_spec(file_spec)
-        sys.modules[mod_name] = module
-        try:
-            file_spec.loader.exec_module(module)
-        except EvtoolsError:
-            raise
-        except Exception as e:
-            del sys.modules[mod_name]
-            raise UsageError(f"cannot import {module_name}: {type(e).__name__}: {e}",
-                             file=module_name) from e
+        # one module per file: --aggregate and --registry from one file share its classes
+        mod_name = f"_evtools_user_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
+        module = sys.modules.get(mod_name)
+        if module is None:
+            file_spec = importlib.util.spec_from_file_location(mod_name, path)
+            if file_spec is None or file_spec.loader is None:
+                raise UsageError(f"cannot import {module_name}", file=module_name)
+            module = importlib.util.module_from_spec(file_spec)
+            sys.modules[mod_name] = module
+            try:
+                file_spec.loader.exec_module(module)
+            except BaseException as e:
+                del sys.modules[mod_name]
+                if isinstance(e, EvtoolsError) or not isinstance(e, Exception):
+                    raise
+                raise UsageError(f"cannot import {module_name}: {type(e).__name__}: {e}",
+                                 file=module_name) from e
     else:
         # the current folder first, as `python -m` has it: a console script's sys.path
         # lacks it, and codegen's output usually lands there
@@ -1890,27 +1926,16 @@ def load_registry(spec: str) -> Registry:
         try:
             module = importlib.import_module(module_name)
         except ImportError as e:
-            raise UsageError(f"cannot import registry module {module_name!r}: {e}") from e
+            raise UsageError(f"cannot import {option} module {module_name!r}: {e}") from e
         finally:
             if added:
                 sys.path.remove(cwd)
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise UsageError(f"{module_name} has no attribute {attr!r} (from --registry "
+            raise UsageError(f"{module_name} has no attribute {attr!r} (from {option} "
                              f"{spec})")
         obj = getattr(obj, part)
-    if not isinstance(obj, Registry) and callable(obj) and not isinstance(obj, type):
-        try:
-            obj = obj()
-        except EvtoolsError:
-            raise
-        except Exception as e:
-            raise UsageError(f"{spec}() failed: {type(e).__name__}: {e}") from e
-    if not isinstance(obj, Registry):
-        what = f"the class {obj.__qualname__}" if isinstance(obj, type) \
-            else f"a {type(obj).__name__}"
-        raise UsageError(f"{spec} is {what}, not an evtools Registry")
     return obj
 
 

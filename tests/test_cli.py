@@ -242,8 +242,70 @@ def test_rehydrate_says_when_there_is_nothing_to_rebuild(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.touch()
-    assert main(["rehydrate", str(empty), "--strict"]) == 0
+    assert main(["rehydrate", str(empty)]) == 0
     assert "has no Order streams (names starting 'order-')" in capsys.readouterr().err
+    assert main(["rehydrate", str(empty), "--strict"]) == 1  # a gate that checked nothing
+    assert "under --strict, rebuilding nothing is a failure" in capsys.readouterr().err
+
+
+CART_MODULE = """
+import msgspec
+from evtools import Aggregate, Registry, handles, invariant
+from evtools.scalars import Int64
+
+registry = Registry()
+
+
+@registry.register("ItemPut")
+class ItemPut(msgspec.Struct, frozen=True):
+    cart_id: Int64
+    sku: Int64
+    quantity: int
+
+
+class Cart(Aggregate):
+    id_field = "cart_id"
+    stream_prefix = "cart-"
+    cart_id: Int64 | None = None
+    items: int = 0
+
+    @handles(ItemPut)
+    def _put(self, e: ItemPut) -> None:
+        self.cart_id = e.cart_id
+        self.items += e.quantity
+
+    @invariant()
+    def some(self) -> bool | str:
+        return self.items > 0 or "an empty cart"
+"""
+
+
+def test_rehydrate_rebuilds_the_users_own_aggregate(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from evtools.stores import NewEvent, open_store
+
+    (tmp_path / "carts.py").write_text(CART_MODULE)
+    url = f"sqlite:///{tmp_path / 'carts.db'}"
+    big = 2**53 + 1
+    with open_store(url) as store:
+        store.append(f"cart-{big}", [NewEvent("ItemPut", json.dumps(
+            {"cart_id": big, "sku": 2**62 + 7, "quantity": q}).encode()) for q in (2, 3)])
+        store.append("cart-2", [NewEvent("ItemPut", b'{"cart_id": 2, "sku": 1, '
+                                                    b'"quantity": 0}')])
+    cart = [f"{tmp_path / 'carts.py'}:Cart", "--registry", f"{tmp_path / 'carts.py'}:registry"]
+    assert main(["rehydrate", url, "--aggregate", *cart, "--format", "json",
+                 "--out", str(tmp_path / "r.json")]) == 0
+    done = json.loads((tmp_path / "r.json").read_text())
+    assert (done["streams"], done["events_seen"]) == (2, 3), done
+    assert {r["aggregate_id"] for r in done["stream_results"]} == {str(big), "2"}  # exact
+    assert [v["message"] for v in done["violations"]] == ["some: an empty cart"]
+    assert main(["rehydrate", url, "--aggregate", *cart, "--strict"]) == 1  # the invariant
+    assert main(["rehydrate", url, "--strict"]) == 1  # Order finds no stream: a failure
+    capsys.readouterr()
+    assert main(["rehydrate", url, "--aggregate", f"{tmp_path / 'carts.py'}:Cart"]) == 2
+    assert "needs --registry" in capsys.readouterr().err
+    assert main(["rehydrate", url, "--aggregate", "evtools.orders:Currency"]) == 2
+    assert "not an evtools Aggregate subclass" in capsys.readouterr().err
 
 
 def _stream_names(url: str, tmp_path: Path) -> list[str]:
