@@ -9,6 +9,7 @@ environment and configures logging; every command calls the library and formats 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import math
@@ -33,6 +34,10 @@ DEFAULT_STORE = "sqlite:///data/events.db"
 # shows the checks catching them on the store itself.
 DEFAULT_FAULTS = "duplicate=0.002,clock_skew=0.002,invariant=0.001"
 DEFAULT_AUDIT_DIALECTS = ("go", "js", "pandas", "polars", "torch")
+#: what running and exporting the notebooks takes (each notebook's own needs, torch or
+#: memray, it reports itself)
+_REPORT_NEEDS = (("papermill", "notebooks"), ("nbconvert", "notebooks"),
+                 ("ipykernel", "notebooks"), ("matplotlib", "plots"))
 DEFAULT_AGGREGATE = "evtools.orders:Order"
 DEFAULT_REGISTRY = "evtools.orders:order_registry"
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
@@ -549,6 +554,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report, select_notebooks
 
     select_notebooks(args.notebooks, args.only)  # a bad --only fails before any work
+    for module, extra in _REPORT_NEEDS:  # before the default data is generated
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependency(module, extra)
     source = args.source or os.environ.get("EVTOOLS_SOURCE") or DEFAULT_STORE
     if source == DEFAULT_STORE:
         _ensure_default_store(args.quick, args.seed, not args.quiet)
@@ -578,6 +586,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     result = build_report(args.out, notebooks_dir=args.notebooks, parameters=parameters,
                           only=args.only, hide_input=args.hide_input, progress=progress)
     console.print(f"report: {result.index}")
+    for run in result.failures:
+        error = run.error or ""
+        if error.startswith("MissingDependency: "):  # not a problem the report found
+            raise UsageError(f"notebook {run.name} needs what is not installed: "
+                             f"{error.removeprefix('MissingDependency: ')}")
     for run in result.failures:
         console.print(f"{run.name} failed at cell In [{run.cell}]: {run.error}", style="red")
     return EXIT_OK if result.ok else EXIT_PROBLEMS

@@ -130,9 +130,12 @@ class MissingDependency(EvtoolsError):
     """An optional dependency is not installed."""
 
     def __init__(self, module: str, extra: str) -> None:
-        super().__init__(
-            f"{module} is not installed; install it with: pip install 'evtools[{extra}]'"
-        )
+        if extra == "torch":  # the bare name (and so the extra) pulls gigabytes of CUDA
+            how = ("install it first, alone: pip install torch==2.13.0 (a CPU build where "
+                   "pip offers one; see the README), then pip install 'evtools[torch]'")
+        else:
+            how = f"install it with: pip install 'evtools[{extra}]'"
+        super().__init__(f"{module} is not installed; {how}")
         self.module = module
         self.extra = extra
 

@@ -40,7 +40,9 @@ def test_message_without_context_is_the_bare_message() -> None:
 
 def test_missing_dependency_says_what_to_install() -> None:
     err = errors.MissingDependency("torch", "torch")
-    assert "pip install 'evtools[torch]'" in str(err)
+    # torch alone and first: the bare name pulls gigabytes of CUDA packages
+    assert "install it first, alone: pip install torch==2.13.0" in str(err)
+    assert "pip install 'evtools[plots]'" in str(errors.MissingDependency("matplotlib", "plots"))
 
 
 def test_frozen_aggregate_error_is_also_an_attribute_error() -> None:

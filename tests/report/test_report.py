@@ -226,6 +226,43 @@ def test_cli_report_without_its_notebooks_says_where_they_are(
     assert not (tmp_path / "reports").exists()
 
 
+def test_cli_report_without_papermill_stops_before_any_work(
+        notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    from evtools.cli import main
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None
+                        if name == "papermill" else find_spec(name, *a))
+    monkeypatch.chdir(tmp_path)
+    code = main(["report", "-q", "--quick", "--notebooks", str(notebooks)])
+    err = capsys.readouterr().err
+    assert code == 2 and "papermill is not installed" in err, err
+    assert not (tmp_path / "data").exists() and not (tmp_path / "reports").exists()
+
+
+@pytest.mark.slow
+def test_cli_report_a_notebook_missing_a_library_is_exit_2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from evtools.cli import main
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    make_notebook(folder / "01_needs.ipynb",
+                  "from evtools.errors import MissingDependency\n"
+                  "raise MissingDependency('torch', 'torch')")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "none.jsonl").touch()
+    code = main(["report", "-q", "--source", "none.jsonl", "--notebooks", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "evtools: error: notebook 01_needs needs what is not installed: torch is not " \
+           "installed" in err
+
+
 def test_results_sources_say_what_when_and_where(tmp_path: Path) -> None:
     from evtools.report import before_after, load_results, results_sources
 
