@@ -178,6 +178,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     faults = datagen.FaultRates.parse(args.faults) if args.faults else datagen.FaultRates()
     target = args.store
     console = _console(stderr=True)
+    from .stores import store_files
+
+    for folder in {p.parent for p in store_files(target)}:  # new data: its folder too
+        folder.mkdir(parents=True, exist_ok=True)
     if target.endswith((".jsonl", ".ndjson")):
         path = Path(target)
         if path.is_file() and path.stat().st_size > 0:
@@ -275,7 +279,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             get_dialect(name)  # unknown names fail before any reading
     documents: Any
     if _is_store_url(args.source) or _is_parquet(args.source):
-        from .rehydration import without_snapshots
+        from .events import without_snapshots
 
         store = _open_source(args.source)  # a Parquet file is an event export
         documents = without_snapshots(store.read_all())  # states, not what consumers read

@@ -28,6 +28,7 @@ import base64
 import binascii
 import re
 import uuid
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,18 +45,26 @@ from .errors import Context, EnvelopeError, UsageError
 
 __all__ = [
     "JSON_CONTENT_TYPE",
+    "SNAPSHOT_PREFIX",
+    "SNAPSHOT_TYPE",
     "RawEvent",
     "embeddable",
     "format_time",
     "from_cloudevent",
+    "is_snapshot_stream",
     "parse_time",
     "refuse_repeated_member",
     "repeated_member",
     "to_cloudevent",
+    "without_snapshots",
 ]
 
 JSON_CONTENT_TYPE = "application/json"
 _SPECVERSION = "1.0"
+#: how evtools stores a snapshot: an event of this type in the stream named by the prefix
+#: and the aggregate's stream (see :mod:`evtools.rehydration`)
+SNAPSHOT_TYPE = "$snapshot"
+SNAPSHOT_PREFIX = "snapshot-"
 
 
 class RawEvent(msgspec.Struct, frozen=True, gc=False):
@@ -453,3 +462,16 @@ def from_cloudevent(document: bytes | str, *, stream: str | None = None,
         content_type=env.datacontenttype or JSON_CONTENT_TYPE,
         schema_version=env.evschemaversion if env.evschemaversion is not None else 1,
     )
+
+
+def is_snapshot_stream(stream: str) -> bool:
+    """Whether ``stream`` holds evtools' snapshots of another stream."""
+    return stream.startswith(SNAPSHOT_PREFIX)
+
+
+def without_snapshots(events: Iterable[RawEvent]) -> Iterator[RawEvent]:
+    """``events`` less evtools' own snapshots (``$snapshot`` events of snapshot streams,
+    as ``rehydrate --snapshot-every`` writes them): they hold aggregate states, not domain
+    events, so schema inference, drift checks and audits of a store leave them out."""
+    return (e for e in events
+            if not (e.type == SNAPSHOT_TYPE and is_snapshot_stream(e.stream)))

@@ -982,7 +982,8 @@ def _outcomes(dialect: Dialect, datas: list[bytes]) -> list[Any]:
 def audit(documents: Iterable[Document], dialects: Sequence[str | Dialect] = ("go", "js"), *,
           examples: int = 5, batch_size: int = 10_000) -> AuditResult:
     """Audit ``documents`` (JSON bytes or str, ``RawEvent``, or ``(Context, bytes)`` pairs
-    from :func:`read_source`) through ``dialects`` (names or instances).
+    from :func:`read_source`; or a store, whose events are read with ``read_all()``, its
+    snapshots left out) through ``dialects`` (names or instances).
 
     Columnar dialects (pandas, polars, torch) see ``batch_size`` documents at a time, as a
     user loading that many events would; the others one document at a time.
@@ -1001,7 +1002,16 @@ def audit(documents: Iterable[Document], dialects: Sequence[str | Dialect] = ("g
     baseline = _Node("")
     counts = [0, 0]  # documents, invalid
 
-    it = iter(documents)
+    if callable(getattr(documents, "read_all", None)):  # a store
+        from .events import without_snapshots
+
+        documents = without_snapshots(documents.read_all())  # type: ignore[attr-defined]
+    try:
+        it = iter(documents)
+    except TypeError:
+        raise UsageError(f"audit takes documents (JSON bytes or str, RawEvents, "
+                         f"read_source() pairs) or a store, not "
+                         f"{type(documents).__name__}") from None
     ctxs: list[Context | None] = []
     datas: list[bytes] = []
     while True:

@@ -110,7 +110,14 @@ from .errors import (
     UnknownSchemaVersion,
     UsageError,
 )
-from .events import JSON_CONTENT_TYPE, RawEvent
+from .events import (
+    JSON_CONTENT_TYPE,
+    SNAPSHOT_PREFIX,
+    SNAPSHOT_TYPE,
+    RawEvent,
+    is_snapshot_stream,
+    without_snapshots,
+)
 from .registry import Registry
 from .scalars import Timestamp, dec_hook, enc_hook
 
@@ -145,6 +152,7 @@ __all__ = [
     "side_by_side",
     "snapshot_stream",
     "take_snapshot",
+    "without_snapshots",
     "write_snapshot",
 ]
 
@@ -156,8 +164,6 @@ _Folder: Any = None if speedups is None else speedups.Folder
 A = TypeVar("A", bound=Aggregate)
 Policy = Literal["strict", "audit"]
 
-SNAPSHOT_TYPE = "$snapshot"
-SNAPSHOT_PREFIX = "snapshot-"
 SNAPSHOT_FORMAT_VERSION = 1
 DEFAULT_CLOCK_SKEW = timedelta(seconds=5)
 DEFAULT_REORDER_WINDOW = 64
@@ -344,18 +350,6 @@ _snapshot_decoder = msgspec.json.Decoder(Snapshot, dec_hook=dec_hook)
 def snapshot_stream(stream: str) -> str:
     """The stream holding the snapshots of ``stream``."""
     return SNAPSHOT_PREFIX + stream
-
-
-def is_snapshot_stream(stream: str) -> bool:
-    return stream.startswith(SNAPSHOT_PREFIX)
-
-
-def without_snapshots(events: Iterable[RawEvent]) -> Iterator[RawEvent]:
-    """``events`` less evtools' own snapshots (``$snapshot`` events of snapshot streams,
-    as ``rehydrate --snapshot-every`` writes them): they hold aggregate states, not domain
-    events, so schema inference, drift checks and audits of a store leave them out."""
-    return (e for e in events
-            if not (e.type == SNAPSHOT_TYPE and is_snapshot_stream(e.stream)))
 
 
 def take_snapshot(aggregate: Aggregate, *, stream: str | None = None) -> Snapshot:

@@ -1351,7 +1351,7 @@ def infer_source(source: str, *, enum_max_distinct: int = 10, enum_min_values: i
                  closed: bool = True) -> SchemaInference:
     """:func:`infer` over every event of a store URL or export file (evtools' own
     snapshots left out: see :func:`~evtools.rehydration.without_snapshots`)."""
-    from .rehydration import without_snapshots
+    from .events import without_snapshots
 
     store = _open_source(source)
     try:
@@ -2018,7 +2018,7 @@ def cmd_schema_infer(args: argparse.Namespace) -> int:
 
 
 def cmd_schema_check(args: argparse.Namespace) -> int:
-    from .rehydration import without_snapshots
+    from .events import without_snapshots
 
     registry = load_registry(args.registry)
     store = _open_source(args.source)

@@ -123,7 +123,7 @@ def test_copy_to_jsonl_and_audit_it(store: str, tmp_path: Path) -> None:
      "--store events.jsonl"),
     (["generate", "--store", "{tmp}/g.jsonl", "--events", "0"], "--events must be >= 1"),
     (["generate", "--store", "{tmp}/dir.jsonl", "--events", "5"], "Is a directory"),
-    (["generate", "--store", "{tmp}/no/dir/g.jsonl", "--events", "5"], "No such file"),
+    (["generate", "--store", "{tmp}/bad.json/g.jsonl", "--events", "5"], "bad.json: File exists"),
     (["rehydrate", "{tmp}/g.jsonl", "--snapshot-every", "-1"], "--snapshot-every must be"),
     (["rehydrate", "{existing}", "--format", "json", "--out", "{tmp}/dir.jsonl"],
      "Is a directory"),
@@ -639,3 +639,13 @@ def test_brackets_in_data_are_printed_as_they_are(tmp_path: Path,
     assert "/[bold]weird" in out and "/tags[red]" in out  # rich markup would eat them
     assert main(["audit", str(doc), "--dialect", "go", "--out", str(tmp_path / "t.txt")]) == 0
     assert "/[bold]weird" in (tmp_path / "t.txt").read_text()
+
+
+def test_generate_creates_the_folder_of_a_new_store(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # as the README's `--store data/delivered.jsonl` elsewhere
+    for target in ("data/delivered.jsonl", "sqlite:///nested/dir/e.db", "more/e.db"):
+        assert main(["-q", "generate", "--store", target, "--events", "20"]) == 0, target
+    assert (tmp_path / "data" / "delivered.jsonl").stat().st_size > 0
+    assert (tmp_path / "nested" / "dir" / "e.db").is_file()
+    assert (tmp_path / "more" / "e.db").is_file()
