@@ -781,3 +781,20 @@ def test_rejections_keep_the_consumers_reason() -> None:
     with pytest.raises(ConsumerRejected) as info:
         ForgetfulDialect().decode(b'{"poison":1}')
     assert info.value.reason == "poisoned"
+
+
+def test_audit_takes_a_store_and_leaves_its_snapshots_out() -> None:
+    from evtools.datagen import write_workload
+    from evtools.orders import Order, order_registry
+    from evtools.rehydration import rehydrate_store
+    from evtools.stores import MemoryStore
+
+    store = MemoryStore()
+    write_workload(store, 200, seed=3)
+    rehydrate_store(store, order_registry(), Order, snapshot_every=2)
+    assert any(e.type == "$snapshot" for e in store.read_all())
+    result = fidelity.audit(store, ["go"])
+    paths = result.to_frame()["path"].to_list()
+    assert "/order_id" in paths and not [p for p in paths if p.startswith("/state")]
+    with pytest.raises(UsageError, match="audit takes documents .* or a store, not int"):
+        fidelity.audit(42, ["go"])  # type: ignore[arg-type]
