@@ -35,6 +35,7 @@ The CLI turns any ``EvtoolsError`` into one line on stderr and exit code 2 (1 is
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -85,7 +86,8 @@ class Context:
         }
         return replace(self, **updates) if updates else self
 
-    def describe(self) -> str:
+    def describe(self, said: str = "") -> str:
+        """The location in words; parts already in ``said`` (the message) are left out."""
         parts = []
         if self.file is not None:
             parts.append(f"file {self.file}" + (f":{self.line}" if self.line is not None else ""))
@@ -100,7 +102,8 @@ class Context:
             parts.append(f"type {self.event_type}{schema}")
         if self.path is not None:
             parts.append(f"at {self.path or '/'}")
-        return ", ".join(parts)
+        # "version 1" is not said by "version 12"
+        return ", ".join(p for p in parts if not re.search(re.escape(p) + r"(?!\w)", said))
 
 
 class EvtoolsError(Exception):
@@ -118,7 +121,7 @@ class EvtoolsError(Exception):
         return self
 
     def __str__(self) -> str:
-        where = self.context.describe()
+        where = self.context.describe(self.message)
         return f"{self.message} ({where})" if where else self.message
 
 

@@ -48,3 +48,13 @@ def test_missing_dependency_says_what_to_install() -> None:
 def test_frozen_aggregate_error_is_also_an_attribute_error() -> None:
     with pytest.raises(AttributeError):
         raise errors.FrozenAggregateError("frozen")
+
+
+def test_a_location_the_message_names_is_not_said_twice() -> None:
+    assert str(errors.StreamNotFound("stream 'o-1' does not exist", stream="o-1")) == \
+        "stream 'o-1' does not exist"
+    # "version 12" does not say "version 1"
+    assert str(errors.InputError("bad at version 12", stream="s", version=1)) == \
+        "bad at version 12 (stream 's', version 1)"
+    assert str(errors.InputError("x", stream="s", version=3, path="/a")) == \
+        "x (stream 's', version 3, at /a)"

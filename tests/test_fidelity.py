@@ -796,5 +796,5 @@ def test_audit_takes_a_store_and_leaves_its_snapshots_out() -> None:
     result = fidelity.audit(store, ["go"])
     paths = result.to_frame()["path"].to_list()
     assert "/order_id" in paths and not [p for p in paths if p.startswith("/state")]
-    with pytest.raises(UsageError, match="audit takes documents .* or a store, not int"):
+    with pytest.raises(UsageError, match=r"audit takes documents .* or a store, not int"):
         fidelity.audit(42, ["go"])  # type: ignore[arg-type]
