@@ -191,7 +191,8 @@ class _Pairs:
 
 _MSGSPEC_PATH = re.compile(r" - at `(\$[^`]*)`$")
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
-_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `([^`]*)`")
+# an unknown field, or a missing one: the error is about that member
+_NAMED_FIELD = re.compile(r"Object (?:contains unknown|missing required) field `([^`]*)`")
 
 
 def msgspec_path_to_pointer(message: str) -> str:
@@ -200,15 +201,16 @@ def msgspec_path_to_pointer(message: str) -> str:
     Errors about the top-level object itself have no suffix and map to ``""``, the
     pointer of the whole document. Map keys (``[...]``) become ``*``. An unknown field is
     pointed at itself (``/items/0/discount``), as the registry's own unknown-field check
-    and its ``keep`` policy point at it; a missing field, at the object that lacks it.
+    and its ``keep`` policy point at it, and so is a missing field (``/occurred_at``), as
+    the drift check names it.
     """
     m = _MSGSPEC_PATH.search(message)
     pointer = "" if not m else "".join(
         "/" + (escape_pointer_token(key) if key else ("*" if index == "..." else index))
         for key, index in _PATH_PART.findall(m.group(1)[1:]))
-    unknown = _UNKNOWN_FIELD.match(message)
-    if unknown:
-        pointer += "/" + escape_pointer_token(unknown.group(1))
+    named = _NAMED_FIELD.match(message)
+    if named:
+        pointer += "/" + escape_pointer_token(named.group(1))
     return pointer
 
 

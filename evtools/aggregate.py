@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -715,7 +714,7 @@ class Aggregate:
         try:
             struct = self._state_decoder().decode(data)
         except msgspec.ValidationError as e:
-            pointer = _error_pointer(str(e))
+            pointer = msgspec_path_to_pointer(str(e))
             raise self._unsnapshotable(pointer, f"it cannot be decoded: {e}") from e
         values = self._values(struct)
         if _canonical.encode(_plain_state(values, self._base()._holds_sets())) == data:
@@ -776,7 +775,8 @@ class Aggregate:
 
     @classmethod
     def _unfit_state(cls, e: msgspec.MsgspecError) -> SchemaError:
-        pointer = _error_pointer(str(e)) if isinstance(e, msgspec.ValidationError) else None
+        pointer = msgspec_path_to_pointer(str(e)) \
+            if isinstance(e, msgspec.ValidationError) else None
         return SchemaError(f"state does not fit {cls._base().__qualname__}: {e}",
                            event_type=cls.state_type_name(), schema_version=cls.state_version,
                            path=pointer)
@@ -839,18 +839,6 @@ def _to_builtins(value: Any, order: Any = None) -> Any:
     """The plain, exact values of a state (what :meth:`Aggregate.to_state` gives)."""
     return msgspec.to_builtins(value, builtin_types=(Decimal,), str_keys=True,
                                enc_hook=enc_hook, order=order)
-
-
-_MISSING_FIELD = re.compile(r"^Object missing required field `([^`]*)`")
-
-
-def _error_pointer(message: str) -> str:
-    """The JSON Pointer a msgspec validation error is about (a missing field's own)."""
-    pointer = msgspec_path_to_pointer(message)
-    missing = _MISSING_FIELD.match(message)
-    if missing:
-        pointer += "/" + escape_pointer_token(missing.group(1))
-    return pointer
 
 
 def _copier(value: dict[Any, Any] | list[Any] | set[Any]) -> Callable[[], Any]:

@@ -101,7 +101,7 @@ BAD_INPUTS: list[tuple[str, bytes, type[EvtoolsError], str, str | None]] = [
     ("wrong JSON type", GOOD.replace(b'"quantity":2', b'"quantity":"2"'), SchemaError,
      "Expected `int`, got `str`", "/lines/0/quantity"),
     ("missing field", GOOD.replace(b'"quantity":2,', b""), SchemaError,
-     "missing required field `quantity`", "/lines/0"),
+     "missing required field `quantity`", "/lines/0/quantity"),  # the member itself
     ("enum value", GOOD.replace(b'"currency":"EUR"}', b'"currency":"eur"}', 1), SchemaError,
      "Invalid enum value 'eur'", "/total/currency"),
     ("no offset", GOOD.replace(b"+02:00", b""), SchemaError, "has no UTC offset",
@@ -135,7 +135,7 @@ def test_bad_input_raises_with_context(registry: Registry, name: str, data: byte
     ("Expected `int`, got `str` - at `$.lines[0].quantity`", "/lines/0/quantity"),
     ("Object contains unknown field `discount` - at `$.lines[0]`", "/lines/0/discount"),
     ("Object contains unknown field `a/b~`", "/a~1b~0"),
-    ("Object missing required field `sku` - at `$.lines[0]`", "/lines/0"),
+    ("Object missing required field `sku` - at `$.lines[0]`", "/lines/0/sku"),
     ("Expected `str`, got `int` - at `$.tags[...]`", "/tags/*"),
     ("Expected `object`, got `array`", ""),
 ])

@@ -229,9 +229,12 @@ def _next_version(source: EventStore, dest: EventStore, last: dict[str, int],
     ``StoreError`` saying that the versions cannot be kept."""
     previous = last.get(event.stream, -1)
     if event.version != previous + 1:
-        raise StoreError(f"copy {source.url} -> {dest.url}: stream {event.stream!r} jumps "
-                         f"from version {previous} to {event.version}; versions cannot be "
-                         f"kept{note}", stream=event.stream, version=event.version)
+        what = (f"starts at version {event.version}, not 0" if previous < 0 else
+                f"jumps from version {previous} to {event.version}")
+        raise StoreError(f"copy {source.url} -> {dest.url}: stream {event.stream!r} {what}; "
+                         f"a store numbers what it appends from 0 without gaps, so the "
+                         f"versions cannot be kept{note}", stream=event.stream,
+                         version=event.version)
     return event.version
 
 

@@ -90,6 +90,8 @@ class ReadContract:
     keeps_any_id: ClassVar[bool] = True
     #: whether ``read_all(last.position + 1)`` is a valid request
     position_arithmetic: ClassVar[bool] = True
+    #: a start of event types the store keeps for itself (EventStoreDB: "$")
+    reserved_type_prefix: ClassVar[str | None] = None
 
     def populate(self, tmp_path: Path,
                  appends: list[tuple[str, list[NewEvent]]]) -> EventStore:
@@ -468,8 +470,10 @@ class StoreContract(ReadContract):
         # ids are meant to be unique, and NATS and EventStoreDB drop a re-sent id: make
         # them unique across examples (hypothesis repeats values) while keeping their shape
         tag = uuid.uuid4().hex[:8]
+        reserved = self.reserved_type_prefix
         batches = [[msgspec.structs.replace(
-            e, id=str(uuid.uuid4()) if not self.keeps_any_id else f"{e.id}|{tag}")
+            e, id=str(uuid.uuid4()) if not self.keeps_any_id else f"{e.id}|{tag}",
+            type=f"x{e.type}" if reserved and e.type.startswith(reserved) else e.type)
             for e in batch] for batch in batches]
         ids = [e.id for batch in batches for e in batch]
         if len(ids) != len(set(ids)):

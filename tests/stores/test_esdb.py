@@ -424,6 +424,7 @@ class TestEsdbOnAFakeServer(StoreContract):
     keeps_recorded_at = False
     keeps_any_id = False
     position_arithmetic = False
+    reserved_type_prefix = "$"
     LARGE = 10_000
 
     def content_type(self, content_type: str) -> str:
@@ -563,6 +564,7 @@ class TestEsdbLive(StoreContract):
     keeps_recorded_at = False
     keeps_any_id = False
     position_arithmetic = False
+    reserved_type_prefix = "$"
 
     def content_type(self, content_type: str) -> str:
         return _stored_content_type(content_type)
