@@ -704,7 +704,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", type=_ints, default=[1, 8, 64, 512])
     p.add_argument("--n-orders", type=int, default=5000, help="inference: orders to score")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
-                   help="inference: model dtype (half types on CUDA)")
+                   help="inference: model dtype (the half types are meant for CUDA; on "
+                        "a CPU they run, slowly)")
     p.add_argument("--threads", type=int, default=None,
                    help="inference: torch CPU threads (default 1 on CPU; 0 = torch default)")
     p.add_argument("--seed", type=int, default=7)

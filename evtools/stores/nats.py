@@ -603,8 +603,11 @@ class NatsStore(EventStore):
                             "multi-event appends are not atomic", self.url)
                 del config["allow_atomic"]
                 return await self._api(f"STREAM.CREATE.{self.stream}", config)
+            hint = (f"; another stream holds the subjects {self.prefix}.>: pass another "
+                    f"subject prefix (?prefix=NAME in the URL)"
+                    if "overlap" in (e.description or "") else "")
             raise StoreUnavailable(f"{self.url}: cannot create JetStream stream "
-                                   f"{self.stream!r}: {e.description}") from e
+                                   f"{self.stream!r}: {e.description}{hint}") from e
 
     def _subject(self, stream: str) -> str:
         try:

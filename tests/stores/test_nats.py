@@ -415,3 +415,14 @@ def test_killing_the_leader_loses_no_acknowledged_append_and_duplicates_none(
             versions = [e.version for e in events if e.stream == name]
             assert versions == list(range(len(versions)))
         store.close()
+
+
+@network
+def test_a_second_stream_on_the_same_subjects_names_the_prefix_option(
+        store: NatsStore, nats_server: NatsServer) -> None:
+    store.append("order-1", [NewEvent("T", b"{}")])  # the stream exists on the server
+    hint = r"subjects overlap.*pass another subject prefix \(\?prefix=NAME in the URL\)"
+    with pytest.raises(StoreUnavailable, match=hint), NatsStore(
+            nats_server.url, f"{store.stream}b", prefix=store.prefix, timeout=5,
+            retry_for=1) as other:
+        other.append("order-2", [NewEvent("T", b"{}")])
