@@ -22,13 +22,28 @@ def test_readme_gives_the_two_commands() -> None:
 
 
 def test_quickstart_runs_as_written(tmp_path: Path) -> None:
-    (block,) = python_blocks()
+    block, _ = python_blocks()
     assert len(block.strip().splitlines()) <= 16
     out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True,
                          cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "9007199254740992" in out.stdout  # what the comment promises
     assert "/order_id" in out.stdout and "/total" in out.stdout
+
+
+def test_your_own_aggregate_runs_as_written(tmp_path: Path) -> None:
+    _, block = python_blocks()
+    out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "9007199254740993", "2"]  # what the comment says
+    (tmp_path / "carts.py").write_text(block)  # and the command line the text gives
+    done = subprocess.run([sys.executable, "-m", "evtools", "rehydrate", "sqlite:///carts.db",
+                           "--aggregate", "carts:Cart", "--registry", "carts:registry",
+                           "--strict", "--format", "json"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert '"aggregate_id": "9007199254740993"' in done.stdout
 
 
 def command_lines() -> list[list[str]]:
