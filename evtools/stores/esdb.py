@@ -62,7 +62,7 @@ import logging
 import re
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any, Literal
 
@@ -373,31 +373,35 @@ class EsdbStore(EventStore):
     def stream_version(self, stream: str) -> int | None:
         check_text(stream, "stream name", self.url, stream)
         client = self._open()
-        try:
-            version = client.get_current_version(stream, timeout=self._timeout)
-        except Exception as e:
-            if not self._is_client_error(e):
-                raise
-            if _names(e) & set(_NOT_FOUND):
-                return None
-            raise self._error(e, "stream_version", stream) from e
+        version = self._unless_missing(
+            lambda: client.get_current_version(stream, timeout=self._timeout),
+            "stream_version", stream)
         return version if isinstance(version, int) else None
 
     def last_event(self, stream: str) -> RawEvent | None:
         check_text(stream, "stream name", self.url, stream)
         client = self._open()
-        try:
+
+        def last() -> RawEvent | None:
             with client.read_stream(stream, backwards=True, limit=1,
                                     timeout=self._timeout) as response:
                 for recorded in response:
                     return from_recorded_event(recorded)
+            return None
+
+        found: RawEvent | None = self._unless_missing(last, "last_event", stream)
+        return found
+
+    def _unless_missing(self, call: Callable[[], Any], what: str, stream: str) -> Any:
+        """``call()``, or ``None`` where the client says the stream does not exist."""
+        try:
+            return call()
         except Exception as e:
             if not self._is_client_error(e):
                 raise
             if _names(e) & set(_NOT_FOUND):
                 return None
-            raise self._error(e, "last_event", stream) from e
-        return None
+            raise self._error(e, what, stream) from e
 
     def read_stream(self, stream: str, from_version: int = 0, *,
                     limit: int | None = None) -> Iterator[RawEvent]:
