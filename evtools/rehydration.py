@@ -1399,6 +1399,10 @@ class StoreRehydration:
         if self.violations:
             kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.counts.items()))
             text += f" ({kinds})"
+        started = sum(1 for s in self.streams if s.snapshot_version is not None)
+        written = sum(1 for s in self.streams if s.snapshot_written is not None)
+        if started or written:
+            text += f"; {started} started from a snapshot, {written} snapshots written"
         return text
 
 

@@ -221,6 +221,11 @@ def test_rehydrate_snapshot_every_writes_snapshots_the_next_run_starts_from(
     state = {r["stream"]: r["state_hash"] for r in first["stream_results"]}
     assert len(state) == first["streams"] > 0
     assert {r["stream"]: r["state_hash"] for r in second["stream_results"]} == state
+    written = sum(r["snapshot_written"] is not None for r in first["stream_results"])
+    assert written > 0
+    table = tmp_path / "t.txt"
+    assert main(["rehydrate", db, "--out", str(table)]) == 0
+    assert f"; {written} started from a snapshot, 0 snapshots written" in table.read_text()
 
 
 def test_audit_reads_a_parquet_export_as_events(store: str, tmp_path: Path) -> None:
