@@ -85,6 +85,9 @@ text. Over all events of one type and schema version (not a sample):
 * ``enum``: at most ``enum_max_distinct`` (10) distinct strings over at least
   ``enum_min_values`` (20) values.
 * ``required``: present (possibly ``null``) in every event; ``null`` seen: the type admits it.
+* a map (``additionalProperties: <schema of every value>``, a ``dict[str, T]``), not a
+  record: every object at the path is keyed by IDs (digits, or UUIDs) and at least three
+  distinct keys are seen, so a key not seen yet (a new SKU) is not drift.
 
 The counts behind each decision are kept in the schema under ``x-evtools-evidence``.
 """
@@ -99,6 +102,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import io
+import itertools
 import json
 import keyword
 import logging
@@ -977,6 +981,13 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
                    r"[0-9a-fA-F]{12}")
 _NO_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
 _DECIMAL_TEXT = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?")
+_ID_KEY = re.compile(r"-?[0-9]+")
+#: distinct ID keys that make objects a map rather than a record with odd field names
+_MAP_MIN_KEYS = 3
+
+
+def _is_id_key(key: str) -> bool:
+    return bool(_ID_KEY.fullmatch(key) or _UUID.fullmatch(key))
 _MAX_TRACKED_SCALES = 16
 
 
@@ -995,6 +1006,9 @@ class _Node:
         "int_min",
         "ints",
         "item",
+        "map_item",
+        "map_keys",
+        "map_objects",
         "max_items",
         "max_sig_digits",
         "nulls",
@@ -1034,6 +1048,10 @@ class _Node:
         self.distinct: dict[str, int] | None = {}
         self.objects = 0
         self.props: dict[str, _Node] = {}
+        # objects whose keys are all IDs (digits or UUIDs): maybe a map, not a record
+        self.map_objects = 0
+        self.map_keys: set[str] = set()  # the first few distinct keys
+        self.map_item: _Node | None = None  # every value of those objects
         self.arrays = 0
         self.max_items = 0
         self.item: _Node | None = None
@@ -1092,6 +1110,14 @@ class _Inferrer:
                 if child is None:
                     child = node.props[key] = _Node()
                 self._visit(child, item)
+            if value and all(map(_is_id_key, value)):  # also seen as a map's values
+                node.map_objects += 1
+                if len(node.map_keys) < _MAP_MIN_KEYS:
+                    node.map_keys.update(itertools.islice(value, _MAP_MIN_KEYS))
+                if node.map_item is None:
+                    node.map_item = _Node()
+                for item in value.values():
+                    self._visit(node.map_item, item)
         elif isinstance(value, list):
             node.arrays += 1
             node.max_items = max(node.max_items, len(value))
@@ -1180,7 +1206,15 @@ class _Inferrer:
         evidence: dict[str, Any] = {"values": node.present}
         if node.nulls:
             evidence["null"] = node.nulls
-        if node.objects:
+        if node.objects and node.map_objects == node.objects \
+                and len(node.map_keys) >= _MAP_MIN_KEYS and node.map_item is not None:
+            # keyed by IDs (an order's lines by SKU): a map, open to keys not seen yet
+            types_.append("object")
+            schema["additionalProperties"] = self._schema(node.map_item)
+            evidence["objects"] = node.objects
+            evidence["map"] = f"every key an ID (digits or a UUID); at least " \
+                              f"{len(node.map_keys)} distinct"
+        elif node.objects:
             types_.append("object")
             props = {}
             required = []

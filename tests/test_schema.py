@@ -469,6 +469,27 @@ def test_infer_then_codegen_decodes_the_workload(tmp_path: Path,
 
 # -- infer ------------------------------------------------------------------------------------
 
+def test_objects_keyed_by_ids_are_maps_open_to_new_keys(tmp_path: Path) -> None:
+    payloads: list[dict[str, Any]] = [
+        {"id": i, "qty_by_sku": {str(1000 + i % 7): i, str(2**60 + i): 2},
+         "by_ref": {str(uuid.UUID(int=i)): Decimal("1.50")}, "odd": {"7": 1}}
+        for i in range(30)]
+    schema = S.infer(ST.to_events(payloads))[("Thing", 1)]
+    props = schema["properties"]
+    assert "properties" not in props["qty_by_sku"]
+    assert props["qty_by_sku"]["additionalProperties"]["type"] == "integer"
+    assert props["by_ref"]["additionalProperties"]["format"] == "decimal"
+    assert "properties" in props["odd"]  # one key seen: a record, as it was
+    path = tmp_path / "Thing.v1.json"
+    path.write_text(json.dumps(schema))
+    module = load(S.codegen([path], root=tmp_path))
+    cls = module.registry.class_for("Thing", 1)
+    event = msgspec.json.encode({"id": 99, "qty_by_sku": {"5": 1}, "by_ref": {},
+                                 "odd": {"7": 2}})  # a SKU never seen
+    decoded = msgspec.json.decode(event, type=cls, dec_hook=dec_hook)
+    assert decoded.qty_by_sku == {"5": 1}
+
+
 def test_infer_reads_every_event_not_a_sample() -> None:
     payloads: list[dict[str, Any]] = [
         {"id": i, "amount": Decimal("10.5"), "at": "2024-01-01T00:00:00Z",
