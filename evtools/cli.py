@@ -763,13 +763,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _LogFormat(logging.Formatter):
+    """Warnings as the command's own lines (``evtools: warning: ...``); with ``-v``, the
+    module each message comes from."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"evtools: {record.levelname.lower()}: {text}"
+        return f"{record.levelname} {record.name}: {text}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_LogFormat())
         logging.basicConfig(
             level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-            format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+            handlers=[handler])
         code: int = args.func(args)
         return code
     except EvtoolsError as e:

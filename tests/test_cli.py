@@ -654,3 +654,17 @@ def test_generate_creates_the_folder_of_a_new_store(tmp_path: Path,
     assert (tmp_path / "data" / "delivered.jsonl").stat().st_size > 0
     assert (tmp_path / "nested" / "dir" / "e.db").is_file()
     assert (tmp_path / "more" / "e.db").is_file()
+
+
+def test_warnings_read_as_the_commands_own_lines() -> None:
+    import logging
+
+    from evtools.cli import _LogFormat
+
+    def line(level: int) -> str:
+        return _LogFormat().format(logging.LogRecord(
+            "evtools.profiling", level, __file__, 1, "the %s path is left out",
+            ("eventsourcing",), None))
+
+    assert line(logging.WARNING) == "evtools: warning: the eventsourcing path is left out"
+    assert line(logging.INFO) == "INFO evtools.profiling: the eventsourcing path is left out"
