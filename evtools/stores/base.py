@@ -55,7 +55,7 @@ from typing import Final, Self, TypeAlias
 
 import msgspec
 
-from ..errors import ConcurrencyError, UsageError
+from ..errors import ConcurrencyError, StreamNotFound, UsageError
 from ..events import JSON_CONTENT_TYPE, RawEvent
 
 __all__ = [
@@ -187,18 +187,19 @@ def prepare_one(event: AppendEvent, now: datetime, where: str | Callable[[], str
         metadata = _as_bytes(metadata, "metadata", _where(where))
     event_id, content_type = event.id, event.content_type
     if event_id and not (type(event_id) is str and event_id.isascii()):
-        _check_string(event_id, "event id", where)
+        check_text(event_id, "event id", where)
     if content_type and not (type(content_type) is str and content_type.isascii()):
-        _check_string(content_type, "content type", where)
+        check_text(content_type, "content type", where)
     return PreparedEvent(event_type, data, metadata, event_id or str(uuid.uuid4()),
                          content_type or JSON_CONTENT_TYPE, schema_version, recorded_at)
 
 
-def check_text(value: str, what: str, where: str | Callable[[], str],
+def check_text(value: object, what: str, where: str | Callable[[], str],
                stream: str | None = None) -> None:
-    """Refuse text that has no UTF-8 form (a lone surrogate, as ``surrogateescape`` or a
-    bad ``\\ud800`` escape leaves): no store can write it, and SQLite, files and the
-    servers' clients would fail half way with a ``UnicodeEncodeError``."""
+    """Refuse what is not a string, and text that has no UTF-8 form (a lone surrogate, as
+    ``surrogateescape`` or a bad ``\\ud800`` escape leaves): no store can write it, and
+    SQLite, files and the servers' clients would fail half way with a
+    ``UnicodeEncodeError``."""
     if type(value) is not str:
         raise UsageError(f"{_where(where)}: {what} must be a string, not "
                          f"{type(value).__name__}", stream=stream if type(stream) is str else None)
@@ -214,13 +215,6 @@ def check_text(value: str, what: str, where: str | Callable[[], str],
 
 # up to the last "@" before the path, as urllib (and so nats-py) splits a URL: a password
 # may itself hold an "@"
-def _check_string(value: object, what: str, where: str | Callable[[], str]) -> None:
-    if type(value) is not str:
-        raise UsageError(f"{_where(where)}: {what} must be a string, not "
-                         f"{type(value).__name__}")
-    check_text(value, what, where)
-
-
 _USER_INFO = re.compile(r"(?<=://)([^/?#]*)@")
 
 
@@ -374,8 +368,6 @@ class EventStore(ABC):
         head = self.stream_version(stream)
         if head is None:
             return None
-        from ..errors import StreamNotFound
-
         try:
             return next(self.read_stream(stream, head, limit=1), None)
         except StreamNotFound:  # deleted since

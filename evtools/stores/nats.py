@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import re
 import threading
@@ -100,6 +99,7 @@ from .base import (
     check_expected,
     check_limit,
     check_start,
+    check_text,
     first_version,
     prepare_events,
     redact_url,
@@ -610,12 +610,8 @@ class NatsStore(EventStore):
                                    f"{self.stream!r}: {e.description}{hint}") from e
 
     def _subject(self, stream: str) -> str:
-        try:
-            return f"{self.prefix}.{subject_token(stream)}"
-        except UnicodeEncodeError as e:
-            raise UsageError(f"{self.url}: stream name {_short(stream)!r} is not valid "
-                             f"Unicode (lone surrogate at index {e.start})",
-                             stream=stream) from e
+        check_text(stream, "stream name", self.url, stream)  # a subject is UTF-8
+        return f"{self.prefix}.{subject_token(stream)}"
 
     def _check_size(self, stream: str, i: int, event: PreparedEvent) -> None:
         """Refuse an event the server would answer with ``-ERR`` (see the docstring)."""
@@ -637,7 +633,7 @@ class NatsStore(EventStore):
     def _event(self, subject: str, seq: int, headers: dict[str, str] | None,
                data: bytes) -> RawEvent:
         h = headers or {}
-        with self._envelope(subject, seq):
+        try:
             version = int(h["ce-evversion"])
             event_type = _unheader(h["ce-type"])
             stream = stream_from_token(subject[len(self.prefix) + 1:])
@@ -663,27 +659,28 @@ class NatsStore(EventStore):
                 _unheader(h.get("content-type", JSON_CONTENT_TYPE)),
                 schema_version,
             )
+        except (KeyError, ValueError) as e:
+            raise self._not_an_event(subject, seq, e) from e
 
     def _tail_of(self, subject: str, seq: int, headers: dict[str, str] | None) -> _Tail:
         h = headers or {}
-        with self._envelope(subject, seq):
+        try:
             version = int(h["ce-evversion"])
+        except (KeyError, ValueError) as e:
+            raise self._not_an_event(subject, seq, e) from e
         return _Tail(seq, version, _unheader(h.get("ce-id", h.get("Nats-Msg-Id", ""))))
 
-    @contextlib.contextmanager
-    def _envelope(self, subject: str, seq: int) -> Iterator[None]:
-        """A message whose headers are not an evtools event's: an ``EnvelopeError``."""
+    def _not_an_event(self, subject: str, seq: int, e: Exception) -> EnvelopeError:
+        """The error for a message whose headers are not an evtools event's (built on the
+        error path only: reading a message does not pay for it)."""
         stream = stream_from_token(subject[len(self.prefix) + 1:]) \
             if subject.startswith(self.prefix + ".") else None
         where = Context(stream=stream or subject)
-        try:
-            yield
-        except KeyError as e:
-            raise EnvelopeError(f"{self.url}: message {seq} on {subject!r} has no "
-                                f"{e.args[0]} header: not an evtools event", where) from e
-        except ValueError as e:
-            raise EnvelopeError(f"{self.url}: message {seq} on {subject!r} has a bad "
-                                f"header: {e}", where) from e
+        if isinstance(e, KeyError):
+            return EnvelopeError(f"{self.url}: message {seq} on {subject!r} has no "
+                                 f"{e.args[0]} header: not an evtools event", where)
+        return EnvelopeError(f"{self.url}: message {seq} on {subject!r} has a bad header: "
+                             f"{e}", where)
 
     # -- leader reads ----------------------------------------------------------------------
 
