@@ -172,14 +172,13 @@ def _is_store_url(source: str) -> bool:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from . import datagen
+    from .stores import store_files
 
     if args.events < 1:
         raise UsageError(f"--events must be >= 1, got {args.events}")
     faults = datagen.FaultRates.parse(args.faults) if args.faults else datagen.FaultRates()
     target = args.store
     console = _console(stderr=True)
-    from .stores import store_files
-
     for folder in {p.parent for p in store_files(target)}:  # new data: its folder too
         folder.mkdir(parents=True, exist_ok=True)
     if target.endswith((".jsonl", ".ndjson")):
@@ -228,7 +227,7 @@ def _wrote(events: int, streams: int, snapshots: int, target: str) -> str:
 
 def _counted(events: Iterable[Any], counts: dict[str, int]) -> Iterator[Any]:
     """``events`` as they pass, counted into ``counts`` as :func:`_wrote` reports them."""
-    from .rehydration import is_snapshot_stream
+    from .events import is_snapshot_stream
 
     streams: set[str] = set()
     for raw in events:
@@ -595,8 +594,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if error.startswith("MissingDependency: "):  # not a problem the report found
             raise UsageError(f"notebook {run.name} needs what is not installed: "
                              f"{error.removeprefix('MissingDependency: ')}")
-    for run in result.failures:
-        console.print(f"{run.name} failed at cell In [{run.cell}]: {run.error}", style="red")
+        console.print(f"{run.name} failed at cell In [{run.cell}]: {error}", style="red")
     return EXIT_OK if result.ok else EXIT_PROBLEMS
 
 

@@ -624,7 +624,7 @@ def results_sources(results: Mapping[str, Mapping[str, Any]]) -> Any:
         rows.append({
             "source": name, "file": file, "benchmark": str(doc.get("benchmark")),
             "events": int(events) if isinstance(events, int | float) else None,
-            "seed": doc.get("seed", (doc.get("config") or {}).get("seed")),
+            "seed": doc.get("seed", config.get("seed")),
             "when": when,
             "machine": ", ".join(str(x) for x in (cpu, f"{cpus} CPUs" if cpus else None) if x)
                        or None,

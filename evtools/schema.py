@@ -984,11 +984,11 @@ _DECIMAL_TEXT = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?")
 _ID_KEY = re.compile(r"-?[0-9]+")
 #: distinct ID keys that make objects a map rather than a record with odd field names
 _MAP_MIN_KEYS = 3
+_MAX_TRACKED_SCALES = 16
 
 
 def _is_id_key(key: str) -> bool:
     return bool(_ID_KEY.fullmatch(key) or _UUID.fullmatch(key))
-_MAX_TRACKED_SCALES = 16
 
 
 class _Node:
@@ -1384,7 +1384,7 @@ def dump_schema(schema: Mapping[str, Any]) -> str:
 def infer_source(source: str, *, enum_max_distinct: int = 10, enum_min_values: int = 20,
                  closed: bool = True) -> SchemaInference:
     """:func:`infer` over every event of a store URL or export file (evtools' own
-    snapshots left out: see :func:`~evtools.rehydration.without_snapshots`)."""
+    snapshots left out: see :func:`~evtools.events.without_snapshots`)."""
     from .events import without_snapshots
 
     store = _open_source(source)
