@@ -9,8 +9,9 @@ with links to each page and to the profiler artefacts.
 The folder is meant to be sent: every page names its notebook in its title and opens with a
 line saying when, on what machine and with which parameters it ran; paths of the machine
 that made it are shown relative to the report folder (``results/...``) or to the folder the
-report was made from (``sqlite:///data/events.db``), or under ``~``; links are relative; the
-SQLite stores the profiling notebook works in are removed once every notebook has run.
+report was made from (``sqlite:///data/events.db``), or under ``~``, in the pages and in the
+profiles (a flame graph's stack frames read ``evtools/rehydration.py``); links are relative;
+the SQLite stores the profiling notebook works in are removed once every notebook has run.
 
 A notebook records its headline figures with :func:`record_headlines`, which writes
 ``<results_dir>/<notebook>.json``; the index reads those files. A notebook that fails does
@@ -42,6 +43,7 @@ __all__ = [
     "ReportResult",
     "before_after",
     "build_report",
+    "code_folders",
     "export_html",
     "find_notebooks",
     "load_results",
@@ -234,16 +236,18 @@ def _rewrite_notebook(nb: Any, paths: Sequence[tuple[str, str]]) -> None:
 
 
 def shown_paths(out_dir: str | Path, made_from: str | Path | None = None,
-                home: str | Path | None = None, *,
-                secrets: Sequence[str] = ()) -> list[tuple[str, str]]:
+                home: str | Path | None = None, *, secrets: Sequence[str] = (),
+                code: Sequence[tuple[str | Path, str]] = ()) -> list[tuple[str, str]]:
     """How the report shows this machine's paths: the report folder's as relative to it,
     ``made_from``'s (the folder the report was made from) as relative to that, the home
-    folder's under ``~``. Longest first; the filesystem root is never rewritten.
-    ``secrets`` are store URLs to show with their password hidden (they come first)."""
+    folder's under ``~``, and each ``(folder, shown)`` of ``code`` as ``shown`` (the stack
+    frames of profiles: see :func:`code_folders`). Longest first; the filesystem root is
+    never rewritten. ``secrets`` are store URLs to show with their password hidden (they
+    come first)."""
     from .stores.base import redact_url
 
     pairs = [(Path(out_dir), ""), (Path(made_from) if made_from else None, ""),
-             (Path(home) if home else None, "~/")]
+             (Path(home) if home else None, "~/"), *((Path(f), s) for f, s in code)]
     found: dict[str, str] = {}
     for folder, shown in pairs:
         if folder is None or len(folder.resolve().parts) < 2:
@@ -254,6 +258,16 @@ def shown_paths(out_dir: str | Path, made_from: str | Path | None = None,
     hidden = {raw: redact_url(raw) for raw in secrets if redact_url(raw) != raw}
     return [*sorted(hidden.items(), key=lambda item: len(item[0]), reverse=True),
             *sorted(found.items(), key=lambda item: len(item[0]), reverse=True)]
+
+
+def code_folders() -> list[tuple[str, str]]:
+    """Where this Python's code lives, as a report shows it: evtools' package folder as
+    ``evtools/``, site-packages as ``site-packages/``. Stack frames in profiles then read
+    ``evtools/rehydration.py`` wherever evtools is installed."""
+    import sysconfig
+
+    site = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    return [(str(Path(__file__).parent), "evtools/"), *((s, "site-packages/") for s in site)]
 
 
 # a folder is rewritten where a path starts: not inside a longer path or name; a relative
@@ -309,7 +323,7 @@ def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks"
     results_dir.mkdir(parents=True, exist_ok=True)
     executed_dir.mkdir(parents=True, exist_ok=True)
     notify = progress or (lambda step, state: None)
-    paths = shown_paths(out, Path.cwd(), Path.home(),
+    paths = shown_paths(out, Path.cwd(), Path.home(), code=code_folders(),
                         secrets=[v for v in (parameters or {}).values() if isinstance(v, str)])
     made = datetime.now(UTC)
     shown = {k: shorten_paths(str(v), paths) for k, v in (parameters or {}).items()}
@@ -354,17 +368,23 @@ def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks"
         notify(nb.stem, "done" if run.ok else "failed")
         runs.append(run)
     _remove_stores(results_dir)
-    for written in results_dir.rglob("*.json"):  # the figures as the notebooks wrote them
-        text = written.read_text(encoding="utf-8")
-        public = shorten_paths(text, paths)
-        if public != text:
-            written.write_text(public, encoding="utf-8")
+    for written in results_dir.rglob("*"):  # figures and profiles as the notebooks wrote them
+        if written.suffix in _TEXT_RESULTS and written.is_file():
+            text = written.read_text(encoding="utf-8")
+            public = shorten_paths(text, paths)
+            if public != text:
+                written.write_text(public, encoding="utf-8")
     ran = {run.name for run in runs}
     earlier = [_earlier_run(out, nb.stem) for nb in find_notebooks(notebooks_dir)
                if nb.stem not in ran and (out / f"{nb.stem}.html").exists()]
     index = write_index(out, sorted([*runs, *earlier], key=lambda r: r.name), shown,
                         made=made, paths=paths)
     return ReportResult(out_dir=out, index=index, runs=runs)
+
+
+# results a notebook may write that name this machine's paths: figures (.json), memray flame
+# graphs (.html: their stack frames), py-spy flame graphs (.svg) and speedscope files (.json)
+_TEXT_RESULTS = frozenset({".json", ".html", ".svg"})
 
 
 def _make_public(executed: Path, paths: Sequence[tuple[str, str]]) -> None:

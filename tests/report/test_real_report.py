@@ -40,6 +40,13 @@ def test_quick_report_renders_in_chromium(tmp_path: Path) -> None:
         assert "cdnjs" not in text, page.name
         assert "sqlite:///events.db" in text, page.name  # the source, as the user gave it
     assert not list(out.rglob("*.db")), list(out.rglob("*.db"))
+    # nor in what the pages link to: executed notebooks, figures, flame graphs' stack frames
+    sent = [p for p in out.rglob("*") if p.suffix in {".ipynb", ".json", ".html", ".svg"}]
+    assert any(p.name.endswith(".flamegraph.html") for p in sent), sent
+    for path in sent:
+        text = path.read_text(encoding="utf-8")
+        for machine_path in (str(tmp_path), str(REPO), str(Path.home()) + "/"):
+            assert machine_path not in text, (path.relative_to(out), machine_path)
     import nbformat
 
     for executed in sorted((out / "executed").glob("*.ipynb")):  # no warnings on the pages

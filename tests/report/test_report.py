@@ -185,6 +185,10 @@ def test_shorten_paths_rewrites_folders_not_lookalikes(tmp_path: Path) -> None:
     assert shorten_paths(text, paths) == (
         f"results/x.json . data.db {cwd}b/other ~/y ~")
     assert shown_paths("/", "/", "/") == []  # the root is never rewritten
+    code = shown_paths(out, cwd, home, code=[(tmp_path / "venv" / "site-packages",
+                                              "site-packages/")])
+    assert shorten_paths(f'"{tmp_path}/venv/site-packages/msgspec/__init__.py"', code) == (
+        '"site-packages/msgspec/__init__.py"')  # a stack frame in a flame graph
     assert shorten_paths("/usr/bin", shown_paths("/", None, None)) == "/usr/bin"
 
 
