@@ -590,6 +590,170 @@ def test_order_workload_is_deterministic() -> None:
     assert len(a_typed) == len(a_naive) == 20
 
 
+
+# -- device placement, staging and warm-up (the device-generic code, run on the CPU) -------
+
+class _NumericOnly(torch.nn.Module):
+    """A user model that, unlike the risk scorer, does not cast its inputs itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 1)
+
+    def forward(self, ids: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+        return self.linear(numeric).squeeze(1)
+
+
+def test_predict_runs_the_model_on_the_device_in_the_dtype(orders: tuple[list, list]) -> None:
+    # predict had moved only the inputs: a CPU model with device="cuda" (or "auto" on a GPU
+    # machine) mixed CUDA inputs with CPU weights, and dtype="bfloat16" ran float32 weights
+    typed, naive = orders[0][:20], orders[1][:20]
+    model = inf.risk_scorer(seed=6)
+    half = inf.risk_scorer(seed=6).to(torch.bfloat16)
+    for pipeline, states in ((inf.TypedPipeline(batch_size=8), typed),
+                             (inf.NaivePipeline(batch_size=8), naive)):
+        got = pipeline.predict(model, states, dtype="bfloat16")
+        want = pipeline.predict(half, states, dtype="bfloat16")
+        assert torch.equal(got, want)
+        assert next(model.parameters()).dtype == torch.float32  # the caller's, as it was
+        user = _NumericOnly()
+        assert pipeline.predict(user, states, dtype="bfloat16").shape == (20,)
+        assert user.linear.weight.dtype == torch.float32
+
+
+def test_on_device_reads_cuda_without_index_as_the_current_device(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # select_device gives torch.device("cuda"); parameters report cuda:0, and the two compare
+    # unequal: the model was deep-copied on every call, even when it already was there
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert torch.device("cuda") != torch.device("cuda:0")
+    assert inf._on_device(torch.device("cuda:0"), torch.device("cuda"))
+    assert not inf._on_device(torch.device("cuda:1"), torch.device("cuda"))
+    assert not inf._on_device(torch.device("cpu"), torch.device("cuda"))
+    assert inf._on_device(torch.device("mps:0"), torch.device("mps"))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert inf._on_device(torch.device("cuda:1"), torch.device("cuda"))
+    model = inf.risk_scorer()
+    assert inf._own_copy(model, torch.device("cpu"), torch.float32) is model
+    assert inf._own_copy(model, torch.device("cpu"), torch.bfloat16) is not model
+
+
+class _RowRecorder(torch.nn.Module):
+    """Records the rows (their values are their index) and the storage of each request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[int]] = []
+        self.storages: set[int] = set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows.append(x[:, 0].long().tolist())
+        self.storages.add(x.untyped_storage().data_ptr())
+        return x.sum(1)
+
+
+def test_every_model_request_is_a_slice_of_one_prepared_buffer() -> None:
+    # a request wrapping past the last row had gathered (and on CUDA pinned) a fresh copy
+    # inside the timed loops, so about b/N of the requests did more work (the tail
+    # latencies), and on MPS a non_blocking copy could read that temporary after its release
+    n = 10
+    model = _RowRecorder()
+    inf.benchmark_model(model, (torch.arange(n, dtype=torch.float32).unsqueeze(1),),
+                        batch_sizes=(4, 16), device="cpu", warmup=0, latency_requests=4,
+                        min_seconds=0.0, max_requests=1)
+    want = [[(i * b + r) % n for r in range(b)] for b in (4, 16) for i in [0, 1, 2, 3, 0]]
+    assert model.rows == want
+    assert len(model.storages) == 1
+
+
+def test_cold_start_leaves_the_safety_copy_out_of_to_device(
+        orders: tuple[list, list], monkeypatch: pytest.MonkeyPatch) -> None:
+    # moving a CPU model to CUDA (or to a half type) deep-copied it inside to_device_s;
+    # a fake clock that jumps 1000 s during the copy shows where the copy is counted
+    clock = [0.0]
+
+    def tick() -> float:
+        clock[0] += 0.001
+        return clock[0]
+
+    real_deepcopy = inf.copy.deepcopy
+
+    def slow_deepcopy(obj: object, *args: object) -> object:
+        clock[0] += 1000.0
+        return real_deepcopy(obj, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inf.time, "perf_counter", tick)
+    monkeypatch.setattr(inf.copy, "deepcopy", slow_deepcopy)
+    built: list[torch.nn.Module] = []
+
+    def factory() -> torch.nn.Module:
+        built.append(inf.risk_scorer(seed=1))
+        return built[-1]
+
+    example = inf.TypedPipeline().columns(orders[0][:1]).to_tensors().as_inputs()
+    cold = inf.measure_cold_start(factory, example, device="cpu", dtype="bfloat16")
+    assert cold.to_device_s < 1000.0 and cold.total_s < 1000.0
+    assert next(built[0].parameters()).dtype == torch.float32  # copied, not cast under it
+
+
+def test_warm_up_covers_every_request_shape_that_is_timed(orders: tuple[list, list],
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    # 40 states in requests of 16: the timed passes end with a request of 8 rows, a shape
+    # the warm-up (two full requests) never ran: on CUDA its kernels loaded while timed
+    typed, naive = orders[0][:40], orders[1][:40]
+    timed = [False]
+    seen: dict[bool, set[int]] = {False: set(), True: set()}
+
+    class Recorder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = inf.risk_scorer()
+
+        def forward(self, ids: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+            seen[timed[0]].add(int(ids.shape[0]))
+            out: torch.Tensor = self.inner(ids, numeric)
+            return out
+
+    real_round = inf._e2e_round
+
+    def round_(*args: object, **kwargs: object) -> None:
+        timed[0] = True
+        real_round(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inf, "_e2e_round", round_)
+    inf.benchmark_pipelines(Recorder(), typed, naive, batch_sizes=(1, 16), device="cpu",
+                            repeats=1, warmup_states=4, min_seconds=0.0)
+    assert seen[True] == {1, 16, 8}
+    assert seen[True] <= seen[False]
+
+
+def test_check_counts_typed_money_that_the_dtype_rounds(orders: tuple[list, list],
+                                                        caplog: pytest.LogCaptureFixture
+                                                        ) -> None:
+    # the typed path's IDs and cents are exact, but money reaches the model as float in the
+    # model's dtype: in bfloat16 most amounts lose their cents, which nothing had said
+    typed, naive = orders
+    assert all(o.total < 2**17 for o in typed)  # float32 keeps every cent below 2**17
+    exact = inf.check_pipelines(inf.risk_scorer(), typed, naive, device="cpu")
+    assert exact.typed_money_cents_lost == 0
+    with caplog.at_level(logging.WARNING, logger="evtools.inference"):
+        half = inf.check_pipelines(inf.risk_scorer(), typed, naive, device="cpu",
+                                   dtype="bfloat16")
+    assert half.typed_money_cents_lost > 0
+    assert half.typed_corrupted == 0 and half.typed_money_inexact == 0
+    assert "without their cents" in caplog.text and "bfloat16" in caplog.text
+    doc = json.loads(json.dumps(half.to_dict(), allow_nan=False))
+    assert inf.Correctness.from_dict(doc).typed_money_cents_lost == half.typed_money_cents_lost
+
+
+def test_environment_resolves_the_device_and_refuses_a_missing_cuda() -> None:
+    auto = inf.environment("auto")
+    assert auto["device"] == str(inf.select_device("auto"))
+    if not CUDA:
+        with pytest.raises(UsageError, match="CUDA"):
+            inf.environment("cuda")  # had been an AssertionError from torch.cuda
+
 # -- CUDA ----------------------------------------------------------------------------------
 
 @needs_cuda
@@ -616,3 +780,42 @@ def test_cuda_harness_records_memory_and_half_types(orders: tuple[list, list]) -
         assert all(r.peak_memory_bytes and r.peak_memory_bytes > 0 for r in runs)
     env = inf.environment("cuda")
     assert env["cuda"] is not None and env["device_type"] == "cuda"
+
+
+@needs_cuda
+def test_cuda_predict_takes_a_cpu_model_and_auto(orders: tuple[list, list]) -> None:
+    typed, naive = orders[0][:40], orders[1][:40]
+    model = inf.risk_scorer(seed=4)
+    on_cpu = inf.TypedPipeline(batch_size=16).predict(model, typed, device="cpu")
+    for device in ("cuda", "auto", "cuda:0"):
+        got = inf.TypedPipeline(batch_size=16).predict(model, typed, device=device)
+        torch.testing.assert_close(on_cpu, got, rtol=1e-4, atol=1e-5)
+        assert inf.NaivePipeline().predict(model, naive, device=device).shape == (40,)
+    assert next(model.parameters()).device.type == "cpu"  # the caller's, as it was
+    on_gpu = model.to("cuda")
+    assert inf._prepare_model(on_gpu, inf.select_device("cuda"), torch.float32) is on_gpu
+
+
+@needs_cuda
+def test_cuda_model_requests_see_the_right_rows_through_pinned_copies() -> None:
+    # non_blocking copies from pinned slices, wrapping around the rows: the same rows
+    # reach the model as on the CPU (a buffer reused before its copy ran would differ)
+    recorded: dict[str, list[list[int]]] = {}
+    for device in ("cpu", "cuda"):
+        model = _RowRecorder()
+        inf.benchmark_model(model, (torch.arange(10, dtype=torch.float32).unsqueeze(1),),
+                            batch_sizes=(4, 16), device=device, warmup=1,
+                            latency_requests=4, min_seconds=0.0, max_requests=3)
+        recorded[device] = model.rows
+    assert recorded["cuda"] == recorded["cpu"]
+    assert [(4 + r) % 10 for r in range(4)] in recorded["cuda"]
+
+
+@needs_cuda
+def test_cuda_cold_start_and_environment() -> None:
+    example = (torch.tensor([[2**60 + 1, 2**60 + 2]]), torch.tensor([[1.5, 2.0, 3.0]]))
+    cold = inf.measure_cold_start(inf.risk_scorer, example, device="cuda")
+    assert cold.to_device_s > 0 and cold.first_inference_s > 0
+    env = inf.environment("cuda")
+    assert env["device_name"] == torch.cuda.get_device_name(torch.cuda.current_device())
+    assert env["gpu_memory_bytes"] > 0
