@@ -10,8 +10,10 @@ real one the tests compare with, byte for byte, built with the installed Go)::
 What Go holds after ``Unmarshal`` (``decode``), as Python values:
 
 * objects are ``map[string]interface{}``: a ``dict``; a repeated key keeps its last value;
-* every number is a ``float64``: a Python ``float``, correctly rounded, ``-0`` kept; a
-  number beyond float64's range rejects the whole document
+* every number is a ``float64``: a Python ``float``, ``-0`` kept, as
+  ``strconv.ParseFloat`` reads it: correctly rounded up to 800 characters, and with
+  Go's own errors past that (``"1" + "0" * 900 + "e-900"`` reads as ``1e-101``; see
+  ``_goatof``); a number beyond float64's range rejects the whole document
   (``json: cannot unmarshal number 1e400 into Go value of type float64``);
 * strings are Go strings, always valid UTF-8: each byte of invalid UTF-8 becomes its own
   U+FFFD, and so does each ``\\uHHHH`` surrogate escape that is not half of a valid pair;
@@ -41,6 +43,7 @@ from typing import Any, NoReturn
 
 from ..errors import UsageError
 from ._base import Dialect
+from ._goatof import SHORT, parse_float
 from ._jsontext import (
     Unusual,
     encode_iterative,
@@ -75,7 +78,7 @@ def _unmarshal_number_error(text: str) -> str:
 
 
 def _parse_float(text: str) -> float:
-    f = float(text)
+    f = float(text) if len(text) <= SHORT else parse_float(text)
     if f == _INF or f == -_INF:
         raise _Rejected(_unmarshal_number_error(text))
     return f
@@ -98,6 +101,8 @@ _number = make_number_converter(_unsupported, keep_negative_zero=True)
 def _roundtrip_int(text: str) -> Any:
     if len(text) < 16 and text != "-0":
         return int(text)
+    if len(text) > SHORT:
+        return _roundtrip_float(text)
     return _number(-0.0 if text == "-0" else int(text))
 
 
@@ -287,7 +292,7 @@ class _Scanner:
                             k += 1
                         self.fail(k, "in exponent of numeric literal")
                 text = m.group()
-                value = float(text)
+                value = parse_float(text)
                 if overflow is None and (value == _INF or value == -_INF):
                     overflow = text
                 i = j

@@ -13,6 +13,7 @@ same bytes on every machine. The hypothesis strategies at the end (``json_values
 from __future__ import annotations
 
 import json
+import math
 import random
 import struct
 from pathlib import Path
@@ -25,6 +26,7 @@ __all__ = [
     "documents",
     "json_documents",
     "json_values",
+    "long_numbers",
     "tricky_documents",
 ]
 
@@ -265,6 +267,50 @@ def deep_documents(depths: list[int]) -> list[bytes]:
         out.append(b"[" * d + b"1e400" + b"]" * d)
         out.append(b"[" * d + b"]" * (d - 1))  # one bracket short
         out.append(b"[" * d + b"x" + b"]" * d)
+    return out
+
+
+def long_numbers(seed: int, count: int) -> list[bytes]:
+    """``count`` number texts of 800 to 12,000 characters, from ``seed``: float64 values
+    and the exact midpoints between neighbours, written with hundreds of digits before
+    or after the point (padding zeros, a final 1 past the 800th digit, 9s just below),
+    and a few with exponents of 100000 or more that long digit runs bring back in range.
+    Go's ParseFloat stops being correctly rounded past 800 digits; V8 does not."""
+    r = random.Random(seed)
+    out = []
+    for _ in range(count):
+        bits = r.getrandbits(r.choice([52, 63, 63]))
+        f = abs(struct.unpack("<d", bits.to_bytes(8, "little"))[0])
+        if f != f or f == float("inf"):
+            f = 1.0
+        if r.random() < 0.5 and f < 1.7e308:  # the midpoint to the next float64 up
+            m, e = f.as_integer_ratio()
+            m2, e2 = (f + math.ulp(f)).as_integer_ratio()
+            num, den = m * e2 + m2 * e, 2 * e * e2
+        else:
+            num, den = f.as_integer_ratio()
+        # num / den = digits * 10**exp exactly (den is a power of two)
+        exp = -(den.bit_length() - 1)
+        digits = str(num * 5 ** -exp) if exp < 0 else str(num)
+        tail = r.choice(["", "0" * r.randint(1, 900), "0" * r.randint(0, 900) + "1"])
+        if r.random() < 0.2 and digits != "0":
+            digits, tail = str(int(digits) - 1), "9" * r.randint(1, 900)
+        digits = (digits + tail).lstrip("0") or "0"
+        exp -= len(tail)
+        point = r.choice([1, len(digits), r.randint(1, len(digits)), -r.randint(0, 900)])
+        if point <= 0:
+            mantissa = "0." + "0" * -point + digits
+        elif point >= len(digits):
+            mantissa = digits
+        else:
+            mantissa = digits[:point] + "." + digits[point:]
+        exp += len(digits) - point  # the same value with the point moved
+        text = mantissa + "e" + str(exp) if exp else mantissa
+        if len(text) < 800:
+            text = "0." + "0" * 800 + text.replace(".", "").replace("e", "1e", 1)
+        out.append((r.choice(["", "-"]) + text).encode())
+    for pad in (100_000, 100_001):  # the exponent stops counting at 10000 (Go)
+        out.append(b"0." + b"0" * pad + b"1e" + str(pad + 1).encode())
     return out
 
 

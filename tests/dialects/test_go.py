@@ -46,6 +46,31 @@ def test_every_number_is_a_float64() -> None:
     assert math.copysign(1, value["x"]) == -1 and math.copysign(1, value["z"]) == -1
 
 
+def test_numbers_past_800_characters_are_read_as_go_misreads_them() -> None:
+    # strconv's slow path keeps 800 digits and puts the point after them (Go 1.19-1.2x).
+    long_one = b"1" + b"0" * 900 + b"e-900"
+    assert go.decode(long_one) == 1e-101
+    assert go.roundtrip(b"[" + long_one + b"]") == b"[1e-101]"
+    assert go.decode(b"0." + b"0" * 100_000 + b"1e100001") == 0.0  # exponent stops at 10000
+    assert go.decode(b"1" + b"0" * 700 + b"e-700") == 1.0  # shorter: correctly rounded
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False), st.integers(800, 3000))
+def test_long_numbers_that_go_reads_exactly_read_as_float(x: float, pad: int) -> None:
+    # zeros after the point never move it, in either of strconv's paths: the port of its
+    # long-number reading must agree with float() on them, and short texts go to float()
+    from evtools.dialects._goatof import parse_float
+
+    text = repr(x)
+    mantissa, _, exponent = text.partition("e")
+    padded = (mantissa if "." in mantissa else mantissa + ".") + "0" * pad + (
+        f"e{exponent}" if exponent else "")
+    assert parse_float(padded) == x and math.copysign(1, parse_float(padded)) == \
+        math.copysign(1, x)
+    assert parse_float(text) == float(text)
+
+
 def test_repeated_key_takes_the_last_value() -> None:
     assert go.decode(b'{"a":1,"b":2,"a":3}') == {"a": 3.0, "b": 2.0}
 

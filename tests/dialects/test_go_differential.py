@@ -9,6 +9,7 @@ byte in every position the scanner distinguishes, nesting around Go's 10000 limi
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,13 @@ import pytest
 from evtools.dialects.go import GoDialect
 
 from .differential import Consumer, assert_identical, model_lines
-from .jsongen import byte_level_tricky, deep_documents, documents, tricky_documents
+from .jsongen import (
+    byte_level_tricky,
+    deep_documents,
+    documents,
+    long_numbers,
+    tricky_documents,
+)
 
 # The real-world files of issue 3 (twitter.json has tweet ids above 2**53).
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"  # copied from shared/corpus
@@ -95,3 +102,19 @@ def test_real_world_files(go_consumer: Consumer) -> None:
     assert not any(line.startswith(b"ERR") for line in real)
     dialect = GoDialect(version="{}.{}".format(*go_consumer.version))
     assert_identical(docs, real, model_lines(dialect, docs), "go, real-world files")
+
+
+def test_long_numbers_are_read_as_strconv_reads_them(go_consumer: Consumer) -> None:
+    """Past 800 characters Go's ParseFloat is not correctly rounded (its slow path puts
+    the decimal point after the 800 digits it keeps; exponents stop at 10000): the
+    dialect gives Go's float64, not the nearest one."""
+    docs = long_numbers(SEED, 400)
+    real = go_consumer.run(docs)
+    dialect = GoDialect(version="{}.{}".format(*go_consumer.version))
+    assert_identical(docs, real, model_lines(dialect, docs), "go, long numbers")
+    nearest = [float(doc) for doc in docs]
+    misread = [
+        doc for doc, line, f in zip(docs, real, nearest, strict=True)
+        if math.isfinite(f) and line != GoDialect().encode(f)
+    ]
+    assert len(misread) > 20, "these documents must show Go's misreadings"
