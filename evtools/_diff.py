@@ -9,12 +9,12 @@ compare leaves differently on purpose.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ._json import escape_pointer_token
 
-__all__ = ["ABSENT", "Children", "leaf_pairs", "plain_children"]
+__all__ = ["ABSENT", "Children", "is_array", "leaf_pairs", "plain_children"]
 
 #: ``children(value)``: ``(key, child)`` pairs of a container, or ``None`` for a leaf.
 Children = Callable[[Any], Iterable[tuple[Any, Any]] | None]
@@ -32,11 +32,13 @@ def leaf_pairs(a: Any, b: Any, children: Children,
                path: str = "") -> Iterator[tuple[str, Any, Any]]:
     """``(pointer, a_leaf, b_leaf)`` for every leaf position of ``a`` and ``b``.
 
-    Where one side is a container and the other a leaf, the pair is yielded whole at
-    that pointer. Keys of ``a`` come first, in its order, then keys only ``b`` has.
+    Where one side is a container and the other a leaf, or one an array and the other
+    an object (``[]`` is not ``{}``, nor ``[x]`` ``{"0": x}``, though neither has a leaf
+    that differs), the pair is yielded whole at that pointer. Keys of ``a`` come first,
+    in its order, then keys only ``b`` has.
     """
     ka, kb = children(a), children(b)
-    if ka is None or kb is None:
+    if ka is None or kb is None or is_array(a) != is_array(b):
         yield path, a, b
         return
     da, db = dict(ka), dict(kb)
@@ -49,6 +51,12 @@ def leaf_pairs(a: Any, b: Any, children: Children,
     for key, value in db.items():
         if key not in da:
             yield f"{path}/{escape_pointer_token(str(key))}", ABSENT, value
+
+
+def is_array(value: Any) -> bool:
+    """Whether ``value`` is a JSON array: a sequence that is not text or bytes (a list, a
+    tuple), as opposed to an object (a mapping, a Struct, a dataclass) or a scalar."""
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray)
 
 
 def plain_children(value: Any) -> Iterable[tuple[Any, Any]] | None:

@@ -19,7 +19,9 @@ Per dialect and JSON path (RFC 6901 pointer, array indices written ``*``) it cou
 ``value_changed``
     the consumer's in-memory value is not exactly the input value (``int``, ``float`` and
     ``Decimal`` compare exactly, so a float64 ``0.1`` differs from the decimal ``0.1``; a
-    ``bool`` only equals a ``bool``; strings compare exactly).
+    ``bool`` only equals a ``bool``; strings compare exactly; a ``null`` held as the
+    consumer's own missing value, NaN in a pandas float column, ``NA`` or ``NaT``, is
+    unchanged).
 ``text_changed``
     the token the consumer writes back differs from the input token (``1.0`` -> ``1``,
     ``"a\\/b"`` -> ``"a/b"``), counted independently of ``value_changed``. Keys, key order
@@ -30,10 +32,15 @@ Per dialect and JSON path (RFC 6901 pointer, array indices written ``*``) it cou
 ``dropped``
     present in the input, absent from what the consumer writes back. A dropped or
     re-typed container is counted once, at its own path; what is under it is not compared.
+    A document the consumer writes nothing for (pandas, for a batch without columns) is
+    dropped at path ``""``.
 ``rejected``
     documents the consumer rejects, at path ``""``.
 
 Fields a consumer adds (pandas and polars fill absent columns with nulls) are not counted.
+Paths are RFC 6901 pointers, except that a key holding invalid Unicode (a lone surrogate
+escape, or invalid UTF-8 bytes) shows each such code unit as the text ``\\uXXXX``, as the
+examples do, so that every output format can be written as UTF-8.
 A document that is not JSON at all cannot be compared path by path: it is counted as
 rejected by the baseline (a ``python`` row, the strict reference), as rejected by each
 dialect that rejects it too, and, for a dialect that takes it anyway (pandas and polars
@@ -63,6 +70,7 @@ import operator
 import os
 import random
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from decimal import Decimal
@@ -71,7 +79,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._diff import ABSENT, leaf_pairs
+from ._diff import ABSENT, is_array, leaf_pairs
 from ._json import escape_pointer_token, is_invalid_utf8
 from .dialects import Dialect, get_dialect
 from .dialects.python import (
@@ -141,7 +149,8 @@ class _Node:
     def kid(self, key: str) -> _Node:
         node = self.kids.get(key)
         if node is None:
-            node = self.kids[key] = _Node(f"{self.path}/{escape_pointer_token(key)}")
+            token = _printable(escape_pointer_token(key))
+            node = self.kids[key] = _Node(f"{self.path}/{token}")
         return node
 
     def star_kid(self) -> _Node:
@@ -228,12 +237,19 @@ def _kind(v: Any) -> str:
     return t.__name__
 
 
-def _clip(s: str) -> str:
-    if len(s) > _EXAMPLE_CHARS:
-        s = s[:_EXAMPLE_CHARS - 1] + "…"
+def _printable(s: str) -> str:
+    """``s`` with each surrogate (a lone ``\\ud800`` escape, or an invalid UTF-8 byte kept
+    by ``surrogateescape``) written as the text ``\\uXXXX``: paths and examples must
+    encode as UTF-8 in every output format."""
     if not s.isascii() and _SURROGATE.search(s):
         s = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
     return s
+
+
+def _clip(s: str) -> str:
+    if len(s) > _EXAMPLE_CHARS:
+        s = s[:_EXAMPLE_CHARS - 1] + "…"
+    return _printable(s)
 
 
 def _text(v: Any) -> str:
@@ -302,7 +318,18 @@ def _same(r: Any, c: Any) -> bool:
         return False
     if tr is str or tr is JsonString:
         return (tc is str or tc is JsonString) and str.__eq__(r, c)
+    if r is None:
+        return _is_null_marker(c)
     return False
+
+
+def _is_null_marker(c: Any) -> bool:
+    """Is ``c`` how its consumer holds a JSON ``null``: NaN in a float column (pandas,
+    numpy), pandas' ``NA`` or ``NaT``? The same missing value, not a changed one."""
+    if isinstance(c, float):
+        return c != c
+    pandas = sys.modules.get("pandas")  # only a loaded pandas can have made its markers
+    return pandas is not None and (c is pandas.NA or c is pandas.NaT)
 
 
 def _example(node: _Node, before: str, after: str | None) -> None:
@@ -1162,6 +1189,10 @@ def _audit_chunk(ctxs: list[Context | None], datas: list[bytes], start: int, end
                     continue
                 if written == data:
                     w = ref
+                elif not written.strip():
+                    # wrote nothing for it (pandas, for a frame without columns): the
+                    # document is dropped, not rewritten as something that is not JSON
+                    w = _MISSING
                 else:
                     w = SLOW
                     if written_plain:
@@ -1185,7 +1216,7 @@ def _audit_chunk(ctxs: list[Context | None], datas: list[bytes], start: int, end
                         except DecodeError as e:
                             w = _unreadable(dialect, root, ctxs[start + j], data, written, e,
                                             limit)
-                plan = plans.get(keys) if keys is not None else None
+                plan = plans.get(keys) if keys is not None and w is not _MISSING else None
                 if plan is None:
                     n_keys = _visit(ref, root, value, w, limit)
                     if keys is not None:
@@ -1605,7 +1636,8 @@ def state_diff(naive_state: Any, typed_state: Any, *, held: bool = False) -> pl.
             rows.append((path, repr(a), None, type(a).__name__, None, "missing_in_typed"))
         elif a is ABSENT:
             rows.append((path, None, repr(b), None, type(b).__name__, "missing_in_naive"))
-        elif (children(a) is None) != (children(b) is None) or not _equal(a, b):
+        elif (children(a) is None) != (children(b) is None) \
+                or is_array(a) != is_array(b) or not _equal(a, b):
             rows.append((path, repr(a), repr(b), type(a).__name__, type(b).__name__, "value"))
         elif type(a) is not type(b):
             rows.append((path, repr(a), repr(b), type(a).__name__, type(b).__name__, "type"))

@@ -10,6 +10,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 from collections.abc import Iterator
 from decimal import Decimal
 from fractions import Fraction
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 
 from evtools import fidelity, orders
 from evtools.datagen import generate
-from evtools.dialects import Dialect
+from evtools.dialects import Dialect, get_dialect
 from evtools.errors import (
     ConsumerRejected,
     Context,
@@ -203,6 +204,75 @@ def test_negative_zero_integer_text() -> None:
     assert z["examples"] == (("-0", "0"),)
     assert _row(result, "/f", "ints")["text_changed"] == 0
     assert not any(r["text_changed"] for r in result.rows if r["dialect"] == "python")
+
+
+def test_keys_with_invalid_unicode_get_paths_every_output_can_write() -> None:
+    # a lone surrogate escape and an invalid UTF-8 byte, each in a key: Go replaces both
+    # with U+FFFD, so the value under the original key is gone from what it writes
+    doc = b'{"\\ud800":1,"ok":{"\xfe":2}}'
+    assert get_dialect("go").roundtrip(doc) == \
+        '{"ok":{"\ufffd":2},"\ufffd":1}'.encode()
+    result = audit([doc], ["go"])
+    assert _row(result, "/\\ud800")["dropped"] == 1
+    assert _row(result, "/ok/\\udcfe")["dropped"] == 1
+    for text in (result.to_json(), result.to_csv(), result.to_html()):
+        text.encode("utf-8")  # a path holding a surrogate could not be written out
+    assert all(r["path"].isascii() for r in result.rows)
+
+
+class SilentDialect(FloatsDialect):
+    """Writes nothing at all for a document with the key "mute", as pandas does for a
+    batch whose frame has no columns."""
+
+    name: ClassVar[str] = "silent"
+
+    def encode(self, value: Any) -> bytes:
+        return b"" if isinstance(value, dict) and "mute" in value else super().encode(value)
+
+
+def test_a_document_written_as_nothing_is_dropped() -> None:
+    result = audit([b'{"mute":1,"x":[2]}', b'{"x":[3]}'], [SilentDialect()])
+    root = _row(result, "")
+    assert (root["values"], root["dropped"], root["text_changed"]) == (2, 1, 0)
+    assert root["examples"] == (('{"mute":1,"x":[2]}', None),)
+    assert _row(result, "/x")["values"] == 2 and _row(result, "/x")["dropped"] == 0
+    # pandas writes one empty line for a frame without columns: those events vanish
+    docs = [b"{}", b'{"o":{}}']
+    assert get_dialect("pandas").roundtrip_batch(docs) == [b"", b""]
+    pandas = _row(audit(docs, ["pandas"]), "")
+    assert (pandas["dropped"], pandas["text_changed"]) == (2, 0)
+    assert pandas["examples"] == (("{}", None), ('{"o":{}}', None))
+
+
+def test_a_null_held_as_the_consumers_missing_value_is_unchanged() -> None:
+    import pandas as pd
+
+    # in one batch with numbers and strings, pandas holds the nulls as NaN and writes null
+    docs = [b'{"n":null,"s":null}', b'{"n":5,"s":"x"}']
+    held = get_dialect("pandas").decode_and_roundtrip_batch(docs)[0]
+    assert isinstance(held, tuple) and held[0]["n"] != held[0]["n"]  # NaN
+    result = audit(docs, ["pandas"])
+    n, s = _row(result, "/n"), _row(result, "/s")
+    assert (n["value_changed"], n["text_changed"], n["examples"]) == (0, 1, (("5", "5.0"),))
+    assert (s["value_changed"], s["text_changed"]) == (0, 0)
+
+    class Markers(FloatsDialect):
+        """Holds pandas' markers for nulls, and NaN for the number 7."""
+        name: ClassVar[str] = "markers"
+
+        def decode(self, data: bytes) -> Any:
+            value = super().decode(data)
+            marks = {"na": pd.NA, "nat": pd.NaT}
+            return {k: marks.get(k, v) if v is None else (math.nan if v == 7 else v)
+                    for k, v in value.items()}
+
+        def encode(self, value: Any) -> bytes:
+            return super().encode({k: None if k in ("na", "nat") else v
+                                   for k, v in value.items()})
+
+    result = audit([b'{"na":null,"nat":null,"seven":7}'], [Markers()])
+    assert _row(result, "/na")["value_changed"] == _row(result, "/nat")["value_changed"] == 0
+    assert _row(result, "/seven")["value_changed"] == 1  # a number held as NaN is lost
 
 
 @settings(max_examples=60, deadline=None)
@@ -759,6 +829,21 @@ def test_state_diff_reports_equal_values_of_another_type() -> None:
                                  "naive_type": "int", "typed_type": "float",
                                  "difference": "type"}]
     assert state_diff({"x": [1, 2]}, {"x": [1, 2]}).height == 0
+
+
+def test_state_diff_tells_an_array_from_an_object() -> None:
+    # no leaf differs under either, yet an empty list is not an empty mapping, nor is a
+    # list a mapping keyed by its indices
+    frame = state_diff({"tags": {}, "lines": {"0": {"sku": 1}}, "same": [1, 2]},
+                       {"tags": [], "lines": [{"sku": 1}], "same": (1, 2)})
+    rows = {r["path"]: r for r in frame.iter_rows(named=True)}
+    assert set(rows) == {"/tags", "/lines"}
+    assert (rows["/tags"]["naive_type"], rows["/tags"]["typed_type"],
+            rows["/tags"]["difference"]) == ("dict", "list", "value")
+    assert rows["/lines"]["difference"] == "value"
+    typed = Order(id=1, total=Decimal("1"), lines=[])
+    assert state_diff({"id": 1, "total": Decimal("1"), "lines": {}, "status": "PLACED",
+                       "note": None}, typed)["path"].to_list() == ["/lines"]
 
 
 def test_state_diff_of_an_aggregate_by_state_or_by_what_it_holds() -> None:

@@ -721,6 +721,13 @@ def test_naive_consumers_lose_state_the_typed_rebuild_keeps() -> None:
     assert {"order_id", "customer_id", "lines"} <= paths
 
 
+def test_diff_states_tells_an_array_from_an_object() -> None:
+    # no leaf differs, yet a consumer holding {} where the state has [] holds another state
+    assert diff_states({"lines": []}, {"lines": {}}) == [("/lines", [], {})]
+    assert diff_states({"l": ["x"]}, {"l": {"0": "x"}}) == [("/l", ["x"], {"0": "x"})]
+    assert diff_states({"l": []}, {"l": []}) == []
+
+
 def test_naive_rehydrator_applies_duplicates_and_ignores_gaps() -> None:
     import json
 
