@@ -69,7 +69,9 @@ import hashlib
 import importlib.util
 import json
 import logging
+import operator
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -162,7 +164,24 @@ def _out_dir(out_dir: str | os.PathLike[str] | None, what: str) -> Path:
     except OSError as e:
         raise UsageError(f"cannot create out_dir {out_dir}: {e.strerror or e}",
                          file=str(out_dir)) from e
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"out_dir {out_dir} is not writable", file=str(out_dir))
     return path
+
+
+def _event_count(events: Any) -> int | None:
+    """``events`` as an ``int`` (a numpy integer too), or a :class:`UsageError`: per-event
+    figures need a positive count of events."""
+    if events is None:
+        return None
+    try:
+        count = operator.index(events) if not isinstance(events, bool) else None
+    except TypeError:
+        count = None
+    if count is None or count < 1:
+        raise UsageError(f"events must be a positive int (the events the call processes), "
+                         f"not {events!r}; leave it out (None) for no per-event figures")
+    return count
 
 
 def _slug(text: str) -> str:
@@ -311,14 +330,14 @@ def profile_memory(fn: Callable[..., Any], /, *args: Any, events: int | None = N
     """
     if not callable(fn):
         raise UsageError(f"profile_memory profiles a callable, not {type(fn).__name__}")
-    if events is not None and (type(events) is not int or events < 1):
-        raise UsageError(f"events must be a positive int (the events the call processes), "
-                         f"not {events!r}")
+    events = _event_count(events)
     memray = _import_memray()
     folder = _out_dir(out_dir, "memory")
     name = _slug(label or str(getattr(fn, "__name__", "call")))
     capture = folder / f"{name}.memray.bin"
     capture.unlink(missing_ok=True)  # memray refuses to overwrite
+    if not flamegraph:  # an earlier run's flame graph would pass for this one's
+        (folder / f"{name}.flamegraph.html").unlink(missing_ok=True)
     gc.collect()  # garbage from before the call must not be freed inside it
     try:
         file_format = (memray.FileFormat.ALL_ALLOCATIONS if count_allocations
@@ -573,21 +592,30 @@ def _last_line(text: str) -> str:
 
 
 #: Runs the profiled program and writes its exit status to a file (py-spy does not report
-#: it): ``runner.py SOURCE STATUS`` runs a Python file, ``runner.py -m MODULE STATUS
-#: [ARG...]`` what ``python -m MODULE [ARG...]`` runs.
+#: it), the way the interpreter would have run it: ``runner.py SOURCE STATUS`` runs Python
+#: source written to a file (as ``python -c`` would: the working folder on ``sys.path``),
+#: ``runner.py -m MODULE STATUS [ARG...]`` what ``python -m MODULE [ARG...]`` runs,
+#: ``runner.py -c CODE STATUS [ARG...]`` what ``python -c CODE [ARG...]`` runs and
+#: ``runner.py -f SCRIPT STATUS [ARG...]`` what ``python SCRIPT [ARG...]`` runs.
 _RUNNER = '''\
 import os, runpy, sys, traceback
-if sys.argv[1] == "-m":
-    _module, _src, _status = sys.argv[2], None, sys.argv[3]
-    sys.argv = [_module, *sys.argv[4:]]
-    sys.path[0] = os.getcwd()  # as python -m has it
-else:
-    _module, _src, _status = None, sys.argv[1], sys.argv[2]
+_mode = sys.argv[1] if sys.argv[1] in ("-m", "-c", "-f") else None
+if _mode is None:
+    _src, _status = sys.argv[1], sys.argv[2]
     sys.argv = [_src]
+    sys.path[0] = os.getcwd()  # as python -c has it
+else:
+    _src, _status = sys.argv[2], sys.argv[3]
+    sys.argv = [{"-m": _src, "-c": "-c", "-f": _src}[_mode], *sys.argv[4:]]
+    if _mode == "-f":  # __file__ and the frames' file absolute, as python SCRIPT has them
+        _src = os.path.abspath(_src)
+    sys.path[0] = os.path.dirname(_src) if _mode == "-f" else os.getcwd()
 _code = 0
 try:
-    if _module is not None:
-        runpy.run_module(_module, run_name="__main__", alter_sys=True)
+    if _mode == "-m":
+        runpy.run_module(_src, run_name="__main__", alter_sys=True)
+    elif _mode == "-c":
+        exec(compile(_src, "<string>", "exec"), {"__name__": "__main__"})
     else:
         with open(_src, encoding="utf-8") as _f:
             exec(compile(_f.read(), _src, "exec"), {"__name__": "__main__", "__file__": _src})
@@ -605,6 +633,23 @@ with open(_status, "w") as _f:
 sys.exit(_code)
 '''
 
+#: What a Python interpreter's name looks like (``python``, ``python3``, ``python3.11``).
+_PYTHON_NAME = re.compile(r"python(\d+(\.\d+)?)?(\.exe)?", re.IGNORECASE)
+
+
+def _wrapped_argv(command: list[str], runner: Path, status: Path) -> list[str] | None:
+    """``command`` run under the status wrapper, when it is a Python interpreter running
+    ``-m MODULE``, ``-c CODE`` or a script, with no interpreter options; else ``None``."""
+    if len(command) < 2 or not (command[0] == sys.executable
+                                or _PYTHON_NAME.fullmatch(Path(command[0]).name)):
+        return None
+    python, first = command[0], command[1]
+    if first in ("-m", "-c") and len(command) > 2:
+        return [python, str(runner), first, command[2], str(status), *command[3:]]
+    if not first.startswith("-") and first.endswith(".py"):
+        return [python, str(runner), "-f", first, str(status), *command[2:]]
+    return None
+
 
 def profile_cpu(target: str | Sequence[str], *, out_dir: str | os.PathLike[str] | None = None,
                 rate: int = 100, duration: float | None = None, label: str = "cpu",
@@ -620,15 +665,24 @@ def profile_cpu(target: str | Sequence[str], *, out_dir: str | os.PathLike[str] 
 
     Writes ``<label>.speedscope.json`` (py-spy's own file) and ``<label>.svg`` (a flame
     graph drawn from the same samples) into ``out_dir``. py-spy does not report the exit
-    status of the program it runs, so a Python source, and a command line of the form
-    ``[sys.executable, "-m", module, ...]``, run under a small wrapper that records it
+    status of the program it runs, so a Python source (run as ``python -c`` runs it: the
+    working folder is on ``sys.path``), and a command line that runs a Python interpreter
+    (``sys.executable`` or one named ``python...``) as ``-m MODULE``, ``-c CODE`` or
+    ``SCRIPT.py``, each with its arguments, run under a small wrapper that records it
     (hidden from the profile): a program that exits with a non-zero status raises
     :class:`~evtools.errors.ProfilingError` with the last line of its error output
     (``CpuProfile.returncode`` is 0 otherwise). Of any other command line only a Python
-    traceback on its stderr can be seen.
+    traceback on its stderr can be seen. A callable cannot be sampled in a process of
+    its own: put it in a module and pass source that imports and calls it.
     """
     if rate <= 0:
         raise UsageError(f"rate must be positive, got {rate}")
+    if callable(target) or not isinstance(target, str | Sequence):
+        raise UsageError(
+            f"profile_cpu samples a process of its own, so it takes Python source (a str) "
+            f"or a command line (a list of str), not {type(target).__name__}: to profile a "
+            f"function, put it in a module and pass 'from mymodule import fn; fn()' (the "
+            f"working folder is on sys.path), or use profile_memory for a callable")
     exe = _find_py_spy()
     folder = _out_dir(out_dir, "cpu")
     name = _slug(label)
@@ -641,15 +695,16 @@ def profile_cpu(target: str | Sequence[str], *, out_dir: str | os.PathLike[str] 
         source.write_text(target, encoding="utf-8")
         runner, status = folder / f"{name}_runner.py", folder / f"{name}.status"
         argv = [sys.executable, str(runner), str(source), str(status)]
-        command = argv
+        command = [sys.executable, str(source)]  # the wrapper is gone when this returns
     else:
         command = [str(a) for a in target]
         if not command:
             raise UsageError("profile_cpu needs a command to run")
-        argv = command
-        if len(command) > 2 and command[0] == sys.executable and command[1] == "-m":
-            runner, status = folder / f"{name}_runner.py", folder / f"{name}.status"
-            argv = [sys.executable, str(runner), "-m", command[2], str(status), *command[3:]]
+        runner, status = folder / f"{name}_runner.py", folder / f"{name}.status"
+        wrapped = _wrapped_argv(command, runner, status)
+        if wrapped is None:
+            runner = status = None
+        argv = wrapped or command
     if runner is not None and status is not None:
         runner.write_text(_RUNNER, encoding="utf-8")
         status.unlink(missing_ok=True)
@@ -706,7 +761,7 @@ def _raise_py_spy_failure(returncode: int, output: str, code: int | None) -> Non
     if code:
         raise ProfilingError(f"the profiled program failed (exit {code}): "
                              f"{_program_error(output)}")
-    if code is None and _is_ptrace_failure(output):
+    if _is_ptrace_failure(output if code is None else _py_spy_lines(output)):
         raise ProfilingError(PTRACE_ADVICE)
     error = _py_spy_error(output)
     if code == 0 or "check that the process is running" in output.lower():
@@ -743,6 +798,14 @@ def _program_error(output: str) -> str:
                     return line.strip()
     last = _last_line("\n".join(lines))
     return "it wrote no error output" if last == "(no output)" else last
+
+
+def _py_spy_lines(output: str) -> str:
+    """What py-spy itself wrote in ``output`` (the lines :func:`_program_lines` leaves
+    out, and its ``Permission Denied:`` line)."""
+    kept = set(_program_lines(output))
+    return "\n".join(line for line in output.splitlines()
+                     if line not in kept or line.startswith("Permission Denied"))
 
 
 def _program_lines(output: str) -> list[str]:
@@ -2050,14 +2113,15 @@ def profile_rehydration(source_url: str, kind: str = "memory", path: str = "type
     store (``None``: enough runs to rebuild about :data:`CPU_PROFILE_EVENTS` events, at
     most 10,000; ``details["repeat"]`` says how many ran); a sampled process that fails
     raises :class:`ProfilingError` with its error line.
-    Memory only: ``count_allocations`` (see :func:`profile_memory`). SQLite's page cache
-    fills during a cold run and shows in the peak (about 2 to 4 MiB); the suite warms it
-    first.
+    Memory only: ``count_allocations`` (see :func:`profile_memory`). Every chosen stream
+    is read once before memray starts, as in the suite, so that the store's page cache
+    (SQLite: megabytes, filled by a cold run) is not counted in the path's peak.
     """
     name = resolve_path(path)
     if name == "eventsourcing":
-        raise UsageError("the eventsourcing peer needs its own store: profile it with "
-                         "run_rehydration_suite(paths=['eventsourcing'])")
+        raise UsageError("the eventsourcing peer needs its own store: measure it with "
+                         "'evtools bench rehydrate' (run_rehydration_suite(paths="
+                         "['eventsourcing']))")
     if events is not None and events < 1:
         raise UsageError(f"events must be positive, got {events}")
     if kind not in ("memory", "cpu"):
@@ -2068,6 +2132,10 @@ def profile_rehydration(source_url: str, kind: str = "memory", path: str = "type
         details = {"path": name, "requested_path": path, "events_requested": events,
                    "events": total, "streams": len(streams), "selection": _selection(events)}
         if kind == "memory":
+            # every stream read once first, as the suite does: the store's page cache
+            # (SQLite: megabytes) then fills before memray tracks, not inside the profile,
+            # where it had hidden the difference between paths
+            _Runner("scan", store, streams)()
             runner = _Runner(name, store, streams)
             runner.warm()
             memory = profile_memory(runner, events=total, out_dir=out_dir, label=name,

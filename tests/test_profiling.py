@@ -674,3 +674,156 @@ def test_profile_rehydration_cpu_records_the_exit_status_and_the_path(
     assert doc["returncode"] == 0
     assert doc["details"]["path"] == "typed" and doc["details"]["events"] == 300
     assert doc["details"]["selection"] == "every order stream"
+
+
+# -- from a review as a new user -------------------------------------------------------------
+
+def test_profile_cpu_of_a_callable_says_how_to_profile_one(tmp_path: Path) -> None:
+    # it had failed with "TypeError: 'function' object is not iterable"
+    with pytest.raises(UsageError, match=r"not function.*put it in a module") as info:
+        profile_cpu(burn_nothing, out_dir=tmp_path)  # type: ignore[arg-type]
+    assert "profile_memory" in str(info.value)
+    with pytest.raises(UsageError, match="not int"):
+        profile_cpu(3, out_dir=tmp_path)  # type: ignore[arg-type]
+
+
+def burn_nothing() -> None:
+    """A callable a user might hand to profile_cpu."""
+
+
+SPIN = """\
+import time
+
+def spin():
+    started = time.perf_counter()
+    while time.perf_counter() - started < 0.6:
+        sum(range(200))
+"""
+
+
+@needs_pyspy
+def test_profile_cpu_source_imports_from_the_working_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the docstring's own example, "from mypkg import main; main()", had failed with
+    # ModuleNotFoundError for a module in the working folder (python -c finds it)
+    (tmp_path / "spinner.py").write_text(SPIN, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    prof = profile_cpu("from spinner import spin; spin()", out_dir=tmp_path / "out",
+                       rate=200, label="spin")
+    assert prof.returncode == 0
+    spin = prof.to_frame()[prof.to_frame()["function"] == "spin"]
+    assert list(spin["file"]) == [str(tmp_path / "spinner.py")]  # the user's file and line
+    assert list(spin["line"]) == [3]
+    # the command is one the user can run again, not the wrapper (removed by now)
+    assert prof.command == [sys.executable, str(tmp_path / "out" / "spin_target.py")]
+
+
+@needs_pyspy
+@pytest.mark.parametrize("code, message", [
+    ("import sys; sys.exit(3)", r"failed \(exit 3\)"),  # too brief to sample
+    (SPIN + "spin()\nraise SystemExit(4)\n", r"failed \(exit 4\)"),  # sampled, then exit 4
+    ("1 / 0", r"failed \(exit 1\): ZeroDivisionError"),  # had been "give it more work"
+])
+def test_profile_cpu_of_python_dash_c_records_its_exit_status(
+        code: str, message: str, tmp_path: Path) -> None:
+    # a python -c command line that exited non-zero had passed (returncode None)
+    with pytest.raises(ProfilingError, match=message):
+        profile_cpu([sys.executable, "-c", code], out_dir=tmp_path)
+    left = [f.name for f in tmp_path.iterdir()]  # no wrapper nor status file left behind
+    assert not [n for n in left if n.endswith(("_runner.py", ".status"))], left
+
+
+@needs_pyspy
+def test_profile_cpu_of_a_script_and_of_dash_c_with_arguments(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    script = tmp_path / "job.py"
+    script.write_text(SPIN + "import sys\nspin()\nsys.exit(int(sys.argv[1]))\n")
+    monkeypatch.chdir(tmp_path)
+    prof = profile_cpu([sys.executable, "job.py", "0"], out_dir=tmp_path / "a", rate=200)
+    assert prof.returncode == 0
+    assert (prof.to_frame()["file"] == str(script)).any()
+    with pytest.raises(ProfilingError, match=r"failed \(exit 5\)"):
+        profile_cpu([sys.executable, str(script), "5"], out_dir=tmp_path / "b", rate=200)
+    (tmp_path / "spinner.py").write_text(SPIN, encoding="utf-8")
+    prof = profile_cpu([sys.executable, "-c", "import sys, spinner; spinner.spin(); "
+                        "assert sys.argv == ['-c', 'x'], sys.argv", "x"],
+                       out_dir=tmp_path / "c", rate=200)
+    assert prof.returncode == 0
+
+
+def test_ptrace_refused_after_the_program_ran_is_not_called_too_brief(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # py-spy could not attach, the program still ran and exited 0: the advice is ptrace's
+    def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        Path(cmd[-1]).write_text("0")  # the runner's status file
+        return subprocess.CompletedProcess(cmd, 1, "", (
+            "Permission Denied: Try running again with elevated permissions by going "
+            "'sudo env \"PATH=$PATH\" !!'\n"))
+
+    monkeypatch.setattr(profiling, "_find_py_spy", lambda: "/usr/bin/py-spy")
+    monkeypatch.setattr(profiling.subprocess, "run", run)
+    with pytest.raises(ProfilingError) as info:
+        profile_cpu("pass\n", out_dir=tmp_path)
+    assert str(info.value) == PTRACE_ADVICE
+
+
+def test_an_unwritable_out_dir_is_a_usage_error(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # it had been a bare OSError from unlink or write_text (PermissionError, EROFS)
+    real = profiling.os.access
+    monkeypatch.setattr(profiling.os, "access",
+                        lambda p, mode: False if Path(p) == tmp_path else real(p, mode))
+    with pytest.raises(UsageError, match="is not writable"):
+        profile_memory(sum, [1], out_dir=tmp_path)
+    monkeypatch.setattr(profiling, "_find_py_spy", lambda: "/usr/bin/py-spy")
+    with pytest.raises(UsageError, match="is not writable"):
+        profile_cpu("pass\n", out_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_events_may_be_a_numpy_integer(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    prof = profile_memory(keep_blocks, 2, 10, events=np.int64(2), out_dir=tmp_path,
+                          flamegraph=False)
+    assert prof.events == 2 and type(prof.events) is int
+    assert json.loads(json.dumps(prof.to_dict()))["events"] == 2
+    with pytest.raises(UsageError, match=r"positive int.*leave it out"):
+        profile_memory(sum, [1], events=True, out_dir=tmp_path)
+    unset = profile_memory(sum, [1], out_dir=tmp_path, flamegraph=False)
+    assert unset.bytes_per_event is None and unset.to_dict()["bytes_per_event"] is None
+
+
+def test_a_stale_flamegraph_is_not_left_beside_a_new_profile(tmp_path: Path) -> None:
+    first = profile_memory(keep_blocks, 2, 10, out_dir=tmp_path, label="run")
+    assert first.flamegraph is not None and first.flamegraph.is_file()
+    second = profile_memory(keep_blocks, 2, 10, out_dir=tmp_path, label="run",
+                            flamegraph=False)
+    assert second.flamegraph is None
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["run.memray.bin"]
+
+
+def test_a_raising_callable_raises_its_own_error(tmp_path: Path) -> None:
+    def fails() -> None:
+        raise KeyError("the user's")
+
+    with pytest.raises(KeyError, match="the user's") as info:
+        profile_memory(fails, out_dir=tmp_path)
+    assert info.traceback[-1].name == "fails"  # the user's frame, where it raised
+
+
+def test_profile_rehydration_memory_leaves_the_page_cache_out(tmp_path: Path) -> None:
+    # a cold SQLite page cache (megabytes) had been most of a streaming path's peak, so
+    # typed and naive had shown the same peak; the suite warms it first, and so does this
+    from evtools.datagen import write_workload
+    from evtools.stores import open_store
+
+    url = f"sqlite:///{tmp_path / 'orders.db'}"
+    with open_store(url, mode="a") as store:
+        write_workload(store, 20_000, seed=3)
+    prof = profile_rehydration(url, "memory", "typed", tmp_path / "out",
+                               count_allocations=False)
+    materialized = profile_rehydration(url, "memory", "typed-materialized", tmp_path / "out",
+                                       count_allocations=False)
+    assert prof.peak_bytes < MIB  # the fold streams: its peak is not the page cache
+    assert prof.peak_bytes * 4 < materialized.peak_bytes
