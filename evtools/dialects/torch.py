@@ -17,8 +17,10 @@ containers' absence of values. Objects keep their numeric fields (a string field
 dropped); arrays keep their length, a non-numeric element becoming ``None`` so that the
 indices of the numeric ones stay where they were.
 
-Rejections: a document ``json.loads`` refuses is rejected on its own; when building a
-tensor raises, the batch is lost and every document of it is rejected with torch's text.
+Rejections: a document ``json.loads`` refuses is rejected on its own, and so is one whose
+features cannot be written as UTF-8 (a key holding a lone surrogate escape, ``"\\ud800"``);
+when building a tensor raises, the batch is lost and every document of it is rejected with
+torch's text.
 """
 
 from __future__ import annotations
@@ -96,7 +98,10 @@ class TorchDialect(ColumnarDialect):
                 out[i] = self.reject(reason)
         else:
             for i, box in held:
-                out[i] = (box[0], self.encode(box[0]))
+                try:
+                    out[i] = (box[0], self.encode(box[0]))
+                except UnicodeEncodeError as e:  # a lone surrogate escape in a kept key
+                    out[i] = self.reject(f"json.dumps(...).encode('utf-8'): {e}")
         return [o for o in out if o is not None]
 
 

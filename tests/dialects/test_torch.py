@@ -57,6 +57,17 @@ def test_written_back_with_json_dumps() -> None:
     assert out == [b'{"a":Infinity,"b":[1.0,2.0]}']
 
 
+def test_a_key_json_dumps_cannot_write_rejects_only_its_document() -> None:
+    # the pipeline's own json.dumps(...).encode("utf-8") raises on it, as here
+    with pytest.raises(UnicodeEncodeError) as direct:
+        json.dumps({"\ud800": 1.0}, ensure_ascii=False).encode("utf-8")
+    out = TorchDialect().decode_and_roundtrip_batch([b'{"\\ud800":1}', b'{"a":1}'])
+    assert isinstance(out[0], ConsumerRejected) and str(direct.value) in out[0].reason
+    assert out[1] == ({"a": 1.0}, b'{"a":1.0}')
+    rows = audit([b'{"\\ud800":1}'], ["torch"]).rows
+    assert [(r["path"], r["rejected"]) for r in rows if r["rejected"]] == [("", 1)]
+
+
 def test_inferred_dtype_follows_torch() -> None:
     docs = _docs([{"i": 2**40, "b": True, "m": 1}, {"i": 3, "b": False, "m": 2.5}])
     held = TorchDialect(dtype=None).decode_batch(docs)
