@@ -713,7 +713,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artefacts", help="rehydrate: keep the workload and flame graphs here")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("profile", help="memray / py-spy profiles of rehydration")
+    p = sub.add_parser(
+        "profile", help="memray / py-spy profiles of rehydration",
+        description="Profile rehydrating SOURCE along one path: memory with memray (peak, "
+                    "allocations and bytes per event, the allocation sites at the peak) or "
+                    "CPU with py-spy (self and total time per function). The figures go to "
+                    "stdout as JSON; the files into --out: for memory, PATH.memray.bin "
+                    "(memray's capture: 'memray stats', 'memray flamegraph') and "
+                    "PATH.flamegraph.html; for cpu, PATH.speedscope.json (speedscope.app) "
+                    "and PATH.svg (a flame graph).")
     p.add_argument("kind", choices=["memory", "cpu"])
     p.add_argument("source", help="a store URL or export file")
     p.add_argument("--path", default="typed",

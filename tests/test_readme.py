@@ -22,7 +22,7 @@ def test_readme_gives_the_two_commands() -> None:
 
 
 def test_quickstart_runs_as_written(tmp_path: Path) -> None:
-    block, _ = python_blocks()
+    block, *_ = python_blocks()
     assert len(block.strip().splitlines()) <= 16
     out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True,
                          cwd=tmp_path, timeout=300)
@@ -32,7 +32,7 @@ def test_quickstart_runs_as_written(tmp_path: Path) -> None:
 
 
 def test_your_own_aggregate_runs_as_written(tmp_path: Path) -> None:
-    _, block = python_blocks()
+    _, block, *_ = python_blocks()
     out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True,
                          cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -44,6 +44,25 @@ def test_your_own_aggregate_runs_as_written(tmp_path: Path) -> None:
                           cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
     assert '"aggregate_id": "9007199254740993"' in done.stdout
+
+
+def test_profiling_your_own_code_runs_as_written(tmp_path: Path) -> None:
+    pytest.importorskip("memray")
+    from evtools.profiling import py_spy_status
+
+    ok, reason = py_spy_status()
+    if not ok:
+        pytest.skip(f"py-spy cannot sample here: {reason}")
+    _, _, block = python_blocks()
+    out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    first = out.stdout.splitlines()[0].split()
+    assert first[:2] == [str(sum(len(str(i)) for i in range(100_000))), "True"]
+    assert first[2] == str(tmp_path / "profiles" / "rebuild.flamegraph.html")
+    assert "<string>" in out.stdout or "rebuild" in out.stdout  # the sites: the user's code
+    assert (tmp_path / "profiles" / "rebuild.flamegraph.html").is_file()
+    assert (tmp_path / "profiles" / "cpu.svg").is_file()
 
 
 def command_lines() -> list[list[str]]:
