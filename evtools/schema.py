@@ -80,6 +80,8 @@ text. Over all events of one type and schema version (not a sample):
   significant digits than float64 keeps, e.g. ``0.10000000000000000001``) or its scale
   (``19.90`` prints back as ``19.9``: money written with a fixed number of decimals).
   ``decimal`` (string): every value is a decimal numeral, at least one with a point.
+  Integers beside other numbers without that proof: ``type: ["integer", "number"]``
+  (``int | float``), so that ``1`` is not given back as ``1.0``.
 * ``date-time``: every value is an RFC 3339 timestamp with a UTC offset.
 * ``uuid``: every value is a UUID in 8-4-4-4-12 form.
 * ``enum``: at most ``enum_max_distinct`` (10) distinct strings over at least
@@ -1237,8 +1239,12 @@ class _Inferrer:
             types_.append("string")
             self._string_schema(node, schema, evidence)
         if node.numbers:
-            types_.append("number")
             self._number_schema(node, schema, evidence)
+            if node.ints and "format" not in schema:
+                # float64 holds these ints exactly, but a float field would give 1 back as
+                # 1.0: the ints keep a type of their own (int | float)
+                types_.append("integer")
+            types_.append("number")
         elif node.ints:
             types_.append("integer")
             self._integer_schema(node, schema, evidence)
@@ -1350,6 +1356,19 @@ class SchemaInference:
         """``OrderPlaced.v2.json`` (characters unsafe in file names become ``_``)."""
         return f"{re.sub(r'[^0-9A-Za-z_-]', '_', event_type)}.v{version}.json"
 
+    def file_names(self) -> dict[tuple[str, int], str]:
+        """:meth:`file_name` of each schema, made unique: types that differ only in
+        characters a file name cannot hold (``a.b``, ``a/b``, ``a_b``) each get a short hash
+        of the type name (``a_b-1f0e3c2a.v1.json``) instead of overwriting one another."""
+        names = {key: self.file_name(*key) for key in self.schemas}
+        counts = Counter(names.values())
+        for (event_type, version), name in names.items():
+            if counts[name] > 1:
+                digest = hashlib.sha256(event_type.encode()).hexdigest()[:8]
+                names[(event_type, version)] = self.file_name(f"{event_type}-{digest}",
+                                                              version)
+        return names
+
     def write(self, out_dir: Path | str) -> list[Path]:
         """Write one ``<type>.v<version>.json`` per schema into ``out_dir``."""
         out = Path(out_dir)
@@ -1358,8 +1377,9 @@ class SchemaInference:
         except OSError as e:
             raise UsageError(f"cannot write into {out}: {e.strerror or e}") from e
         written = []
-        for (event_type, version), schema in self.schemas.items():
-            path = out / self.file_name(event_type, version)
+        names = self.file_names()
+        for key, schema in self.schemas.items():
+            path = out / names[key]
             with writing(path) as fh:
                 fh.write(dump_schema(schema))
             written.append(path)
@@ -1393,6 +1413,13 @@ def infer_source(source: str, *, enum_max_distinct: int = 10, enum_min_values: i
                                   enum_min_values, closed)
     finally:
         store.close()
+    if not inferrer.events:
+        raise InputError(f"{source} holds no events: nothing to infer a schema from")
+    if not inferrer.roots:  # every payload unreadable: say why, with the first one
+        key = min(inferrer.invalid_examples)
+        raise InputError(f"{source}: no event payload is a JSON object, nothing to infer a "
+                         f"schema from; the first {key[0]} v{key[1]}: "
+                         f"{inferrer.invalid_examples[key]}")
     return SchemaInference(source=source, schemas=inferrer.schemas(),
                            events=dict(inferrer.events), invalid=dict(inferrer.invalid),
                            invalid_examples=dict(inferrer.invalid_examples))
@@ -1813,6 +1840,16 @@ class _Walker:
             target = uuid.UUID
         if target is None:
             return  # a type this walk does not model: the registry's error is used
+        if _is_int_custom(info):  # UInt64: an integer in its range
+            if isinstance(value, bool) or not isinstance(value, int):
+                self._wrong("integer", value, pointer, field)
+                return
+            try:
+                msgspec.convert(value, target, dec_hook=dec_hook)
+            except (msgspec.ValidationError, ValueError, TypeError) as e:
+                self.add("out_of_range", pointer, field,
+                         f"{value}: {str(e).split(' - at ')[0]}")
+            return
         if isinstance(info, mi.UUIDType | mi.CustomType | mi.DateType) \
                 and not isinstance(value, str):
             self._wrong("string", value, pointer, field)
@@ -1831,6 +1868,12 @@ def _is_decimal_text(text: str) -> bool:
         return False
 
 
+def _is_int_custom(info: Any) -> bool:
+    """A custom type that is an ``int`` on the wire (``UInt64``), not a string."""
+    return isinstance(info, msgspec.inspect.CustomType) and isinstance(info.cls, type) \
+        and issubclass(info.cls, int)
+
+
 def _accepts_kind(info: Any, value: Any) -> bool:
     mi = msgspec.inspect
     while isinstance(info, mi.Metadata):
@@ -1839,6 +1882,8 @@ def _accepts_kind(info: Any, value: Any) -> bool:
         return True
     if isinstance(value, bool):
         return isinstance(info, mi.BoolType)
+    if _is_int_custom(info):
+        return isinstance(value, int)
     if isinstance(value, int):
         return isinstance(info, mi.IntType | mi.FloatType | mi.DecimalType) or (
             isinstance(info, mi.EnumType | mi.LiteralType) and _has_value_type(info, int))
@@ -1867,6 +1912,8 @@ def _expected_kind(info: Any) -> str:
     mi = msgspec.inspect
     while isinstance(info, mi.Metadata):
         info = info.type
+    if _is_int_custom(info):
+        return "integer"
     table: list[tuple[Any, str]] = [
         (mi.NoneType, "null"), (mi.BoolType, "boolean"), (mi.IntType, "integer"),
         (mi.FloatType, "number"), (mi.StrType | mi.UUIDType | mi.DateType | mi.CustomType,
@@ -2046,7 +2093,8 @@ def cmd_schema_infer(args: argparse.Namespace) -> int:
                          f"{result.total_events} events into {args.out}\n"
                          + "".join(f"  {line}\n" for line in summary))
     else:
-        combined = {result.file_name(t, v): s for (t, v), s in result.schemas.items()}
+        names = result.file_names()
+        combined = {names[key]: s for key, s in result.schemas.items()}
         _emit(json.dumps(combined, indent=2, ensure_ascii=False), None)
     return 0
 

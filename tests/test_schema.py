@@ -18,12 +18,13 @@ from typing import Any
 import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from evtools import schema as S
 from evtools.errors import DecodeError, MissingDependency, SchemaError, UsageError
 from evtools.events import RawEvent
 from evtools.registry import Registry
-from evtools.scalars import Int64, Timestamp, dec_hook, enc_hook
+from evtools.scalars import Int64, Timestamp, UInt64, dec_hook, enc_hook
 
 from .schema import strategies as ST
 
@@ -606,6 +607,38 @@ def test_property_inferred_schema_validates_and_codegen_decodes_its_inputs(
                              json.loads(event.data, parse_float=Decimal)), event.data
 
 
+_lossless = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def roundtrip(tmp_path: Path, payloads: list[dict[str, Any]]) -> list[Any]:
+    """infer -> codegen -> decode each payload -> encode: the payloads read back."""
+    events = ST.to_events(payloads)
+    path = write(tmp_path / "Thing.v1.json", S.infer(events)[("Thing", 1)])
+    registry = load(S.codegen([path], root=tmp_path)).registry
+    return [_lossless.decode(registry.encode(registry.decode(e))) for e in events]
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False)
+                .map(lambda f: Decimal(repr(f))), min_size=1, max_size=6))
+def test_property_ints_beside_floats_come_back_as_ints(
+        tmp_path_factory: pytest.TempPathFactory, values: list[int | Decimal]) -> None:
+    payloads = [{"x": v, "xs": [v, *values]} for v in values]
+    back = roundtrip(tmp_path_factory.mktemp("intfloat"), payloads)
+    for event, got in zip(ST.to_events(payloads), back, strict=True):
+        sent = _lossless.decode(event.data)  # as stored: an integral Decimal is an int
+        for a, b in zip([sent["x"], *sent["xs"]], [got["x"], *got["xs"]], strict=True):
+            assert type(a) is type(b) and a == b, (a, b)
+
+
+def test_an_int_beside_floats_is_int_or_float_not_float() -> None:
+    events = ST.to_events([{"x": 1}, {"x": Decimal("1.5")}, {"x": Decimal("1E+2")}])
+    prop = S.infer(events)[("Thing", 1)]["properties"]["x"]
+    assert prop["type"] == ["integer", "number"] and "format" not in prop
+    money = ST.to_events([{"x": 1}, {"x": Decimal("19.90")}])  # Decimal keeps 1 as 1
+    assert S.infer(money)[("Thing", 1)]["properties"]["x"]["type"] == "number"
+
+
 # -- check ------------------------------------------------------------------------------------
 
 class Kind(enum.Enum):
@@ -699,6 +732,27 @@ def test_check_counts_per_field_and_keeps_the_first_example() -> None:
     assert frame.columns == list(S.DriftReport.COLUMNS)
     assert frame["count"].sum() == 4
     assert report.to_dict()["problems"][0]["kind"] in S.DRIFT_KINDS
+
+
+class Wide(msgspec.Struct, forbid_unknown_fields=True):
+    id: Int64
+    u: UInt64
+    maybe: UInt64 | None = None
+
+
+def test_check_uint64_fields_are_integers_not_strings() -> None:
+    """A valid UInt64 beside a refused field is no drift; a bad one is named as such."""
+    registry = Registry()
+    registry.register(Wide, name="Wide")
+    events = [raw("Wide", {"id": 2**63, "u": 2**64 - 1, "maybe": 2**63}),
+              raw("Wide", {"id": 1, "u": -1, "maybe": "7"}),
+              raw("Wide", {"id": 1, "u": 2**64, "maybe": True})]
+    report = S.check(events, registry)
+    assert kinds(report) == {("/id", "out_of_range"): 1, ("/u", "out_of_range"): 2,
+                             ("/maybe", "wrong_type"): 2}
+    maybe = next(p for p in report.problems if p.path == "/maybe")
+    assert "expected integer or null, got string" in maybe.detail
+    assert not S.check([raw("Wide", {"id": 1, "u": 2**64 - 1})], registry).has_drift
 
 
 def test_check_unknown_fields_under_a_keep_registry_are_drift_too() -> None:
@@ -839,6 +893,42 @@ def test_cli_schema_infer_writes_one_file_per_type_and_version(
     assert run(parser, "schema", "infer", str(export), "--enum-min-values", "1") == 0
     printed = json.loads(capsys.readouterr().out)
     assert set(printed) == set(names)
+
+
+def test_cli_schema_infer_refuses_a_source_with_nothing_to_infer_from(
+        parser: argparse.ArgumentParser, tmp_path: Path) -> None:
+    from evtools.errors import InputError
+    from evtools.events import to_cloudevent
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match=r"empty\.jsonl holds no events"):
+        run(parser, "schema", "infer", str(empty), "--out", str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    unreadable = tmp_path / "arrays.jsonl"
+    unreadable.write_bytes(to_cloudevent(raw("Thing", b"[1]", stream="t-7", position=3))
+                           + b"\n")
+    with pytest.raises(InputError, match=r"no event payload is a JSON object.*Thing v1: "
+                                         r"stream 't-7' version 3"):
+        run(parser, "schema", "infer", str(unreadable))
+
+
+def test_cli_schema_infer_keeps_types_whose_file_names_clash_apart(
+        parser: argparse.ArgumentParser, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from evtools.events import to_cloudevent
+
+    export = tmp_path / "clash.jsonl"
+    export.write_bytes(b"".join(to_cloudevent(raw(t, {t: 1})) + b"\n"
+                                for t in ("com.shop.Paid", "com_shop_Paid", "Other")))
+    out = tmp_path / "inferred"
+    assert run(parser, "schema", "infer", str(export), "--out", str(out)) == 0
+    events = sorted(json.loads(p.read_text())["x-evtools-event"] for p in out.iterdir())
+    assert events == ["Other", "com.shop.Paid", "com_shop_Paid"]
+    assert (out / "Other.v1.json").exists()
+    capsys.readouterr()
+    assert run(parser, "schema", "infer", str(export)) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
 
 
 def test_cli_schema_check_exit_codes(parser: argparse.ArgumentParser, tmp_path: Path,
