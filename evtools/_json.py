@@ -32,6 +32,7 @@ __all__ = [
     "msgspec_path_to_pointer",
     "py_has_duplicate_key",
     "strip_msgspec_path",
+    "unescape_pointer_token",
 ]
 
 _untyped_encoder = msgspec.json.Encoder()
@@ -68,6 +69,11 @@ class DuplicateKey(Exception):
 
 def escape_pointer_token(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
+
+
+def unescape_pointer_token(token: str) -> str:
+    """The key an RFC 6901 pointer token names (the inverse of :func:`escape_pointer_token`)."""
+    return token.replace("~1", "/").replace("~0", "~")
 
 
 def has_duplicate_key(data: bytes, decoded: Any = None) -> bool:
@@ -189,7 +195,9 @@ class _Pairs:
         self.pairs = pairs
 
 
-_MSGSPEC_PATH = re.compile(r" - at `(\$[^`]*)`$")
+# where msgspec places an error: `` - at `$.items[0]` ``, or `` - at `key` in `$.items` ``
+# for a map key (pointed at the map)
+_MSGSPEC_PATH = re.compile(r" - at (?:`key` in )?`(\$[^`]*)`$")
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 # an unknown field, or a missing one: the error is about that member
 _NAMED_FIELD = re.compile(r"Object (?:contains unknown|missing required) field `([^`]*)`")
@@ -215,4 +223,8 @@ def msgspec_path_to_pointer(message: str) -> str:
 
 
 def strip_msgspec_path(message: str) -> str:
-    return _MSGSPEC_PATH.sub("", message)
+    """A msgspec error without its location; one about a map key says so."""
+    m = _MSGSPEC_PATH.search(message)
+    if m is None:
+        return message
+    return ("map key: " if "`key` in" in m.group() else "") + message[:m.start()]

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -71,7 +72,7 @@ from typing import Any, ClassVar, NoReturn, Self, TypeVar
 import msgspec
 
 from ._diff import leaf_pairs, plain_children
-from ._json import escape_pointer_token, msgspec_path_to_pointer
+from ._json import escape_pointer_token, msgspec_path_to_pointer, strip_msgspec_path
 from .errors import FrozenAggregateError, SchemaError, UsageError
 from .scalars import Timestamp, dec_hook, enc_hook
 
@@ -197,10 +198,11 @@ class FrozenSet(frozenset[Any]):
 
 
 _MUTABLE = (dict, list, set)
+_CONTAINERS = (dict, list, set, tuple)  # what freezing looks inside
 _FROZEN = (FrozenDict, FrozenList, FrozenSet)
 #: types whose values freezing leaves as they are (exact types: subclasses are looked at);
 #: each class's plan adds the types it meets that need nothing (value objects, enums, ...)
-_SETTLED = frozenset({type(None), bool, int, float, str, bytes, Decimal, Timestamp, tuple,
+_SETTLED = frozenset({type(None), bool, int, float, str, bytes, Decimal, Timestamp,
                       frozenset, FrozenDict, FrozenList, FrozenSet})
 
 
@@ -217,8 +219,8 @@ def _needs_freezing(kind: type, settled: set[type]) -> bool:
     """Whether values of ``kind`` (not in ``settled``) are containers to make read-only;
     ``kind`` joins ``settled`` when its values need nothing. Raises
     :class:`_MutableValueObject` for a Struct class that is not frozen."""
-    if issubclass(kind, _MUTABLE):
-        return True
+    if issubclass(kind, _MUTABLE) or issubclass(kind, tuple):
+        return True  # a tuple is looked inside: it may hold lists, dicts or sets
     if issubclass(kind, msgspec.Struct) and not kind.__struct_config__.frozen:
         raise _MutableValueObject(kind)
     settled.add(kind)
@@ -232,7 +234,7 @@ def _deep_freeze(value: Any, settled: set[type]) -> Any:
         return value
     if isinstance(value, dict):
         items: Iterable[Any] = value.values()
-    elif isinstance(value, list):
+    elif isinstance(value, list | tuple):
         items = value
     else:
         return FrozenSet(value)  # a set: its items are hashable, none mutable
@@ -243,12 +245,43 @@ def _deep_freeze(value: Any, settled: set[type]) -> Any:
     if isinstance(value, dict):
         if not nested:
             return FrozenDict(value)  # one C copy
-        return FrozenDict({k: _deep_freeze(v, settled) if isinstance(v, _MUTABLE) else v
-                           for k, v in value.items()})
+        return FrozenDict({k: _deep_freeze(v, settled) if isinstance(v, _CONTAINERS)
+                           else v for k, v in value.items()})
+    if isinstance(value, tuple):  # stays a tuple (of its own class), its items frozen
+        if not nested:
+            return value
+        frozen = [_deep_freeze(v, settled) if isinstance(v, _CONTAINERS) else v
+                  for v in value]
+        return type(value)(frozen) if type(value) is tuple else _remake(value, frozen)
     if not nested:
         return FrozenList(value)
-    return FrozenList(_deep_freeze(v, settled) if isinstance(v, _MUTABLE) else v
+    return FrozenList(_deep_freeze(v, settled) if isinstance(v, _CONTAINERS) else v
                       for v in value)
+
+
+def _remake(value: tuple[Any, ...], items: list[Any]) -> tuple[Any, ...]:
+    """A tuple of ``value``'s class (a named tuple...) holding ``items``."""
+    make = getattr(type(value), "_make", None)
+    return make(items) if callable(make) else type(value)(items)
+
+
+def _thawed(value: Any) -> Any:
+    """``value`` with the read-only containers of a frozen aggregate turned back into
+    mutable ones of the same kind (dict, list, set), at every depth; other values, immutable,
+    are shared."""
+    kind = type(value)
+    if kind is FrozenDict:
+        return {k: _thawed(v) for k, v in value.items()}
+    if kind is FrozenList:
+        return [_thawed(v) for v in value]
+    if kind is FrozenSet:
+        return set(value)  # members are hashable: nothing to thaw in them
+    if isinstance(value, tuple) and not isinstance(value, msgspec.Struct):
+        items = [_thawed(v) for v in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return tuple(items) if kind is tuple else _remake(value, items)
+    return value
 
 
 def _find(kind: type, value: Any, pointer: str) -> str | None:
@@ -258,7 +291,7 @@ def _find(kind: type, value: Any, pointer: str) -> str | None:
     items: Iterable[tuple[Any, Any]] = ()
     if isinstance(value, dict):
         items = value.items()
-    elif isinstance(value, list | set | frozenset):
+    elif isinstance(value, list | tuple | set | frozenset):
         items = enumerate(value)
     for key, item in items:
         hit = _find(kind, item, f"{pointer}/{escape_pointer_token(str(key))}")
@@ -375,10 +408,19 @@ class Aggregate:
         handlers: dict[type, str] = {}
         invariants: dict[str, _InvariantSpec] = {}
         for klass in reversed(cls.__mro__):
+            own: dict[type, tuple[str, Any]] = {}  # the handlers this class body declares
             for name, value in vars(klass).items():
                 func = value.__func__ if isinstance(value, staticmethod | classmethod) \
                     else value
                 for event_cls in getattr(func, _HANDLES_ATTR, ()):
+                    taken = own.get(event_cls)
+                    if taken is not None and taken[1] is not func:
+                        # one of them would be dropped silently (a subclass may override)
+                        raise UsageError(
+                            f"{klass.__qualname__} has two handlers for "
+                            f"{event_cls.__qualname__}: {taken[0]} and {name} (one event "
+                            "class has one handler; merge them into one method)")
+                    own[event_cls] = (name, func)
                     handlers[event_cls] = name
                 spec = getattr(func, _INVARIANT_ATTR, None)
                 if isinstance(spec, _InvariantSpec):  # by the name it has here, as handlers
@@ -659,7 +701,13 @@ class Aggregate:
     def thaw(self) -> Self:
         """A mutable copy (state, version and bookkeeping copied)."""
         base: type[Self] = self._base()  # type: ignore[assignment]
-        copy = base.from_state_bytes(self.state_bytes())
+        # the values themselves, containers made mutable again: a round trip through the
+        # state bytes would turn what an ``Any`` field holds into JSON types (a Decimal
+        # into a str, a set into a list, int keys into str keys)
+        copy = base.__new__(base)
+        Aggregate.__init__(copy)  # bookkeeping + defaults
+        for f in base._fields():
+            setattr(copy, f.name, _thawed(getattr(self, f.name)))
         copy._version = self._version
         copy._stream = self._stream
         copy._last_event_id = self._last_event_id
@@ -682,7 +730,28 @@ class Aggregate:
         timestamps (their text), UUIDs and enum values, dicts for value objects; map keys
         as strings (as JSON has them)."""
         # set members in order where the state declares sets: equal sets, equal bytes
-        return _plain_state(self._values(), self._base()._holds_sets())
+        values = self._values()
+        try:
+            return _plain_state(values, self._base()._holds_sets())
+        except TypeError as e:  # a value JSON cannot hold (an object, a bool map key...)
+            raise self._unwritable(values, e) from e
+
+    def _unwritable(self, values: dict[str, Any], e: TypeError) -> SchemaError:
+        """The error for a state that cannot be written (error path: finds the field)."""
+        pointer = ""
+        for name, value in values.items():
+            try:
+                _to_builtins(value)
+            except TypeError:
+                pointer = "/" + escape_pointer_token(name)
+                break
+        ident = self.aggregate_id
+        who = self._base().aggregate_type + (f" {ident}" if ident is not None else "")
+        return SchemaError(
+            f"the state of {who} cannot be written as JSON: the value at {pointer or '/'} "
+            f"holds what JSON cannot hold ({e})", stream=self._stream,
+            version=self._version, event_type=self.state_type_name(),
+            schema_version=self.state_version, path=pointer)
 
     def _values(self, source: Any = None) -> dict[str, Any]:
         """The field values of this aggregate (or of ``source``, a state Struct)."""
@@ -711,6 +780,11 @@ class Aggregate:
         a ``str | None`` field) or would restore another state than the replay's (floats in
         a ``list[Decimal]``)."""
         data = self.state_bytes()
+        if b"null" in data:  # NaN and infinities are written as null: they restore as None
+            found = _non_finite(self.to_state(), "")
+            if found is not None:
+                raise self._unsnapshotable(
+                    found[0], f"{found[1]!r} is written as null, which restores as None")
         try:
             struct = self._state_decoder().decode(data)
         except msgspec.ValidationError as e:
@@ -775,9 +849,10 @@ class Aggregate:
 
     @classmethod
     def _unfit_state(cls, e: msgspec.MsgspecError) -> SchemaError:
-        pointer = msgspec_path_to_pointer(str(e)) \
-            if isinstance(e, msgspec.ValidationError) else None
-        return SchemaError(f"state does not fit {cls._base().__qualname__}: {e}",
+        located = isinstance(e, msgspec.ValidationError)  # where: said by the pointer
+        pointer = msgspec_path_to_pointer(str(e)) if located else None
+        why = strip_msgspec_path(str(e)) if located else str(e)
+        return SchemaError(f"state does not fit {cls._base().__qualname__}: {why}",
                            event_type=cls.state_type_name(), schema_version=cls.state_version,
                            path=pointer)
 
@@ -809,8 +884,9 @@ class Aggregate:
 
 
 def _holds_sets(info: msgspec.inspect.Type, seen: set[type]) -> bool:
-    if isinstance(info, msgspec.inspect.SetType | msgspec.inspect.FrozenSetType):
-        return True
+    if isinstance(info, msgspec.inspect.SetType | msgspec.inspect.FrozenSetType
+                  | msgspec.inspect.AnyType):
+        return True  # (Any may hold a set)
     if isinstance(info, msgspec.inspect.StructType | msgspec.inspect.DataclassType):
         if info.cls in seen:
             return False
@@ -824,15 +900,60 @@ def _holds_sets(info: msgspec.inspect.Type, seen: set[type]) -> bool:
 
 def _plain_state(values: dict[str, Any], sort_sets: bool) -> dict[str, Any]:
     """The plain values of a state, fields in declaration order; with ``sort_sets``, the
-    members of its sets in order where they can be ordered."""
-    if sort_sets:
+    members of its sets in order: by ``<`` where they can be ordered, else (enums, value
+    objects, mixed types) by their canonical JSON, so that the order never depends on
+    hashing (``PYTHONHASHSEED``)."""
+    if not sort_sets:
+        plain: dict[str, Any] = _to_builtins(values)
+        return plain
+    out = {}
+    for name, value in values.items():
         try:
-            return {name: _to_builtins(value, order="deterministic")
-                    for name, value in values.items()}
-        except TypeError:  # members that cannot be ordered: as they are
-            pass
-    plain: dict[str, Any] = _to_builtins(values)
-    return plain
+            out[name] = _to_builtins(value, order="deterministic")
+        except TypeError:  # members `<` cannot order: by their canonical JSON
+            out[name] = _to_builtins(_sets_in_order(value))
+    return out
+
+
+def _non_finite(value: Any, pointer: str) -> tuple[str, float] | None:
+    """(JSON Pointer, value) of the first NaN or infinite float in a plain state."""
+    if type(value) is float:
+        return None if math.isfinite(value) else (pointer, value)
+    items: Iterable[tuple[Any, Any]] = ()
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    for key, item in items:
+        hit = _non_finite(item, f"{pointer}/{escape_pointer_token(str(key))}")
+        if hit is not None:
+            return hit
+    return None
+
+
+def _sets_in_order(value: Any) -> Any:
+    """``value`` with every set in it (in dicts, lists, tuples, sets and value objects)
+    replaced by a list of its members in a deterministic order (error path of
+    :func:`_plain_state`: members that ``<`` cannot order)."""
+    if isinstance(value, set | frozenset):
+        members = [_sets_in_order(m) for m in value]
+        try:
+            return sorted(members)
+        except TypeError:
+            return sorted(members, key=lambda m: _canonical.encode(_to_builtins(m)))
+    if isinstance(value, dict):
+        return {k: _sets_in_order(v) for k, v in value.items()}
+    if isinstance(value, list | tuple) and not isinstance(value, msgspec.Struct):
+        return [_sets_in_order(v) for v in value]
+    if isinstance(value, msgspec.Struct):
+        changed = {}
+        for name in value.__struct_fields__:
+            item = getattr(value, name, msgspec.UNSET)
+            if isinstance(item, dict | list | tuple | set | frozenset | msgspec.Struct):
+                changed[name] = _sets_in_order(item)
+        # written, not validated: to_builtins writes the lists where the sets were
+        return msgspec.structs.replace(value, **changed) if changed else value
+    return value
 
 
 def _to_builtins(value: Any, order: Any = None) -> Any:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import types
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, Literal, TypeVar, overload
@@ -46,6 +47,7 @@ import msgspec
 
 from ._json import (
     compact,
+    escape_pointer_token,
     fast_duplicate_key,
     find_duplicate_key,
     has_duplicate_key,
@@ -53,6 +55,7 @@ from ._json import (
     lossless,
     msgspec_path_to_pointer,
     strip_msgspec_path,
+    unescape_pointer_token,
 )
 from ._keys import KeyCount, key_count
 from .errors import (
@@ -105,13 +108,17 @@ class _Entry:
     shape: _Shape
     check_unknown: bool  # False when msgspec already rejects unknown fields everywhere
     key_count: KeyCount | None  # keys the decoded value held (None: unknown)
+    # a map whose keys are not plain strings (int, UUID, Decimal...): two keys written
+    # differently ("0" and "-0") may decode to one, which no scan of the text sees
+    collapsible: bool = False
 
     def surely_unique(self, event: Any, data: bytes) -> bool:
         """True when ``data``, decoded into ``event``, provably repeats no key (fast);
-        False when that takes the exact check."""
+        False when that takes the exact check (:func:`has_duplicate_key`, then
+        :func:`_merged_key` where :attr:`collapsible`)."""
         found = fast_duplicate_key(data)  # the C scan, where it was built
         if found is not None:
-            return not found
+            return not found and not self.collapsible
         return self.counted_unique(event, data)
 
     def counted_unique(self, event: Any, data: bytes) -> bool:
@@ -246,7 +253,8 @@ class Registry:
         # the fast duplicate check needs every key to be a field msgspec decoded
         entry = _Entry(cls=cls, name=name, version=version, decoder=decoder, shape=shape,
                        check_unknown=check_unknown,
-                       key_count=None if check_unknown else key_count(cls))
+                       key_count=None if check_unknown else key_count(cls),
+                       collapsible=_has_typed_keys(msgspec.inspect.type_info(cls), set()))
         self._entries[key] = entry
         self._by_class[cls] = entry
         self._latest[name] = max(version, self._latest.get(name, 0))
@@ -391,6 +399,8 @@ class Registry:
                     raise self._error(e, data, raw, None, entry.name, entry.version) from e
                 if duplicate:
                     self._duplicate(data, entry.name, entry.version, raw, None)
+                if entry.collapsible:
+                    self._merged(entry, event, lossless.decode(data), raw, None)
             return event
         except (AttributeError, TypeError) as e:  # a caller's mistake? (error path only)
             misuse = _misused_event(raw, "decode")
@@ -409,7 +419,7 @@ class Registry:
         if fast is None:
             fast = {}
             for entry in self._current.values():
-                if entry.check_unknown:
+                if entry.check_unknown or entry.collapsible:  # decode() checks them
                     continue
                 older = {v for (n, v) in [*self._entries, *self._upcasters]
                          if n == entry.name and v < entry.version}
@@ -418,7 +428,8 @@ class Registry:
                     plan = self._plans[(entry.name, version)] \
                         if (entry.name, version) in self._plans \
                         else self._plan((entry.name, version))
-                    if plan is not None and plan.entry is entry:
+                    if plan is not None and plan.entry is entry and not (
+                            plan.first is not None and plan.first.collapsible):
                         upcasts[version] = (
                             None if plan.first is None else plan.first.decoder.decode,
                             plan.steps, plan.classes)
@@ -466,7 +477,9 @@ class Registry:
             if plan.first is not None:  # typed steps: the old class, then each upcaster
                 event = plan.first.decoder.decode(data)
                 if self.duplicate_keys == "reject" and not plan.first.surely_unique(
-                        event, data) and has_duplicate_key(data):
+                        event, data) and (has_duplicate_key(data) or (
+                            plan.first.collapsible
+                            and _merged_key(event, lossless.decode(data), "") is not None)):
                     return None
                 for fn, cls in zip(plan.steps, plan.classes, strict=True):
                     event = fn(event)
@@ -541,6 +554,8 @@ class Registry:
                 raise self._error(e, data, raw, context, entry.name, entry.version) from e
         if check_keys and has_duplicate_key(data, untyped):
             self._duplicate(data, entry.name, entry.version, raw, context)
+        if check_keys and entry.collapsible:
+            self._merged(entry, event, untyped, raw, context)
         unknown: dict[str, Any] = {}
         if entry.check_unknown:
             entry.shape.collect_unknown(untyped, "", unknown)
@@ -567,6 +582,8 @@ class Registry:
             raise self._error(e, stripped, raw, context, entry.name, entry.version) from e
         if self.duplicate_keys == "reject" and has_duplicate_key(data):
             self._duplicate(data, entry.name, entry.version, raw, context)
+        if self.duplicate_keys == "reject" and entry.collapsible:
+            self._merged(entry, event, payload, raw, context)
         self._unknown_found(entry, unknown, raw, context)
         return event, unknown
 
@@ -574,7 +591,8 @@ class Registry:
                        context: Context | None) -> None:
         if self.unknown_fields == "reject":
             pointer = next(iter(unknown))
-            raise SchemaError(f"unknown field {pointer.rsplit('/', 1)[-1]!r} "
+            name = unescape_pointer_token(pointer.rsplit("/", 1)[-1])
+            raise SchemaError(f"unknown field {name!r} "
                               f"(not declared by {entry.cls.__qualname__})",
                               self._where(raw, context, entry.name, entry.version, pointer))
         for pointer in unknown:
@@ -754,6 +772,17 @@ class Registry:
                           "value)", self._where(raw, context, event_type, schema_version,
                                                 pointer))
 
+    def _merged(self, entry: _Entry, event: Any, untyped: Any, raw: RawEvent | None,
+                 context: Context | None) -> None:
+        """Raise when two keys of a map, written differently, decoded to one key."""
+        found = _merged_key(event, untyped, "")
+        if found is not None:
+            pointer, keys = found
+            raise DecodeError(f"duplicate key: {' and '.join(map(repr, keys))} are one key "
+                              f"of this map once decoded (Go and JavaScript silently keep the "
+                              "last value)", self._where(raw, context, entry.name,
+                                                         entry.version, pointer))
+
     @staticmethod
     def _where(raw: RawEvent | None, context: Context | None, event_type: str,
                schema_version: int, path: str | None) -> Context:
@@ -848,7 +877,7 @@ def _misused_payload(event_type: Any, schema_version: Any, data: Any, context: A
 
 
 def _remove(doc: Any, pointer: str) -> None:
-    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+    tokens = [unescape_pointer_token(t) for t in pointer.split("/")[1:]]
     for token in tokens[:-1]:
         doc = doc[int(token)] if isinstance(doc, list) else doc[token]
     del doc[tokens[-1]]
@@ -974,6 +1003,90 @@ def _forbids_everywhere(shape: _Shape, _seen: set[int] | None = None) -> bool:
     if shape.element is not None and not _forbids_everywhere(shape.element, seen):
         return False
     return all(_forbids_everywhere(c, seen) for c in shape.children.values())
+
+
+def _has_typed_keys(info: msgspec.inspect.Type, seen: set[Any]) -> bool:
+    """Whether a value of this type can hold a map whose keys are not plain strings."""
+    if isinstance(info, msgspec.inspect.Metadata):
+        return _has_typed_keys(info.type, seen)
+    if isinstance(info, msgspec.inspect.DictType):
+        key = info.key_type
+        while isinstance(key, msgspec.inspect.Metadata):
+            key = key.type
+        return not isinstance(key, msgspec.inspect.StrType) \
+            or _has_typed_keys(info.value_type, seen)
+    if isinstance(info, msgspec.inspect.StructType | msgspec.inspect.DataclassType):
+        if info.cls in seen:
+            return False
+        seen.add(info.cls)
+        return any(_has_typed_keys(f.type, seen) for f in info.fields)
+    inner = [getattr(info, a) for a in ("item_type", "value_type")
+             if isinstance(getattr(info, a, None), msgspec.inspect.Type)]
+    inner += list(getattr(info, "types", ()) or getattr(info, "item_types", ()))
+    return any(_has_typed_keys(t, seen) for t in inner)
+
+
+def _merged_key(typed: Any, untyped: Any, pointer: str) -> tuple[str, list[str]] | None:
+    """Where a map of ``typed`` (a decoded event) holds fewer keys than the same map of
+    ``untyped`` (the payload decoded losslessly, keys as written): (its JSON Pointer, the
+    keys written that became one), else ``None``."""
+    if isinstance(typed, dict):
+        if not isinstance(untyped, dict):
+            return None
+        if len(typed) != len(untyped):
+            seen: dict[Any, str] = {}
+            for written, key in zip(untyped, _keys_of(typed, untyped), strict=False):
+                if key in seen:
+                    return pointer, [seen[key], written]
+                seen[key] = written
+            return pointer, list(untyped)
+        for value, written in zip(typed.values(), untyped, strict=True):
+            hit = _merged_key(value, untyped[written],
+                              f"{pointer}/{escape_pointer_token(written)}")
+            if hit is not None:
+                return hit
+        return None
+    if isinstance(typed, msgspec.Struct):
+        if not isinstance(untyped, dict):
+            return None
+        names = typed.__struct_encode_fields__
+        for attr, name in zip(typed.__struct_fields__, names, strict=True):
+            if name in untyped:
+                hit = _merged_key(getattr(typed, attr), untyped[name],
+                                  f"{pointer}/{escape_pointer_token(name)}")
+                if hit is not None:
+                    return hit
+        return None
+    if dataclasses.is_dataclass(typed) and not isinstance(typed, type):
+        if not isinstance(untyped, dict):
+            return None
+        for f in dataclasses.fields(typed):
+            if f.name in untyped:
+                hit = _merged_key(getattr(typed, f.name), untyped[f.name],
+                                  f"{pointer}/{escape_pointer_token(f.name)}")
+                if hit is not None:
+                    return hit
+        return None
+    if isinstance(typed, list | tuple) and isinstance(untyped, list):
+        for i, (value, written) in enumerate(zip(typed, untyped, strict=False)):
+            hit = _merged_key(value, written, f"{pointer}/{i}")
+            if hit is not None:
+                return hit
+    return None
+
+
+def _keys_of(typed: dict[Any, Any], untyped: dict[str, Any]) -> list[Any]:
+    """The typed key each written key of ``untyped`` became (error path): decoded one by
+    one with the type of ``typed``'s keys."""
+    kind = type(next(iter(typed))) if typed else str
+    one = msgspec.json.Decoder(types.GenericAlias(dict, (kind, int)), dec_hook=dec_hook)
+    out: list[Any] = []
+    for written in untyped:
+        try:
+            out.append(next(iter(one.decode(msgspec.json.encode({written: 0})))))
+        except msgspec.MsgspecError:
+            out.append(written)
+    return out
 
 
 def _refuse_lossy_types(cls: type, name: str) -> None:

@@ -132,6 +132,11 @@ class Timestamp:
             raise ValueError("datetime has no UTC offset")
         if not 0 <= nanosecond <= 999:
             raise ValueError("nanosecond must be in 0..999")
+        given = value.utcoffset() or timedelta(0)
+        if given % timedelta(minutes=1):  # RFC 3339 writes whole minutes, nothing finer
+            raise ValueError(f"a UTC offset of {int(given.total_seconds()):+d} seconds is not "
+                             "a whole number of minutes, which RFC 3339 cannot write (the "
+                             "text would name another instant)")
         frac = f"{value.microsecond:06d}{nanosecond:03d}".rstrip("0")
         # keep 3, 6 or 9 digits so the text reads the way producers write it
         width = 0 if not frac else (3 if len(frac) <= 3 else 6 if len(frac) <= 6 else 9)

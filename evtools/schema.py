@@ -124,7 +124,7 @@ from typing import Any, Literal
 import msgspec
 
 from ._files import writing
-from ._json import escape_pointer_token
+from ._json import escape_pointer_token, unescape_pointer_token
 from .errors import (
     Context,
     DecodeError,
@@ -647,7 +647,7 @@ class _Bundler:
                 target_src = self._by_path[path]
         target: Any = target_src.doc
         for token in fragment.split("/")[1:] if fragment else []:
-            token = token.replace("~1", "/").replace("~0", "~")
+            token = unescape_pointer_token(token)
             if isinstance(target, dict) and token in target:
                 target = target[token]
             elif isinstance(target, list) and token.isdigit() and int(token) < len(target):

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import copy
+import os
 import pickle
+import subprocess
+import sys
 from collections.abc import Callable
 from decimal import Decimal
+from enum import Enum
+from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
@@ -274,6 +279,9 @@ def test_from_state_rejects_what_does_not_fit() -> None:
         Cart.from_state({"items": {"1": "two"}})
     with pytest.raises(SchemaError):
         Cart.from_state({"unknown": 1})
+    with pytest.raises(SchemaError, match=r"^state does not fit Cart: map key: Expected `int`"
+                       r", got `str` \(type CartState v1, at /items\)$"):
+        Cart.from_state({"items": {"x": 1}})  # the map, not the whole state
 
 
 def test_subclasses_inherit_and_override_handlers() -> None:
@@ -597,3 +605,156 @@ def test_upcasters_of_a_state_must_produce_every_field() -> None:
             continue
         with pytest.raises(InputError, match="missing required field `account_id`"):
             registry.decode_payload("AccountV2State", 1, b'{"balance":3}')
+
+
+# -- from a user's walk: freezing, thawing, hashing what users put in a state ----------------
+
+class _Flag(Enum):
+    RED = "red"
+    BLUE = "blue"
+    GREEN = "green"
+
+
+class _Point(msgspec.Struct, frozen=True):
+    x: int
+
+
+class _Kinds(Aggregate):
+    flags: set[_Flag] = set()  # noqa: RUF012 - a literal default is copied per instance
+    points: set[_Point] = set()  # noqa: RUF012 - a literal default is copied per instance
+    mixed: set[int | str] = set()  # noqa: RUF012 - a literal default is copied per instance
+    names: set[str] = set()  # noqa: RUF012 - a literal default is copied per instance
+    anything: Any = None
+    pairs: tuple[Any, ...] = ()
+    ratio: float | None = None
+
+
+def _filled() -> _Kinds:
+    kinds = _Kinds()
+    kinds.flags, kinds.points = set(_Flag), {_Point(i) for i in range(8)}
+    kinds.mixed, kinds.names = {1, "a", 2, "b", 30}, {"q", "w", "e"}
+    kinds.anything = {"tags": {"x", "y", "z", "w"}, "at": Decimal("1.10"), 7: [1]}
+    return kinds
+
+
+_HASH_SCRIPT = """
+import sys; sys.path.insert(0, {root!r})
+from tests.test_aggregate import _filled
+print(_filled().state_hash(), _filled().snapshot_state_bytes().decode())
+"""
+
+
+def test_state_hash_is_the_same_in_every_process() -> None:
+    """Sets of enums, of value objects, of mixed types and sets under ``Any`` were written
+    in hash order (``<`` cannot order them), so the hash changed with PYTHONHASHSEED."""
+    root = str(Path(__file__).resolve().parents[1])
+    outputs = {subprocess.run([sys.executable, "-c", _HASH_SCRIPT.format(root=root)],
+                              env={**os.environ, "PYTHONHASHSEED": str(seed)}, check=True,
+                              capture_output=True, text=True).stdout
+               for seed in range(6)}
+    assert len(outputs) == 1
+    state = msgspec.json.decode(_filled().state_bytes())
+    assert state["flags"] == ["blue", "green", "red"] and state["names"] == ["e", "q", "w"]
+    assert state["points"] == [{"x": i} for i in range(8)]
+    assert state["anything"]["tags"] == ["w", "x", "y", "z"]
+    assert _filled() == _Kinds.from_state_bytes(_filled().snapshot_state_bytes())
+
+
+def test_thaw_gives_the_values_themselves_in_mutable_containers() -> None:
+    kinds = _filled().freeze()
+    thawed = kinds.thaw()
+    assert thawed.anything == {"tags": {"x", "y", "z", "w"}, "at": Decimal("1.10"), 7: [1]}
+    assert type(thawed.anything["at"]) is Decimal  # had been the str "1.10", 7 a str key
+    assert type(thawed.anything["tags"]) is set and type(thawed.flags) is set
+    thawed.anything["tags"].add("v")
+    thawed.anything[7].append(2)
+    thawed.flags.discard(_Flag.RED)
+    assert kinds.anything["tags"] == {"x", "y", "z", "w"} and kinds.anything[7] == [1]
+    assert _Flag.RED in kinds.flags and kinds.frozen and not thawed.frozen
+
+
+def test_a_tuple_in_the_state_is_frozen_inside() -> None:
+    kinds = _Kinds()
+    kinds.pairs = ([1], {"a": [2]}, {3}, (4, [5]))
+    kinds.anything = [("k", [6])]
+    kinds.freeze()
+    for mutate in (lambda: kinds.pairs[0].append(9), lambda: kinds.pairs[1]["a"].append(9),
+                   lambda: kinds.pairs[2].add(9), lambda: kinds.pairs[3][1].append(9),
+                   lambda: kinds.anything[0][1].append(9)):
+        with pytest.raises(FrozenAggregateError):
+            mutate()
+    assert kinds.pairs == ([1], {"a": [2]}, {3}, (4, [5])) and type(kinds.pairs) is tuple
+    thawed = kinds.thaw()
+    thawed.pairs[3][1].append(9)
+    assert type(thawed.pairs[0]) is list and kinds.pairs[3][1] == [5]
+    plain = _Kinds()
+    plain.pairs = (1, "a")
+    assert plain.freeze().pairs is not None and plain.pairs == (1, "a")
+
+
+def test_a_mutable_value_object_inside_a_tuple_is_refused() -> None:
+    class Loose(msgspec.Struct):
+        x: int
+
+    kinds = _Kinds()
+    kinds.pairs = (1, Loose(1))
+    with pytest.raises(UsageError, match=r"/pairs/1 holds a .*Loose, a msgspec.Struct that is "
+                                         r"not frozen") as info:
+        kinds.freeze()
+    assert info.value.context.path == "/pairs/1"
+
+
+def test_two_handlers_for_one_class_in_one_body_are_refused() -> None:
+    with pytest.raises(UsageError, match=r"Twice has two handlers for Opened: _a and _b"):
+        class Twice(Aggregate):
+            n: int = 0
+
+            @handles(Opened)
+            def _a(self, e: Opened) -> None:
+                self.n += 1
+
+            @handles(Opened)
+            def _b(self, e: Opened) -> None:  # had silently replaced _a
+                self.n += 100
+
+    class Base(Aggregate):
+        n: int = 0
+
+        @handles(Opened)
+        def _a(self, e: Opened) -> None:
+            self.n += 1
+
+        _alias = _a  # the same function under two names: one handler
+
+    class Child(Base):
+        @handles(Opened)
+        def _b(self, e: Opened) -> None:  # a subclass overrides
+            self.n += 100
+
+    child = Child()
+    child.apply(Opened(1))
+    assert child.n == 100
+
+
+def test_a_snapshot_refuses_a_nan_it_would_restore_as_none() -> None:
+    kinds = _Kinds()
+    kinds.ratio = float("nan")
+    with pytest.raises(SchemaError, match=r"/ratio .*nan is written as null") as info:
+        kinds.snapshot_state_bytes()
+    assert info.value.context.path == "/ratio"
+    kinds.ratio, kinds.anything = None, {"a": [float("inf")]}
+    with pytest.raises(SchemaError, match=r"/anything/a/0 .*inf is written as null"):
+        kinds.snapshot_state_bytes()
+    kinds.anything = {"a": None}
+    assert kinds.snapshot_state_bytes() == kinds.state_bytes()
+
+
+def test_a_state_json_cannot_hold_is_a_schema_error_naming_the_field() -> None:
+    kinds = _Kinds()
+    kinds.anything = {True: 1}
+    with pytest.raises(SchemaError, match=r"cannot be written as JSON.* /anything") as info:
+        kinds.state_hash()
+    assert info.value.context.path == "/anything"
+    kinds.anything = object()
+    with pytest.raises(SchemaError, match=r"/anything"):
+        kinds.to_state()

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evtools._json import msgspec_path_to_pointer
+from evtools.aggregate import Aggregate, handles
 from evtools.errors import (
     DecodeError,
     EvtoolsError,
@@ -26,6 +27,7 @@ from evtools.errors import (
 )
 from evtools.events import RawEvent
 from evtools.registry import Registry
+from evtools.rehydration import rehydrate
 from evtools.scalars import Int64
 
 from .strategies import Placed, json_values, placed_events
@@ -1133,3 +1135,123 @@ def test_encode_writes_decimals_as_exact_json_numbers() -> None:
     assert b'"amount":512.740' in data  # a number, every digit kept
     assert b'"occurred_at":"2026-01-01T10:00:00.123456789+02:00"' in data
     assert registry.decode(registry.to_raw(event, stream="order-1", version=0)) == event
+
+
+# -- map keys that are not strings -----------------------------------------------------------
+
+class _Stock(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    by_sku: dict[int, int]
+
+
+class _Ledger(msgspec.Struct, frozen=True):  # accepts unknown fields: the slow path
+    rows: list[dict[uuid.UUID, Decimal]]
+
+
+class _Rates(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    by_amount: dict[Decimal, str]
+
+
+@pytest.mark.parametrize("cls, payload, pointer", [
+    (_Stock, b'{"by_sku":{"0":1,"-0":2}}', "/by_sku"),
+    (_Rates, b'{"by_amount":{"1.0":"a","1.00":"b"}}', "/by_amount"),
+    (_Rates, b'{"by_amount":{"1":"a","1e0":"b"}}', "/by_amount"),
+    (_Ledger, b'{"rows":[{},{"12345678-1234-5678-1234-567812345678":1,'
+              b'"12345678123456781234567812345678":2}]}', "/rows/1"),
+    (_Ledger, b'{"rows":[{"ABCDEF78-1234-5678-1234-567812345678":1,'
+              b'"abcdef78-1234-5678-1234-567812345678":2}]}', "/rows/0"),
+])
+def test_map_keys_written_differently_that_decode_to_one_are_duplicates(
+        cls: type, payload: bytes, pointer: str) -> None:
+    """Two keys no text scan sees as equal ("0" and "-0" of an int map) decode to one key:
+    the first value was dropped silently, even through rehydration's C fold."""
+    reg = Registry()
+    reg.register(cls, name="T")
+    event = raw(payload, type="T", schema_version=1)
+    with pytest.raises(DecodeError, match=r"duplicate key: .* are one key of this map") as info:
+        reg.decode(event)
+    assert info.value.context.path == pointer and info.value.context.stream == "order-7"
+    with pytest.raises(DecodeError, match="are one key"):
+        reg.decode_verbose(event)
+    with pytest.raises(DecodeError, match="are one key"):
+        reg.decode_payload("T", 1, payload)
+    assert reg.knows("T", 1) and "T" not in reg._fast_decoders()  # decode() checks them
+    lenient = Registry(duplicate_keys="last-wins")  # as Go and JavaScript: the last wins
+    lenient.register(cls, name="T")
+    lenient.decode(event)
+
+
+def test_merged_map_keys_are_found_through_rehydration() -> None:
+    class Stock(Aggregate):
+        total: int = 0
+
+        @handles(_Stock)
+        def _put(self, e: _Stock) -> None:
+            self.total += sum(e.by_sku.values())
+
+    reg = Registry()
+    reg.register(_Stock, name="Put")
+    events = [RawEvent.new("stock-1", 0, "Put", b'{"by_sku":{"0":1,"-0":2}}')]
+    with pytest.raises(EvtoolsError, match="are one key"):  # had rebuilt a total of 2
+        rehydrate(events, reg, Stock)
+    good = [RawEvent.new("stock-1", 0, "Put", b'{"by_sku":{"0":1,"7":2}}')]
+    assert rehydrate(good, reg, Stock).aggregate.total == 3
+
+
+def test_a_typed_upcast_from_a_class_with_int_keys_checks_them() -> None:
+    class Old(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+        by_sku: dict[int, int]
+
+    class New(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+        total: int
+
+    reg = Registry()
+    reg.register(Old, name="T", version=1)
+    reg.register(New, name="T", version=2)
+    reg.add_upcaster("T", 1, lambda e: New(sum(e.by_sku.values())), typed=True)
+    with pytest.raises(DecodeError, match="are one key") as info:
+        reg.decode(raw(b'{"by_sku":{"5":1,"-0":3,"0":4}}', type="T", schema_version=1))
+    assert info.value.context.schema_version == 1
+    assert reg.decode(raw(b'{"by_sku":{"5":1,"0":4}}', type="T", schema_version=1)).total == 5
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.integers(-3, 3), st.integers(), max_size=5), st.data())
+def test_int_map_keys_decode_exactly_or_fail(keys: dict[int, int], data: st.DataObject) -> None:
+    """Property: however each int key is spelt ("0" or "-0"), the decode holds every
+    written key, or fails as a duplicate; never fewer keys than written."""
+    written = {}
+    for key, value in keys.items():
+        spelling = data.draw(st.sampled_from([str(key), "-0"] if key == 0 else [str(key)]))
+        written[spelling] = value
+        if key == 0 and data.draw(st.booleans()):
+            written["-0" if spelling == "0" else "0"] = value + 1
+    reg = Registry()
+    reg.register(_Stock, name="T")
+    payload = msgspec.json.encode({"by_sku": written})
+    try:
+        event = reg.decode(raw(payload, type="T", schema_version=1))
+    except DecodeError as e:
+        assert "are one key" in str(e) and {"0", "-0"} <= set(written)
+        return
+    assert len(event.by_sku) == len(written)
+
+
+def test_a_map_key_of_the_wrong_type_is_pointed_at_its_map() -> None:
+    reg = Registry()
+    reg.register(_Stock, name="T")
+    with pytest.raises(SchemaError) as info:
+        reg.decode(raw(b'{"by_sku":{"01":1}}', type="T", schema_version=1))
+    assert str(info.value).startswith("map key: Expected `int`, got `str` (")
+    assert "`key`" not in str(info.value)
+    assert info.value.context.path == "/by_sku"  # had been "" (the whole document)
+
+
+def test_an_unknown_field_is_named_as_written_not_as_a_pointer_token() -> None:
+    class Lax(msgspec.Struct, frozen=True):
+        a: int = 0
+
+    reg = Registry()
+    reg.register(Lax, name="T")
+    with pytest.raises(SchemaError, match=r"unknown field 'x/y~z' ") as info:
+        reg.decode(raw(b'{"a":1,"x/y~z":2}', type="T", schema_version=1))
+    assert info.value.context.path == "/x~1y~0z"

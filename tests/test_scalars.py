@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import pytest
@@ -113,3 +113,19 @@ def test_only_ascii_digits_and_years_a_datetime_holds(text: str) -> None:
         Timestamp(text)
     with pytest.raises(ValueError, match="not an RFC 3339 timestamp"):
         dec_hook(Timestamp, text)
+
+
+@given(st.integers(-86_399, 86_399).filter(lambda s: s % 60 != 0))
+def test_an_offset_rfc_3339_cannot_write_is_refused_not_rounded(seconds: int) -> None:
+    """A datetime at +00:00:30 had become the text +00:00: another instant."""
+    when = datetime(2024, 1, 1, tzinfo=timezone(timedelta(seconds=seconds)))
+    with pytest.raises(ValueError, match="not a whole number of minutes"):
+        Timestamp.from_datetime(when)
+    with pytest.raises(ValueError, match="not a whole number of minutes"):
+        Timestamp.from_epoch_ns(1, timedelta(seconds=seconds))
+
+
+@given(st.integers(-1439, 1439), st.integers(-(2**60), 2**60))
+def test_whole_minute_offsets_keep_the_instant(minutes: int, epoch_ns: int) -> None:
+    ts = Timestamp.from_epoch_ns(epoch_ns, timedelta(minutes=minutes))
+    assert ts.epoch_ns == epoch_ns and ts.utcoffset == timedelta(minutes=minutes)
