@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "to_cloudevent": "events",
     "from_cloudevent": "events",
     "Timestamp": "scalars",
+    "DecimalText": "scalars",
     "Int64": "scalars",
     "UInt64": "scalars",
     "Registry": "registry",
@@ -53,6 +54,7 @@ __all__ = [
     "SPEEDUPS",
     "Aggregate",
     "ConcurrencyError",
+    "DecimalText",
     "EvtoolsError",
     "FaultRates",
     "InputError",
@@ -102,5 +104,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .fidelity import audit, read_source, state_diff
     from .registry import Registry
     from .rehydration import naive_rehydrate, rehydrate, take_snapshot
-    from .scalars import Int64, Timestamp, UInt64
+    from .scalars import DecimalText, Int64, Timestamp, UInt64
     from .stores import open_store

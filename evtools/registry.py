@@ -741,8 +741,9 @@ class Registry:
 
     def encode(self, event: Any) -> bytes:
         """The JSON payload of a typed event: timestamps keep their text, ``Decimal`` values are
-        JSON numbers written with their exact digits (``512.74``, never ``"512.74"``), as
-        the schemas inferred from stored events declare them."""
+        JSON numbers written with their exact digits (``512.74``, never ``"512.74"``), and
+        :class:`~evtools.scalars.DecimalText` values strings (``"512.74"``), as the schemas
+        inferred from stored events declare them."""
         try:
             return self._encoder.encode(event)
         except (TypeError, ValueError) as e:

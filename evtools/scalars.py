@@ -8,7 +8,9 @@ the instant to the nanosecond, its UTC offset, and the exact text it was read fr
 ``Int64`` / ``UInt64`` are ``int`` fields that reject values outside their range (msgspec
 checks the bounds in C). ``decimal.Decimal``, ``uuid.UUID`` and ``enum.Enum`` fields need
 nothing extra: msgspec decodes them exactly (a JSON number is parsed into a Decimal from
-its own text, never through float).
+its own text, never through float). A ``Decimal`` field takes a JSON number or a string
+and is written back as a number; :class:`DecimalText` is the decimal that travels as a
+string (``"5.10"``) and stays one.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Annotated, Any
 
 import msgspec
 
 from ._accel import speedups
 
-__all__ = ["Int64", "Timestamp", "UInt64"]
+__all__ = ["DecimalText", "Int64", "Timestamp", "UInt64"]
 
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 """A signed 64-bit integer: any other value is a decode error, never a rounded float."""
@@ -45,6 +48,48 @@ class UInt64(int):
         if not 0 <= value <= cls.MAX:
             raise ValueError(f"Expected `int` in 0..{cls.MAX} (uint64), got {value}")
         return super().__new__(cls, value)
+
+#: A decimal numeral as :class:`DecimalText` reads it from a JSON string (and as ``schema
+#: infer`` recognises one): an optional minus, no leading zeros, no exponent.
+DECIMAL_NUMERAL = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?", re.ASCII)
+
+
+class DecimalText(Decimal):
+    """A decimal field that travels as a JSON string (``"5.10"``) and is written back as
+    the same string.
+
+    Money is often sent as text so that no JavaScript or Go consumer rounds it through a
+    float64. A ``decimal.Decimal`` field reads such a string exactly but the registry
+    writes it back as a JSON number, which those consumers then round; this type keeps it
+    a string, digit for digit (``"5.10"``, ``"-0.00"``, ``"0.0000001"``). Decoding takes a
+    string of the form ``-?(0|[1-9][0-9]*)(.[0-9]+)?`` and nothing else: a JSON number
+    (it would reach the hook as a float), ``"NaN"``, ``"1e3"``, ``" 5"`` or ``"1_000"``
+    is an error. Arithmetic gives plain ``Decimal`` values, as for any subclass.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value: Any = "0", context: Any = None) -> DecimalText:
+        self = super().__new__(cls, value, context)
+        if not self.is_finite():
+            raise ValueError(f"a DecimalText is a finite decimal, not {value!r}")
+        return self
+
+    def __repr__(self) -> str:
+        return f"DecimalText({format(self, 'f')!r})"
+
+    def __str__(self) -> str:
+        return format(self, "f")  # "0.0000001", never "1E-7"
+
+
+def _decimal_text(obj: Any) -> DecimalText:
+    if type(obj) is not str:
+        raise TypeError(f"Expected `str` (a decimal written as text, such as \"5.10\"), "
+                        f"got `{type(obj).__name__}`")
+    if DECIMAL_NUMERAL.fullmatch(obj) is None:
+        raise ValueError(f"{obj!r} is not a decimal numeral (such as \"5.10\" or \"-3\")")
+    return DecimalText(obj)
+
 
 # Field ranges are checked here, in C; only the day of month needs the calendar. ASCII
 # digits only (``\d`` would take any Unicode digit); year 0000 does not fit a datetime.
@@ -247,6 +292,8 @@ def py_dec_hook(type_: type, obj: Any) -> Any:
     :data:`dec_hook`)."""
     if type_ is UInt64:
         return UInt64(obj)
+    if type_ is DecimalText:
+        return _decimal_text(obj)
     if type_ is Timestamp:
         if type(obj) is str and _EVERYDAY_SHAPE(obj) is not None:
             ts = _new_timestamp(Timestamp)  # the hot path: nothing left to check
@@ -272,4 +319,6 @@ def enc_hook(obj: Any) -> Any:
         return obj.isoformat()
     if isinstance(obj, UInt64):
         return int(obj)
+    if isinstance(obj, DecimalText):
+        return str(obj)
     raise TypeError(f"evtools cannot encode {type(obj).__name__}")

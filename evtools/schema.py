@@ -41,8 +41,10 @@ schema                                         Python type
 ``integer`` + ``format: int64``, or bounds     ``evtools.scalars.Int64`` (narrower bounds:
 exactly the int64 range                        ``Annotated[int, Meta(ge=..., le=...)]``)
 ``integer`` + ``format: uint64``               ``evtools.scalars.UInt64``
-``number``/``string`` + ``format: decimal``    ``decimal.Decimal`` (read from the number's
+``number`` + ``format: decimal``               ``decimal.Decimal`` (read from the number's
                                                own text, never through float)
+``string`` + ``format: decimal``               ``evtools.scalars.DecimalText`` (a string
+                                               read and written back digit for digit)
 ``string`` + ``format: date-time``             ``evtools.scalars.Timestamp`` (keeps offset,
                                                nanoseconds and text)
 ``string`` + ``format: uuid``                  ``uuid.UUID``
@@ -139,7 +141,7 @@ from .errors import (
 )
 from .events import RawEvent
 from .registry import Registry
-from .scalars import Timestamp, dec_hook
+from .scalars import DECIMAL_NUMERAL, Timestamp, dec_hook
 
 __all__ = [
     "DriftProblem",
@@ -208,9 +210,9 @@ _NUMBER_CONSTRAINTS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaxim
                        "multipleOf")
 # names the generated module imports or defines: a class must not take them
 _RESERVED = frozenset({
-    "Annotated", "Any", "Decimal", "Enum", "Int64", "Literal", "Meta", "Registry", "Struct",
-    "Timestamp", "TypeAlias", "UInt64", "UNSET", "UUID", "UnsetType", "Model", "None",
-    "True", "False",
+    "Annotated", "Any", "Decimal", "DecimalText", "Enum", "Int64", "Literal", "Meta",
+    "Registry", "Struct", "Timestamp", "TypeAlias", "UInt64", "UNSET", "UUID", "UnsetType",
+    "Model", "None", "True", "False",
 })
 _VERSION_IN_ID = re.compile(r"(?:^|[/.])v(\d+)(?:$|[/.#])")
 
@@ -770,7 +772,9 @@ def _map_format(schema: dict[str, Any], src: _Source, pointer: str) -> dict[str,
                         _FORMAT_TYPES[fmt].rsplit(".", 1)[-1])
         for key in (*dropped, "format"):
             schema.pop(key, None)
-        schema["customTypePath"] = _FORMAT_TYPES[fmt]
+        schema["customTypePath"] = (
+            "evtools.scalars.DecimalText" if fmt == "decimal" and base == "string"
+            else _FORMAT_TYPES[fmt])  # money sent as text is written back as text
     else:
         return schema
     if _has_null(type_):
@@ -982,7 +986,7 @@ _lossless = msgspec.json.Decoder(float_hook=Decimal)
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}")
 _NO_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
-_DECIMAL_TEXT = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?")
+_DECIMAL_TEXT = DECIMAL_NUMERAL  # what DecimalText reads: codegen maps these strings to it
 _ID_KEY = re.compile(r"-?[0-9]+")
 #: distinct ID keys that make objects a map rather than a record with odd field names
 _MAP_MIN_KEYS = 3

@@ -1,13 +1,22 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from evtools.scalars import Int64, Timestamp, UInt64, dec_hook, enc_hook
+from evtools.scalars import (
+    DECIMAL_NUMERAL,
+    DecimalText,
+    Int64,
+    Timestamp,
+    UInt64,
+    dec_hook,
+    enc_hook,
+)
 
 from .strategies import timestamps
 
@@ -129,3 +138,32 @@ def test_an_offset_rfc_3339_cannot_write_is_refused_not_rounded(seconds: int) ->
 def test_whole_minute_offsets_keep_the_instant(minutes: int, epoch_ns: int) -> None:
     ts = Timestamp.from_epoch_ns(epoch_ns, timedelta(minutes=minutes))
     assert ts.epoch_ns == epoch_ns and ts.utcoffset == timedelta(minutes=minutes)
+
+
+class _Paid(msgspec.Struct):
+    amount: DecimalText
+
+
+@given(st.from_regex(DECIMAL_NUMERAL, fullmatch=True))
+def test_decimal_text_is_written_back_digit_for_digit(text: str) -> None:
+    data = msgspec.json.encode({"amount": text})
+    paid = msgspec.json.decode(data, type=_Paid, dec_hook=dec_hook)
+    assert paid.amount == Decimal(text) and isinstance(paid.amount, DecimalText)
+    assert msgspec.json.Encoder(enc_hook=enc_hook, decimal_format="number").encode(
+        paid) == data  # a string again, "0.0000001" not "1E-7", "5.10" not "5.1"
+
+
+@pytest.mark.parametrize("payload", [b'{"amount":5.10}', b'{"amount":"1e3"}',
+                                     b'{"amount":"NaN"}', b'{"amount":" 5"}',
+                                     b'{"amount":"1_000"}', b'{"amount":"05"}',
+                                     b'{"amount":"+5"}', b'{"amount":".5"}'])
+def test_decimal_text_takes_only_a_decimal_numeral_string(payload: bytes) -> None:
+    with pytest.raises(msgspec.ValidationError, match=r"at `\$\.amount`"):
+        msgspec.json.decode(payload, type=_Paid, dec_hook=dec_hook)
+
+
+def test_decimal_text_is_a_finite_decimal() -> None:
+    assert DecimalText("5.10") + 1 == Decimal("6.10")
+    assert repr(DecimalText("0.0000001")) == "DecimalText('0.0000001')"
+    with pytest.raises(ValueError, match="finite"):
+        DecimalText("NaN")

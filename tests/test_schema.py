@@ -24,7 +24,7 @@ from evtools import schema as S
 from evtools.errors import DecodeError, MissingDependency, SchemaError, UsageError
 from evtools.events import RawEvent
 from evtools.registry import Registry
-from evtools.scalars import Int64, Timestamp, UInt64, dec_hook, enc_hook
+from evtools.scalars import DecimalText, Int64, Timestamp, UInt64, dec_hook, enc_hook
 
 from .schema import strategies as ST
 
@@ -122,7 +122,8 @@ def test_codegen_maps_every_format_to_an_exact_type(tmp_path: Path) -> None:
     assert info["customer_id"].type == msgspec.inspect.type_info(Int64 | None)
     assert info["bounded"].type == msgspec.inspect.UnionType(
         types=(msgspec.inspect.IntType(ge=0, le=2**63 - 1), msgspec.inspect.NoneType()))
-    assert isinstance(info["total"].type, msgspec.inspect.DecimalType)
+    assert info["total"].type == msgspec.inspect.CustomType(DecimalText)  # sent as text
+    assert isinstance(info["tax"].type, msgspec.inspect.DecimalType)  # sent as a number
     assert isinstance(info["placed_at"].type, msgspec.inspect.CustomType)
     assert info["placed_at"].type.cls is Timestamp
     assert isinstance(info["ref"].type, msgspec.inspect.UUIDType)
@@ -148,6 +149,9 @@ def test_codegen_maps_every_format_to_an_exact_type(tmp_path: Path) -> None:
     assert event.status.value == "paid"
     assert str(event.lines[0].price) == "19.90"
     assert event.note == "none" and event.ratio is None
+    back = module.registry.encode(event)  # each decimal written back as it was sent
+    assert b'"total":"19.90"' in back and b'"tax":0.10000000000000000001' in back
+    assert b'"price":19.90' in back
 
 
 @pytest.mark.parametrize(("patch", "path"), [
@@ -718,6 +722,19 @@ def test_check_reports_every_problem_of_an_event_not_only_the_first() -> None:
     assert (problem.example_stream, problem.example_version) == ("order-9", 4)
     assert problem.example_path == "/lines/1/sku"
     assert report.total_accepted == 0 and report.has_drift
+
+
+def test_check_holds_a_decimal_sent_as_text_to_text() -> None:
+    class Paid(msgspec.Struct, forbid_unknown_fields=True):
+        amount: DecimalText
+
+    registry = Registry()
+    registry.register(Paid, name="Paid")
+    events = [raw("Paid", {"amount": "5.10"}), raw("Paid", {"amount": 5.1}),
+              raw("Paid", {"amount": "1e3"})]
+    report = S.check(events, registry)
+    assert kinds(report) == {("/amount", "wrong_type"): 1, ("/amount", "invalid_value"): 1}
+    assert report.total_accepted == 1
 
 
 def test_check_counts_per_field_and_keeps_the_first_example() -> None:
