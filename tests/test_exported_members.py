@@ -8,7 +8,8 @@ import sys
 import evtools
 
 EXPECTED = [
-    "Aggregate", "ConcurrencyError", "DIALECTS", "EvtoolsError", "FaultRates", "InputError",
+    "Aggregate", "ConcurrencyError", "DIALECTS", "DecimalText", "EvtoolsError", "FaultRates",
+    "InputError",
     "Int64", "RawEvent", "Registry", "RehydrationError", "SPEEDUPS", "Timestamp", "UInt64",
     "__version__", "audit", "from_cloudevent", "generate", "get_dialect", "handles",
     "invariant", "naive_rehydrate", "open_store", "read_source", "rehydrate", "state_diff",
