@@ -1284,10 +1284,17 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
                     goto error;
             }
             if (when != Py_None) {
-                int in_order = 1;  /* the first time: nothing before it */
-                if (L.prev_time != Py_None
-                        && (in_order = aware_datetimes_in_order(when, L.prev_time)) < 0)
-                    goto error;
+                int in_order = 1;
+                if (L.prev_time != Py_None) {
+                    if ((in_order = aware_datetimes_in_order(when, L.prev_time)) < 0)
+                        goto error;
+                }
+                else if (!PyDateTime_CheckExact(when)
+                         || PyDateTime_DATE_GET_TZINFO(when) == Py_None) {
+                    /* the first time: nothing before it, but _check_time refuses a time
+                       that can never be compared (a naive datetime), naming this event */
+                    in_order = 0;
+                }
                 if (!in_order && check_time(&L, r, when, raw) < 0)
                     goto error;
                 Py_INCREF(when);

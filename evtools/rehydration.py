@@ -980,6 +980,7 @@ class Rehydration(Generic[A]):
             self._violate(ViolationKind.DUPLICATE, version,
                           f"event {raw.id} at version {version} repeats version {version - 1} "
                           "(stored twice)", raw=raw)
+            self._verify_if_due(raw)  # skipped: the state there is the one before
             return
         self._last_id = raw.id
         try:
@@ -1015,6 +1016,7 @@ class Rehydration(Generic[A]):
         handler = self._handlers.get(type(event))
         if handler is None:
             self._unhandled(raw, event, when)
+            self._verify_if_due(raw)  # a snapshot may be taken at an event ignored
             return
         try:
             handler(agg, event)
@@ -1028,8 +1030,8 @@ class Rehydration(Generic[A]):
                                     event if takes_event else _NO_EVENT)
             if message is not None:
                 self._violate(ViolationKind.INVARIANT, version, message, raw=raw)
-        if self._verify is not None and version == self._verify.version:
-            self._verify_against(raw)
+        if self._verify is not None:
+            self._verify_if_due(raw)
 
     def _applied(self, raw: RawEvent, when: Any) -> None:
         self._applied_version = raw.version
@@ -1057,7 +1059,11 @@ class Rehydration(Generic[A]):
                 return
         else:
             self._prev_text = None
-            if prev is None:
+            if prev is None:  # nothing to compare with, but a naive time never compares
+                try:
+                    _epoch_ns(when)
+                except UsageError as e:
+                    raise e.with_context(raw.context) from None
                 return
         # an instant is computed once: the next event compares against this one's
         try:
@@ -1073,6 +1079,13 @@ class Rehydration(Generic[A]):
             self._violate(ViolationKind.CLOCK_SKEW, raw.version,
                           f"event time {when} is {_describe_ns(late_ns)} earlier than "
                           f"{whose} {prev} (tolerance {self.clock_skew})", raw=raw)
+
+    def _verify_if_due(self, raw: RawEvent) -> None:
+        """With ``verify_snapshot``: compare at the snapshot's version, however the event
+        there was taken (applied, ignored by the aggregate, or skipped as stored twice)."""
+        if self._verify is not None and raw.version == self._verify.version \
+                and self.halted_at is None:
+            self._verify_against(raw)
 
     def _verify_against(self, raw: RawEvent) -> None:
         snap = self._verify
@@ -1137,7 +1150,10 @@ class Rehydration(Generic[A]):
         return take_snapshot(self.sync_aggregate(), stream=self.stream)
 
     def finish(self, *, freeze: bool = True) -> RehydrationResult[A]:
-        """Run the end-of-stream checks, freeze, and return the result."""
+        """Run the end-of-stream checks, freeze, and return the result (once)."""
+        if self.stage is not Stage.VALIDATE:
+            raise UsageError(f"this rehydration is {self.stage}: finish() runs once",
+                             stream=self.stream)
         self._close_checks()
         self.stage = Stage.FREEZE
         agg = self.sync_aggregate()
@@ -1250,7 +1266,13 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _describe_ns(ns: int) -> str:
-    return str(timedelta(microseconds=ns // 1000))
+    """``ns`` (>= 0) as ``timedelta`` writes it, with the nanoseconds below its microsecond
+    (a lateness of 5 s + 1 ns had read "0:00:05", the tolerance it exceeds)."""
+    micro, nanos = divmod(ns, 1000)
+    text = str(timedelta(microseconds=micro))
+    if nanos:
+        text += ("" if "." in text else ".000000") + f"{nanos:03d}"
+    return text
 
 
 def rehydrate(events: Iterable[RawEvent], registry: Registry, aggregate_cls: type[A], *,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import tracemalloc
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -1039,6 +1040,20 @@ class _Pings(Aggregate):
         self.seen += 1
 
 
+def test_a_naive_time_on_the_first_event_is_refused_naming_it(fold_loop: str) -> None:
+    """The first time has nothing to compare with, and a naive one had passed unseen (or
+    was blamed on the next event, whose own time is fine), in both loops."""
+    registry = Registry()
+    registry.register(_Ping, name="Ping")
+    for times in ([datetime(2026, 1, 1, 9)], [datetime(2026, 1, 1, 9),
+                                               datetime(2026, 1, 1, 10, tzinfo=UTC)]):
+        events = [RawEvent("ping-1", v, "Ping", b'{"n": 1}', recorded_at=at)
+                  for v, at in enumerate(times)]
+        with pytest.raises(UsageError, match="naive datetime") as info:
+            rehydrate(events, registry, _Pings, policy="audit")
+        assert (info.value.context.stream, info.value.context.version) == ("ping-1", 0)
+
+
 def test_a_naive_event_time_is_refused_naming_the_event() -> None:
     registry = Registry()
     registry.register(_Ping, name="Ping")
@@ -1048,3 +1063,218 @@ def test_a_naive_event_time_is_refused_naming_the_event() -> None:
     with pytest.raises(UsageError, match="naive datetime") as info:
         rehydrate(events, registry, _Pings, policy="audit")
     assert (info.value.context.stream, info.value.context.version) == ("ping-1", 1)
+
+
+# -- found by a differential fuzz of both loops (feed one by one, feed_all in chunks) --------
+
+def test_verify_snapshot_checks_a_snapshot_taken_at_an_event_the_aggregate_ignores() -> None:
+    """ItemCount handles ItemAdded only: a snapshot at another event's version is verified
+    all the same (it had been trusted silently: the replay never compared it)."""
+    events = one_stream(30)
+    at = next(i for i, e in enumerate(events) if i > 5 and e.type != "ItemAdded")
+    right = take_snapshot(rehydrate(events[:at + 1], REGISTRY, ItemCount).aggregate)
+    assert right.version == at
+    early = rehydrate(events[:3], REGISTRY, ItemCount).aggregate
+    wrong = msgspec.structs.replace(take_snapshot(early, stream=events[0].stream),
+                                    version=at, last_event_id=events[at].id)
+    assert wrong.state_hash != right.state_hash
+    for lazy in (False, True):
+        result = rehydrate(events, REGISTRY, ItemCount, snapshot=wrong, verify_snapshot=True,
+                           policy="audit", lazy=lazy)
+        assert [(v.kind, v.version) for v in result.violations] == [
+            (ViolationKind.SNAPSHOT_CONFLICT, at)]
+        assert rehydrate(events, REGISTRY, ItemCount, snapshot=right, verify_snapshot=True,
+                         lazy=lazy).ok
+    with pytest.raises(RehydrationError) as info:
+        rehydrate(events, REGISTRY, ItemCount, snapshot=wrong, verify_snapshot=True)
+    assert info.value.violation.kind is ViolationKind.SNAPSHOT_CONFLICT
+
+
+def test_verify_snapshot_at_a_version_stored_twice() -> None:
+    """The event at the snapshot's version repeats the one before (same id, skipped): the
+    snapshot is still compared with the replayed state there."""
+    events = one_stream(20)
+    twice = [*events[:8], *(msgspec.structs.replace(e, version=e.version + 1)
+                            for e in events[7:])]  # version 8 repeats version 7
+    at7 = take_snapshot(rehydrate(events[:8], REGISTRY, Order).aggregate)
+    same = msgspec.structs.replace(at7, version=8)  # the state at 8 is the state at 7
+    result = rehydrate(twice, REGISTRY, Order, snapshot=same, verify_snapshot=True,
+                       policy="audit")
+    assert [(v.kind, v.version) for v in result.violations] == [(ViolationKind.DUPLICATE, 8)]
+    at3 = take_snapshot(rehydrate(events[:4], REGISTRY, Order).aggregate)
+    wrong = msgspec.structs.replace(at3, version=8, last_event_id=events[7].id)
+    result = rehydrate(twice, REGISTRY, Order, snapshot=wrong, verify_snapshot=True,
+                       policy="audit")
+    assert [(v.kind, v.version) for v in result.violations] == [
+        (ViolationKind.DUPLICATE, 8), (ViolationKind.SNAPSHOT_CONFLICT, 8)]
+
+
+def test_finish_runs_once() -> None:
+    """A second finish() had run the end-of-stream checks again, appending the same
+    violations to the result already returned."""
+    r = Rehydration(REGISTRY, Order, policy="audit", expected_version=40)
+    r.feed_all(one_stream(30))
+    result = r.finish()
+    assert [(v.kind, v.version) for v in result.violations] == [(ViolationKind.TRUNCATED, 30)]
+    with pytest.raises(UsageError, match=r"this rehydration is ready: finish\(\) runs once"):
+        r.finish()
+    assert len(result.violations) == 1
+
+
+@pytest.mark.parametrize(("late", "said"), [
+    ("2026-01-01T00:00:00Z", "0:00:05.000000001"),  # it read "0:00:05", the tolerance
+    ("2026-01-01T00:00:04.999999999Z", "0:00:00.000000002"),  # it read "0:00:00"
+    ("2026-01-01T00:00:04.9999Z", "0:00:00.000100001"),
+])
+def test_clock_skew_message_says_the_lateness_to_the_nanosecond(late: str, said: str) -> None:
+    texts = ["2026-01-01T00:00:05.000000001Z", late]
+    events = [RawEvent("clock-1", v, "Ticked", msgspec.json.encode({"occurred_at": text}),
+                       id=f"e{v}") for v, text in enumerate(texts)]
+    skew = timedelta(seconds=5) if late.endswith("00Z") else timedelta(0)
+    result = rehydrate(events, _CLOCK_REGISTRY, _Clock, policy="audit", clock_skew=skew)
+    assert [v.message for v in result.violations] == [
+        f"event time {late} is {said} earlier than the previous event's {texts[0]} "
+        f"(tolerance {skew})"]
+
+
+# -- the two loops and feed(), compared on damaged streams -----------------------------------
+
+_C_FOLDER = rehydration._Folder  # at import, before fold_loop sets it per test
+_REGISTRIES = [REGISTRY, order_registry(unknown_fields="keep", duplicate_keys="last-wins")]
+_EDITS = ["drop", "repeat", "swap", "stream", "id", "previous id", "time", "type",
+          "schema", "truncate", "payload byte", "duplicate key", "unknown field",
+          "content type", "foreign", "recorded_at", "version"]
+
+
+def _edit(events: list[RawEvent], edit: str, i: int, k: int, other: RawEvent) -> None:
+    e = events[i]
+    replace = msgspec.structs.replace
+    if edit == "drop":
+        del events[i]
+    elif edit == "repeat":
+        events.insert(k % (len(events) + 1), e)
+    elif edit == "swap":
+        j = k % len(events)
+        events[i], events[j] = events[j], e
+    elif edit == "stream":
+        events[i] = replace(e, stream=e.stream + "x")
+    elif edit == "id":
+        events[i] = replace(e, id=["", "same"][k % 2])
+    elif edit == "previous id":
+        events[i] = replace(e, id=events[i - 1].id, data=events[i - k % 2].data)
+    elif edit == "time":
+        ts = e.data.find(b'"occurred_at":"')
+        if ts >= 0:
+            start = ts + len(b'"occurred_at":"')
+            end = e.data.find(b'"', start)
+            try:  # an earlier edit may have damaged it: then this edit does nothing
+                when = Timestamp(e.data[start:end].decode())
+            except (ValueError, UnicodeDecodeError):
+                return
+            late = [5 * 10**9, 5 * 10**9 + 1, 10**12, 1, -1][k % 5]
+            moved = Timestamp.from_epoch_ns(when.epoch_ns - late,
+                                            timedelta(minutes=[0, 60, -330][k % 3]))
+            events[i] = replace(e, data=e.data[:start] + str(moved).encode() + e.data[end:])
+    elif edit == "type":
+        events[i] = replace(e, type=["Nope", "OrderCreated", "ItemAdded"][k % 3])
+    elif edit == "schema":
+        events[i] = replace(e, schema_version=k % 4)
+    elif edit == "truncate":
+        del events[i:]
+    elif edit == "payload byte" and e.data:
+        data = bytearray(e.data)
+        data[k % len(data)] = k % 256
+        events[i] = replace(e, data=bytes(data))
+    elif edit == "duplicate key":
+        events[i] = replace(e, data=b'{"order_id":1,' + e.data[1:])
+    elif edit == "unknown field":
+        events[i] = replace(e, data=b'{"extra":[1,{"a":2}],' + e.data[1:])
+    elif edit == "content type":
+        events[i] = replace(e, content_type=["text/plain", "application/json; x=1"][k % 2])
+    elif edit == "foreign":
+        events.insert(i, replace(other, stream=[other.stream, e.stream][k % 2],
+                                 version=e.version + k % 2))
+    elif edit == "recorded_at":
+        events[i] = replace(e, recorded_at=[None, datetime(2099, 1, 1, tzinfo=UTC)][k % 2])
+    elif edit == "version":
+        events[i] = replace(e, version=e.version + [-2, -1, 1, 2, 100][k % 5])
+
+
+def _observed(run: Any) -> Any:
+    """Everything a caller can see of a rehydration (or of the error it raised)."""
+    try:
+        r = run()
+    except RehydrationError as e:
+        v = e.violation
+        return ("raised", v.kind, v.stream, v.version, v.message, v.event_id)
+    return (r.aggregate.to_state(), r.version, r.events_seen, r.events_applied,
+            r.events_skipped, r.halted_at, r.snapshot_version, r.stream,
+            r.aggregate.last_event_id, str(r.aggregate.last_event_time),
+            [(v.kind, v.stream, v.version, v.message, v.event_type, v.event_id, v.path)
+             for v in r.violations])
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), length=st.integers(1, 40),
+       faults=st.sampled_from([FaultRates(), FaultRates(gap=0.1), FaultRates(reorder=0.1),
+                               FaultRates(duplicate=0.1, clock_skew=0.1),
+                               FaultRates(corrupt=0.05, unknown_type=0.05, foreign=0.05,
+                                          invariant=0.05)]),
+       edits=st.lists(st.tuples(st.sampled_from(_EDITS), st.integers(0, 10**4),
+                                st.integers(0, 10**4)), max_size=4),
+       aggregate=st.sampled_from([Order, ItemCount]), registry=st.sampled_from(_REGISTRIES),
+       policy=st.sampled_from(["audit", "strict"]), window=st.sampled_from([0, 2, 64]),
+       skew_us=st.sampled_from([0, 5 * 10**6]), lazy=st.booleans(),
+       snapshot_at=st.none() | st.integers(0, 39), verify=st.booleans(),
+       chunks=st.lists(st.integers(1, 6), min_size=1, max_size=8))
+def test_property_c_loop_python_loop_and_feed_agree(
+        seed: int, length: int, faults: FaultRates, edits: list[tuple[str, int, int]],
+        aggregate: type[Aggregate], registry: Registry, policy: str, window: int,
+        skew_us: int, lazy: bool, snapshot_at: int | None, verify: bool,
+        chunks: list[int]) -> None:
+    """feed_all in C, feed_all in Python and feed()/feed_all() in chunks see the same
+    damaged stream the same way: state, counts, every violation and its message."""
+    workload = [e for e in generate(length, n_streams=2, seed=seed, faults=faults,
+                                    schema_mix=0.5) if not e.stream.startswith("snapshot-")]
+    streams = by_stream(workload)
+    name = workload[0].stream
+    events, other = list(streams[name]), workload[-1]
+    for edit, i, k in edits:
+        if events:
+            _edit(events, edit, i % len(events), k, other)
+    options: dict[str, Any] = {"policy": policy, "reorder_window": window, "lazy": lazy,
+                               "clock_skew": timedelta(microseconds=skew_us)}
+    clean = streams[name]
+    if snapshot_at is not None and snapshot_at < len(clean):
+        built = rehydrate(clean[:snapshot_at + 1], registry, aggregate, policy="audit")
+        if built.version >= 0:
+            options["snapshot"] = take_snapshot(built.aggregate)
+            options["verify_snapshot"] = verify
+
+    def whole() -> Any:
+        return rehydrate(iter(events), registry, aggregate, **options)
+
+    def in_chunks() -> Any:
+        r = Rehydration(registry, aggregate, **options)
+        at = 0
+        for n, size in enumerate(itertools.cycle(chunks)):
+            if at >= len(events):
+                break
+            if n % 2:
+                r.feed_all(events[at:at + size])
+            else:
+                for e in events[at:at + size]:
+                    r.feed(e)
+            at += size
+        return r.finish()
+
+    saved = rehydration._Folder
+    try:
+        rehydration._Folder = None
+        python, fed = _observed(whole), _observed(in_chunks)
+        rehydration._Folder = _C_FOLDER
+        c_loop = _observed(whole) if _C_FOLDER is not None else python
+    finally:
+        rehydration._Folder = saved
+    assert c_loop == python
+    assert fed == python
