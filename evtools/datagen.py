@@ -32,6 +32,14 @@ The first eight are rates per event, the last two per stream; a stream with a sn
 fault gets no per-event fault (its snapshot is built by folding its clean events through
 the typed ``Order``). Snapshots are events of the stream ``snapshot-<stream>``.
 
+One kind at a time, rehydration reports every fault at the stream and version the
+manifest gives, and nothing else. Several kinds at once can hide one another: rehydration
+stops folding a stream at an event it cannot apply (lost, damaged, of an unknown type or
+of another order), so an ``invariant`` or ``foreign`` fault later in that stream, which
+only the fold can see, goes unreported, as does a ``clock_skew`` right after a damaged
+event (there is no time to measure it against). The manifest still lists them where
+they were injected.
+
 ``gap`` and ``reorder`` exist on the way to a consumer (a lossy or reordering
 subscription, an export); a store numbers the events it appends itself, so they cannot be
 written into one: :func:`write_workload` refuses them (``at_rest`` view) and
@@ -43,6 +51,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -54,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .errors import StoreError, UsageError
+from .errors import ConcurrencyError, StoreError, UsageError
 from .events import JSON_CONTENT_TYPE, RawEvent, to_cloudevent
 
 if TYPE_CHECKING:
@@ -111,6 +120,8 @@ _PER_EVENT = ("gap", "duplicate", "reorder", "clock_skew", "corrupt", "unknown_t
               "foreign", "invariant")
 _PER_STREAM = ("snapshot_conflict", "truncate")
 _DELIVERY_ONLY = ("gap", "reorder")
+#: how far above 1 a sum of rates may be and still count as 1 (float rounding)
+_SUM_SLACK = 1e-12
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -137,11 +148,15 @@ class FaultRates:
                     or not 0.0 <= value <= 1.0:
                 raise UsageError(f"fault rate {f.name} must be a number in [0, 1], "
                                  f"got {value!r}")
-        per_event = sum(getattr(self, name) for name in _PER_EVENT)
-        if per_event > 1.0:
-            raise UsageError(f"per-event fault rates add up to {per_event:g}, more than 1")
-        if self.snapshot_conflict + self.truncate > 1.0:
-            raise UsageError("snapshot_conflict + truncate must not exceed 1")
+        # the exact sum, with room for the rounding of rates written in decimal: 0.33,
+        # 0.56 and 0.11 add up to 1, though the floats nearest them add up to 1 + 2**-52
+        per_event = math.fsum(getattr(self, name) for name in _PER_EVENT)
+        if per_event > 1.0 + _SUM_SLACK:
+            raise UsageError(f"per-event fault rates add up to {per_event!r}, more than 1")
+        per_stream = math.fsum((self.snapshot_conflict, self.truncate))
+        if per_stream > 1.0 + _SUM_SLACK:
+            raise UsageError(f"snapshot_conflict + truncate add up to {per_stream!r}, more "
+                             "than 1")
 
     def delivery_only(self) -> list[str]:
         """The faults set here that exist only in delivery (a lost or swapped version):
@@ -362,6 +377,12 @@ class Workload(Iterator[RawEvent]):
             raise UsageError("schema_mix must be in [0, 1]")
         if interleave < 1:
             raise UsageError("interleave must be >= 1")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            # random.Random ignores the sign of an int seed: -7 would give seed 7's bytes
+            raise UsageError(f"seed must be an int >= 0, got {seed!r}")
+        if faults is not None and not isinstance(faults, FaultRates | str):
+            raise UsageError(f"faults must be a FaultRates, a str such as 'gap=0.01' or "
+                             f"None, not {type(faults).__name__}")
         rates = faults if isinstance(faults, FaultRates) else FaultRates.parse(faults)
         if at_rest:
             bad = rates.delivery_only()
@@ -825,12 +846,13 @@ def write_workload(store: Any, n_events: int | None = None, *, n_streams: int | 
                    batch_size: int = 1000,
                    progress: Callable[[int], None] | None = None) -> WorkloadWritten:
     """Generate a workload (``at_rest`` view) into ``store``: batched appends per stream,
-    each with the exact expected version (a stream that already exists is a
-    :class:`~evtools.errors.ConcurrencyError`). ``gap`` and ``reorder`` are refused (see
-    the module docstring). Stores that de-duplicate by event id (NATS ``Nats-Msg-Id``,
-    EventStoreDB) drop the second copy of a ``duplicate`` fault. ``progress`` is called
-    after each append with the order events written so far (snapshots not counted), so
-    that it ends at ``n_events``."""
+    each with the exact expected version. ``store`` must be empty: a store that already
+    holds events (of another workload, or of this one) is a
+    :class:`~evtools.errors.ConcurrencyError`, and nothing is written. ``gap`` and
+    ``reorder`` are refused (see the module docstring). Stores that de-duplicate by event
+    id (NATS ``Nats-Msg-Id``, EventStoreDB) drop the second copy of a ``duplicate`` fault.
+    ``progress`` is called after each append with the order events written so far
+    (snapshots not counted), so that it ends at ``n_events``."""
     if batch_size < 1:
         raise UsageError("batch_size must be >= 1")
     from .rehydration import is_snapshot_stream
@@ -864,6 +886,11 @@ def write_workload(store: Any, n_events: int | None = None, *, n_streams: int | 
     workload = Workload(n_events, n_streams=n_streams, seed=seed, faults=faults,
                         schema_mix=schema_mix, interleave=interleave, at_rest=True,
                         on_stream_end=on_end)
+    first = next(iter(store.list_streams()), None)
+    if first is not None:  # another workload's streams would mix with this one's
+        raise ConcurrencyError(f"the store already holds events (stream {first!r}): "
+                               "write_workload writes only into an empty store",
+                               expected=NO_STREAM, stream=first)
     started = time.perf_counter()
     for raw in workload:
         batch = pending.get(raw.stream)

@@ -28,7 +28,7 @@ import base64
 import binascii
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,8 +97,7 @@ class RawEvent(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def is_json(self) -> bool:
-        ct = self.content_type.split(";", 1)[0].strip().lower()
-        return ct == JSON_CONTENT_TYPE or ct.endswith("+json")
+        return _is_json_type(self.content_type)
 
     @classmethod
     def new(cls, stream: str, version: int, type: str, data: bytes | str, *,
@@ -141,6 +140,12 @@ def _bytes(value: Any, text: bool) -> Any:
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
     return value.encode() if text and isinstance(value, str) else value
+
+
+def _is_json_type(content_type: str) -> bool:
+    """Whether a content type declares JSON (``application/json``, ``...+json``)."""
+    ct = content_type.split(";", 1)[0].strip().lower()
+    return ct == JSON_CONTENT_TYPE or ct.endswith("+json")
 
 
 def _is_int(value: object) -> bool:
@@ -187,7 +192,7 @@ def _type_name(value: object) -> str:
 _NO_RAW = msgspec.Raw(b"")
 
 
-class _Envelope(msgspec.Struct, omit_defaults=True):
+class _Envelope(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     specversion: str
     id: str
     source: str
@@ -206,18 +211,44 @@ class _Envelope(msgspec.Struct, omit_defaults=True):
     dataschema: str | None = None
 
 
+class _AnyEnvelope(_Envelope, forbid_unknown_fields=False):
+    """An envelope with extension attributes evtools does not know (their names checked
+    apart, then left out: a ``RawEvent`` has no place for them)."""
+
+
+class _Where(msgspec.Struct):
+    """What an envelope that does not decode says about where it belongs (error path)."""
+
+    evstream: Any = None
+    evversion: Any = None
+    type: Any = None
+
+
+# a decode that knows every member is the usual case, and the fast one
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
+_any_envelope_decoder = msgspec.json.Decoder(_AnyEnvelope)
+_where_decoder = msgspec.json.Decoder(_Where)
+_members_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+#: the members the JSON format defines: the context attributes, ``data``, ``data_base64``
+_KNOWN_MEMBERS = frozenset(_Envelope.__struct_fields__)
+#: CloudEvents 1.0: "lower-case letters ('a' to 'z') or digits ('0' to '9') from the ASCII
+#: character set"
+_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+\Z")
+_INT64_MAX = 2**63 - 1
 _envelope_encoder = msgspec.json.Encoder()
 _raw_decoder = msgspec.json.Decoder(msgspec.Raw)
 
 
 def embeddable(value: bytes) -> bool:
     """Whether ``value`` can go into a JSON line verbatim and come back byte for byte:
-    one JSON value, nothing around it, no line break (which would split a JSONL line)."""
+    one JSON value in valid UTF-8 (JSON text is UTF-8: other bytes would make the whole line
+    unreadable), nothing around it, no line break (which would split a JSONL line)."""
     if not value or b"\n" in value or b"\r" in value:
         return False
     try:
         raw = _raw_decoder.decode(value)
+        if not value.isascii():  # msgspec.Raw does not check the UTF-8 inside strings
+            value.decode("utf-8")
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return False
     return len(raw) == len(value)
@@ -347,7 +378,11 @@ def refuse_repeated_member(document: bytes | str, what: str, where: Context) -> 
 
 
 def to_cloudevent(event: RawEvent, *, source: str | None = None) -> bytes:
-    """Encode ``event`` as one CloudEvents 1.0 structured-mode JSON document."""
+    """Encode ``event`` as one CloudEvents 1.0 structured-mode JSON document.
+
+    Text that has no UTF-8 form (a lone surrogate in the stream, type, id or content type)
+    cannot be written as JSON: an :class:`~evtools.errors.EnvelopeError` names the field.
+    """
     env = _Envelope(
         specversion=_SPECVERSION,
         id=event.id or str(uuid.uuid4()),
@@ -369,7 +404,32 @@ def to_cloudevent(event: RawEvent, *, source: str | None = None) -> bytes:
         env.data = msgspec.Raw(event.data)
     elif event.data or not event.is_json:
         env.data_base64 = base64.b64encode(event.data).decode("ascii")
-    return _envelope_encoder.encode(env)
+    try:
+        return _envelope_encoder.encode(env)
+    except UnicodeEncodeError as e:
+        raise _unwritable(event, env) from e
+
+
+def _unwritable(event: RawEvent, env: _Envelope) -> EnvelopeError:
+    """The error for an event with text that has no UTF-8 form."""
+    for name, member in (("stream", "evstream"), ("type", "type"), ("id", "id"),
+                         ("content_type", "datacontenttype"), ("source", "source")):
+        value = getattr(env, member)
+        if isinstance(value, str) and not _has_utf8_form(value):
+            return EnvelopeError(f"{name} {value!r} has no UTF-8 form (a lone surrogate), so "
+                                 "it cannot be written as JSON",
+                                 Context(stream=event.stream if name != "stream" else None,
+                                         version=event.version, path=f"/{member}"))
+    return EnvelopeError("event has text with no UTF-8 form (a lone surrogate)",
+                         event.context)
+
+
+def _has_utf8_form(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def from_cloudevent(document: bytes | str, *, stream: str | None = None,
@@ -379,16 +439,44 @@ def from_cloudevent(document: bytes | str, *, stream: str | None = None,
     ``stream`` and ``version`` fill in when the envelope lacks the ``evstream`` /
     ``evversion`` extensions; without either source of truth the envelope is rejected.
     An envelope that repeats a member (two ``evstream``, say) is rejected too: which of
-    the values counts would depend on the reader. Every refusal is an
-    :class:`~evtools.errors.EnvelopeError` naming ``where`` (file, line), the stream,
-    version and type where the envelope says them, and the member at fault.
+    the values counts would depend on the reader. So is one that is not UTF-8, one with
+    an attribute name CloudEvents does not allow (only lower-case ASCII letters and
+    digits; extension attributes with valid names are accepted and left out), and
+    versions, positions and schema versions beyond int64. ``data`` is the payload as JSON
+    when ``datacontenttype`` is absent or JSON; for any other content type it must be a
+    JSON string, and the payload is that string's UTF-8 bytes (binary goes in
+    ``data_base64``). Every refusal is an :class:`~evtools.errors.EnvelopeError` naming
+    ``where`` (file, line), the stream, version and type where the envelope says them,
+    and the member at fault.
     """
     base = where or Context()
+    if isinstance(document, str):
+        try:
+            document = document.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise EnvelopeError("envelope is not valid JSON: its text has a lone surrogate "
+                                f"(no UTF-8 form) at character {e.start}", base) from e
+    elif not isinstance(document, bytes):
+        document = bytes(document)
+    if not document.isascii():
+        try:
+            document.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise EnvelopeError(f"envelope is not valid JSON: invalid UTF-8 at byte {e.start}",
+                                base) from e
+    extensions = False
     try:
-        env = _envelope_decoder.decode(document)
+        try:
+            env = _envelope_decoder.decode(document)
+        except msgspec.ValidationError as e:
+            if not str(e).startswith("Object contains unknown field"):
+                raise
+            env = _any_envelope_decoder.decode(document)
+            extensions = True
     except msgspec.ValidationError as e:
         raise EnvelopeError(f"not a CloudEvents 1.0 envelope: {strip_msgspec_path(str(e))}",
-                            base.merge(Context(path=msgspec_path_to_pointer(str(e))))) from e
+                            base.merge(_where_in(document)).merge(
+                                Context(path=msgspec_path_to_pointer(str(e))))) from e
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
         raise EnvelopeError(f"envelope is not valid JSON: {e}", base) from e
     refuse_repeated_member(document, "envelope", base)
@@ -396,10 +484,16 @@ def from_cloudevent(document: bytes | str, *, stream: str | None = None,
     the_version = env.evversion if env.evversion is not None else version
 
     def ctx() -> Context:  # built on the error paths only
-        good = the_version is not None and the_version >= 0
+        good = the_version is not None and 0 <= the_version <= _INT64_MAX
         return base.merge(Context(stream=the_stream or None, event_type=env.type or None,
                                   version=the_version if good else None))
 
+    if extensions:
+        for name in _members_decoder.decode(document):
+            if name not in _KNOWN_MEMBERS and not _ATTRIBUTE_NAME.match(name):
+                raise EnvelopeError(f"attribute name {name!r} is not a CloudEvents name "
+                                    "(lower-case ASCII letters and digits only)", ctx(),
+                                    path="/" + escape_pointer_token(name))
     if env.specversion != _SPECVERSION:
         raise EnvelopeError(f"unsupported CloudEvents specversion {env.specversion!r}", ctx(),
                             path="/specversion")
@@ -409,20 +503,26 @@ def from_cloudevent(document: bytes | str, *, stream: str | None = None,
                                 path=f"/{name}")
     if the_stream is None:
         raise EnvelopeError("envelope has no 'evstream' extension and no stream was given",
-                            ctx())
+                            ctx(), path="/evstream")
     if env.evstream == "":  # (a caller's stream="" is the caller's business)
         raise EnvelopeError("'evstream' is empty", ctx(), path="/evstream")
+    if env.evversion is not None and not 0 <= env.evversion <= _INT64_MAX:
+        raise EnvelopeError(f"'evversion' must be an int from 0 to 2**63-1, not "
+                            f"{env.evversion}", ctx(), path="/evversion")
     if the_version is None or the_version < 0:
         raise EnvelopeError("envelope has no valid 'evversion' extension and no version was "
-                            "given", ctx())
-    if env.evschemaversion is not None and env.evschemaversion < 1:
-        raise EnvelopeError(f"'evschemaversion' must be >= 1, not {env.evschemaversion}", ctx(),
-                            path="/evschemaversion")
-    if env.evposition is not None and env.evposition < 0:
-        raise EnvelopeError(f"'evposition' must be >= 0, not {env.evposition}", ctx(),
-                            path="/evposition")
+                            "given", ctx(), path="/evversion")
+    if env.evschemaversion is not None and not 1 <= env.evschemaversion <= _INT64_MAX:
+        raise EnvelopeError(f"'evschemaversion' must be >= 1 and <= 2**63-1, not "
+                            f"{env.evschemaversion}", ctx(), path="/evschemaversion")
+    if env.evposition is not None and not 0 <= env.evposition <= _INT64_MAX:
+        raise EnvelopeError(f"'evposition' must be >= 0 and <= 2**63-1, not {env.evposition}",
+                            ctx(), path="/evposition")
+    content_type = (env.datacontenttype if env.datacontenttype is not None
+                    else JSON_CONTENT_TYPE)
     if env.data and env.data_base64 is not None:
-        raise EnvelopeError("envelope has both 'data' and 'data_base64'", ctx())
+        raise EnvelopeError("envelope has both 'data' and 'data_base64'", ctx(),
+                            path="/data_base64")
     if env.data_base64 is not None:
         try:
             data = base64.b64decode(env.data_base64, validate=True)
@@ -430,11 +530,13 @@ def from_cloudevent(document: bytes | str, *, stream: str | None = None,
             raise EnvelopeError("'data_base64' is not valid base64", ctx(),
                                 path="/data_base64") from e
     elif env.data:
-        data = bytes(env.data)
+        data = bytes(env.data) if _is_json_type(content_type) else _text_data(
+            env.data, content_type, ctx)
     else:
         data = b""
     if env.evmetadata and env.evmetadatabase64 is not None:
-        raise EnvelopeError("envelope has both 'evmetadata' and 'evmetadatabase64'", ctx())
+        raise EnvelopeError("envelope has both 'evmetadata' and 'evmetadatabase64'", ctx(),
+                            path="/evmetadatabase64")
     if env.evmetadatabase64 is not None:
         try:
             metadata = base64.b64decode(env.evmetadatabase64, validate=True)
@@ -459,9 +561,34 @@ def from_cloudevent(document: bytes | str, *, stream: str | None = None,
         id=env.id,
         recorded_at=recorded_at,
         position=env.evposition,
-        content_type=env.datacontenttype or JSON_CONTENT_TYPE,
+        content_type=content_type,
         schema_version=env.evschemaversion if env.evschemaversion is not None else 1,
     )
+
+
+def _text_data(raw: msgspec.Raw, content_type: str, ctx: Callable[[], Context]) -> bytes:
+    """The payload of a ``data`` member under a content type that is not JSON: CloudEvents
+    writes such data as a JSON string, whose text is the payload."""
+    try:
+        return _msgspec_str.decode(raw).encode("utf-8")
+    except (msgspec.DecodeError, UnicodeEncodeError) as e:
+        raise EnvelopeError(f"'data' must be a JSON string when 'datacontenttype' is "
+                            f"{content_type!r} (not JSON); binary data goes in 'data_base64'",
+                            ctx(), path="/data") from e
+
+
+def _where_in(document: bytes) -> Context:
+    """The stream, version and type an envelope that does not decode names, as far as
+    they can be told (error path)."""
+    try:
+        said = _where_decoder.decode(document)
+    except (msgspec.DecodeError, RecursionError):
+        return Context()
+    version = said.evversion
+    return Context(
+        stream=said.evstream if isinstance(said.evstream, str) and said.evstream else None,
+        version=version if _is_int(version) and 0 <= version <= _INT64_MAX else None,
+        event_type=said.type if isinstance(said.type, str) and said.type else None)
 
 
 def is_snapshot_stream(stream: str) -> bool:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from hypothesis import strategies as st
 
 from evtools.datagen import (
     DETECTED_AS,
+    Fault,
     FaultKind,
     FaultRates,
     export_jsonl,
@@ -24,9 +28,9 @@ from evtools.datagen import (
 )
 from evtools.errors import ConcurrencyError, UsageError
 from evtools.events import RawEvent
-from evtools.orders import order_registry
-from evtools.rehydration import ViolationKind, rehydrate_store
-from evtools.stores import MemoryStore, open_store
+from evtools.orders import Order, order_registry
+from evtools.rehydration import ViolationKind, rehydrate_events, rehydrate_store
+from evtools.stores import NO_STREAM, MemoryStore, open_store
 
 REGISTRY = order_registry()
 
@@ -198,3 +202,132 @@ def test_exported_jsonl_keeps_delivery_faults(tmp_path: Path) -> None:
         result = rehydrate_store(store, REGISTRY, __import__("evtools.orders").orders.Order)
     expected = {(f.detected_as, f.stream, f.version) for f in workload.manifest.faults}
     assert {(str(v.kind), v.stream, v.version) for v in result.violations} == expected
+
+
+# -- review ------------------------------------------------------------------------------------
+
+_SCRIPT = """
+import sys
+from evtools.datagen import export_jsonl, generate
+w = generate(600, seed=11, faults=sys.argv[2])
+export_jsonl(w, sys.argv[1])
+print(w.manifest.to_dict())
+"""
+_ALL = ("gap=0.02,duplicate=0.02,reorder=0.02,clock_skew=0.02,corrupt=0.02,unknown_type=0.02,"
+        "foreign=0.02,invariant=0.02,snapshot_conflict=0.2,truncate=0.2")
+
+
+def test_same_seed_same_bytes_across_processes_and_hash_seeds(tmp_path: Path) -> None:
+    outputs = []
+    for hash_seed in ("0", "1", "4242"):
+        path = tmp_path / f"h{hash_seed}.jsonl"
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run([sys.executable, "-c", _SCRIPT, str(path), _ALL], env=env,
+                              capture_output=True, text=True, check=True)
+        outputs.append((path.read_bytes(), done.stdout))
+    assert outputs[0] == outputs[1] == outputs[2]
+    here = tmp_path / "here.jsonl"
+    export_jsonl(generate(600, seed=11, faults=_ALL), here)
+    assert here.read_bytes() == outputs[0][0] and outputs[0][0].count(b"\n") > 600
+
+
+def test_different_seeds_differ_and_a_negative_seed_is_refused() -> None:
+    digests = {digest(list(generate(200, seed=seed))) for seed in (0, 1, 2, 7, 2**70)}
+    assert len(digests) == 5
+    # random.Random(-7) is random.Random(7): a negative seed would repeat another's bytes
+    for bad in (-7, -1, True, 1.5, "7", None):
+        with pytest.raises(UsageError, match="seed must be an int >= 0"):
+            generate(10, seed=bad)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="seed must be an int >= 0"):
+        write_workload(MemoryStore(), 10, seed=-7)
+
+
+def test_rates_that_add_up_to_one_in_decimal_are_accepted() -> None:
+    # 0.33 + 0.56 + 0.11 is 1, though the floats nearest them add up to 1 + 2**-52
+    rates = FaultRates(gap=0.33, duplicate=0.56, reorder=0.11)
+    assert FaultRates.parse("gap=0.33,duplicate=0.56,reorder=0.11") == rates
+    assert FaultRates(snapshot_conflict=0.33, truncate=0.67).truncate == 0.67
+    with pytest.raises(UsageError, match=r"per-event fault rates add up to 1\.01, more than 1"):
+        FaultRates(gap=0.5, duplicate=0.5, corrupt=0.01)
+    with pytest.raises(UsageError, match=r"snapshot_conflict \+ truncate add up to 1\.1"):
+        FaultRates(snapshot_conflict=0.6, truncate=0.5)
+    w = generate(300, seed=1, faults=rates)
+    assert sum(1 for _ in w) == 300 and set(w.manifest.counts) == {"gap", "duplicate",
+                                                                   "reorder"}
+
+
+@pytest.mark.parametrize("bad", [
+    {"gap": -0.1}, {"gap": 1.5}, {"gap": float("nan")}, {"gap": float("inf")},
+    {"gap": "0.1"}, {"gap": True}, {"gap": None}])
+def test_fault_rates_refuse_values_that_are_not_rates(bad: dict[str, object]) -> None:
+    with pytest.raises(UsageError, match=r"fault rate gap must be a number in \[0, 1\]"):
+        FaultRates(**bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["gap=nan", "gap=-0.1", "gap=1.01", "nope=0.1", "gap=inf",
+                                  "gap=0.1,,gap=0.2", "gap==0.1"])
+def test_fault_rates_parse_refuses_with_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError):
+        FaultRates.parse(text)
+
+
+@pytest.mark.parametrize("faults", [0.1, {"gap": 0.1}, ["gap=0.1"]])
+def test_faults_of_another_type_are_a_usage_error(faults: object) -> None:
+    with pytest.raises(UsageError, match="faults must be a FaultRates, a str"):
+        generate(10, faults=faults)  # type: ignore[arg-type]
+
+
+def test_write_workload_refuses_a_store_that_holds_events() -> None:
+    store = MemoryStore()
+    store.append("someone-else", [RawEvent.new("someone-else", 0, "T", b"{}")], NO_STREAM)
+    with pytest.raises(ConcurrencyError, match="writes only into an empty store"):
+        write_workload(store, 100, seed=1)
+    assert list(store.list_streams()) == ["someone-else"]  # nothing written
+
+
+def _caught(workload_faults: list[Fault], events: list[RawEvent]) -> tuple[set, set]:
+    result = rehydrate_events(events, REGISTRY, Order)
+    expected = {(f.detected_as, f.stream, f.version) for f in workload_faults}
+    return expected, {(str(v.kind), v.stream, v.version) for v in result.violations}
+
+
+@pytest.mark.parametrize("rate", [0.05, 1.0])
+@pytest.mark.parametrize("kind", list(FaultKind), ids=str)
+def test_each_fault_alone_is_listed_exactly_where_it_is_caught(kind: FaultKind,
+                                                               rate: float) -> None:
+    workload = generate(800, seed=12, faults=FaultRates(**{str(kind): rate}))
+    events = list(workload)
+    expected, caught = _caught(workload.manifest.faults, events)
+    assert expected and expected == caught
+    assert workload.manifest.counts == {str(kind): len(workload.manifest.faults)}
+    assert sum(not e.stream.startswith("snapshot-") for e in events) == 800
+
+
+def test_all_faults_together_are_listed_where_they_are() -> None:
+    workload = generate(3000, seed=13, faults=_ALL)
+    events = list(workload)
+    expected, caught = _caught(workload.manifest.faults, events)
+    assert set(workload.manifest.counts) == {str(k) for k in FaultKind}
+    assert caught <= expected  # faults may hide one another, but nothing is made up
+    assert len(caught) > 0.8 * len(expected)
+    assert sum(workload.manifest.counts.values()) == len(expected)
+
+
+@pytest.mark.parametrize("faults", ["", "gap=0", "gap=1e-300,truncate=1e-300"])
+def test_no_or_tiny_rates_on_a_small_workload_inject_nothing(faults: str) -> None:
+    workload = generate(10, seed=3, faults=faults)
+    assert len(list(workload)) == 10 and workload.manifest.faults == []
+    if not FaultRates.parse(faults).any:  # a rate of 0 draws nothing: the bytes of no faults
+        assert digest(list(generate(10, seed=3, faults=faults))) == digest(
+            list(generate(10, seed=3)))
+
+
+def test_payloads_hold_nanoseconds_offsets_and_ids_beyond_float64() -> None:
+    blob = b"\n".join(e.data for e in generate(2000, seed=14))
+    stamps = re.findall(rb'"occurred_at":"[^"]+\.(\d{9})([^"]+)"', blob)
+    assert any(digits[6:] != b"000" for digits, _ in stamps)  # below the microsecond
+    assert {offset for _, offset in stamps} >= {b"Z", b"+05:45", b"-03:30", b"+00:00"}
+    for key in (rb"customer_id", rb"sku"):
+        values = [int(m) for m in re.findall(rb'"' + key + rb'":(\d+)', blob)]
+        assert values and min(values) > 2**53 and max(values) < 2**63
+    assert re.search(rb'"currency":"JPY"', blob) and re.search(rb'"line2":null', blob)

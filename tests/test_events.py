@@ -337,3 +337,198 @@ def test_envelope_values_a_raw_event_cannot_hold(extra: bytes, message: str,
 def test_a_caller_may_stand_in_an_empty_stream_for_a_missing_evstream() -> None:
     ev = from_cloudevent(_HEAD + b'"data":{}}', stream="", version=0)  # as the audit does
     assert (ev.stream, ev.version, ev.data) == ("", 0, b"{}")
+
+
+# -- review: bytes that are not UTF-8, text that has no UTF-8 form --------------------------
+
+@pytest.mark.parametrize("data", [b'"\xff"', b'{"a":"\xed\xa0\x80"}', b'["\xc3"]'])
+def test_a_payload_that_is_not_utf8_goes_base64_so_the_line_stays_json(data: bytes) -> None:
+    ev = RawEvent.new("s", 0, "T", data, metadata=data)
+    line = to_cloudevent(ev)
+    doc = json.loads(line)  # every reader can read the line (it was invalid UTF-8)
+    assert "data" not in doc and "evmetadata" not in doc
+    assert from_cloudevent(line) == ev
+
+
+@pytest.mark.parametrize("member", [b'"data":"\xff"', b'"evmetadata":{"a":"\xc3"}',
+                                    b'"x":"\xff"'])
+def test_an_envelope_that_is_not_utf8_is_refused(member: bytes) -> None:
+    doc = _HEAD + b'"evstream":"a","evversion":0,' + member + b"}"
+    with pytest.raises(EnvelopeError, match="not valid JSON: invalid UTF-8 at byte") as info:
+        from_cloudevent(doc, where=Context(file="x.jsonl", line=3))
+    assert "file x.jsonl:3" in str(info.value)
+
+
+def test_an_envelope_text_with_a_lone_surrogate_is_an_envelope_error() -> None:
+    doc = (_HEAD + b'"evstream":"a","evversion":0,"data":"').decode() + "\ud800\"}"
+    with pytest.raises(EnvelopeError, match="lone surrogate"):
+        from_cloudevent(doc)
+
+
+@pytest.mark.parametrize("field, member", [("stream", "/evstream"), ("type", "/type"),
+                                           ("id", "/id"), ("content_type", "/datacontenttype")])
+def test_writing_text_without_a_utf8_form_is_an_envelope_error(field: str, member: str) -> None:
+    fields = {"stream": "order-1", "version": 2, "type": "T", "data": b"{}", "id": "e-1"}
+    ev = RawEvent(**(fields | {field: "a\udc80"}))
+    with pytest.raises(EnvelopeError, match=f"{field} 'a\\\\udc80' has no UTF-8 form") as info:
+        to_cloudevent(ev)
+    assert info.value.context.path == member and info.value.context.version == 2
+
+
+# -- review: data under a content type that is not JSON -------------------------------------
+
+def test_text_data_under_a_content_type_that_is_not_json_is_the_string_itself() -> None:
+    doc = _HEAD + b'"evstream":"a","evversion":0,"datacontenttype":"text/plain",' \
+                  b'"data":"caf\\u00e9 \\"x\\""}'
+    ev = from_cloudevent(doc)
+    assert (ev.data, ev.content_type) == ('café "x"'.encode(), "text/plain")
+    assert from_cloudevent(to_cloudevent(ev)) == ev
+
+
+@pytest.mark.parametrize("data", [b"{}", b"1", b"null", b"[\"a\"]"])
+def test_data_that_is_not_a_string_under_a_content_type_that_is_not_json_is_refused(
+        data: bytes) -> None:
+    doc = _HEAD + b'"evstream":"a","evversion":0,"datacontenttype":"text/csv","data":' + \
+        data + b"}"
+    with pytest.raises(EnvelopeError, match="'data' must be a JSON string when "
+                                            "'datacontenttype' is 'text/csv'") as info:
+        from_cloudevent(doc)
+    assert info.value.context.path == "/data"
+
+
+def test_an_empty_content_type_comes_back_as_it_was() -> None:
+    ev = RawEvent.new("s", 0, "T", b'{"a":1}', content_type="")
+    assert from_cloudevent(to_cloudevent(ev)) == ev
+
+
+# -- review: attribute names, sizes, and where an undecodable envelope belongs ----------------
+
+@pytest.mark.parametrize("name", ["x-ext", "Evstream", "ev_stream", "é", "", "a b"])
+def test_an_attribute_name_cloudevents_does_not_allow_is_refused(name: str) -> None:
+    doc = _HEAD + b'"evstream":"a","evversion":4,' + json.dumps(name).encode() + b":1}"
+    with pytest.raises(EnvelopeError, match="is not a CloudEvents name") as info:
+        from_cloudevent(doc, where=Context(file="x.jsonl", line=2))
+    ctx = info.value.context
+    assert (ctx.file, ctx.line, ctx.stream, ctx.version) == ("x.jsonl", 2, "a", 4)
+    assert ctx.path == "/" + name
+
+
+def test_extension_attributes_with_valid_names_are_left_out() -> None:
+    doc = _HEAD + b'"evstream":"a","evversion":0,"traceparent":"00-ab","comexample1":{"x":1},' \
+                  b'"subject":"s1","data":{"k":2}}'
+    ev = from_cloudevent(doc)
+    assert (ev.stream, ev.data) == ("a", b'{"k":2}')
+
+
+@pytest.mark.parametrize("member, path", [
+    (b'"evversion":9223372036854775808', "/evversion"),
+    (b'"evversion":18446744073709551616', "/evversion"),
+    (b'"evversion":-1', "/evversion"),
+    (b'"evversion":0,"evposition":9223372036854775808', "/evposition"),
+    (b'"evversion":0,"evschemaversion":9223372036854775808', "/evschemaversion"),
+])
+def test_numbers_beyond_int64_are_refused(member: bytes, path: str) -> None:
+    with pytest.raises(EnvelopeError, match=r"must be .*2\*\*63-1") as info:
+        from_cloudevent(_HEAD + b'"evstream":"a",' + member + b"}")
+    assert info.value.context.path == path and info.value.context.stream == "a"
+    ok = _HEAD + b'"evstream":"a","evversion":9223372036854775807}'
+    assert from_cloudevent(ok).version == 2**63 - 1
+
+
+@pytest.mark.parametrize("doc, path", [
+    (_HEAD.replace(b'"id":"1"', b'"id":1') + b'"evstream":"order-7","evversion":3}', "/id"),
+    (_HEAD + b'"evstream":"order-7","evversion":3,"time":1}', "/time"),
+    (_HEAD + b'"evstream":"order-7","evversion":3,"evposition":"9"}', "/evposition"),
+])
+def test_a_mistyped_attribute_names_the_stream_and_version_the_envelope_gives(
+        doc: bytes, path: str) -> None:
+    with pytest.raises(EnvelopeError, match=r"not a CloudEvents 1\.0 envelope") as info:
+        from_cloudevent(doc, where=Context(file="x.jsonl", line=9))
+    assert str(info.value).endswith(f"(file x.jsonl:9, stream 'order-7', version 3, type T, "
+                                    f"at {path})")
+
+
+@pytest.mark.parametrize("doc, path", [
+    (_HEAD + b'"evversion":0}', "/evstream"),
+    (_HEAD + b'"evstream":"a"}', "/evversion"),
+    (_HEAD + b'"evstream":"a","evversion":0,"data":1,"data_base64":"AA=="}', "/data_base64"),
+])
+def test_a_missing_or_conflicting_member_is_pointed_at(doc: bytes, path: str) -> None:
+    with pytest.raises(EnvelopeError) as info:
+        from_cloudevent(doc)
+    assert info.value.context.path == path
+
+
+# -- review: the round trip for any event, and any envelope decodes or is an EnvelopeError ----
+
+_CONTENT_TYPES = st.sampled_from([
+    "application/json", "application/json; charset=utf-8", "APPLICATION/JSON",
+    "application/cloudevents+json", "text/plain", "application/octet-stream", "",
+    "application/x-protobuf"])
+_TEXT = st.text(min_size=1, max_size=12)  # hypothesis' text has no lone surrogates
+
+
+@st.composite
+def _any_events(draw: st.DrawFn) -> RawEvent:
+    payloads = st.one_of(st.binary(max_size=40),
+                         st.sampled_from([b"", b"null", b'"\xff"', b' {"a": 1}', b"{}\n"]),
+                         st.text(max_size=20).map(lambda t: json.dumps(t, ensure_ascii=False)
+                                                  .encode()))
+    when = draw(st.none() | st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+        timezones=st.integers(-23 * 60 - 59, 23 * 60 + 59).map(
+            lambda m: timezone(timedelta(minutes=m)))))
+    return RawEvent(
+        stream=draw(_TEXT), version=draw(st.integers(0, 2**63 - 1)), type=draw(_TEXT),
+        data=draw(payloads), metadata=draw(payloads), id=draw(_TEXT), recorded_at=when,
+        position=draw(st.none() | st.integers(0, 2**63 - 1)),
+        content_type=draw(_CONTENT_TYPES), schema_version=draw(st.integers(1, 2**63 - 1)))
+
+
+@given(_any_events())
+def test_property_any_event_round_trips_through_a_line_any_reader_can_read(
+        ev: RawEvent) -> None:
+    line = to_cloudevent(ev)
+    assert b"\n" not in line and isinstance(json.loads(line), dict)  # strict UTF-8 JSON
+    back = from_cloudevent(line)
+    assert back == ev  # recorded_at: the same instant, written (and read back) in UTC
+    if ev.recorded_at is not None:
+        assert back.recorded_at is not None and back.recorded_at.utcoffset() == timedelta(0)
+    assert to_cloudevent(back) == line
+
+
+_MEMBER_NAMES = st.sampled_from([
+    "specversion", "id", "source", "type", "time", "datacontenttype", "data", "data_base64",
+    "evstream", "evversion", "evschemaversion", "evposition", "evmetadata",
+    "evmetadatabase64", "subject", "traceparent", "Ev", "x-y", ""])
+_MEMBER_VALUES = st.one_of(
+    st.sampled_from(["1.0", "a", "", "2024-01-01T00:00:00Z", "2024-01-01T00:00:00.5+02:00",
+                     "AA==", "text/plain", "application/json", 0, 1, -1, 2**63, 1.5, True,
+                     None, [], {}, {"a": [1]}]),
+    st.text(max_size=5), st.integers())
+_BASE_ENVELOPE = {"specversion": "1.0", "id": "1", "source": "s", "type": "T",
+                  "evstream": "a", "evversion": 0}
+
+
+@given(st.dictionaries(_MEMBER_NAMES, _MEMBER_VALUES, max_size=6), st.booleans())
+def test_property_a_hostile_envelope_decodes_or_is_one_line_envelope_error(
+        members: dict[str, Any], as_text: bool) -> None:
+    doc = json.dumps(_BASE_ENVELOPE | members, ensure_ascii=False)
+    try:
+        ev = from_cloudevent(doc if as_text else doc.encode(),
+                             where=Context(file="h.jsonl", line=5))
+    except EnvelopeError as e:
+        assert "\n" not in str(e) and "file h.jsonl:5" in str(e)
+    else:
+        assert ev.check() is ev
+        assert from_cloudevent(to_cloudevent(ev)) == ev
+
+
+@given(st.text(st.characters(exclude_categories=()), max_size=60)  # lone surrogates too
+       | st.tuples(st.text(max_size=20), st.characters(min_codepoint=0xD800,
+                                                       max_codepoint=0xDFFF)).map("".join))
+def test_property_any_text_decodes_or_is_an_envelope_error(text: str) -> None:
+    with contextlib.suppress(EnvelopeError):
+        from_cloudevent(text)
+    with contextlib.suppress(EnvelopeError):
+        from_cloudevent((_HEAD.decode() + '"evstream":"a","evversion":0,"data":"') + text)
