@@ -176,6 +176,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if args.events < 1:
         raise UsageError(f"--events must be >= 1, got {args.events}")
+    if args.seed < 0:  # refused before anything is created (a negative seed repeats another)
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
     faults = datagen.FaultRates.parse(args.faults) if args.faults else datagen.FaultRates()
     target = args.store
     console = _console(stderr=True)

@@ -204,6 +204,14 @@ def test_generate_writes_only_into_an_empty_store(tmp_path: Path,
     assert export.read_bytes() == content
 
 
+def test_generate_refuses_a_negative_seed_before_creating_anything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "new" / "e.db"
+    assert main(["generate", "--store", f"sqlite:///{db}", "--seed", "-3", "-q"]) == 2
+    assert "--seed must be >= 0, got -3" in capsys.readouterr().err
+    assert not db.exists() and not db.parent.exists()
+
+
 def test_rehydrate_snapshot_every_writes_snapshots_the_next_run_starts_from(
         tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 's.db'}"
