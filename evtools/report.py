@@ -703,10 +703,25 @@ def _rehydrate_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _inference_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     h = doc.get("headlines", {})
     device = doc.get("environment", {}).get("device", "?")
+    best = h.get("typed_best_batch_size")
+    # end to end, the per-row naive pipeline against the typed one at its best batch size
+    # mixes batching with typing: the same batch size, the largest both ran, tells typing
+    by_size: dict[str, dict[Any, Any]] = {"naive": {}, "typed": {}}
+    for run in doc.get("runs", []):
+        if run.get("stage") == "end-to-end" and run.get("pipeline") in by_size:
+            by_size[run["pipeline"]][run.get("batch_size")] = run.get("throughput")
+    common = sorted(b for b in by_size["naive"].keys() & by_size["typed"].keys()
+                    if isinstance(b, int))
+    same = common[-1] if common else None
     return _keep([
         _row(f"inference end to end ({device})", "samples_per_s", "naive per-row pipeline",
-             h.get("naive_per_row_samples_per_s"), "typed batched pipeline",
+             h.get("naive_per_row_samples_per_s"),
+             "typed pipeline, batched" + (f" ({best} a request)" if best else ""),
              h.get("typed_best_samples_per_s")),
+        None if same is None else _row(
+            f"inference end to end, same batch size ({same} a request; {device})",
+            "samples_per_s", "naive pipeline", by_size["naive"][same], "typed pipeline",
+            by_size["typed"][same]),
         _row("IDs that reach the model intact", "corrupted_ids", "naive float32 pipeline",
              h.get("naive_corrupted_ids"), "typed int64 pipeline", h.get("typed_corrupted_ids")),
     ])

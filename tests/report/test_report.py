@@ -297,6 +297,29 @@ def test_results_sources_say_what_when_and_where(tmp_path: Path) -> None:
     assert set(table["source"]) == {"rehydrate", "inference"}
 
 
+def test_inference_before_after_also_compares_at_the_same_batch_size() -> None:
+    from evtools.report import before_after
+
+    def run(pipeline: str, batch: int, throughput: float) -> dict[str, object]:
+        return {"stage": "end-to-end", "pipeline": pipeline, "batch_size": batch,
+                "throughput": throughput}
+
+    doc = {"benchmark": "inference", "environment": {"device": "cpu"},
+           "headlines": {"naive_per_row_samples_per_s": 10.0, "typed_best_batch_size": 256,
+                         "typed_best_samples_per_s": 380.0},
+           "runs": [run("naive", 1, 10.0), run("naive", 64, 100.0), run("typed", 1, 11.0),
+                    run("typed", 64, 120.0), run("typed", 256, 380.0),
+                    {"stage": "model", "pipeline": "typed", "batch_size": 512,
+                     "throughput": 9e9}]}
+    rows = {r["comparison"]: r for r in before_after({"inference": doc}).iter_rows(named=True)}
+    mixed = rows["inference end to end (cpu)"]  # batching and typing together: 38x
+    assert mixed["after"] == "typed pipeline, batched (256 a request)"
+    assert mixed["improvement"] == pytest.approx(38.0)
+    same = rows["inference end to end, same batch size (64 a request; cpu)"]
+    assert (same["before_value"], same["after_value"]) == (100.0, 120.0)  # typing alone
+    assert same["improvement"] == pytest.approx(1.2)
+
+
 @pytest.mark.slow
 def test_only_keeps_earlier_pages_drops_stale_figures_and_stores(
         notebooks: Path, tmp_path: Path) -> None:
