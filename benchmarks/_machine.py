@@ -12,15 +12,9 @@ __all__ = ["machine", "versions"]
 
 def machine() -> dict[str, Any]:
     """Platform, CPU model, CPUs available to this process and the load when it started."""
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from evtools._machine import cpu_model
+
+    model = cpu_model()
     try:
         available = len(os.sched_getaffinity(0))
     except AttributeError:

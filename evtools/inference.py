@@ -62,6 +62,7 @@ import msgspec
 import numpy as np
 
 from ._json import msgspec_path_to_pointer, strip_msgspec_path
+from ._machine import cpu_model
 from .errors import InputError, MissingDependency, UsageError
 from .events import RawEvent
 
@@ -1203,17 +1204,6 @@ def _json_safe(value: Any) -> Any:
 
 # -- environment -----------------------------------------------------------------------------
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _loadavg() -> list[float] | None:
     try:
         return [round(v, 2) for v in os.getloadavg()]
@@ -1244,7 +1234,7 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
     env: dict[str, Any] = {
         "device": str(dev),
         "device_type": dev.type,
-        "device_name": _cpu_name(),
+        "device_name": cpu_model(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "cudnn": (torch.backends.cudnn.version()
@@ -1256,7 +1246,7 @@ def environment(device: torch.device | str = "cpu") -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "cpu_affinity": affinity,
         "loadavg": _loadavg(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "numpy": np.__version__,

@@ -1833,6 +1833,7 @@ def _environment(repeat: int, memory: bool, counted: bool) -> dict[str, Any]:
     if hasattr(os, "getloadavg"):
         machine["load_average"] = [round(x, 2) for x in os.getloadavg()]
     from ._accel import SPEEDUPS
+    from ._machine import cpu_model
 
     return {
         **machine,
@@ -1843,6 +1844,7 @@ def _environment(repeat: int, memory: bool, counted: bool) -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "processor": platform.processor() or None,
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "sqlite": sqlite3.sqlite_version,
         "versions": versions,

@@ -473,6 +473,12 @@ def test_suite_can_skip_memory_and_use_long_streams(tmp_path: Path) -> None:
     assert result.path("typed").check["streams"] == 4
     # a snapshot two events before each head: only the tail is read
     assert result.path("typed-snapshots").check["events_read"] == 4 * 3
+    from evtools.report import results_sources  # the report says on what CPU it ran
+
+    doc = result.to_dict()
+    assert doc["environment"]["cpu_model"]
+    machine = results_sources({"suite": doc})["machine"].to_list()[0]
+    assert machine.startswith(doc["environment"]["cpu_model"]), machine
 
 
 def test_suite_leaves_out_the_peer_when_eventsourcing_is_not_installed(

@@ -128,11 +128,20 @@ def allocations_per_event(result: SuiteResult, ax: Axes | None = None) -> Axes:
 
 
 def before_after(result: SuiteResult, ax: Axes | None = None, *,
-                 metric: str = "allocations_per_event") -> Axes:
-    """Each optimisation's before and after values of ``metric``, with after/before."""
+                 metric: str = "allocations_per_event", log: bool | None = None) -> Axes:
+    """Each optimisation's before and after values of ``metric``, with after/before.
+    ``log``: a logarithmic axis (default: when the largest value is over 100 times the
+    smallest, as streaming's peak against materialising's)."""
     ax = axes(ax, figsize=(7.5, 4.5))
     table = result.comparisons()
     table = table[table["metric"] == metric].dropna(subset=["before_value", "after_value"])
+    positive = [float(v) for v in (*table["before_value"], *table["after_value"]) if v > 0]
+    if log or (log is None and positive and max(positive) > 100 * min(positive)):
+        ax.set_xscale("log")
+    if metric == "events_per_s":  # 75k, 100k: not 75000100000 run together
+        from matplotlib.ticker import EngFormatter
+
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     labels = list(table["optimisation"])
     positions = list(range(len(labels)))
     height = 0.38
@@ -150,8 +159,9 @@ def before_after(result: SuiteResult, ax: Axes | None = None, *,
     label = _METRIC_LABELS.get(metric, metric.replace("_", " "))
     unit = {"peak_mib": " (MiB)", "allocations_per_event": " (count)",
             "bytes_per_event": " (bytes)", "events_per_s": " (events/s)"}.get(metric, "")
+    scale = " (log scale)" if ax.get_xscale() == "log" else ""
     return finish(ax, title=f"Before and after each optimisation: {label}",
-                  xlabel=f"{label}{unit}", ylabel="optimisation",
+                  xlabel=f"{label}{unit}{scale}", ylabel="optimisation",
                   caption="Grey is the path without the optimisation, green the path with "
                           "it; the figure beside each green bar is after / before.",
                   legend=True, fontsize=8, loc="best")

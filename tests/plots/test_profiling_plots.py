@@ -119,8 +119,14 @@ def test_before_after_pairs_with_ratios() -> None:
     assert len(ax.patches) == 2 * n
     assert [t.get_text() for t in ax.get_yticklabels()] == [o.name for o in OPTIMISATIONS]
     assert "0.70x" in [t.get_text() for t in ax.texts]  # lazy decoding: 80 / 115
+    assert ax.get_xscale() == "linear"  # counts within a small factor of each other
     ax = plots.before_after(suite, metric="peak_mib")
     _check(ax, title="peak memory", xunit="(MiB)")
+    assert ax.get_xscale() == "log"  # 300 MiB materialised against 0.1 MiB streaming
+    assert plots.before_after(suite, metric="peak_mib", log=False).get_xscale() == "linear"
+    ax = plots.before_after(suite, metric="events_per_s")
+    ax.figure.canvas.draw()
+    assert "10k" in [t.get_text() for t in ax.get_xticklabels()]  # not 10000 run together
 
 
 def test_cpu_hotspots() -> None:
