@@ -90,7 +90,8 @@ class Context:
         """The location in words; parts already in ``said`` (the message) are left out."""
         parts = []
         if self.file is not None:
-            parts.append(f"file {self.file}" + (f":{self.line}" if self.line is not None else ""))
+            parts.append(f"file {_one_line(self.file)}"
+                         + (f":{self.line}" if self.line is not None else ""))
         elif self.line is not None:
             parts.append(f"line {self.line}")
         if self.stream is not None:
@@ -99,11 +100,18 @@ class Context:
             parts.append(f"version {self.version}")
         if self.event_type is not None:
             schema = f" v{self.schema_version}" if self.schema_version is not None else ""
-            parts.append(f"type {self.event_type}{schema}")
+            parts.append(f"type {_one_line(self.event_type)}{schema}")
         if self.path is not None:
-            parts.append(f"at {self.path or '/'}")
+            parts.append(f"at {_one_line(self.path) or '/'}")
         # "version 1" is not said by "version 12"
         return ", ".join(p for p in parts if not re.search(re.escape(p) + r"(?!\w)", said))
+
+
+def _one_line(text: Any) -> str:
+    """``text`` as it is when it prints on one line, else quoted with its escapes (a type
+    or a key with a line break in it must not break an error's one line)."""
+    text = str(text)
+    return text if text.isprintable() else repr(text)
 
 
 class EvtoolsError(Exception):

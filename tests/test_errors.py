@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from evtools import errors
-from evtools.errors import Context, EvtoolsError, SchemaError
+from evtools.errors import Context, EvtoolsError, InputError, SchemaError
 
 
 def test_every_exported_error_is_an_evtools_error() -> None:
@@ -58,3 +58,12 @@ def test_a_location_the_message_names_is_not_said_twice() -> None:
         "bad at version 12 (stream 's', version 1)"
     assert str(errors.InputError("x", stream="s", version=3, path="/a")) == \
         "x (stream 's', version 3, at /a)"
+
+
+def test_a_location_with_a_line_break_stays_on_one_line() -> None:
+    # a type or key from hostile input is shown quoted, with its escapes
+    e = InputError("bad", file="a\nb.jsonl", line=5, event_type="Order\nCreated",
+                   path="/x\ny")
+    assert "\n" not in str(e)
+    assert "file 'a\\nb.jsonl':5" in str(e) and "type 'Order\\nCreated'" in str(e)
+    assert str(InputError("bad", event_type="OrderCreated")) == "bad (type OrderCreated)"
