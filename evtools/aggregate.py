@@ -284,17 +284,18 @@ def _thawed(value: Any) -> Any:
     return value
 
 
-def _find(kind: type, value: Any, pointer: str) -> str | None:
-    """The JSON Pointer of the first value of ``kind`` in ``value`` (slow: error path)."""
-    if type(value) is kind:
-        return pointer
+def _find(test: Callable[[Any], bool], value: Any, pointer: str) -> tuple[str, Any] | None:
+    """(JSON Pointer, value) of the first value in ``value`` that passes ``test`` (slow:
+    error paths)."""
+    if test(value):
+        return pointer, value
     items: Iterable[tuple[Any, Any]] = ()
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list | tuple | set | frozenset):
         items = enumerate(value)
     for key, item in items:
-        hit = _find(kind, item, f"{pointer}/{escape_pointer_token(str(key))}")
+        hit = _find(test, item, f"{pointer}/{escape_pointer_token(str(key))}")
         if hit is not None:
             return hit
     return None
@@ -690,8 +691,9 @@ class Aggregate:
 
     def _mutable_value_object(self, kind: type) -> UsageError:
         names = self._plan().names
-        where = next((p for p in (_find(kind, getattr(self, n), "/" + n) for n in names)
-                      if p is not None), "")
+        where = next((hit[0] for hit in (_find(lambda v: type(v) is kind, getattr(self, n),
+                                               "/" + n) for n in names)
+                      if hit is not None), "")
         return UsageError(
             f"cannot freeze {self._base().__qualname__}: {where or 'a field'} holds a "
             f"{kind.__qualname__}, a msgspec.Struct that is not frozen, so it could still be "
@@ -781,7 +783,8 @@ class Aggregate:
         a ``list[Decimal]``)."""
         data = self.state_bytes()
         if b"null" in data:  # NaN and infinities are written as null: they restore as None
-            found = _non_finite(self.to_state(), "")
+            found = _find(lambda v: type(v) is float and not math.isfinite(v),
+                          self.to_state(), "")
             if found is not None:
                 raise self._unsnapshotable(
                     found[0], f"{found[1]!r} is written as null, which restores as None")
@@ -913,22 +916,6 @@ def _plain_state(values: dict[str, Any], sort_sets: bool) -> dict[str, Any]:
         except TypeError:  # members `<` cannot order: by their canonical JSON
             out[name] = _to_builtins(_sets_in_order(value))
     return out
-
-
-def _non_finite(value: Any, pointer: str) -> tuple[str, float] | None:
-    """(JSON Pointer, value) of the first NaN or infinite float in a plain state."""
-    if type(value) is float:
-        return None if math.isfinite(value) else (pointer, value)
-    items: Iterable[tuple[Any, Any]] = ()
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list | tuple):
-        items = enumerate(value)
-    for key, item in items:
-        hit = _non_finite(item, f"{pointer}/{escape_pointer_token(str(key))}")
-        if hit is not None:
-            return hit
-    return None
 
 
 def _sets_in_order(value: Any) -> Any:

@@ -394,13 +394,15 @@ class Registry:
                 raise self._error(e, data, raw, None, entry.name, entry.version) from e
             if self.duplicate_keys == "reject" and not entry.surely_unique(event, data):
                 try:  # the typed decode skips nothing here, so the payload is valid JSON
-                    duplicate = has_duplicate_key(data)
+                    # keys as written, decoded once for both checks where both run
+                    written = lossless.decode(data) if entry.collapsible else None
+                    duplicate = has_duplicate_key(data, written)
                 except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
                     raise self._error(e, data, raw, None, entry.name, entry.version) from e
                 if duplicate:
                     self._duplicate(data, entry.name, entry.version, raw, None)
-                if entry.collapsible:
-                    self._merged(entry, event, lossless.decode(data), raw, None)
+                if written is not None:
+                    self._merged(entry, event, written, raw, None)
             return event
         except (AttributeError, TypeError) as e:  # a caller's mistake? (error path only)
             misuse = _misused_event(raw, "decode")
