@@ -126,7 +126,12 @@ from typing import Any, Literal
 import msgspec
 
 from ._files import writing
-from ._json import escape_pointer_token, unescape_pointer_token
+from ._json import (
+    escape_pointer_token,
+    lossless,
+    strip_msgspec_path,
+    unescape_pointer_token,
+)
 from .errors import (
     Context,
     DecodeError,
@@ -982,11 +987,9 @@ def _validate_generated(source: str, sources: Sequence[_Source]) -> None:
 # infer
 # =========================================================================================
 
-_lossless = msgspec.json.Decoder(float_hook=Decimal)
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}")
 _NO_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
-_DECIMAL_TEXT = DECIMAL_NUMERAL  # what DecimalText reads: codegen maps these strings to it
 _ID_KEY = re.compile(r"-?[0-9]+")
 #: distinct ID keys that make objects a map rather than a record with odd field names
 _MAP_MIN_KEYS = 3
@@ -1084,7 +1087,7 @@ class _Inferrer:
         try:
             if not raw.is_json:
                 raise ValueError(f"content type {raw.content_type!r} is not JSON")
-            payload = _lossless.decode(raw.data)
+            payload = lossless.decode(raw.data)
             if not isinstance(payload, dict):
                 raise ValueError("payload is not a JSON object")
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as e:
@@ -1177,7 +1180,7 @@ class _Inferrer:
                 node.ts_no_offset += 1
         if _UUID.fullmatch(value):
             node.uuids += 1
-        if _DECIMAL_TEXT.fullmatch(value):
+        if DECIMAL_NUMERAL.fullmatch(value):  # what DecimalText reads: codegen maps to it
             node.decimal_strings += 1
             if "." in value:
                 node.with_point += 1
@@ -1617,7 +1620,7 @@ def _explain_upcast(raw: RawEvent, registry: Registry, error: UpcastError) -> li
 
 def _walk_payload(data: bytes, cls: type, problems: list[_Problem]) -> None:
     try:
-        payload = _lossless.decode(data)
+        payload = lossless.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
         problems.append(_Problem("invalid_json", "", "", f"payload is not valid JSON: {e}"))
         return
@@ -1852,7 +1855,7 @@ class _Walker:
                 msgspec.convert(value, target, dec_hook=dec_hook)
             except (msgspec.ValidationError, ValueError, TypeError) as e:
                 self.add("out_of_range", pointer, field,
-                         f"{value}: {str(e).split(' - at ')[0]}")
+                         f"{value}: {strip_msgspec_path(str(e))}")
             return
         if isinstance(info, mi.UUIDType | mi.CustomType | mi.DateType) \
                 and not isinstance(value, str):
@@ -1861,7 +1864,7 @@ class _Walker:
         try:
             msgspec.convert(value, target, dec_hook=dec_hook)
         except (msgspec.ValidationError, ValueError, TypeError) as e:
-            detail = str(e).split(" - at ")[0]
+            detail = strip_msgspec_path(str(e))
             self.add("invalid_value", pointer, field, f"{value!r}: {detail}")
 
 
