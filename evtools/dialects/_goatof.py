@@ -25,14 +25,15 @@ from functools import cache
 
 __all__ = ["parse_float"]
 
-#: Number texts up to this long are read correctly by Go: ``float()`` gives its result.
-SHORT = 800
 
 _MASK64 = (1 << 64) - 1
 _POW10 = [10.0**i for i in range(23)]  # float64pow10: exact float64 powers of ten
 _INF = float("inf")
 _MIN_EXP10, _MAX_EXP10 = -348, 347  # detailedPowersOfTen{Min,Max}Exp10
 _DECIMAL_DIGITS = 800  # len(decimal.d)
+#: Number texts up to this long fit the slow path's digits: Go reads them correctly, and
+#: ``float()`` gives its result.
+SHORT = _DECIMAL_DIGITS
 
 
 def parse_float(text: str) -> float:
