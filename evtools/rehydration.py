@@ -516,6 +516,9 @@ class Rehydration(Generic[A]):
     _applied_version = -1
     _applied_id = ""
     _applied_time: Any = None
+    # the last out_of_order violation: (its index, last version, the version they arrived
+    # after, first version), which the next late version extends
+    _late_run: tuple[int, int, int, int] | None = None
     # (decode, C loop): worked out when the first event comes (_refresh_plan)
     _decode: Callable[[RawEvent], Any] | None = None
     _folder: Any = None
@@ -911,15 +914,18 @@ class Rehydration(Generic[A]):
                               f"version {version} arrived after version {self._max_seen}, "
                               f"too late: it was reported missing", raw=raw)
                 return
-            same = version == expected - 1 and raw.id and raw.id == self._last_id
-            self._violate(ViolationKind.DUPLICATE, version,
-                          f"version {version} delivered again after version {expected - 1}"
-                          + (" (same event id)" if same else ""), raw=raw)
+            message = f"version {version} delivered again after version {expected - 1}"
+            if version == expected - 1 and raw.id and self._last_id:
+                if raw.id == self._last_id:
+                    message += " (same event id)"
+                else:  # two events claim one version: not a redelivery
+                    message += (f" by another event, {raw.id} (skipped), where version "
+                                f"{version} is event {self._last_id}: two writers appended "
+                                f"at version {version} and the store kept both")
+            self._violate(ViolationKind.DUPLICATE, version, message, raw=raw)
             return
         if version == expected:  # the buffer holds later versions: this one came late
-            later = max(self._buffer)
-            self._violate(ViolationKind.OUT_OF_ORDER, version,
-                          f"version {version} arrived after version {later}", raw=raw)
+            self._late(raw, max(self._buffer))
             self._in_order(raw)
             self._drain()
             return
@@ -931,11 +937,28 @@ class Rehydration(Generic[A]):
         if self._buffer:
             later = max(self._buffer)
             if version < later:  # waiting behind a gap, and late even so
-                self._violate(ViolationKind.OUT_OF_ORDER, version,
-                              f"version {version} arrived after version {later}", raw=raw)
+                self._late(raw, later)
         self._buffer[version] = raw
         if len(self._buffer) > self.reorder_window:
             self._gap()
+
+    def _late(self, raw: RawEvent, later: int) -> None:
+        """Report ``raw`` as arriving after version ``later``. The versions that follow it,
+        late after the same event, join its violation ("versions 3..10 arrived after version
+        1000"): one event delivered early, or numbered far ahead, is one violation, not one
+        per event behind it."""
+        version = raw.version
+        run = self._late_run
+        if run is not None and run[1] == version - 1 and run[2] == later:
+            index, _, _, first = run
+            self.violations[index] = dataclasses.replace(
+                self.violations[index],
+                message=f"versions {first}..{version} arrived after version {later}")
+            self._late_run = (index, version, later, first)
+            return
+        self._violate(ViolationKind.OUT_OF_ORDER, version,
+                      f"version {version} arrived after version {later}", raw=raw)
+        self._late_run = (len(self.violations) - 1, version, later, version)
 
     def _drain(self) -> None:
         buffer = self._buffer

@@ -254,6 +254,54 @@ def test_duplicates_are_skipped_not_applied_twice() -> None:
                                                         ).aggregate.to_state()
 
 
+def test_a_second_event_at_a_version_is_told_from_a_redelivery() -> None:
+    events = one_stream(10)
+    redelivered = rehydrate([*events[:4], events[3], *events[4:]], REGISTRY, Order,
+                            policy="audit")
+    assert [v.message for v in redelivered.violations] == [
+        "version 3 delivered again after version 3 (same event id)"]
+    # another event claiming version 3: two writers, not a redelivery
+    rival = msgspec.structs.replace(events[4], version=3, id="rival-append")
+    result = rehydrate([*events[:4], rival, *events[4:]], REGISTRY, Order, policy="audit")
+    assert [(v.kind, v.version, v.event_id) for v in result.violations] == [
+        (ViolationKind.DUPLICATE, 3, "rival-append")]
+    assert result.violations[0].message == (
+        f"version 3 delivered again after version 3 by another event, rival-append "
+        f"(skipped), where version 3 is event {events[3].id}: two writers appended at "
+        f"version 3 and the store kept both")
+    assert result.aggregate.state_hash() == state_of(events)  # the first one was applied
+    # an older version comes again: which event it was is no longer known
+    older = rehydrate([*events[:6], rival, *events[6:]], REGISTRY, Order, policy="audit")
+    assert [v.message for v in older.violations] == [
+        "version 3 delivered again after version 5"]
+
+
+def test_one_event_numbered_far_ahead_is_one_late_run_not_one_violation_per_event() -> None:
+    events = one_stream(11)
+    ahead = msgspec.structs.replace(events[2], version=1000)
+    result = rehydrate([*events[:2], ahead, *events[3:]], REGISTRY, Order, policy="audit")
+    late = [v for v in result.violations if v.kind == ViolationKind.OUT_OF_ORDER]
+    assert [(v.version, v.event_id, v.message) for v in late] == [
+        (3, events[3].id, "versions 3..10 arrived after version 1000")]
+    assert [(v.version, v.message.split(":")[0]) for v in result.violations
+            if v.kind == ViolationKind.GAP] == [(2, "version 2 missing"),
+                                                (11, "versions 11..999 missing")]
+    assert result.halted_at == 2 and result.events_applied == 2
+    # one event delivered early: the versions it overtook are one run too
+    early = rehydrate([*events[:2], events[6], *events[2:6], *events[7:]], REGISTRY, Order,
+                      policy="audit")
+    assert [(v.kind, v.version, v.message) for v in early.violations] == [
+        (ViolationKind.OUT_OF_ORDER, 2, "versions 2..5 arrived after version 6")]
+    assert early.aggregate.state_hash() == state_of(events)
+    # two late runs behind different events stay two violations
+    twice = rehydrate([events[0], events[2], events[1], events[4], events[3],
+                       *events[5:]], REGISTRY, Order, policy="audit")
+    assert [(v.version, v.message) for v in twice.violations] == [
+        (1, "version 1 arrived after version 2"), (3, "version 3 arrived after version 4")]
+    with pytest.raises(RehydrationError, match="version 2 arrived after version 6"):
+        rehydrate([*events[:2], events[6], *events[2:6], *events[7:]], REGISTRY, Order)
+
+
 def test_events_of_another_stream_are_skipped() -> None:
     events = one_stream(20)
     stranger = msgspec.structs.replace(one_stream(5, seed=99)[2], version=7)
