@@ -517,8 +517,8 @@ class Rehydration(Generic[A]):
     _applied_id = ""
     _applied_time: Any = None
     # the last out_of_order violation: (its index, last version, the version they arrived
-    # after, first version), which the next late version extends
-    _late_run: tuple[int, int, int, int] | None = None
+    # after, first version, whether reported missing), which the next late version extends
+    _late_run: tuple[int, int, int, int, bool] | None = None
     # (decode, C loop): worked out when the first event comes (_refresh_plan)
     _decode: Callable[[RawEvent], Any] | None = None
     _folder: Any = None
@@ -910,9 +910,7 @@ class Rehydration(Generic[A]):
                     self._check_boundary(raw)
                 return
             if any(first <= version <= last for first, last in self._gaps):
-                self._violate(ViolationKind.OUT_OF_ORDER, version,
-                              f"version {version} arrived after version {self._max_seen}, "
-                              f"too late: it was reported missing", raw=raw)
+                self._late(raw, self._max_seen, missing=True)
                 return
             message = f"version {version} delivered again after version {expected - 1}"
             if version == expected - 1 and raw.id and self._last_id:
@@ -942,23 +940,26 @@ class Rehydration(Generic[A]):
         if len(self._buffer) > self.reorder_window:
             self._gap()
 
-    def _late(self, raw: RawEvent, later: int) -> None:
-        """Report ``raw`` as arriving after version ``later``. The versions that follow it,
-        late after the same event, join its violation ("versions 3..10 arrived after version
-        1000"): one event delivered early, or numbered far ahead, is one violation, not one
-        per event behind it."""
+    def _late(self, raw: RawEvent, later: int, *, missing: bool = False) -> None:
+        """Report ``raw`` as arriving after version ``later`` (``missing``: after its gap
+        was declared). The versions that follow it, late after the same event, join its
+        violation ("versions 3..10 arrived after version 1000"): one event delivered early,
+        or numbered far ahead, is one violation, not one per event behind it."""
         version = raw.version
         run = self._late_run
-        if run is not None and run[1] == version - 1 and run[2] == later:
-            index, _, _, first = run
+        if run is not None and run[1] == version - 1 and run[2] == later \
+                and run[4] == missing:
+            index, _, _, first, _ = run
             self.violations[index] = dataclasses.replace(
                 self.violations[index],
-                message=f"versions {first}..{version} arrived after version {later}")
-            self._late_run = (index, version, later, first)
+                message=f"versions {first}..{version} arrived after version {later}"
+                + (", too late: they were reported missing" if missing else ""))
+            self._late_run = (index, version, later, first, missing)
             return
         self._violate(ViolationKind.OUT_OF_ORDER, version,
-                      f"version {version} arrived after version {later}", raw=raw)
-        self._late_run = (len(self.violations) - 1, version, later, version)
+                      f"version {version} arrived after version {later}"
+                      + (", too late: it was reported missing" if missing else ""), raw=raw)
+        self._late_run = (len(self.violations) - 1, version, later, version, missing)
 
     def _drain(self) -> None:
         buffer = self._buffer

@@ -298,6 +298,13 @@ def test_one_event_numbered_far_ahead_is_one_late_run_not_one_violation_per_even
                        *events[5:]], REGISTRY, Order, policy="audit")
     assert [(v.version, v.message) for v in twice.violations] == [
         (1, "version 1 arrived after version 2"), (3, "version 3 arrived after version 4")]
+    # late after their gap was declared: one run too
+    missing = rehydrate([*events[:3], *events[6:9], *events[3:6], *events[9:]], REGISTRY,
+                        Order, policy="audit", reorder_window=2)
+    assert [(v.kind, v.version, v.message) for v in missing.violations
+            if v.kind == ViolationKind.OUT_OF_ORDER] == [
+        (ViolationKind.OUT_OF_ORDER, 3, "versions 3..5 arrived after version 8, too late: "
+                                        "they were reported missing")]
     with pytest.raises(RehydrationError, match="version 2 arrived after version 6"):
         rehydrate([*events[:2], events[6], *events[2:6], *events[7:]], REGISTRY, Order)
 

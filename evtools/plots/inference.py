@@ -73,12 +73,17 @@ def latency_cdf(result: InferenceBenchmark | Mapping[str, Any], ax: Axes | None 
     if runs:
         ax.set_xscale("log")
     ax.set_ylim(0, 1.02)
-    what = "end to end (state to prediction)" if stage == "end-to-end" else "model only"
+    what = "end to end" if stage == "end-to-end" else "model only"
+    # what a request's clock covers differs between the pipelines: say it under the plot
+    starts = ("typed requests are timed from the states (features built per request), "
+              "naive ones from its DataFrame, built once for all requests beforehand (that "
+              "time is in its throughput, not here); " if stage == "end-to-end"
+              and {"naive", "typed"} <= set(by_pipeline) else "")
     finish(ax, title=f"Per-request latency, {what}",
            xlabel="latency per request (ms, log scale)",
            ylabel="share of requests (fraction)",
            caption=(f"Each curve is the share of requests answered within a latency; a request"
-                    f" is one row (per-row) or one batch, dots mark p99; on "
+                    f" is one row (per-row) or one batch, dots mark p99; {starts}on "
                     f"{_device_note(bench)}."),
            legend=bool(runs), fontsize=7, loc="lower right")
     return ax
