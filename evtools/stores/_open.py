@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from ..errors import ConcurrencyError, StoreError, StoreUnavailable, UsageError
 from ..events import RawEvent
@@ -17,7 +18,8 @@ log = logging.getLogger(__name__)
 
 SUPPORTED = (
     "memory:",
-    "sqlite:///path.db (also sqlite:////absolute/path.db, sqlite:///:memory:, path.db)",
+    "sqlite:///path.db (also sqlite:////absolute/path.db, sqlite:///:memory:, path.db; "
+    "options: ?mode=ro&timeout=5)",
     "nats://host:port/STREAM (options: ?prefix=events&replicas=1&create=true)",
     "esdb://host:2113?tls=false (also esdb+discover://, kurrentdb://)",
     "path.jsonl or path.parquet (files: mode='r' to import, 'w' or 'a' to export)",
@@ -71,11 +73,15 @@ def open_store(url: str, *, mode: str | None = None, create: bool | None = None,
 
             if mode == "r":
                 raise UsageError("memory: cannot be opened read-only (it starts empty)")
+            if mode not in (None, "a", "w"):
+                raise UsageError(f"{url}: mode must be 'a' or 'w', got {mode!r}")
             return MemoryStore(**options)
         if lowered.startswith("sqlite:"):
             from .sqlite import path_from_url
 
-            return _sqlite(path_from_url(url), url, mode, create, options)
+            path = path_from_url(url)
+            mode = _sqlite_options(url.partition("?")[2], shown, mode, create, options)
+            return _sqlite(path, url, mode, create, options)
         if lowered.startswith("nats://"):
             from .nats import NatsStore, parse_nats_url
 
@@ -143,6 +149,34 @@ def store_files(url: str) -> list[Path]:
         return []
     base = Path(path)
     return [base, *(base.with_name(base.name + s) for s in ("-wal", "-shm", "-journal"))]
+
+
+_SQLITE_MODES = {"r": "r", "ro": "r", "a": "a", "rw": "a", "rwc": "a"}
+
+
+def _sqlite_options(query: str, shown: str, mode: str | None, create: bool | None,
+                    options: dict[str, Any]) -> str | None:
+    """Take the options of a SQLite URL's query (``mode=ro``, ``timeout=5``) into
+    ``options``; return the mode. An option the store does not know is refused rather
+    than dropped (``?mode=ro`` had opened the database for writing)."""
+    url_mode: str | None = None
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == "mode":
+            if value not in _SQLITE_MODES or url_mode not in (None, _SQLITE_MODES[value]):
+                raise UsageError(f"{shown}: option mode={value!r} is not one mode of r "
+                                 f"(or ro) and a (or rw, rwc)")
+            url_mode = _SQLITE_MODES[value]
+        elif key == "timeout":
+            options.setdefault("timeout", float(value))
+        else:
+            raise UsageError(f"{shown}: unknown SQLite option {key!r} (mode, timeout)")
+    if url_mode is None:
+        return mode
+    if (mode is not None and mode != url_mode) or (create is not None and url_mode == "r"):
+        raise UsageError(f"{shown}: the URL's mode={url_mode} and "
+                         f"{'create=' if mode is None else f'mode={mode!r}'} contradict "
+                         f"each other")
+    return url_mode
 
 
 def _sqlite(path: str, url: str, mode: str | None, create: bool | None,

@@ -25,7 +25,9 @@ them as tests that every store's test module subclasses):
     ends.
 ``read_all(from_position=0, *, limit=None) -> Iterator[RawEvent]``
     Every event of every stream in global order: ``position`` strictly increases, and
-    ``from_position`` is inclusive (resume with ``last.position + 1``).
+    ``from_position`` is inclusive (resume with ``last.position + 1``). The memory, SQLite
+    and JSONL stores read up to the last event there when ``read_all`` was called, so
+    reading everything and appending to the same store ends.
 ``list_streams() -> Iterator[str]``
     Each stream name once, in a store-specific order.
 ``stream_version(stream) -> int | None``

@@ -8,7 +8,10 @@ and ``open_store("x.parquet")`` pick the class by suffix.
 Positions: a record keeps the global position it carries (``evposition`` / ``position``,
 e.g. from the store it was exported from); a record without one gets its 1-based record
 number in the file. An export through ``append`` numbers records 1, 2, ... Reads follow
-file order, and ``read_all(from_position)`` skips records below ``from_position``.
+file order, and ``read_all(from_position)`` skips records below ``from_position``. A
+stream's records are read as the file holds them, a version repeated or out of order too:
+an export of what a consumer was delivered keeps its faults, for the rehydration checks to
+report (``evtools rehydrate`` names each one).
 
 A file store keeps an index in memory, built by one pass over the file the first time it
 is needed: one entry per stream (its last version) and, for JSONL, where each record
@@ -58,10 +61,16 @@ Parquet
 Columns ``stream`` (string), ``version`` (int64), ``type`` (string), ``data`` (binary),
 ``metadata`` (binary), ``id`` (string), ``recorded_at`` (timestamp[us, UTC]),
 ``position`` (int64), ``content_type`` (string), ``schema_version`` (int64); one row per
-event. Writing buffers ``row_group_size`` rows and writes them as one row group
-(pyarrow's ``ParquetWriter``, the ``parquet`` extra); a Parquet file becomes readable
-when it is closed, so an export store refuses reads until then (reopen it with
-``mode="r"``). Reading streams batches through ``polars.scan_parquet``.
+event. Files other tools wrote may have other widths of integer, categorical strings,
+payloads as strings (read as their UTF-8 bytes) and times in another zone (read as the
+same instant in UTC); a column of another type (a time without a zone included) is a
+:class:`~evtools.errors.StoreUnavailable` when the file is opened, and a row with a
+null stream, version, type or data, or a value out of range, an
+:class:`~evtools.errors.InputError` naming the row. Writing buffers ``row_group_size``
+rows and writes them as one row group (pyarrow's ``ParquetWriter``, the ``parquet``
+extra); a Parquet file becomes readable when it is closed, so an export store refuses
+reads until then (reopen it with ``mode="r"``). Reading streams batches through
+``polars.scan_parquet``.
 """
 
 from __future__ import annotations
@@ -90,6 +99,7 @@ except ImportError:  # Windows: no flock
 from ..errors import (
     Context,
     EnvelopeError,
+    InputError,
     MissingDependency,
     StoreError,
     StoreUnavailable,
@@ -409,12 +419,12 @@ class JsonlStore(_FileStore):
             raise StoreUnavailable(f"JSONL {self.path}: cannot read: {e}",
                                    file=self.path) from e
 
-    def _lines(self, start: int = 0, first_line: int = 1
+    def _lines(self, start: int = 0, first_line: int = 1, stop: int | None = None
                ) -> Iterator[tuple[int, int, bytes]]:
         """(byte offset, line number, line) of every non-blank line of the file, from byte
-        ``start`` (the start of line ``first_line``) on. A UTF-8 byte order mark at the
-        start of the file is not part of the first line (RFC 8259 lets a parser ignore
-        it)."""
+        ``start`` (the start of line ``first_line``) on, up to the lines that start at byte
+        ``stop`` or later. A UTF-8 byte order mark at the start of the file is not part of
+        the first line (RFC 8259 lets a parser ignore it)."""
         f = self._open_for_reading()
         try:
             f.seek(start)
@@ -422,6 +432,8 @@ class JsonlStore(_FileStore):
             lineno = first_line - 1
             for lineno, line in enumerate(f, first_line):
                 offset = pos
+                if stop is not None and offset >= stop:
+                    return
                 pos += len(line)
                 stripped = _without_bom(line).strip() if offset == 0 else line.strip()
                 if stripped:
@@ -430,11 +442,11 @@ class JsonlStore(_FileStore):
         finally:
             f.close()
 
-    def _events(self, start: int = 0, first_line: int = 1, first_record: int = 1
-                ) -> Iterator[tuple[int, RawEvent]]:
+    def _events(self, start: int = 0, first_line: int = 1, first_record: int = 1,
+                stop: int | None = None) -> Iterator[tuple[int, RawEvent]]:
         """(byte offset, event) of every record, in file order (from byte ``start``, which
-        begins line ``first_line`` and record ``first_record``)."""
-        for record, (offset, lineno, line) in enumerate(self._lines(start, first_line),
+        begins line ``first_line`` and record ``first_record``, to byte ``stop``)."""
+        for record, (offset, lineno, line) in enumerate(self._lines(start, first_line, stop),
                                                         first_record):
             event = decode_line(line, Context(file=self.path, line=lineno))
             if event.position is None:
@@ -480,8 +492,10 @@ class JsonlStore(_FileStore):
         if was is None or (now.st_ino, now.st_dev) != (was.st_ino, was.st_dev) \
                 or now.st_size <= end:
             return False
-        if end == 0:
-            return True
+        return end == 0 or self._ends_a_line(end)
+
+    def _ends_a_line(self, end: int) -> bool:
+        """Whether the byte before ``end`` is a line break (``False`` if unreadable)."""
         try:
             with open(self.path, "rb") as f:
                 f.seek(end - 1)
@@ -519,22 +533,26 @@ class JsonlStore(_FileStore):
             start, first_line, record, last_position = 0, 1, 0, 0
             self._index = None  # until this pass is done
         self._read_to = (start, first_line - 1)
-        # records are 0-based here; positions and messages count them from 1
-        for offset, event in self._events(start, first_line, record + 1):
-            position = event.position
-            if position is not None and position > last_position:
-                last_position = position
-            info = index.get(event.stream)
-            if info is None:
-                index[event.stream] = _StreamInfo(event.version, record, record)
-            else:
-                nexts[info.tail] = record
-                info.tail = record
-                if event.version > info.last:
-                    info.last = event.version
-            offsets.append(offset)
-            nexts.append(-1)
-            record += 1
+        try:
+            # records are 0-based here; positions and messages count them from 1
+            for offset, event in self._events(start, first_line, record + 1):
+                position = event.position
+                if position is not None and position > last_position:
+                    last_position = position
+                info = index.get(event.stream)
+                if info is None:
+                    index[event.stream] = _StreamInfo(event.version, record, record)
+                else:
+                    nexts[info.tail] = record
+                    info.tail = record
+                    if event.version > info.last:
+                        info.last = event.version
+                offsets.append(offset)
+                nexts.append(-1)
+                record += 1
+        except BaseException:
+            self._index = None  # not half an index (extended in place): index it all again
+            raise
         self._index = index
         self._offsets = offsets
         self._next = nexts
@@ -613,13 +631,20 @@ class JsonlStore(_FileStore):
         check_start(from_position, "from_position", self.url)
         limit = check_limit(limit, self.url)
         self._ensure_open()
-        return self._read_all(from_position, limit)
+        with self._lock:
+            if self._out is not None:
+                self._out.flush()
+            # up to the end of the file now: lines appended while the iterator is open are
+            # not read (reading everything and appending to the file ends)
+            stop = self._stat().st_size
+        return self._read_all(from_position, limit, stop)
 
-    def _read_all(self, from_position: int, limit: int | None) -> Iterator[RawEvent]:
+    def _read_all(self, from_position: int, limit: int | None,
+                  stop: int) -> Iterator[RawEvent]:
         if limit == 0:
             return
         n = 0
-        for _, event in self._events():
+        for _, event in self._events(stop=stop):
             if event.position is not None and event.position < from_position:
                 continue
             yield event
@@ -652,7 +677,12 @@ class JsonlStore(_FileStore):
             raise e.with_context(file=self.path, stream=stream) from None
         payload = b"".join(lines)
         try:
-            offset = out.seek(0, os.SEEK_END)  # the end now, also after another writer's lines
+            end = offset = out.seek(0, os.SEEK_END)  # the end now, also after others' lines
+            if end and not self._ends_a_line(end):
+                # another writer left its last line unfinished (killed before its line
+                # break): end it, or our first line would be glued onto it
+                out.write(b"\n")
+                offset += 1
             out.write(payload)
             out.flush()
             written = os.fstat(out.fileno())
@@ -661,7 +691,7 @@ class JsonlStore(_FileStore):
                              stream=stream) from e
         index = self._index
         assert index is not None  # _start_append built it
-        if offset != self._indexed_to[0] or written.st_size != offset + len(payload):
+        if end != self._indexed_to[0] or written.st_size != offset + len(payload):
             # a writer that does not lock wrote to the file too: where our lines went, or
             # what came before them, is not known; the next call indexes the file again
             self._index = None
@@ -719,6 +749,30 @@ PARQUET_COLUMNS = ("stream", "version", "type", "data", "metadata", "id", "recor
                    "position", "content_type", "schema_version")
 
 
+# what each column may be, as files other tools write have it (checked when a file is opened
+# for reading): strings (also categorical), integers of any width, bytes (or text, read as
+# its UTF-8 bytes, as the SQLite store reads a payload stored as TEXT), a time with a zone
+_PARQUET_WANTED = {"stream": "String", "type": "String", "id": "String",
+                   "content_type": "String", "version": "an integer type (Int64)",
+                   "position": "an integer type (Int64)",
+                   "schema_version": "an integer type (Int64)", "data": "Binary (or String)",
+                   "metadata": "Binary (or String)",
+                   "recorded_at": "a Datetime with a time zone (Datetime('us', 'UTC'))"}
+
+
+def _parquet_type_fits(pl: Any, column: str, dtype: Any) -> bool:
+    if dtype == pl.Null:  # all null: the row check decides
+        return True
+    wanted = _PARQUET_WANTED[column]
+    if wanted == "String":
+        return bool(dtype in (pl.String, pl.Categorical, pl.Enum))
+    if wanted.startswith("an integer"):
+        return bool(dtype.is_integer())
+    if wanted.startswith("Binary"):
+        return bool(dtype in (pl.Binary, pl.String))
+    return isinstance(dtype, pl.Datetime) and dtype.time_zone is not None
+
+
 def _parquet_schema(pl: Any) -> dict[str, Any]:
     return {"stream": pl.String, "version": pl.Int64, "type": pl.String,
             "data": pl.Binary, "metadata": pl.Binary, "id": pl.String,
@@ -752,7 +806,8 @@ class ParquetStore(_FileStore):
 
     def _check_columns(self) -> None:
         try:
-            names = self._pl.scan_parquet(self.path).collect_schema().names()
+            schema = self._pl.scan_parquet(self.path).collect_schema()
+            names = schema.names()
         except Exception as e:  # polars raises many error types for a bad file
             raise StoreUnavailable(f"Parquet {self.path}: cannot read: {e}",
                                    file=self.path) from e
@@ -760,12 +815,24 @@ class ParquetStore(_FileStore):
         if missing:
             raise StoreUnavailable(f"Parquet {self.path}: missing columns {missing}",
                                    file=self.path)
+        for name, dtype in schema.items():
+            if name in _PARQUET_WANTED and not _parquet_type_fits(self._pl, name, dtype):
+                what = (f"{dtype} without a time zone (which instant it is is not known)"
+                        if name == "recorded_at" and isinstance(dtype, self._pl.Datetime)
+                        else str(dtype))
+                raise StoreUnavailable(f"Parquet {self.path}: column {name} is {what}, not "
+                                       f"{_PARQUET_WANTED[name]}", file=self.path)
 
     def _open_writer(self) -> None:
         pq = _pyarrow_parquet()
         previous: str | None = None
         if self.mode == "a" and Path(self.path).is_file():
             previous = self.path + ".evtools-old"
+            if os.path.lexists(previous):  # the only copy, if an append was interrupted
+                raise StoreUnavailable(
+                    f"Parquet {self.path}: {previous} is there, the file as it was before an "
+                    f"append that did not finish; keep the one of the two to go on with, "
+                    f"remove the other, and open it again", file=self.path)
             os.replace(self.path, previous)
         arrow_schema = self._frame([]).to_arrow().schema
         try:
@@ -828,14 +895,45 @@ class ParquetStore(_FileStore):
                              f"it with mode='r' to read it", file=self.path)
 
     def _batches(self, lf: Any) -> Iterator[RawEvent]:
-        """Rows of the lazy frame ``lf`` as events, one polars batch at a time."""
+        """Rows of the lazy frame ``lf`` (of :meth:`_scan_frame`) as events, one polars
+        batch at a time, each checked (:meth:`_check_batch`)."""
         pl = self._pl
         try:
             batches = lf.collect_batches(chunk_size=self._batch)
             for batch in batches:
+                self._check_batch(batch)
                 yield from self._rows(batch)
         except pl.exceptions.PolarsError as e:
             raise StoreError(f"Parquet {self.path}: read failed: {e}", file=self.path) from e
+
+    def _check_batch(self, batch: Any) -> None:
+        """An :class:`~evtools.errors.InputError` naming the first row of ``batch`` with a
+        value no event has (a null where one is needed, a version below 0 ...)."""
+        pl = self._pl
+        tests = {"stream": pl.col("stream").is_null() | (pl.col("stream").cast(pl.String) == ""),
+                 "version": pl.col("version").is_null() | (pl.col("version") < 0),
+                 "type": pl.col("type").is_null() | (pl.col("type").cast(pl.String) == ""),
+                 "data": pl.col("data").is_null(),
+                 "position": pl.col("position") < 0,
+                 "schema_version": pl.col("schema_version") < 1}
+        present = {c: t for c, t in tests.items() if c in batch.columns}
+        bad = batch.filter(pl.any_horizontal(*present.values()).fill_null(False)).head(1)
+        if not bad.height:
+            return
+        row = bad.row(0, named=True)
+        stream, version = row.get("stream"), row.get("version")
+        for column, test in present.items():
+            if bad.select(test.fill_null(False)).item():
+                value = row[column]
+                wanted = {"stream": "a non-empty String", "type": "a non-empty String",
+                          "data": "the payload's bytes", "schema_version": "an integer >= 1"
+                          }.get(column, "an integer >= 0")
+                raise InputError(
+                    f"Parquet {self.path}: row {row['_record']} is not a usable event: "
+                    f"column {column} holds {'null' if value is None else repr(value)}, "
+                    f"not {wanted}", file=self.path,
+                    stream=stream if isinstance(stream, str) and stream else None,
+                    version=version if isinstance(version, int) and version >= 0 else None)
 
     def _rows(self, batch: Any) -> Iterator[RawEvent]:
         n = batch.height
@@ -851,12 +949,22 @@ class ParquetStore(_FileStore):
                            JSON_CONTENT_TYPE if c is None else c, 1 if sv is None else sv)
 
     def _scan_frame(self) -> Any:
+        """The file as a lazy frame of the columns as events have them, with ``_record``,
+        the 1-based row number."""
         pl = self._pl
         lf = pl.scan_parquet(self.path).with_row_index("_record", offset=1)
-        names = lf.collect_schema().names()
-        pos = (pl.coalesce(pl.col("position"), pl.col("_record").cast(pl.Int64))
-               if "position" in names else pl.col("_record").cast(pl.Int64))
-        return lf.with_columns(pos.alias("position"))
+        schema = lf.collect_schema()
+        pos = (pl.coalesce(pl.col("position").cast(pl.Int64), pl.col("_record").cast(pl.Int64))
+               if "position" in schema else pl.col("_record").cast(pl.Int64))
+        columns = [pos.alias("position")]
+        for name in ("data", "metadata"):
+            if schema.get(name) == pl.String:  # text: its UTF-8 bytes
+                columns.append(pl.col(name).cast(pl.Binary))
+        when = schema.get("recorded_at")
+        if isinstance(when, pl.Datetime) and when.time_zone not in (None, "UTC"):
+            # the same instant in UTC (the rows relabel the zone, they do not convert)
+            columns.append(pl.col("recorded_at").dt.convert_time_zone("UTC"))
+        return lf.with_columns(columns)
 
     def _build_index(self) -> dict[str, _StreamInfo]:
         self._refuse_read()
@@ -866,7 +974,7 @@ class ParquetStore(_FileStore):
         self._last_position = 0
         try:
             for event in self._batches(self._scan_frame().select("stream", "version",
-                                                                 "position")):
+                                                                 "position", "_record")):
                 self._note(event)
         except BaseException:
             self._index = None  # not half an index

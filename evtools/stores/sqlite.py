@@ -33,11 +33,15 @@ appending at the same expected version exactly one wins and the other gets
 :class:`~evtools.errors.ConcurrencyError`; a process killed in the middle of an append
 leaves nothing of its batch (SQLite rolls the unfinished transaction back). Reads page
 with keyset queries (``position > ?`` / ``version >= ?`` with ``LIMIT``): memory stays
-bounded, and no statement stays open while the caller holds the iterator.
+bounded, and no statement stays open while the caller holds the iterator. A read goes up
+to the last row there when it was called (``read_stream``: the stream's; ``read_all``: the
+store's), so reading and appending to the same store ends.
 
 URLs: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
-``sqlite:///:memory:``; a bare path ending ``.db``, ``.sqlite`` or ``.sqlite3`` also opens
-this store (``evtools generate`` writes ``data/events.db``).
+``sqlite:///:memory:``, with the options ``?mode=ro`` (or ``r``; ``a``, ``rw``) and
+``?timeout=5`` (an unknown option is a :class:`~evtools.errors.UsageError`); a bare path
+ending ``.db``, ``.sqlite`` or ``.sqlite3`` also opens this store (``evtools generate``
+writes ``data/events.db``).
 """
 
 from __future__ import annotations
@@ -107,7 +111,9 @@ _COLUMNS = (f"stream, version, type, {_AS_BYTES.format('data')}, "
 _STREAM_COLUMNS = _COLUMNS.split(", ", 1)[1]  # read_stream knows the stream's name
 _INSERT = ("INSERT INTO events (stream, version, type, data, metadata, id, recorded_at, "
            "content_type, schema_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-_READ_ALL = f"SELECT {_COLUMNS} FROM events WHERE position >= ? ORDER BY position LIMIT ?"
+_READ_ALL = (f"SELECT {_COLUMNS} FROM events WHERE position BETWEEN ? AND ? ORDER BY position "
+             "LIMIT ?")
+_HEAD = "SELECT max(position) FROM events"
 _READ_STREAM = (f"SELECT {_STREAM_COLUMNS} FROM events WHERE stream = ? AND version >= ? "
                 "ORDER BY version LIMIT ?")
 _READ_STREAM_UP_TO = (f"SELECT {_STREAM_COLUMNS} FROM events WHERE stream = ? AND version "
@@ -532,14 +538,16 @@ class SqliteStore(EventStore):
                  limit: int | None = None) -> Iterator[RawEvent]:
         check_start(from_position, "from_position", self.url)
         limit = check_limit(limit, self.url)
-        self._connection()
-        return self._read_all(from_position, limit)
+        # up to the last event there now: what is appended while the iterator is open is
+        # not read (reading everything and appending to the store ends), as in read_stream
+        head = self._query(_HEAD, (), "read_all")[0][0]
+        return self._read_all(from_position, limit, head if head is not None else -1)
 
-    def _read_all(self, position: int, limit: int | None) -> Iterator[RawEvent]:
+    def _read_all(self, position: int, limit: int | None, head: int) -> Iterator[RawEvent]:
         left = limit
         while left is None or left > 0:
             n = self._page_size if left is None else min(left, self._page_size)
-            rows = self._query(_READ_ALL, (position, n), "read_all")
+            rows = self._query(_READ_ALL, (position, head, n), "read_all")
             if not rows:
                 return
             yield from self._events(rows)

@@ -6,6 +6,7 @@ import base64
 import json
 import os
 from array import array
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from evtools.errors import (
     ConcurrencyError,
     EnvelopeError,
+    InputError,
     StoreError,
     StoreUnavailable,
     UsageError,
@@ -48,6 +50,8 @@ def _fresh(tmp_path: Path, suffix: str) -> Path:
 class TestJsonlExport(StoreContract):
     """A JSONL file open for export is a full store (reads scan the file)."""
 
+    read_all_ends_at_the_call = True
+
     LARGE = 20_000  # reads parse every line: keep the laziness check quick
 
     def make_store(self, tmp_path: Path) -> EventStore:
@@ -55,6 +59,8 @@ class TestJsonlExport(StoreContract):
 
 
 class TestJsonlFlatExport(StoreContract):
+    read_all_ends_at_the_call = True
+
     LARGE = 20_000  # as above
 
     def make_store(self, tmp_path: Path) -> EventStore:
@@ -532,3 +538,196 @@ def test_a_byte_order_mark_at_the_start_is_not_part_of_the_first_line(tmp_path: 
     with JsonlStore(path) as store:
         assert [(e.type, e.position) for e in store.read_all()] == [("T", 1), ("U", 2)]
         assert [e.type for e in store.read_stream("a")] == ["T", "U"]
+
+
+def test_an_append_after_a_line_left_unfinished_since_the_open_starts_a_new_line(
+        tmp_path: Path) -> None:
+    """A writer killed just before its line break (or a tool that writes none) had the next
+    append glued onto its line: both records lost in one line that is not JSON."""
+    path = tmp_path / "unfinished.jsonl"
+    with JsonlStore(path, "w") as out:
+        out.append("s", [NewEvent("A", b"{}")])
+        with path.open("ab") as other:
+            other.write(b'{"stream": "t", "version": 0, "type": "X"}')  # no line break
+        assert out.stream_version("t") == 0  # indexed as it is
+        assert out.append("s", [NewEvent("B", b"{}")], 0) == 1
+        assert out.append("t", [NewEvent("Y", b"{}")], 0) == 1
+        with path.open("ab") as other:  # not indexed before the append this time
+            other.write(b'{"stream": "u", "version": 0, "type": "Z"}')
+        assert out.append("s", [NewEvent("C", b"{}")], 1) == 2
+        assert [e.type for e in out.read_stream("s")] == ["A", "B", "C"]
+    with JsonlStore(path) as back:
+        assert [(e.stream, e.type, e.position) for e in back.read_all()] == [
+            ("s", "A", 1), ("t", "X", 2), ("s", "B", 3), ("t", "Y", 4), ("u", "Z", 5),
+            ("s", "C", 6)]
+        assert [e.type for e in back.read_stream("t")] == ["X", "Y"]
+
+
+@pytest.mark.parametrize("lines, versions", [
+    ([b'{"stream": "a", "version": 0, "type": "T"}',
+      b'{"stream": "a", "version": 0, "type": "U"}'], [0, 0]),
+    ([b'{"stream": "a", "version": 1, "type": "T"}',
+      b'{"stream": "a", "version": 0, "type": "U"}'], [1, 0]),
+    ([b'{"stream": "a", "version": 0, "type": "T"}',
+      to_cloudevent(RawEvent.new("a", 0, "T", b"{}"))], [0, 0]),
+])
+def test_a_stream_whose_versions_repeat_or_go_back_is_read_as_the_file_holds_it(
+        tmp_path: Path, lines: list[bytes], versions: list[int]) -> None:
+    """An export of what a consumer was delivered keeps its faults (a duplicate, a
+    reordering): the store hands them on, for the rehydration checks to report."""
+    path = tmp_path / "versions.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with JsonlStore(path) as store:
+        assert [e.version for e in store.read_all()] == versions
+        assert [e.version for e in store.read_stream("a")] == versions
+        assert store.stream_version("a") == max(versions)
+    with JsonlStore(path, "a") as out:  # an append goes after the highest version
+        assert out.append("a", [NewEvent("V", b"{}")]) == max(versions) + 1
+
+
+def test_a_delivered_export_with_faults_is_rehydrated_and_its_faults_named(
+        tmp_path: Path) -> None:
+    """What the README's ``evtools generate --store delivered.jsonl --faults ...`` then
+    ``evtools rehydrate delivered.jsonl --strict`` does: every fault a violation."""
+    from evtools.datagen import FaultRates, export_jsonl, generate
+    from evtools.orders import Order, order_registry
+    from evtools.rehydration import rehydrate_store
+
+    workload = generate(3000, seed=3, faults=FaultRates(reorder=0.01, duplicate=0.01))
+    path = tmp_path / "delivered.jsonl"
+    export_jsonl(workload, path)
+    injected = workload.manifest.counts
+    assert injected.keys() == {"reorder", "duplicate"}
+    with JsonlStore(path) as store:
+        result = rehydrate_store(store, order_registry(), Order, policy="audit")
+    found: dict[str, int] = {}
+    for v in result.violations:
+        found[str(v.kind)] = found.get(str(v.kind), 0) + 1
+    assert found == {"out_of_order": injected["reorder"], "duplicate": injected["duplicate"]}
+
+
+def test_a_bad_line_found_while_indexing_new_lines_leaves_no_half_index(
+        tmp_path: Path) -> None:
+    path = tmp_path / "grown-bad.jsonl"
+    path.write_bytes(b'{"stream": "a", "version": 0, "type": "T"}\n')
+    with JsonlStore(path) as store:
+        assert store.stream_version("a") == 0
+        with path.open("ab") as other:  # another writer: a good line, then a bad one
+            other.write(b'{"stream": "a", "version": 1, "type": "T"}\n{"stream": "a"}\n')
+        for _ in range(2):  # the same error each time, not one about the lines indexed
+            with pytest.raises(EnvelopeError, match="flat record") as info:
+                store.stream_version("a")
+            assert info.value.context.line == 3
+        with path.open("r+b") as f:  # the bad line mended
+            f.truncate(len(path.read_bytes()) - len(b'{"stream": "a"}\n'))
+        assert [e.version for e in store.read_stream("a")] == [0, 1]
+        assert list(store._offsets) == [0, 43]  # private access, test only
+
+
+# -- Parquet files other tools wrote: columns of other types, nulls, values out of range -----
+
+
+def _parquet(tmp_path: Path, **columns: Any) -> Path:
+    """A Parquet file of two events of stream "a" with ``columns`` replacing or adding
+    columns (each a list or a polars Series of two values)."""
+    path = _fresh(tmp_path, ".parquet")
+    frame = {"stream": ["a", "a"], "version": [0, 1], "type": ["T", "U"],
+             "data": [b"{}", b"[]"], **columns}
+    pl.DataFrame(frame).write_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("columns, holds", [
+    ({"version": ["0", "1"]}, "column version is String, not an integer type"),
+    ({"version": [0.0, 1.0]}, "column version is Float64, not an integer type"),
+    ({"position": ["5", "6"]}, "column position is String, not an integer type"),
+    ({"schema_version": [1.0, 2.0]}, "column schema_version is Float64"),
+    ({"data": [1, 2]}, "column data is Int64, not Binary"),
+    ({"id": [5, 6]}, "column id is Int64, not String"),
+    ({"recorded_at": ["2024-01-01T00:00:00Z"] * 2}, "column recorded_at is String"),
+    ({"recorded_at": [datetime(2024, 1, 1)] * 2}, "without a time zone"),
+])
+def test_a_parquet_column_of_another_type_is_refused_naming_it(
+        tmp_path: Path, columns: dict[str, Any], holds: str) -> None:
+    """Columns of other types had been handed on as they were (a str version, a str
+    payload), or failed with a bare TypeError, or a naive time was taken as UTC."""
+    path = _parquet(tmp_path, **columns)
+    with pytest.raises(StoreUnavailable, match=holds) as info:
+        ParquetStore(path)
+    assert info.value.context.file == str(path) and str(path) in str(info.value)
+    with pytest.raises(StoreUnavailable, match=holds):
+        ParquetStore(path, "a")
+    assert pl.read_parquet(path).height == 2  # an append refused leaves the file as it was
+
+
+@pytest.mark.parametrize("columns, row, version, holds", [
+    ({"stream": [None, "a"]}, 1, 0, "column stream holds null"),
+    ({"stream": ["a", ""]}, 2, 1, "column stream holds ''"),
+    ({"version": [0, None]}, 2, None, "column version holds null"),
+    ({"version": [0, -1]}, 2, None, "column version holds -1"),
+    ({"type": [None, "U"]}, 1, 0, "column type holds null"),
+    ({"data": pl.Series([b"{}", None], dtype=pl.Binary)}, 2, 1, "column data holds null"),
+    ({"schema_version": [1, 0]}, 2, 1, "column schema_version holds 0"),
+    ({"position": [4, -2]}, 2, 1, "column position holds -2"),
+])
+def test_a_parquet_row_with_a_bad_value_is_an_input_error_naming_it(
+        tmp_path: Path, columns: dict[str, Any], row: int, version: int | None,
+        holds: str) -> None:
+    path = _parquet(tmp_path, **columns)
+    with ParquetStore(path, batch_size=1) as store:
+        reads: list[Any] = [lambda: list(store.read_all())]
+        if "stream" not in columns:
+            reads.append(lambda: list(store.read_stream("a")))
+        if columns.keys() & {"stream", "version", "position"}:  # what the index reads
+            reads += [lambda: list(store.list_streams()), lambda: store.stream_version("a")]
+        for read in reads:
+            with pytest.raises(InputError, match=holds) as info:
+                read()
+            assert f"Parquet {path}: row {row} is not a usable event" in str(info.value)
+            ctx = info.value.context
+            assert (ctx.file, ctx.version) == (str(path), version)
+            assert ctx.stream == (None if "stream" in columns else "a")
+
+
+def test_a_parquet_stream_whose_versions_repeat_or_go_back_is_read_as_it_is(
+        tmp_path: Path) -> None:
+    for versions in ([0, 0], [1, 0]):
+        path = _parquet(tmp_path, version=versions)
+        with ParquetStore(path, batch_size=1) as store:
+            assert [e.version for e in store.read_all()] == versions
+            assert [e.version for e in store.read_stream("a")] == versions
+
+
+def test_parquet_columns_of_other_fitting_types_are_read_exactly(tmp_path: Path) -> None:
+    """Another time zone is the same instant in UTC (its wall time had been relabelled
+    UTC: an hour off in Paris); a payload stored as text is its UTF-8 bytes."""
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    path = _parquet(
+        tmp_path, stream=pl.Series(["a", "a"], dtype=pl.Categorical),
+        version=pl.Series([0, 1], dtype=pl.Int32), data=['{"v": "é"}', "[]"],
+        recorded_at=pl.Series([when] * 2).dt.convert_time_zone("Europe/Paris"),
+        schema_version=pl.Series([1, 2], dtype=pl.UInt8))
+    with ParquetStore(path) as store:
+        for events in (list(store.read_all()), list(store.read_stream("a"))):
+            assert [(e.stream, e.version, e.data, e.recorded_at, e.schema_version)
+                    for e in events] == [("a", 0, '{"v": "é"}'.encode(), when, 1),
+                                         ("a", 1, b"[]", when, 2)]
+            assert all(e.check() is e and e.recorded_at.tzinfo is UTC for e in events)
+
+
+def test_parquet_append_mode_keeps_the_copy_an_interrupted_append_left(
+        tmp_path: Path) -> None:
+    """A process killed while rewriting a Parquet file for ``mode="a"`` leaves the file as
+    it was in ``.evtools-old``; the next ``mode="a"`` had overwritten that only copy."""
+    path = tmp_path / "killed.parquet"
+    with ParquetStore(path, "w") as out:
+        out.append("s", [NewEvent("A", b"{}")])
+    old = Path(str(path) + ".evtools-old")
+    old.write_bytes(path.read_bytes())  # what the killed rewrite left beside it
+    path.write_bytes(b"PAR1 half a file")
+    with pytest.raises(StoreUnavailable, match="evtools-old") as info:
+        ParquetStore(path, "a")
+    assert info.value.context.file == str(path)
+    assert path.read_bytes() == b"PAR1 half a file"
+    with ParquetStore(old) as kept:
+        assert [e.type for e in kept.read_all()] == ["A"]

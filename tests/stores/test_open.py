@@ -205,3 +205,33 @@ def test_messages_about_a_store_url_never_show_its_password(url: str) -> None:
         open_store(url)
     assert "s3cr" not in str(info.value) and "***@" in str(info.value)
 
+
+
+def test_sqlite_url_options_are_honoured_or_refused(tmp_path: Path) -> None:
+    """``?mode=ro`` had been dropped without a word: the database opened for writing."""
+    db = tmp_path / "opts.db"
+    with open_store(f"sqlite:///{db}") as store:
+        store.append("s", [NewEvent("A", b"{}")])
+    for query in ("mode=r", "mode=ro"):
+        with open_store(f"sqlite:///{db}?{query}") as store:
+            assert store.read_only
+            with pytest.raises(UsageError, match="read-only"):
+                store.append("s", [NewEvent("B", b"{}")])
+    with open_store(f"sqlite:///{db}?mode=a&timeout=0.5") as store:
+        assert not store.read_only and store.append("s", [NewEvent("B", b"{}")], 0) == 1
+    for query, fragment in (("colour=blue", "unknown SQLite option 'colour'"),
+                            ("mode=x", "mode"), ("timeout=soon", "bad option value"),
+                            ("mode=r&mode=a", "mode")):
+        with pytest.raises(UsageError, match=fragment):
+            open_store(f"sqlite:///{db}?{query}")
+    with pytest.raises(UsageError, match="contradict"):
+        open_store(f"sqlite:///{db}?mode=r", mode="a")
+    with pytest.raises(UsageError, match="contradict"):
+        open_store(f"sqlite:///{db}?mode=ro", create=True)
+    with SqliteStore(db, mode="r") as store:
+        assert store.stream_version("s") == 1
+
+
+def test_a_mode_no_store_has_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="mode"):
+        open_store("memory:", mode="x")

@@ -27,11 +27,15 @@ pytestmark = pytest.mark.timeout(120)
 
 
 class TestSqliteStore(StoreContract):
+    read_all_ends_at_the_call = True
+
     def make_store(self, tmp_path: Path) -> EventStore:
         return SqliteStore(tmp_path / f"events-{os.urandom(4).hex()}.db", page_size=100)
 
 
 class TestSqliteInMemory(StoreContract):
+    read_all_ends_at_the_call = True
+
     def make_store(self, tmp_path: Path) -> EventStore:
         return SqliteStore(":memory:")
 
@@ -459,3 +463,15 @@ def test_a_stream_longer_than_a_page_is_read_up_to_its_head_at_the_call(
             store.append("s", [NewEvent("F", b"{}")])  # behind the iterator: not read
         assert read == [0, 1, 2, 3, 4]
         assert [e.version for e in store.read_stream("s", 3, limit=4)] == [3, 4, 5, 6]
+
+
+def test_reading_all_over_many_pages_while_appending_ends(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "paged-all.db", page_size=2) as store:
+        store.append("s", [NewEvent("E", b"{}") for _ in range(5)])
+        read = []
+        for event in store.read_all():
+            read.append(event.position)
+            store.append("copies", [NewEvent.from_raw(event)])  # behind the iterator
+            assert len(read) < 50, "read_all goes on reading what is appended behind it"
+        assert read == [1, 2, 3, 4, 5]
+        assert [e.position for e in store.read_all(4, limit=4)] == [4, 5, 6, 7]
