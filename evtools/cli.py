@@ -115,8 +115,9 @@ def _table_output(out: str | None) -> Iterator[Any]:
 
 @contextmanager
 def _progress(label: str, total: int | None, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr; yields ``advance(n)``."""
-    if not enabled:
+    """A rich progress bar on stderr, on a terminal only (a pipe or a log file gets the
+    command's own lines, not the bar's frames); yields ``advance(n)``."""
+    if not enabled or not sys.stderr.isatty():
         yield lambda n: None
         return
     from rich.progress import (
@@ -181,20 +182,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     faults = datagen.FaultRates.parse(args.faults) if args.faults else datagen.FaultRates()
     target = args.store
     console = _console(stderr=True)
-    for folder in {p.parent for p in store_files(target)}:  # new data: its folder too
-        folder.mkdir(parents=True, exist_ok=True)
-    if target.endswith((".jsonl", ".ndjson")):
+    export = target.lower().endswith((".jsonl", ".ndjson"))  # as open_store reads names
+    if export:
         path = Path(target)
         if path.is_file() and path.stat().st_size > 0:
             raise UsageError(f"{target} already exists and holds events; generate never "
                              f"overwrites: remove it or choose another path")
-        # an export keeps versions exactly as generated, delivery faults included
-        workload = datagen.generate(args.events, seed=args.seed, faults=faults)
-        counts = {"events": 0, "streams": 0, "snapshots": 0}
-        datagen.export_jsonl(_counted(workload, counts), target)
-        manifest = workload.manifest
-        console.print(_wrote(counts["events"], counts["streams"], counts["snapshots"],
-                             target))
     else:
         bad = faults.delivery_only()
         if bad:  # refused before anything is created
@@ -203,13 +196,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 f"so a lost or swapped version cannot be stored in {target}; generate a "
                 f"JSONL export instead (--store events.jsonl), which keeps versions as "
                 f"generated")
-        from .stores import open_store
+    with _removed_on_failure(store_files(target), folders=True):  # new data: its folder too
+        if export:
+            # an export keeps versions exactly as generated, delivery faults included
+            workload = datagen.generate(args.events, seed=args.seed, faults=faults)
+            counts = {"events": 0, "streams": 0, "snapshots": 0}
+            datagen.export_jsonl(_counted(workload, counts), target)
+        else:
+            from .stores import open_store
 
-        with open_store(target, create=True) as store:
-            _refuse_non_empty(store, target)
-            with _progress("generating", args.events, not args.quiet) as advance:
-                written = datagen.write_workload(store, args.events, seed=args.seed,
-                                                 faults=faults, progress=advance)
+            with open_store(target, create=True) as store:
+                _refuse_non_empty(store, target)
+                with _progress("generating", args.events, not args.quiet) as advance:
+                    written = datagen.write_workload(store, args.events, seed=args.seed,
+                                                     faults=faults, progress=advance)
+    if export:
+        manifest = workload.manifest
+        console.print(_wrote(counts["events"], counts["streams"], counts["snapshots"],
+                             target))
+    else:
         manifest = written.manifest
         console.print(_wrote(written.events - written.snapshots,
                              written.streams - written.snapshot_streams, written.snapshots,
@@ -218,6 +223,31 @@ def cmd_generate(args: argparse.Namespace) -> int:
         injected = ", ".join(f"{k} {v}" for k, v in sorted(manifest.counts.items()))
         console.print(f"injected faults: {injected}")
     return EXIT_OK
+
+
+@contextmanager
+def _removed_on_failure(files: list[Path], folders: bool = False) -> Iterator[None]:
+    """The body creates a store in ``files`` (a database with its journals, or an export;
+    with ``folders``, their missing folders are made first). When it fails (an error,
+    Ctrl-C), what it created is removed: a failed command leaves nothing behind, and its
+    rerun is not refused as a store that already holds events. A store that was there
+    before is left as the store left it."""
+    new_files = [] if not files or files[0].exists() else files
+    new_folders: list[Path] = []
+    try:
+        for folder in {p.parent for p in files} if folders else ():
+            missing = [f for f in (folder, *folder.parents) if not f.exists()]
+            folder.mkdir(parents=True, exist_ok=True)
+            new_folders += missing
+        yield
+    except BaseException:
+        for path in new_files:
+            with suppress(OSError):
+                path.unlink(missing_ok=True)
+        for folder in sorted(new_folders, key=lambda f: len(f.parts), reverse=True):
+            with suppress(OSError):  # deepest first; one that holds something else stays
+                folder.rmdir()
+        raise
 
 
 def _wrote(events: int, streams: int, snapshots: int, target: str) -> str:
@@ -285,7 +315,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         store = _open_source(args.source)  # a Parquet file is an event export
         documents = without_snapshots(store.read_all())  # states, not what consumers read
     else:
-        documents = fidelity.read_source(args.source)
+        documents = _without_snapshot_documents(fidelity.read_source(args.source))
     result = fidelity.audit(documents, dialects, examples=args.examples)
     if args.format == "table":
         _print_audit_table(result, args.out)
@@ -295,6 +325,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.fail_on_loss and result.has_loss:
         return EXIT_PROBLEMS
     return EXIT_OK
+
+
+def _without_snapshot_documents(documents: Iterable[tuple[Any, bytes]]
+                                ) -> Iterator[tuple[Any, bytes]]:
+    """The documents of a file less the envelopes of evtools' own snapshots (a JSONL export
+    holds them as ``copy`` and ``rehydrate --snapshot-every`` write them), as
+    ``without_snapshots`` leaves them out of a store: states, not what consumers read."""
+    from .events import SNAPSHOT_TYPE, is_snapshot_stream
+
+    for where, document in documents:
+        if not (where.event_type == SNAPSHOT_TYPE and where.stream
+                and is_snapshot_stream(where.stream)):
+            yield where, document
 
 
 def _print_audit_table(result: Any, out: str | None) -> None:
@@ -470,19 +513,13 @@ def _positive(value: str) -> int:
 def cmd_copy(args: argparse.Namespace) -> int:
     from .stores import copy, open_store, store_files
 
-    new_files = [p for p in store_files(args.dest) if not p.exists()]
-    try:
-        with open_store(args.source, mode="r") as source, \
-                open_store(args.dest, create=True) as dest, \
-                _progress("copying", None, not args.quiet) as advance:
-            count = copy(source, dest, progress=advance)
-    except BaseException:
-        # a destination this copy created is removed when the copy fails: a failed copy
-        # leaves nothing behind (an existing destination is left as the store left it)
-        for path in new_files:
-            with suppress(OSError):
-                path.unlink(missing_ok=True)
-        raise
+    # a destination this copy created is removed when the copy fails: a failed copy
+    # leaves nothing behind (an existing destination is left as the store left it)
+    with _removed_on_failure(store_files(args.dest)), \
+            open_store(args.source, mode="r") as source, \
+            open_store(args.dest, create=True) as dest, \
+            _progress("copying", None, not args.quiet) as advance:
+        count = copy(source, dest, progress=advance)
     _console(stderr=True).print(f"copied {count:,} events from {redact_url(args.source)} to "
                                 f"{redact_url(args.dest)}")
     return EXIT_OK
@@ -642,8 +679,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="write a deterministic synthetic order workload")
     p.add_argument("--store", default=DEFAULT_STORE,
                    help=f"store URL or .jsonl export (default {DEFAULT_STORE})")
-    p.add_argument("--events", type=int, default=100_000)
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--events", type=int, default=100_000,
+                   help="order events to write (default 100000)")
+    p.add_argument("--seed", type=int, default=7,
+                   help="the same seed writes the same events (default 7)")
     p.add_argument("--faults", default="",
                    help="injected fault rates, e.g. gap=0.01,duplicate=0.005,reorder=0.01")
     p.set_defaults(func=cmd_generate)
@@ -697,18 +736,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest")
     p.set_defaults(func=cmd_copy)
 
-    p = sub.add_parser("bench", help="benchmarks, results as JSON")
+    p = sub.add_parser("bench", help="benchmarks, results as a table or JSON (--format json)")
     p.add_argument("what", choices=["rehydrate", "inference"])
-    p.add_argument("--events", type=int, default=100_000)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-sizes", type=_ints, default=[1, 8, 64, 512])
+    p.add_argument("--events", type=int, default=100_000,
+                   help="rehydrate: events in the workload (default 100000)")
+    p.add_argument("--device", default="auto",
+                   help="inference: auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--batch-sizes", type=_ints, default=[1, 8, 64, 512],
+                   help="inference: comma-separated batch sizes (default 1,8,64,512)")
     p.add_argument("--n-orders", type=int, default=5000, help="inference: orders to score")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                    help="inference: model dtype (the half types are meant for CUDA; on "
                         "a CPU they run, slowly)")
     p.add_argument("--threads", type=int, default=None,
                    help="inference: torch CPU threads (default 1 on CPU; 0 = torch default)")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seed", type=int, default=7,
+                   help="seed of the generated events (and of the inference model; "
+                        "default 7)")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--out", help="write the results (table as plain text, or JSON) to "
                                  "this file")

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -676,3 +677,90 @@ def test_warnings_read_as_the_commands_own_lines() -> None:
 
     assert line(logging.WARNING) == "evtools: warning: the eventsourcing path is left out"
     assert line(logging.INFO) == "INFO evtools.profiling: the eventsourcing path is left out"
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(
+        store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # no -q: a log file or a pipe gets the command's own lines, not a bar's frames
+    assert main(["generate", "--store", str(tmp_path / "g.db"), "--events", "30"]) == 0
+    assert main(["copy", store, str(tmp_path / "c.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert "generating" not in err and "copying" not in err and "━" not in err, err
+    assert err.startswith("wrote 30 events in ") and "copied " in err
+
+
+@pytest.mark.parametrize("args", [
+    ["--store", "sqlite:///{tmp}/new/g.db", "--faults", "gap=0.01"],  # refused faults
+    ["--store", "sqlite:///{tmp}/new/deeper/g.db?mode=ro"],  # a URL open_store refuses
+    ["--store", "{tmp}/new/g.db", "--faults", "reorder=0.01"],
+])
+def test_a_refused_generate_creates_no_folder(tmp_path: Path, args: list[str],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "generate", "--events", "5",
+                 *[a.format(tmp=tmp_path) for a in args]]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("target", ["new/g.jsonl", "sqlite:///new/g.db", "g.parquet"])
+def test_an_interrupted_generate_leaves_no_partial_store(
+        tmp_path: Path, target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evtools import datagen
+
+    real = datagen.Workload.__iter__
+
+    def interrupted(self: datagen.Workload) -> Iterator[object]:
+        for i, event in enumerate(real(self)):
+            if i == 50:
+                raise KeyboardInterrupt  # Ctrl-C halfway
+            yield event
+
+    monkeypatch.setattr(datagen.Workload, "__iter__", interrupted)
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", "generate", "--store", target, "--events", "300"]) == 130
+    assert list(tmp_path.iterdir()) == []  # a rerun is not refused as "already holds events"
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", "generate", "--store", target, "--events", "300"]) == 0
+
+
+def test_generate_takes_delivery_faults_into_a_jsonl_export_in_capitals(
+        tmp_path: Path) -> None:
+    target = tmp_path / "EVENTS.JSONL"
+    assert main(["-q", "generate", "--store", str(target), "--events", "300",
+                 "--faults", "gap=0.05"]) == 0
+    assert main(["rehydrate", str(target), "--strict", "--format", "json",
+                 "--out", str(tmp_path / "r.json")]) == 1
+    assert {v["kind"] for v in json.loads((tmp_path / "r.json").read_text())["violations"]
+            } == {"gap"}
+
+
+def test_audit_of_a_jsonl_export_leaves_snapshots_out(store: str, tmp_path: Path) -> None:
+    export = tmp_path / "export.jsonl"
+    assert main(["-q", "copy", store, str(export)]) == 0
+    assert main(["-q", "rehydrate", str(export), "--snapshot-every", "3", "--format", "json",
+                 "--out", str(tmp_path / "r.json")]) == 0
+    assert b'"$snapshot"' in export.read_bytes()  # snapshots in the export, as copy keeps
+    audits = []
+    for source in (store, str(export)):
+        out = tmp_path / "a.json"
+        assert main(["audit", source, "--dialect", "go", "--format", "json",
+                     "--out", str(out)]) == 0
+        audits.append(json.loads(out.read_text()))
+    assert not [r["path"] for r in audits[1] if r["path"].startswith("/state")]
+    assert audits[1] == audits[0]  # the same events, from the store or its export
+
+
+def test_bench_help_says_its_default_output_and_which_benchmark_each_option_is_for(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listing = " ".join(capsys.readouterr().out.split())
+    assert "benchmarks, results as JSON" not in listing  # a table unless --format json
+    assert "results as a table or JSON" in listing
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option in ("--events EVENTS rehydrate:", "--device DEVICE inference:",
+                   "--batch-sizes BATCH_SIZES inference:"):
+        assert option in text
