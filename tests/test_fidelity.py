@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import inspect
 import io
 import json
 import math
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from fractions import Fraction
@@ -883,3 +885,15 @@ def test_audit_takes_a_store_and_leaves_its_snapshots_out() -> None:
     assert "/order_id" in paths and not [p for p in paths if p.startswith("/state")]
     with pytest.raises(UsageError, match=r"audit takes documents .* or a store, not int"):
         fidelity.audit(42, ["go"])  # type: ignore[arg-type]
+
+
+def test_a_document_deeper_than_the_walk_can_go_is_refused_not_a_traceback() -> None:
+    """Python 3.12+ decoders read documents nested deeper than Python's recursion limit;
+    the audit names such a document instead of failing with a RecursionError."""
+    n = sys.getrecursionlimit() - len(inspect.stack(0)) - 50  # what msgspec reads here
+    deep = b'{"a":' * n + b"1" + b"}" * n
+    result = fidelity.audit([b'{"ok":1}', deep], ["go", "js"])
+    assert result.invalid == 1
+    text = result.to_json()
+    assert "nested too deeply for the audit" in text
+    assert '"/ok"' in text

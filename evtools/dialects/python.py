@@ -14,8 +14,11 @@ What it models: a reader that keeps every JSON value exactly as written.
 
 Strict, because it is the reference: invalid UTF-8, ``NaN``/``Infinity`` tokens, duplicate
 keys and any syntax error are rejected (``ConsumerRejected``). Lone surrogate escapes
-(``"\\ud800"``) are valid JSON grammar and are kept. Nesting deeper than about 1000 levels
-is rejected because the underlying parsers recurse (a known limit, see :func:`loads`).
+(``"\\ud800"``) are valid JSON grammar and are kept. Nesting is accepted exactly as deep as
+the running interpreter's ``json.loads`` accepts it (a limit of the interpreter: about 1000
+levels on Python 3.11, 1500 on 3.12, 10000 on 3.13); deeper is rejected ("nested too
+deeply"). Every walk over a decoded value uses an explicit stack, so any depth the parsers
+accept is handled and written back.
 
 ``loads(..., strict=False)`` is the lenient reading the fidelity audit uses as its
 reference: invalid UTF-8 bytes survive as lone surrogates (``surrogateescape``) and a
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
@@ -223,13 +227,15 @@ def loads(data: bytes | str, *, strict: bool = True, keep_text: bool = True,
         if strict:
             _text_of(data, strict)  # raises with the offending byte and its offset
         use_stdlib = True
-    except RecursionError as e:
-        raise DecodeError("nested too deeply for the reference decoder (about 1000 levels)"
-                          ) from e
+    except RecursionError:  # json.loads, whose depth limit is the model's, gives the verdict
+        use_stdlib = True
     except ValueError:  # an integer with more digits than int(str) accepts
         use_stdlib = True
-    if not use_stdlib and _has_negative_zero(data):
-        use_stdlib = True
+    if not use_stdlib:
+        if _has_negative_zero(data):
+            use_stdlib = True
+        elif len(data) >= 2 * _SHALLOW and _too_deep_for_json(data, value):
+            raise _nested_too_deeply()
 
     text: str | None = None
     if use_stdlib:
@@ -263,6 +269,9 @@ def loads(data: bytes | str, *, strict: bool = True, keep_text: bool = True,
     return value
 
 
+#: the end of an iterator (``next(it, _END)``); no JSON value is this object
+_END: Any = object()
+
 #: what :func:`_quick_loads` returns when a document needs :func:`loads` itself
 SLOW = object()
 
@@ -277,7 +286,10 @@ def _quick_loads(data: bytes) -> Any:
         value = _DECODER.decode(data)
     except (msgspec.MsgspecError, ValueError, RecursionError):
         return SLOW
-    return SLOW if _has_negative_zero(data) else value
+    if _has_negative_zero(data) or (len(data) >= 2 * _SHALLOW
+                                    and _too_deep_for_json(data, value)):
+        return SLOW
+    return value
 
 
 def _has_negative_zero(data: bytes) -> bool:
@@ -309,7 +321,20 @@ def _stdlib_loads(text: str, allow_nonfinite: bool,
     except _NonFinite as e:
         raise DecodeError(str(e)) from e
     except RecursionError as e:
-        raise DecodeError("nested too deeply for the reference decoder (about 1000 levels)"
+        try:
+            json.loads(text)
+        except RecursionError:
+            raise _nested_too_deeply() from e
+        except json.JSONDecodeError as plain:
+            raise DecodeError(str(plain)) from e
+        except ValueError:  # an integer beyond int(str)'s digit limit: depth is the issue
+            pass
+        # json.loads accepts this depth, but the hooks this reading needs (exact numbers,
+        # repeated keys) are calls that count against the same limit: a document within a
+        # few levels of the limit that also needs this slow path (a lone surrogate escape,
+        # "-0", an integer beyond 64 bits, a repeated key) cannot be read exactly.
+        raise DecodeError("nested too deeply for an exact reading: json.loads accepts this "
+                          "depth, but only a few levels more than the exact reader reaches"
                           ) from e
 
 
@@ -335,71 +360,180 @@ def count_plain_keys(data: bytes) -> int:
 
 def count_keys(value: Any) -> int:
     """How many object keys a decoded value holds, nested objects included."""
-    n = 0
+    # An explicit stack, not recursion, here and in every walker below: a document the
+    # decoders accept may nest deeper than Python's recursion limit (Python 3.12 and later
+    # parse far deeper than 1000 levels).
     t = type(value)
     if t is dict:
         n = len(value)
-        for v in value.values():
-            tv = type(v)
-            if tv is dict or tv is list:
-                n += count_keys(v)
+        value = value.values()
     elif t is list:
-        for v in value:
-            tv = type(v)
-            if tv is dict or tv is list:
-                n += count_keys(v)
+        n = 0
+    else:
+        return 0
+    stack = None
+    for v in value:
+        tv = type(v)
+        if tv is dict or tv is list:
+            if stack is None:
+                stack = [v]
+            else:
+                stack.append(v)
+    if stack is None:
+        return n
+    pop = stack.pop
+    push = stack.append
+    while stack:
+        v = pop()
+        if type(v) is dict:
+            n += len(v)
+            v = v.values()
+        for c in v:
+            tc = type(c)
+            if tc is dict or tc is list:
+                push(c)
     return n
 
 
 def _count_strings(value: Any) -> int:
     """Keys plus string values: the number of string tokens the document must have."""
-    t = type(value)
+    n = 0
+    stack = [value]
+    pop = stack.pop
+    push = stack.append
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is dict:
+            n += len(v)
+            v = v.values()
+        elif t is not list:
+            if t is str:
+                n += 1
+            continue
+        for c in v:
+            tc = type(c)
+            if tc is dict or tc is list:
+                push(c)
+            elif tc is str:
+                n += 1
+    return n
+
+
+def _depth(value: Any) -> int:
+    """How deeply a decoded value nests: 0 for a scalar, 1 for ``[]``, 2 for ``[[]]``."""
+    deepest = 0
+    stack = [(value, 1)]
+    pop = stack.pop
+    push = stack.append
+    while stack:
+        v, level = pop()
+        t = type(v)
+        if t is dict:
+            v = v.values()
+        elif t is not list:
+            continue
+        if level > deepest:
+            deepest = level
+        for c in v:
+            tc = type(c)
+            if tc is dict or tc is list:
+                push((c, level + 1))
+    return deepest
+
+
+#: Nesting below this many levels is never a question: every decoder used here (and
+#: ``json.loads``, on every supported Python) accepts it in any ordinary call context.
+_SHALLOW = 256
+
+
+def _too_deep_for_json(data: bytes, value: Any) -> bool:
+    """True when ``json.loads`` of the running Python refuses ``data`` (already decoded
+    to ``value`` by msgspec) for its nesting. msgspec and ``json`` count nesting against
+    the same interpreter limit but not identically (msgspec reaches a few levels
+    further), so near the limit ``json.loads`` itself gives the verdict; below
+    :data:`_SHALLOW` brackets nothing is checked (two byte counts)."""
+    if (len(data) < 2 * _SHALLOW or data.count(b"[") + data.count(b"{") < _SHALLOW
+            or _depth(value) < _SHALLOW):
+        return False
+    try:
+        json.loads(data)
+    except RecursionError:
+        return True
+    except ValueError:  # pragma: no cover - msgspec accepted it; not a question of depth
+        return False
+    return False
+
+
+def _nested_too_deeply() -> DecodeError:
+    version = ".".join(map(str, sys.version_info[:2]))
+    return DecodeError(f"nested too deeply: json.loads on Python {version} refuses this depth "
+                       "(RecursionError)")
+
+
+def _members(node: Any) -> Any:
+    t = type(node)
     if t is dict:
-        n = len(value)
-        for v in value.values():
-            n += _count_strings(v)
-        return n
+        return enumerate(node.items())
     if t is list:
-        return sum(_count_strings(v) for v in value)
-    return 1 if t is str else 0
+        return enumerate(node)
+    return enumerate(node.pairs)  # _Pairs
 
 
 def _attach_texts(value: Any, tokens: Any) -> Any:
     """Replace strings and keys written with escapes by JsonStrings, walking in document
-    order alongside the document's string tokens. Returns the (possibly new) value."""
+    order alongside the document's string tokens. Returns the (possibly new) value:
+    containers are changed in place, so only a top-level string is ever replaced."""
     t = type(value)
     if t is str:
         raw = next(tokens)[0]
         return JsonString(value, raw) if "\\" in raw else value
-    if t is dict:
-        rebuilt: list[tuple[str, Any]] | None = None
-        for i, (k, v) in enumerate(value.items()):
+    if t is not dict and t is not list and t is not _Pairs:
+        return value
+    # frames: [container, its enumerated members, rebuilt items (a dict with an escaped
+    # key is rebuilt once its members are done)]
+    stack: list[list[Any]] = [[value, _members(value), None]]
+    while stack:
+        frame = stack[-1]
+        node = frame[0]
+        step = next(frame[1], None)
+        if step is None:
+            stack.pop()
+            rebuilt = frame[2]
+            if rebuilt is not None:
+                node.clear()
+                node.update(rebuilt)
+            continue
+        i, member = step
+        tn = type(node)
+        k: Any = None
+        if tn is list:
+            v = member
+        else:
+            k, v = member
             raw = next(tokens)[0]
             if "\\" in raw:
-                if rebuilt is None:
-                    rebuilt = list(value.items())[:i]
+                if tn is dict and frame[2] is None:
+                    frame[2] = list(node.items())[:i]
                 k = JsonString(k, raw)
-            new = _attach_texts(v, tokens)
-            if rebuilt is not None:
-                rebuilt.append((k, new))
-            elif new is not v:
-                value[k] = new
-        if rebuilt is not None:
-            value.clear()
-            value.update(rebuilt)
-        return value
-    if t is list:
-        for i, v in enumerate(value):
-            new = _attach_texts(v, tokens)
-            if new is not v:
-                value[i] = new
-        return value
-    if t is _Pairs:
-        pairs = value.pairs
-        for i, (k, v) in enumerate(pairs):
+        new = v
+        tv = type(v)
+        if tv is str:
             raw = next(tokens)[0]
-            pairs[i] = (JsonString(k, raw) if "\\" in raw else k, _attach_texts(v, tokens))
-        return value
+            if "\\" in raw:
+                new = JsonString(v, raw)
+        elif tv is dict or tv is list or tv is _Pairs:
+            stack.append([v, _members(v), None])  # done before the next member
+        if tn is list:
+            if new is not v:
+                node[i] = new
+        elif tn is dict:
+            if frame[2] is not None:
+                frame[2].append((k, new))
+            elif new is not v:
+                node[k] = new
+        else:
+            node.pairs[i] = (k, new)
     return value
 
 
@@ -415,22 +549,46 @@ def _loads_with_duplicates(text: str, *, strict: bool, keep_text: bool, allow_no
 
 def _resolve_pairs(node: Any, where: tuple[str | int, ...], strict: bool,
                    shadowed: list[tuple[tuple[str | int, ...], Any]] | None) -> Any:
-    if type(node) is list:
-        return [_resolve_pairs(v, (*where, i), strict, shadowed) for i, v in enumerate(node)]
-    if type(node) is not _Pairs:
+    """``node`` with every :class:`_Pairs` turned into a dict (the first position, the last
+    value of a repeated key); ``where`` is the location of ``node``."""
+    tn = type(node)
+    if tn is not list and tn is not _Pairs:
         return node
-    out: dict[str, Any] = {}
-    for k, v in node.pairs:
-        value = _resolve_pairs(v, (*where, k), strict, shadowed)
+    # frames: [container, its members, what it becomes, the key or index being resolved]
+    stack: list[list[Any]] = [
+        [node, enumerate(node) if tn is list else iter(node.pairs),
+         [] if tn is list else {}, None]]
+    while True:
+        frame = stack[-1]
+        member = next(frame[1], _END)
+        if member is _END:
+            stack.pop()
+            done = frame[2]
+            if not stack:
+                return done
+            frame = stack[-1]
+            k, v = frame[3], done
+        else:
+            k, v = member
+            tv = type(v)
+            if tv is list or tv is _Pairs:
+                frame[3] = k
+                stack.append([v, enumerate(v) if tv is list else iter(v.pairs),
+                              [] if tv is list else {}, None])
+                continue
+        out = frame[2]
+        if type(out) is list:
+            out.append(v)
+            continue
         if k in out:
+            here = (*where, *(f[3] for f in stack[:-1]))
             if strict:
-                pointer = "".join("/" + escape_pointer_token(str(p)) for p in where)
+                pointer = "".join("/" + escape_pointer_token(str(p)) for p in here)
                 raise DecodeError(f"duplicate key {str(k)!r} in the object at {pointer or '/'}",
                                   path=pointer)
             if shadowed is not None:
-                shadowed.append(((*where, k), out[k]))
-        out[k] = value  # like dict(pairs): the first position, the last value
-    return out
+                shadowed.append(((*here, k), out[k]))
+        out[k] = v  # like dict(pairs): the first position, the last value
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -462,60 +620,98 @@ def _int_text(value: int) -> str:
 
 
 def _write(value: Any, out: Callable[[str], Any]) -> None:
+    # An explicit stack of open containers, not recursion: any depth can be written.
     t = type(value)
-    if t is str:
-        out(_encode_str(value))
-    elif t is JsonNumber:
-        out(str.__str__(value))
-    elif t is JsonString:
-        out(value.raw)
-    elif t is int:
-        out(_int_text(value))
-    elif t is dict:
+    if t is dict:
         out("{")
-        first = True
-        for k, v in value.items():
-            if not first:
-                out(",")
-            first = False
-            if type(k) is JsonString:
-                out(k.raw)
-            elif isinstance(k, str):
-                out(_encode_str(k))
-            else:
-                raise UsageError(f"JSON object keys must be strings, not {type(k).__name__}")
-            out(":")
-            _write(v, out)
-        out("}")
+        members: Any = iter(value.items())
+        close, keyed = "}", True
     elif t is list or t is tuple:
         out("[")
-        for i, v in enumerate(value):
-            if i:
+        members = iter(value)
+        close, keyed = "]", False
+    else:
+        out(_scalar_text(value, t))
+        return
+    stack: list[tuple[Any, str, bool]] = []  # the open containers around this one
+    first = True
+    while True:
+        for member in members:
+            if first:
+                first = False
+            else:
                 out(",")
-            _write(v, out)
-        out("]")
-    elif value is None:
-        out("null")
-    elif value is True:
-        out("true")
-    elif value is False:
-        out("false")
-    elif t is float:
+            if keyed:
+                k, v = member
+                if type(k) is str:
+                    out(_encode_str(k))
+                    out(":")
+                else:
+                    out(_key_text(k))
+            else:
+                v = member
+            tv = type(v)
+            if tv is str:
+                out(_encode_str(v))
+            elif tv is dict:
+                stack.append((members, close, keyed))
+                out("{")
+                members, close, keyed, first = iter(v.items()), "}", True, True
+                break
+            elif tv is list or tv is tuple:
+                stack.append((members, close, keyed))
+                out("[")
+                members, close, keyed, first = iter(v), "]", False, True
+                break
+            else:
+                out(_scalar_text(v, tv))
+        else:  # this container is done: back to the one around it
+            out(close)
+            if not stack:
+                return
+            members, close, keyed = stack.pop()
+            first = False
+
+
+def _key_text(k: Any) -> str:
+    """A key as written, with its colon."""
+    if type(k) is JsonString:
+        return k.raw + ":"
+    if isinstance(k, str):
+        return _encode_str(k) + ":"
+    raise UsageError(f"JSON object keys must be strings, not {type(k).__name__}")
+
+
+def _scalar_text(value: Any, t: type) -> str:
+    if t is str:
+        return _encode_str(value)
+    if t is JsonNumber:
+        return str.__str__(value)
+    if t is JsonString:
+        return value.raw
+    if t is int:
+        return _int_text(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if t is float:
         if value != value or value in (float("inf"), float("-inf")):
             raise UsageError(f"{value!r} cannot be written as JSON")
-        out(repr(value))
-    elif isinstance(value, Decimal):
+        return repr(value)
+    if isinstance(value, Decimal):
         if not value.is_finite():
             raise UsageError(f"{value!r} cannot be written as JSON")
-        out(str(value))
-    elif isinstance(value, bool):
-        out("true" if value else "false")
-    elif isinstance(value, int):
-        out(_int_text(int(value)))
-    elif isinstance(value, str):
-        out(_encode_str(str(value)))
-    else:
-        raise UsageError(f"a {type(value).__name__} cannot be written as JSON")
+        return str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return _int_text(int(value))
+    if isinstance(value, str):
+        return _encode_str(str(value))
+    raise UsageError(f"a {type(value).__name__} cannot be written as JSON")
 
 
 # -- shared by the columnar dialects, which read records as a Python program does ------------

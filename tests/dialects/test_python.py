@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -103,7 +107,6 @@ def test_lone_surrogate_escapes_are_valid_json_and_kept() -> None:
     (b"\xef\xbb\xbf{}", "malformed"),
     (b"{} x", "trailing characters"),
     (b'"a\x01"', "malformed"),
-    (b"[" * 3000 + b"]" * 3000, "nested too deeply"),
 ])
 def test_rejects_what_is_not_exact_json(doc: bytes, reason: str) -> None:
     with pytest.raises(ConsumerRejected) as info:
@@ -208,3 +211,102 @@ def test_importing_the_dialects_imports_no_heavy_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- nesting: as deep as the running interpreter's json.loads, and every walker iterative --
+
+
+def _json_loads_limit(make: Callable[[int], bytes]) -> int:
+    """The deepest ``make(n)`` that json.loads accepts here (3.11: about 1000 levels; 3.12:
+    1500; 3.13: 10000)."""
+    lo, hi = 1, 30_000
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        try:
+            json.loads(make(mid))
+        except RecursionError:
+            hi = mid - 1
+        else:
+            lo = mid
+    return lo
+
+
+def _array(n: int) -> bytes:
+    return b"[" * n + b"]" * n
+
+
+def _object(n: int) -> bytes:
+    return b'{"a":' * n + b"1" + b"}" * n
+
+
+@pytest.mark.parametrize("make", [_array, _object], ids=["array", "object"])
+def test_nesting_follows_json_loads_of_the_running_python(make: Callable[[int], bytes]) -> None:
+    limit = _json_loads_limit(make)
+    deep = make(limit - 20)
+    assert DIALECT.roundtrip(deep) == deep
+    assert loads(deep, strict=False) == json.loads(deep)
+    for n in (limit + 20, 3000, 20_000):
+        if n <= limit:
+            assert DIALECT.roundtrip(make(n)) == make(n)
+            continue
+        with pytest.raises(ConsumerRejected) as info:
+            DIALECT.decode(make(n))
+        assert "nested too deeply" in info.value.reason
+
+
+def test_deep_documents_on_the_slow_paths() -> None:
+    limit = _json_loads_limit(_array)
+    n = min(limit - 20, 900)
+    for doc in (b"[" * n + b'-0,"\\u00e9",123456789012345678901234567890' + b"]" * n,
+                b'{"k":' + b'{"a":1,"a":2,"b":' * n + b"0" + b"}" * n + b"}"):
+        value = loads(doc, strict=False)
+        assert isinstance(value, (list, dict))
+    assert DIALECT.roundtrip(b"[" * n + b'"\\/"' + b"]" * n) == b"[" * n + b'"\\/"' + b"]" * n
+
+
+@contextlib.contextmanager
+def _recursion_room(frames: int) -> Iterator[None]:
+    """Python's recursion limit lowered to ``frames`` more than this call's depth."""
+    depth = len(inspect.stack(0))
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth + frames)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def test_walkers_do_not_recurse() -> None:
+    """A document as deep as Python 3.13's json.loads reads (thousands of levels) meets
+    every walker: none may need a frame per level."""
+    from evtools.dialects.python import (
+        _attach_texts,
+        _count_strings,
+        _depth,
+        _Pairs,
+        _resolve_pairs,
+    )
+
+    n = 2000
+    value: Any = "x"
+    for _ in range(n):
+        value = {"k\u00e9": [value]}
+    tokens = [('"k\\u00e9"', ":"), ('"x"', "")]
+    pairs: Any = 1
+    for _ in range(n):
+        pairs = _Pairs([("a", 0), ("a", [pairs])])
+    with _recursion_room(60):
+        assert count_keys(value) == n
+        assert _count_strings(value) == n + 1
+        assert _depth(value) == 2 * n
+        text = dumps(value)
+        assert text == b'{"k\xc3\xa9":[' * n + b'"x"' + b"]}" * n
+        attached = _attach_texts(value, iter(tokens[:1] * n + tokens[1:]))
+        assert type(next(iter(attached))) is JsonString
+        shadowed: list[Any] = []
+        resolved = _resolve_pairs(pairs, (), False, shadowed)
+        assert len(shadowed) == n and shadowed[-1] == (("a",), 0)
+        assert shadowed[0] == ((*("a", 0) * (n - 1), "a"), 0)
+        assert _depth(resolved) == 2 * n
+        with pytest.raises(DecodeError, match="duplicate key 'a' in the object at /a/0/a/0"):
+            _resolve_pairs(pairs, (), True, None)
