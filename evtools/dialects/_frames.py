@@ -6,9 +6,11 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import msgspec
+
 from ..errors import ConsumerRejected, DecodeError
 from ._base import ColumnarDialect
-from .python import as_json_line, batch_error, load_record
+from .python import _depth, as_json_line, batch_error, load_record
 
 __all__ = ["FrameDialect"]
 
@@ -23,6 +25,9 @@ class FrameDialect(ColumnarDialect):
 
     #: the mode in which the library reads JSON lines itself
     lines_mode: ClassVar[str]
+    #: documents nested deeper are refused before the library sees them (None: no limit),
+    #: where the library's memory would take the process down first
+    max_depth: ClassVar[int | None] = None
     mode: str
 
     @abstractmethod
@@ -39,9 +44,13 @@ class FrameDialect(ColumnarDialect):
         for i, doc in enumerate(docs):
             try:
                 if self.mode == self.lines_mode:
-                    lines.append(as_json_line(doc))
+                    line = as_json_line(doc)
+                    self._refuse_deep(doc, None)
+                    lines.append(line)
                 else:
-                    records.append(load_record(doc, self.name))
+                    record = load_record(doc, self.name)
+                    self._refuse_deep(doc, record)
+                    records.append(record)
             except DecodeError as e:
                 out[i] = self.reject(e.message)
             else:
@@ -57,3 +66,32 @@ class FrameDialect(ColumnarDialect):
                 for i, result in zip(keep, results, strict=True):
                     out[i] = result
         return [o for o in out if o is not None]
+
+    def _refuse_deep_value(self, value: Any) -> None:
+        """:meth:`_refuse_deep` for a value to encode (a :class:`ConsumerRejected`)."""
+        limit = self.max_depth
+        if limit is not None and _depth(value) > limit:
+            raise self.reject(f"nested {_depth(value)} levels: evtools does not hand "
+                              f"{self.name} values nested deeper than {limit} levels (see "
+                              f"decode)")
+
+    def _refuse_deep(self, doc: bytes, record: Any) -> None:
+        """A :class:`DecodeError` for ``doc`` (decoded: ``record``, or None) when it nests
+        deeper than :attr:`max_depth`; a document with fewer brackets is not looked at."""
+        limit = self.max_depth
+        if limit is None or doc.count(b"{") + doc.count(b"[") <= limit:
+            return
+        if record is None:
+            try:
+                record = msgspec.json.decode(doc)
+            except RecursionError:
+                record = None  # deeper than msgspec goes: deeper than the limit too
+            except msgspec.DecodeError:
+                return  # not JSON: the library gives its own verdict
+        depth = _depth(record) if record is not None else None
+        if depth is None or depth > limit:
+            raise DecodeError(
+                f"nested {'more than ' + str(limit) if depth is None else depth} levels: "
+                f"evtools does not hand {self.name} documents nested deeper than {limit} "
+                f"levels, as the memory it takes grows with the cube of the depth (about "
+                f"1 GB at 400 levels, 7 GB at 800) and would take the process down")

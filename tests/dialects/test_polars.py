@@ -105,3 +105,31 @@ def test_big_integers_keep_their_value_where_polars_keeps_them() -> None:
     else:
         exact = direct[0]["id"] == 2**63 + 1
         assert (_row(result, "/id")["value_changed"] == 0) is exact
+
+
+@pytest.mark.parametrize("mode", ["from_dicts", "read_ndjson"])
+def test_a_document_nested_deeper_than_polars_can_hold_is_refused_by_itself(mode: str) -> None:
+    """polars' memory grows with the cube of the nesting (7 GB at 800 levels): such a
+    document is refused before polars sees it, and the rest of the batch loads."""
+    dialect = PolarsDialect(mode)  # type: ignore[arg-type]
+    limit = PolarsDialect.max_depth
+    assert limit is not None
+
+    def nested(levels: int) -> bytes:  # an object holding `levels` levels in all
+        return b'{"a":' * levels + b"1" + b"}" * levels
+
+    ok, deep, far = nested(limit), nested(limit + 1), nested(5000)
+    assert dialect.decode(ok) is not None and dialect.roundtrip(ok) == ok
+    outcomes = dialect.roundtrip_batch([b'{"x": 1}', deep, far, b'{"x": 2}'])
+    assert outcomes[0] == b'{"x":1}' and outcomes[3] == b'{"x":2}'
+    assert isinstance(outcomes[1], ConsumerRejected)
+    assert f"nested {limit + 1} levels" in str(outcomes[1])
+    assert f"deeper than {limit} levels" in str(outcomes[1])
+    assert isinstance(outcomes[2], ConsumerRejected)
+    # 5,000 levels: json.loads (from_dicts' first step) may refuse it first, on its own
+    assert "deeper than" in str(outcomes[2]) or "recursion" in str(outcomes[2])
+    with pytest.raises(ConsumerRejected, match=f"nested {limit + 1} levels"):
+        dialect.encode(json.loads(deep))
+    # brackets inside strings are not nesting
+    text = b'{"a": "' + b"[" * 1000 + b'"}'
+    assert dialect.roundtrip(text) == b'{"a":"' + b"[" * 1000 + b'"}'
