@@ -87,14 +87,15 @@ from .dialects.python import (
 )
 from .dialects.python import (
     _NEG_ZERO,
+    DEEP_BYTES,
     SLOW,
     JsonNumber,
     JsonString,
-    _depth,
     _has_negative_zero,
     count_plain_keys,
     dumps,
     loads,
+    too_deep_to_walk,
 )
 from .errors import (
     ConsumerRejected,
@@ -1172,8 +1173,8 @@ def _audit_chunk(ctxs: list[Context | None], datas: list[bytes], start: int, end
                 counts[1] += 1
                 _reject(baseline, limit, ctxs[start + j], data, e.message)
                 ref = _MISSING
-        if ref is not _MISSING and len(data) >= _DEEP_BYTES:
-            too_deep = _too_deep_to_walk(ref)
+        if ref is not _MISSING and len(data) >= DEEP_BYTES:
+            too_deep = too_deep_to_walk(ref, "the audit")
             if too_deep:
                 counts[1] += 1
                 _reject(baseline, limit, ctxs[start + j], data, too_deep)
@@ -1247,33 +1248,6 @@ def _audit_chunk(ctxs: list[Context | None], datas: list[bytes], start: int, end
             if shadowed:
                 _count_shadows(root, shadowed, limit, accepted)
         shadowed.clear()
-
-
-#: Only a document at least this long can nest deeply enough to need the check below.
-_DEEP_BYTES = 512
-#: Frames kept free for what the walkers call (and their callers) beyond one per level.
-_FRAME_MARGIN = 100
-
-
-def _too_deep_to_walk(ref: Any) -> str:
-    """Why the audit cannot compare ``ref`` path by path, or ``""``. The audit's walkers
-    recurse, one frame per level of nesting; since Python 3.12 the decoders accept
-    documents nested deeper than Python's recursion limit (``json.loads`` of 3.13 takes
-    about 10000 levels), and such a document is refused here, with a reason, rather than
-    failing the whole audit with a RecursionError."""
-    depth = _depth(ref)
-    if depth < _DEEP_BYTES // 2:
-        return ""
-    frames = 0
-    frame = sys._getframe()
-    while frame is not None:
-        frames += 1
-        frame = frame.f_back  # type: ignore[assignment]
-    room = sys.getrecursionlimit() - frames - _FRAME_MARGIN
-    if depth <= room:
-        return ""
-    return (f"nested too deeply for the audit: {depth} levels, and its path-by-path walk "
-            f"has room for {max(room, 0)} (Python's recursion limit)")
 
 
 def _lenient(root: _Node, limit: int, ctx: Context | None, data: bytes,

@@ -442,6 +442,32 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+#: Only a document at least this long can nest deeply enough for :func:`too_deep_to_walk`.
+DEEP_BYTES = 512
+#: Frames kept free for what a walker calls (and its callers) beyond one per level.
+_FRAME_MARGIN = 100
+
+
+def too_deep_to_walk(value: Any, walker: str) -> str:
+    """Why ``walker`` (a recursive walk, one frame per level) cannot walk ``value``, or
+    ``""``. Since Python 3.12 the decoders accept documents nested deeper than Python's
+    recursion limit (``json.loads`` of 3.13 takes about 10000 levels): such a document is
+    refused, with a reason, rather than failing its whole batch with a RecursionError."""
+    depth = _depth(value)
+    if depth < DEEP_BYTES // 2:
+        return ""
+    frames = 0
+    frame: Any = sys._getframe()
+    while frame is not None:
+        frames += 1
+        frame = frame.f_back
+    room = sys.getrecursionlimit() - frames - _FRAME_MARGIN
+    if depth <= room:
+        return ""
+    return (f"nested too deeply for {walker}: {depth} levels, and its walk has room for "
+            f"{max(room, 0)} (Python's recursion limit)")
+
+
 #: Nesting below this many levels is never a question: every decoder used here (and
 #: ``json.loads``, on every supported Python) accepts it in any ordinary call context.
 _SHALLOW = 256

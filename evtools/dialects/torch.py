@@ -18,7 +18,9 @@ dropped); arrays keep their length, a non-numeric element becoming ``None`` so t
 indices of the numeric ones stay where they were.
 
 Rejections: a document ``json.loads`` refuses is rejected on its own, and so is one whose
-features cannot be written as UTF-8 (a key holding a lone surrogate escape, ``"\\ud800"``);
+features cannot be written as UTF-8 (a key holding a lone surrogate escape, ``"\\ud800"``)
+or that nests deeper than the feature walk has room for (Python's recursion limit; from
+Python 3.12 on, ``json.loads`` takes deeper documents than that);
 when building a tensor raises, the batch is lost and every document of it is rejected with
 torch's text.
 """
@@ -31,7 +33,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConsumerRejected, MissingDependency, UsageError
 from ._base import ColumnarDialect
-from .python import batch_error
+from .python import DEEP_BYTES, batch_error, too_deep_to_walk
 
 __all__ = ["TorchDialect"]
 
@@ -83,6 +85,11 @@ class TorchDialect(ColumnarDialect):
                 value = json.loads(doc)
             except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
                 out[i] = self.reject(f"json.loads: {e}")
+                continue
+            too_deep = too_deep_to_walk(value, "the feature walk") \
+                if len(doc) >= DEEP_BYTES else ""
+            if too_deep:
+                out[i] = self.reject(too_deep)
                 continue
             box: list[Any] = [None]  # a holder, so that a top-level number has a slot too
             _gather(value, (), box, 0, columns, slots)

@@ -98,3 +98,19 @@ def test_audit_counts_float32_losses_exactly() -> None:
     expected = sum(1 for p in prices if p > 3.4e38 or Decimal(repr(p)) != Decimal(_f32(p)))
     assert _row(result, "/price")["value_changed"] == expected
     assert _row(result, "/label")["dropped"] == len(records)
+
+
+def test_a_document_deeper_than_the_feature_walk_has_room_for_is_refused_by_itself() -> None:
+    """From Python 3.12 on json.loads takes documents deeper than Python's recursion limit
+    (3.13: about 10,000 levels); the walk had ended the batch in a RecursionError. Here a
+    depth json.loads still reads on every version, near the limit, stands for them."""
+    import inspect
+    import sys
+
+    n = sys.getrecursionlimit() - len(inspect.stack(0)) - 50
+    deep = b'{"a":' * n + b"1" + b"}" * n
+    json.loads(deep)  # json.loads reads it here
+    outcomes = TorchDialect().roundtrip_batch([b'{"x": 1}', deep])
+    assert outcomes[0] == b'{"x":1.0}'
+    assert isinstance(outcomes[1], ConsumerRejected)
+    assert f"nested too deeply for the feature walk: {n} levels" in str(outcomes[1])
