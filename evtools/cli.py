@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import __version__
-from ._files import writing
+from ._files import silence, write_stdout, writing
 from .errors import EvtoolsError, MissingDependency, UsageError
 from .stores.base import redact_url
 
@@ -93,7 +93,7 @@ def _console_class() -> type[Any]:
 
         def on_broken_pipe(self) -> None:
             self.quiet = True
-            _silence_stdout(self.file)
+            silence(self.file)
 
     return PipedConsole
 
@@ -152,17 +152,7 @@ def _write_output(text: str, out: str | None) -> None:
         with writing(out) as fh:
             fh.write(text)
     else:
-        try:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        except BrokenPipeError:  # `evtools ... | head`: the command's exit status stands
-            _silence_stdout()
-
-
-def _silence_stdout(stream: IO[str] | None = None) -> None:
-    """What is left to print to ``stream`` (stdout) goes nowhere: its reader has gone."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, (stream or sys.stdout).fileno())
+        write_stdout(text)  # `evtools ... | head`: the command's exit status stands
 
 
 def _is_store_url(source: str) -> bool:
@@ -841,7 +831,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"evtools: error: {e}\n")
         return EXIT_USAGE
     except BrokenPipeError:  # `evtools ... | head`, from a write not through the above
-        _silence_stdout()
+        silence()
         return EXIT_OK
     except OSError as e:  # a path the user gave: missing folder, a folder for a file...
         where = f"{e.filename}: " if e.filename else ""

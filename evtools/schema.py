@@ -125,7 +125,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ._files import writing
+from ._files import write_stdout, writing
 from ._json import (
     escape_pointer_token,
     lossless,
@@ -289,6 +289,9 @@ def _load_schema_file(path: Path, base: Path) -> _Source:
         text = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"schema file not found: {label}", file=label) from None
+    except IsADirectoryError:
+        raise UsageError(f"{label} is a folder: pass the schema files in it (e.g. "
+                         f"{label}/*.json)", file=label) from None
     except OSError as e:
         raise UsageError(f"cannot read schema file {label}: {e}", file=label) from e
     try:
@@ -2075,9 +2078,8 @@ def _emit(text: str, out: str | None, stdout: Any = None) -> None:
     if out:
         with writing(out) as fh:
             fh.write(text)
-    else:
-        stream = stdout if stdout is not None else sys.stdout
-        stream.write(text if text.endswith("\n") else text + "\n")
+    else:  # a reader that goes away (`| head`) leaves the exit status as it is
+        write_stdout(text if text.endswith("\n") else text + "\n", stdout)
 
 
 def cmd_codegen(args: argparse.Namespace) -> int:

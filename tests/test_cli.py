@@ -521,6 +521,25 @@ def test_a_reader_that_goes_away_leaves_the_exit_status_as_it_is(tmp_path: Path)
             assert proc.returncode == status, proc.stderr.read() if proc.stderr else ""
 
 
+def test_schema_check_whose_reader_goes_away_still_fails_on_drift(tmp_path: Path) -> None:
+    """`schema check --fail-on-drift | head` had exited 0: its writer let the broken pipe
+    reach main, which can only say 0 by then."""
+    from evtools.datagen import write_workload
+    from evtools.stores import open_store
+
+    drifted = f"sqlite:///{tmp_path / 'drifted.db'}"
+    with open_store(drifted) as store:
+        write_workload(store, 3000, seed=5, faults="corrupt=0.3,unknown_type=0.3")
+    for fmt in ("json", "csv", "table"):
+        args = [sys.executable, "-m", "evtools", "schema", "check", drifted, "--registry",
+                "evtools.orders:order_registry", "--fail-on-drift", "--format", fmt]
+        with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            assert proc.stdout is not None
+            proc.stdout.close()  # `| head -c 0`: gone before the first line
+            proc.wait(timeout=120)
+            assert proc.returncode == 1, (fmt, proc.stderr.read() if proc.stderr else "")
+
+
 def test_a_table_whose_reader_goes_away_is_not_an_exit() -> None:
     from evtools.cli import _console_class
 

@@ -301,6 +301,10 @@ def test_codegen_errors_name_file_and_path(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not found") as e:
         S.codegen([tmp_path / "nope.json"], root=tmp_path)
     assert e.value.context.file == "nope.json"
+    (tmp_path / "schemas").mkdir()
+    with pytest.raises(UsageError, match=r"schemas is a folder: pass the schema files in it "
+                                         r"\(e\.g\. schemas/\*\.json\)"):
+        S.codegen([tmp_path / "schemas"], root=tmp_path)
     bad_json = tmp_path / "bad.json"
     bad_json.write_text("{", encoding="utf-8")
     with pytest.raises(DecodeError) as d:

@@ -160,12 +160,13 @@ def _sqlite_options(query: str, shown: str, mode: str | None, create: bool | Non
     ``options``; return the mode. An option the store does not know is refused rather
     than dropped (``?mode=ro`` had opened the database for writing)."""
     url_mode: str | None = None
+    written = ""  # the mode as the URL writes it
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key == "mode":
             if value not in _SQLITE_MODES or url_mode not in (None, _SQLITE_MODES[value]):
                 raise UsageError(f"{shown}: option mode={value!r} is not one mode of r "
                                  f"(or ro) and a (or rw, rwc)")
-            url_mode = _SQLITE_MODES[value]
+            url_mode, written = _SQLITE_MODES[value], value
         elif key == "timeout":
             options.setdefault("timeout", float(value))
         else:
@@ -173,9 +174,11 @@ def _sqlite_options(query: str, shown: str, mode: str | None, create: bool | Non
     if url_mode is None:
         return mode
     if (mode is not None and mode != url_mode) or (create is not None and url_mode == "r"):
-        raise UsageError(f"{shown}: the URL's mode={url_mode} and "
-                         f"{'create=' if mode is None else f'mode={mode!r}'} contradict "
-                         f"each other")
+        wanted = ("opens it read-only" if mode == "r" else "writes to it" if mode is not None
+                  else "may create it")
+        raise UsageError(f"{shown}: the URL says mode={written} ("
+                         f"{'read-only' if url_mode == 'r' else 'read and write'}), and this "
+                         f"command {wanted}: remove the option, or change it")
     return url_mode
 
 
