@@ -132,6 +132,7 @@ from ._json import (
     strip_msgspec_path,
     unescape_pointer_token,
 )
+from .dialects.python import nesting_depth
 from .errors import (
     Context,
     DecodeError,
@@ -1076,6 +1077,11 @@ class _InferOptions:
     closed: bool
 
 
+
+#: Payloads nested deeper are not inferred from (counted unreadable, with the reason): the
+#: walk recurses, and their JSON Schema (two levels a level) outgrows what json writes.
+_MAX_DEPTH = 256
+
 class _Inferrer:
     def __init__(self, options: _InferOptions) -> None:
         self.options = options
@@ -1093,6 +1099,12 @@ class _Inferrer:
             payload = lossless.decode(raw.data)
             if not isinstance(payload, dict):
                 raise ValueError("payload is not a JSON object")
+            if len(raw.data) > 2 * _MAX_DEPTH:  # else it cannot nest that deep
+                depth = nesting_depth(payload)
+                if depth > _MAX_DEPTH:
+                    raise ValueError(f"nested {depth} levels, deeper than inference goes "
+                                     f"({_MAX_DEPTH}): its JSON Schema, two levels a level, "
+                                     f"could not be written")
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as e:
             self.invalid[key] += 1
             self.invalid_examples.setdefault(
@@ -2095,7 +2107,8 @@ def cmd_schema_infer(args: argparse.Namespace) -> int:
     if args.out:
         for path in result.write(args.out):
             log.info("wrote %s", path)
-        summary = [f"{t} v{v}: {n} events" + (f" ({result.invalid[(t, v)]} not JSON objects)"
+        summary = [f"{t} v{v}: {n} events" + (f" ({result.invalid[(t, v)]} unreadable, e.g. "
+                                              f"{result.invalid_examples[(t, v)]})"
                                               if result.invalid.get((t, v)) else "")
                    for (t, v), n in sorted(result.events.items())]
         sys.stderr.write(f"inferred {len(result.schemas)} schemas from "

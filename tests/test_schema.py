@@ -986,3 +986,23 @@ def test_files_that_cannot_be_written_are_named(tmp_path: Path) -> None:
                                invalid_examples={})
     with pytest.raises(UsageError, match=f"cannot write into {blocker}/schemas"):
         result.write(blocker / "schemas")
+
+
+def test_a_payload_too_deep_to_infer_from_is_counted_unreadable_with_its_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A payload nested hundreds of levels had ended `schema infer` in a RecursionError
+    (its schema, two levels a level, outgrew json.dumps; on 3.12+ the walk itself)."""
+    from evtools.cli import main
+
+    deep = b'{"a":' * 600 + b"1" + b"}" * 600
+    path = tmp_path / "deep.jsonl"
+    path.write_bytes(b'{"stream": "s", "version": 0, "type": "T", "data": {"a": 1}}\n'
+                     b'{"stream": "s", "version": 1, "type": "T", "data": ' + deep + b"}\n")
+    result = S.infer_source(str(path))
+    assert result.invalid == {("T", 1): 1}
+    assert "nested 600 levels, deeper than inference goes (256)" in \
+        result.invalid_examples[("T", 1)]
+    assert result.schemas[("T", 1)]["properties"]["a"]["type"] == "integer"
+    assert main(["schema", "infer", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert "1 unreadable, e.g. stream 's' version 1: nested 600 levels" in \
+        capsys.readouterr().err

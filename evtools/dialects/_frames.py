@@ -10,7 +10,7 @@ import msgspec
 
 from ..errors import ConsumerRejected, DecodeError
 from ._base import ColumnarDialect
-from .python import _depth, as_json_line, batch_error, load_record
+from .python import as_json_line, batch_error, load_record, nesting_depth
 
 __all__ = ["FrameDialect"]
 
@@ -70,8 +70,8 @@ class FrameDialect(ColumnarDialect):
     def _refuse_deep_value(self, value: Any) -> None:
         """:meth:`_refuse_deep` for a value to encode (a :class:`ConsumerRejected`)."""
         limit = self.max_depth
-        if limit is not None and _depth(value) > limit:
-            raise self.reject(f"nested {_depth(value)} levels: evtools does not hand "
+        if limit is not None and nesting_depth(value) > limit:
+            raise self.reject(f"nested {nesting_depth(value)} levels: evtools does not hand "
                               f"{self.name} values nested deeper than {limit} levels (see "
                               f"decode)")
 
@@ -88,7 +88,7 @@ class FrameDialect(ColumnarDialect):
                 record = None  # deeper than msgspec goes: deeper than the limit too
             except msgspec.DecodeError:
                 return  # not JSON: the library gives its own verdict
-        depth = _depth(record) if record is not None else None
+        depth = nesting_depth(record) if record is not None else None
         if depth is None or depth > limit:
             raise DecodeError(
                 f"nested {'more than ' + str(limit) if depth is None else depth} levels: "

@@ -420,7 +420,7 @@ def _count_strings(value: Any) -> int:
     return n
 
 
-def _depth(value: Any) -> int:
+def nesting_depth(value: Any) -> int:
     """How deeply a decoded value nests: 0 for a scalar, 1 for ``[]``, 2 for ``[[]]``."""
     deepest = 0
     stack = [(value, 1)]
@@ -453,7 +453,7 @@ def too_deep_to_walk(value: Any, walker: str) -> str:
     ``""``. Since Python 3.12 the decoders accept documents nested deeper than Python's
     recursion limit (``json.loads`` of 3.13 takes about 10000 levels): such a document is
     refused, with a reason, rather than failing its whole batch with a RecursionError."""
-    depth = _depth(value)
+    depth = nesting_depth(value)
     if depth < DEEP_BYTES // 2:
         return ""
     frames = 0
@@ -480,7 +480,7 @@ def _too_deep_for_json(data: bytes, value: Any) -> bool:
     further), so near the limit ``json.loads`` itself gives the verdict; below
     :data:`_SHALLOW` brackets nothing is checked (two byte counts)."""
     if (len(data) < 2 * _SHALLOW or data.count(b"[") + data.count(b"{") < _SHALLOW
-            or _depth(value) < _SHALLOW):
+            or nesting_depth(value) < _SHALLOW):
         return False
     try:
         json.loads(data)

@@ -282,9 +282,9 @@ def test_walkers_do_not_recurse() -> None:
     from evtools.dialects.python import (
         _attach_texts,
         _count_strings,
-        _depth,
         _Pairs,
         _resolve_pairs,
+        nesting_depth,
     )
 
     n = 2000
@@ -298,7 +298,7 @@ def test_walkers_do_not_recurse() -> None:
     with _recursion_room(60):
         assert count_keys(value) == n
         assert _count_strings(value) == n + 1
-        assert _depth(value) == 2 * n
+        assert nesting_depth(value) == 2 * n
         text = dumps(value)
         assert text == b'{"k\xc3\xa9":[' * n + b'"x"' + b"]}" * n
         attached = _attach_texts(value, iter(tokens[:1] * n + tokens[1:]))
@@ -307,6 +307,6 @@ def test_walkers_do_not_recurse() -> None:
         resolved = _resolve_pairs(pairs, (), False, shadowed)
         assert len(shadowed) == n and shadowed[-1] == (("a",), 0)
         assert shadowed[0] == ((*("a", 0) * (n - 1), "a"), 0)
-        assert _depth(resolved) == 2 * n
+        assert nesting_depth(resolved) == 2 * n
         with pytest.raises(DecodeError, match="duplicate key 'a' in the object at /a/0/a/0"):
             _resolve_pairs(pairs, (), True, None)
