@@ -111,6 +111,41 @@ _DTYPE_ALIASES: dict[str, str] = {
 #: The prime of the ID hash: products of a 31-bit multiplier and a 32-bit half of an
 #: int64 stay below 2**63, so the hash is exact int64 arithmetic on every device.
 HASH_PRIME = 2**31 - 1
+#: Seeds run from 0 to 2**64 - 1: torch's generator takes 64 bits (it would read -1 as
+#: 2**64 - 1) and the generated workload refuses a negative seed.
+SEED_LIMIT = 2**64
+
+
+def _count(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an ``int`` (a numpy integer too) in ``minimum..maximum``, or a
+    :class:`UsageError` naming ``name``: a bool or a float is not a count."""
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < minimum or (maximum is not None and number > maximum):
+        wanted = (f"an int >= {minimum}" if maximum is None
+                  else f"an int in {minimum}..{maximum}")
+        raise UsageError(f"{name} must be {wanted}, got {value!r}")
+    return number
+
+
+def _seconds(value: Any, name: str) -> float:
+    """``value`` as a finite number of seconds, 0 or more, or a :class:`UsageError` (NaN
+    or infinity would never be reached: the loop timed by it would not end)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value) or value < 0:
+        raise UsageError(f"{name} must be a finite number of seconds, 0 or more, got "
+                         f"{value!r}")
+    return float(value)
+
+
+def _seed(value: Any) -> int:
+    return _count(value, "seed", 0, SEED_LIMIT - 1)
+
+
+def _batch_size(value: Any) -> int:
+    return _count(value, "batch_size")
 
 
 # -- lazy torch ------------------------------------------------------------------------------
@@ -469,17 +504,16 @@ class TypedPipeline:
 
     IDs stay int64 end to end; money is held as exact minor units and reaches the model
     as float only at the end, in currency units. Requests are batches of ``batch_size``
-    states. On CUDA each batch goes through a pinned host buffer, copied with
-    ``non_blocking=True``.
+    states (an int >= 1, else a :class:`UsageError`; one larger than the states given
+    makes one request of all of them). On CUDA each batch goes through a pinned host
+    buffer, copied with ``non_blocking=True``.
     """
 
     name = "typed"
 
     def __init__(self, spec: FeatureSpec = ORDER_FEATURES, *, batch_size: int = 512) -> None:
-        if batch_size < 1:
-            raise UsageError("batch_size must be at least 1")
         self.spec = spec
-        self.batch_size = batch_size
+        self.batch_size = _batch_size(batch_size)
 
     @property
     def mode(self) -> str:
@@ -549,17 +583,17 @@ class NaivePipeline:
     ``pd.to_numeric`` (as such code does); every row becomes one float tensor (``dtype``,
     float32 by default: the dtype of the model's weights), from which the IDs are cut back
     out with ``.long()``. ``batch_size=1`` walks the frame with ``iterrows`` and calls the
-    model once per row; larger sizes slice the frame.
+    model once per row; larger sizes slice the frame (one larger than the states given
+    makes one request of all of them; a batch size is an int >= 1, else a
+    :class:`UsageError`).
     """
 
     name = "naive"
 
     def __init__(self, spec: FeatureSpec = ORDER_FEATURES, *, batch_size: int = 1,
                  dtype: str = "float32") -> None:
-        if batch_size < 1:
-            raise UsageError("batch_size must be at least 1")
         self.spec = spec
-        self.batch_size = batch_size
+        self.batch_size = _batch_size(batch_size)
         self.dtype = _dtype_name(dtype)
 
     @property
@@ -702,8 +736,11 @@ def _risk_scorer_class() -> type:
                      dim: int = 16, n_hashes: int = 2, hidden: Sequence[int] = (64, 32),
                      seed: int = 0) -> None:
             super().__init__()
-            if buckets > HASH_PRIME:
-                raise UsageError(f"buckets must be at most {HASH_PRIME}")
+            n_ids, n_numeric = _count(n_ids, "n_ids"), _count(n_numeric, "n_numeric", 0)
+            buckets = _count(buckets, "buckets", 1, HASH_PRIME)
+            dim, n_hashes = _count(dim, "dim"), _count(n_hashes, "n_hashes")
+            hidden = tuple(_count(h, "a hidden layer's width") for h in hidden)
+            seed = _seed(seed)
             self.n_ids, self.n_numeric, self.buckets = n_ids, n_numeric, buckets
             self.dim, self.n_hashes, self.seed = dim, n_hashes, seed
             gen = torch.Generator().manual_seed(seed)
@@ -757,7 +794,9 @@ def risk_scorer(spec: FeatureSpec = ORDER_FEATURES, *, seed: int = 0, buckets: i
                 dim: int = 16, n_hashes: int = 2,
                 hidden: Sequence[int] = (64, 32)) -> torch.nn.Module:
     """An ``OrderRiskScorer`` sized for ``spec``, weights drawn from ``seed`` (same seed,
-    same weights, on any machine; torch's global generator is left as it was)."""
+    same weights, on any machine; torch's global generator is left as it was). ``seed``
+    is an int in ``0..2**64 - 1``; sizes are ints >= 1 (``buckets`` at most
+    ``2**31 - 1``); anything else is a :class:`UsageError`."""
     _need_torch()
     cls = _risk_scorer_class()
     model: torch.nn.Module = cls(spec.n_ids, spec.n_numeric, buckets=buckets, dim=dim,
@@ -1293,6 +1332,14 @@ def _device_index(device: torch.device) -> int:
     return torch.cuda.current_device() if device.type == "cuda" else 0
 
 
+def _physical_memory() -> int | None:
+    """Bytes of memory this machine has, or ``None`` where the OS does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def _on_device(actual: torch.device, wanted: torch.device) -> bool:
     """Whether a tensor on ``actual`` is on ``wanted``: ``torch.device("cuda")`` (what
     :func:`select_device` returns) is the tensor's ``cuda:0`` when 0 is current, though
@@ -1380,10 +1427,21 @@ def benchmark_model(model: torch.nn.Module, inputs: Sequence[torch.Tensor] | Fea
     most ``max_requests``), synchronised once at the end, for samples/s. Every request is
     a slice of host buffers prepared before timing (the rows past ``N`` repeat the first
     ones); on CUDA they sit in pinned memory and are copied with ``non_blocking=True``.
+
+    Batch sizes are ints >= 1; those buffers hold ``N + max(batch_sizes) - 1`` rows, and a
+    batch size whose buffers would need more than the machine's memory is refused. So
+    are ``warmup`` below 0, ``latency_requests`` or ``max_requests`` below 1 and a
+    ``min_seconds`` that is negative or not finite: each a :class:`UsageError`, before
+    anything runs.
     """
     _need_torch()
     import torch
 
+    sizes = [_count(b, "a batch size") for b in batch_sizes]
+    warmup = _count(warmup, "warmup", 0)
+    latency_requests = _count(latency_requests, "latency_requests")
+    max_requests = _count(max_requests, "max_requests")
+    min_seconds = _seconds(min_seconds, "min_seconds")
     dev = select_device(device)
     fdtype = _torch_dtype(dtype)
     host = list(inputs.as_inputs() if isinstance(inputs, FeatureBatch) else inputs)
@@ -1392,13 +1450,16 @@ def benchmark_model(model: torch.nn.Module, inputs: Sequence[torch.Tensor] | Fea
     n = int(host[0].shape[0])
     if n == 0 or any(int(t.shape[0]) != n for t in host):
         raise UsageError("inputs must be non-empty and share their first (batch) dimension")
-    for b in batch_sizes:
-        if b < 1:
-            raise UsageError(f"batch sizes must be positive, got {b}")
     # rows n.. repeat rows 0.. so that every request, wrapping around or not, is a slice
     # of these buffers: no gather, no pinned allocation inside the timed loops, and a
     # non_blocking copy never reads a temporary freed before the copy ran
-    rows = n + max(batch_sizes, default=1) - 1
+    rows = n + max(sizes, default=1) - 1
+    need = rows * sum(t[:1].numel() * t.element_size() for t in host)
+    memory = _physical_memory()
+    if memory is not None and need > memory:
+        raise UsageError(f"batch size {max(sizes)} needs {need / 2**30:,.1f} GiB of input "
+                         f"buffers (its requests repeat the {n} input rows), more than this "
+                         f"machine's {memory / 2**30:,.1f} GiB of memory")
     host = [t[torch.arange(rows) % n] if rows > n else t.contiguous() for t in host]
     pinned = dev.type == "cuda"  # non_blocking only from pinned memory, only on CUDA
     if pinned:
@@ -1413,7 +1474,7 @@ def benchmark_model(model: torch.nn.Module, inputs: Sequence[torch.Tensor] | Fea
         return out
 
     with torch.inference_mode():
-        for b in batch_sizes:
+        for b in sizes:
             for i in range(warmup):
                 request(i, b).to("cpu")
             _sync(dev)
@@ -1494,16 +1555,21 @@ def benchmark_pipelines(model: torch.nn.Module, typed_states: Sequence[Any],
     once each, interleaved, so that a neighbour's burst on a shared machine hits all of
     them alike. In a round a configuration makes whole passes over all its states until
     ``min_seconds`` have passed. Its samples/s is that of the median round; its
-    latencies are every request of every round."""
+    latencies are every request of every round. A batch size larger than the states makes
+    one request of all of them. Batch sizes and ``repeats`` below 1, a negative
+    ``warmup_states`` and a ``min_seconds`` that is negative or not finite are a
+    :class:`UsageError`, before anything runs."""
     _need_torch()
+    repeats = _count(repeats, "repeats")
+    warmup_states = _count(warmup_states, "warmup_states", 0)
+    min_seconds = _seconds(min_seconds, "min_seconds")
+    sizes = sorted({_count(b, "a batch size") for b in batch_sizes})
+    naive_sizes = sorted({1, *([_count(b, "a naive batch size") for b in naive_batch_sizes]
+                               if naive_batch_sizes is not None
+                               else [b for b in sizes if b <= 64])})
     dev = select_device(device)
     fdtype = _torch_dtype(dtype)
     model = _prepare_model(model, dev, fdtype)
-    if repeats < 1:
-        raise UsageError("repeats must be at least 1")
-    sizes = sorted(set(batch_sizes))
-    naive_sizes = sorted({1, *(naive_batch_sizes if naive_batch_sizes is not None
-                               else [b for b in sizes if b <= 64])})
     configs = ([_E2EConfig(NaivePipeline(spec, batch_size=b), naive_states)
                 for b in naive_sizes]
                + [_E2EConfig(TypedPipeline(spec, batch_size=b), typed_states) for b in sizes])
@@ -1567,10 +1633,17 @@ def check_pipelines(model: torch.nn.Module, typed_states: Sequence[Any],
     run with the same batch size, so any difference in predictions comes from the
     features. ``atol`` defaults to 1e-6 for float32 and 1e-2 for half types. Rows that
     either pipeline scores NaN or infinity are counted apart
-    (``predictions_non_finite``, with a logged warning), not compared.
+    (``predictions_non_finite``, with a logged warning), not compared. ``trap_samples``
+    (the first rows kept in ``trap``) is an int >= 0, ``atol`` a finite number >= 0.
     """
     _need_torch()
     import torch
+
+    batch_size = _batch_size(batch_size)
+    trap_samples = _count(trap_samples, "trap_samples", 0)
+    if atol is not None and (isinstance(atol, bool) or not isinstance(atol, int | float)
+                             or not math.isfinite(atol) or atol < 0):
+        raise UsageError(f"atol must be a finite number >= 0 or None, got {atol!r}")
 
     if len(typed_states) != len(naive_states):
         raise UsageError(f"typed and naive states differ in length: {len(typed_states)} vs "
@@ -1705,35 +1778,44 @@ def run_inference_benchmark(device: str | torch.device = "auto",
     pipelines get the same threads, so the comparison stays fair. The count used is
     recorded (``environment["torch_threads"]``).
 
-    Arguments out of range (``n_orders``, a batch size or ``repeats`` below 1,
-    ``num_threads`` below 0, ``latency_requests`` below 1, negative seconds or warm-up)
-    raise a :class:`UsageError` before anything runs.
+    Arguments out of range raise a :class:`UsageError` before anything runs: ``n_orders``,
+    a batch size, ``repeats`` or ``latency_requests`` that is not an int >= 1 (a bool or
+    a float is not one either), a batch size larger than ``n_orders`` (a request holds at
+    most every order: it is refused rather than cut down to ``n_orders``, which would
+    label results with a size that never ran), ``num_threads`` outside ``0..4 * CPUs``, a
+    ``seed`` outside ``0..2**64 - 1``, a negative ``warmup_states``, and seconds that are
+    negative or not finite.
     """
     _need_torch()
     import torch
 
-    if n_orders < 1:
-        raise UsageError(f"n_orders must be at least 1, got {n_orders}")
+    n_orders = _count(n_orders, "n_orders")
     bad_sizes = UsageError(f"batch sizes must be positive integers, got {batch_sizes!r}")
     try:
-        sizes = tuple(sorted({operator.index(b) for b in batch_sizes}))
-    except TypeError:
+        sizes = tuple(sorted({_count(b, "a batch size") for b in batch_sizes}))
+    except (TypeError, UsageError):
         raise bad_sizes from None
-    if not sizes or sizes[0] < 1:
+    if not sizes:
         raise bad_sizes
+    if sizes[-1] > n_orders:
+        too_big = [str(b) for b in sizes if b > n_orders]
+        which = (f"batch sizes {', '.join(too_big)} are" if len(too_big) > 1
+                 else f"batch size {too_big[0]} is")
+        raise UsageError(f"{which} more than n_orders ({n_orders}): a request holds at "
+                         f"most all {n_orders} orders; use batch sizes up to {n_orders}, "
+                         f"or more orders")
+    most = _max_threads()
     if num_threads is not None and (isinstance(num_threads, bool)
-                                    or not isinstance(num_threads, int) or num_threads < 0):
-        raise UsageError(f"num_threads must be a positive integer, 0 (torch's default) or "
-                         f"None (1 on CPU), got {num_threads!r}")
-    if repeats < 1:
-        raise UsageError(f"repeats must be at least 1, got {repeats}")
-    if latency_requests < 1:
-        raise UsageError(f"latency_requests must be at least 1, got {latency_requests}")
-    if warmup_states < 0:
-        raise UsageError(f"warmup_states must be 0 or more, got {warmup_states}")
-    if round_seconds < 0 or model_seconds < 0:
-        raise UsageError(f"round_seconds and model_seconds must be 0 or more, got "
-                         f"{round_seconds} and {model_seconds}")
+                                    or not isinstance(num_threads, int)
+                                    or not 0 <= num_threads <= most):
+        raise UsageError(f"num_threads must be 1..{most} (at most 4 per CPU), 0 (torch's "
+                         f"default) or None (1 on CPU), got {num_threads!r}")
+    seed = _seed(seed)
+    repeats = _count(repeats, "repeats")
+    latency_requests = _count(latency_requests, "latency_requests")
+    warmup_states = _count(warmup_states, "warmup_states", 0)
+    round_seconds = _seconds(round_seconds, "round_seconds")
+    model_seconds = _seconds(model_seconds, "model_seconds")
     dtype = _dtype_name(dtype)
     dev = select_device(device)
     if dev.type == "cpu" and dtype != "float32":
@@ -1793,6 +1875,12 @@ def run_inference_benchmark(device: str | torch.device = "auto",
     return result
 
 
+def _max_threads() -> int:
+    """The most torch threads a run may ask for: 4 per CPU (torch takes any C int and
+    then starts that many OpenMP workers)."""
+    return 4 * (os.cpu_count() or 1)
+
+
 def rehydrate_orders(events: Iterable[RawEvent], *, naive_dialect: str | Any = "json",
                      registry: Registry | None = None) -> tuple[list[Any], list[dict[str, Any]]]:
     """Rebuild every order stream in ``events`` twice, row for row: typed
@@ -1826,7 +1914,5 @@ def order_workload(n_orders: int, *, seed: int = 7,
     twice by :func:`rehydrate_orders`: typed aggregates and untyped dicts, row for row."""
     from .datagen import generate
 
-    if n_orders < 1:
-        raise UsageError("n_orders must be at least 1")
-    return rehydrate_orders(generate(n_streams=n_orders, seed=seed),
+    return rehydrate_orders(generate(n_streams=_count(n_orders, "n_orders"), seed=seed),
                             naive_dialect=naive_dialect)

@@ -69,6 +69,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import math
 import operator
 import os
 import re
@@ -182,6 +183,43 @@ def _event_count(events: Any) -> int | None:
         raise UsageError(f"events must be a positive int (the events the call processes), "
                          f"not {events!r}; leave it out (None) for no per-event figures")
     return count
+
+
+def _count(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an ``int`` (a numpy integer too) in ``minimum..maximum``, or a
+    :class:`UsageError` naming ``name``: a bool or a float is not a count."""
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < minimum or (maximum is not None and number > maximum):
+        wanted = (f"an int >= {minimum}" if maximum is None
+                  else f"an int in {minimum}..{maximum:,}")
+        raise UsageError(f"{name} must be {wanted}, got {value!r}")
+    return number
+
+
+def _positive_seconds(value: Any, name: str) -> float | None:
+    """``value`` (``None`` or a finite number of seconds above 0), or a :class:`UsageError`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value) or value <= 0:
+        raise UsageError(f"{name} must be a finite number of seconds above 0, or None, got "
+                         f"{value!r}")
+    return float(value)
+
+
+#: py-spy's ``--rate`` (samples per second) as evtools accepts it: py-spy itself takes any
+#: 64-bit count (0 makes it wait forever), but it cannot sample a process more than a few
+#: thousand times a second; more than one sample a microsecond is certainly a mistake.
+MAX_RATE = 1_000_000
+#: memray's ``memory_interval_ms`` is a C unsigned int.
+_MAX_INTERVAL_MS = 2**32 - 1
+
+
+def _rate(rate: Any) -> int:
+    return _count(rate, "rate (py-spy samples per second)", 1, MAX_RATE)
 
 
 def _slug(text: str) -> str:
@@ -331,6 +369,7 @@ def profile_memory(fn: Callable[..., Any], /, *args: Any, events: int | None = N
     if not callable(fn):
         raise UsageError(f"profile_memory profiles a callable, not {type(fn).__name__}")
     events = _event_count(events)
+    interval_ms = _count(interval_ms, "interval_ms", 1, _MAX_INTERVAL_MS)
     memray = _import_memray()
     folder = _out_dir(out_dir, "memory")
     name = _slug(label or str(getattr(fn, "__name__", "call")))
@@ -659,9 +698,11 @@ def profile_cpu(target: str | Sequence[str], *, out_dir: str | os.PathLike[str] 
 
     ``target`` is Python source (a ``str``, run by this interpreter from a file written
     into ``out_dir``) or a command line (a sequence of strings, e.g.
-    ``[sys.executable, "-m", "mypkg"]``). ``rate`` is samples per second; ``duration``
-    stops sampling (and the process) after that many seconds; ``timeout`` kills py-spy
-    and the process after that many seconds and raises.
+    ``[sys.executable, "-m", "mypkg"]``). ``rate`` is samples per second (an int in
+    ``1..MAX_RATE``); ``duration`` stops sampling (and the process) after that many
+    seconds (py-spy counts whole seconds: it is rounded, to 1 at least); ``timeout`` kills
+    py-spy and the process after that many seconds and raises. A ``rate``, ``duration`` or
+    ``timeout`` out of range is a :class:`UsageError`.
 
     Writes ``<label>.speedscope.json`` (py-spy's own file) and ``<label>.svg`` (a flame
     graph drawn from the same samples) into ``out_dir``. py-spy does not report the exit
@@ -675,8 +716,9 @@ def profile_cpu(target: str | Sequence[str], *, out_dir: str | os.PathLike[str] 
     traceback on its stderr can be seen. A callable cannot be sampled in a process of
     its own: put it in a module and pass source that imports and calls it.
     """
-    if rate <= 0:
-        raise UsageError(f"rate must be positive, got {rate}")
+    rate = _rate(rate)
+    duration = _positive_seconds(duration, "duration")
+    timeout = _positive_seconds(timeout, "timeout")
     if callable(target) or not isinstance(target, str | Sequence):
         raise UsageError(
             f"profile_cpu samples a process of its own, so it takes Python source (a str) "
@@ -932,7 +974,7 @@ def write_flamegraph_svg(doc: Mapping[str, Any], target: str | os.PathLike[str],
             for index in stack:
                 node = node.children.setdefault(labels[index], _Node(labels[index]))
                 node.value += weight
-    depth = _depth(root)
+    depth = nesting_depth(root)
     top_pad, bottom_pad = 34, 8
     height = top_pad + (depth + 1) * row + bottom_pad
     boxes: list[str] = []
@@ -969,8 +1011,8 @@ def write_flamegraph_svg(doc: Mapping[str, Any], target: str | os.PathLike[str],
     return path
 
 
-def _depth(node: _Node) -> int:
-    return 1 + max((_depth(c) for c in node.children.values()), default=-1)
+def nesting_depth(node: _Node) -> int:
+    return 1 + max((nesting_depth(c) for c in node.children.values()), default=-1)
 
 
 # -- suite results ---------------------------------------------------------------------------
@@ -1902,8 +1944,14 @@ def run_rehydration_suite(n_events: int = 100_000, seed: int = 7,
     """
     from .stores import open_store
 
-    if n_events < 1:
-        raise UsageError(f"n_events must be positive, got {n_events}")
+    n_events = _count(n_events, "n_events")
+    if repeat is not None:
+        repeat = _count(repeat, "repeat")
+    if peer_events is not None:
+        peer_events = _count(peer_events, "peer_events")
+    if n_streams is not None:
+        n_streams = _count(n_streams, "n_streams")
+    snapshot_lag = _count(snapshot_lag, "snapshot_lag", 0)
     names = list(PATHS) if paths is None else list(dict.fromkeys(resolve_path(p)
                                                                  for p in paths))
     if paths is None and importlib.util.find_spec("eventsourcing") is None:
@@ -2110,10 +2158,11 @@ def profile_rehydration(source_url: str, kind: str = "memory", path: str = "type
     ``requested_path`` (as given), ``events_requested``, ``events`` (those profiled),
     ``streams`` and ``selection`` (how they were chosen, in words).
 
-    CPU only: ``rate`` is py-spy's samples per second; ``repeat`` runs the path that many
-    times in the sampled process, so that its start-up (imports) weighs less on a small
-    store (``None``: enough runs to rebuild about :data:`CPU_PROFILE_EVENTS` events, at
-    most 10,000; ``details["repeat"]`` says how many ran); a sampled process that fails
+    CPU only: ``rate`` is py-spy's samples per second (an int in ``1..MAX_RATE``, checked
+    before the source is opened); ``repeat`` runs the path that many times in the sampled
+    process, so that its start-up (imports) weighs less on a small store (``None``: enough
+    runs to rebuild about :data:`CPU_PROFILE_EVENTS` events, at most 10,000;
+    ``details["repeat"]`` says how many ran); a sampled process that fails
     raises :class:`ProfilingError` with its error line.
     Memory only: ``count_allocations`` (see :func:`profile_memory`). Every chosen stream
     is read once before memray starts, as in the suite, so that the store's page cache
@@ -2124,12 +2173,13 @@ def profile_rehydration(source_url: str, kind: str = "memory", path: str = "type
         raise UsageError("the eventsourcing peer needs its own store: measure it with "
                          "'evtools bench rehydrate' (run_rehydration_suite(paths="
                          "['eventsourcing']))")
-    if events is not None and events < 1:
-        raise UsageError(f"events must be positive, got {events}")
+    events = _event_count(events)
     if kind not in ("memory", "cpu"):
         raise UsageError(f"kind must be 'memory' or 'cpu', not {kind!r}")
     if repeat is not None and (type(repeat) is not int or repeat < 1):
         raise UsageError(f"repeat must be an int >= 1 or None, not {repeat!r}")
+    if kind == "cpu":
+        rate = _rate(rate)
     with _order_source(source_url, events) as (store, streams, total):
         details = {"path": name, "requested_path": path, "events_requested": events,
                    "events": total, "streams": len(streams), "selection": _selection(events)}

@@ -551,6 +551,23 @@ def test_run_inference_benchmark_small() -> None:
     ({"latency_requests": 0}, "latency_requests"),
     ({"warmup_states": -1}, "warmup_states"),
     ({"round_seconds": -1.0}, "seconds"),
+    # out of the C and 64-bit ranges torch takes: had ended in OverflowError / ValueError
+    ({"batch_sizes": (99999999999999999999,)}, r"batch size 99999999999999999999 is more "
+                                               r"than n_orders \(10\)"),
+    ({"batch_sizes": (1, 2_000_000_000)}, "more than n_orders"),  # had been killed (memory)
+    ({"batch_sizes": (True, 8)}, "batch sizes"),
+    ({"num_threads": 99999999999999999999}, "num_threads"),
+    ({"num_threads": 10**6}, "num_threads"),
+    ({"seed": 99999999999999999999999}, "seed"),
+    ({"seed": 2**64}, "seed"),
+    ({"seed": -1}, "seed"),
+    ({"seed": 7.5}, "seed"),
+    ({"n_orders": 10.5}, "n_orders"),
+    ({"n_orders": True}, "n_orders"),
+    ({"repeats": 2.5}, "repeats"),
+    ({"latency_requests": True}, "latency_requests"),
+    ({"round_seconds": math.nan}, "round_seconds"),  # had never ended (elapsed >= nan)
+    ({"model_seconds": math.inf}, "model_seconds"),
 ])
 def test_run_inference_benchmark_rejects_bad_arguments_before_running(
         kwargs: dict[str, object], message: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -563,6 +580,144 @@ def test_run_inference_benchmark_rejects_bad_arguments_before_running(
     with pytest.raises(UsageError, match=message):
         inf.run_inference_benchmark(**{**args, **kwargs})  # type: ignore[arg-type]
     assert torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--batch-sizes", "99999999999999999999", "more than n_orders"),
+    ("--batch-sizes", "2000000000", "more than n_orders"),
+    ("--threads", "99999999999999999999", "num_threads"),
+    ("--seed", "99999999999999999999999", "seed"),
+])
+def test_cli_bench_inference_refuses_out_of_range_numbers_with_exit_2(
+        option: str, value: str, message: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from evtools.cli import main
+
+    def no_work(*args: object, **kw: object) -> None:
+        raise AssertionError("the benchmark started with a bad argument")
+
+    monkeypatch.setattr(inf, "order_workload", no_work)
+    argv = ["bench", "inference", "--device", "cpu", "--n-orders", "10",
+            "--batch-sizes", "1,8", option, value]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_bench_inference_default_batch_sizes_are_those_up_to_the_orders(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--n-orders 10` with the default sizes (1,8,64,512) had been refused for 64 and 512:
+    the defaults are the ones that fit; sizes asked for are taken (or refused) as given."""
+    from evtools.cli import main
+
+    seen: list[object] = []
+
+    def record(**kw: object) -> None:
+        seen.append(kw["batch_sizes"])
+        raise UsageError("stop here")
+
+    monkeypatch.setattr(inf, "run_inference_benchmark", record)
+    for argv, sizes in ((["--n-orders", "10"], [1, 8]), (["--n-orders", "5000"],
+                                                          [1, 8, 64, 512]),
+                        (["--n-orders", "10", "--batch-sizes", "4,64"], [4, 64])):
+        assert main(["bench", "inference", "--device", "cpu", *argv]) == 2
+        assert seen.pop() == sizes
+
+
+def test_a_seed_is_what_torch_and_the_workload_take() -> None:
+    # torch reads -1 as 2**64 - 1 (the same weights: a silent alias) and refuses 2**64
+    same = inf.risk_scorer(seed=2**64 - 1)
+    assert same.seed == 2**64 - 1
+    for seed in (-1, 2**64, 99999999999999999999999, True, 1.0):
+        with pytest.raises(UsageError, match="seed"):
+            inf.risk_scorer(seed=seed)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"buckets": 0}, "buckets"),
+    ({"buckets": 2**31}, "buckets"),
+    ({"dim": 0}, "dim"),
+    ({"n_hashes": -1}, "n_hashes"),
+    ({"hidden": (64, 0)}, "hidden"),  # had been a ZeroDivisionError
+])
+def test_risk_scorer_refuses_sizes_out_of_range(kwargs: dict[str, object],
+                                                message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        inf.risk_scorer(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True, "8", None])
+def test_pipelines_refuse_a_batch_size_that_is_not_a_count(batch_size: object) -> None:
+    for pipeline in (inf.TypedPipeline, inf.NaivePipeline):
+        with pytest.raises(UsageError, match="batch_size"):
+            pipeline(batch_size=batch_size)  # type: ignore[arg-type]
+
+
+def test_a_batch_size_above_the_states_is_one_request_of_all_of_them(
+        orders: tuple[list, list]) -> None:
+    typed, naive = orders[0][:5], orders[1][:5]
+    model = inf.risk_scorer()
+    for pipeline, states in ((inf.TypedPipeline(batch_size=10**20), typed),
+                             (inf.NaivePipeline(batch_size=np.int64(2**40)), naive)):
+        assert type(pipeline.batch_size) is int
+        latencies: list[float] = []
+        out = pipeline.predict(model, states, device="cpu", latencies=latencies)
+        assert out.shape == (5,) and len(latencies) == 1
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"batch_sizes": (99999999999999999999,)}, "memory"),  # had been an OverflowError
+    ({"batch_sizes": (2**50,)}, "memory"),
+    ({"batch_sizes": (2.0,)}, "batch size"),
+    ({"max_requests": 0}, "max_requests"),  # had been a RuntimeError (cat of no outputs)
+    ({"latency_requests": 0}, "latency_requests"),
+    ({"warmup": -1}, "warmup"),
+    ({"min_seconds": math.nan}, "min_seconds"),
+])
+def test_benchmark_model_refuses_bad_arguments(kwargs: dict[str, object],
+                                               message: str) -> None:
+    args: dict[str, object] = {"batch_sizes": (1,), "device": "cpu", "warmup": 0,
+                               "latency_requests": 1, "min_seconds": 0.0, "max_requests": 1}
+    with pytest.raises(UsageError, match=message):
+        inf.benchmark_model(_UserModel(), (torch.randn(4, 4),),
+                            **{**args, **kwargs})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"min_seconds": math.nan}, "min_seconds"),  # had never ended (elapsed >= nan)
+    ({"min_seconds": -1.0}, "min_seconds"),
+    ({"repeats": 0}, "repeats"),
+    ({"warmup_states": -1}, "warmup_states"),
+    ({"batch_sizes": (1, 2.5)}, "batch size"),
+    ({"naive_batch_sizes": (0,)}, "naive batch size"),
+])
+def test_benchmark_pipelines_refuses_bad_arguments(orders: tuple[list, list],
+                                                   kwargs: dict[str, object],
+                                                   message: str) -> None:
+    typed, naive = orders[0][:4], orders[1][:4]
+    with pytest.raises(UsageError, match=message):
+        inf.benchmark_pipelines(inf.risk_scorer(), typed, naive, device="cpu",
+                                **{"batch_sizes": (1,), "repeats": 1, **kwargs})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"trap_samples": -1}, "trap_samples"),  # had silently dropped the last row
+    ({"atol": math.nan}, "atol"),  # had counted every prediction as agreeing
+    ({"atol": -1.0}, "atol"),
+    ({"batch_size": 0}, "batch_size"),
+])
+def test_check_pipelines_refuses_bad_arguments(orders: tuple[list, list],
+                                               kwargs: dict[str, object],
+                                               message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        inf.check_pipelines(inf.risk_scorer(), orders[0][:4], orders[1][:4], device="cpu",
+                            **kwargs)  # type: ignore[arg-type]
+
+
+def test_order_workload_refuses_a_count_that_is_not_one() -> None:
+    for n in (0, True, 2.5):
+        with pytest.raises(UsageError, match="n_orders"):
+            inf.order_workload(n)  # type: ignore[arg-type]
 
 
 def test_half_types_on_cpu_warn_and_give_valid_json(

@@ -359,6 +359,76 @@ def test_profile_cpu_rejects_a_bad_rate() -> None:
         profile_cpu("pass\n", rate=0)
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    # py-spy had failed with only "For more information, try '--help'."
+    ({"rate": 99999999999999999999}, r"rate \(py-spy samples per second\)"),
+    ({"rate": 1_000_001}, "rate"),
+    ({"rate": -1}, "rate"),
+    ({"rate": 1.5}, "rate"),
+    ({"rate": True}, "rate"),
+    ({"duration": float("nan")}, "duration"),  # had been a ValueError from round()
+    ({"duration": float("inf")}, "duration"),  # had been an OverflowError
+    ({"duration": -1}, "duration"),  # had been rounded up to 1 s
+    ({"timeout": 0}, "timeout"),
+])
+def test_profile_cpu_refuses_numbers_py_spy_cannot_take(tmp_path: Path,
+                                                      kwargs: dict[str, Any],
+                                                      message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        profile_cpu("pass\n", out_dir=tmp_path, **kwargs)
+    assert list(tmp_path.iterdir()) == []  # refused before py-spy started
+
+
+def test_profile_rehydration_refuses_a_bad_rate_before_opening_the_source(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from evtools.cli import main
+
+    monkeypatch.setattr(profiling, "profile_cpu", _must_not_sample)
+    missing = str(tmp_path / "missing.jsonl")
+    with pytest.raises(UsageError, match="rate"):
+        profile_rehydration(missing, "cpu", rate=99999999999999999999)
+    assert main(["profile", "cpu", missing, "--rate", "99999999999999999999",
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "rate (py-spy samples per second) must be an int in 1..1,000,000" in err
+    assert "Traceback" not in err and "--help" not in err
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"events": True}, "events"),  # had been taken as 1
+    ({"events": 2.5}, "events"),
+])
+def test_profile_rehydration_refuses_events_that_are_not_a_count(
+        tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        profile_rehydration(str(tmp_path / "missing.jsonl"), "cpu", **kwargs)
+
+
+@pytest.mark.parametrize("interval_ms", [-1, 0, 2**70, 1.5, True])
+def test_profile_memory_refuses_an_interval_memray_cannot_take(
+        tmp_path: Path, interval_ms: object) -> None:
+    # -1 and 2**70 had ended in an OverflowError inside memray
+    with pytest.raises(UsageError, match="interval_ms"):
+        profile_memory(sum, [1], out_dir=tmp_path, interval_ms=interval_ms)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"n_events": True}, "n_events"),
+    ({"n_events": 2.5}, "n_events"),
+    ({"repeat": 0}, "repeat"),
+    ({"repeat": 1.5}, "repeat"),
+    ({"peer_events": 0}, "peer_events"),
+    ({"n_streams": 0}, "n_streams"),
+    ({"snapshot_lag": -1}, "snapshot_lag"),
+])
+def test_suite_refuses_counts_out_of_range(tmp_path: Path, kwargs: dict[str, Any],
+                                           message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        run_rehydration_suite(**{"n_events": 10, "out_dir": tmp_path, **kwargs})
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- speedscope and SVG (no py-spy needed) ----------------------------------------------------
 
 SPEEDSCOPE = {
