@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 import numpy as np
 
+from ._checks import count as _count
 from ._json import msgspec_path_to_pointer, strip_msgspec_path
 from ._machine import cpu_model
 from .errors import InputError, MissingDependency, UsageError
@@ -114,20 +115,6 @@ HASH_PRIME = 2**31 - 1
 #: Seeds run from 0 to 2**64 - 1: torch's generator takes 64 bits (it would read -1 as
 #: 2**64 - 1) and the generated workload refuses a negative seed.
 SEED_LIMIT = 2**64
-
-
-def _count(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
-    """``value`` as an ``int`` (a numpy integer too) in ``minimum..maximum``, or a
-    :class:`UsageError` naming ``name``: a bool or a float is not a count."""
-    try:
-        number = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        number = None
-    if number is None or number < minimum or (maximum is not None and number > maximum):
-        wanted = (f"an int >= {minimum}" if maximum is None
-                  else f"an int in {minimum}..{maximum}")
-        raise UsageError(f"{name} must be {wanted}, got {value!r}")
-    return number
 
 
 def _seconds(value: Any, name: str) -> float:

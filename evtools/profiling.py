@@ -85,6 +85,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._checks import count as _count
 from .errors import EvtoolsError, MissingDependency, ProfilingError, UsageError
 
 if TYPE_CHECKING:
@@ -183,20 +184,6 @@ def _event_count(events: Any) -> int | None:
         raise UsageError(f"events must be a positive int (the events the call processes), "
                          f"not {events!r}; leave it out (None) for no per-event figures")
     return count
-
-
-def _count(value: Any, name: str, minimum: int = 1, maximum: int | None = None) -> int:
-    """``value`` as an ``int`` (a numpy integer too) in ``minimum..maximum``, or a
-    :class:`UsageError` naming ``name``: a bool or a float is not a count."""
-    try:
-        number = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        number = None
-    if number is None or number < minimum or (maximum is not None and number > maximum):
-        wanted = (f"an int >= {minimum}" if maximum is None
-                  else f"an int in {minimum}..{maximum:,}")
-        raise UsageError(f"{name} must be {wanted}, got {value!r}")
-    return number
 
 
 def _positive_seconds(value: Any, name: str) -> float | None:

@@ -1,0 +1,19 @@
+"""evtools._checks: counts checked at the door."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evtools._checks import count
+from evtools.errors import UsageError
+
+
+def test_a_count_is_an_int_in_range_and_nothing_else() -> None:
+    assert count(3, "n") == 3 and count(np.int64(7), "n") == 7 and count(0, "n", 0) == 0
+    assert type(count(np.int16(2), "n")) is int
+    for bad in (True, 2.0, "3", None, 0, -1):
+        with pytest.raises(UsageError, match=r"^n must be an int >= 1, got "):
+            count(bad, "n")
+    with pytest.raises(UsageError, match=r"rate must be an int in 1\.\.1,000,000, got 10000000"):
+        count(10_000_000, "rate", 1, 1_000_000)
