@@ -33,13 +33,17 @@ is one atomic batch publish (``Nats-Batch-Id``; nats-server 2.12 or later with
 ``allow_atomic`` on the stream, which the store sets when it creates the stream): all or
 nothing. JetStream caps an atomic batch at 1,000 messages; a longer append is written as
 consecutive atomic batches, each checked against the end of the previous one, so a crash
-can leave a prefix of it (made of whole 1,000-event batches). On a stream without
-``allow_atomic`` events are published one by one, each checked against the previous one.
+can leave a prefix of it (made of whole 1,000-event batches), and so can another writer
+in between: then a :class:`~evtools.errors.StoreError` says which versions are stored.
+On a stream without ``allow_atomic`` events are published one by one, each checked
+against the previous one.
 Before anything is sent, an event whose message (data and headers) exceeds the server's
 ``max_payload``, or a stream name whose subject would not fit a NATS protocol line, is a
 :class:`~evtools.errors.UsageError`: the server would answer with ``-ERR`` and nats-py
 would close the connection. Should the server close it anyway, the next call connects
 again.
+A JetStream stream with ``no_ack`` is refused for appends (the server never answers
+them); a stream at its limits (``discard: new``) fails an append with a StoreError.
 
 Timeouts, lost connections and leader elections are retried for ``retry_for`` seconds
 with the same message ids; an append whose acknowledgement was lost is recognised (its
@@ -50,9 +54,11 @@ Reads
 -----
 ``read_stream`` and ``read_all`` first ask the stream leader where the end is (the
 subject's last message, or the stream's last sequence), then read up to that end in
-batches (``batch_size``) through an ephemeral pull consumer (ack none, in memory,
-filtered to the subject; deleted at the end, or expiring after a minute when an iterator
-is abandoned). A consumer behind the leader is asked again until it has caught up.
+batches (``batch_size`` messages, at most 8 MiB or one message) through an ephemeral pull
+consumer (ack none, in memory, filtered to the subject; deleted at the end, or expiring
+after a minute when an iterator is abandoned). A consumer behind the leader is asked
+again until it has caught up; a request that fails is asked again of a new consumer from
+the first event not read.
 ``read_stream(from_version=n)`` finds the first sequence by a binary search over
 sequences (about log2 of the stream length requests), never by reading the stream from
 its start. ``stream_version`` reads only the subject's last message.
@@ -66,6 +72,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
 import re
 import threading
 import time
@@ -124,9 +131,15 @@ MAX_SUBJECT_BYTES = 3840
 # ce-evversion, Nats-Expected-Last-Subject-Sequence, Nats-Batch-Id/-Sequence/-Commit
 _PUBLISH_HEADER_ROOM = 256
 _CONSUMER_IDLE = 60.0  # seconds before an abandoned read's consumer expires
+# bytes a read fetches per request (or one message of the server's max_payload, with its
+# subject and headers): a whole batch of big events at once had outgrown the server's
+# buffer for the client (max_pending, 64 MiB), which then dropped the connection
+PAGE_BYTES = 8 * 2**20
+_MESSAGE_ROOM = 8192
 WRONG_LAST_SEQUENCE = 10071
 NO_MESSAGE_FOUND = 10037
 BATCH_DUPLICATE_ID = 10201
+STORE_FAILED = 10077  # a 503, but also what a stream at its limits (discard new) answers
 
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9_-]+\Z")
 _TOKEN_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -235,6 +248,17 @@ class _Tail(msgspec.Struct, frozen=True):
     id: str
 
 
+class _Written:
+    """How much of one append is stored: ``count`` events (whole atomic batches of a
+    longer append), the last of them at ``tail``."""
+
+    __slots__ = ("count", "tail")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.tail: _Tail | None = None
+
+
 class _Loop:
     """An asyncio loop in a daemon thread; ``run`` executes a coroutine on it."""
 
@@ -298,7 +322,10 @@ class _Reader:
     consumer (ack none, in memory, expires when idle), a batch per request.
 
     A consumer that disappears (its server died) is re-created from the next sequence;
-    a replica that is behind answers with fewer messages, and the caller asks again.
+    a replica that is behind answers with fewer messages, and the caller asks again. A
+    request that fails (a timeout, a lost connection) also starts a new consumer from the
+    next sequence: with ack none the old one has moved past what it sent, and going on
+    with it would skip those messages.
     """
 
     def __init__(self, store: NatsStore, subject: str, seq: int, up_to: int) -> None:
@@ -307,6 +334,7 @@ class _Reader:
         self.seq = seq
         self.up_to = up_to
         self.name: str | None = None
+        self.dropped: list[str] = []  # consumers given up after a failed request
 
     @property
     def done(self) -> bool:
@@ -341,13 +369,21 @@ class _Reader:
                 finished.set_result(None)
 
         nc = store._nc
+        max_bytes = max(PAGE_BYTES, nc.max_payload + _MESSAGE_ROOM)
         inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox, cb=on_message)
+        sub = await nc.subscribe(inbox, cb=on_message,
+                                 pending_bytes_limit=max(2 * max_bytes, 128 * 2**20))
         try:
-            request = msgspec.json.encode({"batch": count, "no_wait": True})
+            request = msgspec.json.encode({"batch": count, "max_bytes": max_bytes,
+                                           "no_wait": True})
             await nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{store.stream}.{self.name}", request,
                              reply=inbox)
             status = await asyncio.wait_for(finished, store._timeout)
+        except BaseException:
+            # what the consumer sent may be lost: go on from self.seq with a new one
+            self.dropped.append(self.name)
+            self.name = None
+            raise
         finally:
             await sub.unsubscribe()
         events = []
@@ -361,17 +397,21 @@ class _Reader:
         if events or self.done:
             return events
         if status is not None and status.get("Status") not in ("404", "408"):
-            self.name = None  # consumer gone (409) or the like: start a new one from here
+            # consumer gone (409) or the like: start a new one from here
+            self.dropped.append(self.name)
+            self.name = None
         raise store._errors.TimeoutError  # nothing yet: a lagging replica; ask again
 
     async def delete(self) -> None:
-        if self.name is None:
-            return
-        name, self.name = self.name, None
-        try:
-            await self.store._api(f"CONSUMER.DELETE.{self.store.stream}.{name}")
-        except Exception:  # it expires by itself after _CONSUMER_IDLE seconds
-            log.debug("deleting consumer %s failed", name, exc_info=True)
+        names, self.dropped = self.dropped, []
+        if self.name is not None:
+            names.append(self.name)
+            self.name = None
+        for name in names:
+            try:
+                await self.store._api(f"CONSUMER.DELETE.{self.store.stream}.{name}")
+            except Exception:  # it expires by itself after _CONSUMER_IDLE seconds
+                log.debug("deleting consumer %s failed", name, exc_info=True)
 
 
 def _stream_sequence(reply: str) -> int:
@@ -401,8 +441,20 @@ class NatsStore(EventStore):
             raise UsageError(f"NATS store mode must be 'r' or 'a', got {mode!r}")
         if not stream or any(c in stream for c in " .*>\t\r\n/\\"):
             raise UsageError(f"invalid JetStream stream name {stream!r}")
-        if not prefix or any(c in prefix for c in " *>\t\r\n") or prefix.endswith("."):
+        if not prefix or any(c in prefix for c in " *>\t\r\n") or "" in prefix.split("."):
             raise UsageError(f"invalid subject prefix {prefix!r}")
+        for name, value, least in (("timeout", timeout, 0.0), ("retry_for", retry_for, 0.0),
+                                   ("duplicate_window", duplicate_window, 0.0)):
+            # inf had ended in an OverflowError, nan and 0 in "connection refused"
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not math.isfinite(value) or value < least \
+                    or (name == "timeout" and value == 0):
+                raise UsageError(f"NATS store option {name} must be a number of seconds "
+                                 f"{'> 0' if name == 'timeout' else '>= 0'}, got {value!r}")
+        for name, count in (("replicas", replicas), ("batch_size", batch_size)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise UsageError(f"NATS store option {name} must be an int >= 1, "
+                                 f"got {count!r}")
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.stream = stream
         self.prefix = prefix
@@ -507,6 +559,9 @@ class NatsStore(EventStore):
 
     def _transient(self, e: BaseException) -> bool:
         errors, js = self._errors, self._js_errors
+        if isinstance(e, js.APIError) and e.err_code == STORE_FAILED and any(
+                w in (e.description or "") for w in ("exceed", "insufficient resources")):
+            return False  # a full stream or disk: asking again for retry_for changes nothing
         if isinstance(e, js.ServiceUnavailableError | js.ServerError):
             return True
         if isinstance(e, js.APIError):
@@ -586,6 +641,10 @@ class NatsStore(EventStore):
         if f"{self.prefix}.>" not in subjects and ">" not in subjects:
             raise UsageError(f"{self.url}: JetStream stream {self.stream!r} binds {subjects}, "
                              f"not '{self.prefix}.>' (pass prefix=...)")
+        if config.get("no_ack") and not self.read_only:
+            raise UsageError(f"{self.url}: JetStream stream {self.stream!r} has no_ack: the "
+                             f"server would not acknowledge appends (open it with mode='r', "
+                             f"or turn no_ack off)")
         self._atomic = bool(config.get("allow_atomic"))
 
     async def _create(self, replicas: int, duplicate_window: float) -> dict[str, Any]:
@@ -743,9 +802,15 @@ class NatsStore(EventStore):
         delay = 0.05
         ambiguous = False  # an earlier attempt may have been stored, its ack lost
         use_cache = True
+        written = _Written()
         while True:
             try:
                 tail: _Tail | None
+                if written.count:  # a long append failed after its first atomic batches
+                    tail = await self._resume(subject, stream, events, written)
+                    if written.count == len(events):
+                        return tail.version
+                    return await self._publish(subject, stream, events, tail, written)
                 if ambiguous or not use_cache:
                     tail = await self._tail(subject)
                     if ambiguous and tail is not None and tail.id == events[-1].id:
@@ -759,7 +824,7 @@ class NatsStore(EventStore):
                     tail = await self._tail(subject)
                 check_expected(self.url, stream, expected,
                                None if tail is None else tail.version)
-                return await self._publish(subject, stream, events, tail)
+                return await self._publish(subject, stream, events, tail, written)
             except ConcurrencyError:
                 if ambiguous:
                     found = await self._find_stored(subject, events)
@@ -803,25 +868,55 @@ class NatsStore(EventStore):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    def _chunk(self) -> int:
+        """Events per atomic publish."""
+        return MAX_ATOMIC_BATCH if self._atomic else 1
+
     async def _publish(self, subject: str, stream: str, events: list[PreparedEvent],
-                       tail: _Tail | None) -> int:
+                       tail: _Tail | None, written: _Written) -> int:
+        """Publish ``events[written.count:]`` after ``tail``; ``written`` follows along."""
         seq = 0 if tail is None else tail.seq
         version = 0 if tail is None else tail.version + 1
         if len(events) > 1 and not self._atomic and not self._warned_atomic:
             self._warned_atomic = True
             log.warning("%s: stream has no allow_atomic; a batch is published event by event "
                         "(not atomic)", self.url)
-        i = 0
+        i = written.count
         while i < len(events):
-            chunk = events[i:i + (MAX_ATOMIC_BATCH if self._atomic else 1)]
+            chunk = events[i:i + self._chunk()]
             if len(chunk) == 1:
                 seq = await self._publish_one(subject, stream, chunk[0], version, seq)
             else:
                 seq = await self._publish_batch(subject, stream, chunk, version, seq)
             version += len(chunk)
             i += len(chunk)
-            self._remember(subject, _Tail(seq, version - 1, chunk[-1].id))
+            written.count, written.tail = i, _Tail(seq, version - 1, chunk[-1].id)
+            self._remember(subject, written.tail)
         return version - 1
+
+    async def _resume(self, subject: str, stream: str, events: list[PreparedEvent],
+                      written: _Written) -> _Tail:
+        """Where an append goes on after an error once ``written.count`` of its events are
+        stored: their end (the batch in flight counts when it was stored, its
+        acknowledgement lost). Starting again from the first event
+        had re-sent the stored ones (JetStream refused them as duplicates) or failed the
+        expected version that the first batch had itself moved on."""
+        if written.tail is None:  # nothing stored yet: not a resumption (not reached)
+            raise StoreError(f"{self.url}: stream {stream!r}: nothing to resume")
+        tail = await self._tail(subject)
+        end = min(written.count + self._chunk(), len(events))
+        if tail is not None and tail.seq > written.tail.seq and tail.id == events[end - 1].id:
+            written.count, written.tail = end, tail
+        if tail is None or tail.seq != written.tail.seq:
+            first = written.tail.version - written.count + 1
+            raise StoreError(
+                f"{self.url}: stream {stream!r}: another writer appended while this append "
+                f"of {len(events):,} events was written in consecutive batches of "
+                f"{self._chunk():,}: its first {written.count:,} events are stored "
+                f"(versions {first}..{written.tail.version}), the other "
+                f"{len(events) - written.count:,} are not", stream=stream,
+                version=written.tail.version)
+        return written.tail
 
     async def _publish_one(self, subject: str, stream: str, event: PreparedEvent,
                            version: int, seq: int) -> int:
@@ -903,7 +998,7 @@ class NatsStore(EventStore):
             finished = True
             self._run(reader.delete(), "delete consumer", deadline=self._timeout + 1)
         finally:
-            if not finished and not self._closed and reader.name is not None:
+            if not finished and not self._closed and (reader.name or reader.dropped):
                 # abandoned or failed: no waiting here (this may run while the iterator is
                 # garbage-collected); the consumer expires after _CONSUMER_IDLE anyway
                 asyncio.run_coroutine_threadsafe(reader.delete(), self._loop.loop)

@@ -426,3 +426,174 @@ def test_a_second_stream_on_the_same_subjects_names_the_prefix_option(
             nats_server.url, f"{store.stream}b", prefix=store.prefix, timeout=5,
             retry_for=1) as other:
         other.append("order-2", [NewEvent("T", b"{}")])
+
+
+# -- reads that fail half way, and big events -----------------------------------------------
+
+
+@network
+def test_a_read_request_that_fails_half_way_skips_nothing(nats_server: NatsServer) -> None:
+    """A batch whose messages were lost on the way (a dropped connection, a timeout) had
+    been asked again of the same ack-none consumer, which had moved past them: the read
+    went on after the lost events as if they were not there."""
+    tag = _tag()
+    with NatsStore(nats_server.url, f"T{tag}", prefix=f"ev{tag}", timeout=1, retry_for=10,
+                   batch_size=4) as store:
+        store.append("s", [NewEvent("E", b"%d" % i) for i in range(12)])
+        nc = store._nc
+        subscribe = nc.subscribe
+        calls = 0
+
+        async def lossy(subject: str, **kw: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:  # the first batch: only two of its four messages arrive
+                cb, seen = kw["cb"], 0
+
+                async def drop(msg: Any) -> None:
+                    nonlocal seen
+                    seen += 1
+                    if seen <= 2:
+                        await cb(msg)
+
+                kw["cb"] = drop
+            return await subscribe(subject, **kw)
+
+        nc.subscribe = lossy  # type: ignore[method-assign]
+        assert [e.data for e in store.read_stream("s")] == [b"%d" % i for i in range(12)]
+        assert calls > 3
+
+
+@network
+@pytest.mark.slow
+def test_a_stream_of_big_events_can_be_read(store: NatsStore,
+                                            nats_server: NatsServer) -> None:
+    """Reads asked for batch_size messages at once: 200 events near max_payload are more
+    than the server buffers for one client (max_pending, 64 MiB), so it dropped the
+    connection, and every read of the stream failed after retry_for."""
+    size = store._nc.max_payload - 4096
+    for first in range(0, 200, 25):
+        store.append("big", [NewEvent("E", b"%06d" % (first + k) + b"x" * (size - 6))
+                             for k in range(25)])
+    versions = []
+    for event in store.read_stream("big"):
+        assert len(event.data) == size
+        versions.append(event.version)
+    assert versions == list(range(200))
+
+    async def delete(js: Any, nc: Any) -> Any:
+        return await js.delete_stream(store.stream)
+
+    _raw(nats_server.url, delete)  # 200 MB on the session's server
+
+
+# -- appends longer than one atomic batch ---------------------------------------------------
+
+
+@network
+@pytest.mark.parametrize("expected", [ANY, NO_STREAM])
+def test_a_writer_between_the_atomic_batches_of_a_long_append_is_reported(
+        store: NatsStore, nats_server: NatsServer, expected: Any) -> None:
+    """Another writer between the 1,000-event batches of one append had made the store
+    send the whole append again: ANY got "event ids of this batch are already stored",
+    NO_STREAM a ConcurrencyError (which says nothing was written), with 1,000 stored."""
+    publish_batch = store._publish_batch
+    calls = 0
+
+    async def then_another_writer(*args: Any) -> int:
+        nonlocal calls
+        seq = await publish_batch(*args)
+        calls += 1
+        if calls == 1:
+            with NatsStore(nats_server.url, store.stream, prefix=store.prefix) as other:
+                other.append("long", [NewEvent("Other", b"{}")])
+        return seq
+
+    store._publish_batch = then_another_writer  # type: ignore[method-assign]
+    with pytest.raises(StoreError, match=r"first 1,000 events are stored \(versions "
+                                         r"0\.\.999\), the other 500 are not") as info:
+        store.append("long", [NewEvent("E", b"%d" % i) for i in range(1500)], expected)
+    assert not isinstance(info.value, ConcurrencyError)
+    assert (info.value.context.stream, info.value.context.version) == ("long", 999)
+    assert [e.type for e in store.read_stream("long")] == ["E"] * 1000 + ["Other"]
+
+
+@network
+def test_a_lost_acknowledgement_inside_a_long_append_is_recognised(store: NatsStore) -> None:
+    """The second of three atomic batches is stored but its acknowledgement is lost: the
+    retry had started again from the first event (refused as duplicates: a StoreError)."""
+    publish_batch = store._publish_batch
+    calls = 0
+
+    async def lose_the_second_ack(*args: Any) -> int:
+        nonlocal calls
+        seq = await publish_batch(*args)
+        calls += 1
+        if calls == 2:
+            raise TimeoutError  # the acknowledgement did not come
+        return seq
+
+    store._publish_batch = lose_the_second_ack  # type: ignore[method-assign]
+    events = [NewEvent("E", b"%d" % i) for i in range(2500)]
+    assert store.append("long", events, NO_STREAM) == 2499
+    assert [e.data for e in store.read_stream("long")] == [e.data for e in events]
+    assert calls == 3
+
+
+# -- streams configured by other tools, and options ------------------------------------------
+
+
+@network
+def test_a_full_stream_is_a_store_error_at_once(store: NatsStore,
+                                                 nats_server: NatsServer) -> None:
+    """A stream at its limits with discard new answers 503 "maximum messages exceeded":
+    that had been retried for retry_for as if the server were away, then reported as
+    StoreUnavailable (and a batch on a stream without allow_atomic as "already stored")."""
+    store.append("s", [NewEvent("T", b"{}")])
+
+    async def limit(js: Any, nc: Any) -> Any:
+        config = (await js.stream_info(store.stream)).config
+        config.max_msgs, config.discard = 1, "new"
+        await js.update_stream(config)
+
+    _raw(nats_server.url, limit)
+    for batch in ([NewEvent("T", b"{}")], [NewEvent("T", b"{}") for _ in range(3)]):
+        with pytest.raises(StoreError, match="maximum messages exceeded") as info:
+            store.append("s", batch)
+        assert not isinstance(info.value, StoreUnavailable)
+        assert info.value.context.stream == "s" and "\n" not in str(info.value)
+    assert store.stream_version("s") == 0
+
+
+@network
+def test_a_stream_without_acknowledgements_is_refused_for_appends(
+        nats_server: NatsServer) -> None:
+    """A stream made by another tool with no_ack: each append had waited for an answer
+    that never comes, then failed with a timeout."""
+    tag = _tag()
+
+    async def make(js: Any, nc: Any) -> Any:
+        await js.add_stream(name=f"T{tag}", subjects=[f"ev{tag}.>"], no_ack=True)
+
+    _raw(nats_server.url, make)
+    with pytest.raises(UsageError, match="no_ack"):
+        NatsStore(nats_server.url, f"T{tag}", prefix=f"ev{tag}", timeout=1, retry_for=1)
+    with NatsStore(nats_server.url, f"T{tag}", prefix=f"ev{tag}", mode="r") as reader:
+        assert reader.stream_version("s") is None
+
+
+@pytest.mark.parametrize("option", [
+    {"timeout": float("inf")}, {"timeout": float("nan")}, {"timeout": 0}, {"timeout": -1},
+    {"retry_for": float("nan")}, {"retry_for": -1}, {"duplicate_window": float("nan")},
+    {"duplicate_window": -5}, {"replicas": 0}, {"batch_size": 0}, {"timeout": "5"},
+    {"prefix": "a..b"}, {"prefix": ".a"},
+])
+def test_bad_options_are_usage_errors(option: dict[str, Any]) -> None:
+    """timeout=inf had raised OverflowError; nan, 0 and negative timeouts had reported
+    "connection refused" of a running server; a prefix with an empty token StoreUnavailable."""
+    with pytest.raises(UsageError, match=next(iter(option))):
+        NatsStore(f"nats://127.0.0.1:{free_port()}", **option)
+    (name, value), = option.items()
+    if not isinstance(value, str) or name == "prefix":  # a URL's "5" is a number
+        with pytest.raises(UsageError):
+            open_store(f"nats://127.0.0.1:{free_port()}/S?{name}={value}")
