@@ -42,7 +42,8 @@ def _ints(text: str) -> list[int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
-    p.add_argument("--batch-sizes", type=_ints, default=[1, 8, 64, 512])
+    p.add_argument("--batch-sizes", type=_ints, default=None,
+                   help="comma-separated (default 1,8,64,512, those up to --n-orders)")
     p.add_argument("--n-orders", type=int, default=5_000)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
@@ -104,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     met = targets(bench, args.target)
     doc = bench.to_dict()
     ratios = {"typed_best_vs_naive_per_row": bench.speedup,
-              **{f"typed_vs_naive_at_batch_{b}": bench.speedup_at(b) for b in args.batch_sizes}}
+              **{f"typed_vs_naive_at_batch_{b}": bench.speedup_at(b)
+                 for b in bench.config["batch_sizes"]}}
     doc["ratios"] = {k: v for k, v in ratios.items() if math.isfinite(v)}  # no naive run: none
     doc["targets"] = met
     doc["command"] = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None

@@ -115,6 +115,9 @@ HASH_PRIME = 2**31 - 1
 #: Seeds run from 0 to 2**64 - 1: torch's generator takes 64 bits (it would read -1 as
 #: 2**64 - 1) and the generated workload refuses a negative seed.
 SEED_LIMIT = 2**64
+#: The batch sizes :func:`run_inference_benchmark` sweeps unless told (those up to its
+#: ``n_orders``).
+DEFAULT_BATCH_SIZES = (1, 8, 64, 512)
 
 
 def _seconds(value: Any, name: str) -> float:
@@ -1731,7 +1734,7 @@ def check_pipelines(model: torch.nn.Module, typed_states: Sequence[Any],
 # -- the benchmark on the generated workload --------------------------------------------------
 
 def run_inference_benchmark(device: str | torch.device = "auto",
-                            batch_sizes: Sequence[int] = (1, 8, 64, 512), *,
+                            batch_sizes: Sequence[int] | None = None, *,
                             n_orders: int = 5_000, seed: int = 7, dtype: str = "float32",
                             repeats: int = 3, round_seconds: float = 0.25,
                             model_seconds: float = 0.3,
@@ -1765,6 +1768,7 @@ def run_inference_benchmark(device: str | torch.device = "auto",
     pipelines get the same threads, so the comparison stays fair. The count used is
     recorded (``environment["torch_threads"]``).
 
+    ``batch_sizes`` defaults to :data:`DEFAULT_BATCH_SIZES`, those up to ``n_orders``.
     Arguments out of range raise a :class:`UsageError` before anything runs: ``n_orders``,
     a batch size, ``repeats`` or ``latency_requests`` that is not an int >= 1 (a bool or
     a float is not one either), a batch size larger than ``n_orders`` (a request holds at
@@ -1777,6 +1781,8 @@ def run_inference_benchmark(device: str | torch.device = "auto",
     import torch
 
     n_orders = _count(n_orders, "n_orders")
+    if batch_sizes is None:  # the defaults that fit the orders
+        batch_sizes = [b for b in DEFAULT_BATCH_SIZES if b <= n_orders]
     bad_sizes = UsageError(f"batch sizes must be positive integers, got {batch_sizes!r}")
     try:
         sizes = tuple(sorted({_count(b, "a batch size") for b in batch_sizes}))

@@ -18,7 +18,9 @@ is whatever the installed version does; on polars 2.1 (observed, not assumed): a
 after 100 integer rows is silently truncated to an integer, a key first seen after row
 100 is silently dropped, a string after 100 integer rows raises for the whole batch, an
 integer beyond int64 makes an ``Int128`` column (or raises after 100 int64 rows), and
-``read_ndjson`` raises where ``from_dicts`` coerces.
+``read_ndjson`` raises where ``from_dicts`` coerces. polars 2.2 is the same except that
+``from_dicts`` raises for a key first seen after row 100 ("extra key in dict 100"),
+losing the batch, where ``read_ndjson`` now drops it silently.
 
 Rejections: a document ``json.loads`` refuses, or that is not a JSON object (polars takes
 one object per row), is rejected on its own; so is one nested deeper than 256 levels, which
