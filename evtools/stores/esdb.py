@@ -40,7 +40,16 @@ position to the server, so it must be 0 or a position the server handed out (the
 position of an event).
 
 ``read_stream`` reads up to the stream's head when it is called (it asks for the last
-version first, which also tells a missing stream at once).
+version first, which also tells a missing stream at once). Closing the store stops the
+client's open reads, which would just end: a read that goes on after ``close`` raises
+:class:`~evtools.errors.UsageError` instead of ending early.
+
+Versions and positions are 64-bit signed on the server and the client's protobuf fields
+refuse numbers above ``2**64 - 1`` with a ``ValueError``: an exact expected version from
+``2**63 - 1`` on is a :class:`~evtools.errors.ConcurrencyError` (no stream is there), and
+``read_all`` from a position above ``2**63 - 1`` reads nothing, without asking the server.
+esdbclient takes the host from after the first ``@`` of the URI and does not decode
+``%40``, so a user name or password holding an ``@`` is refused.
 
 A deleted (not tombstoned) stream reads as missing, but appending to it continues its
 numbering: the first new event gets the version after the deleted ones, and that is the
@@ -58,6 +67,7 @@ show the URI with its password replaced by ``***``.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 import sys
@@ -113,6 +123,10 @@ _NOT_FOUND = ("NotFound", "StreamIsDeleted")
 _DENIED = ("PERMISSION_DENIED", "UNAUTHENTICATED")
 _ACTUAL = re.compile(r"last event is (\d+)")
 _SYSTEM_STREAMS = (r"\$.*",)  # stream names read_all leaves out (the server filters)
+# versions and positions are 64-bit signed on the server (a tombstone's marker is the
+# largest); the client's protobuf fields are unsigned and refuse 2**64 with a ValueError
+_MAX_VERSION = 2**63 - 1
+_MAX_POSITION = 2**63 - 1
 
 
 def client_module(url: str = "esdb://") -> ModuleType:
@@ -131,6 +145,7 @@ def client_module(url: str = "esdb://") -> ModuleType:
 def _client_uri(module: ModuleType, url: str) -> str:
     """Rewrite the scheme for the client in use (esdb:// <-> kurrentdb://)."""
     scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()  # as open_store routes it; the clients compare it as given
     if module.__name__ == "esdbclient":
         scheme = scheme.replace("kurrentdb", "esdb")
     else:
@@ -296,6 +311,15 @@ class EsdbStore(EventStore):
         client_class = (getattr(self._mod, "EventStoreDBClient", None)
                         or self._mod.KurrentDBClient)
         client_uri = _client_uri(self._mod, uri)
+        netloc = re.split(r"[/?#]", uri.partition("://")[2], maxsplit=1)[0]
+        if netloc.count("@") > 1:  # the client would connect to the rest of the password
+            raise UsageError(f"{self.url}: the user name or password holds an '@', which "
+                             f"esdbclient cannot take (it reads the host from after the "
+                             f"first '@', and does not decode %40)")
+        try:  # before the client is made: a half-made one complains when collected
+            inspect.signature(client_class).bind(client_uri, **client_options)
+        except TypeError as e:  # an option the client does not take
+            raise UsageError(f"{self.url}: {e}") from e
         try:
             self._client = client_class(client_uri, **client_options)
         except ValueError as e:  # its messages quote the URI: show it without the password
@@ -337,6 +361,9 @@ class EsdbStore(EventStore):
                                  f"which read_all leaves out", stream=stream)
         new = [to_esdb_event(p, self._mod) for p in prepared]
         client = self._open()
+        if isinstance(expected, int) and expected >= _MAX_VERSION:
+            # no stream gets there, and the client cannot send a version above 2**64 - 1
+            check_expected(self.url, stream, expected, self.stream_version(stream))
         try:
             position = client.append_to_stream(
                 stream, current_version=to_stream_state(expected, self._mod), events=new,
@@ -427,6 +454,8 @@ class EsdbStore(EventStore):
         check_start(from_position, "from_position", self.url)
         limit = check_limit(limit, self.url)
         client = self._open()
+        if from_position > _MAX_POSITION:  # past every position (see _MAX_POSITION)
+            return iter(())
         # the server leaves out system streams; the limit is counted here, after the
         # system events of user streams are left out too
         return self._iterate(
@@ -454,6 +483,9 @@ class EsdbStore(EventStore):
                     left -= 1
                     if not left:
                         return
+            if self._client is None:  # closing stops the client's reads, which just end
+                raise UsageError(f"{self.url}: the store was closed during {what}",
+                                 stream=stream)
         except Exception as e:
             if not self._is_client_error(e):
                 raise

@@ -55,6 +55,7 @@ esdbclient = pytest.importorskip("esdbclient")
 exceptions = pytest.importorskip("esdbclient.exceptions")
 esdb_client = pytest.importorskip("esdbclient.client")
 esdb_common = pytest.importorskip("esdbclient.common")
+esdb_streams = pytest.importorskip("esdbclient.streams")
 grpc = pytest.importorskip("grpc")
 
 pytestmark = pytest.mark.timeout(120)
@@ -285,7 +286,9 @@ def test_text_no_read_would_give_back_is_a_usage_error_before_the_server_is_aske
 
 
 class _Response:
-    """A read response: an iterator and context manager, like esdbclient's."""
+    """A read response: an iterator and context manager, like esdbclient's. Once stopped
+    (by its ``with`` or by the client's ``close``) it ends, as esdbclient's does: its
+    cancelled call raises ``CancelledByClient``, which it turns into ``StopIteration``."""
 
     def __init__(self, events: Iterator[Any]) -> None:
         self._events = events
@@ -295,6 +298,8 @@ class _Response:
         return self
 
     def __next__(self) -> Any:
+        if self.stopped:
+            raise StopIteration
         return next(self._events)
 
     def __enter__(self) -> _Response:
@@ -316,6 +321,12 @@ class _FakeServer:
         self.log: list[Any] = []
         self.deleted_before: dict[str, int] = {}  # stream -> first version still visible
         self.lock = threading.RLock()
+        self.responses: list[_Response] = []  # what close() stops, as the client does
+
+    def _respond(self, events: Iterator[Any]) -> _Response:
+        response = _Response(events)
+        self.responses.append(response)
+        return response
 
     def add(self, stream: str, version: int, type_: str, data: bytes = b"{}", *,
             metadata: bytes = b"", content_type: str = "application/json",
@@ -356,6 +367,10 @@ class _FakeServer:
     def append_to_stream(self, stream_name: str, *, current_version: Any, events: Any,
                          timeout: float | None = None) -> int:
         state = esdbclient.StreamState
+        events = list(events)
+        # the request esdbclient would send (it refuses what protobuf cannot carry)
+        esdb_streams.BaseStreamsService._construct_batch_append_req(
+            stream_name, current_version, events, uuid.uuid4(), timeout)
         with self.lock:
             stored = [e for e in self.log if e.stream_name == stream_name]
             visible = self._visible(stream_name)
@@ -377,6 +392,10 @@ class _FakeServer:
     def read_stream(self, stream_name: str, *, stream_position: int | None = None,
                     backwards: bool = False, limit: int = sys.maxsize,
                     timeout: float | None = None) -> _Response:
+        esdb_streams.BaseStreamsService._construct_read_request(
+            stream_name=stream_name, stream_position=stream_position, backwards=backwards,
+            limit=limit)
+
         def events() -> Iterator[Any]:
             visible = self._visible(stream_name)
             if not visible:
@@ -387,20 +406,24 @@ class _FakeServer:
             first = max(self.deleted_before.get(stream_name, 0), stream_position or 0)
             yield from self._page(lambda e: e.stream_name == stream_name
                                   and e.stream_position >= first, limit)
-        return _Response(events())
+        return self._respond(events())
 
     def read_all(self, *, commit_position: int | None = None,
                  filter_exclude: Any = esdb_client.DEFAULT_EXCLUDE_FILTER,
                  filter_by_stream_name: bool = False, limit: int = sys.maxsize,
                  timeout: float | None = None) -> _Response:
+        esdb_streams.BaseStreamsService._construct_read_request(
+            commit_position=commit_position, filter_exclude=filter_exclude,
+            filter_by_stream_name=filter_by_stream_name, limit=limit)
         regex = re.compile(esdb_common.construct_filter_exclude_regex(filter_exclude))
-        return _Response(self._page(
+        return self._respond(self._page(
             lambda e: (commit_position is None or e.commit_position >= commit_position)
             and regex.match(e.stream_name if filter_by_stream_name else e.type) is not None,
             limit))
 
     def close(self) -> None:
-        pass
+        for response in self.responses:  # the connection stops its open reads
+            response.__exit__()
 
 
 def _stored_content_type(content_type: str) -> str:
@@ -472,6 +495,61 @@ def test_appending_to_a_deleted_stream_returns_the_version_it_got(
     assert store.append("order-2", [NewEvent("T", b"{}")] * 3, NO_STREAM) == 2
 
 
+@pytest.mark.parametrize("expected", [2**63 - 1, 2**64 - 1, 2**64, 2**70])
+def test_an_expected_version_no_stream_can_have_is_a_concurrency_error(
+        fake: tuple[EsdbStore, _FakeServer], expected: int) -> None:
+    # esdbclient's request has an unsigned 64-bit field: 2**64 was a raw ValueError
+    store, server = fake
+    server.add("order-1", 0, "OrderPlaced")
+    with pytest.raises(ConcurrencyError) as info:
+        store.append("order-1", [NewEvent("T", b"{}")], expected)
+    assert (info.value.expected, info.value.actual) == (expected, 0)
+    assert store.stream_version("order-1") == 0
+
+
+@pytest.mark.parametrize("position", [2**63, 2**64, 2**70])
+def test_read_all_past_every_position_reads_nothing(
+        fake: tuple[EsdbStore, _FakeServer], position: int) -> None:
+    store, server = fake  # as the memory store: 2**64 was a raw ValueError from esdbclient
+    server.add("order-1", 0, "OrderPlaced")
+    assert list(store.read_all(position)) == []
+    assert list(store.read_all(position, limit=1)) == []
+
+
+@pytest.mark.parametrize("read", [
+    lambda s: s.read_all(),
+    lambda s: s.read_stream("order-1"),
+    lambda s: s.list_streams(),
+])
+def test_closing_the_store_during_a_read_is_not_the_end_of_the_data(
+        fake: tuple[EsdbStore, _FakeServer], read: Any) -> None:
+    store, server = fake
+    for version in range(3):
+        server.add("order-1", version, "ItemAdded")
+    server.add("order-2", 0, "ItemAdded")
+    events = read(store)
+    next(events)
+    store.close()  # the client stops its open reads: they would just end
+    with pytest.raises(UsageError, match="closed"):
+        list(events)
+
+
+def test_a_password_holding_an_at_sign_is_refused_without_showing_it() -> None:
+    # esdbclient takes the host from after the first "@": it would connect to the
+    # password's tail and name it in every error
+    with pytest.raises(UsageError) as info:
+        EsdbStore("esdb://admin:se@cret@127.0.0.1:1?tls=false")
+    text = str(info.value)
+    assert "cret" not in text and "esdb://admin:***@127.0.0.1:1" in text and "'@'" in text
+
+
+def test_an_option_the_client_does_not_take_is_a_usage_error() -> None:
+    for make in (lambda: EsdbStore("esdb://127.0.0.1:1?tls=false", no_such_option=1),
+                 lambda: open_store("esdb://127.0.0.1:1?tls=false", no_such_option=1)):
+        with pytest.raises(UsageError, match="no_such_option"):
+            make()
+
+
 @contextlib.contextmanager
 def _listener(answer: bytes | None) -> Iterator[int]:
     """A TCP port on 127.0.0.1 that answers every connection with ``answer`` and hangs up,
@@ -537,7 +615,8 @@ def test_an_unreachable_server_is_one_clear_line() -> None:
 
 
 def test_urls() -> None:
-    for url in ("esdb://localhost:2113?tls=false", "kurrentdb://localhost:2113?tls=false"):
+    for url in ("esdb://localhost:2113?tls=false", "kurrentdb://localhost:2113?tls=false",
+                "KurrentDB://localhost:2113?tls=false", "ESDB://localhost:2113?tls=false"):
         store = open_store(url)  # single-node URLs connect on first use
         assert isinstance(store, EsdbStore) and store.url == url
         store.close()
