@@ -400,9 +400,16 @@ class EsdbStore(EventStore):
     def stream_version(self, stream: str) -> int | None:
         check_text(stream, "stream name", self.url, stream)
         client = self._open()
-        version = self._unless_missing(
-            lambda: client.get_current_version(stream, timeout=self._timeout),
-            "stream_version", stream)
+        def current() -> Any:
+            try:
+                return client.get_current_version(stream, timeout=self._timeout)
+            except IndexError:  # it reads the last event, and indexes what came back
+                raise StoreError(
+                    f"{self.url}: stream {stream!r} exists but holds no event left to read "
+                    f"(all expired or truncated: $maxAge, $maxCount or $tb), so its version "
+                    f"cannot be read", stream=stream) from None
+
+        version = self._unless_missing(current, "stream_version", stream)
         return version if isinstance(version, int) else None
 
     def last_event(self, stream: str) -> RawEvent | None:

@@ -495,6 +495,24 @@ def test_appending_to_a_deleted_stream_returns_the_version_it_got(
     assert store.append("order-2", [NewEvent("T", b"{}")] * 3, NO_STREAM) == 2
 
 
+def test_a_stream_whose_events_all_expired_is_a_store_error_not_an_index_error(
+        fake: tuple[EsdbStore, _FakeServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    """esdbclient's get_current_version is ``list(read(backwards, limit=1))[0]``: a stream
+    whose events have all expired ($maxAge, $maxCount) or been truncated ($tb) is found
+    but reads nothing, and it raised a bare IndexError."""
+    store, server = fake
+    server.add("order-1", 0, "OrderPlaced")
+
+    def reads_nothing(stream_name: str, **kw: Any) -> Any:
+        raise IndexError("list index out of range")  # list(<empty read>)[0]
+
+    monkeypatch.setattr(store._open(), "get_current_version", reads_nothing)
+    with pytest.raises(StoreError, match=r"stream 'order-1' exists but holds no event left "
+                                         r"to read \(all expired or truncated") as info:
+        store.stream_version("order-1")
+    assert info.value.context.stream == "order-1"
+
+
 @pytest.mark.parametrize("expected", [2**63 - 1, 2**64 - 1, 2**64, 2**70])
 def test_an_expected_version_no_stream_can_have_is_a_concurrency_error(
         fake: tuple[EsdbStore, _FakeServer], expected: int) -> None:
