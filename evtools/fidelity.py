@@ -87,7 +87,6 @@ from .dialects.python import (
 )
 from .dialects.python import (
     _NEG_ZERO,
-    DEEP_BYTES,
     SLOW,
     JsonNumber,
     JsonString,
@@ -1173,8 +1172,8 @@ def _audit_chunk(ctxs: list[Context | None], datas: list[bytes], start: int, end
                 counts[1] += 1
                 _reject(baseline, limit, ctxs[start + j], data, e.message)
                 ref = _MISSING
-        if ref is not _MISSING and len(data) >= DEEP_BYTES:
-            too_deep = too_deep_to_walk(ref, "the audit")
+        if ref is not _MISSING:
+            too_deep = too_deep_to_walk(data, ref, "the audit")
             if too_deep:
                 counts[1] += 1
                 _reject(baseline, limit, ctxs[start + j], data, too_deep)

@@ -132,7 +132,7 @@ from ._json import (
     strip_msgspec_path,
     unescape_pointer_token,
 )
-from .dialects.python import nesting_depth
+from .dialects.python import may_nest, nesting_depth
 from .errors import (
     Context,
     DecodeError,
@@ -1099,7 +1099,7 @@ class _Inferrer:
             payload = lossless.decode(raw.data)
             if not isinstance(payload, dict):
                 raise ValueError("payload is not a JSON object")
-            if len(raw.data) > 2 * _MAX_DEPTH:  # else it cannot nest that deep
+            if may_nest(raw.data, _MAX_DEPTH + 1):
                 depth = nesting_depth(payload)
                 if depth > _MAX_DEPTH:
                     raise ValueError(f"nested {depth} levels, deeper than inference goes "

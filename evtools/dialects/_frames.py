@@ -10,7 +10,7 @@ import msgspec
 
 from ..errors import ConsumerRejected, DecodeError
 from ._base import ColumnarDialect
-from .python import as_json_line, batch_error, load_record, nesting_depth
+from .python import as_json_line, batch_error, load_record, may_nest, nesting_depth
 
 __all__ = ["FrameDialect"]
 
@@ -70,16 +70,16 @@ class FrameDialect(ColumnarDialect):
     def _refuse_deep_value(self, value: Any) -> None:
         """:meth:`_refuse_deep` for a value to encode (a :class:`ConsumerRejected`)."""
         limit = self.max_depth
-        if limit is not None and nesting_depth(value) > limit:
-            raise self.reject(f"nested {nesting_depth(value)} levels: evtools does not hand "
-                              f"{self.name} values nested deeper than {limit} levels (see "
-                              f"decode)")
+        depth = nesting_depth(value) if limit is not None else 0
+        if limit is not None and depth > limit:
+            raise self.reject(f"nested {depth} levels: evtools does not hand {self.name} "
+                              f"values nested deeper than {limit} levels (see decode)")
 
     def _refuse_deep(self, doc: bytes, record: Any) -> None:
         """A :class:`DecodeError` for ``doc`` (decoded: ``record``, or None) when it nests
         deeper than :attr:`max_depth`; a document with fewer brackets is not looked at."""
         limit = self.max_depth
-        if limit is None or doc.count(b"{") + doc.count(b"[") <= limit:
+        if limit is None or not may_nest(doc, limit + 1):
             return
         if record is None:
             try:

@@ -442,19 +442,26 @@ def nesting_depth(value: Any) -> int:
     return deepest
 
 
-#: Only a document at least this long can nest deeply enough for :func:`too_deep_to_walk`.
-DEEP_BYTES = 512
+def may_nest(data: bytes, levels: int) -> bool:
+    """Whether ``data`` has brackets enough to nest ``levels`` deep (two C counts): a
+    document that has not is never walked to find out how deep it is."""
+    return len(data) >= 2 * levels and data.count(b"[") + data.count(b"{") >= levels
+
+
 #: Frames kept free for what a walker calls (and its callers) beyond one per level.
 _FRAME_MARGIN = 100
 
 
-def too_deep_to_walk(value: Any, walker: str) -> str:
-    """Why ``walker`` (a recursive walk, one frame per level) cannot walk ``value``, or
-    ``""``. Since Python 3.12 the decoders accept documents nested deeper than Python's
-    recursion limit (``json.loads`` of 3.13 takes about 10000 levels): such a document is
-    refused, with a reason, rather than failing its whole batch with a RecursionError."""
+def too_deep_to_walk(data: bytes, value: Any, walker: str) -> str:
+    """Why ``walker`` (a recursive walk, one frame per level) cannot walk ``value`` (the
+    decoded ``data``), or ``""``. Since Python 3.12 the decoders accept documents nested
+    deeper than Python's recursion limit (``json.loads`` of 3.13 takes about 10000
+    levels): such a document is refused, with a reason, rather than failing its whole
+    batch with a RecursionError."""
+    if not may_nest(data, _SHALLOW):
+        return ""
     depth = nesting_depth(value)
-    if depth < DEEP_BYTES // 2:
+    if depth < _SHALLOW:
         return ""
     frames = 0
     frame: Any = sys._getframe()
@@ -479,8 +486,7 @@ def _too_deep_for_json(data: bytes, value: Any) -> bool:
     the same interpreter limit but not identically (msgspec reaches a few levels
     further), so near the limit ``json.loads`` itself gives the verdict; below
     :data:`_SHALLOW` brackets nothing is checked (two byte counts)."""
-    if (len(data) < 2 * _SHALLOW or data.count(b"[") + data.count(b"{") < _SHALLOW
-            or nesting_depth(value) < _SHALLOW):
+    if not may_nest(data, _SHALLOW) or nesting_depth(value) < _SHALLOW:
         return False
     try:
         json.loads(data)

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConsumerRejected, MissingDependency, UsageError
 from ._base import ColumnarDialect
-from .python import DEEP_BYTES, batch_error, too_deep_to_walk
+from .python import batch_error, too_deep_to_walk
 
 __all__ = ["TorchDialect"]
 
@@ -86,8 +86,7 @@ class TorchDialect(ColumnarDialect):
             except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
                 out[i] = self.reject(f"json.loads: {e}")
                 continue
-            too_deep = too_deep_to_walk(value, "the feature walk") \
-                if len(doc) >= DEEP_BYTES else ""
+            too_deep = too_deep_to_walk(doc, value, "the feature walk")
             if too_deep:
                 out[i] = self.reject(too_deep)
                 continue
