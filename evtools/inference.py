@@ -62,6 +62,7 @@ import msgspec
 import numpy as np
 
 from ._checks import count as _count
+from ._checks import seconds as _seconds
 from ._json import msgspec_path_to_pointer, strip_msgspec_path
 from ._machine import cpu_model
 from .errors import InputError, MissingDependency, UsageError
@@ -118,16 +119,6 @@ SEED_LIMIT = 2**64
 #: The batch sizes :func:`run_inference_benchmark` sweeps unless told (those up to its
 #: ``n_orders``).
 DEFAULT_BATCH_SIZES = (1, 8, 64, 512)
-
-
-def _seconds(value: Any, name: str) -> float:
-    """``value`` as a finite number of seconds, 0 or more, or a :class:`UsageError` (NaN
-    or infinity would never be reached: the loop timed by it would not end)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) \
-            or not math.isfinite(value) or value < 0:
-        raise UsageError(f"{name} must be a finite number of seconds, 0 or more, got "
-                         f"{value!r}")
-    return float(value)
 
 
 def _seed(value: Any) -> int:

@@ -69,7 +69,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import math
 import operator
 import os
 import re
@@ -86,6 +85,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._checks import count as _count
+from ._checks import seconds as _seconds
 from .errors import EvtoolsError, MissingDependency, ProfilingError, UsageError
 
 if TYPE_CHECKING:
@@ -184,17 +184,6 @@ def _event_count(events: Any) -> int | None:
         raise UsageError(f"events must be a positive int (the events the call processes), "
                          f"not {events!r}; leave it out (None) for no per-event figures")
     return count
-
-
-def _positive_seconds(value: Any, name: str) -> float | None:
-    """``value`` (``None`` or a finite number of seconds above 0), or a :class:`UsageError`."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) \
-            or not math.isfinite(value) or value <= 0:
-        raise UsageError(f"{name} must be a finite number of seconds above 0, or None, got "
-                         f"{value!r}")
-    return float(value)
 
 
 #: py-spy's ``--rate`` (samples per second) as evtools accepts it: py-spy itself takes any
@@ -704,8 +693,8 @@ def profile_cpu(target: str | Sequence[str], *, out_dir: str | os.PathLike[str] 
     its own: put it in a module and pass source that imports and calls it.
     """
     rate = _rate(rate)
-    duration = _positive_seconds(duration, "duration")
-    timeout = _positive_seconds(timeout, "timeout")
+    duration = None if duration is None else _seconds(duration, "duration", above_zero=True)
+    timeout = None if timeout is None else _seconds(timeout, "timeout", above_zero=True)
     if callable(target) or not isinstance(target, str | Sequence):
         raise UsageError(
             f"profile_cpu samples a process of its own, so it takes Python source (a str) "

@@ -72,7 +72,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import math
 import re
 import threading
 import time
@@ -85,6 +84,7 @@ from urllib.parse import parse_qs, quote, quote_from_bytes, unquote, unquote_to_
 
 import msgspec
 
+from .._checks import count, seconds
 from ..errors import (
     ConcurrencyError,
     Context,
@@ -443,18 +443,12 @@ class NatsStore(EventStore):
             raise UsageError(f"invalid JetStream stream name {stream!r}")
         if not prefix or any(c in prefix for c in " *>\t\r\n") or "" in prefix.split("."):
             raise UsageError(f"invalid subject prefix {prefix!r}")
-        for name, value, least in (("timeout", timeout, 0.0), ("retry_for", retry_for, 0.0),
-                                   ("duplicate_window", duplicate_window, 0.0)):
-            # inf had ended in an OverflowError, nan and 0 in "connection refused"
-            if isinstance(value, bool) or not isinstance(value, int | float) \
-                    or not math.isfinite(value) or value < least \
-                    or (name == "timeout" and value == 0):
-                raise UsageError(f"NATS store option {name} must be a number of seconds "
-                                 f"{'> 0' if name == 'timeout' else '>= 0'}, got {value!r}")
-        for name, count in (("replicas", replicas), ("batch_size", batch_size)):
-            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                raise UsageError(f"NATS store option {name} must be an int >= 1, "
-                                 f"got {count!r}")
+        # inf had ended in an OverflowError, nan and 0 in "connection refused"
+        seconds(timeout, "NATS store option timeout", above_zero=True)
+        seconds(retry_for, "NATS store option retry_for")
+        seconds(duplicate_window, "NATS store option duplicate_window")
+        count(replicas, "NATS store option replicas")
+        count(batch_size, "NATS store option batch_size")
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.stream = stream
         self.prefix = prefix
