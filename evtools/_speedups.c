@@ -19,6 +19,11 @@
  *     Keys without escapes are equal exactly when their bytes are, so the byte comparison
  *     is exact.
  *
+ * FiniteDecode(decode, getters, check, refuse)
+ *     A decode that refuses a non-finite Decimal (evtools/_decimals.py): ``decode(data)``,
+ *     then each getter must read None or a Decimal whose ``is_finite()`` is True, and
+ *     ``check`` (or None) must return True; otherwise ``refuse(value)`` raises the error.
+ *
  * Folder(...).run(rehydration, events, tolerance_ns)
  *     The common case of Rehydration.feed_all (see "the fold" below).
  *
@@ -562,7 +567,8 @@ rows_look_right(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *s_stream, *s_expected, *s_max_seen, *s_last_id, *s_prev_time,
     *s_prev_text, *s_events_seen, *s_events_applied, *s_applied_version, *s_applied_id,
     *s_applied_time, *s_buffer, *s_halted_at, *s_verify, *s_in_prefix, *s_aggregate,
-    *s_feed, *s_check_time, *s_unhandled, *s_handler_failed, *s_invariant_violated, *s_text;
+    *s_feed, *s_check_time, *s_unhandled, *s_handler_failed, *s_invariant_violated, *s_text,
+    *s_is_finite;
 
 /* the RawEvent fields the loop reads, by their slot offsets (RawEvent is a frozen Struct) */
 enum { F_STREAM, F_VERSION, F_TYPE, F_DATA, F_ID, F_RECORDED_AT, F_CONTENT_TYPE,
@@ -1542,6 +1548,7 @@ intern_names(void)
         {&s_aggregate, "aggregate"}, {&s_feed, "feed"}, {&s_check_time, "_check_time"},
         {&s_unhandled, "_unhandled"}, {&s_handler_failed, "_handler_failed"},
         {&s_invariant_violated, "_invariant_violated"}, {&s_text, "_text"},
+        {&s_is_finite, "is_finite"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if ((*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
@@ -1549,6 +1556,143 @@ intern_names(void)
     }
     return 0;
 }
+
+/* -- finite decimals ---------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *decode;   /* msgspec's Decoder.decode */
+    PyObject *getters;  /* tuple: each reads a Decimal or None from the decoded value */
+    PyObject *check;    /* the rest of the test (containers, unions), or None */
+    PyObject *refuse;   /* raises the error that names the field */
+    vectorcallfunc vectorcall;
+} FiniteDecode;
+
+/* 1: every Decimal the value holds is finite; 0: not (or a getter or the check failed,
+ * for refuse to explain); -1: an error that is not an Exception */
+static int
+finite_ok(FiniteDecode *self, PyObject *value)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(self->getters);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *found = PyObject_CallOneArg(PyTuple_GET_ITEM(self->getters, i), value);
+        if (found == NULL)
+            goto failed;
+        if (found == Py_None) {
+            Py_DECREF(found);
+            continue;
+        }
+        PyObject *ok = PyObject_CallMethodNoArgs(found, s_is_finite);
+        Py_DECREF(found);
+        if (ok == NULL)
+            goto failed;
+        Py_DECREF(ok);
+        if (ok != Py_True)
+            return 0;
+    }
+    if (self->check != Py_None) {
+        PyObject *ok = PyObject_CallOneArg(self->check, value);
+        if (ok == NULL)
+            goto failed;
+        Py_DECREF(ok);
+        if (ok != Py_True)
+            return 0;
+    }
+    return 1;
+failed:
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return -1;
+    PyErr_Clear();
+    return 0;
+}
+
+static PyObject *
+finite_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    FiniteDecode *self = (FiniteDecode *)callable;
+    PyObject *value = PyObject_Vectorcall(self->decode, args, nargsf, kwnames);
+    if (value == NULL)
+        return NULL;
+    int ok = finite_ok(self, value);
+    if (ok > 0)
+        return value;
+    if (ok == 0) {
+        PyObject *r = PyObject_CallOneArg(self->refuse, value);
+        if (r != NULL) {
+            Py_DECREF(r);
+            PyErr_SetString(PyExc_SystemError, "refuse() returned instead of raising");
+        }
+    }
+    Py_DECREF(value);
+    return NULL;
+}
+
+static PyObject *
+finite_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *decode, *getters, *check, *refuse;
+    static char *kwlist[] = {"decode", "getters", "check", "refuse", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OO:FiniteDecode", kwlist, &decode,
+                                     &PyTuple_Type, &getters, &check, &refuse))
+        return NULL;
+    if (!PyCallable_Check(decode) || !PyCallable_Check(refuse)
+            || (check != Py_None && !PyCallable_Check(check))) {
+        PyErr_SetString(PyExc_TypeError, "decode, check (or None) and refuse must be callable");
+        return NULL;
+    }
+    FiniteDecode *self = (FiniteDecode *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->decode = Py_NewRef(decode);
+    self->getters = Py_NewRef(getters);
+    self->check = Py_NewRef(check);
+    self->refuse = Py_NewRef(refuse);
+    self->vectorcall = finite_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+finite_traverse(FiniteDecode *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->decode);
+    Py_VISIT(self->getters);
+    Py_VISIT(self->check);
+    Py_VISIT(self->refuse);
+    return 0;
+}
+
+static int
+finite_clear(FiniteDecode *self)
+{
+    Py_CLEAR(self->decode);
+    Py_CLEAR(self->getters);
+    Py_CLEAR(self->check);
+    Py_CLEAR(self->refuse);
+    return 0;
+}
+
+static void
+finite_dealloc(FiniteDecode *self)
+{
+    PyObject_GC_UnTrack(self);
+    finite_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject FiniteDecodeType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "evtools._speedups.FiniteDecode",
+    .tp_basicsize = sizeof(FiniteDecode),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "FiniteDecode(decode, getters, check, refuse): decode(data), refusing a "
+              "non-finite Decimal through refuse(value) (see evtools/_decimals.py).",
+    .tp_new = finite_new,
+    .tp_dealloc = (destructor)finite_dealloc,
+    .tp_traverse = (traverseproc)finite_traverse,
+    .tp_clear = (inquiry)finite_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(FiniteDecode, vectorcall),
+};
 
 /* -- module ------------------------------------------------------------------------------- */
 
@@ -1582,7 +1726,8 @@ PyInit__speedups(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddType(m, &TimestampHookType) < 0 || PyModule_AddType(m, &FolderType) < 0) {
+    if (PyModule_AddType(m, &TimestampHookType) < 0 || PyModule_AddType(m, &FolderType) < 0
+            || PyModule_AddType(m, &FiniteDecodeType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

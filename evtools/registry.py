@@ -45,6 +45,7 @@ from typing import Any, Literal, TypeVar, overload
 
 import msgspec
 
+from ._decimals import FiniteDecoder, finite_parts
 from ._json import (
     compact,
     escape_pointer_token,
@@ -104,7 +105,7 @@ class _Entry:
     cls: type
     name: str
     version: int
-    decoder: msgspec.json.Decoder[Any]
+    decoder: msgspec.json.Decoder[Any] | FiniteDecoder
     shape: _Shape
     check_unknown: bool  # False when msgspec already rejects unknown fields everywhere
     key_count: KeyCount | None  # keys the decoded value held (None: unknown)
@@ -245,9 +246,11 @@ class Registry:
                              f"{other.name} v{other.version}")
         _refuse_lossy_types(cls, name)
         try:
-            decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(cls, dec_hook=dec_hook)
+            plain: msgspec.json.Decoder[Any] = msgspec.json.Decoder(cls, dec_hook=dec_hook)
         except TypeError as e:
             raise UsageError(f"cannot decode into {cls.__qualname__}: {e}") from e
+        finite = finite_parts(cls)  # a Decimal field refuses "NaN" and "Infinity"
+        decoder = plain if finite is None else FiniteDecoder(plain, finite)
         shape = _shape_of(cls)
         check_unknown = not _forbids_everywhere(shape)
         # the fast duplicate check needs every key to be a field msgspec decoded
@@ -927,16 +930,28 @@ def _json_type(value: Any) -> str:
 class _Shape:
     """The field names a class declares, recursively, for finding unknown fields."""
 
-    __slots__ = ("children", "element", "forbids", "names")
+    __slots__ = ("children", "element", "forbids", "names", "tag_field", "variants")
 
     def __init__(self) -> None:
         self.names: frozenset[str] | None = None  # object with declared names
         self.forbids = False  # msgspec already rejects unknown fields here
         self.children: dict[str, _Shape] = {}
         self.element: _Shape | None = None  # list/dict element shape
+        # a union of tagged structs: the member's shape, by the value of its tag field
+        self.tag_field: str | None = None
+        self.variants: dict[Any, _Shape] = {}
+
+    @property
+    def walks(self) -> bool:
+        """Whether a value of this shape can hold an object (something to look into)."""
+        return self.names is not None or self.element is not None or bool(self.variants)
 
     def collect_unknown(self, value: Any, pointer: str, out: dict[str, Any]) -> None:
-        if self.names is not None and isinstance(value, dict):
+        if self.variants and isinstance(value, dict):
+            member = self.variants.get(value.get(self.tag_field))
+            if member is not None:  # (an unknown tag is msgspec's error, already raised)
+                member.collect_unknown(value, pointer, out)
+        elif self.names is not None and isinstance(value, dict):
             for key, item in value.items():
                 token = pointer + "/" + key.replace("~", "~0").replace("/", "~1")
                 if key not in self.names:
@@ -965,27 +980,32 @@ def _shape_from_info(info: msgspec.inspect.Type, seen: dict[Any, _Shape]) -> _Sh
             return seen[info.cls]
         seen[info.cls] = shape
         shape.forbids = bool(getattr(info, "forbid_unknown_fields", False))
-        shape.names = frozenset(f.encode_name for f in info.fields)
+        tag = info.tag_field if isinstance(info, msgspec.inspect.StructType) else None
+        shape.names = frozenset([*(f.encode_name for f in info.fields),
+                                 *(() if tag is None else (tag,))])
         for f in info.fields:
             child = _shape_from_info(f.type, seen)
-            if child.names is not None or child.element is not None:
+            if child.walks:
                 shape.children[f.encode_name] = child
     elif isinstance(info, msgspec.inspect.ListType | msgspec.inspect.SetType
                     | msgspec.inspect.FrozenSetType | msgspec.inspect.VarTupleType):
         child = _shape_from_info(info.item_type, seen)
-        shape.element = child if (child.names is not None or child.element is not None) \
-            else None
+        shape.element = child if child.walks else None
     elif isinstance(info, msgspec.inspect.DictType):
         child = _shape_from_info(info.value_type, seen)
-        shape.element = child if (child.names is not None or child.element is not None) \
-            else None
+        shape.element = child if child.walks else None
     elif isinstance(info, msgspec.inspect.UnionType):
         # msgspec allows one object-like and one array-like member beside scalars: the
-        # value's JSON type says which applies, so their shapes merge without conflict
+        # value's JSON type says which applies, so their shapes merge without conflict;
+        # several structs are tagged, and the tag says which
+        structs = [t for t in info.types if isinstance(t, msgspec.inspect.StructType)]
+        if len(structs) > 1:
+            shape.tag_field = structs[0].tag_field
+            shape.variants = {t.tag: _shape_from_info(t, seen) for t in structs}
         for member in info.types:
             sub = _shape_from_info(member, seen)
             if sub.names is not None:
-                if shape.names is not None:  # several structs (tagged): refused at register
+                if shape.names is not None or shape.variants:
                     continue
                 shape.names, shape.forbids, shape.children = sub.names, sub.forbids, \
                     sub.children
@@ -1005,7 +1025,8 @@ def _forbids_everywhere(shape: _Shape, _seen: set[int] | None = None) -> bool:
         return False
     if shape.element is not None and not _forbids_everywhere(shape.element, seen):
         return False
-    return all(_forbids_everywhere(c, seen) for c in shape.children.values())
+    return all(_forbids_everywhere(c, seen)
+               for c in [*shape.children.values(), *shape.variants.values()])
 
 
 def _has_typed_keys(info: msgspec.inspect.Type, seen: set[Any]) -> bool:

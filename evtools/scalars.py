@@ -9,8 +9,11 @@ the instant to the nanosecond, its UTC offset, and the exact text it was read fr
 checks the bounds in C). ``decimal.Decimal``, ``uuid.UUID`` and ``enum.Enum`` fields need
 nothing extra: msgspec decodes them exactly (a JSON number is parsed into a Decimal from
 its own text, never through float). A ``Decimal`` field takes a JSON number or a string
-and is written back as a number; :class:`DecimalText` is the decimal that travels as a
-string (``"5.10"``) and stays one.
+and is written back as a number; the registry refuses one that is NaN or infinite
+(``"NaN"``, ``"-Infinity"``: see :mod:`evtools._decimals`), and takes the other spellings
+of Python's ``Decimal()`` (``" 5"``, ``"1_000"``) as the numbers they spell.
+:class:`DecimalText` is the decimal that travels as a string (``"5.10"``) and stays one,
+written exactly so.
 """
 
 from __future__ import annotations

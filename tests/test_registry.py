@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -953,9 +954,21 @@ class _Unset(msgspec.Struct, forbid_unknown_fields=True):
     b: int | msgspec.UnsetType = msgspec.UNSET
 
 
+class _Spiky(enum.Enum):
+    CALM = "calm"
+    SPIKY = "spiky"
+
+    def __eq__(self, other: object) -> bool:  # a comparison that raises
+        if self is _Spiky.SPIKY or other is _Spiky.SPIKY:
+            raise ArithmeticError("spiky")
+        return self is other
+
+    __hash__ = enum.Enum.__hash__
+
+
 class _OddDefault(msgspec.Struct, forbid_unknown_fields=True):
     a: int
-    d: Decimal = Decimal(0)
+    k: _Spiky = _Spiky.CALM
 
 
 @pytest.mark.parametrize("cls, payload", [
@@ -980,7 +993,14 @@ def test_duplicates_found_whatever_the_class_does_with_defaults(cls: type,
 def test_a_default_whose_comparison_raises_falls_back_to_the_exact_check() -> None:
     reg = Registry()
     reg.register(_OddDefault, name="T")
-    assert reg.decode(raw(b'{"a":1,"d":"sNaN"}', type="T", schema_version=1)).a == 1
+    entry = reg._entries[("T", 1)]
+    written = b'{"a":1,"k":"spiky"}'
+    event = msgspec.json.decode(written, type=_OddDefault)
+    assert not entry.counted_unique(event, written)  # the comparison raised: no proof
+    assert entry.counted_unique(msgspec.json.decode(b'{"a":1}', type=_OddDefault), b'{"a":1}')
+    assert reg.decode(raw(written, type="T", schema_version=1)).k is _Spiky.SPIKY
+    with pytest.raises(DecodeError, match="duplicate key 'k'"):
+        reg.decode(raw(b'{"a":1,"k":"spiky","k":"spiky"}', type="T", schema_version=1))
 
 
 class _Lax(msgspec.Struct, tag=True):
@@ -999,6 +1019,45 @@ def test_unions_of_structs_must_forbid_unknown_fields() -> None:
     with pytest.raises(UsageError, match=r"/x is a union of structs, and _Lax accepts "
                                          r"unknown fields"):
         Registry().register(_Holder)
+
+
+@dataclasses.dataclass
+class _Loose:  # a dataclass ignores unknown fields: the registry looks for them itself
+    z: int = 0
+
+
+class _TagB(msgspec.Struct, tag="b", forbid_unknown_fields=True):
+    y: int
+    inner: _Loose | None = None
+
+
+class _Tagged(msgspec.Struct, forbid_unknown_fields=True):
+    either: _Tight | _TagB | None = None
+    loose: _Loose | None = None
+
+
+@pytest.mark.parametrize("policy", ["reject", "keep"])
+def test_a_tagged_union_is_looked_into_by_its_tag(policy: Any) -> None:
+    """Where the registry looks for unknown fields itself (here because of a dataclass),
+    the tag of a union member is declared, and each member is checked with its own fields
+    (the first member's had been used for all, and the tag called unknown)."""
+    reg = Registry(unknown_fields=policy)
+    reg.register(_Tagged, name="T")
+    assert reg._entries[("T", 1)].check_unknown
+    for payload, expected in [(b'{"either":{"type":"b","y":1}}', _TagB(y=1)),
+                              (b'{"either":{"type":"_Tight","b":2}}', _Tight(b=2)),
+                              (b'{"either":{"type":"b","y":1,"inner":{"z":3}}}',
+                               _TagB(y=1, inner=_Loose(z=3)))]:
+        assert reg.decode(raw(payload, type="T", schema_version=1)).either == expected
+    unknown = b'{"either":{"type":"b","y":1,"inner":{"z":3,"extra":4}}}'
+    if policy == "reject":
+        with pytest.raises(SchemaError, match="unknown field 'extra'") as caught:
+            reg.decode(raw(unknown, type="T", schema_version=1))
+        assert caught.value.context.path == "/either/inner/extra"
+    else:
+        kept = reg.decode_verbose(raw(unknown, type="T", schema_version=1))
+        assert kept.unknown == {"/either/inner/extra": 4}
+        assert kept.event.either == _TagB(y=1, inner=_Loose(z=3))
 
 
 def test_knows_what_decode_would_not_call_unknown() -> None:
