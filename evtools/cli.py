@@ -47,7 +47,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line and exit code 2."""
 
     def error(self, message: str) -> Any:
-        raise UsageError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("evtools").strip()  # "" for the top level
+        raise UsageError(f"{command + ': ' if command else ''}{message} "
+                         f"(`{self.prog} --help` lists the options)")
 
 
 def _common_options() -> argparse.ArgumentParser:

@@ -136,7 +136,10 @@ def test_copy_to_jsonl_and_audit_it(store: str, tmp_path: Path) -> None:
      "itself; pass --stream order-42"),
     (["rehydrate", "{existing}", "--out", "{tmp}/dir.jsonl"], "cannot write"),
 
-    (["audit"], "the following arguments are required"),
+    (["audit"], "evtools: error: audit: the following arguments are required: source "
+                "(`evtools audit --help` lists the options)"),
+    (["rehydrate", "x.jsonl", "--bogus"], "evtools: error: unrecognized arguments: --bogus "
+                                          "(`evtools --help` lists the options)"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, args: list[str],
                                                message: str) -> None:
