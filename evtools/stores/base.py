@@ -350,7 +350,9 @@ class EventStore(ABC):
     @abstractmethod
     def read_all(self, from_position: int = 0, *,
                  limit: int | None = None) -> Iterator[RawEvent]:
-        """Every event with ``position >= from_position``, lazily, in global order."""
+        """Every event with ``position >= from_position``, lazily, in global order, up to
+        the last event stored when it is called (what is appended while it reads is left
+        for the next read, so that a projection appending what it reads ends)."""
 
     @abstractmethod
     def list_streams(self) -> Iterator[str]:

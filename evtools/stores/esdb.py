@@ -464,20 +464,36 @@ class EsdbStore(EventStore):
         if from_position > _MAX_POSITION:  # past every position (see _MAX_POSITION)
             return iter(())
         # the server leaves out system streams; the limit is counted here, after the
-        # system events of user streams are left out too
+        # system events of user streams are left out too. The read ends at the head as it
+        # is now: a projection appending what it reads to this store would never end
         return self._iterate(
             lambda: client.read_all(commit_position=from_position or None,
                                     filter_exclude=_SYSTEM_STREAMS,
                                     filter_by_stream_name=True, timeout=None),
-            "read_all", None, limit, from_position, user_events_only=True)
+            "read_all", None, limit, from_position, user_events_only=True,
+            head=lambda: self._head(client))
+
+    def _head(self, client: Any) -> int | None:
+        """The commit position of the last event of a user stream, ``None`` when none."""
+        with client.read_all(backwards=True, limit=1, filter_exclude=_SYSTEM_STREAMS,
+                             filter_by_stream_name=True, timeout=self._timeout) as last:
+            for recorded in last:
+                return int(recorded.commit_position)
+        return None
 
     def _iterate(self, start: Any, what: str, stream: str | None, limit: int | None,
-                 from_position: int = 0, user_events_only: bool = False
-                 ) -> Iterator[RawEvent]:
+                 from_position: int = 0, user_events_only: bool = False,
+                 head: Callable[[], int | None] | None = None) -> Iterator[RawEvent]:
         if limit == 0:
             return
         left = sys.maxsize if limit is None else limit
         try:
+            up_to = sys.maxsize
+            if head is not None:
+                found = head()
+                if found is None or found < from_position:
+                    return
+                up_to = found
             response = start()
             with response:
                 for recorded in response:
@@ -486,6 +502,8 @@ class EsdbStore(EventStore):
                     event = from_recorded_event(recorded)
                     if event.position is not None and event.position < from_position:
                         continue
+                    if event.position is not None and event.position > up_to:
+                        return  # appended after the call
                     yield event
                     left -= 1
                     if not left:

@@ -408,18 +408,26 @@ class _FakeServer:
                                   and e.stream_position >= first, limit)
         return self._respond(events())
 
-    def read_all(self, *, commit_position: int | None = None,
+    def read_all(self, *, commit_position: int | None = None, backwards: bool = False,
                  filter_exclude: Any = esdb_client.DEFAULT_EXCLUDE_FILTER,
                  filter_by_stream_name: bool = False, limit: int = sys.maxsize,
                  timeout: float | None = None) -> _Response:
         esdb_streams.BaseStreamsService._construct_read_request(
-            commit_position=commit_position, filter_exclude=filter_exclude,
+            commit_position=commit_position, backwards=backwards, filter_exclude=filter_exclude,
             filter_by_stream_name=filter_by_stream_name, limit=limit)
         regex = re.compile(esdb_common.construct_filter_exclude_regex(filter_exclude))
+
+        def keep(e: Any) -> bool:
+            return regex.match(e.stream_name if filter_by_stream_name else e.type) is not None
+
+        if backwards:  # from the head (or commit_position) down
+            with self.lock:
+                kept = [e for e in reversed(self.log) if keep(e) and (
+                    commit_position is None or e.commit_position <= commit_position)]
+            return self._respond(iter(kept[:limit]))
         return self._respond(self._page(
             lambda e: (commit_position is None or e.commit_position >= commit_position)
-            and regex.match(e.stream_name if filter_by_stream_name else e.type) is not None,
-            limit))
+            and keep(e), limit))
 
     def close(self) -> None:
         for response in self.responses:  # the connection stops its open reads

@@ -50,8 +50,6 @@ def _fresh(tmp_path: Path, suffix: str) -> Path:
 class TestJsonlExport(StoreContract):
     """A JSONL file open for export is a full store (reads scan the file)."""
 
-    read_all_ends_at_the_call = True
-
     LARGE = 20_000  # reads parse every line: keep the laziness check quick
 
     def make_store(self, tmp_path: Path) -> EventStore:
@@ -59,8 +57,6 @@ class TestJsonlExport(StoreContract):
 
 
 class TestJsonlFlatExport(StoreContract):
-    read_all_ends_at_the_call = True
-
     LARGE = 20_000  # as above
 
     def make_store(self, tmp_path: Path) -> EventStore:

@@ -14,8 +14,6 @@ pytestmark = pytest.mark.timeout(120)
 
 
 class TestMemoryStore(StoreContract):
-    read_all_ends_at_the_call = True
-
     def make_store(self, tmp_path: Path) -> EventStore:
         return MemoryStore()
 

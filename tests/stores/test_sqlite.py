@@ -27,15 +27,11 @@ pytestmark = pytest.mark.timeout(120)
 
 
 class TestSqliteStore(StoreContract):
-    read_all_ends_at_the_call = True
-
     def make_store(self, tmp_path: Path) -> EventStore:
         return SqliteStore(tmp_path / f"events-{os.urandom(4).hex()}.db", page_size=100)
 
 
 class TestSqliteInMemory(StoreContract):
-    read_all_ends_at_the_call = True
-
     def make_store(self, tmp_path: Path) -> EventStore:
         return SqliteStore(":memory:")
 
