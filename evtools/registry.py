@@ -161,7 +161,10 @@ class Registry:
         by :meth:`decode_verbose` and counted in :attr:`unknown_field_counts`.
     duplicate_keys:
         ``"reject"`` (default): a repeated key is a ``DecodeError`` (Go and JavaScript both
-        silently keep the last value). ``"last-wins"``: accept, as they do.
+        silently keep the last value), and so are two keys of a typed map (``dict[int,
+        ...]``) or two elements of a ``set``/``frozenset`` field that decode to one value
+        (``"1"`` and ``"01"``; ``[3, 3]``), which a consumer of the JSON keeps apart.
+        ``"last-wins"``: accept, as msgspec does.
     max_payload_bytes:
         Larger payloads are refused before parsing (default 16 MiB).
     """
@@ -257,7 +260,7 @@ class Registry:
         entry = _Entry(cls=cls, name=name, version=version, decoder=decoder, shape=shape,
                        check_unknown=check_unknown,
                        key_count=None if check_unknown else key_count(cls),
-                       collapsible=_has_typed_keys(msgspec.inspect.type_info(cls), set()))
+                       collapsible=_can_collapse(msgspec.inspect.type_info(cls), set()))
         self._entries[key] = entry
         self._by_class[cls] = entry
         self._latest[name] = max(version, self._latest.get(name, 0))
@@ -782,12 +785,16 @@ class Registry:
                  context: Context | None) -> None:
         """Raise when two keys of a map, written differently, decoded to one key."""
         found = _merged_key(event, untyped, "")
-        if found is not None:
-            pointer, keys = found
-            raise DecodeError(f"duplicate key: {' and '.join(map(repr, keys))} are one key "
-                              f"of this map once decoded (Go and JavaScript silently keep the "
-                              "last value)", self._where(raw, context, entry.name,
-                                                         entry.version, pointer))
+        if found is None:
+            return
+        pointer, written = found
+        where = self._where(raw, context, entry.name, entry.version, pointer)
+        if isinstance(written, tuple):  # elements of a set
+            raise DecodeError(f"repeated element: {' and '.join(written)} are one element of "
+                              "this set once decoded (Go and JavaScript keep both)", where)
+        raise DecodeError(f"duplicate key: {' and '.join(map(repr, written))} are one key "
+                          "of this map once decoded (Go and JavaScript silently keep the "
+                          "last value)", where)
 
     @staticmethod
     def _where(raw: RawEvent | None, context: Context | None, event_type: str,
@@ -1029,31 +1036,36 @@ def _forbids_everywhere(shape: _Shape, _seen: set[int] | None = None) -> bool:
                for c in [*shape.children.values(), *shape.variants.values()])
 
 
-def _has_typed_keys(info: msgspec.inspect.Type, seen: set[Any]) -> bool:
-    """Whether a value of this type can hold a map whose keys are not plain strings."""
+def _can_collapse(info: msgspec.inspect.Type, seen: set[Any]) -> bool:
+    """Whether a value of this type can hold a map whose keys are not plain strings, or a
+    set: two keys or elements written apart there may decode to one."""
     if isinstance(info, msgspec.inspect.Metadata):
-        return _has_typed_keys(info.type, seen)
+        return _can_collapse(info.type, seen)
+    if isinstance(info, msgspec.inspect.SetType | msgspec.inspect.FrozenSetType):
+        return True
     if isinstance(info, msgspec.inspect.DictType):
         key = info.key_type
         while isinstance(key, msgspec.inspect.Metadata):
             key = key.type
         return not isinstance(key, msgspec.inspect.StrType) \
-            or _has_typed_keys(info.value_type, seen)
+            or _can_collapse(info.value_type, seen)
     if isinstance(info, msgspec.inspect.StructType | msgspec.inspect.DataclassType):
         if info.cls in seen:
             return False
         seen.add(info.cls)
-        return any(_has_typed_keys(f.type, seen) for f in info.fields)
+        return any(_can_collapse(f.type, seen) for f in info.fields)
     inner = [getattr(info, a) for a in ("item_type", "value_type")
              if isinstance(getattr(info, a, None), msgspec.inspect.Type)]
     inner += list(getattr(info, "types", ()) or getattr(info, "item_types", ()))
-    return any(_has_typed_keys(t, seen) for t in inner)
+    return any(_can_collapse(t, seen) for t in inner)
 
 
-def _merged_key(typed: Any, untyped: Any, pointer: str) -> tuple[str, list[str]] | None:
+def _merged_key(typed: Any, untyped: Any, pointer: str
+                ) -> tuple[str, list[str] | tuple[str, ...]] | None:
     """Where a map of ``typed`` (a decoded event) holds fewer keys than the same map of
-    ``untyped`` (the payload decoded losslessly, keys as written): (its JSON Pointer, the
-    keys written that became one), else ``None``."""
+    ``untyped`` (the payload decoded losslessly, keys as written), or a set fewer elements
+    than the array written: (its JSON Pointer, the keys written that became one: a list;
+    or the elements, as JSON text: a tuple), else ``None``."""
     if isinstance(typed, dict):
         if not isinstance(untyped, dict):
             return None
@@ -1091,12 +1103,36 @@ def _merged_key(typed: Any, untyped: Any, pointer: str) -> tuple[str, list[str]]
                 if hit is not None:
                     return hit
         return None
+    if isinstance(typed, set | frozenset) and isinstance(untyped, list):
+        if len(typed) != len(untyped):
+            texts = [_number_encoder.encode(w).decode() for w in untyped]
+            seen_at: dict[Any, str] = {}
+            for text, element in zip(texts, _elements_of(typed, untyped), strict=True):
+                if element in seen_at:
+                    return pointer, (seen_at[element], text)
+                seen_at[element] = text
+            return pointer, tuple(texts)
+        return None  # (elements are hashable scalars or frozen structs: nothing inside)
     if isinstance(typed, list | tuple) and isinstance(untyped, list):
         for i, (value, written) in enumerate(zip(typed, untyped, strict=False)):
             hit = _merged_key(value, written, f"{pointer}/{i}")
             if hit is not None:
                 return hit
     return None
+
+
+def _elements_of(typed: set[Any] | frozenset[Any], untyped: list[Any]) -> list[Any]:
+    """The element each written element of ``untyped`` became (error path): decoded one
+    by one with the type of ``typed``'s elements."""
+    kind = type(next(iter(typed)))
+    one = msgspec.json.Decoder(kind, dec_hook=dec_hook)
+    out: list[Any] = []
+    for written in untyped:
+        try:
+            out.append(one.decode(_number_encoder.encode(written)))
+        except msgspec.MsgspecError:
+            out.append(written)
+    return out
 
 
 def _keys_of(typed: dict[Any, Any], untyped: dict[str, Any]) -> list[Any]:

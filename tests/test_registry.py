@@ -1295,6 +1295,67 @@ def test_int_map_keys_decode_exactly_or_fail(keys: dict[int, int], data: st.Data
     assert len(event.by_sku) == len(written)
 
 
+class _Tags(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    sku: int
+
+
+class _Tagged2(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    ids: set[int] = set()
+    labels: frozenset[str] = frozenset()
+    amounts: frozenset[Decimal] = frozenset()
+    lines: list[_TagLine] = []
+
+
+class _TagLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    skus: frozenset[_Tags] = frozenset()
+
+
+@pytest.mark.parametrize("payload, pointer, elements", [
+    (b'{"ids":[1,2,1]}', "/ids", "1 and 1"),
+    (b'{"labels":["a","b","a"]}', "/labels", '"a" and "a"'),
+    (b'{"amounts":["1.0","1.00"]}', "/amounts", '"1.0" and "1.00"'),
+    (b'{"amounts":[1.0,1.00]}', "/amounts", "1.0 and 1.00"),
+    (b'{"lines":[{},{"skus":[{"sku":3},{"sku":3}]}]}', "/lines/1/skus",
+     '{"sku":3} and {"sku":3}'),
+])
+def test_set_elements_that_decode_to_one_are_repeats(payload: bytes, pointer: str,
+                                                      elements: str) -> None:
+    """A set field had folded repeated elements of the array written, without a word: a
+    Go or JavaScript consumer of the same JSON keeps both."""
+    reg = Registry()
+    reg.register(_Tagged2, name="T")
+    event = raw(payload, type="T", schema_version=1)
+    with pytest.raises(DecodeError, match="repeated element: ") as info:
+        reg.decode(event)
+    assert info.value.context.path == pointer
+    assert f"{elements} are one element of this set" in str(info.value)
+    with pytest.raises(DecodeError, match="repeated element"):
+        reg.decode_payload("T", 1, payload)
+    assert "T" not in reg._fast_decoders()  # decode() checks it, also under rehydration
+    lenient = Registry(duplicate_keys="last-wins")
+    lenient.register(_Tagged2, name="T")
+    assert lenient.decode(event) is not None
+    assert reg.decode(raw(b'{"ids":[1,2],"labels":["a"],"lines":[{"skus":[{"sku":3}]}]}',
+                          type="T", schema_version=1)).ids == {1, 2}
+
+
+def test_repeated_set_elements_are_found_through_rehydration() -> None:
+    class Seen(Aggregate):
+        count: int = 0
+
+        @handles(_Tagged2)
+        def _put(self, e: _Tagged2) -> None:
+            self.count += len(e.ids)
+
+    reg = Registry()
+    reg.register(_Tagged2, name="Put")
+    events = [RawEvent.new("seen-1", 0, "Put", b'{"ids":[7,7]}')]
+    with pytest.raises(EvtoolsError, match="repeated element"):  # had counted 1
+        rehydrate(events, reg, Seen)
+    assert rehydrate([RawEvent.new("seen-1", 0, "Put", b'{"ids":[7,8]}')], reg,
+                     Seen).aggregate.count == 2
+
+
 def test_a_map_key_of_the_wrong_type_is_pointed_at_its_map() -> None:
     reg = Registry()
     reg.register(_Stock, name="T")
