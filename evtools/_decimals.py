@@ -19,10 +19,11 @@ when it is registered: every payload leaving the field out would fail.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any, NoReturn
+from typing import Any
 
 import msgspec
 
@@ -34,14 +35,14 @@ __all__ = ["FiniteDecoder", "finite_check", "finite_parts", "nonfinite_path", "r
 #: ``check(value)``: True when every plain ``Decimal`` in ``value`` is finite.
 Check = Callable[[Any], bool]
 
-_is_finite: Check = Decimal.is_finite
 
 
-def _is_finite_or_none(value: Any) -> bool:
-    return value is None or value.is_finite()
-
-
-_DECIMAL_LEAVES = (_is_finite, _is_finite_or_none)
+def _finite_leaf(value: Any) -> bool:
+    """A place that holds a Decimal, or its default (``None``, ``UNSET``), or another
+    member of a union (``Decimal | str``): only a plain Decimal is looked at."""
+    return type(value) is not Decimal or value.is_finite()
+# a key msgspec's path notation can name (``$.rates.EUR``); others are ``[...]``
+_PLAIN_KEY = re.compile(r"[^.\[\]`]+")
 _COLLECTIONS = (msgspec.inspect.ListType, msgspec.inspect.SetType,
                 msgspec.inspect.FrozenSetType, msgspec.inspect.VarTupleType)
 
@@ -65,7 +66,7 @@ def finite_parts(tp: Any) -> tuple[tuple[Callable[[Any], Any], ...], Check | Non
     probes = _Compiler().probes(msgspec.inspect.type_info(tp), set())
     if probes is None:
         return None
-    direct = [p for p in probes if p.path and p.leaf in _DECIMAL_LEAVES]
+    direct = [p for p in probes if p.path and p.leaf is _finite_leaf]
     others = [p for p in probes if p not in direct]
     getters = tuple(attrgetter(".".join(p.path)) for p in direct)
     return getters, _join(others) if others else None
@@ -86,7 +87,7 @@ class FiniteDecoder:
         getters, rest = parts
         self.decode: Callable[[bytes | bytearray | memoryview | str], Any] = (
             _python_decode(decoder.decode, getters, rest) if speedups is None
-            else speedups.FiniteDecode(decoder.decode, getters, rest, refuse))
+            else speedups.FiniteDecode(decoder.decode, getters, rest, refuse, Decimal))
 
 
 def _python_decode(decode: Callable[[Any], Any], getters: tuple[Callable[[Any], Any], ...],
@@ -98,23 +99,25 @@ def _python_decode(decode: Callable[[Any], Any], getters: tuple[Callable[[Any], 
                 return value
         except Exception:  # the walk below says what is wrong
             pass
-        refuse(value)
+        return refuse(value)
     return run
 
 
 def _getters_ok(getters: tuple[Callable[[Any], Any], ...], value: Any) -> bool:
     for get in getters:
         found = get(value)
-        if found is not None and not found.is_finite():
+        if type(found) is Decimal and not found.is_finite():
             return False
     return True
 
 
-def refuse(value: Any) -> NoReturn:
-    """Raise the ``msgspec.ValidationError`` for ``value``, which failed the check."""
+def refuse(value: Any) -> Any:
+    """Raise the ``msgspec.ValidationError`` for ``value``, which failed the check (or
+    whose check raised): the walk, which looks at everything, decides. ``value`` is
+    returned when it finds nothing."""
     found = nonfinite_path(value)
-    if found is None:  # the check said no, the walk finds nothing: say so, not pass
-        raise msgspec.ValidationError("Expected a finite `decimal`")
+    if found is None:
+        return value
     path, bad = found
     raise msgspec.ValidationError(
         f"Expected a finite `decimal`, got `{bad}` (JSON has no NaN or infinity, and no "
@@ -139,8 +142,12 @@ def nonfinite_path(value: Any) -> tuple[str, Decimal] | None:
         seen.add(id(item))
         children: list[tuple[Any, str]] = []
         if isinstance(item, msgspec.Struct):
-            children = [(getattr(item, attr), f"{path}.{name}") for attr, name in zip(
-                item.__struct_fields__, item.__struct_encode_fields__, strict=True)]
+            if item.__struct_config__.array_like:
+                children = [(getattr(item, attr), f"{path}[{i}]")
+                            for i, attr in enumerate(item.__struct_fields__)]
+            else:
+                children = [(getattr(item, attr), f"{path}.{name}") for attr, name in zip(
+                    item.__struct_fields__, item.__struct_encode_fields__, strict=True)]
         elif dataclasses.is_dataclass(item) and not isinstance(item, type):
             children = [(getattr(item, f.name), f"{path}.{f.name}")
                         for f in dataclasses.fields(item)]
@@ -148,7 +155,8 @@ def nonfinite_path(value: Any) -> tuple[str, Decimal] | None:
             for key, sub in item.items():
                 if type(key) is Decimal and not key.is_finite():
                     return f"`key` in `{path}`", key
-                children.append((sub, f"{path}[...]"))
+                named = type(key) is str and _PLAIN_KEY.fullmatch(key) is not None
+                children.append((sub, f"{path}.{key}" if named else f"{path}[...]"))
         elif isinstance(item, list | tuple):
             children = [(sub, f"{path}[{i}]") for i, sub in enumerate(item)]
         elif isinstance(item, set | frozenset):  # no order to point into: the whole set
@@ -173,23 +181,22 @@ class _Compiler:
         if isinstance(info, msgspec.inspect.Metadata):
             return self.probes(info.type, active)
         if isinstance(info, msgspec.inspect.DecimalType):
-            return [_Probe((), _is_finite)]
-        if isinstance(info, msgspec.inspect.StructType | msgspec.inspect.DataclassType):
-            if info.cls in active:  # recursive: walk what is there
+            return [_Probe((), _finite_leaf)]
+        if isinstance(info, msgspec.inspect.StructType | msgspec.inspect.DataclassType
+                      | msgspec.inspect.NamedTupleType):
+            return self.fields(info, active)
+        if isinstance(info, msgspec.inspect.TypedDictType):  # a dict: keys, not attributes
+            if info.cls in active:
                 return [_Probe((), _walked)]
             active.add(info.cls)
-            for f in info.fields:
-                if type(f.default) is Decimal and not f.default.is_finite():
-                    raise UsageError(
-                        f"{info.cls.__qualname__}.{f.name} defaults to {f.default!r}, and a "
-                        "decoded Decimal is never NaN or infinite; give it a finite default, "
-                        "or declare it `Decimal | None = None`")
             try:
-                found = [_Probe((f.name, *p.path), p.leaf) for f in info.fields
-                         for p in self.probes(f.type, active) or ()]
+                by_key = [(f.name, _join(p)) for f in info.fields
+                          if (p := self.probes(f.type, active)) is not None]
             finally:
                 active.discard(info.cls)
-            return found or None
+            if not by_key:
+                return None
+            return [_Probe((), lambda v: all(c(v[k]) for k, c in by_key if k in v))]
         if isinstance(info, _COLLECTIONS):
             item = self.probes(info.item_type, active)
             if item is None:
@@ -212,21 +219,73 @@ class _Compiler:
             return [_Probe((), lambda v: (key_ok is None or all(map(key_ok, v)))
                            and (value_ok is None or all(map(value_ok, v.values()))))]
         if isinstance(info, msgspec.inspect.UnionType):
-            members = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
-            held = [self.probes(t, active) for t in members]
-            if all(p is None for p in held):
-                return None
-            if len(members) == 1 and held[0] is not None:  # Optional[T]: None, or a T
-                if held[0] == [_Probe((), _is_finite)]:
-                    return [_Probe((), _is_finite_or_none)]
-                inner = _join(held[0])
-                return [_Probe((), lambda v: v is None or inner(v))]
-            return [_Probe((), _walked)]  # which member was decoded: let the value say
-        if isinstance(info, msgspec.inspect.TypedDictType | msgspec.inspect.NamedTupleType):
-            if all(self.probes(f.type, active) is None for f in info.fields):
-                return None
-            return [_Probe((), _walked)]
+            return self.union(info, active)
         return None  # scalars, custom types (DecimalText checks itself), Any, Raw
+
+    def fields(self, info: Any, active: set[Any]) -> list[_Probe] | None:
+        """A struct's probes: one ``attrgetter`` path through fields that always hold a
+        value of their type; a field that may hold its default (``None``, ``UNSET``...)
+        instead is checked by a function that lets anything but a struct through."""
+        if info.cls in active:  # recursive: walk what is there
+            return [_Probe((), _walked)]
+        active.add(info.cls)
+        for f in info.fields:
+            if type(f.default) is Decimal and not f.default.is_finite():
+                raise UsageError(
+                    f"{info.cls.__qualname__}.{f.name} defaults to {f.default!r}, and a "
+                    "decoded Decimal is never NaN or infinite; give it a finite default, "
+                    "or declare it `Decimal | None = None`")
+        found: list[_Probe] = []
+        try:
+            for f in info.fields:
+                sub = self.probes(f.type, active)
+                if sub is None:
+                    continue
+                if f.required or all(not p.path and p.leaf is _finite_leaf for p in sub):
+                    found += [_Probe((f.name, *p.path), p.leaf) for p in sub]
+                else:  # the default may be anything: look in only where the value is there
+                    found.append(_Probe((f.name,), _present(_join(sub))))
+        finally:
+            active.discard(info.cls)
+        return found or None
+
+    def union(self, info: msgspec.inspect.UnionType, active: set[Any]) -> list[_Probe] | None:
+        """A check picked by the decoded value's class (a union's members decode to
+        different classes; ``None`` and ``UNSET`` hold nothing)."""
+        by_class: dict[type, Check] = {}
+        for member in info.types:
+            while isinstance(member, msgspec.inspect.Metadata):
+                member = member.type
+            sub = self.probes(member, active)
+            if sub is not None:
+                for cls in _classes_of(member):
+                    by_class[cls] = _join(sub)
+        if not by_class:
+            return None
+        if set(by_class) == {Decimal}:
+            return [_Probe((), _finite_leaf)]
+
+        def check(v: Any) -> bool:
+            found = by_class.get(type(v))
+            return found is None or found(v)
+        return [_Probe((), check)]
+
+
+def _present(inner: Check) -> Check:
+    """``inner``, for a field that may hold ``None`` or ``UNSET`` instead."""
+    return lambda v: v is None or v is msgspec.UNSET or inner(v)
+
+
+def _classes_of(info: msgspec.inspect.Type) -> tuple[type, ...]:
+    """The classes a value of ``info`` decodes to."""
+    if isinstance(info, msgspec.inspect.StructType | msgspec.inspect.DataclassType
+                  | msgspec.inspect.NamedTupleType):
+        return (info.cls,)
+    return {msgspec.inspect.DecimalType: (Decimal,), msgspec.inspect.ListType: (list,),
+            msgspec.inspect.SetType: (set,), msgspec.inspect.FrozenSetType: (frozenset,),
+            msgspec.inspect.VarTupleType: (tuple,), msgspec.inspect.TupleType: (tuple,),
+            msgspec.inspect.DictType: (dict,), msgspec.inspect.TypedDictType: (dict,),
+            }.get(type(info), ())
 
 
 def _walked(value: Any) -> bool:
@@ -241,8 +300,6 @@ def _join(probes: list[_Probe]) -> Check:
             return probe.leaf
         get = attrgetter(".".join(probe.path))
         leaf = probe.leaf
-        if leaf is _is_finite:
-            return lambda v: get(v).is_finite()
         return lambda v: leaf(get(v))
     own = [p.leaf for p in probes if not p.path]
     nested = [p for p in probes if p.path]

@@ -19,10 +19,11 @@
  *     Keys without escapes are equal exactly when their bytes are, so the byte comparison
  *     is exact.
  *
- * FiniteDecode(decode, getters, check, refuse)
+ * FiniteDecode(decode, getters, check, refuse, decimal_cls)
  *     A decode that refuses a non-finite Decimal (evtools/_decimals.py): ``decode(data)``,
- *     then each getter must read None or a Decimal whose ``is_finite()`` is True, and
- *     ``check`` (or None) must return True; otherwise ``refuse(value)`` raises the error.
+ *     then what each getter reads must not be a decimal_cls whose ``is_finite()`` is not
+ *     True, and ``check`` (or None) must return True; otherwise (or when either raises)
+ *     ``refuse(value)`` raises the error, or returns the value when it finds nothing.
  *
  * Folder(...).run(rehydration, events, tolerance_ns)
  *     The common case of Rehydration.feed_all (see "the fold" below).
@@ -1564,7 +1565,8 @@ typedef struct {
     PyObject *decode;   /* msgspec's Decoder.decode */
     PyObject *getters;  /* tuple: each reads a Decimal or None from the decoded value */
     PyObject *check;    /* the rest of the test (containers, unions), or None */
-    PyObject *refuse;   /* raises the error that names the field */
+    PyObject *refuse;   /* raises the error that names the field (or returns the value) */
+    PyTypeObject *decimal;  /* decimal.Decimal: anything else a getter reads is let be */
     vectorcallfunc vectorcall;
 } FiniteDecode;
 
@@ -1578,7 +1580,7 @@ finite_ok(FiniteDecode *self, PyObject *value)
         PyObject *found = PyObject_CallOneArg(PyTuple_GET_ITEM(self->getters, i), value);
         if (found == NULL)
             goto failed;
-        if (found == Py_None) {
+        if (!Py_IS_TYPE(found, self->decimal)) {  /* None, UNSET, DecimalText... */
             Py_DECREF(found);
             continue;
         }
@@ -1616,24 +1618,19 @@ finite_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
     int ok = finite_ok(self, value);
     if (ok > 0)
         return value;
-    if (ok == 0) {
-        PyObject *r = PyObject_CallOneArg(self->refuse, value);
-        if (r != NULL) {
-            Py_DECREF(r);
-            PyErr_SetString(PyExc_SystemError, "refuse() returned instead of raising");
-        }
-    }
+    PyObject *r = ok == 0 ? PyObject_CallOneArg(self->refuse, value) : NULL;
     Py_DECREF(value);
-    return NULL;
+    return r;  /* refuse raised, or its walk found nothing wrong: the value */
 }
 
 static PyObject *
 finite_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    PyObject *decode, *getters, *check, *refuse;
-    static char *kwlist[] = {"decode", "getters", "check", "refuse", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OO:FiniteDecode", kwlist, &decode,
-                                     &PyTuple_Type, &getters, &check, &refuse))
+    PyObject *decode, *getters, *check, *refuse, *decimal;
+    static char *kwlist[] = {"decode", "getters", "check", "refuse", "decimal_cls", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOO!:FiniteDecode", kwlist, &decode,
+                                     &PyTuple_Type, &getters, &check, &refuse,
+                                     &PyType_Type, &decimal))
         return NULL;
     if (!PyCallable_Check(decode) || !PyCallable_Check(refuse)
             || (check != Py_None && !PyCallable_Check(check))) {
@@ -1647,6 +1644,7 @@ finite_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->getters = Py_NewRef(getters);
     self->check = Py_NewRef(check);
     self->refuse = Py_NewRef(refuse);
+    self->decimal = (PyTypeObject *)Py_NewRef(decimal);
     self->vectorcall = finite_vectorcall;
     return (PyObject *)self;
 }
@@ -1658,6 +1656,7 @@ finite_traverse(FiniteDecode *self, visitproc visit, void *arg)
     Py_VISIT(self->getters);
     Py_VISIT(self->check);
     Py_VISIT(self->refuse);
+    Py_VISIT(self->decimal);
     return 0;
 }
 
@@ -1668,6 +1667,7 @@ finite_clear(FiniteDecode *self)
     Py_CLEAR(self->getters);
     Py_CLEAR(self->check);
     Py_CLEAR(self->refuse);
+    Py_CLEAR(self->decimal);
     return 0;
 }
 
@@ -1684,8 +1684,8 @@ static PyTypeObject FiniteDecodeType = {
     .tp_name = "evtools._speedups.FiniteDecode",
     .tp_basicsize = sizeof(FiniteDecode),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "FiniteDecode(decode, getters, check, refuse): decode(data), refusing a "
-              "non-finite Decimal through refuse(value) (see evtools/_decimals.py).",
+    .tp_doc = "FiniteDecode(decode, getters, check, refuse, decimal_cls): decode(data), "
+              "refusing a non-finite Decimal through refuse(value) (evtools/_decimals.py).",
     .tp_new = finite_new,
     .tp_dealloc = (destructor)finite_dealloc,
     .tp_traverse = (traverseproc)finite_traverse,

@@ -819,10 +819,26 @@ class _LogFormat(logging.Formatter):
         return f"{record.levelname} {record.name}: {text}"
 
 
+def _command_parser(parser: argparse.ArgumentParser,
+                    args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``args`` were parsed for."""
+    for dest in ("command", "dialect_command"):
+        choices = next((a.choices for a in parser._actions
+                        if isinstance(a, argparse._SubParsersAction) and a.dest == dest), None)
+        name = getattr(args, dest, None)
+        if not isinstance(choices, dict) or name not in choices:
+            break
+        parser = choices[name]
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # said by the command's parser, whose --help lists its options
+            _command_parser(parser, args).error(
+                f"unrecognized arguments: {' '.join(extra)}")
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_LogFormat())
         logging.basicConfig(

@@ -247,11 +247,11 @@ class Registry:
             other = self._by_class[cls]
             raise UsageError(f"{cls.__qualname__} is already registered as "
                              f"{other.name} v{other.version}")
-        _refuse_lossy_types(cls, name)
-        try:
+        try:  # first: msgspec says what it cannot decode (before any walk of the type)
             plain: msgspec.json.Decoder[Any] = msgspec.json.Decoder(cls, dec_hook=dec_hook)
         except TypeError as e:
             raise UsageError(f"cannot decode into {cls.__qualname__}: {e}") from e
+        _refuse_lossy_types(cls, name)
         finite = finite_parts(cls)  # a Decimal field refuses "NaN" and "Infinity"
         decoder = plain if finite is None else FiniteDecoder(plain, finite)
         shape = _shape_of(cls)
@@ -955,8 +955,9 @@ class _Shape:
 
     def collect_unknown(self, value: Any, pointer: str, out: dict[str, Any]) -> None:
         if self.variants and isinstance(value, dict):
-            member = self.variants.get(value.get(self.tag_field))
-            if member is not None:  # (an unknown tag is msgspec's error, already raised)
+            tag = value.get(self.tag_field)  # a tag is a str or an int; anything else, or
+            member = self.variants.get(tag) if type(tag) in (str, int) else None
+            if member is not None:  # an unknown tag, is msgspec's error to report
                 member.collect_unknown(value, pointer, out)
         elif self.names is not None and isinstance(value, dict):
             for key, item in value.items():
@@ -1173,7 +1174,8 @@ def _refuse_lossy_types(cls: type, name: str) -> None:
             if len(members) > 1 and lax:
                 raise UsageError(
                     f"{name}: field {path or '/'} is a union of structs, and {', '.join(lax)} "
-                    "accepts unknown fields, which a union cannot report; declare it with "
+                    f"{'accepts' if len(lax) == 1 else 'accept'} unknown fields, which a union "
+                    "cannot report; declare it with "
                     "forbid_unknown_fields=True")
             for t in info.types:
                 walk(t, path, seen)

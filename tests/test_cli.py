@@ -138,8 +138,12 @@ def test_copy_to_jsonl_and_audit_it(store: str, tmp_path: Path) -> None:
 
     (["audit"], "evtools: error: audit: the following arguments are required: source "
                 "(`evtools audit --help` lists the options)"),
-    (["rehydrate", "x.jsonl", "--bogus"], "evtools: error: unrecognized arguments: --bogus "
-                                          "(`evtools --help` lists the options)"),
+    (["rehydrate", "x.jsonl", "--bogus"], "evtools: error: rehydrate: unrecognized arguments: "
+                                          "--bogus (`evtools rehydrate --help` lists the "
+                                          "options)"),
+    (["dialect", "roundtrip", "x.json", "--dialect", "go", "--bogus", "1"],
+     "evtools: error: dialect roundtrip: unrecognized arguments: --bogus 1 "
+     "(`evtools dialect roundtrip --help` lists the options)"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, args: list[str],
                                                message: str) -> None:

@@ -1049,6 +1049,10 @@ def test_a_tagged_union_is_looked_into_by_its_tag(policy: Any) -> None:
                               (b'{"either":{"type":"b","y":1,"inner":{"z":3}}}',
                                _TagB(y=1, inner=_Loose(z=3)))]:
         assert reg.decode(raw(payload, type="T", schema_version=1)).either == expected
+    for bad_tag in (b"[1]", b"{}", b"null", b"1.5"):  # msgspec says what is wrong with it
+        with pytest.raises(SchemaError):
+            reg.decode(raw(b'{"zz":0,"either":{"type":%s,"y":1}}' % bad_tag,
+                           type="T", schema_version=1))
     unknown = b'{"either":{"type":"b","y":1,"inner":{"z":3,"extra":4}}}'
     if policy == "reject":
         with pytest.raises(SchemaError, match="unknown field 'extra'") as caught:

@@ -463,15 +463,23 @@ class EsdbStore(EventStore):
         client = self._open()
         if from_position > _MAX_POSITION:  # past every position (see _MAX_POSITION)
             return iter(())
+        # the read ends at the head as it is now, read here (a projection appending what
+        # it reads to this store would never end)
+        try:
+            head = self._head(client)
+        except Exception as e:
+            if not self._is_client_error(e):
+                raise
+            raise self._error(e, "read_all", None) from e
+        if head is None or head < from_position or limit == 0:
+            return iter(())
         # the server leaves out system streams; the limit is counted here, after the
-        # system events of user streams are left out too. The read ends at the head as it
-        # is now: a projection appending what it reads to this store would never end
+        # system events of user streams are left out too
         return self._iterate(
             lambda: client.read_all(commit_position=from_position or None,
                                     filter_exclude=_SYSTEM_STREAMS,
                                     filter_by_stream_name=True, timeout=None),
-            "read_all", None, limit, from_position, user_events_only=True,
-            head=lambda: self._head(client))
+            "read_all", None, limit, from_position, user_events_only=True, up_to=head)
 
     def _head(self, client: Any) -> int | None:
         """The commit position of the last event of a user stream, ``None`` when none."""
@@ -483,17 +491,11 @@ class EsdbStore(EventStore):
 
     def _iterate(self, start: Any, what: str, stream: str | None, limit: int | None,
                  from_position: int = 0, user_events_only: bool = False,
-                 head: Callable[[], int | None] | None = None) -> Iterator[RawEvent]:
+                 up_to: int = sys.maxsize) -> Iterator[RawEvent]:
         if limit == 0:
             return
         left = sys.maxsize if limit is None else limit
         try:
-            up_to = sys.maxsize
-            if head is not None:
-                found = head()
-                if found is None or found < from_position:
-                    return
-                up_to = found
             response = start()
             with response:
                 for recorded in response:

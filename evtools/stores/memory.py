@@ -64,10 +64,13 @@ class MemoryStore(EventStore):
 
     def _iterate(self, events: list[RawEvent], start: int,
                  limit: int | None) -> Iterator[RawEvent]:
-        # up to the events there now: what is appended while the iterator is open is not
-        # read (reading a stream and appending to it ends), as in a JSONL file
+        # up to the events there at the call: what is appended while the iterator is open
+        # is not read (reading a stream and appending to it ends), as in a JSONL file
         with self._lock:
             stop = len(events) if limit is None else min(len(events), start + limit)
+        return self._pages(events, start, stop)
+
+    def _pages(self, events: list[RawEvent], start: int, stop: int) -> Iterator[RawEvent]:
         while start < stop:
             page = self._page(events, start, stop)
             if not page:

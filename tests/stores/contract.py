@@ -295,6 +295,16 @@ class StoreContract(ReadContract):
         assert read >= 3
         assert store.stream_version(s) == read + 2
 
+    def test_reads_hold_what_was_there_when_they_were_called(self, store: EventStore
+                                                             ) -> None:
+        """A read's end is fixed by the call, not by the first ``next()``."""
+        s = self.stream()
+        store.append(s, self.events(2))
+        everything, one = store.read_all(), store.read_stream(s)
+        store.append(s, self.events(1))
+        assert [e.version for e in everything if e.stream == s] == [0, 1]
+        assert [e.version for e in one] == [0, 1]
+
     def test_reading_all_while_appending_ends(self, store: EventStore) -> None:
         """``read_all`` reads up to the last event there at the call, as ``read_stream``
         does. A projection that appends what it reads to the same store had read on forever
