@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import msgspec
@@ -20,11 +20,13 @@ import msgspec
 from ._accel import speedups
 
 __all__ = [
+    "JSON_WHITESPACE",
     "DuplicateKey",
     "compact",
     "compact_key_tokens",
     "count_keys",
     "escape_pointer_token",
+    "exact_decimal",
     "fast_duplicate_key",
     "find_duplicate_key",
     "has_duplicate_key",
@@ -36,9 +38,40 @@ __all__ = [
 ]
 
 _untyped_encoder = msgspec.json.Encoder()
+
+#: The bytes JSON counts as whitespace (``bytes.strip()`` also takes \x0b and \x0c, which
+#: every JSON parser refuses).
+JSON_WHITESPACE = b" \t\r\n"
+
+#: Beyond this exponent a number is clamped by :func:`exact_decimal` (``Decimal`` refuses
+#: exponents beyond about 10**18).
+FAR_EXPONENT = 10**15
+_EXPONENT_FORM = re.compile(r"(-?[0-9]+(?:\.[0-9]+)?)[eE]([+-]?)([0-9]+)")
+
+
+def exact_decimal(text: str) -> Decimal:
+    """The value of the JSON number ``text``, exactly, as a ``Decimal``.
+
+    An exponent beyond ±:data:`FAR_EXPONENT` (``1e-99999999999999999999``, valid JSON that
+    Go and JavaScript read as 0, and ``Decimal()`` refuses) is clamped there: the value
+    keeps its sign and its side of every number a float, an int or a store can hold, so it
+    equals none of them but 0 (a zero mantissa) and compares with them as it should.
+    """
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        m = _EXPONENT_FORM.fullmatch(text)
+        if m is None:
+            raise
+        mantissa, sign, digits = m.groups()
+        far = len(digits) > 16 or int(digits) > FAR_EXPONENT
+        exponent = FAR_EXPONENT if far else int(digits)
+        return Decimal(f"{mantissa}e{'-' if sign == '-' else ''}{exponent}")
+
+
 #: Untyped decoding that refuses no valid JSON: non-integer numbers become Decimal (a
 #: float would fail on 1e400, which a typed Decimal field accepts).
-lossless = msgspec.json.Decoder(float_hook=Decimal)
+lossless = msgspec.json.Decoder(float_hook=exact_decimal)
 
 
 def _cannot_tell(data: bytes) -> bool | None:

@@ -5,7 +5,8 @@ flavour: invalid UTF-8 bytes kept, duplicate keys counted) and runs it through e
 dialect. For a dialect it takes the consumer's in-memory value (``decode``) and the bytes it
 writes back (``encode`` of that value; columnar dialects write a whole batch), reads those
 bytes exactly again, and compares the three trees in one walk per document and dialect.
-Per dialect and JSON path (RFC 6901 pointer, array indices written ``*``) it counts:
+Per dialect and JSON path (RFC 6901 pointer, array indices written ``*``, so that a key
+written ``*`` shares its path with the elements of an array there) it counts:
 
 ``values``
     values at that path in the input (containers included), over every valid document.
@@ -80,7 +81,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ._diff import ABSENT, is_array, leaf_pairs
-from ._json import escape_pointer_token, is_invalid_utf8
+from ._json import JSON_WHITESPACE, escape_pointer_token, exact_decimal, is_invalid_utf8
 from .dialects import Dialect, get_dialect
 from .dialects.python import (
     _DECODER as _EXACT,  # the exact reader's fast decoder (numbers kept as their text)
@@ -205,7 +206,7 @@ def _num_at_risk(text: str) -> bool:
         return True
     if f - f != 0:  # inf or nan
         return True
-    return Decimal(repr(f)) != Decimal(text)
+    return Decimal(repr(f)) != exact_decimal(text)
 
 
 def _str_at_risk(s: str) -> bool:
@@ -292,7 +293,7 @@ def _decimal_equals_float(text: str, f: float) -> bool:
             frac = text[point + 1:].rstrip("0")
             if frac and frac[-1] != "5":
                 return False
-    return Decimal(text) == f
+    return exact_decimal(text) == f
 
 
 def _same(r: Any, c: Any) -> bool:
@@ -307,9 +308,9 @@ def _same(r: Any, c: Any) -> bool:
         if tc is float:
             return bool(r == c) if tr is int else _decimal_equals_float(r, c)
         if tc is int or tc is Decimal:
-            return bool(r == c) if tr is int else Decimal(r) == c
+            return bool(r == c) if tr is int else exact_decimal(r) == c
         if tc is JsonNumber:
-            return Decimal(r) == Decimal(c)
+            return exact_decimal(r) == exact_decimal(c)
         item = getattr(c, "item", None)  # numpy and torch scalars
         if item is not None and not isinstance(c, str | bytes | dict | list):
             try:
@@ -1196,7 +1197,7 @@ def _audit_chunk(ctxs: list[Context | None], datas: list[bytes], start: int, end
                     continue
                 if written == data:
                     w = ref
-                elif not written.strip():
+                elif not written.strip(JSON_WHITESPACE):
                     # wrote nothing for it (pandas, for a frame without columns): the
                     # document is dropped, not rewritten as something that is not JSON
                     w = _MISSING
@@ -1442,14 +1443,14 @@ def read_source(path: str | os.PathLike[str]) -> Iterator[tuple[Context, bytes]]
     try:
         with open(name, "rb") as f:
             head = f.read(1 << 16)
-            if not head.strip():
+            if not head.strip(JSON_WHITESPACE):
                 rest = f.read()
-                if not rest.strip():
+                if not rest.strip(JSON_WHITESPACE):
                     raise DecodeError("the file is empty: no JSON document in it", file=name)
                 head += rest
             first_line = head.split(b"\n", 1)[0]
             lines_mode = name.lower().endswith(_LINES_SUFFIXES) or (
-                not name.lower().endswith(".json") and b"\n" in head.strip()
+                not name.lower().endswith(".json") and b"\n" in head.strip(JSON_WHITESPACE)
                 and _valid_json(first_line))
             f.seek(0)
             if lines_mode:
@@ -1524,7 +1525,7 @@ def _unwrap(doc: bytes, ctx: Context) -> tuple[Context, bytes] | None:
 def _read_lines(f: io.BufferedReader, name: str) -> Iterator[tuple[Context, bytes]]:
     count = 0
     for number, line in enumerate(f, 1):
-        doc = line.strip()
+        doc = line.strip(JSON_WHITESPACE)
         if not doc:
             continue
         error = _json_error(doc)
@@ -1556,7 +1557,7 @@ def _read_document(data: bytes, name: str) -> Iterator[tuple[Context, bytes]]:
                                   line=data.rstrip().count(b"\n") + 1)
             raise DecodeError(f"the file is not a JSON document ({error})", file=name,
                               line=_line_of(data, error))
-        item = _unwrap(data.strip(), Context(file=name))
+        item = _unwrap(data.strip(JSON_WHITESPACE), Context(file=name))
         if item is not None:
             yield item
         return
@@ -1566,7 +1567,7 @@ def _read_document(data: bytes, name: str) -> Iterator[tuple[Context, bytes]]:
         if error is not None:
             raise DecodeError(f"the file is not a JSON document ({error})", file=name,
                               line=_line_of(data, error))
-        yield Context(file=name), data.strip()
+        yield Context(file=name), data.strip(JSON_WHITESPACE)
         return
     offset = 0
     line = 1

@@ -159,7 +159,7 @@ def test_a_class_without_decimals_is_not_checked() -> None:
 
 class Absent(msgspec.Struct, forbid_unknown_fields=True):
     amount: Decimal | msgspec.UnsetType = msgspec.UNSET
-    either: Decimal | None | msgspec.UnsetType = msgspec.UNSET
+    either: Decimal | msgspec.UnsetType | None = msgspec.UNSET
     price: Price | msgspec.UnsetType = msgspec.UNSET
     maybe: Price = None  # type: ignore[assignment]  # a default msgspec allows
 

@@ -26,8 +26,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evtools import fidelity, orders
+from evtools._json import exact_decimal
 from evtools.datagen import generate
 from evtools.dialects import Dialect, get_dialect
+from evtools.dialects.python import JsonNumber
 from evtools.errors import (
     ConsumerRejected,
     Context,
@@ -139,6 +141,31 @@ def test_decimals_compare_exactly_with_binary_floats() -> None:
     assert (d["at_risk"], d["value_changed"], d["text_changed"]) == (1, 1, 1)
     assert _row(result, "/a")["examples"][0] == \
         ("0.1", "0.1000000000000000055511151231257827021181583404541015625")
+
+
+@pytest.mark.parametrize("dialect", ["go", "js", "pandas", "python"])
+def test_numbers_with_exponents_beyond_any_decimal_are_audited(dialect: str) -> None:
+    """``1e-99999999999999999999`` is JSON (Go and JavaScript read 0); ``Decimal()`` refuses
+    its exponent, and the audit had ended in an InvalidOperation traceback."""
+    docs = [b'{"a":1e-99999999999999999999,"b":0e999999999999999999999,'
+            b'"c":-1.5e-99999999999999999999999999999999999999999999999999999999999}']
+    result = audit(docs, [get_dialect(dialect)])
+    assert _row(result, "/a")["at_risk"] == 1 and _row(result, "/b")["at_risk"] == 0
+    if dialect != "python":  # the exact reference keeps the text; the others read 0
+        assert _row(result, "/a")["value_changed"] == 1
+        assert _row(result, "/b")["value_changed"] == 0  # a zero mantissa: 0 it is
+        assert _row(result, "/c")["value_changed"] == 1
+
+
+def test_json_numbers_beyond_any_decimal_compare_by_sign_and_zero() -> None:
+    tiny, huge, zero = (JsonNumber(t) for t in ("1e-99999999999999999999",
+                                                "-2E+99999999999999999999", "0.0e-9" + "9" * 30))
+    assert tiny != 0 and tiny > 0 and tiny < 5e-324 and tiny != JsonNumber("1e-1000")
+    assert huge < -1.7e308 and huge != float("-inf") and not huge > 0
+    assert zero == 0 and zero == 0.0 and not zero
+    assert exact_decimal("1e-5") == Decimal("0.00001")  # within range: Decimal itself
+    with pytest.raises(ArithmeticError):
+        exact_decimal("1e-9x")
 
 
 def test_dropped_fields_and_rejected_documents() -> None:
@@ -596,6 +623,9 @@ def test_guesses_json_lines_without_a_known_suffix(tmp_path: Path) -> None:
     ("bad.jsonl", b'{"a":1}\nnot json\n{"a":3}\n', "line is not a JSON document", 2),
     ("nan.jsonl", b'{"a":NaN}\n', "line is not a JSON document", 1),
     ("bad-element.json", b'[{"a":1},\n{"a":NaN}]', "not a JSON document", None),
+    # form feed and vertical tab are not JSON whitespace: every consumer refuses them
+    ("ff.jsonl", b'{"a":1}\n\x0c{"a":1}\x0b\n', "line is not a JSON document", 2),
+    ("vt.json", b'\x0b{"a":1}', "not a JSON document", 1),
 ])
 def test_bad_files_name_file_and_line(tmp_path: Path, name: str, content: bytes, message: str,
                                       line: int | None) -> None:

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from .._json import escape_pointer_token, is_invalid_utf8
+from .._json import escape_pointer_token, exact_decimal, is_invalid_utf8
 from ..errors import DecodeError, UsageError
 from ._base import Dialect
 
@@ -70,7 +70,7 @@ class JsonNumber(str):
 
     def to_decimal(self) -> Decimal:
         """The exact value."""
-        return Decimal(self)
+        return exact_decimal(self)
 
     @property
     def is_integer_token(self) -> bool:
@@ -81,15 +81,15 @@ class JsonNumber(str):
         return float(str(self))
 
     def __bool__(self) -> bool:
-        return Decimal(self) != 0
+        return exact_decimal(self) != 0
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, JsonNumber):
-            return Decimal(self) == Decimal(other)
+            return exact_decimal(self) == exact_decimal(other)
         if isinstance(other, str):
             return False
         if isinstance(other, int | float | Decimal | Fraction):
-            return Decimal(self) == other
+            return exact_decimal(self) == other
         return NotImplemented
 
     def __ne__(self, other: object) -> bool:
@@ -97,30 +97,30 @@ class JsonNumber(str):
         return result if result is NotImplemented else not result
 
     def __hash__(self) -> int:
-        return hash(Decimal(self))
+        return hash(exact_decimal(self))
 
     def _cmp(self, other: object) -> Decimal | int | float | Fraction | None:
         if isinstance(other, JsonNumber):
-            return Decimal(other)
+            return exact_decimal(other)
         if isinstance(other, int | float | Decimal | Fraction):
             return other
         return None
 
     def __lt__(self, other: object) -> bool:
         o = self._cmp(other)
-        return NotImplemented if o is None else Decimal(self) < o
+        return NotImplemented if o is None else exact_decimal(self) < o
 
     def __le__(self, other: object) -> bool:
         o = self._cmp(other)
-        return NotImplemented if o is None else Decimal(self) <= o
+        return NotImplemented if o is None else exact_decimal(self) <= o
 
     def __gt__(self, other: object) -> bool:
         o = self._cmp(other)
-        return NotImplemented if o is None else Decimal(self) > o
+        return NotImplemented if o is None else exact_decimal(self) > o
 
     def __ge__(self, other: object) -> bool:
         o = self._cmp(other)
-        return NotImplemented if o is None else Decimal(self) >= o
+        return NotImplemented if o is None else exact_decimal(self) >= o
 
     def __repr__(self) -> str:
         return f"JsonNumber({str(self)!r})"

@@ -96,6 +96,7 @@ try:
 except ImportError:  # Windows: no flock
     fcntl = None  # type: ignore[assignment]
 
+from .._json import JSON_WHITESPACE
 from ..errors import (
     Context,
     EnvelopeError,
@@ -435,7 +436,7 @@ class JsonlStore(_FileStore):
                 if stop is not None and offset >= stop:
                     return
                 pos += len(line)
-                stripped = _without_bom(line).strip() if offset == 0 else line.strip()
+                stripped = (_without_bom(line) if offset == 0 else line).strip(JSON_WHITESPACE)
                 if stripped:
                     yield offset, lineno, stripped
             self._read_to = (pos, lineno)  # where the pass ended, for an index to go on
@@ -594,10 +595,10 @@ class JsonlStore(_FileStore):
                     f.seek(offset - 1)
                     if f.read(1) != b"\n":
                         raise self._changed(stream, offset)
-                    line = f.readline().strip()
+                    line = f.readline().strip(JSON_WHITESPACE)
                 else:
                     f.seek(0)
-                    line = _without_bom(f.readline()).strip()
+                    line = _without_bom(f.readline()).strip(JSON_WHITESPACE)
                 if not line:
                     raise self._changed(stream, offset)
                 try:
