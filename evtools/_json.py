@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "msgspec_path_to_pointer",
     "py_has_duplicate_key",
     "strip_msgspec_path",
+    "too_deep",
     "unescape_pointer_token",
 ]
 
@@ -42,6 +44,12 @@ _untyped_encoder = msgspec.json.Encoder()
 #: The bytes JSON counts as whitespace (``bytes.strip()`` also takes \x0b and \x0c, which
 #: every JSON parser refuses).
 JSON_WHITESPACE = b" \t\r\n"
+
+def too_deep(what: str) -> str:
+    """The message for a document msgspec stopped reading with a RecursionError."""
+    return (f"{what} is nested too deeply to read (more levels than Python's recursion "
+            f"limit, {sys.getrecursionlimit()})")
+
 
 #: Beyond this exponent a number is clamped by :func:`exact_decimal` (``Decimal`` refuses
 #: exponents beyond about 10**18).

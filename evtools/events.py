@@ -40,6 +40,7 @@ from ._json import (
     msgspec_path_to_pointer,
     py_has_duplicate_key,
     strip_msgspec_path,
+    too_deep,
 )
 from .errors import Context, EnvelopeError, UsageError
 
@@ -477,8 +478,10 @@ def from_cloudevent(document: bytes | str, *, stream: str | None = None,
         raise EnvelopeError(f"not a CloudEvents 1.0 envelope: {strip_msgspec_path(str(e))}",
                             base.merge(_where_in(document)).merge(
                                 Context(path=msgspec_path_to_pointer(str(e))))) from e
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
         raise EnvelopeError(f"envelope is not valid JSON: {e}", base) from e
+    except RecursionError as e:
+        raise EnvelopeError(too_deep("envelope"), base) from e
     refuse_repeated_member(document, "envelope", base)
     the_stream = env.evstream if env.evstream is not None else stream
     the_version = env.evversion if env.evversion is not None else version

@@ -96,7 +96,7 @@ try:
 except ImportError:  # Windows: no flock
     fcntl = None  # type: ignore[assignment]
 
-from .._json import JSON_WHITESPACE
+from .._json import JSON_WHITESPACE, too_deep
 from ..errors import (
     Context,
     EnvelopeError,
@@ -350,6 +350,8 @@ def decode_line(line: bytes, where: Context) -> RawEvent:
             event = from_cloudevent(line, where=where)
     except msgspec.DecodeError as e:  # a flat line that is not JSON at all
         raise EnvelopeError(f"line is not valid JSON: {e}", where) from e
+    except RecursionError as e:  # msgspec stops at Python's recursion limit, as json does
+        raise EnvelopeError(too_deep("line"), where) from e
     if b'"' + _META_B64.encode() + b'"' in line:
         extra = _members_decoder.decode(line).get(_META_B64)
         if extra is not None:

@@ -168,6 +168,10 @@ def test_flat_records_and_envelopes_mix(tmp_path: Path) -> None:
     (b'{"specversion": "0.3", "id": "x", "source": "/s", "type": "T", "evstream": "a",'
      b' "evversion": 0}', "specversion"),
     (b"[1, 2]", "flat record"),
+    (b'{"stream": "a", "version": 0, "type": "T", "data": {"a": ' + b"[" * 5000 + b"]" * 5000
+     + b"}}", "nested too deeply"),  # had been a RecursionError traceback
+    (b'{"specversion": "1.0", "id": "x", "source": "/s", "type": "T", "evstream": "a", '
+     b'"evversion": 0, "data": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
 ])
 def test_a_bad_line_names_file_and_line(tmp_path: Path, line: bytes, fragment: str) -> None:
     path = tmp_path / "bad.jsonl"
