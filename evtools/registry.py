@@ -56,6 +56,7 @@ from ._json import (
     lossless,
     msgspec_path_to_pointer,
     strip_msgspec_path,
+    too_deep,
     unescape_pointer_token,
 )
 from ._keys import KeyCount, key_count
@@ -695,7 +696,7 @@ class Registry:
             try:
                 value = lossless.decode(data)
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
-                raise DecodeError(f"payload is not valid JSON: {_describe(e, data)}",
+                raise DecodeError(_not_json(e, data),
                                   where()) from e
             if self.duplicate_keys == "reject" and has_duplicate_key(data, value):
                 self._duplicate(data, event_type, version, None, where())
@@ -810,7 +811,7 @@ class Registry:
             return SchemaError(_fix_message(strip_msgspec_path(text)),
                                self._where(raw, context, event_type, schema_version,
                                            msgspec_path_to_pointer(text)))
-        return DecodeError(f"payload is not valid JSON: {_describe(e, data)}",
+        return DecodeError(_not_json(e, data),
                            self._where(raw, context, event_type, schema_version, None))
 
 
@@ -899,6 +900,12 @@ def _remove(doc: Any, pointer: str) -> None:
 _BAD_CHARACTER = re.compile(r"invalid character \(byte (\d+)\)")
 
 
+def _not_json(e: BaseException, data: bytes) -> str:
+    if isinstance(e, RecursionError):  # valid JSON, maybe: deeper than the reader goes
+        return too_deep("payload")
+    return f"payload is not valid JSON: {_describe(e, data)}"
+
+
 def _describe(e: BaseException, data: bytes) -> str:
     """The parser's complaint about ``data``, in words that locate it (error path only)."""
     if is_invalid_utf8(e):
@@ -912,8 +919,6 @@ def _describe(e: BaseException, data: bytes) -> str:
         if isinstance(e, UnicodeDecodeError):
             return f"invalid UTF-8 (byte 0x{e.object[e.start]:02x})"
         return "invalid UTF-8"
-    if isinstance(e, RecursionError):
-        return "nesting too deep"
     text = str(e)
     bad = _BAD_CHARACTER.search(text)  # msgspec's offset: of the token, after any minus
     if bad and bytes(data).startswith((b"NaN", b"Infinity"), int(bad.group(1))):
