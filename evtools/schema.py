@@ -53,10 +53,20 @@ object with ``properties``                     a ``msgspec.Struct``; ``additiona
                                                false`` adds ``forbid_unknown_fields=True``
 required property                              a field without default
 optional property                              ``T | None = None`` (``optional="none"``, the
-                                               default) or ``T | UnsetType = UNSET``
+                                               default: absent is written back as
+                                               ``null``) or ``T | UnsetType = UNSET``
                                                (``optional="unset"``: absent stays absent,
                                                ``null`` is refused); the schema's
-                                               ``default`` when it has one
+                                               ``default`` when it has one, of the field's
+                                               type (``Decimal("1.10")``, its own text)
+several types (``type`` list, ``anyOf``)       a union; msgspec takes a custom type only
+                                               beside None and one str-like type, so in a
+                                               union formats fall back: ``int`` with the
+                                               int64 bounds (or ``ge=0``), ``str``, and
+                                               ``float`` for a decimal number beside a
+                                               string
+non-ASCII property key                         an ASCII field name with the key as its
+                                               wire name (Python reads ``µ`` as ``μ``)
 =============================================  ============================================
 
 The generator gets these through its own extension points: format types through the
@@ -85,13 +95,19 @@ text. Over all events of one type and schema version (not a sample):
   Integers beside other numbers without that proof: ``type: ["integer", "number"]``
   (``int | float``), so that ``1`` is not given back as ``1.0``.
 * ``date-time``: every value is an RFC 3339 timestamp with a UTC offset.
-* ``uuid``: every value is a UUID in 8-4-4-4-12 form.
+* ``uuid``: every value is a UUID in lowercase 8-4-4-4-12 form (``uuid.UUID`` writes an
+  uppercase one back in lowercase: those stay strings).
 * ``enum``: at most ``enum_max_distinct`` (10) distinct strings over at least
   ``enum_min_values`` (20) values.
 * ``required``: present (possibly ``null``) in every event; ``null`` seen: the type admits it.
 * a map (``additionalProperties: <schema of every value>``, a ``dict[str, T]``), not a
-  record: every object at the path is keyed by IDs (digits, or UUIDs) and at least three
-  distinct keys are seen, so a key not seen yet (a new SKU) is not drift.
+  record: every object at the path is keyed by IDs (digits, or UUIDs; ``{}`` is an empty
+  map) and at least three distinct keys are seen, so a key not seen yet (a new SKU) is not
+  drift. Objects there that also have other keys keep it a map, of all their values (a
+  map's keys are not kept as a record's fields, whichever came first).
+* a value of several JSON types: ``anyOf`` one schema per type when one of them has a
+  format, so that each format stays with its type (``"5.10"`` or ``7``: a decimal string
+  or an integer).
 
 The counts behind each decision are kept in the schema under ``x-evtools-evidence``.
 """
@@ -115,6 +131,7 @@ import re
 import sys
 import traceback
 import types
+import unicodedata
 import uuid
 import warnings
 from collections import Counter, defaultdict
@@ -128,6 +145,10 @@ import msgspec
 from ._files import write_stdout, writing
 from ._json import (
     escape_pointer_token,
+    exact_decimal,
+    find_duplicate_key,
+    has_duplicate_key,
+    is_invalid_utf8,
     lossless,
     strip_msgspec_path,
     unescape_pointer_token,
@@ -147,7 +168,7 @@ from .errors import (
 )
 from .events import RawEvent
 from .registry import Registry
-from .scalars import DECIMAL_NUMERAL, Timestamp, dec_hook
+from .scalars import DECIMAL_NUMERAL, DecimalText, Int64, Timestamp, UInt64, dec_hook
 
 __all__ = [
     "DriftProblem",
@@ -214,13 +235,16 @@ _STRING_CONSTRAINTS = ("pattern", "minLength", "maxLength", "contentEncoding",
                        "contentMediaType")
 _NUMBER_CONSTRAINTS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
                        "multipleOf")
-# names the generated module imports or defines: a class must not take them
+# names the generated module imports or defines: neither a class nor the registry may
+# take them
 _RESERVED = frozenset({
-    "Annotated", "Any", "Decimal", "DecimalText", "Enum", "Int64", "Literal", "Meta",
-    "Registry", "Struct", "Timestamp", "TypeAlias", "UInt64", "UNSET", "UUID", "UnsetType",
-    "Model", "None", "True", "False",
+    "Annotated", "Any", "Decimal", "DecimalText", "Enum", "Int64", "IntEnum", "Literal",
+    "Meta", "Registry", "StrEnum", "Struct", "Timestamp", "TypeAlias", "UInt64", "UNSET",
+    "UUID", "UnsetType", "Model", "None", "True", "False", "date", "datetime", "field",
+    "time", "timedelta",
 })
-_VERSION_IN_ID = re.compile(r"(?:^|[/.])v(\d+)(?:$|[/.#])")
+# ``v<N>`` as a part of the last path segment of ``$id`` (``v2``, ``OrderPlaced.v2.json``)
+_VERSION_IN_ID = re.compile(r"(?:^|(?<=\.))v(\d+)(?=$|\.)")
 
 
 @dataclasses.dataclass(slots=True)
@@ -258,22 +282,30 @@ def codegen(schemas: Sequence[Path | str], *, registry_name: str = "registry",
         raise UsageError("codegen needs at least one schema file")
     if not registry_name.isidentifier() or keyword.iskeyword(registry_name):
         raise UsageError(f"registry name {registry_name!r} is not a Python identifier")
+    if registry_name in _RESERVED:
+        raise UsageError(f"registry name {registry_name!r} is a name the generated module "
+                         "imports or defines: choose another")
     if optional not in ("none", "unset"):
         raise UsageError(f"optional must be 'none' or 'unset', not {optional!r}")
     base = Path(root) if root is not None else Path.cwd()
     # sorted, so that the output does not depend on the order of the arguments
     unique = {Path(p).resolve(): Path(p) for p in schemas}
-    sources = sorted((_load_schema_file(p, base) for p in unique.values()),
-                     key=lambda s: s.label)
-    roots = _find_roots(sources)
-    _name_roots(roots, registry_name)
-    bundler = _Bundler(sources, base, optional, reserved=_RESERVED | {registry_name})
-    for r in roots:
-        bundler.add_root(r)
-    generated = _run_generator(bundler)
-    source = _finish_module(generated, roots, [*sources, *bundler.referenced], registry_name,
-                            base, output, optional, len(sources))
-    _validate_generated(source, sources)
+    try:
+        sources = sorted((_load_schema_file(p, base) for p in unique.values()),
+                         key=lambda s: s.label)
+        roots = _find_roots(sources)
+        _name_roots(roots, registry_name)
+        bundler = _Bundler(sources, base, optional, reserved=_RESERVED | {registry_name})
+        for r in roots:
+            bundler.add_root(r)
+        generated = _run_generator(bundler)
+        source = _finish_module(generated, roots, [*sources, *bundler.referenced], bundler,
+                                registry_name, base, output, optional, len(sources))
+        _validate_generated(source, sources, bundler)
+    except RecursionError as e:  # each file is shallow enough: $refs between them are not
+        labels = ", ".join(sorted(_relative(p, base) for p in unique.values()))
+        raise SchemaError(f"schemas nested too deeply for codegen (through $ref): "
+                          f"{labels}", file=labels) from e
     return source
 
 
@@ -295,14 +327,49 @@ def _load_schema_file(path: Path, base: Path) -> _Source:
                          f"{label}/*.json)", file=label) from None
     except OSError as e:
         raise UsageError(f"cannot read schema file {label}: {e}", file=label) from e
+    if may_nest(text, _MAX_SCHEMA_DEPTH + 1):
+        depth = _bracket_depth(text)
+        if depth > _MAX_SCHEMA_DEPTH:
+            raise SchemaError(f"schema nested {depth} levels, deeper than codegen reads "
+                              f"({_MAX_SCHEMA_DEPTH})", file=label, path="")
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_float=_JsonFloat)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DecodeError(f"schema is not valid JSON: {e}", file=label) from e
     if not isinstance(doc, dict):
         raise SchemaError("a JSON Schema file must hold an object", file=label, path="")
     _check_metaschema(doc, label)
     return _Source(path=path, label=label, doc=doc)
+
+
+#: Schema files nested deeper are refused (JSON levels; an inferred schema takes two per
+#: level of its payload): json.loads, the metaschema check and the generator all recurse,
+#: and a RecursionError would name neither the file nor the reason.
+_MAX_SCHEMA_DEPTH = 128
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+def _bracket_depth(text: bytes) -> int:
+    """How deeply the JSON document ``text`` nests, counted on its bytes (strings left
+    out), so that a document too deep to parse is measured without parsing it."""
+    brackets = re.sub(rb"[^\[\]{}]+", b"", _JSON_STRING.sub(b"", text))
+    opening = brackets.translate(None, b"]}")
+    if len(opening) <= 1:
+        return len(opening)
+    steps = (1 if c in b"[{" else -1 for c in brackets)
+    return max(itertools.accumulate(steps))
+
+
+class _JsonFloat(float):
+    """A JSON number with a fraction or exponent, as a float that keeps its text: a
+    ``format: decimal`` default (``1.10``) is written as ``Decimal("1.10")``."""
+
+    text: str
+
+    def __new__(cls, text: str) -> _JsonFloat:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
 
 
 def _check_metaschema(doc: dict[str, Any], label: str) -> None:
@@ -314,7 +381,11 @@ def _check_metaschema(doc: dict[str, Any], label: str) -> None:
                           file=label, path="/$schema")
     jsonschema = _import_jsonschema()
     cls = jsonschema.validators.validator_for(doc, default=jsonschema.Draft202012Validator)
-    error = jsonschema.exceptions.best_match(cls(cls.META_SCHEMA).iter_errors(doc))
+    try:
+        error = jsonschema.exceptions.best_match(cls(cls.META_SCHEMA).iter_errors(doc))
+    except RecursionError as e:  # called from deep in a caller's stack
+        raise SchemaError(f"schema nested {nesting_depth(doc)} levels, too deep to check "
+                          "against its metaschema here", file=label, path="") from e
     if error is not None:
         pointer = "".join("/" + escape_pointer_token(str(p)) for p in error.absolute_path)
         raise SchemaError(f"not a valid JSON Schema: {error.message}", file=label,
@@ -367,8 +438,7 @@ def _root_of(src: _Source, pointer: str, schema: dict[str, Any]) -> _Root:
         raise SchemaError("event schema has no x-evtools-event or title", where)
     version = schema.get("x-evtools-version")
     if version is None:
-        m = _VERSION_IN_ID.search(str(schema.get("$id", "")))
-        version = int(m.group(1)) if m else 1
+        version = _version_in_id(schema.get("$id")) or 1
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise SchemaError(f"x-evtools-version must be an integer >= 1, not {version!r}",
                           where.merge(Context(path=f"{pointer}/x-evtools-version")))
@@ -377,6 +447,16 @@ def _root_of(src: _Source, pointer: str, schema: dict[str, Any]) -> _Root:
         raise SchemaError(f"event schema for {event_type} must be an object schema", where)
     return _Root(source=src, pointer=pointer, schema=schema, event_type=event_type,
                  version=version)
+
+
+def _version_in_id(schema_id: Any) -> int | None:
+    """The version the last path segment of ``$id`` names: ``.../v1/orders/OrderPlaced.v3.json``
+    is version 3 (the ``v1`` before it versions the API, not the event)."""
+    if not isinstance(schema_id, str):
+        return None
+    segment = schema_id.split("#", 1)[0].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    found = _VERSION_IN_ID.findall(segment)
+    return int(found[-1]) if found else None
 
 
 def _pascal(text: str) -> str:
@@ -388,7 +468,12 @@ def _pascal(text: str) -> str:
 
 
 def _name_roots(roots: list[_Root], registry_name: str) -> None:
+    """Give each root its class name: ``x-evtools-class``, else its title or event type in
+    PascalCase. Event types that spell one name (``a.b``, ``a_b``, ``a/b``; ``list`` and
+    ``List``) each add a short hash of the type, as :meth:`SchemaInference.file_names`
+    does; versions of one type add ``V<version>``."""
     bases: list[str] = []
+    explicit_names: list[bool] = []
     for r in roots:
         explicit = r.schema.get("x-evtools-class")
         if explicit is not None and (not isinstance(explicit, str)
@@ -397,19 +482,31 @@ def _name_roots(roots: list[_Root], registry_name: str) -> None:
                               file=r.source.label, path=f"{r.pointer}/x-evtools-class")
         title = r.schema.get("title")
         bases.append(explicit or _pascal(title if isinstance(title, str) else r.event_type))
-    counts = Counter(bases)
+        explicit_names.append(explicit is not None)
+    types_of: defaultdict[str, set[str]] = defaultdict(set)
+    for r, base in zip(roots, bases, strict=True):
+        types_of[base].add(r.event_type)
+    names = [base if explicit or len(types_of[base]) == 1 else base + _type_digest(r.event_type)
+             for r, base, explicit in zip(roots, bases, explicit_names, strict=True)]
+    counts = Counter(names)
     taken: dict[str, _Root] = {}
-    for r, name in zip(roots, bases, strict=True):
+    for r, name, explicit in zip(roots, names, explicit_names, strict=True):
         if counts[name] > 1:
             name = f"{name}V{r.version}"
         if name in _RESERVED or name == registry_name:
             name += "Event"
+        if name in taken and not explicit:  # ``Struct`` became ``StructEvent``, a type too
+            name += _type_digest(r.event_type)
         if name in taken:
             raise SchemaError(f"class name {name} is given to two event schemas; "
                               "set x-evtools-class on one", file=r.source.label,
                               path=r.pointer)
         r.class_name = name
         taken[name] = r
+
+
+def _type_digest(event_type: str) -> str:
+    return hashlib.sha256(event_type.encode()).hexdigest()[:8]
 
 
 class _Bundler:
@@ -423,6 +520,10 @@ class _Bundler:
         self.optional = optional
         self.defs: dict[str, dict[str, Any]] = {}
         self.forbid: set[str] = set()
+        # per class: {key: ASCII field name} for keys Python would not keep as written
+        self.field_names: dict[str, dict[str, str]] = {}
+        # per class: {key: (type path, argument)} for defaults of a format's type
+        self.defaults: dict[str, dict[str, tuple[str, str]]] = {}
         self.taken: set[str] = set(reserved)
         self._by_origin: dict[tuple[str, str], str] = {}
         self._by_content: dict[tuple[str, str], str] = {}
@@ -465,6 +566,8 @@ class _Bundler:
             del self.defs[name]
             self.taken.discard(name)
             self.forbid.discard(name)
+            self.field_names.pop(name, None)
+            self.defaults.pop(name, None)
             self._by_origin[origin] = existing
             self._replace_ref(name, existing)
             return existing
@@ -507,6 +610,9 @@ class _Bundler:
         required = [r for r in schema.get("required", []) if r in props]
         out_props: dict[str, Any] = {}
         out_required: list[str] = []
+        renamed = _ascii_field_names(props, self.taken)
+        if renamed:
+            self.field_names[name] = renamed
         for key, sub in props.items():
             sub_ptr = f"{pointer}/properties/{escape_pointer_token(key)}"
             prop = self._schema(sub, src, sub_ptr, name + _pascal(key))
@@ -515,6 +621,9 @@ class _Bundler:
                 out_required.append(key)
             elif "default" in prop:
                 out_required.append(key)  # the generator writes the default as is
+                typed = _typed_default(prop, Context(file=src.label, path=sub_ptr))
+                if typed is not None:
+                    self.defaults.setdefault(name, {})[key] = typed
             elif self.optional == "none":
                 prop["nullable"] = True
             out_props[key] = prop
@@ -534,7 +643,13 @@ class _Bundler:
         return out
 
     def _enum(self, schema: dict[str, Any], src: _Source, pointer: str) -> dict[str, Any]:
-        return {k: v for k, v in schema.items() if k in ("enum", "type", "description")}
+        out = {k: v for k, v in schema.items() if k in ("enum", "type", "description")}
+        values = out.get("enum", [])
+        if all(isinstance(v, str) for v in values) and not all(v.isascii() for v in values):
+            # members named as Python reads them would collide (``ﬁ`` is ``fi``): ASCII
+            names = _ascii_names(dict.fromkeys(values), {"mro"})
+            out["x-enum-varnames"] = [names[v] for v in values]
+        return out
 
     def _schema(self, schema: Any, src: _Source, pointer: str, hint: str) -> dict[str, Any]:
         """The normalized form of a subschema, to place inline."""
@@ -591,10 +706,55 @@ class _Bundler:
                 out[key] = [self._schema(m, src, f"{pointer}/{key}/{i}",
                                          hint if n_named <= 1 else f"{hint}Option{i + 1}")
                             for i, m in enumerate(members)]
+                self._decodable_union(out[key], src, f"{pointer}/{key}")
         if isinstance(schema.get("allOf"), list):
             out["allOf"] = [self._schema(s, src, f"{pointer}/allOf/{i}", f"{hint}Part{i + 1}")
                             for i, s in enumerate(schema["allOf"])]
         return _map_format(out, src, pointer)
+
+    def _decodable_union(self, members: list[dict[str, Any]], src: _Source,
+                         pointer: str) -> None:
+        """msgspec decodes a custom type (Int64, UInt64, DecimalText, Timestamp) only alone or
+        beside None, and a union with at most one str-like type (str, an enum of strings,
+        UUID, Decimal): inside a union, members fall back to the plain types msgspec takes
+        there, so that the classes always load and decode."""
+        leaves = [leaf for m in members for leaf in _union_leaves(m)
+                  if leaf.get("type") != "null"]
+        if len(leaves) < 2:
+            return
+        where = f"{src.label}#{pointer}"
+        for leaf in leaves:
+            custom = leaf.get("customTypePath")
+            if custom == "evtools.scalars.Int64":
+                leaf.update(minimum=INT64_MIN, maximum=INT64_MAX)
+            elif custom == "evtools.scalars.UInt64":
+                leaf["minimum"] = 0  # msgspec bounds stop at int64; its ints at uint64
+            elif custom == "evtools.scalars.Timestamp":
+                log.warning("%s: a date-time beside other types stays a str: msgspec cannot "
+                            "decode Timestamp in a union", where)
+            elif custom != "evtools.scalars.DecimalText":  # a decimal string: a str, as sent
+                continue
+            del leaf["customTypePath"]
+        str_like = [leaf for leaf in leaves if self._str_like(leaf)]
+        if len(str_like) > 1:
+            for leaf in str_like:
+                custom = leaf.get("customTypePath")
+                if custom == "decimal.Decimal":
+                    log.warning("%s: a decimal number beside a string is a float: msgspec "
+                                "takes one str-like type (Decimal is one) in a union", where)
+                if custom in ("decimal.Decimal", "uuid.UUID"):  # a UUID: a str
+                    del leaf["customTypePath"]
+
+    def _str_like(self, leaf: dict[str, Any]) -> bool:
+        """Whether msgspec counts the type ``leaf`` maps to as str-like in a union."""
+        if _drop_null(leaf.get("type")) == "string" \
+                or leaf.get("customTypePath") == "decimal.Decimal":
+            return True
+        ref = leaf.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            target = self.defs.get(ref[len("#/$defs/"):], {})
+            return any(isinstance(v, str) for v in target.get("enum", ()))
+        return False
 
     def _ref(self, schema: dict[str, Any], src: _Source, pointer: str,
              hint: str) -> dict[str, Any]:
@@ -693,11 +853,6 @@ def _split_types(schema: dict[str, Any]) -> dict[str, Any]:
         fmt = part.get("format")
         if fmt is not None and not _format_applies(t, fmt):
             del part["format"]
-        elif fmt == "date-time":
-            # msgspec decodes a custom type (Timestamp) only alone or beside None
-            log.warning("a date-time beside other types stays a str: msgspec cannot decode "
-                        "Timestamp in a union")
-            del part["format"]
         if "enum" in part:
             kind = {"string": str, "integer": int, "number": int | float | Decimal}
             part["enum"] = [v for v in part["enum"] if isinstance(v, kind.get(t, str))
@@ -711,6 +866,109 @@ def _split_types(schema: dict[str, Any]) -> dict[str, Any]:
     if "default" in schema:
         out["default"] = schema["default"]
     return out
+
+
+#: the format types whose defaults codegen writes itself (the generator writes the JSON
+#: value: a float for ``Decimal``, a str for ``Timestamp``)
+_DEFAULT_TYPES: dict[str, Any] = {
+    "decimal.Decimal": Decimal, "uuid.UUID": uuid.UUID,
+    "evtools.scalars.DecimalText": DecimalText, "evtools.scalars.Timestamp": Timestamp,
+    "evtools.scalars.UInt64": UInt64, "evtools.scalars.Int64": Int64,
+}
+
+
+def _typed_default(prop: dict[str, Any], where: Context) -> tuple[str, str] | None:
+    """``(type path, argument)`` of the default of a format field, to be written as
+    ``Decimal("1.10")`` (from the number's own text), ``Timestamp("...")``, ``UUID("...")``;
+    ``None`` when the generator's plain value is of the field's type. A default that is no
+    value of the field's type is refused."""
+    leaves = [leaf for leaf in _union_leaves(prop) if leaf.get("type") != "null"]
+    if not any(leaf.get("customTypePath") in _DEFAULT_TYPES for leaf in leaves):
+        return None
+    value = prop["default"]
+    if value is None:
+        return None  # null: the field's type admits it, or the generator's check says not
+    kind = "number" if isinstance(value, float) else _kind_of(value)
+    match = next((leaf for leaf in leaves if leaf.get("type") == kind
+                  or (kind == "integer" and leaf.get("type") == "number")), None)
+    if match is None and kind == "string":  # a Decimal field reads a decimal string too
+        match = next((leaf for leaf in leaves
+                      if leaf.get("customTypePath") == "decimal.Decimal"), None)
+    shown = value.text if isinstance(value, _JsonFloat) else json.dumps(value)
+    if match is None:
+        raise SchemaError(f"default {shown} is not a value of the field's type", where)
+    custom = match.get("customTypePath")
+    if custom not in _DEFAULT_TYPES:
+        return None
+    arg: Any = value
+    if isinstance(value, float):
+        arg = value.text if isinstance(value, _JsonFloat) else repr(value)
+    elif custom == "decimal.Decimal":
+        arg = str(value)
+    try:
+        if custom != "decimal.Decimal":
+            msgspec.convert(arg, _DEFAULT_TYPES[custom], dec_hook=dec_hook)
+        elif not exact_decimal(arg).is_finite():
+            raise ValueError("no amount is NaN or Infinity")
+    except (msgspec.ValidationError, ValueError, TypeError, ArithmeticError) as e:
+        name = custom.rsplit(".", 1)[-1]
+        raise SchemaError(f"default {shown} is not a {name}: {strip_msgspec_path(str(e))}",
+                          where) from e
+    if custom == "evtools.scalars.Int64":
+        return None  # an int is an Int64
+    return custom, json.dumps(arg) if isinstance(arg, str) else str(arg)
+
+
+def _union_leaves(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The members of a union, nested ``anyOf`` (``T or null``) flattened."""
+    if isinstance(schema.get("anyOf"), list) and "type" not in schema and "$ref" not in schema:
+        return [leaf for m in schema["anyOf"] if isinstance(m, dict)
+                for leaf in _union_leaves(m)]
+    return [schema]
+
+
+def _ascii_field_names(props: Mapping[str, Any], taken: Iterable[str]) -> dict[str, str]:
+    """An ASCII Python name for each key that is not ASCII, unique in its class.
+
+    Python reads identifiers NFKC-normalised: a field written ``latency_µs`` (U+00B5) is
+    ``latency_μs`` (U+03BC) to msgspec, and ``ﬁ`` is ``fi``, so the class would neither
+    decode the key nor keep two such keys apart. These fields get an ASCII name and keep
+    the key as their wire name (``field(name=...)``).
+    """
+    odd = [key for key in props if not key.isascii()]
+    if not odd:
+        return {}
+    used = set(taken)
+    for key in props:
+        if key.isascii():  # the names the generator may give the other keys
+            used.update((key, re.sub(r"\W", "_", key), key + "_"))
+    return _ascii_names(odd, used)
+
+
+def _ascii_names(keys: Iterable[str], used: set[str]) -> dict[str, str]:
+    """:func:`_ascii_name` of each key, numbered apart from each other and from ``used``."""
+    names: dict[str, str] = {}
+    for key in keys:
+        name = _ascii_name(key)
+        candidate, n = name, 2
+        while candidate in used:
+            candidate, n = f"{name}_{n}", n + 1
+        used.add(candidate)
+        names[key] = candidate
+    return names
+
+
+def _ascii_name(key: str) -> str:
+    """``café`` -> ``cafe``, ``ﬁ`` -> ``fi``, ``latency_µs`` -> ``latency_u00b5_s``."""
+    parts = []
+    for ch in key:
+        plain = "".join(c for c in unicodedata.normalize("NFKD", ch)
+                        if not unicodedata.combining(c))
+        parts.append(plain if plain.isascii() else f"_u{ord(ch):04x}_")
+    name = re.sub(r"[^0-9A-Za-z]+", "_", "".join(parts)).strip("_") or "field"
+    if name[0].isdigit():
+        name = "field_" + name
+    return name + "_" if keyword.iskeyword(name) else name
 
 
 def _format_applies(type_: str, fmt: Any) -> bool:
@@ -830,6 +1088,9 @@ def _run_generator(bundler: _Bundler) -> str:
     for name in sorted(bundler.forbid):
         template_data[f"#/$defs/{name}"] = {"base_class_kwargs":
                                             {"forbid_unknown_fields": True}}
+    aliases = {f"{name}.{key}": field_name
+               for name, renamed in sorted(bundler.field_names.items())
+               for key, field_name in renamed.items()}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -851,6 +1112,7 @@ def _run_generator(bundler: _Bundler) -> str:
                 set_default_enum_member=True,
                 apply_default_values_for_required_fields=True,
                 extra_template_data=template_data,
+                aliases=aliases or None,
             )
         except EvtoolsError:
             raise
@@ -858,6 +1120,9 @@ def _run_generator(bundler: _Bundler) -> str:
             raise SchemaError(f"datamodel-code-generator failed: {type(e).__name__}: {e}") \
                 from e
     for w in caught:
+        if bundler.defaults and "default value was emitted as serialized data" in str(
+                w.message):
+            continue  # a Decimal default: _write_defaults writes it from its own text
         if not issubclass(w.category, DeprecationWarning | FutureWarning):
             log.warning("datamodel-code-generator: %s", w.message)
     if not isinstance(result, str):
@@ -868,8 +1133,8 @@ def _run_generator(bundler: _Bundler) -> str:
 # -- the module around the generated classes ------------------------------------------------
 
 def _finish_module(generated: str, roots: Sequence[_Root], sources: Sequence[_Source],
-                   registry_name: str, base: Path, output: Path | str | None,
-                   optional: OptionalStyle, n_inputs: int) -> str:
+                   bundler: _Bundler, registry_name: str, base: Path,
+                   output: Path | str | None, optional: OptionalStyle, n_inputs: int) -> str:
     tree = ast.parse(generated)
     classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
     for r in roots:
@@ -879,6 +1144,13 @@ def _finish_module(generated: str, roots: Sequence[_Root], sources: Sequence[_So
                               path=r.pointer)
     if registry_name in classes:
         raise UsageError(f"registry name {registry_name!r} is also a generated class name")
+    local = _imported_names(tree)
+    if registry_name in local.values():
+        raise UsageError(f"registry name {registry_name!r} is a name the generated module "
+                         "imports: choose another")
+    if bundler.defaults:
+        generated = _write_defaults(generated, tree, bundler, local)
+        tree = ast.parse(generated)
     imports: dict[str, set[str]] = defaultdict(set)
     plain: set[str] = set()
     last_import = 0
@@ -903,6 +1175,54 @@ def _finish_module(generated: str, roots: Sequence[_Root], sources: Sequence[_So
         lines.append(f"{registry_name}.register({r.class_name}, "
                      f"name={json.dumps(r.event_type)}, version={r.version})")
     return "\n".join(lines) + "\n"
+
+
+def _imported_names(tree: ast.Module) -> dict[str, str]:
+    """``{"module.name": local name}`` of the generated module's ``from`` imports."""
+    return {f"{node.module}.{alias.name}": alias.asname or alias.name
+            for node in tree.body if isinstance(node, ast.ImportFrom) and node.module
+            for alias in node.names}
+
+
+def _write_defaults(generated: str, tree: ast.Module, bundler: _Bundler,
+                    local: Mapping[str, str]) -> str:
+    """The generated source with each format field's default written as a value of its type
+    (``Decimal("1.10")`` where the generator wrote ``1.1``)."""
+    data = generated.encode()
+    starts = [0, *itertools.accumulate(len(line) for line in data.splitlines(keepends=True))]
+    edits: list[tuple[int, int, bytes]] = []
+    bodies = {n.name: n.body for n in tree.body if isinstance(n, ast.ClassDef)}
+    for class_name, defaults in bundler.defaults.items():
+        found: set[str] = set()
+        for stmt in bodies.get(class_name, []):
+            if not isinstance(stmt, ast.AnnAssign) or not isinstance(stmt.target, ast.Name) \
+                    or stmt.value is None:
+                continue
+            wire, node = stmt.target.id, stmt.value
+            if isinstance(node, ast.Call):  # field(name="key", default=...)
+                kw = {k.arg: k.value for k in node.keywords if k.arg}
+                key = kw.get("name")
+                if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                    wire = key.value
+                node = kw.get("default", node)
+            if wire not in defaults or node.end_lineno is None \
+                    or node.end_col_offset is None:
+                continue
+            type_path, arg = defaults[wire]
+            name = local.get(type_path)
+            if name is None:
+                break
+            found.add(wire)
+            edits.append((starts[node.lineno - 1] + node.col_offset,
+                          starts[node.end_lineno - 1] + node.end_col_offset,
+                          f"{name}({arg})".encode()))
+        missing = sorted(defaults.keys() - found)
+        if missing:
+            raise SchemaError(f"could not write the default of {class_name}.{missing[0]} as "
+                              f"a {defaults[missing[0]][0].rsplit('.', 1)[-1]}")
+    for start, end, text in sorted(edits, reverse=True):
+        data = data[:start] + text + data[end:]
+    return data.decode()
 
 
 def _alias_text(alias: ast.alias) -> str:
@@ -967,14 +1287,23 @@ def _import_block(imports: Mapping[str, set[str]], plain: set[str]) -> str:
     return "\n\n".join("\n".join(s) for s in sections if s)
 
 
-def _validate_generated(source: str, sources: Sequence[_Source]) -> None:
+def _validate_generated(source: str, sources: Sequence[_Source], bundler: _Bundler) -> None:
     """Import the module once so that a class msgspec or the registry refuses is reported
-    now, with its name, rather than when someone imports the file."""
+    now, with its name, rather than when someone imports the file; then check that each
+    class reads the keys its schema names, and that its defaults are of its types."""
     name = "_evtools_codegen_check"
     module = types.ModuleType(name)
     sys.modules[name] = module
+    files = ", ".join(s.label for s in sources)
     try:
         exec(compile(source, "<codegen>", "exec"), module.__dict__)
+        for class_name, body in bundler.defs.items():
+            cls = module.__dict__.get(class_name)
+            if isinstance(cls, type) and issubclass(cls, msgspec.Struct) \
+                    and "properties" in body:
+                _check_fields(cls, body["properties"], files)
+    except SchemaError:
+        raise
     except Exception as e:
         line = ""
         for frame in traceback.extract_tb(e.__traceback__):
@@ -982,26 +1311,76 @@ def _validate_generated(source: str, sources: Sequence[_Source]) -> None:
                 line = source.splitlines()[frame.lineno - 1].strip()
         text = e.message if isinstance(e, EvtoolsError) else f"{type(e).__name__}: {e}"
         raise SchemaError(f"the generated module does not load ({line}): {text}",
-                          file=", ".join(s.label for s in sources)) from e
+                          file=files) from e
     finally:
         del sys.modules[name]
+
+
+def _check_fields(cls: type, properties: Mapping[str, Any], files: str) -> None:
+    """The wire names of ``cls`` are its schema's keys, and each default is a value of its
+    field's type (a generator that wrote ``ﬁ`` as a field would have made it ``fi``)."""
+    info = msgspec.inspect.type_info(cls)
+    assert isinstance(info, msgspec.inspect.StructType)
+    wire = [f.encode_name for f in info.fields]
+    if sorted(wire) != sorted(properties):
+        missing = sorted(set(properties) - set(wire)) or sorted(properties)
+        raise SchemaError(f"class {cls.__name__} does not read its schema's keys as written "
+                          f"(missing {', '.join(map(repr, missing))}, has "
+                          f"{', '.join(map(repr, wire))})", file=files)
+    for f in info.fields:
+        default = f.default
+        if default is msgspec.NODEFAULT or default is msgspec.UNSET or default is None:
+            continue
+        expected: list[type] = []
+        for t in _members(f.type):
+            if isinstance(t, msgspec.inspect.CustomType):
+                expected.append(t.cls)
+            elif type(t) in _BUILTIN_OF:
+                expected.append(_BUILTIN_OF[type(t)])
+            elif not isinstance(t, msgspec.inspect.NoneType):
+                break  # a union with a plain type: the generator's value is one of them
+        else:
+            if expected and not isinstance(default, tuple(expected)):
+                raise SchemaError(f"default of {cls.__name__}.{f.name} is {default!r}, "
+                                  f"not a {' or '.join(t.__name__ for t in expected)}",
+                                  file=files)
+
+
+# the format types a default must be an instance of
+_BUILTIN_OF: dict[type, type] = {msgspec.inspect.DecimalType: Decimal,
+                                 msgspec.inspect.UUIDType: uuid.UUID}
+
+
+def _members(info: Any) -> list[Any]:
+    while isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
+    if isinstance(info, msgspec.inspect.UnionType):
+        return [m for t in info.types for m in _members(t)]
+    return [info]
 
 
 # =========================================================================================
 # infer
 # =========================================================================================
 
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                   r"[0-9a-fA-F]{12}")
+# lowercase only: uuid.UUID writes an uppercase one back in lowercase (its text lost), so
+# those stay strings; a map keeps its keys' text, so an uppercase one is an ID key still
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID_KEY = re.compile(_UUID.pattern, re.IGNORECASE)
 _NO_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
 _ID_KEY = re.compile(r"-?[0-9]+")
 #: distinct ID keys that make objects a map rather than a record with odd field names
 _MAP_MIN_KEYS = 3
+#: the counters of a _Node, summed when two are merged
+_NODE_COUNTS = ("present", "nulls", "bools", "ints", "int_above_53", "numbers",
+                "dec_value_loss", "dec_text_loss", "strings", "ts_offset", "ts_no_offset",
+                "ts_subus", "uuids", "decimal_strings", "with_point", "objects", "map_objects",
+                "arrays")
 _MAX_TRACKED_SCALES = 16
 
 
 def _is_id_key(key: str) -> bool:
-    return bool(_ID_KEY.fullmatch(key) or _UUID.fullmatch(key))
+    return bool(_ID_KEY.fullmatch(key) or _UUID_KEY.fullmatch(key))
 
 
 class _Node:
@@ -1022,6 +1401,7 @@ class _Node:
         "map_item",
         "map_keys",
         "map_objects",
+        "map_only",
         "max_items",
         "max_sig_digits",
         "nulls",
@@ -1061,10 +1441,14 @@ class _Node:
         self.distinct: dict[str, int] | None = {}
         self.objects = 0
         self.props: dict[str, _Node] = {}
-        # objects whose keys are all IDs (digits or UUIDs): maybe a map, not a record
+        # objects whose keys are all IDs (digits or UUIDs), or none: maybe a map, not a
+        # record
         self.map_objects = 0
-        self.map_keys: set[str] = set()  # the first few distinct keys
+        self.map_keys: set[str] = set()  # the first _MAP_MIN_KEYS distinct keys
         self.map_item: _Node | None = None  # every value of those objects
+        # a map seen (every object so far keyed by IDs, _MAP_MIN_KEYS distinct): props is
+        # no longer kept (a key per SKU), map_item holds every value of every object
+        self.map_only = False
         self.arrays = 0
         self.max_items = 0
         self.item: _Node | None = None
@@ -1082,6 +1466,14 @@ class _InferOptions:
 #: walk recurses, and their JSON Schema (two levels a level) outgrows what json writes.
 _MAX_DEPTH = 256
 
+class _Unreadable(ValueError):
+    """A payload inference cannot read; ``reason`` is what is counted of it."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class _Inferrer:
     def __init__(self, options: _InferOptions) -> None:
         self.options = options
@@ -1089,24 +1481,16 @@ class _Inferrer:
         self.events: Counter[tuple[str, int]] = Counter()
         self.invalid: Counter[tuple[str, int]] = Counter()
         self.invalid_examples: dict[tuple[str, int], str] = {}
+        self.reasons: Counter[str] = Counter()  # why payloads were unreadable, all types
 
     def add(self, raw: RawEvent) -> None:
         key = (raw.type, raw.schema_version)
         self.events[key] += 1
         try:
-            if not raw.is_json:
-                raise ValueError(f"content type {raw.content_type!r} is not JSON")
-            payload = lossless.decode(raw.data)
-            if not isinstance(payload, dict):
-                raise ValueError("payload is not a JSON object")
-            if may_nest(raw.data, _MAX_DEPTH + 1):
-                depth = nesting_depth(payload)
-                if depth > _MAX_DEPTH:
-                    raise ValueError(f"nested {depth} levels, deeper than inference goes "
-                                     f"({_MAX_DEPTH}): its JSON Schema, two levels a level, "
-                                     f"could not be written")
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as e:
+            payload = self._payload(raw)
+        except _Unreadable as e:
             self.invalid[key] += 1
+            self.reasons[e.reason] += 1
             self.invalid_examples.setdefault(
                 key, f"stream {raw.stream!r} version {raw.version}: {e}")
             return
@@ -1114,6 +1498,34 @@ class _Inferrer:
         if node is None:
             node = self.roots[key] = _Node()
         self._visit(node, payload)
+
+    @staticmethod
+    def _payload(raw: RawEvent) -> dict[str, Any]:
+        """The payload as inference reads it, or :class:`_Unreadable` saying why not."""
+        if not raw.is_json:
+            raise _Unreadable("not JSON", f"content type {raw.content_type!r} is not JSON")
+        try:
+            payload = lossless.decode(raw.data)
+        except (msgspec.DecodeError, UnicodeDecodeError) as e:
+            raise _Unreadable("invalid UTF-8" if is_invalid_utf8(e) else "not JSON",
+                              str(e)) from e
+        except RecursionError as e:
+            raise _Unreadable("nested too deep", f"nested too deep to decode: {e}") from e
+        if not isinstance(payload, dict):
+            raise _Unreadable("not an object", "payload is not a JSON object")
+        if may_nest(raw.data, _MAX_DEPTH + 1):
+            depth = nesting_depth(payload)
+            if depth > _MAX_DEPTH:
+                raise _Unreadable("nested too deep",
+                                  f"nested {depth} levels, deeper than inference goes "
+                                  f"({_MAX_DEPTH}): its JSON Schema, two levels a level, "
+                                  f"could not be written")
+        if has_duplicate_key(raw.data, payload):  # decoding kept the last value alone
+            pointer, name = find_duplicate_key(raw.data) or ("", "?")
+            raise _Unreadable("with a key repeated",
+                              f"duplicate key {name!r} in {pointer or '/'} (Go and "
+                              "JavaScript silently keep the last value)")
+        return payload
 
     def _visit(self, node: _Node, value: Any) -> None:
         node.present += 1
@@ -1129,19 +1541,34 @@ class _Inferrer:
             self._string(node, value)
         elif isinstance(value, dict):
             node.objects += 1
+            if all(map(_is_id_key, value)):  # {} too: an empty map is a map
+                node.map_objects += 1  # also seen as a map's values
+                keys = node.map_keys
+                for key in itertools.islice(value, _MAP_MIN_KEYS):
+                    if len(keys) >= _MAP_MIN_KEYS:
+                        break
+                    keys.add(key)
+                if value:
+                    if node.map_item is None:
+                        node.map_item = _Node()
+                    for item in value.values():
+                        self._visit(node.map_item, item)
+                if node.map_only:
+                    return
+                if node.map_objects == node.objects and len(keys) >= _MAP_MIN_KEYS:
+                    node.map_only = True  # a key per SKU: no longer kept as a record's
+                    node.props = {}
+                    return
+            elif node.map_only:  # a map, now with other keys too: a map of all values
+                assert node.map_item is not None
+                for item in value.values():
+                    self._visit(node.map_item, item)
+                return
             for key, item in value.items():
                 child = node.props.get(key)
                 if child is None:
                     child = node.props[key] = _Node()
                 self._visit(child, item)
-            if value and all(map(_is_id_key, value)):  # also seen as a map's values
-                node.map_objects += 1
-                if len(node.map_keys) < _MAP_MIN_KEYS:
-                    node.map_keys.update(itertools.islice(value, _MAP_MIN_KEYS))
-                if node.map_item is None:
-                    node.map_item = _Node()
-                for item in value.values():
-                    self._visit(node.map_item, item)
         elif isinstance(value, list):
             node.arrays += 1
             node.max_items = max(node.max_items, len(value))
@@ -1225,60 +1652,141 @@ class _Inferrer:
         return out
 
     def _schema(self, node: _Node) -> dict[str, Any]:
-        types_: list[str] = []
-        schema: dict[str, Any] = {}
+        # (JSON type, the keywords that describe its values)
+        parts: list[tuple[str, dict[str, Any]]] = []
         evidence: dict[str, Any] = {"values": node.present}
         if node.nulls:
             evidence["null"] = node.nulls
-        if node.objects and node.map_objects == node.objects \
-                and len(node.map_keys) >= _MAP_MIN_KEYS and node.map_item is not None:
+        values = self._map_values(node) if node.objects else None
+        if values is not None:
             # keyed by IDs (an order's lines by SKU): a map, open to keys not seen yet
-            types_.append("object")
-            schema["additionalProperties"] = self._schema(node.map_item)
+            parts.append(("object", {"additionalProperties": self._schema(values)}))
             evidence["objects"] = node.objects
             evidence["map"] = f"every key an ID (digits or a UUID); at least " \
                               f"{len(node.map_keys)} distinct"
+            if node.map_objects < node.objects:
+                evidence["map"] += f"; {node.objects - node.map_objects} of {node.objects} " \
+                                   "objects have other keys too: their values are the map's"
         elif node.objects:
-            types_.append("object")
+            record: dict[str, Any] = {}
             props = {}
             required = []
             for key, child in node.props.items():
                 props[key] = self._schema(child)
                 if child.present == node.objects:
                     required.append(key)
-            schema["properties"] = props
+            record["properties"] = props
             if required:
-                schema["required"] = required
+                record["required"] = required
             if self.options.closed:
-                schema["additionalProperties"] = False
+                record["additionalProperties"] = False
+            parts.append(("object", record))
             evidence["objects"] = node.objects
         if node.arrays:
-            types_.append("array")
-            schema["items"] = self._schema(node.item) if node.item is not None else {}
+            parts.append(("array", {"items": self._schema(node.item)
+                                    if node.item is not None else {}}))
             evidence["arrays"] = node.arrays
             evidence["max_items"] = node.max_items
         if node.strings:
-            types_.append("string")
-            self._string_schema(node, schema, evidence)
+            parts.append(("string", {}))
+            self._string_schema(node, parts[-1][1], evidence)
         if node.numbers:
-            self._number_schema(node, schema, evidence)
-            if node.ints and "format" not in schema:
+            number: dict[str, Any] = {}
+            self._number_schema(node, number, evidence)
+            if node.ints and "format" not in number:
                 # float64 holds these ints exactly, but a float field would give 1 back as
                 # 1.0: the ints keep a type of their own (int | float)
-                types_.append("integer")
-            types_.append("number")
+                parts.append(("integer", {}))
+            parts.append(("number", number))
         elif node.ints:
-            types_.append("integer")
-            self._integer_schema(node, schema, evidence)
+            parts.append(("integer", {}))
+            self._integer_schema(node, parts[-1][1], evidence)
         if node.bools:
-            types_.append("boolean")
+            parts.append(("boolean", {}))
             evidence["booleans"] = node.bools
-        if node.nulls:
-            types_.append("null")
-        if types_:
-            schema = {"type": types_[0] if len(types_) == 1 else types_, **schema}
+        schema: dict[str, Any]
+        if len(parts) > 1 and any("format" in keywords for _, keywords in parts):
+            # a format describes one type (decimal: a string's or a number's): each its own
+            schema = {"anyOf": [{"type": t, **keywords} for t, keywords in parts]}
+            if node.nulls:
+                schema["anyOf"].append({"type": "null"})
+        else:
+            types_ = [t for t, _ in parts] + (["null"] if node.nulls else [])
+            schema = {k: v for _, keywords in parts for k, v in keywords.items()}
+            if types_:
+                schema = {"type": types_[0] if len(types_) == 1 else types_, **schema}
         schema[EVIDENCE] = evidence
         return schema
+
+    def _map_values(self, node: _Node) -> _Node | None:
+        """Every value of the objects at ``node`` when they make a map, else None.
+
+        Objects keyed by IDs only, ``_MAP_MIN_KEYS`` distinct, make a map; objects there with
+        other keys as well keep it one, of all their values (whichever came first: a map
+        seen first no longer has its keys as a record's)."""
+        if node.map_only:
+            return node.map_item
+        if len(node.map_keys) < _MAP_MIN_KEYS:
+            return None
+        if node.map_objects == node.objects:
+            return node.map_item
+        return self._values_of(node)
+
+    def _merge(self, into: _Node, other: _Node) -> None:
+        """Add to ``into`` (a node of its own, not a visited one) what ``other`` saw, as if
+        it had visited those values too."""
+        for name in _NODE_COUNTS:
+            setattr(into, name, getattr(into, name) + getattr(other, name))
+        into.int_min = _min_opt(into.int_min, other.int_min)
+        into.int_max = _max_opt(into.int_max, other.int_max)
+        into.max_sig_digits = max(into.max_sig_digits, other.max_sig_digits)
+        into.max_items = max(into.max_items, other.max_items)
+        if into.scales is not None:
+            into.scales = None if other.scales is None else into.scales | other.scales
+            if into.scales is not None and len(into.scales) > _MAX_TRACKED_SCALES:
+                into.scales = None
+        if into.distinct is not None:
+            if other.distinct is None:
+                into.distinct = None
+            else:
+                for text, count in other.distinct.items():
+                    into.distinct[text] = into.distinct.get(text, 0) + count
+                if len(into.distinct) > self.options.enum_max_distinct:
+                    into.distinct = None
+        for key in other.map_keys:
+            if len(into.map_keys) >= _MAP_MIN_KEYS:
+                break
+            into.map_keys.add(key)
+        if other.map_only and not into.map_only:
+            into.map_item = self._values_of(into)
+            into.props = {}
+            into.map_only = True
+        if into.map_only:
+            values = other.map_item if other.map_only else self._values_of(other)
+            if values is not None:
+                self._merge(self._map_item(into), values)
+        else:
+            for key, child in other.props.items():
+                self._merge(into.props.setdefault(key, _Node()), child)
+            if other.map_item is not None:
+                self._merge(self._map_item(into), other.map_item)
+        if other.item is not None:
+            if into.item is None:
+                into.item = _Node()
+            self._merge(into.item, other.item)
+
+    def _values_of(self, node: _Node) -> _Node:
+        """Every value of the objects at ``node`` (kept as a record's), in a node of its own."""
+        values = _Node()
+        for child in node.props.values():
+            self._merge(values, child)
+        return values
+
+    @staticmethod
+    def _map_item(node: _Node) -> _Node:
+        if node.map_item is None:
+            node.map_item = _Node()
+        return node.map_item
 
     def _integer_schema(self, node: _Node, schema: dict[str, Any],
                         evidence: dict[str, Any]) -> None:
@@ -1343,8 +1851,9 @@ def infer(events: Iterable[RawEvent], *, enum_max_distinct: int = 10,
 
     Each property carries the formats the data proves (see the module docstring) and the
     counts behind them under ``x-evtools-evidence``. ``closed`` writes
-    ``additionalProperties: false`` (a field never seen is drift). Payloads that are not
-    JSON objects are counted (``invalid`` in the root evidence) and otherwise skipped.
+    ``additionalProperties: false`` (a field never seen is drift). Payloads that cannot be
+    read (not a JSON object, not JSON or not UTF-8, a key repeated, nested deeper than
+    inference goes) are counted (``invalid`` in the root evidence) and otherwise skipped.
     """
     return _run_inference(events, enum_max_distinct, enum_min_values, closed).schemas()
 
@@ -1386,9 +1895,8 @@ class SchemaInference:
         counts = Counter(names.values())
         for (event_type, version), name in names.items():
             if counts[name] > 1:
-                digest = hashlib.sha256(event_type.encode()).hexdigest()[:8]
-                names[(event_type, version)] = self.file_name(f"{event_type}-{digest}",
-                                                              version)
+                names[(event_type, version)] = self.file_name(
+                    f"{event_type}-{_type_digest(event_type)}", version)
         return names
 
     def write(self, out_dir: Path | str) -> list[Path]:
@@ -1439,8 +1947,12 @@ def infer_source(source: str, *, enum_max_distinct: int = 10, enum_min_values: i
         raise InputError(f"{source} holds no events: nothing to infer a schema from")
     if not inferrer.roots:  # every payload unreadable: say why, with the first one
         key = min(inferrer.invalid_examples)
-        raise InputError(f"{source}: no event payload is a JSON object, nothing to infer a "
-                         f"schema from; the first {key[0]} v{key[1]}: "
+        reasons = inferrer.reasons
+        found = "is a JSON object" if set(reasons) == {"not an object"} else (
+            "can be read (" + ", ".join(f"{n} {reason}" for reason, n in
+                                        sorted(reasons.items(), key=lambda r: -r[1])) + ")")
+        raise InputError(f"{source}: no event payload {found}, nothing to infer a schema "
+                         f"from; the first {key[0]} v{key[1]}: "
                          f"{inferrer.invalid_examples[key]}")
     return SchemaInference(source=source, schemas=inferrer.schemas(),
                            events=dict(inferrer.events), invalid=dict(inferrer.invalid),
@@ -1549,7 +2061,10 @@ def check(events: Iterable[RawEvent], registry: Registry) -> DriftReport:
     JSON type, a value out of range, an invalid value (enum, UUID, timestamp, pattern).
     Events no class or upcaster reaches, of unknown types, or not JSON are reported too.
     Fields the class does not declare are reported even where the registry keeps or
-    ignores them.
+    ignores them. An event the class accepts but writes back otherwise is not exact either:
+    a string ``"5.10"`` read into a ``Decimal`` field comes back as a number, ``3`` in a
+    float field as ``3.0``, an uppercase UUID in lowercase (absent optional fields written
+    back as ``null`` or their default are not counted).
     """
     if not isinstance(registry, Registry):
         hint = " (call it: check(events, order_registry()))" if callable(registry) else ""
@@ -1558,10 +2073,11 @@ def check(events: Iterable[RawEvent], registry: Registry) -> DriftReport:
     examples: dict[tuple[str, int, str, str], tuple[str, int, str, str]] = {}
     events_seen: Counter[tuple[str, int]] = Counter()
     accepted: Counter[tuple[str, int]] = Counter()
+    classes = _Classes()
     for raw in events:
         type_key = (raw.type, raw.schema_version)
         events_seen[type_key] += 1
-        problems = _problems_of(raw, registry)
+        problems = _problems_of(raw, registry, classes)
         if not problems:
             accepted[type_key] += 1
             continue
@@ -1581,7 +2097,59 @@ def check(events: Iterable[RawEvent], registry: Registry) -> DriftReport:
                        problems=tuple(rows))
 
 
-def _problems_of(raw: RawEvent, registry: Registry) -> list[_Problem]:
+class _Classes:
+    """What check needs of each registered class, worked out once per class rather than
+    once per event: its msgspec type info, and whether it may write a value back otherwise
+    than it was read."""
+
+    # types that write back the token they read (Decimal, float, UUID, Any and the rest
+    # may not: their values are compared after a write)
+    _EXACT = (msgspec.inspect.NoneType, msgspec.inspect.BoolType, msgspec.inspect.IntType,
+              msgspec.inspect.StrType, msgspec.inspect.EnumType, msgspec.inspect.LiteralType,
+              msgspec.inspect.RawType)
+
+    def __init__(self) -> None:
+        self._info: dict[type, Any] = {}
+        self._rewrites: dict[type, bool] = {}
+
+    def info(self, cls: type) -> Any:
+        info = self._info.get(cls)
+        if info is None:
+            info = self._info[cls] = msgspec.inspect.type_info(cls)
+        return info
+
+    def may_rewrite(self, cls: type) -> bool:
+        found = self._rewrites.get(cls)
+        if found is None:
+            found = self._rewrites[cls] = self._rewriting(self.info(cls), set())
+        return found
+
+    def _rewriting(self, info: Any, seen: set[int]) -> bool:
+        mi = msgspec.inspect
+        if isinstance(info, self._EXACT):
+            return False
+        if isinstance(info, mi.CustomType):
+            return info.cls not in (Timestamp, DecimalText, UInt64)
+        if id(info) in seen:  # a recursive class
+            return False
+        seen.add(id(info))
+        if isinstance(info, mi.Metadata):
+            return self._rewriting(info.type, seen)
+        if isinstance(info, mi.UnionType):
+            return any(self._rewriting(t, seen) for t in info.types)
+        if isinstance(info, mi.StructType | mi.DataclassType | mi.TypedDictType):
+            return any(self._rewriting(f.type, seen) for f in info.fields)
+        if isinstance(info, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+            return self._rewriting(info.item_type, seen)
+        if isinstance(info, mi.TupleType):
+            return any(self._rewriting(t, seen) for t in info.item_types)
+        if isinstance(info, mi.DictType):
+            return self._rewriting(info.key_type, seen) or self._rewriting(info.value_type,
+                                                                           seen)
+        return True
+
+
+def _problems_of(raw: RawEvent, registry: Registry, classes: _Classes) -> list[_Problem]:
     try:
         decoded = registry.decode_verbose(raw)
     except UnknownEventType as e:
@@ -1589,12 +2157,12 @@ def _problems_of(raw: RawEvent, registry: Registry) -> list[_Problem]:
     except UnknownSchemaVersion as e:
         return [_Problem("unreachable", "", "", e.message)]
     except UpcastError as e:
-        return _explain_upcast(raw, registry, e)
+        return _explain_upcast(raw, registry, e, classes)
     except DecodeError as e:
         path = e.context.path or ""
         return [_Problem("invalid_json", path, _field_of(path), e.message)]
     except SchemaError as e:
-        return _explain(raw, registry, e)
+        return _explain(raw, registry, e, classes)
     except InputError as e:
         path = e.context.path or ""
         return [_Problem("invalid_value", path, _field_of(path), e.message)]
@@ -1603,20 +2171,70 @@ def _problems_of(raw: RawEvent, registry: Registry) -> list[_Problem]:
              for p in decoded.unknown]
     if found:
         return found
-    return []
+    if raw.schema_version == registry.latest_version(raw.type) \
+            and classes.may_rewrite(type(decoded.event)):  # not an upcast one: its own class
+        try:
+            written = registry.encode(decoded.event)
+        except UsageError as e:
+            return [_Problem("invalid_value", "", "", e.message)]
+        if written != raw.data:
+            _compare_written(lossless.decode(raw.data), lossless.decode(written), "", found)
+    return found
+
+
+def _compare_written(sent: Any, written: Any, pointer: str, out: list[_Problem]) -> None:
+    """Where ``written`` (the class's write-back) is not ``sent``: another JSON type, another
+    string, another number or fewer decimals (``19.90`` as ``19.9``; ``1E+5`` as ``100000.0``
+    is the same number). Fields absent from ``sent`` are not compared."""
+    kind, kind_back = _kind_of(sent), _kind_of(written)
+    if kind != kind_back:
+        out.append(_Problem("wrong_type", pointer, _field_of(pointer),
+                            f"{kind} {_token(sent)} is accepted but written back as "
+                            f"{kind_back} {_token(written)}"))
+    elif kind == "object":
+        for key, value in sent.items():
+            if key in written:
+                _compare_written(value, written[key],
+                                 f"{pointer}/{escape_pointer_token(key)}", out)
+    elif kind == "array":
+        for i, (value, back) in enumerate(zip(sent, written, strict=False)):
+            _compare_written(value, back, f"{pointer}/{i}", out)
+    elif kind == "string" and sent != written:
+        out.append(_Problem("invalid_value", pointer, _field_of(pointer),
+                            f"{_token(sent)} is written back as {_token(written)}"))
+    elif kind in ("integer", "number") and (sent != written
+                                            or _scale(sent) > _scale(written)):
+        out.append(_Problem("out_of_range", pointer, _field_of(pointer),
+                            f"{_token(sent)} is written back as {_token(written)}"))
+
+
+def _scale(number: int | Decimal) -> int:
+    if isinstance(number, int):
+        return 0
+    exponent = number.as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+_token_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+def _token(value: Any) -> str:
+    """``value`` as JSON text (a Decimal as the number it was read from)."""
+    return _token_encoder.encode(value).decode()
 
 
 _MISSING_STEP = re.compile(r"no upcaster for .* from v(\d+) ")
 
 
-def _explain_upcast(raw: RawEvent, registry: Registry, error: UpcastError) -> list[_Problem]:
+def _explain_upcast(raw: RawEvent, registry: Registry, error: UpcastError,
+                    classes: _Classes) -> list[_Problem]:
     """An old event no upcaster chain turns into its current class: when the event does
     not even fit the class of its own version, those field problems say why; otherwise
     (or when no upcaster exists at all) it is ``unreachable``."""
     problems: list[_Problem] = []
     if (raw.type, raw.schema_version) in registry:
         own = registry.class_for(raw.type, raw.schema_version)
-        _walk_payload(raw.data, own, problems)
+        _walk_payload(raw.data, classes.info(own), problems)
     missing_step = not error.message.startswith("upcast ")  # no upcaster, a cycle, a crash
     if problems and not missing_step:
         return problems
@@ -1633,20 +2251,22 @@ def _explain_upcast(raw: RawEvent, registry: Registry, error: UpcastError) -> li
     return [*problems, _Problem("unreachable", path, _field_of(path), message)]
 
 
-def _walk_payload(data: bytes, cls: type, problems: list[_Problem]) -> None:
+def _walk_payload(data: bytes, info: Any, problems: list[_Problem]) -> None:
     try:
         payload = lossless.decode(data)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
         problems.append(_Problem("invalid_json", "", "", f"payload is not valid JSON: {e}"))
         return
-    _Walker(problems).walk(payload, msgspec.inspect.type_info(cls), "", "")
+    _Walker(problems).walk(payload, info, "", "")
 
 
-def _explain(raw: RawEvent, registry: Registry, error: SchemaError) -> list[_Problem]:
+def _explain(raw: RawEvent, registry: Registry, error: SchemaError,
+             classes: _Classes) -> list[_Problem]:
     """All problems of a payload its class refused (second pass, field by field)."""
     problems: list[_Problem] = []
     if (raw.type, raw.schema_version) in registry:
-        _walk_payload(raw.data, registry.class_for(raw.type, raw.schema_version), problems)
+        _walk_payload(raw.data, classes.info(registry.class_for(raw.type, raw.schema_version)),
+                      problems)
     if not problems:  # the registry saw something the walk does not model: trust it
         path = error.context.path or ""
         kind, field_name = _classify(error.message)
@@ -2058,8 +2678,9 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--registry-name", default="registry",
                    help="name of the module-level Registry (default: registry)")
     p.add_argument("--optional", choices=["none", "unset"], default="none",
-                   help="optional fields as `T | None = None` (default) or "
-                        "`T | UnsetType = UNSET`")
+                   help="optional fields as `T | None = None` (default: an absent field is "
+                        "written back as null) or `T | UnsetType = UNSET` (absent stays "
+                        "absent: events are written back exactly as read)")
     p.set_defaults(func=cmd_codegen)
 
     p = subparsers.add_parser("schema", help="infer schemas from a store; check drift")

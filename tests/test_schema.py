@@ -295,6 +295,128 @@ def test_codegen_maps_uint64_to_the_uint64_scalar(tmp_path: Path) -> None:
     assert bundler_schema == {"type": "integer", "customTypePath": "evtools.scalars.UInt64"}
 
 
+def test_codegen_gives_keys_python_would_normalise_ascii_names(tmp_path: Path) -> None:
+    """Python reads identifiers NFKC-normalised: a field written ``latency_µs`` (U+00B5) is
+    ``latency_μs`` (U+03BC), ``ﬁ`` is ``fi`` and the Kelvin sign is ``K``, so the classes
+    neither decoded those keys nor kept two of them apart (enum members likewise)."""
+    keys = ["latency_\u00b5s", "fi", "\ufb01", "K", "\u212a", "caf\u00e9", "x\u00b2"]
+    schema = {"title": "Req", "type": "object", "additionalProperties": False,
+              "required": [*keys, "op"],
+              "properties": {**{k: {"type": "integer"} for k in keys},
+                             "op": {"enum": ["fi", "\ufb01", "A", "\uff21"]}}}
+    module = generate(tmp_path, schema)
+    fields = msgspec.inspect.type_info(module.Req).fields
+    assert [f.encode_name for f in fields] == [*keys, "op"]
+    assert all(f.name.isascii() for f in fields)
+    assert len({f.name for f in fields}) == len(fields)
+    payload = {**{k: i for i, k in enumerate(keys)}, "op": "\ufb01"}
+    event = module.registry.decode(raw("Req", payload))
+    assert event.op.value == "\ufb01"
+    assert json.loads(module.registry.encode(event)) == payload
+    assert [m.value for m in type(event.op)] == ["fi", "\ufb01", "A", "\uff21"]
+
+
+def test_codegen_keeps_each_format_with_its_type_and_writes_decodable_unions(
+        tmp_path: Path) -> None:
+    """A field of several JSON types had shared one format: "x" beside 19.90 was typed
+    DecimalText, and a custom type in a union made msgspec refuse the class (exit 2)."""
+    sent = [b'{"a": "5.10", "b": 18446744073709551615, "d": 19.90, "e": 19.90, '
+            b'"i": 9007199254740993}',
+            b'{"a": 7, "b": "x", "d": "x", "e": true, "i": "n/a"}']
+    events = [raw("Mixed", data, position=i) for i, data in enumerate(sent)]
+    schema = S.infer(events)[("Mixed", 1)]
+    props = schema["properties"]
+    assert props["a"]["anyOf"] == [{"type": "string", "format": "decimal"}, {"type": "integer"}]
+    assert props["b"]["anyOf"] == [{"type": "string"}, {"type": "integer", "format": "uint64"}]
+    assert props["d"]["anyOf"] == [{"type": "string"}, {"type": "number", "format": "decimal"}]
+    assert props["e"]["anyOf"] == [{"type": "number", "format": "decimal"}, {"type": "boolean"}]
+    module = load(S.codegen([write(tmp_path / "Mixed.v1.json", schema)], root=tmp_path))
+    first, second = (module.registry.decode(e) for e in events)
+    assert first.a == "5.10" and second.a == 7  # the text as sent, not a DecimalText
+    assert first.b == 2**64 - 1 and second.b == "x" and second.d == "x"
+    assert isinstance(first.e, Decimal) and str(first.e) == "19.90" and second.e is True
+    assert json.loads(module.registry.encode(second)) == json.loads(sent[1])
+    with pytest.raises(SchemaError):  # the int64 bounds hold in a union too
+        module.registry.decode(raw("Mixed", {**json.loads(sent[0]), "i": 2**63}))
+    with pytest.raises(SchemaError):
+        module.registry.decode(raw("Mixed", {**json.loads(sent[0]), "b": -1}))
+    hand = {"title": "Hand", "type": "object", "required": ["x", "u"], "properties": {
+        "x": {"type": ["string", "number"], "format": "decimal"},
+        "u": {"type": ["string", "integer"], "format": "uuid"},
+        "n": {"type": ["integer", "string", "null"], "format": "int64"}}}
+    registry = generate(tmp_path / "hand", hand).registry
+    event = registry.decode(raw("Hand", {"x": "x", "u": 5, "n": "7"}))
+    assert (event.x, event.u, event.n) == ("x", 5, "7")
+    event = registry.decode(raw("Hand", {"x": 1.5, "u": str(uuid.UUID(int=1)), "n": 2**60}))
+    assert event.x == 1.5 and event.u == uuid.UUID(int=1) and event.n == 2**60
+
+
+def test_codegen_writes_format_defaults_as_values_of_the_field_type(tmp_path: Path) -> None:
+    """The generator wrote the JSON value: ``amt: Decimal = 1.1`` (a float, read through
+    json.loads: the scale of 1.10 lost), ``at: Timestamp = "2024-..."`` (a str)."""
+    path = tmp_path / "Ev.json"  # by hand: json.dumps would write 1.10 as 1.1
+    path.write_text('{"title": "Ev", "type": "object", "additionalProperties": false, '
+                    '"properties": {'
+                    '"at": {"type": "string", "format": "date-time", '
+                    '"default": "2024-01-01T00:00:00.5+02:00"}, '
+                    '"amt": {"type": "number", "format": "decimal", "default": 1.10}, '
+                    '"maybe": {"type": ["number", "null"], "format": "decimal", '
+                    '"default": 2.50}, '
+                    '"txt": {"type": "string", "format": "decimal", "default": "1.10"}, '
+                    '"id": {"type": "string", "format": "uuid", '
+                    '"default": "6de2fb1f-a098-4691-8352-bc85e456559c"}, '
+                    '"u": {"type": "integer", "format": "uint64", "default": 5}}}',
+                    encoding="utf-8")
+    source = S.codegen([path], root=tmp_path)
+    assert 'amt: Decimal = Decimal("1.10")' in source
+    event = load(source).Ev()
+    assert str(event.at) == "2024-01-01T00:00:00.5+02:00" and isinstance(event.at, Timestamp)
+    assert isinstance(event.amt, Decimal) and str(event.amt) == "1.10"
+    assert isinstance(event.maybe, Decimal) and str(event.maybe) == "2.50"
+    assert type(event.txt) is DecimalText and str(event.txt) == "1.10"
+    assert event.id == uuid.UUID("6de2fb1f-a098-4691-8352-bc85e456559c")
+    assert type(event.u) is UInt64 and event.u == 5
+    for bad, message in [({"type": "string", "format": "uuid", "default": "nope"}, "UUID"),
+                         ({"type": "number", "format": "decimal", "default": "abc"}, "Decimal"),
+                         ({"type": "string", "format": "date-time", "default": 5}, "type"),
+                         ({"type": "integer", "format": "uint64", "default": -1}, "UInt64")]:
+        schema = {"title": "Ev", "type": "object", "properties": {"f": bad}}
+        with pytest.raises(SchemaError, match=f"default .* not a.*{message}") as e:
+            S.codegen([write(tmp_path / "bad.json", schema)], root=tmp_path)
+        assert (e.value.context.file, e.value.context.path) == ("bad.json", "/properties/f")
+
+
+def test_codegen_names_types_that_spell_one_class_name_apart(tmp_path: Path) -> None:
+    """``a.b``, ``a_b`` and ``a/b`` (or ``list`` and ``List``) gave one class name and
+    codegen failed; ``StrEnum`` was not written (the generator imports it)."""
+    event_types = ["a.b", "a_b", "a/b", "list", "List", "StrEnum", "Struct", "StructEvent"]
+    paths = [write(tmp_path / f"s{i}.json", {"x-evtools-event": t, "type": "object",
+                                               "properties": {"n": {"type": "integer"}}})
+             for i, t in enumerate(event_types)]
+    source = S.codegen(paths, root=tmp_path)
+    assert S.codegen(paths[::-1], root=tmp_path) == source  # deterministic
+    registry = load(source).registry
+    classes = {t: registry.class_for(t, 1) for t in event_types}
+    assert len(set(classes.values())) == len(event_types)
+    assert classes["StrEnum"].__name__ == "StrEnumEvent"
+    for t in event_types:
+        assert type(registry.decode(raw(t, {"n": 1}))) is classes[t]
+
+
+@pytest.mark.parametrize(("schema_id", "version"), [
+    ("https://schemas.example.com/v1/orders/OrderPlaced.v3.json", 3),
+    ("https://schemas.example.com/v2/orders/OrderPlaced.json", 1),
+    ("https://example.com/events/OrderPlaced/v4", 4),
+    ("https://example.com/events/OrderPlaced/v5/", 5),
+    ("OrderPlaced.v6.json#", 6),
+])
+def test_codegen_reads_the_version_from_the_last_segment_of_id(
+        tmp_path: Path, schema_id: str, version: int) -> None:
+    schema = {"$id": schema_id, "title": "OrderPlaced", "type": "object",
+              "properties": {"a": {"type": "integer"}}}
+    assert ("OrderPlaced", version) in generate(tmp_path, schema).registry
+
+
 # -- codegen: errors --------------------------------------------------------------------------
 
 def test_codegen_errors_name_file_and_path(tmp_path: Path) -> None:
@@ -354,6 +476,39 @@ def test_missing_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setitem(sys.modules, "jsonschema", None)
     with pytest.raises(MissingDependency, match="jsonschema"):
         S._import_jsonschema()
+
+
+def test_codegen_refuses_a_registry_name_the_module_imports_or_defines(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.json", {"title": "A", "properties": {"n": {"type": "integer"}}})
+    for name in ("Struct", "UUID", "Timestamp", "StrEnum", "field", "Registry"):
+        with pytest.raises(UsageError, match=f"registry name '{name}' is a name the "
+                                             "generated module imports"):
+            S.codegen([path], root=tmp_path, registry_name=name)
+
+
+def test_codegen_refuses_a_schema_nested_too_deep_naming_file_and_depth(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Had been a RecursionError traceback: in json.loads (100k brackets), and in the
+    metaschema check for the schema inferred from a payload nested 100 levels."""
+    from evtools.cli import main
+
+    deep = tmp_path / "deep.json"
+    deep.write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(SchemaError, match="schema nested 100000 levels, deeper than codegen "
+                                          "reads") as e:
+        S.codegen([deep], root=tmp_path)
+    assert e.value.context.file == "deep.json"
+    payload: dict[str, Any] = {"a": 1}
+    for _ in range(99):
+        payload = {"a": payload}
+    inferred = write(tmp_path / "Deep.v1.json", S.infer([raw("Deep", payload)])[("Deep", 1)])
+    with pytest.raises(SchemaError, match=r"schema nested \d+ levels") as e:
+        S.codegen([inferred], root=tmp_path)
+    assert e.value.context.file == "Deep.v1.json"
+    assert main(["codegen", str(deep)]) == 2
+    err = capsys.readouterr().err
+    assert "deep.json" in err and "nested 100000 levels" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 # -- round trip: data/schemas <-> evtools.orders <-> the generated workload -----------------------
@@ -647,6 +802,59 @@ def test_an_int_beside_floats_is_int_or_float_not_float() -> None:
     assert S.infer(money)[("Thing", 1)]["properties"]["x"]["type"] == "number"
 
 
+def test_an_empty_object_is_an_empty_map_not_a_record(tmp_path: Path) -> None:
+    """One ``{}`` had turned map detection off: a class per SKU, a new SKU drift."""
+    payloads: list[dict[str, Any]] = [
+        {"lines": {"101": {"q": 1}, "102": {"q": 2}, "103": {"q": 3}}},
+        {"lines": {"104": {"q": 1}}}, {"lines": {}}]
+    schema = S.infer(ST.to_events(payloads))[("Thing", 1)]
+    lines = schema["properties"]["lines"]
+    assert "properties" not in lines and lines["additionalProperties"]["required"] == ["q"]
+    module = load(S.codegen([write(tmp_path / "Thing.v1.json", schema)], root=tmp_path))
+    assert module.registry.decode(raw("Thing", {"lines": {"999": {"q": 5}}})).lines[
+        "999"].q == 5
+
+
+def test_a_map_keeps_no_field_per_key_whichever_object_comes_first() -> None:
+    """Every key of a map had been kept as a record's property too: 100k events of five
+    random SKUs each took 13.5 s and 1.47 GB. Objects with other keys as well keep it a
+    map, of all their values, in any order."""
+    payloads: list[dict[str, Any]] = [
+        {"lines": {str(10**9 + 7 * i + j): {"q": j} for j in range(5)}} for i in range(200)]
+    inferrer = S._run_inference(ST.to_events(payloads), 10, 20, True)
+    lines = inferrer.roots[("Thing", 1)].props["lines"]
+    assert lines.map_only and lines.props == {} and len(lines.map_keys) == 3
+    assert lines.map_item is not None and lines.map_item.present == 1000
+    mixed = [*payloads[:3], {"lines": {"total": 5}}]
+    found = {json.dumps(S.infer(ST.to_events(order))[("Thing", 1)], sort_keys=True)
+             for order in (mixed, mixed[::-1], [mixed[3], *mixed[:3]])}
+    assert len(found) == 1
+    values = json.loads(found.pop())["properties"]["lines"]["additionalProperties"]
+    assert values["type"] == ["object", "integer"] and values["required"] == ["q"]
+
+
+def test_infer_keeps_uppercase_uuids_strings() -> None:
+    """uuid.UUID writes an uppercase UUID back in lowercase: its text would be lost."""
+    ref = "6de2fb1f-a098-4691-8352-bc85e456559c"
+    payloads = [{"upper": ref.upper(), "lower": ref,
+                 "by_ref": {str(uuid.UUID(int=2**100 + i)).upper(): i for i in range(3)}}]
+    props = S.infer(ST.to_events(payloads))[("Thing", 1)]["properties"]
+    assert "format" not in props["upper"] and props["lower"]["format"] == "uuid"
+    assert "additionalProperties" in props["by_ref"]  # keys keep their text: still IDs
+
+
+def test_infer_counts_a_payload_that_repeats_a_key_unreadable() -> None:
+    """It had silently taken the last value of ``{"order_id": 1, "order_id": 2}``."""
+    events = [raw("A", b'{"order_id": 1, "order_id": 2}', stream="s-9"), raw("A", {"n": 3})]
+    inferrer = S._run_inference(events, 10, 20, True)
+    assert inferrer.invalid == {("A", 1): 1}
+    assert "stream 's-9' version 0: duplicate key 'order_id' in /" in \
+        inferrer.invalid_examples[("A", 1)]
+    schema = S.infer(events)[("A", 1)]
+    assert list(schema["properties"]) == ["n"]
+    assert schema[S.EVIDENCE] == {"events": 2, "decoded": 1, "invalid": 1}
+
+
 # -- check ------------------------------------------------------------------------------------
 
 class Kind(enum.Enum):
@@ -846,6 +1054,56 @@ def test_check_upcast_output_the_class_refuses_is_unreachable() -> None:
     assert "produced a payload Placed rejects: Invalid enum value 'zzz'" in problem.detail
 
 
+class Loose(msgspec.Struct, forbid_unknown_fields=True):
+    amount: Decimal
+    ratio: float
+    ref: uuid.UUID
+    note: str | None = None
+
+
+def test_check_reports_values_its_class_writes_back_otherwise() -> None:
+    """"Accepted exactly" had been said of values the class rewrites: "5.10" into a Decimal
+    comes back as a number, 3 in a float field as 3.0, an uppercase UUID in lowercase."""
+    registry = Registry()
+    registry.register(Loose, name="Loose")
+    ref = "6de2fb1f-a098-4691-8352-bc85e456559c"
+    exact = [{"amount": Decimal("5.10"), "ratio": Decimal("0.5"), "ref": ref},
+             {"amount": Decimal("1E+2"), "ratio": Decimal("1E+5"), "ref": ref, "note": None},
+             {"amount": 1, "ratio": Decimal("2.5"), "ref": ref}]  # absent note: no drift
+    assert not S.check([raw("Loose", p) for p in exact], registry).has_drift
+    rewritten = [{"amount": "5.10", "ratio": 3, "ref": ref.upper()},
+                 {"amount": 1, "ratio": Decimal("19.90"), "ref": ref}]
+    report = S.check([raw("Loose", p, stream=f"s-{i}") for i, p in enumerate(rewritten)],
+                     registry)
+    assert report.total_accepted == 0
+    assert kinds(report) == {("/amount", "wrong_type"): 1, ("/ratio", "wrong_type"): 1,
+                             ("/ratio", "out_of_range"): 1, ("/ref", "invalid_value"): 1}
+    details = {(p.path, p.kind): p.detail for p in report.problems}
+    assert details[("/amount", "wrong_type")] == \
+        'string "5.10" is accepted but written back as number 5.10'
+    assert details[("/ratio", "wrong_type")] == \
+        "integer 3 is accepted but written back as number 3.0"
+    assert details[("/ratio", "out_of_range")] == "19.90 is written back as 19.9"
+    assert details[("/ref", "invalid_value")] == f'"{ref.upper()}" is written back as "{ref}"'
+    assert "0 accepted exactly, 2 with drift" in S._table(report)
+
+
+def test_check_works_out_each_class_once_not_per_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = make_registry()
+    calls: list[Any] = []
+    type_info = msgspec.inspect.type_info
+
+    def counting(t: Any) -> Any:
+        calls.append(t)
+        return type_info(t)
+
+    monkeypatch.setattr(msgspec.inspect, "type_info", counting)
+    events = [raw("Placed", {**OK, "id": "x"}, version=2, position=i) for i in range(50)]
+    report = S.check(events, registry)
+    assert kinds(report) == {("/id", "wrong_type"): 50}
+    assert calls.count(Placed) == 1
+
+
 # -- --registry module:attr ---------------------------------------------------------------------
 
 def test_load_registry_from_module_function_and_file(tmp_path: Path) -> None:
@@ -1006,3 +1264,29 @@ def test_a_payload_too_deep_to_infer_from_is_counted_unreadable_with_its_reason(
     assert main(["schema", "infer", str(path), "--out", str(tmp_path / "out")]) == 0
     assert "1 unreadable, e.g. stream 's' version 1: nested 600 levels" in \
         capsys.readouterr().err
+
+
+def test_cli_schema_infer_says_why_no_payload_could_be_read(
+        parser: argparse.ArgumentParser, tmp_path: Path) -> None:
+    """It had said "no event payload is a JSON object" of objects nested too deep or with
+    a key repeated."""
+    from evtools.errors import InputError
+
+    deep = b'{"a":' * 300 + b"1" + b"}" * 300
+    path = tmp_path / "unreadable.jsonl"
+    path.write_bytes(b"".join(b'{"stream": "s", "version": %d, "type": "T", "data": %s}\n'
+                              % (i, data) for i, data in
+                              enumerate([deep, deep, b'{"a": 1, "a": 2}'])))
+    with pytest.raises(InputError, match=r"no event payload can be read \(2 nested too deep, "
+                                         r"1 with a key repeated\).*T v1: stream 's' "
+                                         r"version 0: nested 300 levels"):
+        run(parser, "schema", "infer", str(path))
+
+
+def test_cli_codegen_optional_help_says_what_each_style_writes_back(
+        parser: argparse.ArgumentParser, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parser.parse_args(["codegen", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "an absent field is written back as null" in text
+    assert "absent stays absent: events are written back exactly as read" in text
