@@ -465,13 +465,15 @@ class EsdbStore(EventStore):
             return iter(())
         # the read ends at the head as it is now, read here (a projection appending what
         # it reads to this store would never end)
-        try:
-            head = self._head(client)
+        try:  # 0 where no user stream has an event
+            head = client.get_commit_position(filter_exclude=_SYSTEM_STREAMS,
+                                              filter_by_stream_name=True,
+                                              timeout=self._timeout)
         except Exception as e:
             if not self._is_client_error(e):
                 raise
             raise self._error(e, "read_all", None) from e
-        if head is None or head < from_position or limit == 0:
+        if head < from_position or limit == 0:
             return iter(())
         # the server leaves out system streams; the limit is counted here, after the
         # system events of user streams are left out too
@@ -480,14 +482,6 @@ class EsdbStore(EventStore):
                                     filter_exclude=_SYSTEM_STREAMS,
                                     filter_by_stream_name=True, timeout=None),
             "read_all", None, limit, from_position, user_events_only=True, up_to=head)
-
-    def _head(self, client: Any) -> int | None:
-        """The commit position of the last event of a user stream, ``None`` when none."""
-        with client.read_all(backwards=True, limit=1, filter_exclude=_SYSTEM_STREAMS,
-                             filter_by_stream_name=True, timeout=self._timeout) as last:
-            for recorded in last:
-                return int(recorded.commit_position)
-        return None
 
     def _iterate(self, start: Any, what: str, stream: str | None, limit: int | None,
                  from_position: int = 0, user_events_only: bool = False,

@@ -429,6 +429,14 @@ class _FakeServer:
             lambda e: (commit_position is None or e.commit_position >= commit_position)
             and keep(e), limit))
 
+    def get_commit_position(self, *, filter_exclude: Any = esdb_client.DEFAULT_EXCLUDE_FILTER,
+                            filter_by_stream_name: bool = False,
+                            timeout: float | None = None) -> int:
+        """As esdbclient's: the position of the last event the filter keeps, else 0."""
+        with self.read_all(backwards=True, limit=1, filter_exclude=filter_exclude,
+                           filter_by_stream_name=filter_by_stream_name) as last:
+            return next((int(e.commit_position) for e in last), 0)
+
     def close(self) -> None:
         for response in self.responses:  # the connection stops its open reads
             response.__exit__()
