@@ -44,7 +44,13 @@ EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as one line and exit code 2."""
+    """argparse that reports usage errors as one line and exit code 2. Each parser names
+    itself as ``command_parser`` in what it parses, so that the deepest one (the command's)
+    is there to report what no parser took."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.set_defaults(command_parser=self)  # after the parents' defaults it copied
 
     def error(self, message: str) -> Any:
         command = self.prog.removeprefix("evtools").strip()  # "" for the top level
@@ -819,26 +825,12 @@ class _LogFormat(logging.Formatter):
         return f"{record.levelname} {record.name}: {text}"
 
 
-def _command_parser(parser: argparse.ArgumentParser,
-                    args: argparse.Namespace) -> argparse.ArgumentParser:
-    """The parser of the (sub)command ``args`` were parsed for."""
-    for dest in ("command", "dialect_command"):
-        choices = next((a.choices for a in parser._actions
-                        if isinstance(a, argparse._SubParsersAction) and a.dest == dest), None)
-        name = getattr(args, dest, None)
-        if not isinstance(choices, dict) or name not in choices:
-            break
-        parser = choices[name]
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:  # said by the command's parser, whose --help lists its options
-            _command_parser(parser, args).error(
-                f"unrecognized arguments: {' '.join(extra)}")
+            args.command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_LogFormat())
         logging.basicConfig(
