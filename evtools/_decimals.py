@@ -78,12 +78,10 @@ class FiniteDecoder:
     caller reports it as it reports those (the field's JSON path included). ``decode`` is
     ``evtools._speedups.FiniteDecode`` where it was built, else its Python twin."""
 
-    __slots__ = ("decode", "plain", "type")
+    __slots__ = ("decode",)
 
     def __init__(self, decoder: msgspec.json.Decoder[Any],
                  parts: tuple[tuple[Callable[[Any], Any], ...], Check | None]) -> None:
-        self.plain = decoder
-        self.type = decoder.type
         getters, rest = parts
         self.decode: Callable[[bytes | bytearray | memoryview | str], Any] = (
             _python_decode(decoder.decode, getters, rest) if speedups is None
@@ -293,28 +291,15 @@ def _walked(value: Any) -> bool:
 
 
 def _join(probes: list[_Probe]) -> Check:
-    """One function running every probe: the paths read by one ``attrgetter``."""
-    if len(probes) == 1:
-        (probe,) = probes
-        if not probe.path:
-            return probe.leaf
-        get = attrgetter(".".join(probe.path))
-        leaf = probe.leaf
-        return lambda v: leaf(get(v))
-    own = [p.leaf for p in probes if not p.path]
-    nested = [p for p in probes if p.path]
-    gets = attrgetter(*(".".join(p.path) for p in nested)) if len(nested) > 1 else None
-    leaves = tuple(p.leaf for p in nested)
-    single = _join(nested) if len(nested) == 1 else None
-
-    def check(v: Any) -> bool:
-        if not all(leaf(v) for leaf in own):
-            return False
-        if single is not None:
-            return single(v)
-        return gets is None or all(map(_call, leaves, gets(v)))
-    return check
+    """One function running every probe."""
+    checks = [_one(p) for p in probes]
+    if len(checks) == 1:
+        return checks[0]
+    return lambda v: all(check(v) for check in checks)
 
 
-def _call(fn: Check, value: Any) -> bool:
-    return fn(value)
+def _one(probe: _Probe) -> Check:
+    if not probe.path:
+        return probe.leaf
+    get, leaf = attrgetter(".".join(probe.path)), probe.leaf
+    return lambda v: leaf(get(v))
