@@ -60,6 +60,7 @@ from ._json import (
     unescape_pointer_token,
 )
 from ._keys import KeyCount, key_count
+from ._types import reached
 from .errors import (
     Context,
     DecodeError,
@@ -261,7 +262,7 @@ class Registry:
         entry = _Entry(cls=cls, name=name, version=version, decoder=decoder, shape=shape,
                        check_unknown=check_unknown,
                        key_count=None if check_unknown else key_count(cls),
-                       collapsible=_can_collapse(msgspec.inspect.type_info(cls), set()))
+                       collapsible=_can_collapse(msgspec.inspect.type_info(cls)))
         self._entries[key] = entry
         self._by_class[cls] = entry
         self._latest[name] = max(version, self._latest.get(name, 0))
@@ -1042,28 +1043,19 @@ def _forbids_everywhere(shape: _Shape, _seen: set[int] | None = None) -> bool:
                for c in [*shape.children.values(), *shape.variants.values()])
 
 
-def _can_collapse(info: msgspec.inspect.Type, seen: set[Any]) -> bool:
+def _can_collapse(info: msgspec.inspect.Type) -> bool:
     """Whether a value of this type can hold a map whose keys are not plain strings, or a
     set: two keys or elements written apart there may decode to one."""
-    if isinstance(info, msgspec.inspect.Metadata):
-        return _can_collapse(info.type, seen)
-    if isinstance(info, msgspec.inspect.SetType | msgspec.inspect.FrozenSetType):
-        return True
-    if isinstance(info, msgspec.inspect.DictType):
-        key = info.key_type
-        while isinstance(key, msgspec.inspect.Metadata):
-            key = key.type
-        return not isinstance(key, msgspec.inspect.StrType) \
-            or _can_collapse(info.value_type, seen)
-    if isinstance(info, msgspec.inspect.StructType | msgspec.inspect.DataclassType):
-        if info.cls in seen:
-            return False
-        seen.add(info.cls)
-        return any(_can_collapse(f.type, seen) for f in info.fields)
-    inner = [getattr(info, a) for a in ("item_type", "value_type")
-             if isinstance(getattr(info, a, None), msgspec.inspect.Type)]
-    inner += list(getattr(info, "types", ()) or getattr(info, "item_types", ()))
-    return any(_can_collapse(t, seen) for t in inner)
+    for t in reached(info):
+        if isinstance(t, msgspec.inspect.SetType | msgspec.inspect.FrozenSetType):
+            return True
+        if isinstance(t, msgspec.inspect.DictType):
+            key = t.key_type
+            while isinstance(key, msgspec.inspect.Metadata):
+                key = key.type
+            if not isinstance(key, msgspec.inspect.StrType):
+                return True
+    return False
 
 
 def _merged_key(typed: Any, untyped: Any, pointer: str

@@ -153,6 +153,7 @@ from ._json import (
     strip_msgspec_path,
     unescape_pointer_token,
 )
+from ._types import reached
 from .dialects.python import may_nest, nesting_depth
 from .errors import (
     Context,
@@ -2113,6 +2114,12 @@ class _Classes:
     _EXACT = (msgspec.inspect.NoneType, msgspec.inspect.BoolType, msgspec.inspect.IntType,
               msgspec.inspect.StrType, msgspec.inspect.EnumType, msgspec.inspect.LiteralType,
               msgspec.inspect.RawType)
+    # types whose values hold others, which reached() walks into
+    _HOLDERS = (msgspec.inspect.StructType, msgspec.inspect.DataclassType,
+                msgspec.inspect.TypedDictType, msgspec.inspect.NamedTupleType,
+                msgspec.inspect.ListType, msgspec.inspect.SetType,
+                msgspec.inspect.FrozenSetType, msgspec.inspect.VarTupleType,
+                msgspec.inspect.TupleType, msgspec.inspect.DictType, msgspec.inspect.UnionType)
 
     def __init__(self) -> None:
         self._info: dict[type, Any] = {}
@@ -2127,31 +2134,16 @@ class _Classes:
     def may_rewrite(self, cls: type) -> bool:
         found = self._rewrites.get(cls)
         if found is None:
-            found = self._rewrites[cls] = self._rewriting(self.info(cls), set())
+            found = self._rewrites[cls] = any(map(self._rewrites_its, reached(self.info(cls))))
         return found
 
-    def _rewriting(self, info: Any, seen: set[int]) -> bool:
-        mi = msgspec.inspect
-        if isinstance(info, self._EXACT):
+    @classmethod
+    def _rewrites_its(cls, t: Any) -> bool:
+        """Whether the values of ``t`` itself (not inside it) may be written back otherwise."""
+        if isinstance(t, cls._EXACT + cls._HOLDERS):
             return False
-        if isinstance(info, mi.CustomType):
-            return info.cls not in (Timestamp, DecimalText, UInt64)
-        if id(info) in seen:  # a recursive class
-            return False
-        seen.add(id(info))
-        if isinstance(info, mi.Metadata):
-            return self._rewriting(info.type, seen)
-        if isinstance(info, mi.UnionType):
-            return any(self._rewriting(t, seen) for t in info.types)
-        if isinstance(info, mi.StructType | mi.DataclassType | mi.TypedDictType):
-            return any(self._rewriting(f.type, seen) for f in info.fields)
-        if isinstance(info, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
-            return self._rewriting(info.item_type, seen)
-        if isinstance(info, mi.TupleType):
-            return any(self._rewriting(t, seen) for t in info.item_types)
-        if isinstance(info, mi.DictType):
-            return self._rewriting(info.key_type, seen) or self._rewriting(info.value_type,
-                                                                           seen)
+        if isinstance(t, msgspec.inspect.CustomType):
+            return t.cls not in (Timestamp, DecimalText, UInt64)
         return True
 
 
