@@ -591,9 +591,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
 # -- report ---------------------------------------------------------------------------------
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report, select_notebooks
+    from .report import build_report, parse_parameters, select_notebooks
 
-    select_notebooks(args.notebooks, args.only)  # a bad --only fails before any work
+    # a bad --only or -p fails before any work
+    overrides = parse_parameters(args.param or [], select_notebooks(args.notebooks, args.only))
     for module, extra in _REPORT_NEEDS:  # before the default data is generated
         if importlib.util.find_spec(module) is None:
             raise MissingDependency(module, extra)
@@ -624,7 +625,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             return None
 
     result = build_report(args.out, notebooks_dir=args.notebooks, parameters=parameters,
-                          only=args.only, hide_input=args.hide_input, progress=progress)
+                          overrides=overrides, only=args.only, hide_input=args.hide_input,
+                          progress=progress)
     console.print(f"report: {result.index}")
     for run in result.failures:
         error = run.error or ""
@@ -800,10 +802,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notebooks", default="notebooks", metavar="DIR",
                    help="the folder of the report's notebooks, NN_name.ipynb (default "
                         "notebooks, as in a clone of the repository)")
-    p.add_argument("--quick", action="store_true", help="small sizes (as CI runs it)")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes (as CI runs it): the notebooks cap their sizes, "
+                        "including those given with -p")
     p.add_argument("--seed", type=int, default=7,
                    help="seed of the generated default store and of the notebooks' "
                         "workloads (default 7)")
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                   help="set a parameter of the notebooks that declare it, such as "
+                        "n_events=100000 (01, 02, 03, 05) or n_orders=5000 (04); repeat "
+                        "for more. The value has the type of the notebook's default")
     p.add_argument("--only", type=_csv, help="only notebooks whose name contains these")
     p.add_argument("--hide-input", action="store_true", help="hide code cells in the pages")
     p.set_defaults(func=cmd_report)

@@ -1,10 +1,12 @@
 """The report: execute the notebooks with parameters, export HTML, write an index page.
 
 ``build_report`` runs every numbered notebook in ``notebooks/`` through papermill with the
-same parameters (source, sizes, seed, where to put results), exports each executed notebook
-to one self-contained HTML page with nbconvert (images embedded, no script or style loaded
-from the network), and writes ``index.html``: the headline figures each notebook recorded,
-with links to each page and to the profiler artefacts.
+same parameters (source, seed, quick sizes, where to put results), plus any other parameter
+a notebook declares that the caller sets (``evtools report -p n_events=100000``, see
+:func:`parse_parameters`). It exports each executed notebook to one self-contained HTML
+page with nbconvert (images embedded, no script or style loaded from the network), and
+writes ``index.html``: the headline figures each notebook recorded, with links to each page
+and to the profiler artefacts.
 
 The folder is meant to be sent: every page names its notebook in its title and opens with a
 line saying when, on what machine and with which parameters it ran; paths of the machine
@@ -21,6 +23,7 @@ and :class:`ReportResult` names the cell and the error.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import html
 import json
@@ -47,6 +50,8 @@ __all__ = [
     "export_html",
     "find_notebooks",
     "load_results",
+    "notebook_parameters",
+    "parse_parameters",
     "record_headlines",
     "results_sources",
     "select_notebooks",
@@ -170,6 +175,85 @@ def select_notebooks(notebooks_dir: str | Path, only: Sequence[str] | None = Non
         raise UsageError(f"no notebook in {notebooks_dir} matches {', '.join(keys)}; "
                          f"there are {', '.join(nb.stem for nb in notebooks)}")
     return chosen
+
+
+#: Parameters the report sets itself, and the option of ``evtools report`` that sets each.
+SET_BY_THE_REPORT = {"source": "--source", "seed": "--seed", "quick": "--quick",
+                     "results_dir": "--out"}
+
+
+def notebook_parameters(notebook: str | Path) -> dict[str, Any]:
+    """The parameters a notebook declares in its cell tagged ``parameters``, with their
+    defaults: the Python value where the default is a literal, else its text."""
+    try:
+        import papermill
+    except ImportError as e:
+        raise MissingDependency("papermill", "notebooks") from e
+    try:
+        declared = papermill.inspect_notebook(str(notebook))
+    except Exception as e:  # nbformat's validation errors, a file that is not JSON
+        raise UsageError(f"cannot read the notebook's parameters: {_first_line(str(e))}",
+                         file=str(notebook)) from e
+    defaults: dict[str, Any] = {}
+    for name, spec in declared.items():
+        text = str(spec.get("default", ""))
+        try:
+            defaults[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            defaults[name] = text
+    return defaults
+
+
+def parse_parameters(assignments: Sequence[str], notebooks: Sequence[Path]
+                     ) -> dict[str, Any]:
+    """``NAME=VALUE`` assignments (``evtools report -p``) checked against what ``notebooks``
+    declare: a :class:`~evtools.errors.UsageError` for a name no notebook takes, one the
+    report sets itself, or a value of another type than the notebooks' default (an int
+    where the default is an int, a float or an int where it is a float, ``True`` or
+    ``False`` for a bool; a default string takes the text as it is)."""
+    if not assignments:
+        return {}
+    declared: dict[str, tuple[Any, str]] = {}  # name -> (default, the first notebook)
+    for nb in notebooks:
+        for name, default in notebook_parameters(nb).items():
+            declared.setdefault(name, (default, nb.stem))
+    values: dict[str, Any] = {}
+    for assignment in assignments:
+        name, sep, text = assignment.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise UsageError(f"a parameter is NAME=VALUE, such as n_events=100000, not "
+                             f"{assignment!r}")
+        if name in SET_BY_THE_REPORT:
+            raise UsageError(f"parameter {name} is set by {SET_BY_THE_REPORT[name]}")
+        if name not in declared:
+            takes = sorted(set(declared) - set(SET_BY_THE_REPORT))
+            raise UsageError(f"no report notebook takes parameter {name}; they take "
+                             f"{', '.join(takes) or 'none'}")
+        default, notebook = declared[name]
+        values[name] = _parameter_value(name, text, default, notebook)
+    return values
+
+
+def _parameter_value(name: str, text: str, default: Any, notebook: str) -> Any:
+    if isinstance(default, str):
+        return text
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        value = text
+    expected = type(default)
+    if default is None or (expected is float and type(value) is int):
+        return value
+    if type(value) is not expected:
+        kind = _KINDS.get(expected, f"a {expected.__name__}")
+        raise UsageError(f"parameter {name} takes {kind} in {notebook} (default "
+                         f"{default!r}), not {text!r}")
+    return value
+
+
+_KINDS = {int: "an int", float: "a number", bool: "True or False", list: "a list such as "
+          "[1, 8]", dict: "a dict", tuple: "a tuple"}
 
 
 def export_html(executed: Path, target: Path, *, hide_input: bool = False,
@@ -299,17 +383,19 @@ def shorten_paths(text: str, paths: Sequence[tuple[str, str]]) -> str:
 
 def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks",
                  parameters: Mapping[str, Any] | None = None,
+                 overrides: Mapping[str, Any] | None = None,
                  only: Sequence[str] | None = None, hide_input: bool = False,
                  kernel_name: str = "python3", timeout: int = 1200,
                  progress: Progress | None = None) -> ReportResult:
     """Execute every report notebook with ``parameters`` and write HTML into ``out_dir``.
 
     Each notebook receives ``parameters`` plus ``results_dir`` (where to record headlines
-    and artefacts). Notebooks run with their own folder as working directory. Written:
-    ``index.html``, one ``NN_name.html`` per notebook, ``executed/`` (the executed
-    notebooks) and ``results/`` (headline figures, profiles). With ``only``, the pages of the
-    other notebooks that an earlier run left in ``out_dir`` stay, and the index lists them
-    as earlier. Paths are shown as :func:`shown_paths` says, from the current folder.
+    and artefacts), and those of ``overrides`` it declares (see :func:`parse_parameters`).
+    Notebooks run with their own folder as working directory. Written: ``index.html``, one
+    ``NN_name.html`` per notebook, ``executed/`` (the executed notebooks) and ``results/``
+    (headline figures, profiles). With ``only``, the pages of the other notebooks that an
+    earlier run left in ``out_dir`` stay, and the index lists them as earlier. Paths are
+    shown as :func:`shown_paths` says, from the current folder.
     """
     try:
         import papermill
@@ -326,11 +412,14 @@ def build_report(out_dir: str | Path, *, notebooks_dir: str | Path = "notebooks"
     paths = shown_paths(out, Path.cwd(), Path.home(), code=code_folders(),
                         secrets=[v for v in (parameters or {}).values() if isinstance(v, str)])
     made = datetime.now(UTC)
-    shown = {k: shorten_paths(str(v), paths) for k, v in (parameters or {}).items()}
+    shown = {k: shorten_paths(str(v), paths)
+             for k, v in {**(parameters or {}), **(overrides or {})}.items()}
     banner = _banner(made, shown)
     runs: list[NotebookRun] = []
     for nb in notebooks:
-        params = {**(parameters or {}), "results_dir": str(results_dir)}
+        takes = notebook_parameters(nb) if overrides else {}
+        params = {**(parameters or {}), "results_dir": str(results_dir),
+                  **{k: v for k, v in (overrides or {}).items() if k in takes}}
         executed = executed_dir / nb.name
         page = out / f"{nb.stem}.html"
         # what an earlier run recorded must not pass for this run's figures

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -408,3 +409,88 @@ def test_a_report_on_a_store_with_a_password_never_shows_it(tmp_path: Path) -> N
         assert str(tmp_path) not in text, (path, [line for line in text.splitlines()
                                                   if str(tmp_path) in line][:2])
     assert "esdb://admin:***@db.example:2113" in (out / "01_t.html").read_text()
+
+
+SIZES = "n_events = 5000\nratio = 0.5\nflag = False\nname = 'x'\nsizes = [1, 8]\n" \
+        "anything = None\nresults_dir = ''"
+
+
+def test_parameters_take_the_type_of_the_notebooks_default(tmp_path: Path) -> None:
+    from evtools.report import notebook_parameters, parse_parameters
+
+    nb = make_notebook(tmp_path / "01_sizes.ipynb", "pass", parameters=SIZES)
+    assert notebook_parameters(nb) == {"n_events": 5000, "ratio": 0.5, "flag": False,
+                                       "name": "x", "sizes": [1, 8], "anything": None,
+                                       "results_dir": ""}
+    assert parse_parameters(["n_events=100000", "ratio=2", "flag=True", "name=12",
+                             "sizes=[64, 256]", "anything=3.5"], [nb]) == {
+        "n_events": 100000, "ratio": 2, "flag": True, "name": "12", "sizes": [64, 256],
+        "anything": 3.5}
+    assert parse_parameters(["name=a=b"], [nb]) == {"name": "a=b"}  # split at the first =
+    assert parse_parameters([], [nb]) == {}
+
+
+@pytest.mark.parametrize(("assignment", "message"), [
+    ("n_events=1.5", "parameter n_events takes an int in 01_sizes (default 5000), not '1.5'"),
+    ("n_events=abc", "parameter n_events takes an int"),
+    ("n_events=True", "parameter n_events takes an int"),  # a bool is no size
+    ("ratio=fast", "parameter ratio takes a number"),
+    ("flag=1", "parameter flag takes True or False"),
+    ("sizes=3", "parameter sizes takes a list such as [1, 8]"),
+    ("n_events", "a parameter is NAME=VALUE, such as n_events=100000, not 'n_events'"),
+    ("=5", "a parameter is NAME=VALUE"),
+    ("n-events=5", "a parameter is NAME=VALUE"),
+    ("seed=3", "parameter seed is set by --seed"),
+    ("results_dir=/tmp", "parameter results_dir is set by --out"),
+    ("n_orders=5", "no report notebook takes parameter n_orders; they take anything, flag, "
+                   "n_events, name, ratio, sizes"),
+])
+def test_a_bad_parameter_is_a_usage_error(tmp_path: Path, assignment: str,
+                                          message: str) -> None:
+    from evtools.report import parse_parameters
+
+    nb = make_notebook(tmp_path / "01_sizes.ipynb", "pass", parameters=SIZES)
+    with pytest.raises(UsageError, match="^" + re.escape(message)):
+        parse_parameters([assignment], [nb])
+
+
+def test_a_notebook_that_is_not_json_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    from evtools.report import parse_parameters
+
+    (tmp_path / "01_broken.ipynb").write_text("{not json")
+    with pytest.raises(UsageError, match="cannot read the notebook's parameters") as e:
+        parse_parameters(["n=1"], [tmp_path / "01_broken.ipynb"])
+    assert e.value.context.file == str(tmp_path / "01_broken.ipynb")
+
+
+@pytest.mark.slow
+def test_cli_report_sets_a_parameter_only_where_a_notebook_declares_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from evtools.cli import main
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    make_notebook(folder / "01_sized.ipynb", "assert n_events == 123, n_events",
+                  parameters="n_events = 5\nresults_dir = ''")
+    make_notebook(folder / "02_unsized.ipynb", "assert 'n_events' not in globals()")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "none.jsonl").touch()
+    code = main(["report", "-q", "--source", "none.jsonl", "--notebooks", str(folder),
+                 "-p", "n_events=123", "--out", "out"])
+    assert code == 0, capsys.readouterr().err
+    assert "parameters: n_events=123, " in (tmp_path / "out" / "index.html").read_text()
+    assert "parameters: n_events=123, " in (tmp_path / "out" / "02_unsized.html").read_text()
+
+
+def test_cli_report_bad_parameter_exits_2_before_any_work(
+        notebooks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from evtools.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["report", "-q", "--notebooks", str(notebooks), "-p", "n_events=5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "no report notebook takes parameter n_events; they take none" in err
+    assert not (tmp_path / "data").exists() and not (tmp_path / "reports").exists()
