@@ -1290,21 +1290,31 @@ def _unwrap(doc: Any) -> Any:
 
 class _FreshDecoders:
     """A registry that builds a new msgspec Decoder for every current-version event (the
-    'before' of 'decoders built once'); other events go to the real registry."""
+    'before' of 'decoders built once'), with the registry's check of its Decimal fields
+    (compiled once per class, as the registry's is); other events go to the real
+    registry."""
 
     def __init__(self, registry: Any) -> None:
         self._registry = registry
+        self._finite: dict[type, Any] = {}
 
     def decode(self, raw: Any) -> Any:
         import msgspec
 
+        from ._decimals import FiniteDecoder, finite_parts
         from .scalars import dec_hook
 
         registry = self._registry
         if raw.type in registry and registry.latest_version(raw.type) == raw.schema_version:
             cls = registry.class_for(raw.type)
+            if cls not in self._finite:
+                self._finite[cls] = finite_parts(cls)
+            finite = self._finite[cls]
+            decoder: Any = msgspec.json.Decoder(cls, dec_hook=dec_hook)
+            if finite is not None:
+                decoder = FiniteDecoder(decoder, finite)
             try:
-                return msgspec.json.Decoder(cls, dec_hook=dec_hook).decode(raw.data)
+                return decoder.decode(raw.data)
             except (msgspec.DecodeError, UnicodeDecodeError):
                 pass  # the registry raises the typed error with its context
         return registry.decode(raw)

@@ -903,3 +903,31 @@ def test_profile_rehydration_memory_leaves_the_page_cache_out(tmp_path: Path) ->
                                        count_allocations=False)
     assert prof.peak_bytes < MIB  # the fold streams: its peak is not the page cache
     assert prof.peak_bytes * 4 < materialized.peak_bytes
+
+
+def test_fresh_decoders_refuse_a_nan_amount_as_the_registry_does(tmp_path: Path) -> None:
+    """typed-fresh-decoders is typed-last-wins with a decoder built per event: the same
+    checks, so the before/after pair measures only where the decoder is built."""
+    import re
+
+    import msgspec
+
+    from evtools.datagen import generate
+    from evtools.orders import order_registry
+    from evtools.stores import NO_STREAM, open_store
+
+    latest = order_registry().latest_version
+    events = list(generate(200, seed=3))
+    added = next(e for e in events if e.type == "ItemAdded"
+                 and e.schema_version == latest("ItemAdded")
+                 and re.search(rb'"amount":[0-9.]+', e.data))
+    nan = re.sub(rb'"amount":[0-9.]+', b'"amount":"NaN"', added.data, count=1)
+    url = f"sqlite:///{tmp_path / 'nan.db'}"
+    with open_store(url, mode="a") as store:
+        store.append(added.stream, [msgspec.structs.replace(e, data=nan) if e is added else e
+                                    for e in events if e.stream == added.stream], NO_STREAM)
+        streams = [added.stream]
+        found = {name: profiling._Runner(name, store, streams)().to_dict()
+                 for name in ("typed-last-wins", "typed-fresh-decoders")}
+    assert found["typed-last-wins"]["violations"] >= 1
+    assert found["typed-fresh-decoders"] == found["typed-last-wins"]
