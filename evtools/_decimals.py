@@ -50,9 +50,19 @@ _COLLECTIONS = (msgspec.inspect.ListType, msgspec.inspect.SetType,
 def finite_check(tp: Any) -> Check | None:
     """The :data:`Check` for values of ``tp``, or ``None`` when ``tp`` holds no ``Decimal``."""
     parts = finite_parts(tp)
-    if parts is None:
-        return None
+    return None if parts is None else check_of(parts)
+
+
+def check_of(parts: tuple[tuple[Callable[[Any], Any], ...], Check | None]) -> Check:
+    """The :data:`Check` that :func:`finite_parts` gave in two parts."""
     getters, rest = parts
+    if rest is None and len(getters) == 1:  # one amount, as most events have: no loop
+        (get,) = getters
+
+        def one(value: Any) -> bool:
+            found = get(value)
+            return type(found) is not Decimal or found.is_finite()
+        return one
 
     def check(value: Any) -> bool:
         return _getters_ok(getters, value) and (rest is None or rest(value))

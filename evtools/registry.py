@@ -45,7 +45,7 @@ from typing import Any, Literal, TypeVar, overload
 
 import msgspec
 
-from ._decimals import FiniteDecoder, finite_parts
+from ._decimals import Check, FiniteDecoder, check_of, finite_parts, refuse
 from ._json import (
     compact,
     escape_pointer_token,
@@ -114,6 +114,9 @@ class _Entry:
     # a map whose keys are not plain strings (int, UUID, Decimal...): two keys written
     # differently ("0" and "-0") may decode to one, which no scan of the text sees
     collapsible: bool = False
+    # True when a value of cls holds no non-finite Decimal (None: cls holds no Decimal); the
+    # decoder runs it on what it decodes, the upcast paths on what a typed upcaster returns
+    finite: Check | None = None
 
     def surely_unique(self, event: Any, data: bytes) -> bool:
         """True when ``data``, decoded into ``event``, provably repeats no key (fast);
@@ -150,6 +153,7 @@ class _Plan:
     steps: tuple[Callable[[Any], Any], ...]  # the upcasters, in order
     first: _Entry | None  # typed steps: the old version's entry (None: dict steps)
     classes: tuple[type, ...]  # typed steps: the class each step returns
+    finite: tuple[Check | None, ...] = ()  # typed steps: the check of each class
 
 
 class Registry:
@@ -262,7 +266,8 @@ class Registry:
         entry = _Entry(cls=cls, name=name, version=version, decoder=decoder, shape=shape,
                        check_unknown=check_unknown,
                        key_count=None if check_unknown else key_count(cls),
-                       collapsible=_can_collapse(msgspec.inspect.type_info(cls)))
+                       collapsible=_can_collapse(msgspec.inspect.type_info(cls)),
+                       finite=None if finite is None else check_of(finite))
         self._entries[key] = entry
         self._by_class[cls] = entry
         self._latest[name] = max(version, self._latest.get(name, 0))
@@ -295,10 +300,12 @@ class Registry:
         into the class registered for ``from_version`` and returns an instance of the class
         registered for ``to_version``: an old event decodes in about half the time (no
         second parse), and a type checker can read the upcaster. Its result must be an
-        instance of that class, and is used as it is: msgspec checks no constraint
-        (``Meta``) of a Struct built in code, so build it from the old event's validated
-        fields. A chain may mix both kinds (each typed step gets its class's event, each
-        dict step a dict); only chains of one kind take the hot path.
+        instance of that class, and is used as it is, except that a NaN or infinite
+        ``Decimal`` in it is an :class:`UpcastError` naming the field, as it would be in a
+        payload: msgspec checks no constraint (``Meta``) of a Struct built in code, so
+        build it from the old event's validated fields. A chain may mix both kinds (each
+        typed step gets its class's event, each dict step a dict); only chains of one kind
+        take the hot path.
         """
         _check_upcaster(event_type, from_version, to_version)
         if not callable(fn):
@@ -459,6 +466,7 @@ class Registry:
         if target is not None and version < target:
             fns: list[Callable[[Any], Any]] = []
             classes: list[type] = []
+            checks: list[Check | None] = []
             kinds: set[bool] = set()
             current = version  # every step goes to a later version: the loop ends
             while current < target and (event_type, current) in self._upcasters:
@@ -467,6 +475,7 @@ class Registry:
                 kinds.add(typed)
                 step_entry = self._entries.get((event_type, nxt))
                 classes.append(step_entry.cls if step_entry is not None else type(None))
+                checks.append(step_entry.finite if step_entry is not None else None)
                 current = nxt
             entry = self._entries.get((event_type, target))
             first = self._entries.get(key)
@@ -476,7 +485,7 @@ class Registry:
                     plan = _Plan(entry, tuple(fns), None, ())
                 elif first is not None and not first.check_unknown \
                         and type(None) not in classes:
-                    plan = _Plan(entry, tuple(fns), first, tuple(classes))
+                    plan = _Plan(entry, tuple(fns), first, tuple(classes), tuple(checks))
         self._plans[key] = plan
         return plan
 
@@ -491,9 +500,9 @@ class Registry:
                             plan.first.collapsible
                             and _merged_key(event, lossless.decode(data), "") is not None)):
                     return None
-                for fn, cls in zip(plan.steps, plan.classes, strict=True):
+                for fn, cls, finite in zip(plan.steps, plan.classes, plan.finite, strict=True):
                     event = fn(event)
-                    if type(event) is not cls:
+                    if type(event) is not cls or (finite is not None and not finite(event)):
                         return None
                 return event
             payload = lossless.decode(data)
@@ -720,11 +729,14 @@ class Registry:
                 raise UpcastError(f"upcaster {event_type} v{current} -> v{nxt} failed: "
                                   f"{type(e).__name__}: {e}", where()) from e
             if typed:
-                cls = self._typed_entry(event_type, nxt, where, "returns").cls
+                returned = self._typed_entry(event_type, nxt, where, "returns")
+                cls = returned.cls
                 if type(value) is not cls:
                     raise UpcastError(f"the typed upcaster {event_type} v{current} -> v{nxt} "
                                       f"returned {type(value).__qualname__}, not "
                                       f"{cls.__qualname__} (the class of v{nxt})", where())
+                if returned.finite is not None:
+                    self._check_finite(returned, value, raw, context, where, current)
             elif not isinstance(value, dict):
                 raise UpcastError(f"upcaster {event_type} v{current} -> v{nxt} returned "
                                   f"{type(value).__name__}, not a dict", where())
@@ -735,6 +747,27 @@ class Registry:
         except (TypeError, ValueError) as e:
             raise UpcastError(f"upcaster output for {event_type} v{target} cannot be encoded "
                               f"as JSON: {e}", where()) from e
+
+    def _check_finite(self, entry: _Entry, event: Any, raw: RawEvent | None,
+                      context: Context | None, where: Callable[[], Context],
+                      from_version: int) -> None:
+        """What the typed upcaster from ``from_version`` returned holds no NaN or infinite
+        ``Decimal``: its class would refuse one in a payload, so an upcaster cannot bring
+        one in (an :class:`UpcastError` naming the field)."""
+        try:
+            if entry.finite is not None and entry.finite(event):
+                return
+        except Exception:  # the walk below says what is wrong
+            pass
+        try:
+            refuse(event)
+        except msgspec.ValidationError as e:
+            err = self._error(e, b"", raw, context, entry.name, entry.version)
+            name = entry.cls.__qualname__
+            raise UpcastError(f"the typed upcaster {entry.name} v{from_version} -> "
+                              f"v{entry.version} returned a {name} holding what {name} "
+                              f"rejects in a payload: {err.message}",
+                              Context(path=err.context.path).merge(where())) from None
 
     def _typed_entry(self, event_type: str, version: int, where: Callable[[], Context],
                      role: Literal["takes", "returns"]) -> _Entry:

@@ -451,6 +451,55 @@ def test_a_dict_step_before_a_typed_one() -> None:
     assert info.value.context.stream == "order-7"
 
 
+class TextV1(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    order_id: Int64
+    amount: str  # v1 kept the amount as text; the v1 -> v2 upcaster makes it a Decimal
+
+
+@pytest.mark.parametrize("last", ["typed", "dict"])
+@pytest.mark.parametrize("amount", ["NaN", "-Infinity", "sNaN"])
+def test_a_typed_upcaster_cannot_bring_in_a_nan_amount(last: str, amount: str) -> None:
+    """TypedV2 refuses "NaN" in a payload; a typed upcaster that builds one from text is
+    refused the same way, on the hot path and on the slow one, naming the field."""
+    reg = Registry()
+    reg.register(TextV1, name="Placed", version=1)
+    reg.register(TypedV2, name="Placed", version=2)
+    reg.register(V3, name="Placed", version=3)
+    reg.add_upcaster("Placed", 1, lambda e: TypedV2(e.order_id, Decimal(e.amount), "EUR"),
+                     typed=True)
+    if last == "typed":
+        reg.add_upcaster("Placed", 2, lambda e: V3(e.order_id, e.total, e.currency, "web"),
+                         typed=True)
+    else:
+        reg.add_upcaster("Placed", 2, lambda p: {**p, "channel": "web"})
+    assert reg.decode(raw(b'{"order_id":1,"amount":"0.30"}', type="Placed",
+                          schema_version=1)) == V3(1, Decimal("0.30"), "EUR", "web")
+    assert (reg._plan(("Placed", 1)) is not None) == (last == "typed")
+    bad = raw(b'{"order_id":1,"amount":"%s"}' % amount.encode(), type="Placed",
+              schema_version=1)
+    for decode in (reg.decode, lambda r: reg.decode_payload("Placed", 1, r.data)):
+        with pytest.raises(UpcastError, match=r"^the typed upcaster Placed v1 -> v2 returned "
+                                              r"a TypedV2 holding what TypedV2 rejects in a "
+                                              r"payload: Expected a finite `decimal`, got "
+                                              rf"`{amount}`") as info:
+            decode(bad)
+        assert info.value.context.path == "/total"
+        assert info.value.context.schema_version == 1
+
+
+def test_a_typed_upcaster_may_return_an_unset_or_none_decimal() -> None:
+    class Optional2(msgspec.Struct, forbid_unknown_fields=True):
+        order_id: Int64
+        total: Decimal | None = None
+
+    reg = Registry()
+    reg.register(TextV1, name="Placed", version=1)
+    reg.register(Optional2, name="Placed", version=2)
+    reg.add_upcaster("Placed", 1, lambda e: Optional2(e.order_id), typed=True)
+    assert reg.decode(raw(b'{"order_id":1,"amount":"x"}', type="Placed",
+                          schema_version=1)) == Optional2(1)
+
+
 class LaxV2(msgspec.Struct, frozen=True):  # ignores fields it does not declare
     order_id: Int64
     total: Decimal
