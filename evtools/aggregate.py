@@ -23,8 +23,14 @@ The **state** is the annotated, public class attributes (not ``ClassVar``, not s
 ``_``); each needs a default (mutable literals such as ``{}`` are copied per instance, or
 use ``msgspec.field(default_factory=...)``). The annotations are the state schema: they
 drive :meth:`Aggregate.to_state` (plain JSON-model values, exact: ``Decimal`` stays
-``Decimal``), :meth:`Aggregate.state_bytes` / :meth:`Aggregate.state_hash` (canonical JSON,
-sorted keys, for snapshots and diffs) and :meth:`Aggregate.from_state` (strict decode).
+``Decimal``), :meth:`Aggregate.state_bytes` / :meth:`Aggregate.state_hash` (canonical JSON:
+fields in declaration order, maps in insertion order, which a handler may depend on and a
+snapshot restores, set members in order; for snapshots and diffs) and
+:meth:`Aggregate.from_state` (strict decode). Handlers set state fields only: a public
+attribute that no field declares (a typo, ``self.itmes = ...``) is refused when the
+aggregate is frozen or snapshotted, as it would be left out of the state; attributes
+starting with ``_`` are not state. ``id_field`` must name a state field (or an attribute
+of the class).
 
 **Handlers** (``@handles(EventClass, ...)``): one method per typed event class; dispatch is
 a dict lookup on the exact class. **Invariants** (``@invariant`` or
@@ -43,9 +49,10 @@ replaced by read-only versions that raise the same error (:class:`FrozenDict`,
 ``__setattr__`` override while events are applied). :meth:`Aggregate.thaw` gives a mutable
 copy; ``copy.copy``, ``copy.deepcopy`` and ``pickle`` give a frozen one.
 
-**Value objects** in the state (a field, or inside a dict, list or set of the state) must be
-immutable: a ``msgspec.Struct`` must be declared ``frozen=True`` (as the value objects of
-:mod:`evtools.orders` are), and :meth:`Aggregate.freeze` refuses one that is not with a
+**Value objects** in the state (a field, or inside a dict, list, tuple or set of the state)
+must be immutable: a ``msgspec.Struct`` must be declared ``frozen=True`` (as the value
+objects of :mod:`evtools.orders` are), a dataclass ``@dataclass(frozen=True)``, and bytes
+held as ``bytes``, not ``bytearray``; :meth:`Aggregate.freeze` refuses anything else with a
 :class:`~evtools.errors.UsageError` naming the field. Freezing does not look inside a value
 object, so give its fields immutable types too (tuples, frozensets).
 
@@ -59,6 +66,7 @@ version must produce every field too.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import math
@@ -91,7 +99,9 @@ _HANDLES_ATTR = "__evtools_handles__"
 _INVARIANT_ATTR = "__evtools_invariant__"
 
 _FIELD_TYPE = type(msgspec.field())
-_canonical = msgspec.json.Encoder(enc_hook=enc_hook, order="sorted", decimal_format="string")
+# fields in declaration order, maps in insertion order (a handler may depend on it, so a
+# snapshot keeps it), set members put in order by _plain_state
+_canonical = msgspec.json.Encoder(enc_hook=enc_hook, decimal_format="string")
 
 
 def handles(*event_classes: type) -> Callable[[F], F]:
@@ -160,10 +170,16 @@ class FrozenDict(dict[Any, Any]):
     """A dict of a frozen aggregate: reads work, every mutation raises
     :class:`~evtools.errors.FrozenAggregateError`. Copies and pickles stay frozen."""
 
-    __slots__ = ()
+    __slots__ = ("_sealed",)
     _kind: ClassVar[str] = "dict"
     __setitem__ = __delitem__ = _refuse
     clear = pop = popitem = setdefault = update = __ior__ = _refuse
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if getattr(self, "_sealed", False):  # __init__ again would refill it
+            _refuse(self)
+        super().__init__(*args, **kwargs)
+        self._sealed = True
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (FrozenDict, (dict(self),))  # filled by dict.__init__, not __setitem__
@@ -173,10 +189,16 @@ class FrozenList(list[Any]):
     """A list of a frozen aggregate: reads work, every mutation raises
     :class:`~evtools.errors.FrozenAggregateError`. Copies and pickles stay frozen."""
 
-    __slots__ = ()
+    __slots__ = ("_sealed",)
     _kind: ClassVar[str] = "list"
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
     append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+
+    def __init__(self, *args: Any) -> None:
+        if getattr(self, "_sealed", False):  # __init__ again would refill it
+            _refuse(self)
+        super().__init__(*args)
+        self._sealed = True
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (FrozenList, (list(self),))  # filled by list.__init__, not extend
@@ -207,21 +229,32 @@ _SETTLED = frozenset({type(None), bool, int, float, str, bytes, Decimal, Timesta
 
 
 class _MutableValueObject(Exception):
-    """A ``msgspec.Struct`` class that is not frozen, met while freezing (freeze says
-    where)."""
+    """A value freezing cannot make read-only (a ``msgspec.Struct`` or dataclass that is
+    not frozen, a ``bytearray``), met while freezing (freeze says where and what to do)."""
 
     def __init__(self, kind: type) -> None:
         super().__init__(kind.__qualname__)
         self.kind = kind
 
 
+#: mutable values freezing cannot wrap, and what to hold instead
+_MUTABLE_SCALARS = {bytearray: "bytes", memoryview: "bytes"}
+
+
 def _needs_freezing(kind: type, settled: set[type]) -> bool:
     """Whether values of ``kind`` (not in ``settled``) are containers to make read-only;
     ``kind`` joins ``settled`` when its values need nothing. Raises
-    :class:`_MutableValueObject` for a Struct class that is not frozen."""
+    :class:`_MutableValueObject` for a value that would stay mutable: a Struct or a
+    dataclass that is not frozen, a ``bytearray`` or ``memoryview``."""
     if issubclass(kind, _MUTABLE) or issubclass(kind, tuple):
         return True  # a tuple is looked inside: it may hold lists, dicts or sets
-    if issubclass(kind, msgspec.Struct) and not kind.__struct_config__.frozen:
+    if issubclass(kind, msgspec.Struct):
+        if not kind.__struct_config__.frozen:
+            raise _MutableValueObject(kind)
+    elif dataclasses.is_dataclass(kind):
+        if not kind.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+            raise _MutableValueObject(kind)
+    elif issubclass(kind, tuple(_MUTABLE_SCALARS)):
         raise _MutableValueObject(kind)
     settled.add(kind)
     return False
@@ -236,8 +269,15 @@ def _deep_freeze(value: Any, settled: set[type]) -> Any:
         items: Iterable[Any] = value.values()
     elif isinstance(value, list | tuple):
         items = value
-    else:
-        return FrozenSet(value)  # a set: its items are hashable, none mutable
+    else:  # a set: its members are hashable, so no list, dict or set; but a value object
+        # hashed by identity (a Struct with eq=False) may be mutable, or a tuple hold one
+        if not settled.issuperset(map(type, value)):
+            for kind in set(map(type, value)).difference(settled):
+                if _needs_freezing(kind, settled):  # tuples: their members looked at
+                    for member in value:
+                        if type(member) is kind:
+                            _deep_freeze(member, settled)
+        return FrozenSet(value)
     nested = False
     if not settled.issuperset(map(type, items)):
         for kind in set(map(type, items)).difference(settled):
@@ -320,8 +360,8 @@ class _Field:
 class _Plan:
     """What construction and freezing do with the fields of one class, worked out once."""
 
-    __slots__ = ("containers", "defaults", "factories", "fields", "names", "plain", "scalars",
-                 "settled")
+    __slots__ = ("attributes", "containers", "defaults", "factories", "fields", "names",
+                 "plain", "scalars", "settled")
 
     def __init__(self, cls: type[Aggregate]) -> None:
         fields = cls._fields()
@@ -338,6 +378,14 @@ class _Plan:
         self.plain = cls.__setattr__ is object.__setattr__
         # the types freezing leaves as they are, grown as freeze meets more of them
         self.settled: set[type] = set(_SETTLED)
+        # what an instance's __dict__ holds: the fields and the bookkeeping
+        self.attributes = len(names) + len(_BOOKKEEPING)
+        id_field = cls.id_field
+        if id_field and id_field not in self.fields and not hasattr(cls, id_field):
+            raise UsageError(
+                f"{cls.__qualname__}.id_field is {id_field!r}, which is not one of its state "
+                f"fields ({', '.join(names) or 'none'}): id_field names the state field that "
+                "holds the aggregate's id and the event field that carries it")
 
 
 _BOOKKEEPING = {"_version": -1, "_stream": None, "_last_event_id": "", "_last_time": None}
@@ -372,10 +420,11 @@ class Aggregate:
         ``True``: events without a handler are skipped silently; ``False`` (default): they
         are reported.
 
-    A value object in the state (a field, or inside a dict, list or set of the state) that
-    is a ``msgspec.Struct`` must be declared ``frozen=True``: :meth:`freeze` refuses one that
-    is not (:class:`~evtools.errors.UsageError` naming the field), since it would stay
-    mutable in a frozen aggregate. Freezing does not look inside value objects.
+    A value object in the state (a field, or inside a dict, list, tuple or set of the
+    state) that is a ``msgspec.Struct`` must be declared ``frozen=True``, a dataclass
+    ``@dataclass(frozen=True)``, and bytes must be ``bytes``: :meth:`freeze` refuses
+    anything else (:class:`~evtools.errors.UsageError` naming the field), since it would
+    stay mutable in a frozen aggregate. Freezing does not look inside value objects.
     """
 
     aggregate_type: ClassVar[str] = "Aggregate"
@@ -658,6 +707,8 @@ class Aggregate:
         if self._evtools_frozen:
             return self
         plan = self._plan()
+        if len(self.__dict__) != plan.attributes:
+            self._refuse_undeclared("freeze")
         settled = plan.settled
         try:
             if plan.plain:  # the fields are in __dict__: look at their types in C calls
@@ -689,15 +740,42 @@ class Aggregate:
         object.__setattr__(self, "__class__", _frozen_class(type(self)))
         return self
 
+    def _refuse_undeclared(self, what: str) -> None:
+        """Raise a :class:`~evtools.errors.UsageError` when a public attribute that is no
+        state field was set on this aggregate (a typo in a handler: ``self.itmes = ...``):
+        it would be left out of the state, its hash and its snapshots."""
+        fields = self._plan().fields
+        extra = [name for name in self.__dict__
+                 if name not in fields and not name.startswith("_")]
+        if extra:
+            names = ", ".join(map(repr, extra))
+            raise UsageError(
+                f"cannot {what} {self._base().__qualname__}: {names} "
+                f"{'was' if len(extra) == 1 else 'were'} set on it but "
+                f"{'is no state field' if len(extra) == 1 else 'are no state fields'}, so "
+                f"{'it' if len(extra) == 1 else 'they'} would be left out of its state, its "
+                "hash and its snapshots; declare each on the class with an annotation and a "
+                "default (or start the name with _ if it is not state)",
+                stream=self._stream, version=self._version)
+
     def _mutable_value_object(self, kind: type) -> UsageError:
         names = self._plan().names
         where = next((hit[0] for hit in (_find(lambda v: type(v) is kind, getattr(self, n),
                                                "/" + n) for n in names)
                       if hit is not None), "")
+        if issubclass(kind, msgspec.Struct):
+            what = "a msgspec.Struct that is not frozen"
+            fix = f"declare it `class {kind.__name__}(msgspec.Struct, frozen=True)`"
+        elif dataclasses.is_dataclass(kind):
+            what = "a dataclass that is not frozen"
+            fix = f"declare {kind.__name__} with `@dataclass(frozen=True)`"
+        else:
+            instead = next(v for k, v in _MUTABLE_SCALARS.items() if issubclass(kind, k))
+            what = "a mutable value"
+            fix = f"hold {instead} instead"
         return UsageError(
             f"cannot freeze {self._base().__qualname__}: {where or 'a field'} holds a "
-            f"{kind.__qualname__}, a msgspec.Struct that is not frozen, so it could still be "
-            f"changed; declare it `class {kind.__name__}(msgspec.Struct, frozen=True)`",
+            f"{kind.__qualname__}, {what}, so it could still be changed; {fix}",
             path=where or None)
 
     def thaw(self) -> Self:
@@ -734,7 +812,7 @@ class Aggregate:
         # set members in order where the state declares sets: equal sets, equal bytes
         values = self._values()
         try:
-            return _plain_state(values, self._base()._holds_sets())
+            return _plain_state(values, self._base()._set_fields())
         except TypeError as e:  # a value JSON cannot hold (an object, a bool map key...)
             raise self._unwritable(values, e) from e
 
@@ -761,17 +839,20 @@ class Aggregate:
         return {f.name: getattr(source, f.name) for f in self._fields()}
 
     @classmethod
-    def _holds_sets(cls) -> bool:
-        """Whether the declared state can hold a set (worked out once per class)."""
-        known: bool | None = cls.__dict__.get("_evtools_holds_sets")
+    def _set_fields(cls) -> frozenset[str]:
+        """The fields whose declared type can hold a set (worked out once per class)."""
+        known: frozenset[str] | None = cls.__dict__.get("_evtools_set_fields")
         if known is None:
-            known = _holds_sets(msgspec.inspect.type_info(cls.state_type()), set())
-            cls._evtools_holds_sets = known  # type: ignore[attr-defined]
+            info = msgspec.inspect.type_info(cls.state_type())
+            assert isinstance(info, msgspec.inspect.StructType)
+            known = frozenset(f.name for f in info.fields if _holds_sets(f.type, set()))
+            cls._evtools_set_fields = known  # type: ignore[attr-defined]
         return known
 
     def state_bytes(self) -> bytes:
-        """Canonical JSON of the state (sorted keys, set members in order where they can
-        be ordered, decimals as strings)."""
+        """Canonical JSON of the state: fields in declaration order, maps in the order
+        their keys were added (a handler may depend on that order, so a snapshot keeps
+        it), set members in order, decimals as strings. Equal bytes, the same state."""
         return _canonical.encode(self.to_state())
 
     def snapshot_state_bytes(self) -> bytes:
@@ -781,6 +862,8 @@ class Aggregate:
         does not fit its annotation, so that a snapshot could not be restored (``12345`` in
         a ``str | None`` field) or would restore another state than the replay's (floats in
         a ``list[Decimal]``)."""
+        if len(self.__dict__) != self._plan().attributes:
+            self._refuse_undeclared("take a snapshot of")
         data = self.state_bytes()
         if b"null" in data:  # NaN and infinities are written as null: they restore as None
             found = _find(lambda v: type(v) is float and not math.isfinite(v),
@@ -794,7 +877,7 @@ class Aggregate:
             pointer = msgspec_path_to_pointer(str(e))
             raise self._unsnapshotable(pointer, f"it cannot be decoded: {e}") from e
         values = self._values(struct)
-        if _canonical.encode(_plain_state(values, self._base()._holds_sets())) == data:
+        if _canonical.encode(_plain_state(values, self._base()._set_fields())) == data:
             return data
         # sets the annotations do not declare (under Any): compared with members in order
         written = self._state_bytes_sets_sorted()
@@ -901,27 +984,24 @@ def _holds_sets(info: msgspec.inspect.Type, seen: set[type]) -> bool:
     return any(_holds_sets(t, seen) for t in inner)
 
 
-def _plain_state(values: dict[str, Any], sort_sets: bool) -> dict[str, Any]:
-    """The plain values of a state, fields in declaration order; with ``sort_sets``, the
-    members of its sets in order: by ``<`` where they can be ordered, else (enums, value
-    objects, mixed types) by their canonical JSON, so that the order never depends on
-    hashing (``PYTHONHASHSEED``)."""
+def _plain_state(values: dict[str, Any], sort_sets: bool | frozenset[str]
+                 ) -> dict[str, Any]:
+    """The plain values of a state, fields in declaration order, maps in insertion order;
+    the members of the sets in the fields ``sort_sets`` names (``True``: every field) in
+    order: by ``<`` where they can be ordered, else (enums, value objects, mixed types) by
+    their canonical JSON, so that the order never depends on hashing
+    (``PYTHONHASHSEED``)."""
     if not sort_sets:
         plain: dict[str, Any] = _to_builtins(values)
         return plain
-    out = {}
-    for name, value in values.items():
-        try:
-            out[name] = _to_builtins(value, order="deterministic")
-        except TypeError:  # members `<` cannot order: by their canonical JSON
-            out[name] = _to_builtins(_sets_in_order(value))
-    return out
+    return {name: _to_builtins(_sets_in_order(value))
+            if sort_sets is True or name in sort_sets else _to_builtins(value)
+            for name, value in values.items()}
 
 
 def _sets_in_order(value: Any) -> Any:
     """``value`` with every set in it (in dicts, lists, tuples, sets and value objects)
-    replaced by a list of its members in a deterministic order (error path of
-    :func:`_plain_state`: members that ``<`` cannot order)."""
+    replaced by a list of its members in a deterministic order; dicts keep their order."""
     if isinstance(value, set | frozenset):
         members = [_sets_in_order(m) for m in value]
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import pickle
 import subprocess
@@ -758,3 +759,197 @@ def test_a_state_json_cannot_hold_is_a_schema_error_naming_the_field() -> None:
     kinds.anything = object()
     with pytest.raises(SchemaError, match=r"/anything"):
         kinds.to_state()
+
+
+# -- from a review: what a rebuilt aggregate must keep, refuse, or say ---------------------
+
+class Enqueued(msgspec.Struct, frozen=True):
+    job: str
+
+
+class Dequeued(msgspec.Struct, frozen=True):
+    pass
+
+
+class Queue(Aggregate):
+    pending: dict[str, int] = {}  # noqa: RUF012 - insertion order is the queue's order
+    done: list[str] = []  # noqa: RUF012 - a literal default is copied per instance
+
+    @handles(Enqueued)
+    def _enqueued(self, e: Enqueued) -> None:
+        self.pending[e.job] = len(self.pending)
+
+    @handles(Dequeued)
+    def _dequeued(self, e: Dequeued) -> None:
+        first = next(iter(self.pending))
+        del self.pending[first]
+        self.done.append(first)
+
+
+def _queue_events() -> tuple[Registry, list[Any]]:
+    from evtools.events import RawEvent
+
+    reg = Registry()
+    reg.register(Enqueued, name="Enqueued")
+    reg.register(Dequeued, name="Dequeued")
+    payloads = [("Enqueued", b'{"job":"zeta"}'), ("Enqueued", b'{"job":"alpha"}'),
+                ("Dequeued", b"{}")]
+    return reg, [RawEvent(stream="q", version=i, type=t, data=d, id=f"e{i}")
+                 for i, (t, d) in enumerate(payloads)]
+
+
+def test_a_snapshot_keeps_the_order_of_a_map_a_handler_depends_on() -> None:
+    """The state was written with sorted keys: a snapshot restored {alpha, zeta}, so the
+    rebuild from it dequeued alpha where the replay from zero dequeued zeta, and
+    verify_snapshot saw nothing (the maps compared equal)."""
+    from evtools.rehydration import take_snapshot
+
+    reg, events = _queue_events()
+    snap = take_snapshot(rehydrate(events[:2], reg, Queue).aggregate)
+    assert bytes(snap.state) == b'{"pending":{"zeta":0,"alpha":1},"done":[]}'
+    replay = rehydrate(events, reg, Queue).aggregate
+    from_snapshot = rehydrate(events[1:], reg, Queue, snapshot=snap).aggregate
+    assert replay.done == from_snapshot.done == ["zeta"]
+    assert replay == from_snapshot
+
+
+def test_verify_snapshot_reports_a_snapshot_whose_maps_restore_in_another_order() -> None:
+    from evtools.rehydration import Snapshot, take_snapshot
+
+    reg, events = _queue_events()
+    snap = take_snapshot(rehydrate(events[:2], reg, Queue).aggregate)
+    reordered = b'{"pending":{"alpha":1,"zeta":0},"done":[]}'  # as sorted keys wrote it
+    from evtools.aggregate import state_hash_of
+
+    old = msgspec.structs.replace(snap, state=msgspec.Raw(reordered),
+                                  state_hash=state_hash_of(reordered))
+    assert isinstance(old, Snapshot) and old.hash_ok()
+    verified = rehydrate(events, reg, Queue, snapshot=old, verify_snapshot=True,
+                         policy="audit")
+    assert [v.kind for v in verified.violations] == ["snapshot_conflict"]
+    assert Queue.from_state_bytes(reordered) != Queue.from_state_bytes(bytes(snap.state))
+
+
+def test_state_bytes_keep_field_and_insertion_order_and_sort_set_members() -> None:
+    account = tagged_account()
+    account.places = {"z": 1, "a": 2}
+    account.tags = {"b", "a", "c"}
+    state = account.state_bytes()
+    assert state.index(b'"account_id"') < state.index(b'"owner"') < state.index(b'"home"')
+    assert b'"places":{"z":1,"a":2}' in state and b'"tags":["a","b","c"]' in state
+    assert Account.from_state_bytes(account.snapshot_state_bytes()) == account
+
+
+class _Put(msgspec.Struct, frozen=True):
+    q: int
+
+
+class _Typo(Aggregate):
+    items: int = 0
+
+    @handles(_Put)
+    def _put(self, e: _Put) -> None:
+        self.itmes = self.items + e.q  # a typo: no state field
+        self._seen = e.q  # private: not state, allowed
+
+
+def test_an_attribute_no_state_field_declares_is_refused_not_left_out() -> None:
+    from evtools.events import RawEvent
+    from evtools.rehydration import take_snapshot
+
+    reg = Registry()
+    reg.register(_Put, name="Put")
+    events = [RawEvent(stream="c", version=i, type="Put", data=b'{"q":2}', id=f"e{i}")
+              for i in range(2)]
+    with pytest.raises(UsageError, match=r"^cannot freeze _Typo: 'itmes' was set on it but "
+                                         r"is no state field, so it would be left out of its "
+                                         r"state, its hash and its snapshots; declare") as e:
+        rehydrate(events, reg, _Typo)
+    assert e.value.context.stream == "c" and e.value.context.version == 1
+    unfrozen = rehydrate(events, reg, _Typo, freeze=False).aggregate
+    with pytest.raises(UsageError, match=r"^cannot take a snapshot of _Typo: 'itmes'"):
+        take_snapshot(unfrozen)
+    ok = _Typo()
+    ok._seen = 1
+    assert ok.freeze().frozen  # a private attribute is not state
+
+
+class _NoSuchId(Aggregate):
+    id_field = "cart_id"
+    cart: int | None = None  # the field is `cart`: id_field names nothing
+
+
+def test_an_id_field_naming_no_state_field_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match=r"^_NoSuchId.id_field is 'cart_id', which is not one "
+                                         r"of its state fields \(cart\)"):
+        _NoSuchId()
+
+
+def test_an_id_field_that_is_a_property_of_the_class_is_accepted() -> None:
+    class Computed(Aggregate):
+        id_field = "key"
+        number: int = 0
+
+        @property
+        def key(self) -> str:
+            return f"n-{self.number}"
+
+    assert Computed().aggregate_id == "n-0"
+
+
+@dataclasses.dataclass
+class _MutableBox:
+    n: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _FrozenBox:
+    n: int
+
+
+class _IdentityPoint(msgspec.Struct, eq=False):  # hashed by identity: fits in a set
+    x: int
+
+
+class _Holder(Aggregate):
+    box: Any = None
+    buf: Any = None
+    points: set[Any] = set()  # noqa: RUF012 - a literal default is copied per instance
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("box", _MutableBox(1), r"/box holds a _MutableBox, a dataclass that is not frozen, so it "
+                            r"could still be changed; declare _MutableBox with "
+                            r"`@dataclass\(frozen=True\)`"),
+    ("box", [_MutableBox(1)], r"/box/0 holds a _MutableBox, a dataclass that is not frozen"),
+    ("buf", bytearray(b"ab"), r"/buf holds a bytearray, a mutable value, so it could still be "
+                              r"changed; hold bytes instead"),
+    ("points", {_IdentityPoint(1)}, r"holds a _IdentityPoint, a msgspec.Struct that is not "
+                                    r"frozen"),
+    ("points", {(1, _IdentityPoint(1))}, r"holds a _IdentityPoint, a msgspec.Struct"),
+])
+def test_freeze_refuses_every_value_that_would_stay_mutable(field: str, value: Any,
+                                                            message: str) -> None:
+    holder = _Holder()
+    setattr(holder, field, value)
+    with pytest.raises(UsageError, match=message):
+        holder.freeze()
+    assert not holder.frozen
+
+
+def test_freeze_takes_frozen_dataclasses_bytes_and_sets_of_frozen_values() -> None:
+    holder = _Holder()
+    holder.box, holder.buf, holder.points = _FrozenBox(1), b"ab", {(1, "a"), _FrozenBox(2)}
+    assert holder.freeze().frozen and holder.box == _FrozenBox(1)
+
+
+def test_a_frozen_dict_or_list_cannot_be_filled_again_through_init() -> None:
+    account = tagged_account()
+    account.places = {"a": [1]}
+    account.freeze()
+    with pytest.raises(FrozenAggregateError, match="this dict belongs to a frozen"):
+        account.places.__init__({"z": [1]})  # type: ignore[misc]
+    with pytest.raises(FrozenAggregateError, match="this list belongs to a frozen"):
+        account.places["a"].__init__([7])  # type: ignore[misc]
+    assert account.places == {"a": [1]}
+    assert FrozenDict({"a": 1}) == {"a": 1} and FrozenList([1]) == [1]  # built once: fine
