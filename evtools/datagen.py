@@ -28,9 +28,29 @@ fault                  what is injected                                     repo
 ``truncate``           the stream's tail is cut after its snapshot          ``snapshot_ahead``
 =====================  ==================================================  =================
 
-The first eight are rates per event, the last two per stream; a stream with a snapshot
-fault gets no per-event fault (its snapshot is built by folding its clean events through
-the typed ``Order``). Snapshots are events of the stream ``snapshot-<stream>``.
+The first eight are rates per order event yielded (injected extra events and duplicate
+copies included, snapshots not), the last two per stream. Each order event yielded is one
+draw of the per-event faults, but a fault is not possible everywhere: not at the first
+event of a stream (``clock_skew``, ``unknown_type``, ``foreign``, ``invariant``), after
+its payment (``invariant``), at its last event (``gap``, ``reorder``), where the workload
+has no room for two more events (``duplicate``, ``reorder`` and the extra events), nor in
+a stream with a snapshot fault (its snapshot is built by folding its clean events through
+the typed ``Order``). A draw that lands where its fault is not possible waits, and is
+injected at the next event where it is (the kinds waiting take turns), so over a workload
+each fault comes at its rate times the events yielded. Each stream is one draw of the
+snapshot faults, which need a stream of 3 events or more: their rate is per stream long
+enough (every stream of a workload given ``n_events`` alone; a draw on a shorter stream is
+not injected), and one drawn for a stream that ``n_events`` cuts short may not be reached.
+Snapshots are events of the stream ``snapshot-<stream>``.
+
+Some rates cannot be met. A draw still waiting when the workload ends is not injected (a
+few at most, at rates that leave room). A duplicate, a reorder and an extra event take two
+of the events yielded, so such a fault cannot come at more than every other event, nor can
+the faults together take more events than there are; and a kind with few places
+(``invariant`` at a high rate, ``gap`` in streams of one event) falls behind. The manifest
+says so: :attr:`Manifest.asked` is what the rates drew, :attr:`Manifest.counts` what was
+injected, :attr:`Manifest.shortfall` the difference, and a warning is logged when that is
+more than the end of a workload explains.
 
 One kind at a time, rehydration reports every fault at the stream and version the
 manifest gives, and nothing else. Several kinds at once can hide one another: rehydration
@@ -126,8 +146,9 @@ _SUM_SLACK = 1e-12
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FaultRates:
-    """Fault probabilities: per event for the first eight fields, per stream for
-    ``snapshot_conflict`` and ``truncate``. ``FaultRates.parse("gap=0.01,duplicate=0.02")``
+    """Fault probabilities: per order event yielded for the first eight fields, per
+    stream (of 3 events or more) for ``snapshot_conflict`` and ``truncate``; see the module
+    docstring for where each is possible. ``FaultRates.parse("gap=0.01,duplicate=0.02")``
     reads the CLI form."""
 
     gap: float = 0.0
@@ -243,10 +264,23 @@ class Manifest:
     streams: int = 0
     schema_v1: int = 0  # events yielded in schema version 1
     heads: dict[str, int] = dataclasses.field(default_factory=dict)  # truncated streams
+    #: faults the rates drew, per kind: one draw per order event yielded (per stream for
+    #: the snapshot faults); ``counts`` are those injected (see :attr:`shortfall`)
+    asked: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
         return dict(Counter(str(f.kind) for f in self.faults))
+
+    @property
+    def shortfall(self) -> dict[str, int]:
+        """Per kind, the draws not injected (``asked`` less ``counts``): per-event draws
+        that found no event where their fault is possible before the workload ended,
+        snapshot faults drawn on a stream too short for one or not reached in a stream cut
+        short; empty when every draw was injected."""
+        counts = self.counts
+        return {k: n - counts.get(k, 0) for k, n in sorted(self.asked.items())
+                if n > counts.get(k, 0)}
 
     def by_stream(self) -> dict[str, list[Fault]]:
         out: dict[str, list[Fault]] = {}
@@ -258,6 +292,7 @@ class Manifest:
         return {"seed": self.seed, "rates": self.rates.to_dict(), "at_rest": self.at_rest,
                 "events": self.events, "snapshots": self.snapshots, "streams": self.streams,
                 "schema_v1": self.schema_v1, "fault_counts": self.counts,
+                "fault_asked": dict(sorted(self.asked.items())),
                 "faults": [f.to_dict() for f in self.faults]}
 
     def to_frame(self) -> pl.DataFrame:
@@ -270,7 +305,10 @@ class Manifest:
                                     "detail": pl.String})
 
     def summary(self) -> str:
-        faults = ", ".join(f"{k} {n}" for k, n in sorted(self.counts.items())) or "no faults"
+        counts, short = self.counts, self.shortfall
+        faults = ", ".join(f"{k} {counts.get(k, 0)}" + (f" ({self.asked[k]} asked)"
+                                                        if k in short else "")
+                           for k in sorted(counts.keys() | short.keys())) or "no faults"
         return (f"{self.events} events in {self.streams} streams (+{self.snapshots} "
                 f"snapshots), seed {self.seed}: {faults}")
 
@@ -362,6 +400,63 @@ class _Stream:
     tail: list[str]
 
 
+def _possible(name: str, s: _Stream, budget: int) -> bool:
+    """Whether a per-event fault can be injected at the next event of ``s``, with
+    ``budget`` events left to yield: a lost event (``gap``) or a swap needs two events left
+    in the stream; an extra event, a duplicate and a swap need room for two events; a skew
+    and an extra event need an event before (v >= 1); a shipment before payment needs a
+    stream not paid yet."""
+    if name == "corrupt":
+        return True
+    if name == "duplicate":
+        return budget >= 2
+    if name == "gap":
+        return s.left >= 2
+    if name == "reorder":
+        return s.left >= 2 and budget >= 2
+    if s.next_version < 1:
+        return False
+    if name == "clock_skew":
+        return True
+    if name == "invariant":
+        return not s.paid and budget >= 2
+    return budget >= 2  # unknown_type, foreign
+
+
+class _Backlog:
+    """Per-event fault draws not injected yet, per kind, and the order in which the kinds
+    are served: a draw waits for the next event where its fault is possible. The kinds
+    that wait take turns (the one waiting longest first; a kind with more draws left goes
+    to the back after each), so that a kind with few places does not hold back others."""
+
+    __slots__ = ("asked", "pending", "queue")
+
+    def __init__(self, asked: dict[str, int]) -> None:
+        self.asked = asked  # the manifest's: every draw, injected or not
+        self.pending: dict[str, int] = {}
+        self.queue: list[str] = []  # the kinds with draws pending, each once
+
+    def add(self, kind: str) -> None:
+        self.asked[kind] = self.asked.get(kind, 0) + 1
+        n = self.pending.get(kind, 0)
+        self.pending[kind] = n + 1
+        if not n:
+            self.queue.append(kind)
+
+    def take(self, possible: Callable[[str], bool]) -> str | None:
+        """The first waiting kind that is ``possible`` here (one of its draws is spent)."""
+        queue = self.queue
+        for i, kind in enumerate(queue):
+            if possible(kind):
+                del queue[i]
+                n = self.pending[kind] - 1
+                self.pending[kind] = n
+                if n:
+                    queue.append(kind)
+                return kind
+        return None
+
+
 class Workload(Iterator[RawEvent]):
     """The iterator :func:`generate` returns; ``manifest`` fills in as it is consumed."""
 
@@ -412,6 +507,8 @@ class Workload(Iterator[RawEvent]):
                 acc += rate
                 self._thresholds.append((acc, name))
         self._fault_total = acc
+        self._backlog = _Backlog(self.manifest.asked)  # per-event draws waiting for a place
+        self._stream_faults = bool(rates.snapshot_conflict or rates.truncate)
         self._length = None if n_streams is None or n_events is None else (n_events, n_streams)
         self._gen = self._run()
 
@@ -460,21 +557,35 @@ class Workload(Iterator[RawEvent]):
         s.tail = tail
         s.length = s.left = length
         s.body_left = max(length - 1 - len(tail), 0)
-        rates = self.rates
-        if (rates.snapshot_conflict or rates.truncate) and length >= 3:
-            r = rnd()
-            if r < rates.snapshot_conflict:
-                s.snap_fault = "snapshot_conflict"
-                s.snap_at = 1 + int(rnd() * (length - 2))  # conflict at version snap_at
-            elif r < rates.snapshot_conflict + rates.truncate:
-                s.snap_fault = "truncate"
-                s.truncate_k = 1 + int(rnd() * min(3, length - 2))
-            if s.snap_fault is not None:
-                from .orders import Order
-                from .rehydration import Rehydration
-
-                s.shadow = Rehydration(self._order_registry(), Order, stream=s.name)
         return s
+
+    def _plan_snapshot_fault(self, s: _Stream) -> None:
+        """Draw the snapshot fault of ``s`` as it yields its first event: one draw per
+        stream of the workload. A stream of fewer than 3 events cannot hold one: a draw
+        there is asked and not injected (the rate is per stream long enough)."""
+        rates = self.rates
+        rnd = self._rng.random
+        r = rnd()
+        if r < rates.snapshot_conflict:
+            kind = "snapshot_conflict"
+        elif r < rates.snapshot_conflict + rates.truncate:
+            kind = "truncate"
+        else:
+            return
+        asked = self.manifest.asked
+        asked[kind] = asked.get(kind, 0) + 1
+        length = s.length
+        if length < 3:
+            return
+        if kind == "snapshot_conflict":
+            s.snap_at = 1 + int(rnd() * (length - 2))  # conflict at version snap_at
+        else:
+            s.truncate_k = 1 + int(rnd() * min(3, length - 2))
+        s.snap_fault = kind
+        from .orders import Order
+        from .rehydration import Rehydration
+
+        s.shadow = Rehydration(self._order_registry(), Order, stream=s.name)
 
     def _order_registry(self) -> Registry:
         if self._registry is None:
@@ -629,37 +740,41 @@ class Workload(Iterator[RawEvent]):
             bad = head + sep + b'"' + num + b'"' + comma + tail
         return msgspec.structs.replace(raw, data=bad)
 
-    def _roll(self, s: _Stream, budget: int) -> str | None:
-        if not self._thresholds or s.snap_fault is not None:
-            return None
+    def _draw(self) -> None:
+        """One order event's draw of the per-event faults: a hit waits in the backlog."""
         r = self._rng.random()
-        if r >= self._fault_total:
+        if r < self._fault_total:
+            self._backlog.add(next(n for t, n in self._thresholds if r < t))
+
+    def _roll(self, s: _Stream, budget: int) -> str | None:
+        """Draw for the next event of ``s`` and return the fault to inject there: the
+        draw waiting longest (this one included) whose fault is possible at that event."""
+        r = self._rng.random()  # self._draw(), inlined: this runs for every event
+        backlog = self._backlog
+        if r < self._fault_total:
+            backlog.add(next(n for t, n in self._thresholds if r < t))
+        if not backlog.queue:
             return None
-        name = next(n for t, n in self._thresholds if r < t)
-        v = s.next_version
-        left = s.left
-        if name in ("gap", "reorder"):
-            return name if left >= 2 and budget >= (1 if name == "gap" else 2) else None
-        if name == "duplicate":
-            return name if budget >= 2 else None
-        if name == "clock_skew":
-            return name if v >= 1 else None
-        if name in ("unknown_type", "foreign"):
-            return name if v >= 1 and budget >= 2 else None
-        if name == "invariant":
-            return name if v >= 1 and not s.paid and budget >= 2 else None
-        return name  # corrupt
+        return backlog.take(lambda name: _possible(name, s, budget))
 
     def _record(self, kind: FaultKind, s: _Stream, version: int, detail: str = "") -> None:
         self.manifest.faults.append(Fault(kind, s.name, version, detail))
 
     def _advance(self, s: _Stream, budget: int) -> list[RawEvent]:
-        """The events stream ``s`` emits next (its next planned event, with any fault)."""
-        fault = self._roll(s, budget) if self._thresholds and s.snap_fault is None else None
+        """The events stream ``s`` emits next (its next planned event, with any fault).
+        Each order event it returns is one draw of the per-event faults."""
+        if s.seq == 0 and self._stream_faults:
+            self._plan_snapshot_fault(s)
+        if s.shadow is not None:  # no per-event fault here: its draws wait for other streams
+            out = self._advance_shadowed(s)
+            if self._thresholds:
+                for raw in out:
+                    if raw.type != "$snapshot":
+                        self._draw()
+            return out
+        fault = self._roll(s, budget) if self._thresholds else None
         v = s.next_version
         if fault is None:
-            if s.shadow is not None:
-                return self._advance_shadowed(s)
             raw = self._build(s, self._next_kind(s), v)
             s.next_version = v + 1
             return [raw]
@@ -674,9 +789,11 @@ class Workload(Iterator[RawEvent]):
             second = self._build(s, self._next_kind(s), v + 1)
             s.next_version = v + 2
             self._record(FaultKind.REORDER, s, v, f"version {v + 1} delivered before {v}")
+            self._draw()  # the second event yielded
             return [second, first]
         if fault == "duplicate":
             raw = self._build(s, self._next_kind(s), v)
+            self._draw()  # the copy is an event yielded too
             if self.at_rest:
                 s.next_version = v + 2
                 self._record(FaultKind.DUPLICATE, s, v + 1, f"event {raw.id} stored twice")
@@ -699,6 +816,7 @@ class Workload(Iterator[RawEvent]):
         raw = self._build(s, self._next_kind(s), v + 1)
         s.next_version = v + 2
         self._record(FaultKind(fault), s, v, f"extra {extra.type} event")
+        self._draw()  # the extra event is yielded too
         return [extra, raw]
 
     def _advance_shadowed(self, s: _Stream) -> list[RawEvent]:
@@ -794,6 +912,25 @@ class Workload(Iterator[RawEvent]):
         if on_end is not None:
             for s in active:
                 on_end(s.name)
+        self._warn_shortfall()
+
+    def _warn_shortfall(self) -> None:
+        """Say which faults fell short of what their rates drew by more than the end of
+        the workload explains (more than 3 draws, and more than 5 % of them, not injected).
+        """
+        manifest = self.manifest
+        counts = manifest.counts
+        for kind, missing in manifest.shortfall.items():
+            asked = manifest.asked[kind]
+            if missing > 3 and missing * 20 > asked:
+                if kind in _PER_STREAM:
+                    per, why = "stream", ("drawn on streams of fewer than 3 events or cut "
+                                          "short by n_events")
+                else:
+                    per, why = "event", "found no event where the fault is possible"
+                log.warning("%s: %d asked, %d injected (rate %g per %s): %d %s", kind,
+                            asked, counts.get(kind, 0), getattr(self.rates, kind), per,
+                            missing, why)
 
 
 def generate(n_events: int | None = None, *, n_streams: int | None = None, seed: int = 0,
