@@ -560,7 +560,8 @@ rows_look_right(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * keeps the per-event state in C between calls back into Python, exactly as feed_all
  * keeps it in locals: every unusual event goes through rehydration.feed(raw) (with the
  * state written back first and read again after), and every violation through the same
- * Python methods feed_all calls. What it cannot take (an object that is not exactly a
+ * Python methods feed_all calls (so does an event whose stream or id is not exactly a str:
+ * feed() says what is wrong with it). What it cannot take (an object that is not exactly a
  * RawEvent, a version that is not a machine-sized int) it hands back: run() returns that
  * event, and feed_all goes on in Python from there. None when the events are exhausted.
  */
@@ -1203,6 +1204,8 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
                 || (rstream = raw_get(f, raw, F_STREAM)) == NULL)
             goto error;
         if (L.adopt) {  /* the first event names the stream, as feed() does */
+            if (!PyUnicode_CheckExact(rstream))
+                goto feed;  /* feed() takes a str subclass, and says what else is wrong */
             if (PyObject_SetAttr(r, s_stream, rstream) < 0)
                 goto error;
             Py_INCREF(rstream);
@@ -1218,10 +1221,9 @@ folder_run(Folder *f, PyObject *const *args, Py_ssize_t nargs)
             usual = same;
         }
         if (usual) {
-            int truthy = PyObject_IsTrue(rid);
-            if (truthy < 0)
-                goto error;
-            if (truthy) {
+            if (!PyUnicode_CheckExact(rid))
+                goto feed;  /* feed() takes a str subclass, and says what else is wrong */
+            if (PyUnicode_GET_LENGTH(rid) != 0) {
                 int repeat = PyObject_RichCompareBool(rid, L.last_id, Py_EQ);
                 if (repeat < 0)
                     goto error;

@@ -792,6 +792,11 @@ class Aggregate:
         copy._stream = self._stream
         copy._last_event_id = self._last_event_id
         copy._last_time = self._last_time
+        # a handler raised midway (evtools.rehydration): the copy is no state at any
+        # version either, and take_snapshot refuses it as it refuses the original
+        partly = self.__dict__.get("_evtools_partly_applied")
+        if partly is not None:
+            copy.__dict__["_evtools_partly_applied"] = partly
         return copy
 
     def _refuse_change(self, what: str) -> NoReturn:

@@ -438,16 +438,21 @@ def cmd_rehydrate(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.clock_skew is not None:  # else the library's default tolerance
         options["clock_skew"] = args.clock_skew
+    empty = False
     with open_store(args.source, mode=mode) as store:
         result = rehydrate_store(store, registry, aggregate, stream=args.stream,
                                  policy="audit", snapshot_every=args.snapshot_every or None,
-                                 **options)
+                                 verify_snapshot=args.verify_snapshots, **options)
+        if not result.streams and not args.stream:
+            empty = not any(not is_snapshot_stream(name) for name in store.list_streams())
     if not result.streams and not args.stream:  # say so: an empty table reads as "clean"
+        prefix = aggregate.stream_prefix
+        why = ": it holds no event streams at all" if empty \
+            else "; --aggregate names another aggregate"
         _console(stderr=True).print(
-            f"note: {redact_url(args.source)} has no {aggregate.aggregate_type} streams "
-            f"(names starting {aggregate.stream_prefix!r}); --aggregate names another "
-            f"aggregate" + ("; under --strict, rebuilding nothing is a failure"
-                            if args.strict else ""))
+            f"note: {redact_url(args.source)} has no {aggregate.aggregate_type} streams"
+            + (f" (names starting {prefix!r})" if prefix is not None else "") + why
+            + ("; under --strict, rebuilding nothing is a failure" if args.strict else ""))
     if args.format == "json":
         _write_output(json.dumps(result.to_dict(), indent=2, default=str), args.out)
     else:
@@ -684,7 +689,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7,
                    help="the same seed writes the same events (default 7)")
     p.add_argument("--faults", default="",
-                   help="injected fault rates, e.g. gap=0.01,duplicate=0.005,reorder=0.01")
+                   help="injected fault rates, e.g. duplicate=0.005,clock_skew=0.01; gap and "
+                        "reorder (a lost or swapped version) go only into a .jsonl export, "
+                        "which keeps versions as generated: --store events.jsonl --faults "
+                        "gap=0.01,reorder=0.01")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("audit", help="what each consumer loses, path by path")
@@ -716,6 +724,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "of it at its head into SOURCE (which is then opened for appending; "
                         "a SQLite, JSONL, NATS or EventStoreDB store, not Parquet); the next "
                         "run starts from it. 0 (default): none")
+    p.add_argument("--verify-snapshots", action="store_true",
+                   help="check each stream's latest snapshot instead of starting from it: "
+                        "replay the stream from version 0 and report a snapshot whose state "
+                        "differs from the replay's at its version (snapshot_conflict). The "
+                        "snapshots then save nothing: every stream is read and applied whole, "
+                        "as without snapshots")
     p.add_argument("--clock-skew", type=_seconds, default=None, metavar="SECONDS",
                    help="how far an event's time may go back from the previous event's "
                         "before it is a clock_skew violation (default 5)")

@@ -28,11 +28,14 @@ Checks (each violation has a :class:`ViolationKind`, the stream, the version and
 ``clock_skew``      an event earlier than the previous event (or the snapshot) by more than
                     ``clock_skew``
 ``wrong_stream``    an event of another stream
+``invalid_version`` a version below 0 (no position in a stream)
 ``wrong_aggregate`` an event whose ``id_field`` names another aggregate
 ``decode_error``    payload rejected by the registry (with its JSON path)
 ``unknown_type``    no class or upcaster for the type / schema version
 ``unhandled_event`` the aggregate has no handler for a decoded event
-``apply_error``     a handler raised
+``apply_error``     a handler raised (what it changed before raising stays: the result's
+                    ``partly_applied`` names that event, and no snapshot is taken of the
+                    aggregate)
 ``invariant``       an invariant does not hold after applying an event
 ``snapshot_*``      the snapshot's hash does not match its state or it belongs elsewhere
                     (``snapshot_invalid``), it is ahead of the stream (``snapshot_ahead``),
@@ -54,9 +57,12 @@ violation. ``audit`` records every violation and goes on *where that is safe*:
   a snapshot found inconsistent with the stream: from there the state cannot be known, and
   applying later events as if nothing happened is exactly the silent loss evtools exists to
   expose. It **keeps scanning** to the end (decode, identity, continuity and causality
-  checks still run), so one pass reports every problem of the stream;
-* it **skips** duplicates (already applied: re-applying would double count) and events of
-  another stream (they do not belong here), and goes on applying;
+  checks still run), so one pass reports every problem of the stream. A handler that
+  raised may have changed the state before it did, and that stays (undoing it would take a
+  copy of the state per event): its version is the result's ``partly_applied``, the
+  aggregate is then not the state at any version, and :func:`take_snapshot` refuses it;
+* it **skips** duplicates (already applied: re-applying would double count), events of
+  another stream (they do not belong here) and versions below 0, and goes on applying;
 * it **reorders** within the window: a version that arrives late is reported and applied in
   version order (events buffered behind it follow);
 * it **applies and reports** clock skew and invariant violations: the recorded history
@@ -102,6 +108,7 @@ from ._json import lossless
 from .aggregate import _NO_EVENT, Aggregate, BoundInvariant, run_invariant, state_hash_of
 from .errors import (
     Context,
+    EvtoolsError,
     InputError,
     RehydrationError,
     SchemaError,
@@ -177,6 +184,7 @@ class ViolationKind(enum.StrEnum):
     TRUNCATED = "truncated"
     CLOCK_SKEW = "clock_skew"
     WRONG_STREAM = "wrong_stream"
+    INVALID_VERSION = "invalid_version"
     WRONG_AGGREGATE = "wrong_aggregate"
     DECODE_ERROR = "decode_error"
     UNKNOWN_TYPE = "unknown_type"
@@ -357,6 +365,16 @@ def take_snapshot(aggregate: Aggregate, *, stream: str | None = None) -> Snapsho
     if not isinstance(aggregate, Aggregate):
         raise UsageError(f"take_snapshot takes an Aggregate, not {type(aggregate).__name__}")
     the_stream = stream or aggregate.stream
+    partly = vars(aggregate).get(_PARTLY_APPLIED)
+    if partly is not None:
+        ident = aggregate.aggregate_id
+        who = aggregate.aggregate_type + (f" {ident}" if ident is not None else "")
+        raise UsageError(
+            f"take_snapshot: {who} may hold the event at version {partly} partly applied "
+            f"(its handler raised, and what it had changed stays): not the state at any "
+            f"version, which a snapshot would store as the state at version "
+            f"{aggregate.version}; fix the handler (or the event) and rebuild",
+            stream=the_stream, version=partly)
     if the_stream is None:
         raise UsageError("take_snapshot needs the stream: the aggregate was not rebuilt by "
                          "rehydrate(); pass stream=")
@@ -369,6 +387,11 @@ def take_snapshot(aggregate: Aggregate, *, stream: str | None = None) -> Snapsho
                     schema_version=aggregate.state_version,
                     last_event_id=aggregate.last_event_id, timestamp=when,
                     state_hash=state_hash_of(state), state=msgspec.Raw(state))
+
+
+#: the attribute of an aggregate whose handler raised midway: that event's version (a
+#: bookkeeping attribute, not state; set by Rehydration._handler_failed)
+_PARTLY_APPLIED = "_evtools_partly_applied"
 
 
 def _id_text(aggregate: Aggregate) -> str | None:
@@ -430,6 +453,9 @@ class RehydrationResult(Generic[A]):
     snapshot_version: int | None  # the snapshot the state was built on (None: from zero)
     halted_at: int | None  # first version not applied because it was unsafe (audit)
     stage: Stage = Stage.READY
+    # the version of an event whose handler raised: the aggregate may keep part of its
+    # changes, so it is not the state at any version (no snapshot is taken of it)
+    partly_applied: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -459,6 +485,7 @@ class RehydrationResult(Generic[A]):
             "events_skipped": self.events_skipped,
             "snapshot_version": self.snapshot_version,
             "halted_at": self.halted_at,
+            "partly_applied": self.partly_applied,
             "state_hash": self.aggregate.state_hash(),
             "violation_counts": self.counts,
             "violations": [v.to_dict() for v in self.violations],
@@ -478,6 +505,10 @@ class RehydrationResult(Generic[A]):
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.counts.items()))
         halted = f"; stopped applying at version {self.halted_at}" \
             if self.halted_at is not None else ""
+        if self.partly_applied is not None:
+            halted += (f"; version {self.partly_applied} partly applied: its handler raised, "
+                       f"and the aggregate may keep part of that event's changes (not the "
+                       f"state at any version)")
         return f"{head}; {len(self.violations)} violations ({kinds}){halted}"
 
 
@@ -506,6 +537,7 @@ class Rehydration(Generic[A]):
     events_applied = 0
     events_skipped = 0
     halted_at: int | None = None
+    partly_applied: int | None = None  # the version whose handler raised (see the result's)
     _prefix_top = -1  # the highest version read that the snapshot covers
     _max_seen = -1
     _last_id = ""  # id of the last in-order event (applied or not)
@@ -592,7 +624,7 @@ class Rehydration(Generic[A]):
                     agg = restore(snap, cls, self.registry)
                 except InputError as e:
                     self._violate(ViolationKind.SNAPSHOT_INVALID, snap.version,
-                                  f"snapshot state cannot be restored: {e}",
+                                  f"snapshot state cannot be restored: {e.message}",
                                   event_type=SNAPSHOT_TYPE, path=e.context.path)
                     snap = None
                 else:
@@ -664,18 +696,41 @@ class Rehydration(Generic[A]):
         if self.stage is not Stage.VALIDATE:
             raise UsageError(f"this rehydration is {self.stage}: it takes no more events",
                              stream=self.stream)
-        self.events_seen += 1
+        try:
+            version = raw.version
+            rid = raw.id
+            raw_stream = raw.stream
+        except AttributeError:
+            raise UsageError(f"feed takes a RawEvent (from a store's read_stream, "
+                             f"RawEvent.new or registry.to_raw), not {type(raw).__name__}",
+                             stream=self.stream) from None
+        # a RawEvent built by hand is not checked (RawEvent.check): the fields read here
+        if type(version) is not int and (not isinstance(version, int)
+                                         or isinstance(version, bool)):
+            raise _misbuilt(raw, "version")
+        if type(rid) is not str and not isinstance(rid, str):
+            raise _misbuilt(raw, "id")
         stream = self.stream
-        if raw.stream != stream:
+        if raw_stream != stream or stream is None:
+            if not isinstance(raw_stream, str) or not raw_stream:
+                raise _misbuilt(raw, "stream")
+            self.events_seen += 1
             if stream is None:
-                self.stream = raw.stream
+                self.stream = raw_stream
             else:
-                self._violate(ViolationKind.WRONG_STREAM, raw.version,
-                              f"event of stream {raw.stream!r} read in stream {stream!r}",
+                self._violate(ViolationKind.WRONG_STREAM, version,
+                              f"event of stream {raw_stream!r} read in stream {stream!r}",
                               raw=raw, stream=stream)
                 self.events_skipped += 1
                 return
-        version = raw.version
+        else:
+            self.events_seen += 1
+        if version < 0:
+            self.events_skipped += 1
+            self._violate(ViolationKind.INVALID_VERSION, version,
+                          f"version {version} is below 0: a version is the 0-based position "
+                          f"of the event in its stream (skipped)", raw=raw)
+            return
         if version > self._max_seen:
             self._max_seen = version
         if version == self.expected and not self._buffer:
@@ -724,6 +779,7 @@ class Rehydration(Generic[A]):
         time_field = self._time_field or "\0"  # no such attribute: every event falls back
         no_invariants: tuple[BoundInvariant, ...] = ()
         stamp = Timestamp
+        an_int, a_str = int, str
         missing = _MISSING
         not_decoded = NOT_DECODED
         feed = self.feed
@@ -778,8 +834,10 @@ class Rehydration(Generic[A]):
             for raw in events:
                 version = raw.version
                 rid = raw.id
+                # (feed() says what is wrong with a field of another type)
                 if (not clean or version != expected or raw.stream != stream
-                        or (rid == last_id and rid)):
+                        or (rid == last_id and rid) or type(version) is not an_int
+                        or type(rid) is not a_str):
                     store()
                     feed(raw)
                     load()
@@ -883,10 +941,20 @@ class Rehydration(Generic[A]):
         self._applied(raw, when)
 
     def _handler_failed(self, raw: RawEvent, event: Any, e: Exception) -> None:
-        self._violate(ViolationKind.APPLY_ERROR, raw.version,
+        """A handler raised (both loops and feed() come here): what it changed before
+        raising stays in the aggregate, which is then not the state at any version. Said on
+        the result, and on the aggregate itself, so that take_snapshot refuses it."""
+        version = raw.version
+        if self.partly_applied is None:
+            self.partly_applied = version
+            vars(self.aggregate)[_PARTLY_APPLIED] = version
+        said = e.message if isinstance(e, EvtoolsError) else e  # its place is the event's
+        self._violate(ViolationKind.APPLY_ERROR, version,
                       f"handler for {type(event).__qualname__} raised "
-                      f"{type(e).__name__}: {e}", raw=raw)
-        self._halt(raw.version)
+                      f"{type(e).__name__}: {said}; the aggregate may keep part of this "
+                      f"event's changes (not the state at any version): no snapshot is taken "
+                      f"of it", raw=raw)
+        self._halt(version)
 
     def _out_of_line(self, raw: RawEvent) -> None:
         version = raw.version
@@ -1010,6 +1078,8 @@ class Rehydration(Generic[A]):
         try:
             event = (self._decode or self._refresh_plan())(raw)
         except (UnknownEventType, UnknownSchemaVersion) as e:
+            if not isinstance(raw.type, str) or not raw.type:
+                raise _misbuilt(raw, "type") from None
             self._violate(ViolationKind.UNKNOWN_TYPE, version, e.message, raw=raw)
             self._halt(version)
             return
@@ -1157,7 +1227,8 @@ class Rehydration(Generic[A]):
                               f"the snapshot is at version {snap.version} but the stream ends "
                               f"at version {seen} (log truncated, or a snapshot of another "
                               "history)", event_type=SNAPSHOT_TYPE)
-                self._halt(seen + 1)
+                if self.snapshot is not None:  # its state is ahead of the stream's
+                    self._halt(seen + 1)  # (verified, the state is the replay's: no halt)
 
     def sync_aggregate(self) -> A:
         """Write the bookkeeping (version, stream, last event) into the aggregate."""
@@ -1189,7 +1260,23 @@ class Rehydration(Generic[A]):
             policy=self.policy, violations=self.violations, events_seen=self.events_seen,
             events_applied=self.events_applied, events_skipped=self.events_skipped,
             snapshot_version=self.snapshot.version if self.snapshot is not None else None,
-            halted_at=self.halted_at, stage=self.stage)
+            halted_at=self.halted_at, stage=self.stage, partly_applied=self.partly_applied)
+
+
+_WANTED = {"version": "an int >= 0 (the 0-based position in the stream)",
+           "stream": "a non-empty str", "id": "a str", "type": "a non-empty str"}
+
+
+def _misbuilt(raw: RawEvent, field: str) -> UsageError:
+    """The error for an event whose ``field`` holds a value of the wrong type (a RawEvent
+    built by hand: its constructor checks nothing)."""
+    stream, version, kind = raw.stream, raw.version, raw.type
+    return UsageError(
+        f"RawEvent {field} must be {_WANTED[field]}, not {getattr(raw, field)!r}; build "
+        f"events with RawEvent.new, which checks their fields (RawEvent(...) does not)",
+        stream=stream if isinstance(stream, str) else None,
+        version=version if type(version) is int else None,
+        event_type=kind if isinstance(kind, str) else None)
 
 
 class _NotDecoded:
@@ -1501,11 +1588,13 @@ def rehydrate_store(store: StoreLike, registry: Registry, aggregate_cls: type[A]
                                "verify_snapshot": verify_snapshot,
                                "reorder_window": reorder_window, "lazy": lazy}
     for name in names:
-        result, replayed = _rehydrate_one(store, registry, aggregate_cls, name, snapshots,
-                                          options)
+        result, replayed, verified = _rehydrate_one(store, registry, aggregate_cls, name,
+                                                    snapshots, options)
         written = None
         if snapshot_every is not None and result.ok and result.version >= 0:
-            base = result.snapshot_version if result.snapshot_version is not None else -1
+            # the latest snapshot, used or (verify_snapshot) checked against the replay
+            base = result.snapshot_version if result.snapshot_version is not None \
+                else verified if verified is not None else -1
             if result.version - base >= snapshot_every:
                 write_snapshot(store, take_snapshot(result.aggregate))
                 written = result.version
@@ -1524,19 +1613,22 @@ def rehydrate_store(store: StoreLike, registry: Registry, aggregate_cls: type[A]
 
 def _rehydrate_one(store: StoreLike, registry: Registry, aggregate_cls: type[A], stream: str,
                    use_snapshots: bool, options: dict[str, Any]
-                   ) -> tuple[RehydrationResult[A], bool]:
+                   ) -> tuple[RehydrationResult[A], bool, int | None]:
+    """``(result, whether replayed from zero after a rejected snapshot, the version of the
+    snapshot verify_snapshot checked)``."""
     snap_raw = load_snapshot(store, stream) if use_snapshots else None
     if snap_raw is None:  # the whole stream: no need to ask for its head first
         return rehydrate(_read_whole(store, stream), registry, aggregate_cls, stream=stream,
-                         **options), False
+                         **options), False, None
     head = store.stream_version(stream)
     verify = options["verify_snapshot"]
     snap_version: int | None = None
     with contextlib.suppress(InputError):  # rehydrate reports it as snapshot_invalid
         snap_version = Snapshot.from_raw(snap_raw).version
     start = 0 if verify or snap_version is None else snap_version
-    if head is not None and snap_version is not None and snap_version > head:
+    if not verify and head is not None and snap_version is not None and snap_version > head:
         start = head  # read the tail anyway, so the boundary is seen and reported
+        # (verify replays from 0 whatever the snapshot's version: it trusts none of it)
     first = rehydrate(_read(store, stream, start, head), registry, aggregate_cls,
                       stream=stream, snapshot=snap_raw, expected_version=head, **options)
     if options["policy"] == "audit" and first.snapshot_rejected and not verify:
@@ -1545,8 +1637,8 @@ def _rehydrate_one(store: StoreLike, registry: Registry, aggregate_cls: type[A],
         again.violations[:0] = [v for v in first.violations if v.kind in (
             ViolationKind.SNAPSHOT_INVALID, ViolationKind.SNAPSHOT_AHEAD,
             ViolationKind.SNAPSHOT_CONFLICT)]
-        return again, True
-    return first, False
+        return again, True, None
+    return first, False, snap_version if verify else None
 
 
 def _read_whole(store: StoreLike, stream: str) -> Iterator[RawEvent]:

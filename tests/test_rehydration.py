@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
+import pickle
 import tracemalloc
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -1333,3 +1335,196 @@ def test_property_c_loop_python_loop_and_feed_agree(
         rehydration._Folder = saved
     assert c_loop == python
     assert fed == python
+
+
+# -- found by a review: verify with a snapshot ahead, partly applied events, event fields ----
+
+def test_verify_snapshot_with_a_snapshot_ahead_of_the_store_replays_from_zero() -> None:
+    """rehydrate_store had read a stream whose snapshot is ahead of it from its head even
+    with verify_snapshot=True, reporting the versions before as a gap and returning an
+    empty state; verifying replays from 0: the state is the one without verification."""
+    store = MemoryStore()
+    write_workload(store, 60, seed=4, faults=FaultRates(truncate=1.0))
+    trusted = rehydrate_store(store, REGISTRY, Order, keep_results=True)
+    verified = rehydrate_store(store, REGISTRY, Order, verify_snapshot=True,
+                               keep_results=True)
+    assert trusted.results is not None and verified.results is not None
+    ahead = [s.stream for s in trusted.streams if s.replayed_from_zero]
+    assert ahead
+    for name in ahead:
+        plain, checked = trusted.results[name], verified.results[name]
+        assert [v.kind for v in checked.violations] == [ViolationKind.SNAPSHOT_AHEAD]
+        assert checked.version == plain.version == store.stream_version(name)
+        assert checked.events_applied == plain.events_applied == plain.version + 1
+        assert checked.aggregate == plain.aggregate
+        assert checked.halted_at is plain.halted_at is None
+    assert [s.state_hash for s in verified.streams] == [s.state_hash for s in trusted.streams]
+
+
+
+def test_verify_snapshot_with_snapshot_every_writes_no_second_snapshot_at_a_version() -> None:
+    """Verified, a snapshot is not the start of the state (snapshot_version is None), and
+    snapshot_every had taken that for no snapshot at all, writing the same one again."""
+    store = MemoryStore()
+    write_workload(store, 400, n_streams=4, seed=4)
+    first = rehydrate_store(store, REGISTRY, Order, snapshot_every=50)
+    assert all(s.snapshot_written == 99 for s in first.streams)
+    again = rehydrate_store(store, REGISTRY, Order, snapshot_every=50, verify_snapshot=True)
+    assert again.ok and all(s.snapshot_written is None for s in again.streams)
+    assert all(store.stream_version(f"snapshot-{s.stream}") == 0 for s in again.streams)
+
+class _Counted(msgspec.Struct, frozen=True):
+    q: int
+
+
+class _Tally(Aggregate):
+    """A handler that changes the state, then raises (for q == 13)."""
+
+    time_field = None
+    total: int = 0
+    log: list[int] = msgspec.field(default_factory=list)
+
+    @handles(_Counted)
+    def _counted(self, e: _Counted) -> None:
+        self.total += e.q
+        self.log.append(e.q)
+        if e.q == 13:
+            raise ValueError("unlucky")
+
+
+_TALLY_REGISTRY = Registry()
+_TALLY_REGISTRY.register(_Counted, name="Counted")
+
+
+def _tally_events(*qs: int, stream: str = "tally-1") -> list[RawEvent]:
+    return [RawEvent(stream, v, "Counted", msgspec.json.encode({"q": q}), id=f"q{v}")
+            for v, q in enumerate(qs)]
+
+
+def test_an_event_whose_handler_raised_midway_is_said_and_never_snapshot() -> None:
+    """Under audit the state keeps what the failing handler changed before it raised (a
+    copy per event to roll it back would cost the hot path): the result says so, and no
+    snapshot is taken of it (it had been stored as the state at the version before, with
+    a valid hash, and trusted by every later rebuild)."""
+    events = _tally_events(1, 13, 5)
+
+    def by_feed() -> Any:
+        r = Rehydration(_TALLY_REGISTRY, _Tally, policy="audit")
+        for e in events:
+            r.feed(e)
+        with pytest.raises(UsageError, match="partly applied"):
+            r.snapshot_now()
+        return r.finish()
+
+    for result in (rehydrate(events, _TALLY_REGISTRY, _Tally, policy="audit"), by_feed()):
+        assert (result.version, result.halted_at, result.partly_applied) == (0, 1, 1)
+        assert (result.aggregate.total, list(result.aggregate.log)) == (14, [1, 13])
+        (v,) = result.violations
+        assert v.kind is ViolationKind.APPLY_ERROR and v.version == 1
+        assert "raised ValueError: unlucky" in v.message
+        assert "part of this event's changes" in v.message
+        assert "version 1 partly applied" in result.summary()
+        assert result.to_dict()["partly_applied"] == 1
+        for held in (result.aggregate, copy.deepcopy(result.aggregate),
+                     pickle.loads(pickle.dumps(result.aggregate)), result.aggregate.thaw()):
+            with pytest.raises(UsageError, match="partly applied") as info:
+                take_snapshot(held)
+            assert (info.value.context.stream, info.value.context.version) == ("tally-1", 1)
+    clean = rehydrate(_tally_events(1, 2), _TALLY_REGISTRY, _Tally)
+    assert clean.partly_applied is None and "partly" not in clean.summary()
+    assert take_snapshot(clean.aggregate).version == 1
+
+
+def test_a_strict_handler_error_leaves_a_rehydration_that_takes_no_snapshot() -> None:
+    r = Rehydration(_TALLY_REGISTRY, _Tally)
+    with pytest.raises(RehydrationError, match="part of this event's changes"):
+        r.feed_all(_tally_events(1, 13, 5))
+    assert r.partly_applied == 1
+    with pytest.raises(UsageError, match="partly applied"):
+        r.snapshot_now()
+
+
+def test_snapshot_every_writes_no_snapshot_of_a_partly_applied_event() -> None:
+    store = MemoryStore()
+    store.append("tally-1", _tally_events(1, 13, 5))
+    store.append("tally-2", _tally_events(1, 2, 3, stream="tally-2"))
+    result = rehydrate_store(store, _TALLY_REGISTRY, _Tally, snapshot_every=1)
+    assert [(s.stream, s.halted_at, s.snapshot_written) for s in result.streams] == [
+        ("tally-1", 1, None), ("tally-2", None, 2)]
+    assert load_snapshot(store, "tally-1") is None
+
+
+def test_a_snapshot_that_cannot_be_restored_names_its_place_once() -> None:
+    events = one_stream(12)
+    snap = snapshot_at(events, 7)
+    unknown = msgspec.structs.replace(snap, schema_version=3)
+    state = msgspec.json.decode(bytes(snap.state))
+    del state["carrier"]
+    data = msgspec.json.encode(state)
+    missing = msgspec.structs.replace(snap, state=msgspec.Raw(data),
+                                      state_hash=state_hash_of(data))
+    for bad, path in ((unknown, None), (missing, "/carrier")):
+        result = rehydrate(events, REGISTRY, Order, snapshot=bad, policy="audit")
+        (v,) = [v for v in result.violations if v.kind is ViolationKind.SNAPSHOT_INVALID]
+        assert v.message.startswith("snapshot state cannot be restored: ")
+        assert "(stream" not in v.message and v.path == path
+        assert str(v).count(events[0].stream) == 1
+        with pytest.raises(RehydrationError) as info:
+            rehydrate(events, REGISTRY, Order, snapshot=bad)
+        assert str(info.value).count(events[0].stream) == 1
+
+
+def test_a_handler_raising_an_evtools_error_names_the_place_once() -> None:
+    class Refusing(_Tally):
+        @handles(_Counted)
+        def _counted(self, e: _Counted) -> None:
+            raise UsageError("no counting here", stream="tally-1", version=e.q)
+
+    result = rehydrate(_tally_events(1), _TALLY_REGISTRY, Refusing, policy="audit")
+    (v,) = result.violations
+    assert "raised UsageError: no counting here" in v.message
+    assert "(stream" not in v.message
+
+
+def test_a_version_below_zero_is_an_invalid_version_not_a_duplicate() -> None:
+    good = _tally_events(1, 2, 3)
+    below = msgspec.structs.replace(good[0], version=-1, id="minus")
+    later = msgspec.structs.replace(below, version=-7)
+    for events, where in (([below, *good], -1), ([good[0], later, *good[1:]], -7)):
+        result = rehydrate(events, _TALLY_REGISTRY, _Tally, policy="audit")
+        (v,) = result.violations
+        assert (v.kind, v.version) == (ViolationKind.INVALID_VERSION, where)
+        assert "below 0" in v.message and "again" not in v.message
+        assert v.event_id == "minus"
+        assert (result.version, result.aggregate.total, result.events_skipped) == (2, 6, 1)
+        assert result.halted_at is None
+        with pytest.raises(RehydrationError) as info:
+            rehydrate(events, _TALLY_REGISTRY, _Tally)
+        assert info.value.violation.kind is ViolationKind.INVALID_VERSION
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("version", "0"), ("version", None), ("version", 1.0), ("version", True),
+    ("stream", 5), ("stream", None), ("stream", b"tally-1"),
+    ("id", 5), ("id", None), ("id", b"q0"), ("type", 5), ("type", None),
+])
+def test_an_event_field_of_the_wrong_type_is_a_usage_error_naming_it(
+        field: str, value: Any) -> None:
+    """A RawEvent built by hand (RawEvent(...) checks nothing) with a version that is not
+    an int had given a bare TypeError from feed and feed_all, or been taken as one (1.0,
+    True at version 1); a stream or an id that is not a str had been taken as one."""
+    good = _tally_events(1, 2, 3)
+    for at in (0, 1):
+        events = list(good)
+        events[at] = msgspec.structs.replace(good[at], **{field: value})
+        for how in ("feed_all", "feed"):
+            for stream in ("tally-1", None):
+                r = Rehydration(_TALLY_REGISTRY, _Tally, policy="audit", stream=stream)
+                with pytest.raises(UsageError, match=f"RawEvent {field} must be") as info:
+                    if how == "feed":
+                        for e in events:
+                            r.feed(e)
+                    else:
+                        r.feed_all(events)
+                assert "build events with RawEvent.new" in str(info.value)
+                assert r.events_applied == at  # refused before it was applied

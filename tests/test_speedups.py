@@ -418,6 +418,53 @@ def test_the_state_after_a_strict_error_is_what_was_applied() -> None:
     assert c_side[:3] == (2, 2, 2)  # the created order and the item that broke the check
 
 
+
+@needs_speedups
+def test_a_handler_that_raised_midway_is_said_alike_by_both_loops() -> None:
+    """The C loop hands a handler's error to rehydration._handler_failed, as the Python
+    loop does: the same partly_applied on the result, the same refused snapshot."""
+    from evtools.orders import ItemAdded
+    from evtools.rehydration import take_snapshot
+
+    class Midway(Order):
+        def _item_added(self, e: ItemAdded) -> None:  # replaces the handler
+            super()._item_added(e)
+            if len(self.lines) == 2:
+                raise ValueError("after the change")
+
+    events = list(generate(40, n_streams=1, seed=3))
+
+    def fold() -> Any:
+        result = rehydrate(events, order_registry(), Midway, policy="audit")
+        assert result.partly_applied is not None
+        return (result.to_dict(), result.aggregate.state_bytes(),
+                _outcome_of(lambda: take_snapshot(result.aggregate)))
+
+    c_side, py_side = _both(fold)
+    assert c_side == py_side
+    assert c_side[2][0] == "UsageError" and "partly applied" in c_side[2][1]
+
+
+@needs_speedups
+def test_the_c_loop_sends_a_stream_or_id_that_is_not_exactly_a_str_to_feed() -> None:
+    class Name(str):
+        pass
+
+    events = list(generate(6, n_streams=1, seed=3))
+    replace = msgspec.structs.replace
+    for field, value in (("id", Name("an-id")), ("stream", Name(events[0].stream)),
+                         ("id", 7), ("stream", 7)):
+        at = 0 if field == "stream" else 2  # the first event names the stream
+        odd = [*events[:at], replace(events[at], **{field: value}), *events[at + 1:]]
+        c_side, py_side = _both(lambda odd=odd: [rehydrate(odd, order_registry(), Order,
+                                                           policy="audit")])
+        assert c_side == py_side, (field, value)
+        if isinstance(value, str):
+            assert c_side == _outcome_of(lambda: [rehydrate(events, order_registry(), Order,
+                                                            policy="audit")])
+        else:
+            assert c_side[0] == "UsageError" and f"RawEvent {field} must be" in c_side[1]
+
 # -- the SQLite store's look at a page of rows -------------------------------------------------
 
 @needs_speedups
