@@ -530,17 +530,31 @@ def cmd_copy(args: argparse.Namespace) -> int:
 
 # -- bench ----------------------------------------------------------------------------------
 
+#: the options of each benchmark (the others are refused: ignored, they would mislead)
+_BENCH_OPTIONS = {"rehydrate": {"events": "--events", "artefacts": "--artefacts"},
+                  "inference": {"device": "--device", "batch_sizes": "--batch-sizes",
+                                "n_orders": "--n-orders", "dtype": "--dtype",
+                                "threads": "--threads"}}
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    other = next(what for what in _BENCH_OPTIONS if what != args.what)
+    given = [flag for dest, flag in _BENCH_OPTIONS[other].items()
+             if getattr(args, dest) is not None]
+    if given:
+        raise UsageError(f"{' and '.join(given)}: only for 'evtools bench {other}'")
     if args.what == "inference":
         from .inference import run_inference_benchmark
 
+        n_orders = _at_least_one(args.n_orders, "--n-orders", 5000)
         result: Any = run_inference_benchmark(  # no --batch-sizes: the defaults that fit
-            device=args.device, batch_sizes=args.batch_sizes, seed=args.seed,
-            n_orders=args.n_orders, dtype=args.dtype, num_threads=args.threads)
+            device=args.device or "auto", batch_sizes=args.batch_sizes, seed=args.seed,
+            n_orders=n_orders, dtype=args.dtype or "float32", num_threads=args.threads)
     elif args.what == "rehydrate":
         from .profiling import run_rehydration_suite
 
-        result = run_rehydration_suite(n_events=args.events, seed=args.seed,
+        events = _at_least_one(args.events, "--events", 100_000)
+        result = run_rehydration_suite(n_events=events, seed=args.seed,
                                        out_dir=args.artefacts)
     else:  # pragma: no cover - argparse restricts the choices
         raise UsageError(f"unknown benchmark {args.what!r}")
@@ -552,6 +566,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
             _print_frame(console, _polars(frame), f"evtools bench {args.what}",
                          None if args.out else 50)
     return EXIT_OK
+
+
+def _at_least_one(value: int | None, flag: str, default: int) -> int:
+    if value is None:
+        return default
+    if value < 1:
+        raise UsageError(f"{flag} must be 1 or more, not {value}")
+    return value
 
 
 def _cell(value: Any) -> str:
@@ -752,17 +774,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks, results as a table or JSON (--format json)")
     p.add_argument("what", choices=["rehydrate", "inference"])
-    p.add_argument("--events", type=int, default=100_000,
+    p.add_argument("--events", type=int,
                    help="rehydrate: events in the workload (default 100000)")
-    p.add_argument("--device", default="auto",
+    p.add_argument("--device",
                    help="inference: auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--batch-sizes", type=_ints, default=None,
                    help="inference: comma-separated batch sizes (default 1,8,64,512, "
                         "those up to --n-orders)")
-    p.add_argument("--n-orders", type=int, default=5000, help="inference: orders to score")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
-                   help="inference: model dtype (the half types are meant for CUDA; on "
-                        "a CPU they run, slowly)")
+    p.add_argument("--n-orders", type=int,
+                   help="inference: orders to score (default 5000)")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
+                   help="inference: model dtype, float32 (default); the half types are "
+                        "meant for CUDA (on a CPU they run, slowly)")
     p.add_argument("--threads", type=int, default=None,
                    help="inference: torch CPU threads (default 1 on CPU; 0 = torch default)")
     p.add_argument("--seed", type=int, default=7,

@@ -136,6 +136,14 @@ def test_copy_to_jsonl_and_audit_it(store: str, tmp_path: Path) -> None:
      "itself; pass --stream order-42"),
     (["rehydrate", "{existing}", "--out", "{tmp}/dir.jsonl"], "cannot write"),
 
+    (["bench", "rehydrate", "--events", "0"], "--events must be 1 or more, not 0"),
+    (["bench", "inference", "--n-orders", "-3"], "--n-orders must be 1 or more, not -3"),
+    # an option of the other benchmark would be ignored: a run that misleads
+    (["bench", "rehydrate", "--events", "100", "--device", "cuda", "--dtype", "float16"],
+     "--device and --dtype: only for 'evtools bench inference'"),
+    (["bench", "inference", "--events", "5"], "--events: only for 'evtools bench rehydrate'"),
+    (["bench", "inference", "--artefacts", "{tmp}/a"],
+     "--artefacts: only for 'evtools bench rehydrate'"),
     (["audit"], "evtools: error: audit: the following arguments are required: source "
                 "(`evtools audit --help` lists the options)"),
     (["rehydrate", "x.jsonl", "--bogus"], "evtools: error: rehydrate: unrecognized arguments: "
