@@ -30,7 +30,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from evtools.profiling import PATH_ALIASES, PATHS, SuiteResult, run_rehydration_suite
+from evtools.errors import EvtoolsError, UsageError
+from evtools.profiling import (
+    PATH_ALIASES,
+    PATHS,
+    SuiteResult,
+    resolve_path,
+    run_rehydration_suite,
+)
 
 log = logging.getLogger("bench_profile")
 
@@ -45,7 +52,8 @@ def _names(value: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=Path(__file__).name,
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000,
                         help="events in the generated workload (default 100,000)")
     parser.add_argument("--seed", type=int, default=7)
@@ -75,7 +83,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check(args: argparse.Namespace) -> None:
+    """A :class:`UsageError` for options that contradict each other: each had run the suite
+    without the figures or flame graphs it asked for."""
+    if args.no_memory and args.memory_paths:
+        raise UsageError("--memory-paths and --no-memory contradict each other: drop one")
+    if args.no_memory and args.flamegraphs:
+        raise UsageError("--flamegraphs needs memory profiling (flame graphs come from "
+                         "memray), which --no-memory turns off: drop one")
+    running = None if args.paths is None else {resolve_path(p) for p in args.paths}
+    traced = running
+    if args.memory_paths:
+        traced = {resolve_path(p) for p in args.memory_paths}
+        if running is not None and traced - running:
+            raise UsageError(f"--memory-paths names path(s) that --paths leaves out: "
+                             f"{', '.join(sorted(traced - running))}")
+    if args.flamegraphs and traced is not None:
+        drawn = {resolve_path(p) for p in args.flamegraphs}
+        if drawn - traced:
+            raise UsageError(f"--flamegraphs names path(s) not profiled under memray "
+                             f"(--paths, --memory-paths): {', '.join(sorted(drawn - traced))}")
+
+
 def run(args: argparse.Namespace) -> SuiteResult:
+    check(args)
     memory: bool | list[str] = (False if args.no_memory
                                 else args.memory_paths if args.memory_paths else True)
     return run_rehydration_suite(
@@ -113,11 +144,21 @@ def summary(suite: SuiteResult) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     started = time.perf_counter()
-    suite = run(args)
+    try:
+        suite = run(args)
+    except EvtoolsError as e:  # one line and exit 2, as argparse (and the evtools CLI) do
+        sys.stderr.write(f"{parser.prog}: error: {e}\n")
+        return 2
     if args.json:
-        suite.write_json(args.json)
+        try:
+            suite.write_json(args.json)
+        except OSError as e:
+            sys.stderr.write(f"{parser.prog}: error: cannot write {args.json}: "
+                             f"{e.strerror or e}\n")
+            return 2
     sys.stdout.write(summary(suite) + "\n")
     log.info("done in %.0f s; results in %s", time.perf_counter() - started, args.out)
     return 0

@@ -69,10 +69,12 @@ import hashlib
 import importlib.util
 import json
 import logging
+import math
 import operator
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -168,7 +170,30 @@ def _out_dir(out_dir: str | os.PathLike[str] | None, what: str) -> Path:
                          file=str(out_dir)) from e
     if not os.access(path, os.W_OK | os.X_OK):
         raise UsageError(f"out_dir {out_dir} is not writable", file=str(out_dir))
+    try:  # os.access says yes to root everywhere: /proc, /sys and read-only mounts too
+        fd, probe = tempfile.mkstemp(prefix=".evtools-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UsageError(f"out_dir {out_dir} is not writable: {e.strerror or e}",
+                         file=str(out_dir)) from e
     return path
+
+
+def _unwritable(folder: Path, error: OSError) -> UsageError:
+    """The error for a file of ``folder`` that could not be written or replaced."""
+    return UsageError(f"cannot write to out_dir {folder}: {error.strerror or error}",
+                      file=str(folder))
+
+
+def _clear(folder: Path, names: Iterable[str]) -> None:
+    """Remove the artefacts ``names`` of an earlier run from ``folder``: a run that fails
+    must not leave its own files beside those of the run before."""
+    for name in names:
+        try:
+            (folder / name).unlink(missing_ok=True)
+        except OSError as e:
+            raise _unwritable(folder, e) from e
 
 
 def _event_count(events: Any) -> int | None:
@@ -208,12 +233,24 @@ def _per(value: float | int, events: int | None) -> float | None:
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and value != value:  # NaN is not JSON
+    if isinstance(value, float) and not math.isfinite(value):  # NaN and inf are not JSON
         return None
     if isinstance(value, Path):
         return str(value)
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
         return value.item()
+    return value
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every float that JSON cannot hold (NaN, infinities) made ``None``,
+    in lists and dicts too."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) or (hasattr(value, "item") and callable(value.item)):
+        return _jsonable(_jsonable(value))  # a numpy float becomes a float, then is checked
     return value
 
 
@@ -294,7 +331,7 @@ class MemoryProfile(_PerEvent):
 
     def to_dict(self, *, top: int = 10) -> dict[str, Any]:
         """A JSON-able summary; the ``top`` largest sites; the timeline as two lists."""
-        return {
+        return _json_safe({
             "kind": "memory",
             "label": self.label,
             "events": self.events,
@@ -315,7 +352,7 @@ class MemoryProfile(_PerEvent):
             "timeline": {"t_s": [float(t) for t in self.timeline["t_s"]],
                          "heap_bytes": [int(b) for b in self.timeline["heap_bytes"]]},
             "details": self.details,
-        }
+        })
 
 
 def profile_memory(fn: Callable[..., Any], /, *args: Any, events: int | None = None,
@@ -328,7 +365,8 @@ def profile_memory(fn: Callable[..., Any], /, *args: Any, events: int | None = N
 
     ``events``: how many events the call processes (for the per-event figures).
     ``out_dir``: where the capture (``<label>.memray.bin``) and the flame graph
-    (``<label>.flamegraph.html``) go; a new temporary folder when ``None``.
+    (``<label>.flamegraph.html``) go, replacing those of an earlier run with the same
+    label (both are removed before this one starts); a new temporary folder when ``None``.
     ``native``: also record C/C++ frames (slower; needs debug symbols to be useful).
     ``python_allocators``: trace pymalloc, so every Python object counts (default).
     ``interval_ms``: how often memray samples the heap and RSS for the timeline.
@@ -350,9 +388,9 @@ def profile_memory(fn: Callable[..., Any], /, *args: Any, events: int | None = N
     folder = _out_dir(out_dir, "memory")
     name = _slug(label or str(getattr(fn, "__name__", "call")))
     capture = folder / f"{name}.memray.bin"
-    capture.unlink(missing_ok=True)  # memray refuses to overwrite
-    if not flamegraph:  # an earlier run's flame graph would pass for this one's
-        (folder / f"{name}.flamegraph.html").unlink(missing_ok=True)
+    # memray refuses to overwrite its capture, and an earlier run's flame graph would pass
+    # for this one's (or stay beside its capture, should this one fail)
+    _clear(folder, (capture.name, f"{name}.flamegraph.html"))
     gc.collect()  # garbage from before the call must not be freed inside it
     try:
         file_format = (memray.FileFormat.ALL_ALLOCATIONS if count_allocations
@@ -385,9 +423,18 @@ def profile_memory(fn: Callable[..., Any], /, *args: Any, events: int | None = N
 
 
 def read_capture(capture: str | os.PathLike[str], *, label: str | None = None,
-                 events: int | None = None, seconds: float = float("nan"),
+                 events: int | None = None, seconds: float | None = None,
                  flamegraph: str | os.PathLike[str] | None = None) -> MemoryProfile:
-    """Read a memray capture file (from :func:`profile_memory` or ``memray run``)."""
+    """Read a memray capture file (from :func:`profile_memory` or ``memray run``).
+
+    ``events``: how many events the captured run processed (a positive int, for the
+    per-event figures; ``None``: none). ``seconds``: how long it ran (``None``: from the
+    capture, the time between the tracker's start and its end). ``flamegraph``: where to
+    write memray's HTML flame graph of the high-water mark (``None``: none).
+    """
+    events = _event_count(events)
+    if seconds is not None:
+        seconds = _seconds(seconds, "seconds")
     memray = _import_memray()
     path = Path(capture)
     try:
@@ -408,6 +455,8 @@ def read_capture(capture: str | os.PathLike[str], *, label: str | None = None,
         html = None
         if flamegraph is not None:
             html = _memray_flamegraph(reader, path, Path(flamegraph), snapshots, high)
+    if seconds is None:
+        seconds = _capture_seconds(meta)
     return MemoryProfile(
         label=label or path.stem, peak_bytes=int(meta.peak_memory), allocations=allocations,
         allocated_bytes=allocated, seconds=seconds, events=events, capture=path,
@@ -415,6 +464,16 @@ def read_capture(capture: str | os.PathLike[str], *, label: str | None = None,
         allocators=allocators,
         native=bool(meta.has_native_traces),
         python_allocators=bool(meta.trace_python_allocators))
+
+
+def _capture_seconds(meta: Any) -> float:
+    """How long the tracker of a capture ran, from its metadata (0.0 when it says nothing
+    usable)."""
+    try:
+        elapsed = (meta.end_time - meta.start_time).total_seconds()
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        return 0.0
+    return elapsed if math.isfinite(elapsed) and elapsed >= 0 else 0.0
 
 
 def _sites(records: Iterable[Any], *, native: bool) -> pd.DataFrame:
@@ -478,8 +537,8 @@ def _timeline(snapshots: Sequence[Any], start: datetime) -> pd.DataFrame:
 def _memray_flamegraph(reader: Any, capture: Path, target: Path,
                        snapshots: Sequence[Any], high: Sequence[Any]) -> Path:
     """Memray's flame graph of the high-water mark, self-contained (``--no-web``)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         from memray.reporters.flamegraph import FlameGraphReporter
 
         reporter = FlameGraphReporter.from_snapshot(
@@ -489,6 +548,9 @@ def _memray_flamegraph(reader: Any, capture: Path, target: Path,
             reporter.render(outfile=f, metadata=reader.metadata, show_memory_leaks=False,
                             merge_threads=True, inverted=False, no_web=True)
         return target
+    except OSError as e:
+        raise ProfilingError(f"cannot write the flame graph file {target}: {e.strerror or e}",
+                             file=str(target)) from e
     except (ImportError, AttributeError, TypeError) as e:
         log.debug("memray reporter API unavailable (%s); running `memray flamegraph`", e)
     done = subprocess.run(
@@ -540,7 +602,8 @@ class CpuProfile:
         return self.functions.sort_values(by, ascending=False, ignore_index=True).head(n)
 
     def to_dict(self, *, top: int = 15) -> dict[str, Any]:
-        return {
+        """A JSON-able summary; the ``top`` functions by self time."""
+        return _json_safe({
             "kind": "cpu",
             "label": self.label,
             "command": self.command,
@@ -553,7 +616,7 @@ class CpuProfile:
             "flamegraph": str(self.flamegraph) if self.flamegraph else None,
             "functions": _records(self.functions, top),
             "details": self.details,
-        }
+        })
 
 
 def _find_py_spy() -> str:
@@ -678,15 +741,21 @@ def profile_cpu(target: str | Sequence[str], *, out_dir: str | os.PathLike[str] 
     ``1..MAX_RATE``); ``duration`` stops sampling (and the process) after that many
     seconds (py-spy counts whole seconds: it is rounded, to 1 at least); ``timeout`` kills
     py-spy and the process after that many seconds and raises. A ``rate``, ``duration`` or
-    ``timeout`` out of range is a :class:`UsageError`.
+    ``timeout`` out of range is a :class:`UsageError`; so is a ``target`` of bytes. py-spy
+    runs in a process group of its own with the program it starts: on a timeout, an
+    interrupt (:class:`KeyboardInterrupt`) or when py-spy ends, what is left of that group
+    is killed, so nothing of the program outlives the call.
 
-    Writes ``<label>.speedscope.json`` (py-spy's own file) and ``<label>.svg`` (a flame
-    graph drawn from the same samples) into ``out_dir``. py-spy does not report the exit
+    Writes ``<label>.speedscope.json`` (py-spy's file) and ``<label>.svg`` (a flame
+    graph drawn from the same samples) into ``out_dir``, after removing whatever an earlier
+    run with the same label left there; a file that cannot be written there is a
+    :class:`UsageError` naming ``out_dir``. py-spy does not report the exit
     status of the program it runs, so a Python source (run as ``python -c`` runs it: the
     working folder is on ``sys.path``), and a command line that runs a Python interpreter
     (``sys.executable`` or one named ``python...``) as ``-m MODULE``, ``-c CODE`` or
     ``SCRIPT.py``, each with its arguments, run under a small wrapper that records it
-    (hidden from the profile): a program that exits with a non-zero status raises
+    (its frames are taken out of the speedscope file, the flame graph and the table
+    alike): a program that exits with a non-zero status raises
     :class:`~evtools.errors.ProfilingError` with the last line of its error output
     (``CpuProfile.returncode`` is 0 otherwise). Of any other command line only a Python
     traceback on its stderr can be seen. A callable cannot be sampled in a process of
@@ -695,37 +764,31 @@ def profile_cpu(target: str | Sequence[str], *, out_dir: str | os.PathLike[str] 
     rate = _rate(rate)
     duration = None if duration is None else _seconds(duration, "duration", above_zero=True)
     timeout = None if timeout is None else _seconds(timeout, "timeout", above_zero=True)
-    if callable(target) or not isinstance(target, str | Sequence):
-        raise UsageError(
-            f"profile_cpu samples a process of its own, so it takes Python source (a str) "
-            f"or a command line (a list of str), not {type(target).__name__}: to profile a "
-            f"function, put it in a module and pass 'from mymodule import fn; fn()' (the "
-            f"working folder is on sys.path), or use profile_memory for a callable")
+    _check_target(target)
     exe = _find_py_spy()
     folder = _out_dir(out_dir, "cpu")
     name = _slug(label)
     speedscope = folder / f"{name}.speedscope.json"
-    speedscope.unlink(missing_ok=True)
-    status: Path | None = None
-    runner: Path | None = None
+    runner: Path | None = folder / f"{name}_runner.py"
+    status: Path | None = folder / f"{name}.status"
+    # every file of this label goes first: an earlier run's would pass for this one's, or
+    # stay beside what this one leaves should it fail
+    _clear(folder, (speedscope.name, f"{name}.svg", f"{name}_target.py",
+                    f"{name}_runner.py", f"{name}.status"))
     if isinstance(target, str):
         source = folder / f"{name}_target.py"
-        source.write_text(target, encoding="utf-8")
-        runner, status = folder / f"{name}_runner.py", folder / f"{name}.status"
+        _write(folder, source, target)
         argv = [sys.executable, str(runner), str(source), str(status)]
         command = [sys.executable, str(source)]  # the wrapper is gone when this returns
     else:
-        command = [str(a) for a in target]
+        command = [os.fspath(a) for a in target]
         if not command:
             raise UsageError("profile_cpu needs a command to run")
-        runner, status = folder / f"{name}_runner.py", folder / f"{name}.status"
-        wrapped = _wrapped_argv(command, runner, status)
+        wrapped = _wrapped_argv(command, folder / f"{name}_runner.py",
+                                folder / f"{name}.status")
         if wrapped is None:
             runner = status = None
         argv = wrapped or command
-    if runner is not None and status is not None:
-        runner.write_text(_RUNNER, encoding="utf-8")
-        status.unlink(missing_ok=True)
     cmd = [exe, "record", "--format", "speedscope", "--output", str(speedscope),
            "--rate", str(rate), "--function"]
     if duration is not None:
@@ -736,18 +799,20 @@ def profile_cpu(target: str | Sequence[str], *, out_dir: str | os.PathLike[str] 
     log.info("py-spy: %s", " ".join(cmd))
     started = time.perf_counter()
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              env=dict(env) if env is not None else None, check=False)
+        if runner is not None:
+            _write(folder, runner, _RUNNER)
+        done = _run_py_spy(cmd, timeout=timeout, env=dict(env) if env is not None else None)
         code = _read_status(status)
     except subprocess.TimeoutExpired as e:
-        raise ProfilingError(f"py-spy ran past the {timeout} s timeout",
-                             file=str(speedscope)) from e
+        raise ProfilingError(f"py-spy ran past the {timeout} s timeout: it and the profiled "
+                             f"program were stopped") from e
     except OSError as e:
         raise ProfilingError(f"py-spy could not start: {e}") from e
     finally:
         if runner is not None and status is not None:  # the wrapper's files: not results
-            runner.unlink(missing_ok=True)
-            status.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                runner.unlink(missing_ok=True)
+                status.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     output = (done.stdout or "") + (done.stderr or "")
     log.debug("py-spy output:\n%s", output)
@@ -756,20 +821,115 @@ def profile_cpu(target: str | Sequence[str], *, out_dir: str | os.PathLike[str] 
     returncode = _status_of(status is not None, code, duration, output)
     try:
         doc = json.loads(speedscope.read_text(encoding="utf-8"))
-    except ValueError as e:
+        if not isinstance(doc, dict):
+            raise ValueError(f"a JSON {type(doc).__name__}, not a speedscope document")
+    except (OSError, ValueError) as e:
         raise ProfilingError(f"py-spy wrote an unreadable speedscope file: {e}",
                              file=str(speedscope)) from e
+    if runner is not None:
+        # the wrapper that runs the program is not the user's code (and its file is gone):
+        # out of the speedscope file, the flame graph and the table alike
+        doc = _strip_file(doc, str(runner))
+        _write(folder, speedscope, json.dumps(doc))
     functions, samples, sampled = speedscope_table(doc)
-    if runner is not None:  # the wrapper that runs the source is not the user's code
-        functions = functions[functions["file"] != str(runner)].reset_index(drop=True)
     if samples == 0 and _is_ptrace_failure(output):
         raise ProfilingError(PTRACE_ADVICE)
-    svg = write_flamegraph_svg(doc, folder / f"{name}.svg",
-                               title=f"CPU flame graph: {label}")
+    svg = _write(folder, folder / f"{name}.svg",
+                 _flamegraph_svg(doc, title=f"CPU flame graph: {label}"))
     log.info("cpu profile %s: %d samples over %.2f s (%s)", name, samples, sampled, folder)
     return CpuProfile(label=label, command=command, rate=rate, samples=samples,
                       sampled_s=sampled, seconds=seconds, speedscope=speedscope,
                       flamegraph=svg, functions=functions, returncode=returncode)
+
+
+def _check_target(target: Any) -> None:
+    """A :class:`UsageError` unless ``target`` is Python source (a ``str``) or a command
+    line (a sequence of ``str``, or of paths)."""
+    wanted = "a str (Python source) or a list of str (a command line)"
+    if isinstance(target, bytes | bytearray | memoryview):
+        raise UsageError(f"profile_cpu takes {wanted}, not {type(target).__name__}: decode "
+                         f"it first (e.g. source.decode())")
+    if callable(target) or not isinstance(target, str | Sequence):
+        raise UsageError(
+            f"profile_cpu samples a process of its own, so it takes {wanted}, not "
+            f"{type(target).__name__}: to profile a function, put it in a module and pass "
+            f"'from mymodule import fn; fn()' (the working folder is on sys.path), or use "
+            f"profile_memory for a callable")
+    if not isinstance(target, str):
+        for i, arg in enumerate(target):
+            if not isinstance(arg, str | os.PathLike) or isinstance(
+                    os.fspath(arg), bytes):
+                raise UsageError(f"profile_cpu takes {wanted}; item {i} of the command "
+                                 f"line is {type(arg).__name__} ({arg!r}), not a str")
+
+
+def _write(folder: Path, path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` in ``folder``; an :class:`OSError` is a
+    :class:`UsageError` naming ``folder``."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise _unwritable(folder, e) from e
+    return path
+
+
+def _run_py_spy(cmd: list[str], *, timeout: float | None,
+                env: dict[str, str] | None) -> subprocess.CompletedProcess[str]:
+    """Run py-spy, and so the program it starts, in a session (and process group) of its
+    own. On a timeout (:class:`subprocess.TimeoutExpired`) or an interrupt
+    (:class:`KeyboardInterrupt`) the whole group is killed (py-spy, the program and what
+    that started) and waited for before the exception goes on; when py-spy ends, anything
+    the program left running in the group goes too."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        _kill_group(proc)
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError, ValueError):
+            proc.communicate(timeout=10)  # reaps py-spy and closes the pipes
+        if proc.poll() is None:  # pragma: no cover - killed, yet not reaped in 10 s
+            proc.kill()
+            proc.wait()
+        raise
+    _kill_group(proc)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL to the process group ``proc`` leads (a group with none left is no error)."""
+    if hasattr(os, "killpg"):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    else:  # pragma: no cover - no process groups (Windows)
+        with contextlib.suppress(OSError):
+            proc.kill()
+
+
+def _strip_file(doc: Mapping[str, Any], file: str) -> dict[str, Any]:
+    """A copy of the speedscope document ``doc`` without the frames of ``file``: they
+    leave every sample's stack (a sample left with none stays, as idle), every evented
+    profile's events, and the shared frames (the other frames' indices renumbered)."""
+    shared = doc.get("shared") or {}
+    frames = list(shared.get("frames") or [])
+    keep = [i for i, f in enumerate(frames)
+            if not (isinstance(f, Mapping) and str(f.get("file", "")) == file)]
+    if len(keep) == len(frames):
+        return dict(doc)
+    index = {old: new for new, old in enumerate(keep)}
+    profiles = []
+    for profile in doc.get("profiles") or []:
+        profile = dict(profile)
+        if "samples" in profile:
+            profile["samples"] = [[index[i] for i in stack if i in index]
+                                  for stack in profile["samples"]]
+        if "events" in profile:
+            profile["events"] = [{**event, "frame": index[event["frame"]]}
+                                 for event in profile["events"]
+                                 if event.get("frame") in index]
+        profiles.append(profile)
+    return {**doc, "shared": {**shared, "frames": [frames[i] for i in keep]},
+            "profiles": profiles}
 
 
 def _raise_py_spy_failure(returncode: int, output: str, code: int | None) -> None:
@@ -935,8 +1095,22 @@ def write_flamegraph_svg(doc: Mapping[str, Any], target: str | os.PathLike[str],
     """Draw a static SVG flame graph (root at the bottom) from a speedscope document.
 
     Every box has a tooltip with the function, its file and line, and its share of the
-    samples; boxes narrower than half a pixel are dropped.
+    samples; boxes narrower than half a pixel are dropped. Stacks of any depth are drawn
+    (nothing here recurses). A file that cannot be written is a :class:`ProfilingError`.
     """
+    path = Path(target)
+    svg = _flamegraph_svg(doc, title=title, width=width, row=row)
+    try:
+        path.write_text(svg, encoding="utf-8")
+    except OSError as e:
+        raise ProfilingError(f"cannot write the flame graph file {path}: {e.strerror or e}",
+                             file=str(path)) from e
+    return path
+
+
+def _flamegraph_svg(doc: Mapping[str, Any], *, title: str = "CPU flame graph",
+                    width: int = 1200, row: int = 17) -> str:
+    """The SVG text of :func:`write_flamegraph_svg`."""
     frames = doc.get("shared", {}).get("frames", [])
     labels = [f"{f.get('name', '?')} ({Path(str(f.get('file', ''))).name}:{f.get('line', 0)})"
               for f in frames]
@@ -955,11 +1129,15 @@ def write_flamegraph_svg(doc: Mapping[str, Any], target: str | os.PathLike[str],
     height = top_pad + (depth + 1) * row + bottom_pad
     boxes: list[str] = []
     total = root.value or 1.0
-
-    def draw(node: _Node, x: float, level: int) -> None:
-        w = node.value / total * (width - 20)
+    span = width - 20
+    # depth first, children in name order: a stack of (node, x, level), not recursion,
+    # so that a stack as deep as py-spy reports is drawn
+    todo: list[tuple[_Node, float, int]] = [(root, 0.0, 0)]
+    while todo:
+        node, x, level = todo.pop()
+        w = node.value / total * span
         if w < 0.5:
-            return
+            continue
         y = height - bottom_pad - (level + 1) * row
         pct = node.value / total * 100
         text = escape(node.name)
@@ -971,24 +1149,29 @@ def write_flamegraph_svg(doc: Mapping[str, Any], target: str | os.PathLike[str],
             f'fill="{"#b0b0b0" if level == 0 else _color(node.name)}" rx="2"/>'
             + (f'<text x="{13 + x:.1f}" y="{y + row - 5}">{label}</text>' if chars > 3
                else "") + "</g>")
+        placed: list[tuple[_Node, float, int]] = []
         offset = x
         for child in sorted(node.children.values(), key=lambda n: n.name):
-            draw(child, offset, level + 1)
-            offset += child.value / total * (width - 20)
-
-    draw(root, 0.0, 0)
-    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="monospace" font-size="11">'
-           f'<rect width="100%" height="100%" fill="#fdfdf8"/>'
-           f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="15">'
-           f'{escape(title)}</text>' + "".join(boxes) + "</svg>")
-    path = Path(target)
-    path.write_text(svg, encoding="utf-8")
-    return path
+            placed.append((child, offset, level + 1))
+            offset += child.value / total * span
+        todo.extend(reversed(placed))  # the first child is drawn next
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="monospace" font-size="11">'
+            f'<rect width="100%" height="100%" fill="#fdfdf8"/>'
+            f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="15">'
+            f'{escape(title)}</text>' + "".join(boxes) + "</svg>")
 
 
 def nesting_depth(node: _Node) -> int:
-    return 1 + max((nesting_depth(c) for c in node.children.values()), default=-1)
+    """How many levels lie below ``node`` (0 for a node without children); iterative, so
+    any depth works."""
+    deepest = 0
+    todo = [(node, 0)]
+    while todo:
+        current, level = todo.pop()
+        deepest = max(deepest, level)
+        todo.extend((child, level + 1) for child in current.children.values())
+    return deepest
 
 
 # -- suite results ---------------------------------------------------------------------------
@@ -1921,7 +2104,8 @@ def run_rehydration_suite(n_events: int = 100_000, seed: int = 7,
     but skips the allocation totals, which take minutes to read back at a million events
     (see :func:`profile_memory`). The eventsourcing peer
     replays the first streams up to ``peer_events`` events (``None``: all), as it is about
-    twenty times slower.
+    twenty times slower. A path named in ``memory`` that ``paths`` leaves out, or in
+    ``flamegraphs`` that is not profiled under memray, is a :class:`UsageError`.
 
     ``out_dir`` keeps the artefacts: the workload, the flame graphs and ``suite.json``.
     Without it (``None``) the suite works in a temporary folder that it removes when it
@@ -1946,6 +2130,17 @@ def run_rehydration_suite(n_events: int = 100_000, seed: int = 7,
                     "(pip install 'evtools[bench]')")
     traced = _chosen(memory, names)
     drawn = _chosen(flamegraphs, names)
+    # a path named for memory or a flame graph that would not be measured had been left
+    # out without a word
+    if not isinstance(memory, bool) and traced - set(names):
+        raise UsageError(f"memory names path(s) the suite does not run: "
+                         f"{', '.join(sorted(traced - set(names)))}; add them to paths "
+                         f"(running: {', '.join(names)})")
+    if not isinstance(flamegraphs, bool) and drawn - traced:
+        why = ("no path is profiled under memray (memory=False)" if not traced
+               else f"memray profiles only {', '.join(sorted(traced))}")
+        raise UsageError(f"flame graphs come from memray, and {why}: no flame graph of "
+                         f"{', '.join(sorted(drawn - traced))} can be drawn")
     runs = repeat if repeat is not None else (3 if n_events < 200_000 else 1)
     if runs < 1:
         raise UsageError(f"repeat must be >= 1, got {runs}")
@@ -2150,9 +2345,11 @@ def profile_rehydration(source_url: str, kind: str = "memory", path: str = "type
     runs to rebuild about :data:`CPU_PROFILE_EVENTS` events, at most 10,000;
     ``details["repeat"]`` says how many ran); a sampled process that fails
     raises :class:`ProfilingError` with its error line.
-    Memory only: ``count_allocations`` (see :func:`profile_memory`). Every chosen stream
-    is read once before memray starts, as in the suite, so that the store's page cache
-    (SQLite: megabytes, filled by a cold run) is not counted in the path's peak.
+    Memory only: ``count_allocations`` (see :func:`profile_memory`). The path runs once
+    untraced over every chosen stream before memray starts, as in the suite, so that the
+    store's page cache (SQLite: megabytes, filled by a cold run) holds everything the path
+    reads (the snapshot streams of ``typed-snapshots`` too) and is not counted in its
+    peak; the profile is of the second run.
     """
     name = resolve_path(path)
     if name == "eventsourcing":
@@ -2170,12 +2367,14 @@ def profile_rehydration(source_url: str, kind: str = "memory", path: str = "type
         details = {"path": name, "requested_path": path, "events_requested": events,
                    "events": total, "streams": len(streams), "selection": _selection(events)}
         if kind == "memory":
-            # every stream read once first, as the suite does: the store's page cache
-            # (SQLite: megabytes) then fills before memray tracks, not inside the profile,
-            # where it had hidden the difference between paths
-            _Runner("scan", store, streams)()
+            # the path runs once untraced over every chosen stream first, as in the suite:
+            # whatever it reads (the order streams, and the snapshot streams of
+            # typed-snapshots) is then in the store's page cache (SQLite: megabytes)
+            # before memray tracks, and imports and decoder caches are in place; a cold
+            # cache had been counted as the path's peak and hidden the difference between
+            # paths
             runner = _Runner(name, store, streams)
-            runner.warm()
+            runner()
             memory = profile_memory(runner, events=total, out_dir=out_dir, label=name,
                                     count_allocations=count_allocations)
             memory.result = {"path": name, "events": total, **memory.result.to_dict()}

@@ -138,3 +138,45 @@ def test_unknown_benchmark_is_a_usage_error(capsys: pytest.CaptureFixture[str]) 
         run_all.main(["--only", "rehydrate,nope"])
     assert exit_.value.code == 2
     assert "unknown benchmark(s) nope" in capsys.readouterr().err
+
+
+def _bench_profile_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_profile",
+                                                  BENCHMARKS / "bench_profile.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--events", "0"], "n_events"),
+    (["--repeat", "0"], "repeat"),
+    (["--streams", "0"], "n_streams"),
+    (["--peer-events", "-1"], "peer_events"),
+    # combinations that had silently measured less than asked for
+    (["--memory-paths", "typed", "--paths", "naive"], "typed"),
+    (["--flamegraphs", "typed", "--no-memory"], "flame graph"),
+    (["--flamegraphs", "naive", "--memory-paths", "typed"], "naive"),
+    (["--memory-paths", "typed", "--no-memory"], "--no-memory"),
+])
+def test_bench_profile_refuses_bad_arguments_in_one_line(
+        argv: list[str], message: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # they had ended in a traceback (exit 1), or run without the figures asked for
+    bench = _bench_profile_module()
+    out = tmp_path / "out"
+    assert bench.main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bench_profile.py: error: "), err
+    assert message in err and "\n" not in err and "Traceback" not in err
+    assert not out.exists()  # refused before anything was written
+
+
+def test_bench_profile_exits_2_on_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "bench_profile.py"), "--events",
+                           "0", "--out", str(tmp_path / "out")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("bench_profile.py: error: ")
+    assert "Traceback" not in done.stderr

@@ -270,7 +270,7 @@ def test_a_module_exiting_non_zero_fails_the_profile_even_when_sampled(
             "py-spy> Stopped sampling because process exited\n"))
 
     monkeypatch.setattr(profiling, "_find_py_spy", lambda: "/usr/bin/py-spy")
-    monkeypatch.setattr(profiling.subprocess, "run", run)
+    monkeypatch.setattr(profiling, "_run_py_spy", run)
     with pytest.raises(ProfilingError,
                        match=r"failed \(exit 2\): error: JSONL nofile.jsonl: no such file"):
         profile_cpu([sys.executable, "-m", "evtools.profiling", "_run", "nofile.jsonl"],
@@ -287,7 +287,7 @@ def _fake_run(returncode: int, stderr: str) -> Any:
 def test_missing_ptrace_permission_says_what_to_do(monkeypatch: pytest.MonkeyPatch,
                                                    tmp_path: Path) -> None:
     monkeypatch.setattr(profiling, "_find_py_spy", lambda: "/usr/bin/py-spy")
-    monkeypatch.setattr(profiling.subprocess, "run", _fake_run(
+    monkeypatch.setattr(profiling, "_run_py_spy", _fake_run(
         1, "Error: Failed to copy PyInterpreterState from process\n"
            "Permission denied (os error 13)\n"))
     with pytest.raises(ProfilingError) as info:
@@ -312,7 +312,7 @@ def test_py_spy_status_reports_missing_ptrace(monkeypatch: pytest.MonkeyPatch) -
 def test_other_py_spy_failures_keep_their_message(monkeypatch: pytest.MonkeyPatch,
                                                   tmp_path: Path) -> None:
     monkeypatch.setattr(profiling, "_find_py_spy", lambda: "/usr/bin/py-spy")
-    monkeypatch.setattr(profiling.subprocess, "run",
+    monkeypatch.setattr(profiling, "_run_py_spy",
                         _fake_run(2, "Error: Failed to find python version from target"))
     with pytest.raises(ProfilingError, match=r"exit 2\): Failed to find python version"):
         profile_cpu(["python", "-c", "pass"], out_dir=tmp_path)
@@ -321,7 +321,7 @@ def test_other_py_spy_failures_keep_their_message(monkeypatch: pytest.MonkeyPatc
 def test_a_program_too_brief_to_sample_is_named(monkeypatch: pytest.MonkeyPatch,
                                                  tmp_path: Path) -> None:
     monkeypatch.setattr(profiling, "_find_py_spy", lambda: "/usr/bin/py-spy")
-    monkeypatch.setattr(profiling.subprocess, "run", _fake_run(
+    monkeypatch.setattr(profiling, "_run_py_spy", _fake_run(
         1, "Error: Failed to get process executable name. Check that the process is "
            "running.\n\nCaused by:\n    0: No such file or directory (os error 2)\n"))
     with pytest.raises(ProfilingError, match="ended before py-spy could attach"):
@@ -339,7 +339,7 @@ def test_a_program_failing_with_permission_denied_is_not_a_ptrace_problem(
             "running.\n"))
 
     monkeypatch.setattr(profiling, "_find_py_spy", lambda: "/usr/bin/py-spy")
-    monkeypatch.setattr(profiling.subprocess, "run", run)
+    monkeypatch.setattr(profiling, "_run_py_spy", run)
     with pytest.raises(ProfilingError, match=r"program failed.*PermissionError") as info:
         profile_cpu("open('/root/x')\n", out_dir=tmp_path)
     assert "SYS_PTRACE" not in str(info.value)
@@ -838,7 +838,7 @@ def test_ptrace_refused_after_the_program_ran_is_not_called_too_brief(
             "'sudo env \"PATH=$PATH\" !!'\n"))
 
     monkeypatch.setattr(profiling, "_find_py_spy", lambda: "/usr/bin/py-spy")
-    monkeypatch.setattr(profiling.subprocess, "run", run)
+    monkeypatch.setattr(profiling, "_run_py_spy", run)
     with pytest.raises(ProfilingError) as info:
         profile_cpu("pass\n", out_dir=tmp_path)
     assert str(info.value) == PTRACE_ADVICE
@@ -931,3 +931,322 @@ def test_fresh_decoders_refuse_a_nan_amount_as_the_registry_does(tmp_path: Path)
                  for name in ("typed-last-wins", "typed-fresh-decoders")}
     assert found["typed-last-wins"]["violations"] >= 1
     assert found["typed-fresh-decoders"] == found["typed-last-wins"]
+
+
+# -- from a sixth review ----------------------------------------------------------------------
+
+def _processes_with(marker: str) -> list[int]:
+    """The ids of the running processes whose command line holds ``marker``."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    found: list[int] = []
+    if psutil is not None:
+        for proc in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if proc.info["cmdline"] and marker in " ".join(proc.info["cmdline"]) \
+                        and proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(proc.pid)
+        return found
+    for entry in Path("/proc").iterdir():  # pragma: no cover - psutil is installed
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+def _kill_all(pids: list[int]) -> None:
+    import os
+    import signal
+
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _spinner(marker: str, seconds: int = 15) -> list[str]:
+    """A command line that spins ``seconds`` with ``marker`` on its command line."""
+    return [sys.executable, "-c", f"# {marker}\nimport time\nt = time.time()\n"
+                                  f"while time.time() - t < {seconds}:\n    pass\n"]
+
+
+@needs_pyspy
+def test_a_timeout_leaves_nothing_of_the_profiled_program_running(tmp_path: Path) -> None:
+    # py-spy had been killed and its child, the program, had kept spinning
+    import time
+    import uuid
+
+    marker = f"evtools-timeout-{uuid.uuid4().hex}"
+    try:
+        started = time.monotonic()
+        with pytest.raises(ProfilingError, match="timeout"):
+            profile_cpu(_spinner(marker), out_dir=tmp_path, label="spin", timeout=2)
+        assert time.monotonic() - started < 8
+        assert _processes_with(marker) == []
+    finally:
+        _kill_all(_processes_with(marker))
+
+
+@needs_pyspy
+def test_an_interrupted_profile_leaves_nothing_running(tmp_path: Path) -> None:
+    # py-spy runs in a session of its own (a Ctrl-C in the terminal does not reach it), so
+    # an interrupt in this process must stop it and the program
+    import signal
+    import threading
+    import time
+    import uuid
+
+    marker = f"evtools-interrupt-{uuid.uuid4().hex}"
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+    timer = threading.Timer(1.5, signal.pthread_kill, (main_thread, signal.SIGINT))
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            profile_cpu(_spinner(marker), out_dir=tmp_path, label="spin")
+            time.sleep(30)  # pragma: no cover - the interrupt arrived too late
+        assert _processes_with(marker) == []
+        assert not [f.name for f in tmp_path.iterdir() if f.name.endswith(
+            ("_runner.py", ".status"))]
+    finally:
+        timer.cancel()
+        _kill_all(_processes_with(marker))
+
+
+def _deep_document(depth: int) -> dict[str, Any]:
+    frames = [{"name": f"f{i}", "file": "/app/deep.py", "line": i + 1} for i in range(depth)]
+    return {"shared": {"frames": frames},
+            "profiles": [{"type": "sampled", "samples": [list(range(depth)),
+                                                         list(range(depth // 2)), []],
+                          "weights": [0.01, 0.01, 0.01]}]}
+
+
+def test_a_flame_graph_of_a_stack_thousands_of_frames_deep(tmp_path: Path) -> None:
+    # a stack of about 600 frames (within Python's recursion limit) had raised a raw
+    # RecursionError while the flame graph was drawn
+    depth = 5000
+    doc = _deep_document(depth)
+    assert profiling.nesting_depth(_tree(depth)) == depth
+    svg = write_flamegraph_svg(doc, tmp_path / "deep.svg")
+    root = ET.fromstring(svg.read_text(encoding="utf-8"))
+    titles = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}title")]
+    assert len(titles) == depth + 1  # "all" and one box per frame
+    assert titles[0].startswith("all: 100.0%")
+    assert titles[-1].startswith(f"f{depth - 1} (deep.py:{depth}): 33.3%")
+    assert int(root.get("height") or 0) > depth * 17
+    table, samples, _ = speedscope_table(doc)
+    assert samples == 3 and len(table) == depth
+
+
+def _tree(depth: int) -> Any:
+    root = node = profiling._Node("all")
+    for i in range(depth):
+        node = node.children.setdefault(str(i), profiling._Node(str(i)))
+    return root
+
+
+def test_the_flame_graph_draws_what_the_recursive_drawing_drew(tmp_path: Path) -> None:
+    # the same boxes, in the same order, at the same places as before it was iterative
+    doc = {"shared": {"frames": [{"name": n, "file": f"/app/{n}.py", "line": 1}
+                                 for n in ("main", "b", "a", "c", "tiny")]},
+           "profiles": [{"type": "sampled",
+                         "samples": [[0, 1], [0, 2], [0, 2, 3], [0, 1, 3], [0]] * 800
+                         + [[0, 4]], "weights": None}]}
+    svg = write_flamegraph_svg(doc, tmp_path / "f.svg").read_text(encoding="utf-8")
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    boxes = [((g.find(f"{ns}title").text or "").split(":")[0],  # type: ignore[union-attr]
+              g.find(f"{ns}rect").get("x"), g.find(f"{ns}rect").get("y"))  # type: ignore[union-attr]
+             for g in root.iter(f"{ns}g")]
+    assert [b[0] for b in boxes] == ["all", "main (main.py", "a (a.py", "c (c.py",
+                                     "b (b.py", "c (c.py"]
+    x = {name: float(bx) for name, bx, _ in boxes}
+    assert x["all"] == x["main (main.py"] == x["a (a.py"] == 10.0
+    assert x["b (b.py"] == pytest.approx(10 + 1600 / 4001 * 1180, abs=0.1)
+
+
+@pytest.fixture(scope="module")
+def snapshot_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite store of 5,000 order events with a snapshot every 3 versions."""
+    from evtools.datagen import write_workload
+    from evtools.orders import Order, order_registry
+    from evtools.rehydration import rehydrate_store
+    from evtools.stores import open_store
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('snap') / 'snap.db'}"
+    with open_store(url, mode="a") as store:
+        write_workload(store, 5000, seed=3)
+        rehydrate_store(store, order_registry(), Order, snapshot_every=3)
+    return url
+
+
+def test_profile_rehydration_memory_leaves_the_snapshot_pages_out(snapshot_store: str,
+                                                                  tmp_path: Path) -> None:
+    # the warm-up had read the order streams only: SQLite's cache of the snapshot streams
+    # (about 1.1 MB) had been counted as typed-snapshots' peak, 30 times typed's
+    typed = profile_rehydration(snapshot_store, "memory", "typed", tmp_path,
+                                count_allocations=False)
+    snaps = profile_rehydration(snapshot_store, "memory", "typed-snapshots", tmp_path,
+                                count_allocations=False)
+    assert snaps.result["events_read"] < typed.result["events_read"]  # snapshots were used
+    assert snaps.peak_bytes < 3 * typed.peak_bytes, (snaps.peak_bytes, typed.peak_bytes)
+    assert snaps.peak_bytes < 256 * KIB
+
+
+@pytest.mark.parametrize("events", [-5, 0, "abc", 2.5, True])
+def test_read_capture_refuses_events_that_are_not_a_count(memory_profile: MemoryProfile,
+                                                          events: Any) -> None:
+    # -5 had given a negative bytes_per_event, "abc" a TypeError in to_dict, 0 None
+    assert memory_profile.capture is not None
+    with pytest.raises(UsageError, match="events must be a positive int"):
+        profiling.read_capture(memory_profile.capture, events=events)
+
+
+def test_read_capture_takes_the_seconds_from_the_capture_and_is_json(
+        memory_profile: MemoryProfile) -> None:
+    import math
+
+    assert memory_profile.capture is not None
+    prof = profiling.read_capture(memory_profile.capture, events=40)
+    assert math.isfinite(prof.seconds) and prof.seconds >= 0  # had been NaN
+    assert prof.bytes_per_event == memory_profile.bytes_per_event
+    doc = json.loads(json.dumps(prof.to_dict(), allow_nan=False))  # NaN had been written
+    assert doc["seconds"] == prof.seconds
+    # whatever a caller put in, what to_dict gives is JSON
+    prof.seconds = float("nan")
+    prof.details = {"ratio": float("inf"), "nested": [float("-inf"), 1.5]}
+    doc = json.loads(json.dumps(prof.to_dict(), allow_nan=False))
+    assert doc["seconds"] is None
+    assert doc["details"] == {"ratio": None, "nested": [None, 1.5]}
+
+
+def test_read_capture_into_an_unwritable_flame_graph_names_it(
+        memory_profile: MemoryProfile) -> None:
+    # it had been a raw FileNotFoundError
+    assert memory_profile.capture is not None
+    with pytest.raises(ProfilingError, match=r"/proc/x/y\.html"):
+        profiling.read_capture(memory_profile.capture, flamegraph="/proc/x/y.html")
+
+
+@pytest.mark.parametrize("target", ["pass\n", [sys.executable, "-c", "pass"], ["true"]])
+def test_an_out_dir_that_takes_no_files_is_a_usage_error_even_for_root(
+        target: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # os.access passes for root: /proc had raised a raw FileNotFoundError (/sys/kernel a
+    # PermissionError) on the wrapper's files
+    monkeypatch.setattr(profiling.os, "access", lambda p, mode: True)  # as for root
+    with pytest.raises(UsageError, match="out_dir /proc") as info:
+        profile_cpu(target, out_dir="/proc", label="cpu")
+    assert "cpu_runner" not in str(info.value) and "cpu_target" not in str(info.value)
+    with pytest.raises(UsageError, match="out_dir /proc"):
+        profile_memory(sum, [1], out_dir="/proc")
+
+
+def test_a_failing_write_of_an_artefact_names_the_out_dir(tmp_path: Path) -> None:
+    # an artefact that cannot be replaced (here a folder in its place) had been a raw
+    # OSError
+    (tmp_path / "cpu.svg").mkdir()
+    with pytest.raises((UsageError, ProfilingError), match=f"out_dir {tmp_path}"):
+        profile_cpu("pass\n", out_dir=tmp_path, label="cpu")
+    (tmp_path / "run.flamegraph.html").mkdir()
+    with pytest.raises((UsageError, ProfilingError), match=f"out_dir {tmp_path}"):
+        profile_memory(sum, [1], out_dir=tmp_path, label="run")
+
+
+@needs_pyspy
+def test_the_wrapper_is_hidden_from_every_cpu_artefact(tmp_path: Path) -> None:
+    # the SVG's root frame and the speedscope file had been the wrapper's (a file removed
+    # when the profile returns); only the table had left it out
+    prof = profile_cpu(BURN, out_dir=tmp_path, rate=200, label="c1")
+    doc = json.loads(prof.speedscope.read_text())
+    files = [f.get("file", "") for f in doc["shared"]["frames"]]
+    assert not [f for f in files if f.endswith("_runner.py")], files
+    assert str(tmp_path / "c1_target.py") in files
+    for profile in doc["profiles"]:
+        for stack in profile["samples"]:
+            assert all(0 <= i < len(files) for i in stack)
+    assert prof.flamegraph is not None
+    svg = prof.flamegraph.read_text(encoding="utf-8")
+    assert "_runner.py" not in svg
+    assert "&lt;module&gt; (c1_target.py:1)" in svg
+    table, samples, _ = speedscope_table(doc)
+    assert samples == prof.samples
+    assert sorted(table["function"]) == sorted(prof.to_frame()["function"])
+
+
+def test_runner_frames_are_stripped_from_a_document() -> None:
+    doc = {"shared": {"frames": [{"name": "main", "file": "/o/t.py", "line": 1},
+                                 {"name": "<module>", "file": "/o/cpu_runner.py", "line": 1},
+                                 {"name": "burn", "file": "/o/t.py", "line": 3}]},
+           "profiles": [{"type": "sampled", "samples": [[1, 0, 2], [1], [1, 0]],
+                         "weights": [0.01, 0.01, 0.01]},
+                        {"type": "evented", "events": [
+                            {"type": "O", "frame": 1, "at": 0}, {"type": "O", "frame": 2,
+                                                                 "at": 0},
+                            {"type": "C", "frame": 2, "at": 1},
+                            {"type": "C", "frame": 1, "at": 1}]}]}
+    out = profiling._strip_file(doc, "/o/cpu_runner.py")
+    assert [f["name"] for f in out["shared"]["frames"]] == ["main", "burn"]
+    assert out["profiles"][0]["samples"] == [[0, 1], [], [0]]
+    assert out["profiles"][0]["weights"] == [0.01, 0.01, 0.01]
+    assert out["profiles"][1]["events"] == [{"type": "O", "frame": 1, "at": 0},
+                                            {"type": "C", "frame": 1, "at": 1}]
+    assert doc["profiles"][0]["samples"][0] == [1, 0, 2]  # the document given is kept
+
+
+@needs_pyspy
+def test_a_failed_cpu_run_leaves_nothing_of_an_earlier_one(tmp_path: Path) -> None:
+    # the earlier run's st.svg had stayed beside the failed run's st.speedscope.json
+    profile_cpu(SPIN + "spin()\n", out_dir=tmp_path, rate=200, label="st")
+    assert (tmp_path / "st.svg").is_file()
+    with pytest.raises(ProfilingError):
+        profile_cpu(SPIN + "spin()\n1 / 0\n", out_dir=tmp_path, rate=200, label="st")
+    assert not (tmp_path / "st.svg").exists()
+
+
+def test_a_failed_memory_run_leaves_nothing_of_an_earlier_one(tmp_path: Path) -> None:
+    def fails() -> None:
+        raise KeyError("the user's")
+
+    first = profile_memory(keep_blocks, 2, 10, out_dir=tmp_path, label="run")
+    assert first.flamegraph is not None and first.flamegraph.is_file()
+    with pytest.raises(KeyError):
+        profile_memory(fails, out_dir=tmp_path, label="run")
+    assert not (tmp_path / "run.flamegraph.html").exists()
+
+
+@pytest.mark.parametrize("target", [b"pass", bytearray(b"pass"), memoryview(b"pass"),
+                                    [sys.executable, b"-c", "pass"], [sys.executable, 3]])
+def test_profile_cpu_of_bytes_says_what_it_takes(target: Any, tmp_path: Path) -> None:
+    # b"pass" had been taken as the command line "112 97 115 115"
+    with pytest.raises(UsageError, match=r"a str \(Python source.*or a list of str"):
+        profile_cpu(target, out_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03_rehydration_profile.ipynb"
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_notebook_03_removes_the_folder_it_made(tmp_path: Path, keep: bool) -> None:
+    # without results_dir, every run had left a 30 MB evtools-03-* folder in /tmp
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("IPython")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    params = next(c for c in code if "parameters" in c.metadata.get("tags", []))
+    setup = next(c for c in code if "out = " in c.source)
+    cleanup = [c for c in code if "cleanup" in c.metadata.get("tags", [])]
+    assert len(cleanup) == 1 and code[-1] is cleanup[0], "the last cell cleans up"
+    namespace: dict[str, Any] = {}
+    exec(params.source, namespace)  # the notebook's own cells
+    namespace["results_dir"] = str(tmp_path / "results") if keep else ""
+    exec(setup.source, namespace)
+    out = namespace["out"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "artefact.txt").write_text("x")
+    exec(cleanup[0].source, namespace)
+    assert (out / "artefact.txt").exists() == keep
+    if not keep:
+        assert not out.exists()
