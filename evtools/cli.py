@@ -606,11 +606,18 @@ def cmd_profile(args: argparse.Namespace) -> int:
         options = {"rate": args.rate or 100, "repeat": args.repeat}
     result = profile_rehydration(args.source, kind=args.kind, path=args.path,
                                  out_dir=args.out, events=args.events, **options)
-    runs = result.details.get("repeat", 1) if args.kind == "cpu" else 1
-    if not args.quiet and args.repeat is None and runs > 1:
+    details = result.details
+    runs = details.get("repeat", 1) if args.kind == "cpu" else 1
+    asked, profiled = details.get("events_requested"), details.get("events")
+    if not args.quiet and asked is not None and profiled is not None and profiled < asked:
         _console(stderr=True).print(
-            f"profiled {runs} runs of the path (about {CPU_PROFILE_EVENTS:,} events in all; "
-            f"--repeat to choose)")
+            f"note: {redact_url(args.source)} holds {profiled:,} events in its order "
+            f"streams, fewer than the {asked:,} asked: all of them were profiled")
+    if not args.quiet and args.repeat is None and runs > 1:
+        rebuilt = f"{runs * profiled:,}" if profiled else f"about {CPU_PROFILE_EVENTS:,}"
+        _console(stderr=True).print(
+            f"profiled {runs:,} runs of the path ({rebuilt} events in all; --repeat to "
+            f"choose)")
     _write_output(json.dumps(result.to_dict(), indent=2, default=str), None)
     return EXIT_OK
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -441,6 +442,33 @@ def test_profile_cpu_rate_and_repeat(store: str, tmp_path: Path,
     assert main(["profile", "memory", store, "--repeat", "3"]) == 2
     assert main(["profile", "cpu", store, "--rate", "0"]) == 2
     assert len(calls) == 3
+
+
+def test_profile_says_how_many_events_ran_and_when_fewer_than_asked(
+        store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    class Profile:
+        def __init__(self, details: dict[str, Any]) -> None:
+            self.details = details
+
+        def to_dict(self) -> dict[str, str]:
+            return {}
+
+    details: dict[str, Any] = {}
+    monkeypatch.setattr("evtools.profiling.profile_rehydration",
+                        lambda source, **kw: Profile(details))
+    out = str(tmp_path / "p")
+    # runs capped at 10,000 over 11 events: 110,000 events, not "about 200,000"
+    details.update(repeat=10_000, events_requested=1, events=11)
+    assert main(["profile", "cpu", store, "--events", "1", "--out", out]) == 0
+    err = capsys.readouterr().err
+    assert "profiled 10,000 runs of the path (110,000 events in all" in err
+    assert "fewer than" not in err
+    details.clear()
+    details.update(events_requested=10**9, events=600)
+    assert main(["profile", "memory", store, "--events", str(10**9), "--out", out]) == 0
+    assert "holds 600 events in its order streams, fewer than the 1,000,000,000 asked: all " \
+        "of them were profiled" in capsys.readouterr().err
 
 
 def test_rehydrate_snapshot_every_into_parquet_says_what_can_take_them(
