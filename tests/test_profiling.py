@@ -1002,6 +1002,9 @@ def test_an_interrupted_profile_leaves_nothing_running(tmp_path: Path) -> None:
     main_thread = threading.main_thread().ident
     assert main_thread is not None
     timer = threading.Timer(1.5, signal.pthread_kill, (main_thread, signal.SIGINT))
+    # Python leaves SIGINT ignored when it started ignored (a background job of a
+    # non-interactive shell, as CI may run it): the interrupt a user's Ctrl-C raises
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         timer.start()
         with pytest.raises(KeyboardInterrupt):
@@ -1012,6 +1015,7 @@ def test_an_interrupted_profile_leaves_nothing_running(tmp_path: Path) -> None:
             ("_runner.py", ".status"))]
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
         _kill_all(_processes_with(marker))
 
 
