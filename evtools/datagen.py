@@ -509,6 +509,9 @@ class Workload(Iterator[RawEvent]):
         self._fault_total = acc
         self._backlog = _Backlog(self.manifest.asked)  # per-event draws waiting for a place
         self._stream_faults = bool(rates.snapshot_conflict or rates.truncate)
+        # snapshot faults drawn on streams too short for one (not those n_events cut short:
+        # the streams still open when a workload ends, as the draws still waiting then)
+        self._too_short: dict[str, int] = {}
         self._length = None if n_streams is None or n_events is None else (n_events, n_streams)
         self._gen = self._run()
 
@@ -576,6 +579,7 @@ class Workload(Iterator[RawEvent]):
         asked[kind] = asked.get(kind, 0) + 1
         length = s.length
         if length < 3:
+            self._too_short[kind] = self._too_short.get(kind, 0) + 1
             return
         if kind == "snapshot_conflict":
             s.snap_at = 1 + int(rnd() * (length - 2))  # conflict at version snap_at
@@ -916,18 +920,19 @@ class Workload(Iterator[RawEvent]):
 
     def _warn_shortfall(self) -> None:
         """Say which faults fell short of what their rates drew by more than the end of
-        the workload explains (more than 3 draws, and more than 5 % of them, not injected).
-        """
+        the workload explains (more than 3 draws, and more than 5 % of them, not injected;
+        for the snapshot faults, those drawn on streams too short for one: the streams
+        that ``n_events`` cuts short are the end of the workload)."""
         manifest = self.manifest
         counts = manifest.counts
         for kind, missing in manifest.shortfall.items():
             asked = manifest.asked[kind]
+            if kind in _PER_STREAM:
+                missing = self._too_short.get(kind, 0)
+                per, why = "stream", "drawn on streams of fewer than 3 events"
+            else:
+                per, why = "event", "found no event where the fault is possible"
             if missing > 3 and missing * 20 > asked:
-                if kind in _PER_STREAM:
-                    per, why = "stream", ("drawn on streams of fewer than 3 events or cut "
-                                          "short by n_events")
-                else:
-                    per, why = "event", "found no event where the fault is possible"
                 log.warning("%s: %d asked, %d injected (rate %g per %s): %d %s", kind,
                             asked, counts.get(kind, 0), getattr(self.rates, kind), per,
                             missing, why)
