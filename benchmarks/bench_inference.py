@@ -9,7 +9,9 @@ samples/s and per-request latency for both pipelines across batch sizes, and the
 alone. Writes one JSON document (headline figures, ratios, every run with its latency
 CDF, seed, versions, machine) and prints a table. ``--figures`` also writes the three
 plots as PNG next to the JSON. ``--check`` exits 1 when a target is missed: typed
-batched >= ``--target`` x naive per-row, 0 corrupted IDs typed, > 0 naive.
+batched >= ``--target`` x naive per-row, 0 corrupted IDs typed, > 0 naive. Bad arguments
+(``--n-orders 0``, ``--device cuda`` without a GPU...) print one line
+``bench_inference.py: error: ...`` and exit 2, before anything is written.
 
 On a GPU machine: ``--device cuda`` (``--dtype bfloat16`` for half precision).
 """
@@ -23,6 +25,7 @@ import math
 import sys
 from pathlib import Path
 
+from evtools.errors import EvtoolsError
 from evtools.inference import InferenceBenchmark, run_inference_benchmark
 
 TARGET_SPEEDUP = 20.0
@@ -39,8 +42,9 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=Path(__file__).name,
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
     p.add_argument("--batch-sizes", type=_ints, default=None,
                    help="comma-separated (default 1,8,64,512, those up to --n-orders)")
@@ -60,7 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--target", type=float, default=TARGET_SPEEDUP)
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def targets(bench: InferenceBenchmark, target: float) -> dict[str, bool]:
@@ -94,14 +102,21 @@ def write_figures(bench: InferenceBenchmark, folder: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    bench = run_inference_benchmark(device=args.device, batch_sizes=args.batch_sizes,
-                                    n_orders=args.n_orders, seed=args.seed, dtype=args.dtype,
-                                    repeats=args.repeats, round_seconds=args.round_seconds,
-                                    model_seconds=args.model_seconds,
-                                    num_threads=args.threads)
+    try:
+        bench = run_inference_benchmark(device=args.device, batch_sizes=args.batch_sizes,
+                                        n_orders=args.n_orders, seed=args.seed,
+                                        dtype=args.dtype, repeats=args.repeats,
+                                        round_seconds=args.round_seconds,
+                                        model_seconds=args.model_seconds,
+                                        num_threads=args.threads)
+    except EvtoolsError as e:  # one line and exit 2, as argparse (and the evtools CLI) do;
+        # 1 is a missed target under --check
+        sys.stderr.write(f"{parser.prog}: error: {e}\n")
+        return 2
     met = targets(bench, args.target)
     doc = bench.to_dict()
     ratios = {"typed_best_vs_naive_per_row": bench.speedup,
@@ -111,8 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     doc["targets"] = met
     doc["command"] = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None
                                                           else sys.argv[1:])])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2, allow_nan=False))
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(doc, indent=2, allow_nan=False))
+    except OSError as e:
+        sys.stderr.write(f"{parser.prog}: error: cannot write {args.out}: "
+                         f"{e.strerror or e}\n")
+        return 2
     print(bench.summary())
     print(f"\nwrote {args.out}")
     if args.figures:

@@ -4,9 +4,11 @@ Two pipelines turn rebuilt order aggregates into the inputs of the same model, a
 tensors ``(ids, numeric)``: ``ids`` int64 ``[B, k]`` (order, customer... IDs), ``numeric``
 float ``[B, m]`` (money in currency units, counts)::
 
-    naive   dicts (the untyped rebuild) -> pandas DataFrame -> torch.tensor(row, float32)
-            -> ids = x[:, :k].long()          IDs above 2**24 are rounded, distinct IDs
-                                               collide, money is binary; one row at a time
+    naive   dicts (the untyped rebuild) -> pandas DataFrame -> .to_numpy() (float64 rows
+            once a column is float) -> torch.tensor(row, float32) -> ids = x[:, :k].long()
+                                              IDs above 2**53 are rounded by pandas, above
+                                              2**24 by float32, distinct IDs collide, money
+                                              is binary; one row at a time
     typed   typed aggregates -> numpy int64 columns + exact cents (int64)
             -> torch.from_numpy (no copy)     IDs exact, batched, pinned + non_blocking on CUDA
 
@@ -40,6 +42,7 @@ evtools.inference`` neither imports torch nor starts CUDA.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import decimal
@@ -253,19 +256,30 @@ class Feature:
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
     """The model's inputs, in the order the model sees them: IDs first (``ids`` tensor),
-    then money and counts (``numeric`` tensor). ``money_scale``: 2 holds money in cents."""
+    then money and counts (``numeric`` tensor). ``money_scale``: 2 holds money in cents
+    (an int in 0..9: a float, text or a bool is a :class:`UsageError`)."""
 
     features: tuple[Feature, ...]
     money_scale: int = 2
 
     def __post_init__(self) -> None:
+        if isinstance(self.features, str | bytes | Mapping) \
+                or not isinstance(self.features, Iterable):
+            raise UsageError("a FeatureSpec takes a sequence of Feature, got "
+                             f"{type(self.features).__name__}")
+        features = tuple(self.features)
+        strays = [f for f in features if not isinstance(f, Feature)]
+        if strays:
+            raise UsageError(f"a FeatureSpec takes Feature objects only, got "
+                             f"{type(strays[0]).__name__} {strays[0]!r}")
+        object.__setattr__(self, "features", features)
+        # a float or text scale had been accepted, then failed as a TypeError in 10**scale
+        object.__setattr__(self, "money_scale", _count(self.money_scale, "money_scale", 0, 9))
         if not any(f.kind == "id" for f in self.features):
             raise UsageError("a FeatureSpec needs at least one ID feature")
         names = [f.name for f in self.features]
         if len(set(names)) != len(names):
             raise UsageError(f"feature names repeat: {names}")
-        if not 0 <= self.money_scale <= 9:
-            raise UsageError("money_scale must be in 0..9")
 
     def of_kind(self, kind: FeatureKind) -> tuple[Feature, ...]:
         return tuple(f for f in self.features if f.kind == kind)
@@ -367,6 +381,19 @@ ORDER_FEATURES = FeatureSpec(features=(
 ))
 
 
+def _one_kind_of_state(states: Sequence[Any]) -> None:
+    """A :class:`UsageError` when ``states`` mix state dicts and aggregates: a feature's
+    default reader (key or attribute) is chosen from the first state, and the other kind
+    had failed as a TypeError ("'Order' object is not subscriptable")."""
+    kinds = {type(s) for s in states}
+    if len(kinds) > 1 and len({issubclass(k, Mapping) for k in kinds}) > 1:
+        first = isinstance(states[0], Mapping)
+        i = next(i for i, s in enumerate(states) if isinstance(s, Mapping) != first)
+        raise UsageError(f"the states mix state dicts and aggregates: row 0 is a "
+                         f"{type(states[0]).__name__}, row {i} a {type(states[i]).__name__};"
+                         " give one kind (an aggregate's to_state() is its state dict)")
+
+
 def _typed_column(states: Sequence[Any], feature: Feature) -> list[Any]:
     if not states:
         return []
@@ -397,6 +424,9 @@ def _int64_column(values: list[Any], name: str) -> np.ndarray:
 
 
 _EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+#: ``Decimal.adjusted()`` of the largest int64 (9.2e18): an amount whose minor units have a
+#: larger one is beyond int64 whatever its digits.
+_INT64_ADJUSTED = 18
 
 
 def _minor_units_column(values: list[Any], name: str, scale: int) -> np.ndarray:
@@ -407,6 +437,11 @@ def _minor_units_column(values: list[Any], name: str, scale: int) -> np.ndarray:
             if not v.is_finite():
                 raise InputError(f"money feature {name!r} holds {v}, not an amount",
                                  path=_pointer(name))
+            # refused from its exponent, before int() builds the integer: int() of 1E+1000000
+            # had taken about 37 s (a zero has no magnitude, whatever its exponent)
+            if v and v.adjusted() + scale > _INT64_ADJUSTED:
+                raise InputError(f"money feature {name!r} holds {v}, beyond int64 minor "
+                                 "units", path=_pointer(name))
             scaled = v.scaleb(scale, _EXACT)  # no rounding at the context's 28 digits
             whole = int(scaled)
             if whole != scaled:
@@ -501,9 +536,12 @@ class TypedPipeline:
         return "per-row" if self.batch_size == 1 else "batched"
 
     def columns(self, states: Sequence[Any]) -> FeatureColumns:
-        """The exact columns of ``states`` (aggregates, or exact state dicts)."""
+        """The exact columns of ``states`` (aggregates, or exact state dicts: one kind, a
+        mix of both is a :class:`UsageError`)."""
         spec = self.spec
         n = len(states)
+        if n > 1 and any(f.typed is None for f in spec.features):
+            _one_kind_of_state(states)  # the default readers take one kind
         ids_f, money_f, counts_f = spec.of_kind("id"), spec.of_kind("money"), \
             spec.of_kind("count")
         ids = np.empty((n, len(ids_f)), dtype=np.int64)
@@ -533,17 +571,18 @@ class TypedPipeline:
                 latencies: list[float] | None = None) -> torch.Tensor:
         """Predictions on the host, ``[N]`` float32; appends each request's seconds to
         ``latencies`` (the clock is read once the result is on the host). An ``nn.Module``
-        runs on ``device`` in ``dtype``: moved there on a copy unless it already is."""
+        runs on ``device`` in ``dtype`` in eval mode: moved there on a copy unless it
+        already is; the caller's model is left as it was, its training mode included."""
         _need_torch()
         import torch
 
+        _callable_model(model)
         dev = select_device(device)  # 'auto' too; a missing CUDA is a UsageError
         fdtype = _torch_dtype(dtype)
-        if isinstance(model, torch.nn.Module):  # on the device, in dtype (a copy if moved)
-            model = _prepare_model(model, dev, fdtype)
         staging = _Staging(dev)
         outputs: list[torch.Tensor] = []
-        with torch.inference_mode():
+        # an nn.Module on the device, in dtype (a copy if moved), in eval mode for the block
+        with _prepared(model, dev, fdtype) as model, torch.inference_mode():
             for start in range(0, len(states), self.batch_size):
                 t0 = time.perf_counter()
                 batch = self.columns(states[start:start + self.batch_size]).to_tensors()
@@ -582,16 +621,32 @@ class NaivePipeline:
         return "per-row" if self.batch_size == 1 else "batched"
 
     def frame(self, states: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-        """The DataFrame the untyped consumer builds from its dicts (model columns only)."""
+        """The DataFrame the untyped consumer builds from its dicts (model columns only).
+
+        Numbers the decoder kept as text (``"19.99"``, an ID as a string) are parsed with
+        ``pd.to_numeric``, as such code does; text that is no number, and an integer that
+        fits neither int64 nor uint64 (pandas keeps it as a Python object, which torch
+        cannot take), are an :class:`~evtools.errors.InputError` naming the feature; a
+        state that is not a dict (mapping) is a :class:`UsageError`."""
         import pandas as pd
 
+        for i, s in enumerate(states):
+            if type(s) is not dict and not isinstance(s, Mapping):
+                raise UsageError(f"the naive pipeline takes the untyped rebuild's state dicts "
+                                 f"(mappings); row {i} is a {type(s).__name__}")
         readers = [(f.name, f.naive_reader()) for f in self.spec.ordered]
         rows = [{name: read(s) for name, read in readers} for s in states]
         cols = list(self.spec.columns)
         df = pd.DataFrame.from_records(rows, columns=cols)
         for c in cols:
-            if df[c].dtype == object:  # numbers the decoder kept as text ("19.99")
-                df[c] = pd.to_numeric(df[c])
+            # text is object in pandas 2 and a str dtype in pandas 3 (not object)
+            if df[c].dtype == object or pd.api.types.is_string_dtype(df[c].dtype):
+                try:
+                    df[c] = pd.to_numeric(df[c])
+                except (ValueError, TypeError) as e:  # pandas' own words: value, position
+                    raise InputError(f"naive feature {c!r} holds a value that is not a "
+                                     f"number: {e}", path=_pointer(c)) from None
+            _numeric_column(df[c], c)
         return df
 
     def _split(self, x: torch.Tensor) -> FeatureBatch:
@@ -622,17 +677,18 @@ class NaivePipeline:
         """Predictions on the host, ``[N]`` float32. The frame is built once (its time
         counts in samples/s, not in per-request latency); each request is one row or
         slice of it, copied to the device the plain way (pageable memory, blocking). An
-        ``nn.Module`` runs on ``device`` in ``dtype``: moved on a copy unless it is there."""
+        ``nn.Module`` runs on ``device`` in ``dtype`` in eval mode: moved on a copy unless
+        it is there; the caller's model is left as it was, its training mode included."""
         _need_torch()
         import torch
 
+        _callable_model(model)
         dev = select_device(device)  # 'auto' too; a missing CUDA is a UsageError
         fdtype = _torch_dtype(dtype)
-        if isinstance(model, torch.nn.Module):  # on the device, in dtype (a copy if moved)
-            model = _prepare_model(model, dev, fdtype)
         outputs: list[torch.Tensor] = []
         df = self.frame(states)
-        with torch.inference_mode():
+        # an nn.Module on the device, in dtype (a copy if moved), in eval mode for the block
+        with _prepared(model, dev, fdtype) as model, torch.inference_mode():
             batches = self._batches(df)
             while True:
                 t0 = time.perf_counter()
@@ -645,6 +701,25 @@ class NaivePipeline:
                 if latencies is not None:
                     latencies.append(time.perf_counter() - t0)
         return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+def _numeric_column(column: pd.Series, name: str) -> None:
+    """An :class:`~evtools.errors.InputError` unless ``column`` is a numpy int, uint or
+    float column: anything else (Python ints beyond int64 and uint64, booleans) makes
+    ``to_numpy()`` an object array, which ``torch.tensor`` refuses with a TypeError."""
+    dtype = column.dtype
+    if (isinstance(dtype, np.dtype) and dtype.kind in "iuf") or not len(column):
+        return
+    if isinstance(dtype, np.dtype) and dtype.kind == "O":
+        odd = next((v for v in column.tolist()
+                    if not isinstance(v, int | float) or isinstance(v, bool)
+                    or (type(v) is int and not -(2**63) <= v < 2**64)), None)
+        example = f" (such as {odd!r})" if odd is not None else ""
+        raise InputError(f"naive feature {name!r} holds numbers that pandas keeps as Python "
+                         f"objects{example}: integers beyond int64 and uint64 fit no numeric "
+                         "column, and torch takes no object array", path=_pointer(name))
+    raise InputError(f"naive feature {name!r} holds {dtype} values, not numbers",
+                     path=_pointer(name))
 
 
 class _Staging:
@@ -720,7 +795,7 @@ def _risk_scorer_class() -> type:
             n_ids, n_numeric = _count(n_ids, "n_ids"), _count(n_numeric, "n_numeric", 0)
             buckets = _count(buckets, "buckets", 1, HASH_PRIME)
             dim, n_hashes = _count(dim, "dim"), _count(n_hashes, "n_hashes")
-            hidden = tuple(_count(h, "a hidden layer's width") for h in hidden)
+            hidden = _widths(hidden)
             seed = _seed(seed)
             self.n_ids, self.n_numeric, self.buckets = n_ids, n_numeric, buckets
             self.dim, self.n_hashes, self.seed = dim, n_hashes, seed
@@ -777,12 +852,22 @@ def risk_scorer(spec: FeatureSpec = ORDER_FEATURES, *, seed: int = 0, buckets: i
     """An ``OrderRiskScorer`` sized for ``spec``, weights drawn from ``seed`` (same seed,
     same weights, on any machine; torch's global generator is left as it was). ``seed``
     is an int in ``0..2**64 - 1``; sizes are ints >= 1 (``buckets`` at most
-    ``2**31 - 1``); anything else is a :class:`UsageError`."""
+    ``2**31 - 1``), ``hidden`` a sequence of them; anything else is a
+    :class:`UsageError`."""
     _need_torch()
     cls = _risk_scorer_class()
     model: torch.nn.Module = cls(spec.n_ids, spec.n_numeric, buckets=buckets, dim=dim,
-                                 n_hashes=n_hashes, hidden=tuple(hidden), seed=seed)
+                                 n_hashes=n_hashes, hidden=_widths(hidden), seed=seed)
     return model.eval()
+
+
+def _widths(hidden: Any) -> tuple[int, ...]:
+    """The hidden layers' widths: a sequence of ints >= 1 (``(64, 32)``), else a
+    :class:`UsageError` (a bare int had been a TypeError, text read digit by digit)."""
+    if isinstance(hidden, str | bytes) or not isinstance(hidden, Iterable):
+        raise UsageError(f"hidden must be a sequence of layer widths (ints >= 1), e.g. "
+                         f"(64, 32), got {hidden!r}")
+    return tuple(_count(h, "a hidden layer's width") for h in hidden)
 
 
 def __getattr__(name: str) -> Any:
@@ -809,8 +894,11 @@ class Run:
     ``"model"`` (inputs ready on the host -> predictions on the host, the model alone);
     ``pipeline`` is ``"naive"``, ``"typed"`` or the model's label. ``throughput`` is
     samples/s over the whole run; ``latencies_ms`` one entry per request (a request is
-    one batch). ``stats`` holds the summary figures when they were computed from more
-    latencies than the run carries (a run read back from JSON keeps a sampled CDF).
+    one batch). ``peak_memory_bytes``: on CUDA, ``torch.cuda.max_memory_allocated`` over
+    the timed phases (reset before them): the device memory held in tensors, the model's
+    weights included (see :func:`benchmark_model`); ``None`` elsewhere. ``stats`` holds
+    the summary figures when they were computed from more latencies than the run carries
+    (a run read back from JSON keeps a sampled CDF).
     """
 
     stage: str
@@ -959,20 +1047,32 @@ class Correctness:
     Per ID field: ``ids_corrupted`` (rows whose ID reached the model as another value),
     ``ids_distinct`` (distinct exact IDs), ``ids_colliding`` (distinct exact IDs that reach
     the model as the same value as another distinct ID), ``ids_corrupted_before_tensor``
-    (already wrong in the DataFrame, i.e. lost by the decoder). ``money_inexact``: amounts
-    whose value differs from the exact decimal; ``money_cents_lost``: amounts that no
-    longer round to the right cent. ``predictions_differ``: rows where the two
-    pipelines' scores differ by more than ``atol``, and ``max_abs_prediction_diff`` the
-    largest difference, both over the rows that both pipelines scored with a finite
-    number; ``predictions_non_finite`` counts the others (NaN or infinity from either
-    pipeline: features that overflow the dtype, as money above 65504 does in float16).
-    ``max_abs_prediction_diff`` is NaN (``None`` in :meth:`to_dict`) when no row has two
-    finite scores. ``trap``: sample rows of
-    ``(exact ID, ID as the naive frame holds it, ID as float32)``.
-    ``typed_money_cents_lost``: amounts the typed path hands the model (in currency units,
-    in the model's dtype) that no longer round to the right cent: its IDs and minor units
-    are exact, but float32 keeps cents only below 2**17 currency units and the half types
-    keep 2 to 3 significant digits (logged as a warning for them).
+    (already wrong in the array the naive pipeline hands to ``torch.tensor``, the frame's
+    ``to_numpy()``: lost by the decoder, or by pandas, which turns a frame with a float
+    column (money) into float64 rows, changing IDs above 2**53 that are not multiples of
+    their float64 step; 0 when the frame's columns are all int64 and the decoder kept
+    the IDs).
+
+    Money, per path, on the amounts exactly as the model receives them (the pipeline's
+    numeric column cast to the model's dtype, as ``predict`` does), against the exact
+    amounts (the typed states' minor units): ``money_inexact``, amounts whose value is
+    not exactly the decimal amount (binary floats hold few decimal fractions: 19.99 is
+    not one, so most amounts count, on the typed path too); ``money_cents_lost``, amounts
+    that do not even round (half to even) to the right minor unit. A NaN or infinity (as
+    money above 65504 becomes in float16) counts in both. The typed path keeps exact minor
+    units up to that last cast, so its counts are the dtype's alone (float32 keeps every
+    cent below 2**17 currency units, the half types 2 to 3 significant digits: a warning
+    is logged for them); where the naive counts are higher, its decoder or frame lost
+    the rest.
+
+    ``predictions_differ``: rows where the two pipelines' scores differ by more than
+    ``atol``, and ``max_abs_prediction_diff`` the largest difference, both over the rows
+    that both pipelines scored with a finite number; ``predictions_non_finite`` counts
+    the others (NaN or infinity from either pipeline: features that overflow the dtype,
+    as money above 65504 does in float16). ``max_abs_prediction_diff`` is NaN (``None``
+    in :meth:`to_dict`) when no row has two finite scores. ``trap``: sample rows of
+    ``(exact ID, ID as the naive frame's column holds it (as the decoder left it), ID as
+    the float32 tensor holds it)``.
     """
 
     rows: int
@@ -1008,7 +1108,8 @@ class Correctness:
 
     def to_frame(self) -> pl.DataFrame:
         """One row per ID field: distinct IDs, and per path how many reached the model
-        changed or colliding (naive: also how many were already wrong in the frame)."""
+        changed or colliding (naive: also how many were already wrong in the array handed
+        to torch, ``naive_wrong_before_tensor``)."""
         import polars as pl
 
         return pl.DataFrame([{
@@ -1021,8 +1122,8 @@ class Correctness:
         } for field, n in self.ids_distinct.items()])
 
     def trap_frame(self, n: int | None = None) -> pl.DataFrame:
-        """The sampled IDs: exact, as the naive frame held it, as float32 (all exact
-        ``Int64``) and the float32 error, in IDs."""
+        """The sampled IDs: exact, as the naive frame's column held it (the decoder's
+        value), as float32 (all exact ``Int64``) and the float32 error, in IDs."""
         import polars as pl
 
         rows = self.trap if n is None else self.trap[:n]
@@ -1341,9 +1442,88 @@ def _own_copy(model: torch.nn.Module, device: torch.device,
 
 def _prepare_model(model: torch.nn.Module, device: torch.device,
                    dtype: torch.dtype) -> torch.nn.Module:
+    """``model`` on ``device`` in ``dtype``, in eval mode: a copy when that moves or casts
+    it, else ``model`` itself, switched to eval mode in place (:func:`_prepared` puts its
+    mode back)."""
     # .to(dtype) casts floating parameters and buffers only: int64 buffers (hash
     # parameters) stay exact. A model already on that device in that dtype is used as is
     return _own_copy(model, device, dtype).to(device=device, dtype=dtype).eval()
+
+
+@contextlib.contextmanager
+def _prepared(model: Any, device: torch.device, dtype: torch.dtype) -> Iterator[Any]:
+    """For the ``with`` block, an ``nn.Module`` ready to serve (:func:`_prepare_model`:
+    copied only where moving or casting it would change the caller's), and afterwards the
+    caller's model as it was: used as is, it had been left in eval mode. Each submodule's
+    ``training`` flag is restored (a caller may keep some in eval on purpose). Anything
+    else (a plain function) is used as it is."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        yield model
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield _prepare_model(model, device, dtype)
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _callable_model(model: Any) -> None:
+    if not callable(model):
+        raise UsageError(f"the model must be a torch.nn.Module or a function of the "
+                         f"inputs, got {type(model).__name__}")
+
+
+def _built(factory: Callable[[], Any]) -> torch.nn.Module:
+    """``factory()``, which must be an ``nn.Module`` (else a :class:`UsageError`)."""
+    import torch
+
+    model = factory()
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"the model factory returned {type(model).__name__}, not a "
+                         "torch.nn.Module")
+    return model
+
+
+def _host_inputs(inputs: Any, what: str) -> list[torch.Tensor]:
+    """``inputs`` (a sequence of batch-first host tensors, or a :class:`FeatureBatch`) as a
+    list, or a :class:`UsageError` saying what is expected."""
+    import torch
+
+    if isinstance(inputs, FeatureBatch):
+        return list(inputs.as_inputs())
+    if isinstance(inputs, torch.Tensor):
+        raise UsageError(f"{what} takes a tuple of input tensors (the model's arguments), "
+                         "got one tensor: pass (x,)")
+    if isinstance(inputs, str | bytes | Mapping) or not isinstance(inputs, Iterable):
+        raise UsageError(f"{what} takes a tuple of input tensors or a FeatureBatch, got "
+                         f"{type(inputs).__name__}")
+    host = list(inputs)
+    if not host:
+        raise UsageError(f"{what} needs at least one input tensor")
+    for i, t in enumerate(host):
+        if not isinstance(t, torch.Tensor):
+            kind = f"{type(t).__module__}.{type(t).__name__}".removeprefix("builtins.")
+            hint = " (torch.from_numpy makes one)" if isinstance(t, np.ndarray) else ""
+            raise UsageError(f"{what}: input {i} is a {kind}, not a torch.Tensor{hint}")
+        if t.dim() == 0:
+            raise UsageError(f"{what}: input {i} is a 0-dimensional tensor; inputs are "
+                             "batch-first, their first dimension the rows")
+        if t.device.type != "cpu":
+            raise UsageError(f"{what}: input {i} is on {t.device}; inputs are host (CPU) "
+                             "tensors, moved to the device by the harness")
+    return host
+
+
+def _batch_sizes(batch_sizes: Any, name: str = "a batch size") -> list[int]:
+    """``batch_sizes`` as a list of ints >= 1: a bare int or text is a :class:`UsageError`
+    (an int had been a TypeError)."""
+    if isinstance(batch_sizes, str | bytes) or not isinstance(batch_sizes, Iterable):
+        raise UsageError(f"batch_sizes must be a sequence of ints >= 1, e.g. (1, 8), got "
+                         f"{batch_sizes!r}")
+    return [_count(b, name) for b in batch_sizes]
 
 
 def _cast_inputs(inputs: Sequence[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
@@ -1356,38 +1536,50 @@ def measure_cold_start(factory: Callable[[], torch.nn.Module],
                        dtype: str = "float32") -> ColdStart:
     """Time build + weight load + move to device + first inference of a fresh model.
 
-    ``factory`` builds the model (any ``nn.Module``); its weights are then saved to a
+    ``factory`` builds the model (any ``nn.Module``; a factory that is not callable, or
+    returns anything else, is a :class:`UsageError`); its weights are then saved to a
     checkpoint in memory and loaded back (``torch.load(weights_only=True)``), as serving
-    does from disk. ``example_inputs`` are batch-first host tensors; one row is used.
+    does from disk. ``example_inputs`` are batch-first host tensors (a sequence of them,
+    or a :class:`FeatureBatch`); one row is used. A model the factory hands over twice is
+    left as it was (device, dtype, training mode).
     """
     _need_torch()
     import torch
 
+    if not callable(factory):
+        raise UsageError(f"factory must be a function returning a torch.nn.Module, got "
+                         f"{type(factory).__name__}")
+    example = _host_inputs(example_inputs, "measure_cold_start")
     dev = select_device(device)
     fdtype = _torch_dtype(dtype)
     initialised = dev.type == "cpu" or (dev.type == "cuda" and torch.cuda.is_initialized())
     t0 = time.perf_counter()
-    model = factory()
+    built = _built(factory)
     t1 = time.perf_counter()
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    buf.seek(0)
-    t_save = time.perf_counter()
-    model.load_state_dict(torch.load(buf, weights_only=True))
-    t2 = time.perf_counter()
-    # a model the factory hands over twice is not moved under its caller; serving moves
-    # its own model and copies nothing, so the copy is left out of to_device_s
-    model = _own_copy(model, dev, fdtype)
-    t_copied = time.perf_counter()
-    model = model.to(device=dev, dtype=fdtype).eval()
-    _sync(dev)
-    t3 = time.perf_counter()
-    with torch.inference_mode():
-        inputs = _cast_inputs([t[:1].to(dev) for t in example_inputs], fdtype)
-        out = model(*inputs)
+    modes = [(m, m.training) for m in built.modules()]  # put back at the end
+    try:
+        buf = io.BytesIO()
+        torch.save(built.state_dict(), buf)
+        buf.seek(0)
+        t_save = time.perf_counter()
+        built.load_state_dict(torch.load(buf, weights_only=True))
+        t2 = time.perf_counter()
+        # a model the factory hands over twice is not moved under its caller; serving moves
+        # its own model and copies nothing, so the copy is left out of to_device_s
+        model = _own_copy(built, dev, fdtype)
+        t_copied = time.perf_counter()
+        model = model.to(device=dev, dtype=fdtype).eval()
         _sync(dev)
-        out.to("cpu")
-    t4 = time.perf_counter()
+        t3 = time.perf_counter()
+        with torch.inference_mode():
+            inputs = _cast_inputs([t[:1].to(dev) for t in example], fdtype)
+            out = model(*inputs)
+            _sync(dev)
+            out.to("cpu")
+        t4 = time.perf_counter()
+    finally:
+        for module, training in modes:
+            module.training = training
     return ColdStart(construct_s=t1 - t0, load_s=t2 - t_save, to_device_s=t3 - t_copied,
                      first_inference_s=t4 - t3, device_initialised=initialised)
 
@@ -1400,34 +1592,47 @@ def benchmark_model(model: torch.nn.Module, inputs: Sequence[torch.Tensor] | Fea
                     label: str = "model") -> list[Run]:
     """Sweep batch sizes over any ``nn.Module`` called as ``model(*inputs)``.
 
-    ``inputs`` are batch-first host tensors (``N`` rows); request ``i`` of batch size ``b``
-    is the ``i``-th slice of ``b`` rows (wrapping around). For each size: ``warmup``
-    requests; a single-stream phase of ``latency_requests`` requests, each from host
-    tensors to a result on the host, timed one by one (device synchronised); an offline
-    phase issuing requests back to back for ``min_seconds`` (at least one request, at
-    most ``max_requests``), synchronised once at the end, for samples/s. Every request is
-    a slice of host buffers prepared before timing (the rows past ``N`` repeat the first
-    ones); on CUDA they sit in pinned memory and are copied with ``non_blocking=True``.
+    ``inputs`` are batch-first host tensors (``N`` rows; a sequence of them, or a
+    :class:`FeatureBatch`); request ``i`` of batch size ``b`` is the ``i``-th slice of
+    ``b`` rows (wrapping around). For each size: ``warmup`` requests; a single-stream
+    phase of ``latency_requests`` requests, each from host tensors to a result on the
+    host, timed one by one (device synchronised); an offline phase issuing requests back
+    to back for ``min_seconds`` (at least one request, at most ``max_requests``), for
+    samples/s: its results are not kept (each output is dropped when the next request is
+    issued), and the clock stops once the last one is on the host and the device is
+    synchronised (one stream: every request is then done). Every request is a slice of
+    host buffers prepared before timing (the rows past ``N`` repeat the first ones); on
+    CUDA they sit in pinned memory and are copied with ``non_blocking=True``.
 
-    Batch sizes are ints >= 1; those buffers hold ``N + max(batch_sizes) - 1`` rows, and a
-    batch size whose buffers would need more than the machine's memory is refused. So
-    are ``warmup`` below 0, ``latency_requests`` or ``max_requests`` below 1 and a
-    ``min_seconds`` that is negative or not finite: each a :class:`UsageError`, before
-    anything runs.
+    ``peak_memory_bytes`` (CUDA only, else ``None``): the most device memory held in
+    tensors (``torch.cuda.max_memory_allocated``, reset after the warm-up of each batch
+    size) during the timed phases of that size: the model's weights and buffers, each
+    request's inputs, activations and output (the one before it too, while it runs),
+    and whatever else this process holds on that device at the time; not the
+    allocator's cached free blocks, and no stored results.
+
+    Batch sizes are a sequence of ints >= 1; those buffers hold ``N + max(batch_sizes) -
+    1`` rows, and a batch size whose buffers would need more than the machine's memory is
+    refused. So are a ``model`` that is not an ``nn.Module``, inputs that are not host
+    tensors with a first dimension, ``warmup`` below 0, ``latency_requests`` or
+    ``max_requests`` below 1 and a ``min_seconds`` that is negative or not finite: each a
+    :class:`UsageError`, before anything runs. The caller's model is left as it was
+    (device, dtype, training mode).
     """
     _need_torch()
     import torch
 
-    sizes = [_count(b, "a batch size") for b in batch_sizes]
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"benchmark_model times a torch.nn.Module, got "
+                         f"{type(model).__name__} (wrap a function in a module)")
+    sizes = _batch_sizes(batch_sizes)
     warmup = _count(warmup, "warmup", 0)
     latency_requests = _count(latency_requests, "latency_requests")
     max_requests = _count(max_requests, "max_requests")
     min_seconds = _seconds(min_seconds, "min_seconds")
+    host = _host_inputs(inputs, "benchmark_model")
     dev = select_device(device)
     fdtype = _torch_dtype(dtype)
-    host = list(inputs.as_inputs() if isinstance(inputs, FeatureBatch) else inputs)
-    if not host:
-        raise UsageError("benchmark_model needs at least one input tensor")
     n = int(host[0].shape[0])
     if n == 0 or any(int(t.shape[0]) != n for t in host):
         raise UsageError("inputs must be non-empty and share their first (batch) dimension")
@@ -1445,7 +1650,6 @@ def benchmark_model(model: torch.nn.Module, inputs: Sequence[torch.Tensor] | Fea
     pinned = dev.type == "cuda"  # non_blocking only from pinned memory, only on CUDA
     if pinned:
         host = [t.pin_memory() for t in host]
-    model = _prepare_model(model, dev, fdtype)
     runs: list[Run] = []
 
     def request(i: int, b: int) -> torch.Tensor:
@@ -1454,7 +1658,8 @@ def benchmark_model(model: torch.nn.Module, inputs: Sequence[torch.Tensor] | Fea
         out: torch.Tensor = model(*_cast_inputs(on_dev, fdtype))
         return out
 
-    with torch.inference_mode():
+    # on the device, in dtype (a copy if moved), in eval mode for the block
+    with _prepared(model, dev, fdtype) as model, torch.inference_mode():
         for b in sizes:
             for i in range(warmup):
                 request(i, b).to("cpu")
@@ -1470,16 +1675,17 @@ def benchmark_model(model: torch.nn.Module, inputs: Sequence[torch.Tensor] | Fea
             count = 0
             t0 = time.perf_counter()
             deadline = t0 + min_seconds
-            outs: list[torch.Tensor] = []
+            # only the last output is held: every result had been kept on the device until
+            # the end (max_requests x b values), which the peak memory then measured
+            last: torch.Tensor | None = None
             while count < max_requests and (count == 0 or time.perf_counter() < deadline):
-                outs.append(request(count, b))
+                last = request(count, b)
                 count += 1
-                if len(outs) >= 64:  # bound the list; results stay on the device until the end
-                    outs = [torch.cat([o.reshape(-1) for o in outs])]
-            final = torch.cat([o.reshape(-1) for o in outs]).to("cpu")
-            _sync(dev)
+            if last is not None:
+                last.to("cpu")  # a blocking copy after every request of the stream
+            _sync(dev)  # and every queued kernel done, before the clock is read
             seconds = time.perf_counter() - t0
-            del final
+            del last
             runs.append(Run(stage="model", pipeline=label, mode="batched" if b > 1 else
                             "per-row", batch_size=b, samples=count * b, requests=count,
                             seconds=seconds, throughput=count * b / seconds,
@@ -1537,35 +1743,40 @@ def benchmark_pipelines(model: torch.nn.Module, typed_states: Sequence[Any],
     them alike. In a round a configuration makes whole passes over all its states until
     ``min_seconds`` have passed. Its samples/s is that of the median round; its
     latencies are every request of every round. A batch size larger than the states makes
-    one request of all of them. Batch sizes and ``repeats`` below 1, a negative
-    ``warmup_states`` and a ``min_seconds`` that is negative or not finite are a
-    :class:`UsageError`, before anything runs."""
+    one request of all of them. Batch sizes (a sequence of them) and ``repeats`` below 1,
+    a negative ``warmup_states`` and a ``min_seconds`` that is negative or not finite are
+    a :class:`UsageError`, before anything runs. The caller's model is left as it was
+    (device, dtype, training mode)."""
     _need_torch()
+    _callable_model(model)
     repeats = _count(repeats, "repeats")
     warmup_states = _count(warmup_states, "warmup_states", 0)
     min_seconds = _seconds(min_seconds, "min_seconds")
-    sizes = sorted({_count(b, "a batch size") for b in batch_sizes})
-    naive_sizes = sorted({1, *([_count(b, "a naive batch size") for b in naive_batch_sizes]
+    sizes = sorted(set(_batch_sizes(batch_sizes)))
+    naive_sizes = sorted({1, *(_batch_sizes(naive_batch_sizes, "a naive batch size")
                                if naive_batch_sizes is not None
                                else [b for b in sizes if b <= 64])})
     dev = select_device(device)
     fdtype = _torch_dtype(dtype)
-    model = _prepare_model(model, dev, fdtype)
     configs = ([_E2EConfig(NaivePipeline(spec, batch_size=b), naive_states)
                 for b in naive_sizes]
                + [_E2EConfig(TypedPipeline(spec, batch_size=b), typed_states) for b in sizes])
-    for cfg in configs:
-        if warmup_states:  # at least two full requests, so the timed shapes are warm too
-            n, b = len(cfg.states), cfg.pipeline.batch_size
-            warm = min(n, max(warmup_states, 2 * b))
-            cfg.pipeline.predict(model, cfg.states[:warm], device=dev, dtype=dtype)
-            if warm < n and n % b:  # and the shorter last request of every pass (on CUDA a
-                # new shape can pick a GEMM kernel whose module loads at first launch)
-                cfg.pipeline.predict(model, cfg.states[n - n % b:], device=dev, dtype=dtype)
-    _sync(dev)
-    for _ in range(repeats):
+    # on the device, in dtype (a copy if moved), in eval mode for the block
+    with _prepared(model, dev, fdtype) as model:
         for cfg in configs:
-            _e2e_round(cfg, model, dev, dtype, min_seconds)
+            if warmup_states:  # at least two full requests, so the timed shapes are warm too
+                n, b = len(cfg.states), cfg.pipeline.batch_size
+                warm = min(n, max(warmup_states, 2 * b))
+                cfg.pipeline.predict(model, cfg.states[:warm], device=dev, dtype=dtype)
+                if warm < n and n % b:  # and the shorter last request of every pass (on
+                    # CUDA a new shape can pick a GEMM kernel whose module loads at first
+                    # launch)
+                    cfg.pipeline.predict(model, cfg.states[n - n % b:], device=dev,
+                                         dtype=dtype)
+        _sync(dev)
+        for _ in range(repeats):
+            for cfg in configs:
+                _e2e_round(cfg, model, dev, dtype, min_seconds)
     runs: list[Run] = []
     for cfg in configs:
         seconds, samples, requests = sorted(cfg.rounds, key=lambda r: r[1] / r[0])[
@@ -1608,18 +1819,22 @@ def check_pipelines(model: torch.nn.Module, typed_states: Sequence[Any],
                     device: str | torch.device = "auto", dtype: str = "float32",
                     atol: float | None = None,
                     trap_samples: int = 256) -> Correctness:
-    """Count what the naive pipeline corrupts, row by row against the typed states.
+    """Count what the naive pipeline corrupts, row by row against the typed states (each
+    count is defined in :class:`Correctness`: IDs as the model and as torch receive them,
+    money as the model receives it on each path, in its dtype).
 
     ``typed_states[i]`` and ``naive_states[i]`` must be the same order. Both pipelines
     run with the same batch size, so any difference in predictions comes from the
-    features. ``atol`` defaults to 1e-6 for float32 and 1e-2 for half types. Rows that
-    either pipeline scores NaN or infinity are counted apart
+    features. The caller's model is left as it was (device, dtype, training mode).
+    ``atol`` defaults to 1e-6 for float32 and 1e-2 for half types. Rows that either
+    pipeline scores NaN or infinity are counted apart
     (``predictions_non_finite``, with a logged warning), not compared. ``trap_samples``
     (the first rows kept in ``trap``) is an int >= 0, ``atol`` a finite number >= 0.
     """
     _need_torch()
     import torch
 
+    _callable_model(model)
     batch_size = _batch_size(batch_size)
     trap_samples = _count(trap_samples, "trap_samples", 0)
     if atol is not None and (isinstance(atol, bool) or not isinstance(atol, int | float)
@@ -1632,13 +1847,17 @@ def check_pipelines(model: torch.nn.Module, typed_states: Sequence[Any],
     dev = select_device(device)
     name = _dtype_name(dtype)
     tol = atol if atol is not None else (1e-6 if name == "float32" else 1e-2)
-    model = _prepare_model(model, dev, _torch_dtype(name))
+    fdtype = _torch_dtype(name)
     typed = TypedPipeline(spec, batch_size=batch_size)
     naive = NaivePipeline(spec, batch_size=batch_size)
     cols = typed.columns(typed_states)
     df = naive.frame(naive_states)
-    # the rows exactly as the naive pipeline hands them over (before `.long()` on the IDs)
-    naive_x = torch.tensor(df.to_numpy(), dtype=_torch_dtype(naive.dtype)) if len(df) else \
+    # the rows exactly as the naive pipeline hands them to torch.tensor: `to_numpy()` of
+    # the frame (or of its slices, or rows: the same dtype, the columns' common one), which
+    # is float64 as soon as one column is (money): IDs above 2**53 change there already
+    rows = df.to_numpy()
+    # ... and as torch holds them (before `.long()` on the IDs)
+    naive_x = torch.tensor(rows, dtype=_torch_dtype(naive.dtype)) if len(df) else \
         torch.empty((0, len(spec.columns)))
     typed_ids = cols.to_tensors().ids
 
@@ -1660,38 +1879,30 @@ def check_pipelines(model: torch.nn.Module, typed_states: Sequence[Any],
         seen32 = [_exact_int(v) for v in naive_x[:, j].tolist()]
         n_bad[field] = sum(a != b for a, b in zip(exact, seen32, strict=True))
         n_coll[field] = _colliding(exact, seen32)
-        frame_vals = [_exact_int(v) for v in df[field].tolist()]
-        n_before[field] = sum(a != b for a, b in zip(exact, frame_vals, strict=True))
-        if j == 0:
+        handed = [_exact_int(v) for v in rows[:, j].tolist()] if len(df) else []
+        n_before[field] = sum(a != b for a, b in zip(exact, handed, strict=True))
+        if j == 0:  # the frame's own column: the ID as the decoder left it
+            frame_vals = [_exact_int(v) for v in df[field].tolist()]
             trap = [(e, f if f is not None else 0, s if s is not None else 0)
                     for e, f, s in list(zip(exact, frame_vals, seen32,
                                             strict=True))[:trap_samples]]
 
-    scale = 10**spec.money_scale
-    t_money = 0
-    t_cents = 0
-    n_money = 0
-    n_cents = 0
-    k = spec.n_ids
-    # the typed numeric columns as the model receives them: float32, then its dtype
-    typed_seen_money = torch.from_numpy(cols.numeric[:, :len(spec.money)]).to(
-        _torch_dtype(name)).to(torch.float64)
-    for j, feature in enumerate(spec.of_kind("money")):
-        exact_money = [Decimal(v) for v in _typed_column(typed_states, feature)]
-        typed_back = [Decimal(int(c)).scaleb(-spec.money_scale) for c in cols.money[:, j]]
-        t_money += sum(a != b for a, b in zip(exact_money, typed_back, strict=True))
-        t_cents += sum(not math.isfinite(v) or round(v * scale) != int(c)
-                       for v, c in zip(typed_seen_money[:, j].tolist(), cols.money[:, j],
-                                       strict=True))
-        seen = naive_x[:, k + j].tolist()
-        for exact_value, value in zip(exact_money, seen, strict=True):
-            if not math.isfinite(value) or Decimal(value) != exact_value:
-                n_money += 1
-            if not math.isfinite(value) or round(value * scale) != int(exact_value * scale):
-                n_cents += 1
+    # money as the model receives it on each path: the pipeline's float32 numeric column,
+    # cast to the model's dtype (as predict does), against the exact minor units
+    k, n_money = spec.n_ids, len(spec.money)
+    typed_money = torch.from_numpy(cols.numeric[:, :n_money]).to(fdtype).to(torch.float64)
+    naive_money = naive_x[:, k:k + n_money].to(fdtype).to(torch.float64)
+    t_inexact = t_cents = n_inexact = n_cents = 0
+    for j in range(n_money):
+        minor = cols.money[:, j].tolist()
+        inexact, cents = _money_losses(typed_money[:, j].tolist(), minor, spec.money_scale)
+        t_inexact, t_cents = t_inexact + inexact, t_cents + cents
+        inexact, cents = _money_losses(naive_money[:, j].tolist(), minor, spec.money_scale)
+        n_inexact, n_cents = n_inexact + inexact, n_cents + cents
 
-    p_typed = typed.predict(model, typed_states, device=dev, dtype=name)
-    p_naive = naive.predict(model, naive_states, device=dev, dtype=name)
+    with _prepared(model, dev, fdtype) as model:  # moved or cast once, for both
+        p_typed = typed.predict(model, typed_states, device=dev, dtype=name)
+        p_naive = naive.predict(model, naive_states, device=dev, dtype=name)
     finite = torch.isfinite(p_typed) & torch.isfinite(p_naive)
     non_finite = int((~finite).sum().item())
     diff = (p_typed - p_naive)[finite].abs()
@@ -1710,8 +1921,8 @@ def check_pipelines(model: torch.nn.Module, typed_states: Sequence[Any],
     result = Correctness(
         rows=len(typed_states), ids_distinct=distinct, typed_ids_corrupted=t_bad,
         typed_ids_colliding=t_coll, naive_ids_corrupted=n_bad, naive_ids_colliding=n_coll,
-        naive_ids_corrupted_before_tensor=n_before, typed_money_inexact=t_money,
-        naive_money_inexact=n_money, naive_money_cents_lost=n_cents,
+        naive_ids_corrupted_before_tensor=n_before, typed_money_inexact=t_inexact,
+        naive_money_inexact=n_inexact, naive_money_cents_lost=n_cents,
         predictions_differ=differ,
         max_abs_prediction_diff=(float(diff.max().item()) if len(diff)
                                  else float("nan") if non_finite else 0.0),
@@ -1720,6 +1931,26 @@ def check_pipelines(model: torch.nn.Module, typed_states: Sequence[Any],
     log.info("corrupted IDs: typed %d, naive %d; predictions differing %d of %d",
              result.typed_corrupted, result.naive_corrupted, differ, len(typed_states))
     return result
+
+
+def _money_losses(seen: Sequence[float], minor_units: Sequence[int],
+                  scale: int) -> tuple[int, int]:
+    """``(inexact, cents_lost)`` of amounts as the model received them (``seen``, floats
+    taken at their exact binary value) against their exact ``minor_units`` (of
+    ``10**-scale``): ``inexact`` the amounts that are not exactly the decimal amount,
+    ``cents_lost`` those that do not even round (half to even) to it; a NaN or an
+    infinity is both."""
+    inexact = lost = 0
+    for value, units in zip(seen, minor_units, strict=True):
+        if not math.isfinite(value):
+            inexact, lost = inexact + 1, lost + 1
+            continue
+        scaled = Decimal(value).scaleb(scale, _EXACT)  # exact: no rounding at 28 digits
+        if scaled != units:
+            inexact += 1
+            if scaled.to_integral_value(decimal.ROUND_HALF_EVEN, _EXACT) != units:
+                lost += 1
+    return inexact, lost
 
 
 # -- the benchmark on the generated workload --------------------------------------------------
@@ -1742,8 +1973,10 @@ def run_inference_benchmark(device: str | torch.device = "auto",
     :func:`benchmark_pipelines`) and the model-only sweep (``model_seconds`` of offline
     load and ``latency_requests`` timed requests per batch size, see
     :func:`benchmark_model`). ``model_factory`` replaces the risk scorer by any module taking
-    ``(ids int64 [B, k], numeric float [B, m])``. ``naive_dialect`` is the untyped
-    consumer's decoder (:func:`rehydrate_orders`).
+    ``(ids int64 [B, k], numeric float [B, m])``: a function of no arguments returning an
+    ``nn.Module`` (anything else is a :class:`UsageError`: when it is not callable, before
+    anything runs; when what it returns is no module, at the cold start).
+    ``naive_dialect`` is the untyped consumer's decoder (:func:`rehydrate_orders`).
 
     ``dtype``: ``float32``, or a half type (``float16``, ``bfloat16``) meant for CUDA: on
     the CPU one runs, with a logged warning, as most CPUs compute half types in software;
@@ -1795,6 +2028,9 @@ def run_inference_benchmark(device: str | torch.device = "auto",
         raise UsageError(f"num_threads must be 1..{most} (at most 4 per CPU), 0 (torch's "
                          f"default) or None (1 on CPU), got {num_threads!r}")
     seed = _seed(seed)
+    if model_factory is not None and not callable(model_factory):
+        raise UsageError(f"model_factory must be a function returning a torch.nn.Module, "
+                         f"got {type(model_factory).__name__}")
     repeats = _count(repeats, "repeats")
     latency_requests = _count(latency_requests, "latency_requests")
     warmup_states = _count(warmup_states, "warmup_states", 0)
@@ -1821,7 +2057,7 @@ def run_inference_benchmark(device: str | torch.device = "auto",
         example = TypedPipeline(spec).columns(typed_states[:1]).to_tensors().as_inputs()
         cold = measure_cold_start(factory, example, device=str(dev), dtype=dtype)
         env = environment(dev)
-        model = factory()
+        model = _built(factory)
         correctness = check_pipelines(model, typed_states, naive_states, spec=spec,
                                       batch_size=max(sizes), device=str(dev), dtype=dtype)
         features = TypedPipeline(spec).columns(typed_states).to_tensors()

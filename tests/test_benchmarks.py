@@ -180,3 +180,52 @@ def test_bench_profile_exits_2_on_a_usage_error(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("bench_profile.py: error: ")
     assert "Traceback" not in done.stderr
+
+
+def _bench_inference_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_inference",
+                                                  BENCHMARKS / "bench_inference.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _no_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return True
+    return not torch.cuda.is_available()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--n-orders", "0"], "n_orders"),
+    (["--repeats", "0"], "repeats"),
+    (["--dtype", "float32", "--model-seconds", "nan"], "model_seconds"),
+    (["--batch-sizes", "8", "--n-orders", "4"], "more than n_orders"),
+    pytest.param(["--device", "cuda"], "CUDA",
+                 marks=pytest.mark.skipif(not _no_cuda(), reason="a CUDA GPU is visible")),
+])
+def test_bench_inference_refuses_bad_arguments_in_one_line(
+        argv: list[str], message: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # they had ended in a traceback and exit 1, the code of a missed target under --check
+    pytest.importorskip("torch")
+    bench = _bench_inference_module()
+    out = tmp_path / "inference.json"
+    assert bench.main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bench_inference.py: error: "), err
+    assert message in err and "\n" not in err and "Traceback" not in err
+    assert not out.exists()  # refused before anything was written
+
+
+def test_bench_inference_exits_2_on_a_usage_error(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "bench_inference.py"),
+                           "--n-orders", "0", "--out", str(tmp_path / "inference.json")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("bench_inference.py: error: ")
+    assert "Traceback" not in done.stderr

@@ -975,16 +975,13 @@ def _spinner(marker: str, seconds: int = 15) -> list[str]:
 @needs_pyspy
 def test_a_timeout_leaves_nothing_of_the_profiled_program_running(tmp_path: Path) -> None:
     # py-spy had been killed and its child, the program, had kept spinning
-    import time
     import uuid
 
     marker = f"evtools-timeout-{uuid.uuid4().hex}"
     try:
-        started = time.monotonic()
         with pytest.raises(ProfilingError, match="timeout"):
             profile_cpu(_spinner(marker), out_dir=tmp_path, label="spin", timeout=2)
-        assert time.monotonic() - started < 8
-        assert _processes_with(marker) == []
+        assert _processes_with(marker) == []  # the program spins for 15 s unless killed
     finally:
         _kill_all(_processes_with(marker))
 
