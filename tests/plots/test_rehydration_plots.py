@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import matplotlib
+import polars as pl
 import pytest
 
 matplotlib.use("Agg")
@@ -13,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the backend
 from matplotlib.axes import Axes
 
-from evtools.datagen import FaultRates, generate
+from evtools.datagen import DETECTED_AS, FaultKind, FaultRates, generate
 from evtools.orders import Order, order_registry
 from evtools.plots import rehydration as plots
 from evtools.rehydration import (
@@ -108,6 +109,60 @@ def test_violations_by_kind_from_a_real_run_matches_the_manifest() -> None:
         _check(ax)
 
 
+OTHERS = [
+    _v(ViolationKind.SNAPSHOT_AHEAD, "order-1", 4), _v(ViolationKind.APPLY_ERROR, "order-2", 1),
+    _v(ViolationKind.OUT_OF_ORDER, "order-3", 2), _v(ViolationKind.WRONG_AGGREGATE, "order-4", 3),
+    _v(ViolationKind.OUT_OF_ORDER, "order-5", 2), _v(ViolationKind.DECODE_ERROR, "order-6", 5),
+    _v(ViolationKind.SNAPSHOT_CONFLICT, "order-7", 2),
+]
+
+
+def test_violations_by_kind_by_fault_labels_and_orders_rows_as_the_faults() -> None:
+    ax = plots.violations_by_kind(OTHERS)
+    assert [t.get_text() for t in ax.get_yticklabels()] == [  # catalogue order, kinds only
+        "out_of_order", "wrong_aggregate", "decode_error", "apply_error", "snapshot_ahead",
+        "snapshot_conflict"]
+    assert ax.get_ylabel() == "violation kind (category)"
+    ax = plots.violations_by_kind(OTHERS, by_fault=True)
+    # FaultKind order (reorder, corrupt, foreign, snapshot_conflict, truncate); apply_error,
+    # which no fault is caught as, last and under its own name
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "reorder → out_of_order", "corrupt → decode_error", "foreign → wrong_aggregate",
+        "snapshot_conflict → snapshot_conflict", "truncate → snapshot_ahead", "apply_error"]
+    assert _bars(ax)["reorder → out_of_order"] == 2
+    assert _bars(ax)["apply_error"] == 1
+    assert ax.get_ylabel() == "fault → violation kind (category)"
+    _check(ax)
+
+
+def test_violations_by_kind_by_fault_on_the_catalogue_keeps_its_order() -> None:
+    faults = (FaultKind.REORDER, FaultKind.FOREIGN, FaultKind.TRUNCATE)
+    frames = []
+    for kind in faults:
+        rate = 0.3 if kind == FaultKind.TRUNCATE else 0.03
+        workload = generate(600, seed=3, faults=FaultRates(**{str(kind): rate}))
+        result = rehydrate_events(workload, order_registry(), Order, policy="audit")
+        frames.append(compare_with_manifest(result.violations, workload.manifest))
+    catalogue = pl.concat(frames)
+    ax = plots.violations_by_kind(catalogue, by_fault=True)
+    labels = [f"{f} → {d}" for f, d in zip(catalogue["fault"], catalogue["detected_as"],
+                                           strict=True)]
+    assert labels == [f"{k} → {DETECTED_AS[k]}" for k in faults]
+    assert [t.get_text() for t in ax.get_yticklabels()] == labels  # the table's rows, in order
+    caught = _bars(ax, "caught (rehydration, audit)")
+    injected = _bars(ax, "injected (generator manifest)")
+    assert caught == injected == dict(zip(labels, map(float, catalogue["injected"]), strict=True))
+    assert "caught equals injected for every fault" in ax.caption  # type: ignore[attr-defined]
+    _check(ax)
+
+
+def test_violations_by_kind_by_fault_names_the_fault_that_differs() -> None:
+    ax = plots.violations_by_kind(OTHERS, by_fault=True, injected={"out_of_order": 3})
+    assert ("caught differs from injected for reorder → out_of_order, corrupt → decode_error"
+            in ax.caption)  # type: ignore[attr-defined]
+    _check(ax)
+
+
 def test_violations_over_versions_draws_a_dot_per_kind_and_version() -> None:
     ax = plots.violations_over_versions(VIOLATIONS)
     labels = [t.get_text() for t in ax.get_yticklabels()]
@@ -125,9 +180,44 @@ def test_violations_over_versions_draws_a_dot_per_kind_and_version() -> None:
     _check(ax)
 
 
+def _key(ax: Axes) -> list[tuple[str, float]]:
+    """The size key: (label, dot area in points squared) per entry."""
+    legend = ax.get_legend()
+    assert legend is not None
+    return [(text.get_text(), round(handle.get_markersize() ** 2, 6))
+            for text, handle in zip(legend.get_texts(), legend.legend_handles, strict=True)]
+
+
+def test_violations_over_versions_has_a_size_key() -> None:
+    ax = plots.violations_over_versions(VIOLATIONS)
+    # the largest dot (2 violations) is 300 points squared, one violation half of it
+    assert _key(ax) == [("1 violation", 150.0), ("2 violations", 300.0)]
+    assert ax.get_legend().get_title().get_text() == "at one version"
+    many = [_v(ViolationKind.GAP, f"order-{i}", 4) for i in range(42)] + VIOLATIONS
+    ax = plots.violations_over_versions(many, max_area=420.0)
+    assert _key(ax) == [("1 violation", 10.0), ("21 violations", 210.0),
+                        ("42 violations", 420.0)]
+    assert "largest dot stands for 42" in ax.caption  # type: ignore[attr-defined]
+    # the key's handles are not drawn on the axes: only the data's dots are
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 6
+    _check(ax)
+
+
+def test_violations_over_versions_by_fault() -> None:
+    ax = plots.violations_over_versions(OTHERS, by_fault=True)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["reorder → out_of_order", "corrupt → decode_error",
+                      "foreign → wrong_aggregate", "snapshot_conflict → snapshot_conflict",
+                      "truncate → snapshot_ahead", "apply_error"]
+    drawn = {labels[round(y)]: float(x) for c in ax.collections for x, y in c.get_offsets()}
+    assert drawn["truncate → snapshot_ahead"] == 4 and drawn["apply_error"] == 1
+    _check(ax)
+
+
 def test_violations_over_versions_with_nothing_to_draw() -> None:
     ax = plots.violations_over_versions([])
     assert "none with a version" in ax.caption  # type: ignore[attr-defined]
+    assert ax.get_legend() is None  # no dots, no size key
     _check(ax)
 
 
