@@ -23,6 +23,10 @@ __all__ = ["float32_trap", "latency_cdf", "throughput_vs_batch"]
 
 _PIPELINE_COLORS = {"naive": "#c0392b", "typed": "#1f6fb2", "model": "#6c757d"}
 _CMAPS = {"naive": "Reds", "typed": "Blues", "model": "Greys"}
+#: one line style and p99 marker per pipeline, so that curves of one colour family still
+#: tell their pipeline apart (and in grey print)
+_LINESTYLES = {"naive": "--", "typed": "-", "model": "-."}
+_MARKERS = {"naive": "s", "typed": "o", "model": "D"}
 
 
 def _result(result: InferenceBenchmark | Mapping[str, Any]) -> InferenceBenchmark:
@@ -42,19 +46,36 @@ def _device_note(bench: InferenceBenchmark) -> str:
 
 
 def _shade(pipeline: str, i: int, n: int) -> Any:
+    """The ``i``-th of ``n`` shades of the pipeline's colour map, from light to dark, as far
+    apart as the map allows while staying readable on white."""
     import matplotlib
 
     cmap = matplotlib.colormaps[_CMAPS.get(pipeline, "Greys")]
-    return cmap(0.45 + 0.5 * (i + 1) / (n + 1))
+    return cmap(0.7 if n <= 1 else 0.4 + 0.55 * i / (n - 1))
+
+
+def _rounds(bench: InferenceBenchmark) -> str:
+    """How the end-to-end samples/s were taken, for a caption: ``""`` when not recorded."""
+    repeats = bench.config.get("repeats")
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        return ""
+    return (" (a single round per configuration: timings vary from run to run)"
+            if repeats == 1 else f" (median of {repeats} rounds per configuration)")
 
 
 def latency_cdf(result: InferenceBenchmark | Mapping[str, Any], ax: Axes | None = None, *,
                 stage: str = "end-to-end", pipelines: Sequence[str] | None = None,
-                batch_sizes: Sequence[int] | None = None) -> Axes:
+                batch_sizes: Sequence[int] | None = None,
+                legend_outside: bool = True) -> Axes:
     """Cumulative share of requests answered within each latency, one curve per
-    pipeline and batch size (log-scaled latency axis); p99 marked on each curve."""
+    pipeline and batch size (log-scaled latency axis); p99 marked on each curve.
+
+    Each pipeline has its colour family (shades by batch size, darker for larger), its
+    line style (naive dashed, typed solid) and its p99 marker. ``legend_outside`` puts
+    the legend to the right of the axes, where it hides no curve (a new figure is then
+    made wider); ``False`` keeps it inside, at the lower right."""
     bench = _result(result)
-    ax = axes(ax)
+    ax = axes(ax, figsize=(9.0, 4.0) if legend_outside else (7.0, 4.0))
     runs = [r for r in bench.select(stage=stage)
             if (pipelines is None or r.pipeline in pipelines)
             and (batch_sizes is None or r.batch_size in batch_sizes) and r.latencies_ms]
@@ -68,8 +89,10 @@ def latency_cdf(result: InferenceBenchmark | Mapping[str, Any], ax: Axes | None 
             share = np.arange(1, len(lat) + 1) / len(lat)
             color = _shade(pipeline, i, len(group))
             ax.step(lat, share, where="post", color=color, lw=1.6,
+                    ls=_LINESTYLES.get(pipeline, "-"),
                     label=f"{r.label} (p99 {r.p99_ms:.3g} ms)")
-            ax.plot([r.p99_ms], [0.99], marker="o", ms=4, color=color)
+            ax.plot([r.p99_ms], [0.99], marker=_MARKERS.get(pipeline, "o"), ms=4, color=color,
+                    ls="none")
     if runs:
         ax.set_xscale("log")
     ax.set_ylim(0, 1.02)
@@ -83,9 +106,12 @@ def latency_cdf(result: InferenceBenchmark | Mapping[str, Any], ax: Axes | None 
            xlabel="latency per request (ms, log scale)",
            ylabel="share of requests (fraction)",
            caption=(f"Each curve is the share of requests answered within a latency; a request"
-                    f" is one row (per-row) or one batch, dots mark p99; {starts}on "
+                    f" is one row (per-row) or one batch; the marker at the top of each curve "
+                    f"is its p99, the line style its pipeline; {starts}on "
                     f"{_device_note(bench)}."),
-           legend=bool(runs), fontsize=7, loc="lower right")
+           legend=bool(runs), fontsize=7,
+           **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0.0}
+              if legend_outside else {"loc": "lower right"}))
     return ax
 
 
@@ -111,22 +137,30 @@ def throughput_vs_batch(result: InferenceBenchmark | Mapping[str, Any],
                 marker="o", color=color, label=label)
     base = bench.naive_per_row
     best = bench.best_typed
+    # one rounded figure for the label and the caption; the label names its baseline
+    # (naive per row, batch 1), not the naive pipeline at the typed point's batch size
+    ratio = f"{bench.speedup:.1f}x" if base is not None and best is not None else ""
     if base is not None and best is not None:
-        ax.annotate(f"{bench.speedup:.0f}x", xy=(best.batch_size, best.throughput),
-                    xytext=(6, -12), textcoords="offset points", fontsize=9,
-                    color=_PIPELINE_COLORS["typed"])
+        # in the lower right, which throughput rising with batch size leaves empty
+        ax.annotate(f"typed batch {best.batch_size}: {ratio}\nvs naive at batch "
+                    f"{base.batch_size}", xy=(best.batch_size, best.throughput),
+                    xytext=(0.98, 0.06), textcoords="axes fraction", ha="right",
+                    va="bottom", fontsize=9, color=_PIPELINE_COLORS["typed"],
+                    arrowprops={"arrowstyle": "->", "color": _PIPELINE_COLORS["typed"],
+                                "lw": 1.0, "shrinkB": 5})
     if series:
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         sizes = sorted({r.batch_size for _, runs, _ in series for r in runs})
         ax.set_xticks(sizes, [str(b) for b in sizes])
-    speed = (f"typed batched reaches {bench.speedup:.1f}x the naive per-row samples/s"
+    speed = (f"typed at batch {best.batch_size} reaches {ratio} the samples/s of naive at "
+             f"batch {base.batch_size} (batching and typing together)"
              if base is not None and best is not None else "samples/s per batch size")
     finish(ax, title="Throughput against batch size",
            xlabel="batch size (rows per request, log scale)",
            ylabel="throughput (samples/s, log scale)",
            caption=f"Offline throughput from rehydrated state to predictions: {speed}, "
-                   f"measured in the same run on {_device_note(bench)}.",
+                   f"measured in the same run{_rounds(bench)} on {_device_note(bench)}.",
            legend=bool(series), fontsize=8)
     return ax
 

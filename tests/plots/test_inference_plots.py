@@ -80,8 +80,58 @@ def test_throughput_vs_batch(bench: InferenceBenchmark) -> None:
     ax = plots.throughput_vs_batch(bench)
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     assert "40.0x" in ax.caption  # type: ignore[attr-defined]  # 1.6e5 / 4e3
+    assert "naive at batch 1" in ax.caption  # type: ignore[attr-defined]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["naive, end to end", "typed, end to end", "model only (inputs ready)"]
+    _check(ax)
+
+
+def test_throughput_label_names_its_baseline(bench: InferenceBenchmark) -> None:
+    # the ratio beside the typed point is against naive per row (batch 1), not naive at
+    # the typed point's batch size: the label says so, rounded as the caption rounds it
+    ax = plots.throughput_vs_batch(bench)
+    texts = [t.get_text() for t in ax.texts if t.get_text() != ax.caption]  # type: ignore[attr-defined]
+    assert texts == ["typed batch 64: 40.0x\nvs naive at batch 1"]
+    _check(ax)
+
+
+def test_throughput_caption_says_how_many_rounds(bench: InferenceBenchmark) -> None:
+    assert "round" not in plots.throughput_vs_batch(bench).caption  # type: ignore[attr-defined]
+    bench.config["repeats"] = 1
+    ax = plots.throughput_vs_batch(bench)
+    assert "a single round per configuration" in ax.caption  # type: ignore[attr-defined]
+    bench.config["repeats"] = 3
+    ax = plots.throughput_vs_batch(bench)
+    assert "median of 3 rounds" in ax.caption  # type: ignore[attr-defined]
+    _check(ax)
+
+
+def test_latency_cdf_legend_hides_no_curve(bench: InferenceBenchmark) -> None:
+    ax = plots.latency_cdf(bench)
+    fig = ax.figure
+    fig.canvas.draw()  # type: ignore[union-attr]
+    legend, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.x0 >= frame.x1  # right of the axes, over none of the curves
+    assert legend.x1 <= fig.bbox.x1 + 1  # and still on the figure  # type: ignore[union-attr]
+    _check(ax)
+    ax = plots.latency_cdf(bench, legend_outside=False)
+    fig = ax.figure
+    fig.canvas.draw()  # type: ignore[union-attr]
+    legend, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert frame.x0 <= legend.x0 and legend.x1 <= frame.x1  # inside, as asked
+    _check(ax)
+
+
+def test_latency_cdf_tells_pipelines_apart_by_line_style(bench: InferenceBenchmark) -> None:
+    ax = plots.latency_cdf(bench)
+    curves = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+    styles = {line.get_label().split()[0]: set() for line in curves}
+    for line in curves:
+        styles[line.get_label().split()[0]].add(line.get_linestyle())
+    assert styles == {"naive": {"--"}, "typed": {"-"}}
+    # shades within a pipeline differ from one batch size to the next
+    typed = [line.get_color() for line in curves if line.get_label().startswith("typed")]
+    assert len(set(map(str, typed))) == len(typed) == 3
     _check(ax)
 
 
