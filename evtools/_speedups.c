@@ -502,6 +502,40 @@ is_text(PyObject *v, int non_empty)
     return PyUnicode_CheckExact(v) && (!non_empty || PyUnicode_GET_LENGTH(v) > 0);
 }
 
+/* 1 when the text is what the store writes, datetime.isoformat() of a time in UTC:
+ * YYYY-MM-DDTHH:MM:SS[.ffffff](+|-)HH:MM, ASCII digits (the Python twin is the regex
+ * _store_time of evtools/stores/sqlite.py). Any other form (a date alone with an offset,
+ * which fromisoformat reads as a naive midnight; nine digits of fraction, of which it keeps
+ * six; "Z") goes to the row-by-row check, which decides. */
+static int
+store_time_ok(PyObject *when)
+{
+    /* d: an ASCII digit; f: the fraction's digits; s: the offset's sign */
+    static const char layout[] = "dddd-dd-ddTdd:dd:dd.ffffffsdd:dd";
+    Py_ssize_t n = PyUnicode_GET_LENGTH(when);
+    if (n != 25 && n != 32)
+        return 0;
+    int kind = PyUnicode_KIND(when);
+    const void *text = PyUnicode_DATA(when);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* without a fraction the offset starts at 19 */
+        char want = layout[n == 25 && i >= 19 ? i + 7 : i];
+        Py_UCS4 ch = PyUnicode_READ(kind, text, i);
+        if (want == 'd' || want == 'f') {
+            if (ch < '0' || ch > '9')
+                return 0;
+        }
+        else if (want == 's') {
+            if (ch != '+' && ch != '-')
+                return 0;
+        }
+        else if (ch != (Py_UCS4)(unsigned char)want) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static PyObject *
 rows_look_right(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -528,26 +562,13 @@ rows_look_right(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 || !is_int_at_least(c[6], 0) || (c[7] != Py_None && !is_text(c[7], 0))
                 || !is_int_at_least(c[8], 1))
             Py_RETURN_FALSE;
-        PyObject *when = c[5];  /* None, or ISO text ending in an offset ("...+00:00") */
+        PyObject *when = c[5];  /* None, or the text the store writes (store_time_ok) */
         if (when != Py_None) {
             if (!PyUnicode_CheckExact(when))
                 Py_RETURN_FALSE;
-            Py_ssize_t n = PyUnicode_GET_LENGTH(when);
-            if (n > 0) {  /* "" is refused by the conversion before this look */
-                if (n < 6)
-                    Py_RETURN_FALSE;
-                int kind = PyUnicode_KIND(when);
-                const void *text = PyUnicode_DATA(when);
-                Py_UCS4 sign = PyUnicode_READ(kind, text, n - 6);
-                if ((sign != '+' && sign != '-') || PyUnicode_READ(kind, text, n - 3) != ':')
-                    Py_RETURN_FALSE;
-                static const int digits[4] = {5, 4, 2, 1};
-                for (int d = 0; d < 4; d++) {
-                    Py_UCS4 ch = PyUnicode_READ(kind, text, n - digits[d]);
-                    if (ch < '0' || ch > '9')
-                        Py_RETURN_FALSE;
-                }
-            }
+            /* "" is refused by the conversion before this look */
+            if (PyUnicode_GET_LENGTH(when) > 0 && !store_time_ok(when))
+                Py_RETURN_FALSE;
         }
     }
     Py_RETURN_TRUE;

@@ -991,8 +991,10 @@ def write_workload(store: Any, n_events: int | None = None, *, n_streams: int | 
     each with the exact expected version. ``store`` must be empty: a store that already
     holds events (of another workload, or of this one) is a
     :class:`~evtools.errors.ConcurrencyError`, and nothing is written. ``gap`` and
-    ``reorder`` are refused (see the module docstring). Stores that de-duplicate by event
-    id (NATS ``Nats-Msg-Id``, EventStoreDB) drop the second copy of a ``duplicate`` fault.
+    ``reorder`` are refused (see the module docstring). Stores that keep one event per id
+    (NATS, whose ``Nats-Msg-Id`` is the event id, and EventStoreDB) refuse the second copy
+    of a ``duplicate`` fault with an error naming its id: write that fault into SQLite or
+    a JSONL export.
     ``progress`` is called after each append with the order events written so far
     (snapshots not counted), so that it ends at ``n_events``."""
     if batch_size < 1:

@@ -122,7 +122,7 @@ class RawEvent(msgspec.Struct, frozen=True, gc=False):
         ``int >= 0``; data or metadata that are not ``bytes``; an id or content type that
         is not a ``str``; a ``recorded_at`` that is not a datetime with a UTC offset (a
         naive time cannot be compared with stored ones); a position that is not ``None``
-        or an ``int >= 0``; a schema version that is not an ``int >= 1``.
+        or an ``int >= 0``; a schema version that is not an ``int`` from 1 to 2**63-1.
         """
         problem = _problem(self)
         if problem is None:
@@ -181,6 +181,9 @@ def _problem(event: RawEvent) -> str | None:
         return f"content_type must be a str, not {_type_name(event.content_type)}"
     if not _is_int(event.schema_version) or event.schema_version < 1:
         return f"schema_version must be an int >= 1, not {event.schema_version!r}"
+    if event.schema_version > _INT64_MAX:
+        return (f"schema_version {event.schema_version} is above 2**63-1, the largest a "
+                "store keeps (a 64-bit integer)")
     return None
 
 

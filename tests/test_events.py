@@ -151,6 +151,17 @@ def test_new_refuses_fields_that_cannot_work(change: dict[str, Any], message: st
         RawEvent.new(**(args | change))
 
 
+@pytest.mark.parametrize("schema_version", [2**63, 2**64, 10**30])
+def test_a_schema_version_beyond_int64_is_refused(schema_version: int) -> None:
+    """No store keeps it (each holds a 64-bit integer; the JSONL reader refuses it), and
+    RawEvent.check had passed it."""
+    with pytest.raises(UsageError, match=rf"schema_version {schema_version} is above "
+                                         r"2\*\*63-1") as info:
+        RawEvent.new("order-1", 4, "T", b"{}", schema_version=schema_version)
+    assert (info.value.context.stream, info.value.context.version) == ("order-1", 4)
+    assert RawEvent.new("order-1", 4, "T", b"{}", schema_version=2**63 - 1).check()
+
+
 def test_a_naive_recorded_at_is_refused_naming_stream_and_version() -> None:
     with pytest.raises(UsageError, match="no UTC offset") as info:
         RawEvent.new("order-1", 4, "T", b"{}", recorded_at=datetime(2026, 1, 1, 12))

@@ -197,12 +197,22 @@ def copy(source: EventStore, dest: EventStore, *,
     """Copy every event of ``source`` into ``dest`` in global order; return the count.
 
     Stream, version, type, data, metadata, id, schema version and content type are kept
-    (and ``recorded_at`` where ``dest`` keeps producer times). Versions are kept exactly:
+    (and ``recorded_at`` where ``dest`` keeps producer times). An event without a time or
+    with an empty id is copied as it is: events are appended as the ``RawEvent`` they are,
+    whose absent values a store keeps (SQLite, memory, Parquet; JSONL and NATS a missing
+    time) or refuses (NATS and EventStoreDB need an id), never invents, so that two copies
+    of one store are the same. Versions are kept exactly:
     each stream must start at version 0 in ``source`` and must not exist in ``dest``
     (otherwise :class:`~evtools.errors.StoreError`). With ``check_first`` (the default)
-    ``source`` is read once before anything is appended, so a gap in the source or a
-    stream already in ``dest`` leaves ``dest`` untouched rather than half written (the
-    check keeps one integer per stream). Consecutive events of one stream go in one
+    ``source`` is read once before anything is appended, so a gap in the source, a stream
+    already in ``dest``, an event ``dest`` cannot hold (its
+    :meth:`~evtools.stores.base.EventStore.check_appendable`: a name too long, an event too
+    big, an id it needs and the event lacks: a :class:`~evtools.errors.UsageError`) or,
+    for a ``dest`` that keeps one event per id (NATS, EventStoreDB: its ``unique_ids``), an
+    id the source holds twice (a duplicate delivery, which ``dest`` would drop:
+    :class:`~evtools.errors.StoreError`) leaves ``dest`` untouched rather than half written.
+    The check keeps one integer per stream, and, for such a ``dest``, each event id once
+    (memory grows with the number of events). Consecutive events of one stream go in one
     ``append`` of up to ``batch_size`` events. ``progress`` is called with the running
     count after each append. At the end every copied stream's version in ``dest`` is
     checked against ``source``; a mismatch raises ``StoreError``.
@@ -260,6 +270,19 @@ def copy(source: EventStore, dest: EventStore, *,
     return copied
 
 
+def _repeated_id(source: EventStore, dest: EventStore, event: RawEvent) -> StoreError:
+    """The error for an id the source holds twice, naming both events."""
+    first = next((e for e in source.read_all() if e.id == event.id), None)
+    earlier = ("an earlier event" if first is None else
+               f"stream {first.stream!r} version {first.version}")
+    return StoreError(
+        f"copy {source.url} -> {dest.url}: event id {event.id!r} is used by two events of "
+        f"the source ({earlier} and stream {event.stream!r} version {event.version}: a "
+        f"duplicate delivery, say); {dest.unique_ids}, so the copy could not hold both: "
+        f"copy into a store that keeps them (SQLite, memory, files) (nothing was copied)",
+        stream=event.stream, version=event.version)
+
+
 def _next_version(source: EventStore, dest: EventStore, last: dict[str, int],
                   event: RawEvent, note: str = "") -> int:
     """``event``'s version when it follows the last one seen in its stream, else the
@@ -278,9 +301,20 @@ def _next_version(source: EventStore, dest: EventStore, last: dict[str, int],
 def _check_copyable(source: EventStore, dest: EventStore) -> None:
     """Everything :func:`copy` refuses, found before it appends anything."""
     last: dict[str, int] = {}
+    ids: set[str] | None = set() if dest.unique_ids else None
     for event in source.read_all():
         last[event.stream] = _next_version(source, dest, last, event,
                                            " (nothing was copied)")
+        try:
+            dest.check_appendable(event.stream, event, event.version)
+        except UsageError as e:
+            said = e.message.removeprefix(f"{dest.url}: ")
+            raise UsageError(f"copy {source.url} -> {dest.url}: {said} (nothing was copied)",
+                             e.context) from e
+        if ids is not None:
+            if event.id in ids:
+                raise _repeated_id(source, dest, event)
+            ids.add(event.id)
     for stream in last:
         there = dest.stream_version(stream)
         if there is not None:

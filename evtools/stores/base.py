@@ -13,9 +13,19 @@ them as tests that every store's test module subclasses):
     version. A mismatch raises :class:`~evtools.errors.ConcurrencyError` naming the stream
     and the expected and actual versions. Events are :class:`NewEvent` or
     :class:`~evtools.events.RawEvent`; of a ``RawEvent`` the store ignores ``stream``,
-    ``version`` and ``position`` and assigns its own. An empty ``id`` gets a random UUID, a
-    missing ``recorded_at`` the time of the append. Text with no UTF-8 form (a lone
-    surrogate) and a ``schema_version`` below 1 are refused before anything is written.
+    ``version`` and ``position`` and assigns its own. A ``NewEvent`` is a producer's: an
+    empty ``id`` gets a random UUID, a missing ``recorded_at`` the time of the append. A
+    ``RawEvent`` is a stored event (what ``copy`` hands over): its ``id`` and
+    ``recorded_at`` are kept as they are, an empty id and a missing time included (SQLite,
+    memory and Parquet keep both, JSONL and NATS a missing time; a store that cannot hold
+    one refuses the event with a :class:`~evtools.errors.UsageError` rather than invent a
+    value: NATS and EventStoreDB need an id). Refused before
+    anything is written: text with no UTF-8 form (a lone surrogate), a ``schema_version``
+    outside 1 to 2**63-1 (what every store keeps: a 64-bit integer), a ``recorded_at`` that
+    is not an aware datetime, holds nanoseconds (``pandas.Timestamp``: no store keeps
+    them, each would drop or refuse them) or is outside the years 1-9999 once in UTC, and
+    what breaks a limit of the store (a size, a name's length): see
+    :meth:`EventStore.check_appendable`.
 ``read_stream(stream, from_version=0, *, limit=None) -> Iterator[RawEvent]``
     The stream's events with ``version >= from_version`` in version order. A stream that
     does not exist raises :class:`~evtools.errors.StreamNotFound` when ``read_stream`` is
@@ -38,6 +48,11 @@ them as tests that every store's test module subclasses):
     asks for the version and then reads it.
 ``close()``
     Release connections and files; stores are context managers.
+``check_appendable(stream, event, version=None)``
+    Raise the :class:`~evtools.errors.UsageError` that ``append`` would raise for this
+    event in this stream, without writing anything (``copy`` checks every event so before
+    it writes one). ``unique_ids`` says why a store keeps one event per id (``""`` where it
+    keeps any).
 
 Reads are lazy iterators with bounded memory (pages, batches, cursors), never a whole
 stream or store at once, and stores never decode payloads: ``data`` and ``metadata`` are
@@ -53,7 +68,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Final, Self, TypeAlias
+from typing import ClassVar, Final, Self, TypeAlias
 
 import msgspec
 
@@ -71,6 +86,7 @@ __all__ = [
     "NewEvent",
     "PreparedEvent",
     "check_expected",
+    "check_stream_name",
     "check_text",
     "first_version",
     "prepare_events",
@@ -99,13 +115,18 @@ STREAM_EXISTS: Final = Expected.STREAM_EXISTS
 
 ExpectedVersion: TypeAlias = int | Expected
 
+#: the largest version, position and schema version a store keeps (64-bit signed: SQLite's
+#: INTEGER, Parquet's int64, JetStream's and EventStoreDB's numbers)
+INT64_MAX: Final = 2**63 - 1
+
 
 class NewEvent(msgspec.Struct, frozen=True, gc=False):
     """An event to append: what a producer decides; the store assigns the rest.
 
     ``id`` may be left empty (the store assigns a random UUID) and ``recorded_at`` may be
     ``None`` (the store records the time of the append); ``recorded_at``, when given, must
-    be timezone-aware.
+    be timezone-aware. (A :class:`~evtools.events.RawEvent` appended as it is keeps an
+    empty id and a missing time: see :mod:`evtools.stores.base`.)
     """
 
     type: str
@@ -118,7 +139,9 @@ class NewEvent(msgspec.Struct, frozen=True, gc=False):
 
     @classmethod
     def from_raw(cls, event: RawEvent) -> NewEvent:
-        """The appendable part of a stored event (for copies between stores)."""
+        """The appendable part of a stored event, as a new event: an empty id and a
+        missing time are filled in when it is appended (append the ``RawEvent`` itself to
+        keep them absent, as ``copy`` does)."""
         return cls(type=event.type, data=event.data, metadata=event.metadata, id=event.id,
                    content_type=event.content_type, schema_version=event.schema_version,
                    recorded_at=event.recorded_at)
@@ -128,7 +151,9 @@ AppendEvent: TypeAlias = NewEvent | RawEvent
 
 
 class PreparedEvent(msgspec.Struct, frozen=True, gc=False, array_like=True):
-    """A validated event ready to be written: id and time filled in, ``data`` is bytes."""
+    """A validated event ready to be written: ``data`` is bytes, ``recorded_at`` a
+    ``datetime`` in UTC; the id and time of a new event filled in (a copied ``RawEvent``
+    keeps an empty id and a missing time)."""
 
     type: str
     data: bytes
@@ -136,7 +161,7 @@ class PreparedEvent(msgspec.Struct, frozen=True, gc=False, array_like=True):
     id: str
     content_type: str
     schema_version: int
-    recorded_at: datetime
+    recorded_at: datetime | None
 
     def to_raw(self, stream: str, version: int, position: int | None) -> RawEvent:
         return RawEvent(stream, version, self.type, self.data, self.metadata, self.id,
@@ -151,21 +176,47 @@ def _as_bytes(value: object, what: str, where: str) -> bytes:
     raise UsageError(f"{where}: {what} must be bytes, not {type(value).__name__}")
 
 
-def _aware_utc(value: datetime, where: str) -> datetime:
+def _aware_utc(value: object, where: str) -> datetime:
+    """``value`` as a plain ``datetime`` in UTC, the same instant; else the UsageError."""
+    if not isinstance(value, datetime):
+        raise UsageError(f"{where}: recorded_at must be a datetime or None, not "
+                         f"{type(value).__name__}")
+    nanosecond = getattr(value, "nanosecond", 0)  # pandas.Timestamp holds nanoseconds
+    if nanosecond:
+        raise UsageError(f"{where}: recorded_at {value} has sub-microsecond digits "
+                         f"({nanosecond} ns), which no store keeps (datetime, SQLite's and "
+                         f"JSON's text and Parquet's column hold microseconds): round it to "
+                         f"microseconds first")
     offset = value.utcoffset()
     if offset is None:
         raise UsageError(f"{where}: recorded_at must be timezone-aware, got {value!r}")
-    return value.astimezone(UTC) if offset or value.tzinfo is not UTC else value
+    try:
+        utc = value.astimezone(UTC) if offset or value.tzinfo is not UTC else value
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise UsageError(f"{where}: recorded_at {value.isoformat()} is outside the years "
+                         f"1-9999 once in UTC, where stores keep it") from None
+    if type(utc) is not datetime:  # a subclass (pandas.Timestamp): a plain datetime
+        utc = datetime(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second,
+                       utc.microsecond, tzinfo=UTC)
+    return utc
 
 
 def prepare_one(event: AppendEvent, now: datetime, where: str | Callable[[], str]
                 ) -> PreparedEvent:
-    """Validate one event and fill in its id and time.
+    """Validate one event and fill in the id and time of a new one.
 
+    A :class:`NewEvent` with an empty id gets a random UUID and one without a time ``now``;
+    a :class:`~evtools.events.RawEvent` (a stored event, copied) keeps both as they are.
     ``where`` (text, or a function making it: only called on error) prefixes messages.
     """
     cls = type(event)
-    if cls is not NewEvent and cls is not RawEvent and not isinstance(event, NewEvent | RawEvent):
+    if cls is NewEvent:
+        stored = False
+    elif cls is RawEvent:
+        stored = True
+    elif isinstance(event, NewEvent | RawEvent):
+        stored = isinstance(event, RawEvent)
+    else:
         raise UsageError(f"{_where(where)}: expected a NewEvent or RawEvent, "
                          f"not {type(event).__name__}")
     event_type = event.type
@@ -175,24 +226,29 @@ def prepare_one(event: AppendEvent, now: datetime, where: str | Callable[[], str
         check_text(event_type, "event type", where)
     recorded_at = event.recorded_at
     if recorded_at is None:
-        recorded_at = now
-    elif recorded_at.tzinfo is not UTC:
+        if not stored:
+            recorded_at = now
+    elif type(recorded_at) is not datetime or recorded_at.tzinfo is not UTC:
         recorded_at = _aware_utc(recorded_at, _where(where))
     schema_version = event.schema_version
     if type(schema_version) is not int or schema_version < 1:
         raise UsageError(f"{_where(where)}: schema_version must be an int >= 1, not "
                          f"{schema_version!r}")
+    if schema_version > INT64_MAX:
+        raise UsageError(f"{_where(where)}: schema_version {schema_version} is above "
+                         f"2**63-1, the largest a store keeps (a 64-bit integer)")
     data, metadata = event.data, event.metadata
     if type(data) is not bytes:
         data = _as_bytes(data, "data", _where(where))
     if type(metadata) is not bytes:
         metadata = _as_bytes(metadata, "metadata", _where(where))
     event_id, content_type = event.id, event.content_type
-    if event_id and not (type(event_id) is str and event_id.isascii()):
+    if not (type(event_id) is str and event_id.isascii()) and (event_id or stored):
         check_text(event_id, "event id", where)
     if content_type and not (type(content_type) is str and content_type.isascii()):
         check_text(content_type, "content type", where)
-    return PreparedEvent(event_type, data, metadata, event_id or str(uuid.uuid4()),
+    return PreparedEvent(event_type, data, metadata,
+                         event_id if stored else (event_id or str(uuid.uuid4())),
                          content_type or JSON_CONTENT_TYPE, schema_version, recorded_at)
 
 
@@ -265,15 +321,20 @@ def first_version(expected: ExpectedVersion) -> int | None:
 def validate_append(store: str, stream: str, events: Sequence[AppendEvent],
                     expected_version: ExpectedVersion) -> ExpectedVersion:
     """Check the arguments every ``append`` takes; returns the expected version."""
-    if not isinstance(stream, str) or not stream:
-        raise UsageError(f"{store}: stream name must be a non-empty string, got {stream!r}")
-    check_text(stream, "stream name", store, stream)
+    check_stream_name(store, stream)
     if isinstance(events, NewEvent | RawEvent) or not isinstance(events, Sequence):
         raise UsageError(f"{store}: append takes a sequence of events (a list), "
                          f"got {type(events).__name__}", stream=stream)
     if not events:
         raise UsageError(f"{store}: append needs at least one event", stream=stream)
     return validate_expected(expected_version, store, stream)
+
+
+def check_stream_name(store: str, stream: object) -> None:
+    """Refuse a stream name that is not a non-empty string with a UTF-8 form."""
+    if not isinstance(stream, str) or not stream:
+        raise UsageError(f"{store}: stream name must be a non-empty string, got {stream!r}")
+    check_text(stream, "stream name", store, stream)
 
 
 def validate_expected(expected: object, store: str = "store",
@@ -336,6 +397,11 @@ class EventStore(ABC):
 
     url: str = ""
     read_only: bool = False
+    #: why the store keeps one event per id, where it does (JetStream de-duplicates
+    #: messages by id); ``""`` where it keeps any number of events with one id. ``copy``
+    #: refuses, before it writes anything, a source that holds an id twice (a duplicate
+    #: delivery) for such a destination: the second would be dropped or refused.
+    unique_ids: ClassVar[str] = ""
 
     @abstractmethod
     def append(self, stream: str, events: Sequence[AppendEvent],
@@ -365,6 +431,22 @@ class EventStore(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the store's resources; safe to call twice."""
+
+    def check_appendable(self, stream: str, event: AppendEvent,
+                         version: int | None = None) -> PreparedEvent:
+        """The event as ``append(stream, [event])`` would write it, or the
+        :class:`~evtools.errors.UsageError` that ``append`` would raise for it, without
+        writing anything nor asking about the stream's state: its stream name, its fields
+        (see :func:`prepare_one`) and the store's own limits (sizes, name lengths, ids it
+        cannot hold). ``version`` is the version it would get, for the message. ``copy``
+        checks every event of the source so before it writes one. Stores with limits of
+        their own extend it."""
+        where = self.url or type(self).__name__
+        check_stream_name(where, stream)
+        try:
+            return prepare_one(event, datetime.now(UTC), where)
+        except UsageError as e:
+            raise e.with_context(stream=stream, version=version) from None
 
     def last_event(self, stream: str) -> RawEvent | None:
         """The stream's event at its last version, or ``None`` if it does not exist (what

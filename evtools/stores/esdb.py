@@ -12,11 +12,17 @@ Mapping between esdbclient's ``RecordedEvent`` / ``NewEvent`` and ``RawEvent``:
 ``version``         ``stream_position``
 ``position``        ``commit_position``
 ``type``            ``type``, with ``@v<N>`` appended when ``schema_version`` is not 1
-``schema_version``  the ``@v<N>`` suffix of ``type`` (1 without one)
+``schema_version``  the ``@v<N>`` suffix of ``type`` (1 without one; a suffix whose number
+                    is not a schema version, below 1 or above 2**63-1 as in ``Foo@v0``,
+                    is part of the type name)
 ``data``            ``data`` (bytes as they are)
-``metadata``        ``metadata`` (bytes as they are; evtools adds nothing to them)
-``id``              ``id``: a UUID; an id that is not a UUID is written as
-                    ``uuid5(NAMESPACE_URL, "evtools:" + id)`` and reads back as that UUID
+``metadata``        ``metadata`` (bytes as they are; evtools adds nothing to them, but for
+                    an event whose id is not a canonical UUID: see below)
+``id``              ``id``: an id that is a canonical UUID (lower-case, hyphenated, as
+                    ``str(uuid.UUID(...))`` writes it) is the event's id as it is; any
+                    other id (upper-case, ``{...}``, ``urn:uuid:``, 32 hex digits, or not
+                    a UUID) is written as ``uuid5(NAMESPACE_URL, "evtools:" + id)`` and
+                    comes back as it was given (kept in the metadata)
 ``content_type``    ``application/json`` for JSON content types (``is_json``), otherwise
                     ``application/octet-stream``: the server keeps only that flag
 ``recorded_at``     the server's ``created`` time (a producer's time is not kept)
@@ -25,6 +31,17 @@ Mapping between esdbclient's ``RecordedEvent`` / ``NewEvent`` and ``RawEvent``:
 The schema version lives in the type name, not in the metadata, so that metadata bytes
 round-trip exactly and other EventStoreDB clients see the version. A type that itself
 ends in ``@v<digits>`` is written with an explicit ``@v1`` so it reads back unchanged.
+
+An id that is not a canonical UUID has no place of its own in EventStoreDB, which keeps a
+UUID: the event's metadata then holds it, as the JSON document
+``{"$evtools":{"id":"<the id>","metadata":"<the metadata, base64>"}}`` (``metadata`` left
+out when empty), and reading unwraps it, so both come back exactly; other EventStoreDB
+clients see that document as the metadata. Metadata that itself starts like that
+document is wrapped the same way, so that no metadata is mistaken for a wrapper. The
+UUID the server keeps is still ``uuid5`` of the id, so a re-sent event is recognised. An
+event without an id, as a copied ``RawEvent`` can be, is refused
+(:class:`~evtools.errors.UsageError`): EventStoreDB needs one, and evtools does not invent
+one for a stored event (a ``NewEvent`` without one gets a random UUID).
 
 ``read_all`` leaves out system streams (names starting with ``$``: projections, ``$$``
 metadata, ``$ce-`` links...), filtered by stream name on the server, and system events
@@ -67,6 +84,8 @@ show the URI with its password replaced by ``***``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import inspect
 import logging
 import re
@@ -75,6 +94,8 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any, Literal
+
+import msgspec
 
 from ..errors import (
     ConcurrencyError,
@@ -116,6 +137,7 @@ log = logging.getLogger(__name__)
 
 OCTET_STREAM = "application/octet-stream"
 _VERSIONED = re.compile(r"(.*)@v([0-9]+)\Z", re.S)
+_MAX_SCHEMA_VERSION = 2**63 - 1
 _ID_NAMESPACE = uuid.NAMESPACE_URL
 _UNAVAILABLE = ("ServiceUnavailable", "DeadlineExceeded", "DiscoveryFailed",
                 "NodeIsNotLeader", "GrpcDeadlineExceeded", "SSLError")
@@ -164,19 +186,78 @@ def esdb_type(event_type: str, schema_version: int) -> str:
 
 
 def split_type(stored: str) -> tuple[str, int]:
-    """``"OrderPlaced@v2"`` -> ``("OrderPlaced", 2)``; no suffix -> version 1."""
+    """``"OrderPlaced@v2"`` -> ``("OrderPlaced", 2)``; no suffix -> version 1. A suffix
+    whose number is no schema version (below 1, above 2**63-1: ``"Foo@v0"``) is part of
+    the name: ``("Foo@v0", 1)``."""
     m = _VERSIONED.match(stored)
     if m is None:
         return stored, 1
-    return m.group(1), int(m.group(2))
+    digits = m.group(2).lstrip("0")
+    # (a string of more than 19 digits is above 2**63-1; int() would also refuse one of
+    # thousands of digits)
+    if not digits or len(digits) > 19 or int(digits) > _MAX_SCHEMA_VERSION:
+        return stored, 1
+    return m.group(1), int(digits)
+
+
+def _canonical_uuid(event_id: str) -> uuid.UUID | None:
+    """The UUID ``event_id`` is written as, where it is one as ``str(UUID)`` writes it:
+    lower-case, hyphenated (``uuid.UUID`` also takes upper case, braces, ``urn:uuid:``
+    and bare hex digits, which would not read back as they were)."""
+    if len(event_id) != 36:
+        return None
+    try:
+        parsed = uuid.UUID(event_id)
+    except ValueError:
+        return None
+    return parsed if str(parsed) == event_id else None
 
 
 def esdb_id(event_id: str) -> uuid.UUID:
-    """The event id as a UUID (``uuid5`` of a non-UUID id, deterministic for retries)."""
+    """The event id as a UUID: a canonical UUID string as it is, any other id ``uuid5``
+    of it (deterministic, so that a retry is recognised)."""
+    parsed = _canonical_uuid(event_id)
+    if parsed is not None:
+        return parsed
+    return uuid.uuid5(_ID_NAMESPACE, "evtools:" + event_id)
+
+
+class _Kept(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """What the metadata carries for an event whose id EventStoreDB cannot keep."""
+
+    id: str
+    metadata: str = ""  # base64
+
+
+class _Wrapper(msgspec.Struct, forbid_unknown_fields=True):
+    kept: _Kept = msgspec.field(name="$evtools")
+
+
+_WRAPPED = b'{"$evtools":'
+_wrapper_decoder = msgspec.json.Decoder(_Wrapper)
+
+
+def esdb_metadata(event_id: str, metadata: bytes) -> bytes:
+    """The metadata written for an event: ``metadata`` as it is, or, for an id that is not
+    a canonical UUID (and for metadata that starts like the wrapper), the wrapper holding
+    the id and the metadata (see the module docstring)."""
+    if _canonical_uuid(event_id) is not None and not metadata.startswith(_WRAPPED):
+        return metadata
+    kept = _Kept(event_id, base64.b64encode(metadata).decode("ascii"))
+    return msgspec.json.encode(_Wrapper(kept))
+
+
+def unwrap_metadata(stored: bytes, stored_id: str) -> tuple[str, bytes]:
+    """The id and the metadata of an event as it was appended, from what the server
+    keeps (its metadata, and its id as text)."""
+    if not stored.startswith(_WRAPPED):
+        return stored_id, stored
     try:
-        return uuid.UUID(event_id)
-    except ValueError:
-        return uuid.uuid5(_ID_NAMESPACE, "evtools:" + event_id)
+        kept = _wrapper_decoder.decode(stored).kept
+        metadata = base64.b64decode(kept.metadata, validate=True)
+    except (msgspec.DecodeError, binascii.Error, ValueError):
+        return stored_id, stored  # another client's metadata that looks like it
+    return kept.id, metadata
 
 
 def _is_json(content_type: str) -> bool:
@@ -187,25 +268,27 @@ def _is_json(content_type: str) -> bool:
 def to_esdb_event(event: PreparedEvent | RawEvent, module: ModuleType | None = None) -> Any:
     """An esdbclient ``NewEvent`` for ``event``."""
     mod = module or client_module()
+    event_id = event.id or str(uuid.uuid4())
     return mod.NewEvent(
         type=esdb_type(event.type, event.schema_version),
         data=event.data,
-        metadata=event.metadata,
+        metadata=esdb_metadata(event_id, event.metadata),
         content_type=JSON_CONTENT_TYPE if _is_json(event.content_type) else OCTET_STREAM,
-        id=esdb_id(event.id or str(uuid.uuid4())),
+        id=esdb_id(event_id),
     )
 
 
 def from_recorded_event(recorded: Any) -> RawEvent:
     """A ``RawEvent`` for an esdbclient ``RecordedEvent``."""
     event_type, schema_version = split_type(recorded.type)
+    event_id, metadata = unwrap_metadata(bytes(recorded.metadata), str(recorded.id))
     return RawEvent(
         stream=recorded.stream_name,
         version=recorded.stream_position,
         type=event_type,
         data=bytes(recorded.data),
-        metadata=bytes(recorded.metadata),
-        id=str(recorded.id),
+        metadata=metadata,
+        id=event_id,
         recorded_at=recorded.recorded_at,
         position=recorded.commit_position,
         content_type=recorded.content_type or OCTET_STREAM,
@@ -299,6 +382,9 @@ class EsdbStore(EventStore):
     to the client (e.g. ``root_certificates``).
     """
 
+    unique_ids = ("EventStoreDB recognises an event by its id and does not write an id "
+                  "it holds again")
+
     def __init__(self, uri: str, *, mode: Literal["r", "a"] = "a", timeout: float = 10.0,
                  **client_options: Any) -> None:
         if mode not in ("r", "a"):
@@ -349,16 +435,12 @@ class EsdbStore(EventStore):
                expected_version: ExpectedVersion = ANY) -> int:
         expected = validate_append(self.url, stream, events, expected_version)
         self._refuse_write(stream)
-        if stream.startswith("$"):
-            raise UsageError(f"{self.url}: stream {stream!r}: names starting with '$' are "
-                             f"EventStoreDB's system streams, which read_all, list_streams "
-                             f"and copy leave out", stream=stream)
-        prepared = list(prepare_events(self.url, stream, events, first_version(expected)))
+        self._check_stream(stream)
+        first = first_version(expected)
+        prepared = list(prepare_events(self.url, stream, events, first))
         for i, p in enumerate(prepared):
-            if p.type.startswith("$"):
-                raise UsageError(f"{self.url}: event {i} of the batch: type {p.type!r}: "
-                                 f"types starting with '$' are EventStoreDB's system events, "
-                                 f"which read_all leaves out", stream=stream)
+            self._check_event(stream, f"event {i} of the batch", p,
+                              None if first is None else first + i)
         new = [to_esdb_event(p, self._mod) for p in prepared]
         client = self._open()
         if isinstance(expected, int) and expected >= _MAX_VERSION:
@@ -381,6 +463,31 @@ class EsdbStore(EventStore):
             return expected + len(new)
         # NO_STREAM too: a deleted stream reads as missing but continues its numbering
         return self._version_of(stream, new[-1].id)
+
+    def _check_stream(self, stream: str) -> None:
+        if stream.startswith("$"):
+            raise UsageError(f"{self.url}: stream {stream!r}: names starting with '$' are "
+                             f"EventStoreDB's system streams, which read_all, list_streams "
+                             f"and copy leave out", stream=stream)
+
+    def _check_event(self, stream: str, which: str, event: PreparedEvent,
+                     version: int | None) -> None:
+        if event.type.startswith("$"):
+            raise UsageError(f"{self.url}: {which}: type {event.type!r}: "
+                             f"types starting with '$' are EventStoreDB's system events, "
+                             f"which read_all leaves out", stream=stream, version=version)
+        if not event.id:
+            raise UsageError(f"{self.url}: {which}: the event has an empty id; EventStoreDB "
+                             f"needs one, and evtools does not invent one for a stored event "
+                             f"being copied", stream=stream, version=version)
+
+    def check_appendable(self, stream: str, event: AppendEvent,
+                         version: int | None = None) -> PreparedEvent:
+        prepared = super().check_appendable(stream, event, version)
+        self._check_stream(stream)
+        self._check_event(stream, "event" if version is None else f"version {version}",
+                          prepared, version)
+        return prepared
 
     def _version_of(self, stream: str, event_id: uuid.UUID) -> int:
         """The version of the event ``event_id`` near the end of ``stream``."""

@@ -1,8 +1,10 @@
 """``MemoryStore``: events in process memory; a supported store, not a test mock.
 
 Thread-safe (one lock around every change and every page of a read). Positions start at
-1 and have no gaps. Reads hand out events page by page, so a reader sees events appended
-while it iterates, and never copies a whole stream.
+1 and have no gaps. Reads hand out events page by page, never copying a whole stream, and
+stop at the head as it was when the read was called: events appended while a reader
+iterates are left for the next read (so reading a stream, or everything, and appending
+to it ends), as in the SQLite and JSONL stores.
 """
 
 from __future__ import annotations

@@ -19,9 +19,27 @@ Header values are percent-encoded as the CloudEvents HTTP binding prescribes (sp
 ``"``, ``%`` and everything outside printable ASCII), so any type name or metadata bytes
 survive. ``Nats-Msg-Id`` is the event id: JetStream drops a re-sent event inside the
 duplicate window (2 minutes by default), which makes retries safe. The global position is
-the JetStream sequence. A message that lacks ``ce-evversion`` or whose ``ce-time`` has no
-UTC offset is not an evtools event: reading it, or appending after it, raises
-:class:`~evtools.errors.EnvelopeError`.
+the JetStream sequence. A copied event without a time (``recorded_at`` ``None``) has no
+``ce-time`` and reads back without one. A message that lacks ``ce-evversion`` or whose
+``ce-time`` has no UTC offset is not an evtools event: reading it, or appending after it,
+raises :class:`~evtools.errors.EnvelopeError`.
+
+Event ids
+---------
+Because JetStream keeps one message per id within its duplicate window, ids must be
+unique: an event with an empty id (a copied ``RawEvent`` that has none) and a batch that
+repeats an id are :class:`~evtools.errors.UsageError` before anything is sent. When
+JetStream reports an id of a batch as already stored, the append is a success only where
+it is a retry of an append that is stored: every event of the batch is stored with its id,
+the same event (type, data, metadata, schema version, content type; the time where the
+producer gave one), one after the other in this stream, where the expected version puts
+them (a retry with ``ANY`` is recognised wherever the batch is; with ``NO_STREAM`` or an
+exact version only at its place). Anything else (the id used by another event, or by the
+same event at a place the expected version does not allow) is a
+:class:`~evtools.errors.StoreError` saying which id is used by which event, and that
+nothing of the batch was stored: append never reports an event it did not store. It is
+not a :class:`~evtools.errors.ConcurrencyError`, as asking again with the same ids would
+fail again. Outside the window JetStream stores a re-sent id again.
 
 Appends
 -------
@@ -98,15 +116,19 @@ from ..errors import (
 from ..events import JSON_CONTENT_TYPE, RawEvent
 from .base import (
     ANY,
+    INT64_MAX,
     NO_STREAM,
+    STREAM_EXISTS,
     AppendEvent,
     EventStore,
     ExpectedVersion,
+    NewEvent,
     PreparedEvent,
     check_expected,
     check_limit,
     check_start,
     check_text,
+    describe_version,
     first_version,
     prepare_events,
     redact_url,
@@ -124,6 +146,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_ATOMIC_BATCH = 1000
+# messages of the JetStream stream looked back over for the events of a re-sent append
+_LOOK_BACK = 10 * MAX_ATOMIC_BATCH
 # the server's protocol line (max_control_line, 4 KiB) holds "HPUB", the subject, the
 # reply inbox and two sizes; past it the server closes the connection
 MAX_SUBJECT_BYTES = 3840
@@ -142,6 +166,8 @@ BATCH_DUPLICATE_ID = 10201
 STORE_FAILED = 10077  # a 503, but also what a stream at its limits (discard new) answers
 
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9_-]+\Z")
+# a non-zero digit beyond the sixth of a fraction (what datetime cannot keep)
+_sub_microsecond = re.compile(r"[.,][0-9]{6}0*[1-9]").search
 _TOKEN_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                               b"0123456789-_")
 # CloudEvents HTTP binding: percent-encode space, '"', '%' and non-printable / non-ASCII
@@ -211,6 +237,26 @@ def _format_time(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
+def _same_event(stored: RawEvent, event: PreparedEvent, time_given: bool) -> bool:
+    """Whether ``stored`` is ``event`` (its time compared where the producer gave one)."""
+    return (stored.type == event.type and stored.data == event.data
+            and stored.metadata == event.metadata
+            and stored.schema_version == event.schema_version
+            and stored.content_type == event.content_type
+            and (not time_given or stored.recorded_at == event.recorded_at))
+
+
+def _at_its_place(first: int, expected: ExpectedVersion) -> bool:
+    """Whether a batch stored from version ``first`` on fits ``expected`` (a retry)."""
+    if expected is NO_STREAM:
+        return first == 0
+    if expected is STREAM_EXISTS:
+        return first > 0
+    if isinstance(expected, int):
+        return first == expected + 1
+    return True  # ANY
+
+
 def message_headers(e: PreparedEvent, stream: str, version: int) -> dict[str, str]:
     """The headers of the message for event ``e`` at ``version`` of ``stream``."""
     headers = {
@@ -219,11 +265,12 @@ def message_headers(e: PreparedEvent, stream: str, version: int) -> dict[str, st
         "ce-id": _header(e.id),
         "ce-source": _header(f"/streams/{stream}"),
         "ce-type": _header(e.type),
-        "ce-time": _format_time(e.recorded_at),
         "content-type": _header(e.content_type),
         "ce-evversion": str(version),
         "ce-evschemaversion": str(e.schema_version),
     }
+    if e.recorded_at is not None:  # a copied event may have no time: none is invented
+        headers["ce-time"] = _format_time(e.recorded_at)
     if e.metadata:
         headers["ce-evmetadata"] = _header_bytes(e.metadata)
     return headers
@@ -431,6 +478,9 @@ class NatsStore(EventStore):
     Further keyword arguments go to ``nats.connect``.
     """
 
+    unique_ids = ("JetStream keeps one message per id (Nats-Msg-Id, the event id) within "
+                  "its duplicate window and drops the second")
+
     def __init__(self, servers: str | Sequence[str] = "nats://127.0.0.1:4222",
                  stream: str = "EVENTS", *, prefix: str = "events", create: bool = True,
                  replicas: int = 1, mode: Literal["r", "a"] = "a", timeout: float = 5.0,
@@ -461,6 +511,7 @@ class NatsStore(EventStore):
         self._js_errors = nats.js.errors
         self._tails: dict[str, _Tail] = {}
         self._atomic = True
+        self._duplicate_window = duplicate_window  # the stream's, once it is open
         self._warned_atomic = False
         self._closed = False
         self._connect_options = connect_options
@@ -640,6 +691,9 @@ class NatsStore(EventStore):
                              f"server would not acknowledge appends (open it with mode='r', "
                              f"or turn no_ack off)")
         self._atomic = bool(config.get("allow_atomic"))
+        window = config.get("duplicate_window")
+        if isinstance(window, int):
+            self._duplicate_window = window / 1e9
 
     async def _create(self, replicas: int, duplicate_window: float) -> dict[str, Any]:
         config = {"name": self.stream, "subjects": [f"{self.prefix}.>"],
@@ -666,7 +720,38 @@ class NatsStore(EventStore):
         check_text(stream, "stream name", self.url, stream)  # a subject is UTF-8
         return f"{self.prefix}.{subject_token(stream)}"
 
-    def _check_size(self, stream: str, i: int, event: PreparedEvent) -> None:
+    def _check_subject(self, stream: str) -> str:
+        """The subject of ``stream``, or the UsageError for a name too long for one."""
+        subject = self._subject(stream)
+        if len(subject) > MAX_SUBJECT_BYTES:
+            raise UsageError(f"{self.url}: stream name {_short(stream)!r} is too long: its "
+                             f"subject is {len(subject):,} bytes (escaped), at most "
+                             f"{MAX_SUBJECT_BYTES:,} fit a NATS protocol line",
+                             stream=_short(stream))
+        return subject
+
+    def _check_event(self, stream: str, which: str, event: PreparedEvent,
+                     version: int | None) -> None:
+        """Refuse an event this store cannot write: no id, or too big (``which`` names
+        it in the message: "event 3 of the batch")."""
+        if not event.id:
+            raise UsageError(f"{self.url}: stream {_short(stream)!r} {which}: the event has "
+                             f"an empty id; this store needs one (it is the message's "
+                             f"Nats-Msg-Id, by which JetStream recognises a re-sent event), "
+                             f"and does not invent one for a stored event being copied",
+                             stream=_short(stream), version=version)
+        self._check_size(stream, which, event, version)
+
+    def check_appendable(self, stream: str, event: AppendEvent,
+                         version: int | None = None) -> PreparedEvent:
+        prepared = super().check_appendable(stream, event, version)
+        self._check_subject(stream)
+        self._check_event(stream, "event" if version is None else f"version {version}",
+                          prepared, version)
+        return prepared
+
+    def _check_size(self, stream: str, which: str, event: PreparedEvent,
+                    version: int | None = None) -> None:
         """Refuse an event the server would answer with ``-ERR`` (see the docstring)."""
         limit = self._nc.max_payload
         text = len(event.type) + 2 * len(event.id) + len(event.content_type) + len(stream)
@@ -675,11 +760,11 @@ class NatsStore(EventStore):
         size = (len(event.data) + _header_size(message_headers(event, stream, 0))
                 + _PUBLISH_HEADER_ROOM)
         if size > limit:
-            raise UsageError(f"{self.url}: stream {stream!r} event {i} of the batch: its "
+            raise UsageError(f"{self.url}: stream {_short(stream)!r} {which}: its "
                              f"message takes up to {size:,} bytes (data "
                              f"{len(event.data):,}, the rest headers, metadata "
                              f"percent-encoded); the server's max_payload is {limit:,}",
-                             stream=stream)
+                             stream=_short(stream), version=version)
 
     # -- messages <-> events ---------------------------------------------------------------
 
@@ -699,10 +784,16 @@ class NatsStore(EventStore):
                 if offset is None:
                     raise ValueError(f"ce-time {time_text!r} has no UTC offset")
                 when = when.astimezone(UTC)
+            if time_text and _sub_microsecond(time_text):
+                # (fromisoformat drops them)
+                raise ValueError(f"ce-time {time_text!r} has digits beyond the microsecond, "
+                                 f"which datetime cannot keep")
             metadata = h.get("ce-evmetadata")
             schema_version = int(h.get("ce-evschemaversion", "1"))
             if schema_version < 1:
                 raise ValueError(f"ce-evschemaversion {schema_version} is below 1")
+            if schema_version > INT64_MAX:
+                raise ValueError(f"ce-evschemaversion {schema_version} is above 2**63-1")
             return RawEvent(
                 stream, version, event_type, data,
                 _unheader_bytes(metadata) if metadata else b"",
@@ -712,6 +803,9 @@ class NatsStore(EventStore):
                 _unheader(h.get("content-type", JSON_CONTENT_TYPE)),
                 schema_version,
             )
+        except OverflowError as e:  # 0001-01-01T00:00:00+01:00: before year 1 in UTC
+            raise self._not_an_event(subject, seq, ValueError(
+                f"ce-time {h.get('ce-time')!r} is outside the years 1-9999 in UTC")) from e
         except (KeyError, ValueError) as e:
             raise self._not_an_event(subject, seq, e) from e
 
@@ -778,20 +872,29 @@ class NatsStore(EventStore):
                expected_version: ExpectedVersion = ANY) -> int:
         expected = validate_append(self.url, stream, events, expected_version)
         self._refuse_write(stream)
-        subject = self._subject(stream)
-        if len(subject) > MAX_SUBJECT_BYTES:
-            raise UsageError(f"{self.url}: stream name {_short(stream)!r} is too long: its "
-                             f"subject is {len(subject):,} bytes (escaped), at most "
-                             f"{MAX_SUBJECT_BYTES:,} fit a NATS protocol line",
-                             stream=_short(stream))
-        prepared = list(prepare_events(self.url, stream, events, first_version(expected)))
+        subject = self._check_subject(stream)
+        first = first_version(expected)
+        prepared = list(prepare_events(self.url, stream, events, first))
+        seen: dict[str, int] = {}
         for i, event in enumerate(prepared):
-            self._check_size(stream, i, event)
+            version = None if first is None else first + i
+            self._check_event(stream, f"event {i} of the batch", event, version)
+            earlier = seen.setdefault(event.id, i)
+            if earlier != i:
+                raise UsageError(
+                    f"{self.url}: stream {_short(stream)!r}: event id {_short(event.id)!r} "
+                    f"is repeated within the batch (events {earlier} and {i}): JetStream "
+                    f"keeps one message per id (Nats-Msg-Id) and would drop the second; "
+                    f"nothing was written", stream=_short(stream), version=version)
+        # where the producer gave the time: a retry is the same event only with that time
+        times_given = [not (isinstance(e, NewEvent) and e.recorded_at is None)
+                       for e in events]
         self._reconnect_if_closed()
-        return self._run(self._append(subject, stream, prepared, expected), "append")
+        return self._run(self._append(subject, stream, prepared, expected, times_given),
+                         "append")
 
     async def _append(self, subject: str, stream: str, events: list[PreparedEvent],
-                      expected: ExpectedVersion) -> int:
+                      expected: ExpectedVersion, times_given: list[bool]) -> int:
         deadline = time.monotonic() + self._retry_for
         delay = 0.05
         ambiguous = False  # an earlier attempt may have been stored, its ack lost
@@ -808,7 +911,10 @@ class NatsStore(EventStore):
                 if ambiguous or not use_cache:
                     tail = await self._tail(subject)
                     if ambiguous and tail is not None and tail.id == events[-1].id:
-                        return tail.version  # the lost acknowledgement was a success
+                        found = await self._already_stored(subject, events, expected,
+                                                           times_given)
+                        if found is not None:
+                            return found  # the lost acknowledgement was a success
                 elif expected is NO_STREAM:
                     tail = None  # the server checks "no message on this subject"
                 elif subject in self._tails and (expected is ANY
@@ -821,7 +927,8 @@ class NatsStore(EventStore):
                 return await self._publish(subject, stream, events, tail, written)
             except ConcurrencyError:
                 if ambiguous:
-                    found = await self._find_stored(subject, events)
+                    found = await self._already_stored(subject, events, expected,
+                                                       times_given)
                     if found is not None:
                         return found
                 if ambiguous or not use_cache:
@@ -843,13 +950,13 @@ class NatsStore(EventStore):
                             f"{self.url}: stream {stream!r}: other writers kept appending "
                             f"for {self._retry_for:.0f} s", stream=stream) from e
                     if e.err_code == BATCH_DUPLICATE_ID:
-                        found = await self._find_stored(subject, events)
-                        if found is not None:
-                            return found
-                        raise StoreError(
-                            f"{self.url}: stream {stream!r}: event ids of this batch are "
-                            f"already stored (JetStream de-duplicates ids within the "
-                            f"duplicate window): {e.description}", stream=stream) from e
+                        if not written.count:  # a retry of an append that is stored?
+                            found = await self._already_stored(subject, events, expected,
+                                                               times_given)
+                            if found is not None:
+                                return found
+                        raise await self._id_in_use(subject, stream, events, expected,
+                                                    times_given, written) from e
                 if not self._transient(e):
                     raise self._translate(e, f"append to stream {stream!r}", stream) from e
                 ambiguous = True
@@ -951,27 +1058,86 @@ class NatsStore(EventStore):
                                            description="duplicate message id")
         return int(response["seq"])
 
-    async def _find_stored(self, subject: str, events: list[PreparedEvent]) -> int | None:
-        """The version of ``events[-1]`` if it is already in ``subject``, else ``None``.
+    async def _stored_with_ids(self, subject: str, ids: set[str]) -> dict[str, RawEvent]:
+        """The last stored event of ``subject`` with each of ``ids`` that is there.
 
-        Looks back from the subject's end over at most 10,000 messages: a re-sent batch is
-        found near the end unless many appends followed it.
+        Looks back from the subject's end over the last 10,000 messages of the JetStream
+        stream: a re-sent batch is found near the end unless many appends followed it.
         """
         tail = await self._tail(subject)
+        found: dict[str, RawEvent] = {}
         if tail is None:
-            return None
-        target = events[-1].id
-        if tail.id == target:
-            return tail.version
-        reader = _Reader(self, subject, max(1, tail.seq - 10 * MAX_ATOMIC_BATCH), tail.seq)
+            return found
+        reader = _Reader(self, subject, max(1, tail.seq - _LOOK_BACK + 1), tail.seq)
         try:
             while not reader.done:
                 for event in await reader.next_batch(self._batch):
-                    if event.id == target:
-                        return event.version
+                    if event.id in ids:
+                        found[event.id] = event
         finally:
             await reader.delete()
-        return None
+        return found
+
+    async def _already_stored(self, subject: str, events: list[PreparedEvent],
+                              expected: ExpectedVersion, times_given: list[bool]
+                              ) -> int | None:
+        """The version of ``events[-1]`` where this append is stored already (a retry:
+        every event there with its id, the same event, one after the other, where
+        ``expected`` puts them); else ``None``."""
+        stored = await self._stored_with_ids(subject, {e.id for e in events})
+        if len(stored) != len(events):
+            return None
+        found = [stored[e.id] for e in events]
+        first = found[0].version
+        if any(s.version != first + i for i, s in enumerate(found)):
+            return None
+        if not _at_its_place(first, expected):
+            return None
+        if not all(map(_same_event, found, events, times_given)):
+            return None
+        return found[-1].version
+
+    async def _id_in_use(self, subject: str, stream: str, events: list[PreparedEvent],
+                         expected: ExpectedVersion, times_given: list[bool],
+                         written: _Written) -> StoreError:
+        """The error for a batch JetStream refused as holding an id it has stored: which
+        id is used by which event, and what of the append is stored."""
+        start = written.count
+        chunk = events[start:start + self._chunk()]
+        stored = await self._stored_with_ids(subject, {e.id for e in chunk})
+        base = first_version(expected)
+        version: int | None = None
+        for i, event in enumerate(chunk, start):
+            there = stored.get(event.id)
+            if there is None:
+                continue
+            if base is not None:
+                version = base + i
+            same = _same_event(there, event, times_given[i])
+            said = (f"event id {_short(event.id)!r} (event {i} of the batch) is already "
+                    f"used by {'the same event' if same else 'another event'} (type "
+                    f"{_short(there.type)!r}) at version {there.version} of this stream")
+            if same:
+                said += (f", and expected {describe_version(expected)} asks for a new "
+                         f"event" + ("" if version is None else f" at version {version}"))
+            break
+        else:
+            said = (f"an event id of the batch ({_short(chunk[0].id)!r}"
+                    f"{' ...' if len(chunk) > 1 else ''}) is already used by another "
+                    f"message of JetStream stream {self.stream!r} (in another event "
+                    f"stream, or more than {_LOOK_BACK:,} messages back)")
+        if start:
+            first = written.tail.version - start + 1 if written.tail else 0
+            kept = (f"the first {start:,} events of this append are stored (versions "
+                    f"{first}..{first + start - 1}), the other {len(events) - start:,} "
+                    f"are not")
+        else:
+            kept = "nothing of this append was stored"
+        return StoreError(
+            f"{self.url}: stream {_short(stream)!r}: {said}. JetStream keeps one message "
+            f"per id (Nats-Msg-Id) within the stream's duplicate window "
+            f"({self._duplicate_window:g} s) and dropped this one, so {kept}: give each "
+            f"event an id of its own", stream=_short(stream), version=version)
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -20,8 +20,9 @@ One table; the schema is the contract with other tools reading the file::
 
 SQLite is typeless, so rows written by other tools are checked as they are read (a page at
 a time, in C where evtools._speedups was built): a row whose columns do not hold what the
-schema says (a version that is not an integer >= 0, a time that is not ISO 8601 text with
-a UTC offset, a payload that is a number ...) is an :class:`~evtools.errors.InputError`
+schema says (a version that is not an integer >= 0, a time that is not ISO 8601 text of a
+date and time with a UTC offset or that has digits beyond the microsecond, which datetime
+cannot keep, a payload that is a number ...) is an :class:`~evtools.errors.InputError`
 naming the file, the row's position, stream and version, the column and what it holds. A
 ``data`` or ``metadata`` payload stored as TEXT (as tools that write JSON as a string do)
 is read as the bytes SQLite keeps for it (UTF-8 in a database evtools creates; bytes that
@@ -35,7 +36,15 @@ leaves nothing of its batch (SQLite rolls the unfinished transaction back). Read
 with keyset queries (``position > ?`` / ``version >= ?`` with ``LIMIT``): memory stays
 bounded, and no statement stays open while the caller holds the iterator. A read goes up
 to the last row there when it was called (``read_stream``: the stream's; ``read_all``: the
-store's), so reading and appending to the same store ends.
+store's), so reading and appending to the same store ends. A ``from_version`` or
+``from_position`` beyond 2**63-1 (SQLite's largest INTEGER) is beyond every row: it reads
+nothing.
+
+An event is written as one row, which SQLite limits (``SQLITE_LIMIT_LENGTH``, a billion
+bytes unless the build says otherwise): a larger one is a
+:class:`~evtools.errors.UsageError` naming the stream and version before anything is
+written. A copied event without a time (``recorded_at`` ``None``) is stored with a NULL
+``recorded_at`` and one with an empty id with an empty ``id``: both read back as they were.
 
 URLs: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
 ``sqlite:///:memory:``, with the options ``?mode=ro`` (or ``r``; ``a``, ``rw``) and
@@ -69,9 +78,11 @@ from ..errors import (
 from ..events import JSON_CONTENT_TYPE, RawEvent
 from .base import (
     ANY,
+    INT64_MAX,
     AppendEvent,
     EventStore,
     ExpectedVersion,
+    PreparedEvent,
     check_expected,
     check_limit,
     check_start,
@@ -129,6 +140,18 @@ _FIRST_STREAMS = "SELECT DISTINCT stream FROM events ORDER BY stream LIMIT ?"
 
 _fromiso = datetime.fromisoformat
 _MIN_INTEGER = -(2**63)
+# what a row takes beyond its payloads and names: the record header, three integers, the
+# time (SQLite counts the whole record against SQLITE_LIMIT_LENGTH)
+_ROW_ROOM = 160
+
+
+def _texts_bound(stream: str, e: PreparedEvent) -> int:
+    """At least the UTF-8 bytes of the row's names (4 a character at most)."""
+    return 4 * (len(stream) + len(e.type) + len(e.id) + len(e.content_type))
+
+
+def _short(text: str, keep: int = 40) -> str:
+    return text if len(text) <= keep else f"{text[:keep]}..."
 
 Row = tuple[str, int, str, bytes, bytes, str, "str | None", int, "str | None", int]
 StreamRow = tuple[int, str, bytes, bytes, str, "str | None", int, "str | None", int]
@@ -156,8 +179,15 @@ def _to_stream_events(stream: str, rows: list[StreamRow]) -> list[RawEvent]:
 # which names the row and column or, where the row is usable after all, builds its event.
 
 _STR, _INT, _BYTES, _STR_OR_NONE = {str}, {int}, {bytes}, {str, type(None)}
-# "...+00:00": what the store writes ends in an offset (Z, or none, goes the slow way)
-_ends_in_offset = re.compile(r"[+-]\d\d:\d\d\Z", re.ASCII).search
+# what the store writes, datetime.isoformat() of a time in UTC: a full date and time, no
+# fraction or six digits of one, an offset ("...+00:00"). Other forms go the slow way: a
+# date alone with an offset ("2024-01-01+00:00") converts to a naive midnight, nine digits
+# of fraction to six, both refused there; "Z" and other offset forms are read there.
+_store_time = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                         r"(?:\.[0-9]{6})?[+-][0-9]{2}:[0-9]{2}\Z").match
+# a non-zero digit beyond the sixth of a fraction: what datetime (and fromisoformat, which
+# drops it) cannot keep
+_sub_microsecond = re.compile(r"[.,][0-9]{6}0*[1-9]").search
 
 
 def _columns_look_right(streams: tuple[Any, ...] | None, versions: tuple[Any, ...],
@@ -175,10 +205,10 @@ def _columns_look_right(streams: tuple[Any, ...] | None, versions: tuple[Any, ..
             and set(map(type, ids)) == _STR
             and set(map(type, data)) == _BYTES and set(map(type, metadata)) == _BYTES
             and set(map(type, content_types)) <= _STR_OR_NONE
-            # the conversion refused every time that is not ISO text; this refuses a time
-            # without a UTC offset (Z or another form of offset goes the slow way)
+            # the conversion refused every time that is not ISO text; this passes only the
+            # form the store writes (any other goes the slow way, which decides)
             and set(map(type, times)) <= _STR_OR_NONE
-            and all(map(_ends_in_offset, filter(None, times)))
+            and all(map(_store_time, filter(None, times)))
             and (streams is None or (set(map(type, streams)) == _STR and "" not in streams)))
 
 
@@ -399,15 +429,19 @@ class SqliteStore(EventStore):
             raise bad("id", id_, "a TEXT")
         when = None
         if recorded_at is not None:
-            wanted = "an ISO 8601 time with a UTC offset (e.g. 2024-05-01T12:00:00+00:00) or NULL"
+            wanted = ("an ISO 8601 date and time with a UTC offset (e.g. "
+                      "2024-05-01T12:00:00+00:00) or NULL")
             if type(recorded_at) is not str:
                 raise bad("recorded_at", recorded_at, wanted)
             try:
                 when = _fromiso(recorded_at)
             except ValueError:
                 raise bad("recorded_at", recorded_at, wanted) from None
-            if when.utcoffset() is None:
+            if when.utcoffset() is None:  # also a date alone: "2024-01-01+00:00"
                 raise bad("recorded_at", recorded_at, wanted)
+            if _sub_microsecond(recorded_at):  # fromisoformat drops them
+                raise bad("recorded_at", recorded_at, "a time of whole microseconds (its "
+                          "digits beyond the sixth would be lost: datetime cannot keep them)")
         if type(position) is not int or position < 0:
             raise bad("position", position, "an INTEGER >= 0")
         if content_type is not None and type(content_type) is not str:
@@ -455,27 +489,50 @@ class SqliteStore(EventStore):
                                             stream)
                 check_expected(self.url, stream, expected, actual)
                 first = 0 if actual is None else actual + 1
-                conn.executemany(_INSERT, self._rows(stream, events, first))
+                conn.executemany(_INSERT, self._rows(conn, stream, events, first))
                 conn.execute("COMMIT")
-            except sqlite3.Error as e:
-                self._rollback(conn)
+            except (sqlite3.Error, OverflowError) as e:  # OverflowError: "BLOB longer than
+                self._rollback(conn)  # INT_MAX bytes", should the size check miss one
                 raise self._write_failure(e, stream, expected) from e
             except BaseException:
                 self._rollback(conn)
                 raise
             return first + len(events) - 1
 
-    def _rows(self, stream: str, events: Sequence[AppendEvent],
+    def _rows(self, conn: sqlite3.Connection, stream: str, events: Sequence[AppendEvent],
               first: int) -> Iterator[tuple[Any, ...]]:
         """Rows to insert, validated one by one as ``executemany`` pulls them."""
         last_time: datetime | None = None
-        last_text = ""
+        last_text: str | None = None
+        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
         for i, e in enumerate(prepare_events(self.url, stream, events, first)):
             if e.recorded_at is not last_time:  # a batch often shares one time
                 last_time = e.recorded_at
-                last_text = last_time.isoformat()
+                last_text = None if last_time is None else last_time.isoformat()
+            if len(e.data) + len(e.metadata) > limit - _ROW_ROOM - _texts_bound(stream, e):
+                self._check_row_size(limit, stream, first + i, e)
             yield (stream, first + i, e.type, e.data, e.metadata, e.id, last_text,
                    e.content_type, e.schema_version)
+
+    def _check_row_size(self, limit: int, stream: str, version: int | None,
+                        e: PreparedEvent) -> None:
+        """Refuse an event whose row SQLite would refuse ("string or blob too big")."""
+        size = (len(e.data) + len(e.metadata) + _ROW_ROOM
+                + sum(len(t.encode("utf-8")) for t in (stream, e.type, e.id, e.content_type)))
+        if size > limit:
+            raise UsageError(
+                f"{self.url}: stream {_short(stream)!r}: an event of {size:,} bytes (data "
+                f"{len(e.data):,}, metadata {len(e.metadata):,}, the rest names and "
+                f"numbers) is larger than SQLite's limit for a row ({limit:,} bytes, "
+                f"SQLITE_LIMIT_LENGTH)", file=self.path, stream=stream, version=version)
+
+    def check_appendable(self, stream: str, event: AppendEvent,
+                         version: int | None = None) -> PreparedEvent:
+        prepared = super().check_appendable(stream, event, version)
+        with self._lock:
+            limit = self._connection().getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+        self._check_row_size(limit, stream, version, prepared)
+        return prepared
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
@@ -484,7 +541,7 @@ class SqliteStore(EventStore):
             except sqlite3.Error:  # the transaction may already be gone (e.g. disk I/O)
                 log.warning("%s: rollback failed", self.url, exc_info=True)
 
-    def _write_failure(self, e: sqlite3.Error, stream: str,
+    def _write_failure(self, e: sqlite3.Error | OverflowError, stream: str,
                        expected: ExpectedVersion) -> StoreError:
         if isinstance(e, sqlite3.IntegrityError):
             actual = self.stream_version(stream)
@@ -497,6 +554,11 @@ class SqliteStore(EventStore):
                 f"{self.url}: stream {stream!r}: another writer held the database lock for "
                 f"longer than the timeout; expected {describe_version(expected)}",
                 expected=expected, actual=None, stream=stream, file=self.path)
+        if isinstance(e, OverflowError) or (isinstance(e, sqlite3.DataError)
+                                            and "too big" in str(e)):
+            return StoreError(f"{self.url}: append to stream {_short(stream)!r} failed: an "
+                              f"event of the batch is larger than SQLite takes in a row "
+                              f"({e}); nothing was written", stream=stream, file=self.path)
         return StoreError(f"{self.url}: append to stream {stream!r} failed: {e}",
                           stream=stream, file=self.path)
 
@@ -504,6 +566,11 @@ class SqliteStore(EventStore):
                     limit: int | None = None) -> Iterator[RawEvent]:
         check_start(from_version, "from_version", self.url, stream)
         limit = check_limit(limit, self.url)
+        if from_version > INT64_MAX:  # beyond every version (SQLite cannot bind it)
+            if self.stream_version(stream) is None:
+                raise StreamNotFound(f"{self.url}: stream {stream!r} does not exist",
+                                     stream=stream, file=self.path)
+            return iter(())
         # the first page now: a short stream is read in one query, and a missing stream
         # (no rows, no version) is an error here rather than at the first next()
         n = self._page_size if limit is None else min(limit, self._page_size)
@@ -538,6 +605,9 @@ class SqliteStore(EventStore):
                  limit: int | None = None) -> Iterator[RawEvent]:
         check_start(from_position, "from_position", self.url)
         limit = check_limit(limit, self.url)
+        if from_position > INT64_MAX:  # beyond every position (SQLite cannot bind it)
+            self._connection()
+            return iter(())
         # up to the last event there now: what is appended while the iterator is open is
         # not read (reading everything and appending to the store ends), as in read_stream
         head = self._query(_HEAD, (), "read_all")[0][0]

@@ -107,9 +107,84 @@ def test_ids_that_are_not_uuids_map_deterministically() -> None:
     assert esdb_id(str(u)) == u
 
 
-@given(st.text(), st.integers(min_value=0, max_value=10**9))
+_CANONICAL = "a1b2c3d4-0000-4000-8000-00000000000a"
+_OTHER_FORMS = [_CANONICAL.upper(), _CANONICAL.replace("-", ""), "{" + _CANONICAL + "}",
+                "urn:uuid:" + _CANONICAL]
+
+
+@pytest.mark.parametrize("event_id", _OTHER_FORMS)
+def test_only_a_canonical_uuid_is_the_id_itself(event_id: str) -> None:
+    """uuid.UUID() takes upper case, braces, urn:uuid: and bare hex digits: they had
+    mapped to the canonical form's UUID (two ids, one EventStoreDB id) and read back as
+    it."""
+    assert esdb_id(_CANONICAL) == uuid.UUID(_CANONICAL)
+    assert esdb_id(event_id) != uuid.UUID(_CANONICAL)
+    assert esdb_id(event_id) == uuid.uuid5(uuid.NAMESPACE_URL, "evtools:" + event_id)
+    assert len({esdb_id(i) for i in [_CANONICAL, *_OTHER_FORMS]}) == 5
+
+
+@pytest.mark.parametrize("event_id", [*_OTHER_FORMS, "order-1-created", "é", "x" * 300])
+@pytest.mark.parametrize("metadata", [b"", b'{"m": 1}', b"\xff\x00",
+                                      b'{"$evtools":{"id":"forged"}}'])
+def test_an_id_that_is_not_a_canonical_uuid_comes_back_as_it_was(event_id: str,
+                                                                  metadata: bytes) -> None:
+    raw = RawEvent.new("s", 0, "T", b"{}", metadata=metadata, id=event_id)
+    new = to_esdb_event(raw)
+    assert new.id == esdb_id(event_id)  # what the server keeps: a UUID
+    back = from_recorded_event(recorded(new, stream="s", position=0))
+    assert (back.id, back.metadata) == (event_id, metadata)
+
+
+@pytest.mark.parametrize("metadata", [b"", b'{"m": 1}', b"\xff", b'{"$evtools":{}}'])
+def test_a_canonical_id_keeps_the_metadata_as_it_is(metadata: bytes) -> None:
+    new = to_esdb_event(RawEvent.new("s", 0, "T", b"{}", metadata=metadata, id=_CANONICAL))
+    assert new.id == uuid.UUID(_CANONICAL)
+    if not metadata.startswith(b'{"$evtools":'):  # else wrapped, so as not to be mistaken
+        assert new.metadata == metadata
+    back = from_recorded_event(recorded(new))
+    assert (back.id, back.metadata) == (_CANONICAL, metadata)
+
+
+def test_metadata_another_client_wrote_like_the_wrapper_is_read_as_it_is() -> None:
+    rec = recorded(esdbclient.NewEvent(type="T", data=b"{}", id=uuid.UUID(_CANONICAL),
+                                       metadata=b'{"$evtools": "not ours"}'))
+    assert from_recorded_event(rec).metadata == b'{"$evtools": "not ours"}'
+    assert from_recorded_event(rec).id == _CANONICAL
+
+
+@given(new_events(binary_content_types=False))
+def test_any_id_round_trips(event: NewEvent) -> None:
+    raw = RawEvent(stream="s", version=3, type=event.type, data=event.data,
+                   metadata=event.metadata, id=event.id, content_type=event.content_type,
+                   schema_version=event.schema_version)
+    back = from_recorded_event(recorded(to_esdb_event(raw), stream="s", position=3))
+    assert (back.id, back.metadata, back.type, back.schema_version) == (
+        raw.id, raw.metadata, raw.type, raw.schema_version)
+
+
+# schema versions are 1 to 2**63-1 (appends refuse others: "Foo@v0" is a type name)
+@given(st.text(), st.integers(min_value=1, max_value=2**63 - 1))
 def test_schema_version_in_the_type_round_trips(event_type: str, version: int) -> None:
     assert split_type(esdb_type(event_type, version)) == (event_type, version)
+
+
+@pytest.mark.parametrize("stored", [
+    "Foo@v0", "Foo@v00", "Foo@v9223372036854775808", "Foo@v99999999999999999999",
+    "Foo@v" + "9" * 5000,  # int() refuses more than 4300 digits: not a raw ValueError
+])
+def test_a_suffix_that_is_no_schema_version_is_part_of_the_type(stored: str) -> None:
+    """"Foo@v0" had read as schema version 0 (which RawEvent.check refuses), a suffix
+    beyond int64 as a schema version no store keeps."""
+    assert split_type(stored) == (stored, 1)
+    for version in (1, 2):  # such a type name round-trips
+        assert split_type(esdb_type(stored, version)) == (stored, version)
+    rec = recorded(to_esdb_event(RawEvent.new("s", 0, stored, b"{}")))
+    assert from_recorded_event(rec).check().type == stored
+
+
+def test_the_largest_schema_version_is_one() -> None:
+    assert split_type("Foo@v9223372036854775807") == ("Foo", 2**63 - 1)
+    assert split_type("Foo@v007") == ("Foo", 7)
 
 
 def test_version_one_leaves_the_type_alone() -> None:
@@ -539,6 +614,32 @@ def test_an_expected_version_no_stream_can_have_is_a_concurrency_error(
         store.append("order-1", [NewEvent("T", b"{}")], expected)
     assert (info.value.expected, info.value.actual) == (expected, 0)
     assert store.stream_version("order-1") == 0
+
+
+def test_ids_through_the_store_come_back_and_an_empty_one_is_not_invented(
+        fake: tuple[EsdbStore, _FakeServer]) -> None:
+    store, server = fake
+    ids = ["order-1-created", _CANONICAL.upper(), _CANONICAL]
+    store.append("order-1", [NewEvent("T", b"{}", b"m", id=i) for i in ids], NO_STREAM)
+    assert [(e.id, e.metadata) for e in store.read_stream("order-1")] == [
+        (i, b"m") for i in ids]
+    assert [e.id for e in server.log] == [esdb_id(i) for i in ids]  # what the server keeps
+    assert [e.id for e in store.read_all()] == ids
+    last = store.last_event("order-1")
+    assert last is not None and last.id == _CANONICAL
+    # a stored event (RawEvent, as copy hands it over) without an id: not invented
+    with pytest.raises(UsageError, match="empty id") as info:
+        store.append("order-2", [RawEvent("x", 0, "T", b"{}")], NO_STREAM)
+    assert (info.value.context.stream, info.value.context.version) == ("order-2", 0)
+    with pytest.raises(UsageError, match="empty id"):
+        store.check_appendable("order-2", RawEvent("x", 0, "T", b"{}"), 0)
+    assert store.stream_version("order-2") is None
+    assert store.append("order-2", [NewEvent("T", b"{}")], NO_STREAM) == 0  # a new one: id
+    assert _canonical(next(store.read_stream("order-2")).id)
+
+
+def _canonical(text: str) -> bool:
+    return str(uuid.UUID(text)) == text
 
 
 @pytest.mark.parametrize("position", [2**63, 2**64, 2**70])

@@ -22,6 +22,7 @@ from evtools.errors import (
     InputError,
     StoreError,
     StoreUnavailable,
+    StreamNotFound,
     UsageError,
 )
 from evtools.events import RawEvent, to_cloudevent
@@ -731,3 +732,547 @@ def test_parquet_append_mode_keeps_the_copy_an_interrupted_append_left(
     assert path.read_bytes() == b"PAR1 half a file"
     with ParquetStore(old) as kept:
         assert [e.type for e in kept.read_all()] == ["A"]
+
+
+# -- JSONL appends are atomic: a write that fails midway, a writer killed midway -----------
+
+
+def _whole_batch(tmp_path: Path, events: list[NewEvent], *, flat: bool = False) -> bytes:
+    """The bytes a JsonlStore writes for one append of ``events`` to stream "big" of a file
+    holding one event, as a file of its own shows them (marks included)."""
+    scratch = _fresh(tmp_path, ".jsonl")
+    with JsonlStore(scratch, "w", format="flat" if flat else "cloudevents") as out:
+        out.append("pre", [NewEvent("P", b"{}")])
+        size = scratch.stat().st_size
+        out.append("big", events, NO_STREAM)
+    return scratch.read_bytes()[size:]
+
+
+def _before(path: Path) -> list[tuple[str, int, str]]:
+    with JsonlStore(path) as back:
+        return [(e.stream, e.version, e.type) for e in back.read_all()]
+
+
+def _big(n: int, size: int = 1000) -> list[NewEvent]:
+    return [NewEvent("Big", b'{"blob": "%s"}' % (b"x" * size), id=f"b-{i}") for i in range(n)]
+
+
+def test_the_lines_of_an_append_are_marked_and_stay_cloudevents_and_flat_records(
+        tmp_path: Path) -> None:
+    """Every line of an append of several events says how many lines of the same append
+    follow it (``evbatchrest``); an append of one event is not marked."""
+    for flat in (False, True):
+        lines = _whole_batch(tmp_path, _big(3, 2), flat=flat).splitlines()
+        docs = [json.loads(line) for line in lines]
+        assert [d.get("evbatchrest") for d in docs] == [2, 1, 0]
+        if not flat:  # still CloudEvents: an extension attribute, other readers skip it
+            assert all(d["specversion"] == "1.0" for d in docs)
+            assert [e.id for e in (files.from_cloudevent(line) for line in lines)] == [
+                "b-0", "b-1", "b-2"]
+        one = _whole_batch(tmp_path, _big(1, 2), flat=flat)
+        assert b"evbatchrest" not in one
+
+
+class _FailingOut:
+    """The store's file, whose writes fail (a full disk) once ``budget`` bytes are
+    written: the bytes up to there reach the file, as a short write leaves them."""
+
+    def __init__(self, real: Any, budget: int) -> None:
+        self.real = real
+        self.budget = budget
+
+    def write(self, data: Any) -> int:
+        if self.budget <= 0:
+            raise OSError(28, "No space left on device")
+        part = bytes(data)[:self.budget]
+        self.budget -= len(part)
+        self.real.write(part)
+        self.real.flush()
+        return len(part)
+
+    def __getattr__(self, name: str) -> Any:  # fileno, seek, flush, close
+        return getattr(self.real, name)
+
+
+@pytest.mark.parametrize("cut", ["none", "inside the first line", "between lines",
+                                 "inside the last line", "before the last line break"])
+def test_a_write_that_fails_midway_leaves_the_file_as_it_was(tmp_path: Path,
+                                                             cut: str) -> None:
+    """A failed append had left part of its batch and a line cut off: every later read
+    failed (``Input data was truncated``), or showed part of the batch."""
+    path = tmp_path / "full.jsonl"
+    events = _big(4, 500)
+    batch = _whole_batch(tmp_path, events)
+    first = batch.index(b"\n") + 1
+    budget = {"none": 0, "inside the first line": 100, "between lines": first,
+              "inside the last line": len(batch) - 50,
+              "before the last line break": len(batch) - 1}[cut]
+    with JsonlStore(path, "w") as out:
+        out.append("pre", [NewEvent("P", b"{}")])
+        before = path.read_bytes()
+        real = out._out  # private access, test only
+        out._out = _FailingOut(real, budget)  # type: ignore[assignment]
+        with pytest.raises(StoreError, match="write failed") as info:
+            out.append("big", events, NO_STREAM)
+        assert info.value.context.file == str(path)
+        assert path.read_bytes() == before  # nothing of the append
+        assert out.stream_version("big") is None
+        assert [e.stream for e in out.read_all()] == ["pre"]
+        out._out = real  # type: ignore[assignment]
+        assert out.append("big", events[:2], NO_STREAM) == 1  # the disk has room again
+    assert _before(path) == [("pre", 0, "P"), ("big", 0, "Big"), ("big", 1, "Big")]
+
+
+_CHILD = r'''
+import os, resource, signal, sys
+from evtools.stores import NO_STREAM, NewEvent, open_store
+path, limit, how = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+# "error": the write fails (EFBIG) at the limit (Python ignores SIGXFSZ); "kill": SIGXFSZ's
+# default action, the process is killed at the limit, in the middle of its write
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN if how == "error" else signal.SIG_DFL)
+store = open_store(path, mode="a")
+store.stream_version("pre")
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+events = [NewEvent("Big", b'{"blob": "%s"}' % (b"x" * 1000), id=f"b-{i}") for i in range(40)]
+try:
+    store.append("big", events, NO_STREAM)
+except Exception as e:
+    print(type(e).__name__, e)
+    sys.exit(3)
+print("appended")
+'''
+
+
+def _run_child(path: Path, limit: int, how: str) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", _CHILD, str(path), str(limit), how],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_file_size_limit_midway_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE (SIGXFSZ ignored): the append raises, and takes back what it wrote."""
+    path = tmp_path / "limit.jsonl"
+    with JsonlStore(path, "w") as out:
+        out.append("pre", [NewEvent("P", b"{}")])
+    before = path.read_bytes()
+    done = _run_child(path, len(before) + 20_000, "error")
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.startswith("StoreError") and "File too large" in done.stdout
+    assert path.read_bytes() == before
+    assert _before(path) == [("pre", 0, "P")]
+
+
+@pytest.mark.parametrize("cut", [100, "between lines", 20_000])
+def test_a_writer_killed_midway_leaves_a_file_read_as_before_that_takes_the_next_append(
+        tmp_path: Path, cut: int | str) -> None:
+    """A writer killed in the middle of an append (here by SIGXFSZ at a file size limit,
+    at a byte chosen) had left part of the batch and a line cut off: every read, and
+    the next append, failed; ``mode="a"`` even glued a line break onto the cut line."""
+    path = tmp_path / "killed.jsonl"
+    with JsonlStore(path, "w") as out:
+        out.append("pre", [NewEvent("P", b"{}")])
+    before = path.read_bytes()
+    if cut == "between lines":  # the first line whole, the others not there
+        batch = _whole_batch(tmp_path, [NewEvent("Big", b'{"blob": "%s"}' % (b"x" * 1000),
+                                                 id=f"b-{i}") for i in range(40)])
+        cut = batch.index(b"\n") + 1
+    assert isinstance(cut, int)
+    done = _run_child(path, len(before) + cut, "kill")
+    assert done.returncode == -25, (done.returncode, done.stdout, done.stderr)  # SIGXFSZ
+    assert path.stat().st_size == len(before) + cut  # part of the append is in the file
+    assert _before(path) == [("pre", 0, "P")]
+    with JsonlStore(path) as back:
+        assert back.stream_version("big") is None
+        assert list(back.list_streams()) == ["pre"]
+        with pytest.raises(StreamNotFound):
+            back.read_stream("big")
+    with JsonlStore(path, "a") as out:
+        assert path.read_bytes()[:len(before)] == before
+        assert path.stat().st_size == len(before) + cut  # opening writes nothing
+        assert out.append("big", [NewEvent("B", b"{}")], NO_STREAM) == 0
+    assert _before(path) == [("pre", 0, "P"), ("big", 0, "B")]
+    assert path.read_bytes().startswith(before)  # what the killed writer left is gone
+    assert path.read_bytes().count(b"\n") == 2
+
+
+def test_a_writer_killed_by_sigkill_while_writing_a_big_append(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "sigkill.jsonl"
+    with JsonlStore(path, "w") as out:
+        out.append("pre", [NewEvent("P", b"{}")])
+    before = path.read_bytes()
+    child = ("import sys\nfrom evtools.stores import NO_STREAM, NewEvent, open_store\n"
+             "s = open_store(sys.argv[1], mode='a')\ns.stream_version('pre')\n"
+             "print('ready', flush=True)\n"
+             "blob = b'{\"blob\": \"' + b'x' * (1 << 20) + b'\"}'\n"
+             "s.append('big', [NewEvent('Big', blob) for _ in range(96)], NO_STREAM)\n")
+    proc = subprocess.Popen([sys.executable, "-c", child, str(path)], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 60
+        while path.stat().st_size < len(before) + (8 << 20) and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.001)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    got = _before(path)
+    # all or nothing: the kill came (nearly always) before the write ended
+    assert got in ([("pre", 0, "P")], [("pre", 0, "P")] + [("big", v, "Big") for v in range(96)])
+    with JsonlStore(path, "a") as out:
+        assert out.append("after", [NewEvent("A", b"{}")], NO_STREAM) == 0
+    assert _before(path) == [*got, ("after", 0, "A")]
+
+
+@pytest.fixture(params=["held", "looked ahead"])
+def hold(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readers hold the lines of an append until its last (up to 1 MiB), or look for its
+    last line ahead (a bigger append): both ways."""
+    if request.param == "looked ahead":
+        monkeypatch.setattr(files, "_HOLD", 1)
+
+
+@pytest.mark.usefixtures("hold")
+def test_an_append_that_did_not_finish_is_left_out_by_readers_and_removed_by_the_next(
+        tmp_path: Path) -> None:
+    path = tmp_path / "unfinished.jsonl"
+    with JsonlStore(path, "w") as out:
+        out.append("pre", [NewEvent("P", b"{}")])
+    before = path.read_bytes()
+    batch = _whole_batch(tmp_path, _big(3, 10))
+    lines = batch.splitlines(keepends=True)
+    for left in (lines[0], lines[0] + lines[1], lines[0] + lines[1][:30], lines[0][:30],
+                 b"\n".join(lines) [:-1][:len(lines[0]) + len(lines[1]) + 5]):
+        path.write_bytes(before + left)
+        assert _before(path) == [("pre", 0, "P")]
+        with JsonlStore(path) as back:  # the index, and read_stream through it
+            assert back.stream_version("big") is None
+            assert [e.type for e in back.read_stream("pre")] == ["P"]
+        with JsonlStore(path, "a") as out:
+            assert path.read_bytes() == before + left  # opening wrote nothing
+            assert out.stream_version("big") is None
+            assert out.append("big", [NewEvent("B", b"{}")], NO_STREAM) == 0
+            assert [(e.type, e.position) for e in out.read_all()] == [("P", 1), ("B", 2)]
+        assert _before(path) == [("pre", 0, "P"), ("big", 0, "B")]
+        assert b"Big" not in path.read_bytes()
+    # the whole append is there once its last line is, the line break after it or not
+    path.write_bytes(before + batch[:-1])
+    assert _before(path) == [("pre", 0, "P")] + [("big", v, "Big") for v in range(3)]
+
+
+@pytest.mark.usefixtures("hold")
+def test_an_unfinished_append_inside_the_file_is_left_out_and_what_follows_read(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A writer that does not lock (or an older evtools) appended after an append that did
+    not finish: that append's lines are left out (and logged), the lines after it read."""
+    path = tmp_path / "inside.jsonl"
+    with JsonlStore(path, "w") as out:
+        out.append("pre", [NewEvent("P", b"{}")])
+    lines = _whole_batch(tmp_path, _big(3, 10)).splitlines(keepends=True)
+    other = b'{"stream": "other", "version": 0, "type": "O"}\n'
+    path.write_bytes(path.read_bytes() + lines[0] + lines[1] + other)
+    with JsonlStore(path) as back:
+        assert [(e.stream, e.position) for e in back.read_all()] == [("pre", 1), ("other", 2)]
+        assert back.stream_version("big") is None
+        assert [e.type for e in back.read_stream("other")] == ["O"]
+    assert "did not finish" in caplog.text and "from line 2 on" in caplog.text
+    with JsonlStore(path, "a") as out:  # inside the file: left there, read past
+        assert out.append("big", [NewEvent("B", b"{}")], NO_STREAM) == 0
+    assert [s for s, _, _ in _before(path)] == ["pre", "other", "big"]
+
+
+@pytest.mark.usefixtures("hold")
+def test_a_reader_sees_an_append_once_its_last_line_is_there(tmp_path: Path) -> None:
+    """What a reader indexes while another process is in the middle of an append (its
+    first lines written, not its last) is read once the append is whole."""
+    path = tmp_path / "growing.jsonl"
+    with JsonlStore(path, "w") as out:
+        out.append("pre", [NewEvent("P", b"{}")])
+    before = path.read_bytes()
+    batch = _whole_batch(tmp_path, _big(3, 10))
+    half = batch.index(b"\n", batch.index(b"\n") + 1) + 1  # two of the three lines
+    path.write_bytes(before + batch[:half])
+    with JsonlStore(path) as back:
+        assert back.stream_version("big") is None
+        assert back._indexed_to[0] == len(before)  # private access, test only
+        with path.open("ab") as rest:
+            rest.write(batch[half:])
+        assert back.stream_version("big") == 2  # the new lines indexed from the old end
+        assert [e.position for e in back.read_stream("big")] == [2, 3, 4]
+        assert [e.version for e in back.read_all(2)] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("mark, fragment", [(-1, "not -1"), ('"2"', "not '2'"),
+                                            (1.5, "not 1.5"), (2**63, "not 9223372036854775808")])
+def test_a_batch_mark_that_is_not_a_count_names_file_and_line(tmp_path: Path, mark: Any,
+                                                               fragment: str) -> None:
+    path = tmp_path / "mark.jsonl"
+    path.write_bytes(b'{"stream": "a", "version": 0, "type": "T"}\n'
+                     b'{"stream": "a", "version": 1, "type": "T", "evbatchrest": %s}\n'
+                     b'{"stream": "a", "version": 2, "type": "T"}\n' % str(mark).encode())
+    with JsonlStore(path) as store, pytest.raises(EnvelopeError, match=fragment) as info:
+        list(store.read_all())
+    assert (info.value.context.file, info.value.context.line) == (str(path), 2)
+    assert "'evbatchrest' must be an int >= 0" in str(info.value)
+
+
+@pytest.mark.usefixtures("hold")
+def test_a_batch_mark_anywhere_in_the_line_counts(tmp_path: Path) -> None:
+    """A tool that rewrites the lines (sorting keys, say) moves the mark: it still counts."""
+    path = tmp_path / "sorted.jsonl"
+    lines = [json.loads(line) for line in _whole_batch(tmp_path, _big(3, 10)).splitlines()]
+    flat = [{"evbatchrest": 1, "stream": "f", "version": 0, "type": "T"},
+            {"stream": "f", "version": 1, "type": "T", "evbatchrest": 0}]
+    text = "\n".join(json.dumps(d, sort_keys=True) for d in lines + flat)
+    path.write_text(text + "\n")
+    assert _before(path) == [("big", v, "Big") for v in range(3)] + [("f", 0, "T"),
+                                                                      ("f", 1, "T")]
+    path.write_text("\n".join(json.dumps(d, sort_keys=True) for d in lines[:2]) + "\n")
+    assert _before(path) == []
+
+
+def test_a_last_line_cut_off_is_left_out_and_a_whole_one_without_line_break_read(
+        tmp_path: Path) -> None:
+    path = tmp_path / "cut.jsonl"
+    good = b'{"stream": "a", "version": 0, "type": "T"}\n'
+    path.write_bytes(good + b'{"stream": "a", "version": 1, "ty')
+    assert _before(path) == [("a", 0, "T")]
+    with JsonlStore(path, "a") as out:
+        assert out.append("a", [NewEvent("U", b"{}")], 0) == 1
+    assert _before(path) == [("a", 0, "T"), ("a", 1, "U")]
+    path.write_bytes(good + b'{"stream": "a", "version": 1, "type": "V"}')
+    assert _before(path) == [("a", 0, "T"), ("a", 1, "V")]
+
+
+# -- JSONL: a file replaced under an open export ------------------------------------------
+
+
+def test_an_append_after_the_file_was_replaced_goes_to_the_new_file(tmp_path: Path) -> None:
+    """Another tool wrote a new file and renamed it onto the path: the append had gone to
+    the old file, unlinked, and the event was lost, the append reported a success."""
+    path = tmp_path / "replaced.jsonl"
+    with JsonlStore(path, "a") as out:
+        assert out.append("s", [NewEvent("A", b"{}")], NO_STREAM) == 0
+        new = tmp_path / "replaced.jsonl.tmp"
+        new.write_bytes(b'{"stream": "s", "version": 0, "type": "X"}\n'
+                        b'{"stream": "s", "version": 1, "type": "Y"}\n')
+        os.replace(new, path)
+        with pytest.raises(ConcurrencyError) as info:  # checked against the new file
+            out.append("s", [NewEvent("B", b"{}")], 0)
+        assert info.value.actual == 1
+        assert out.append("s", [NewEvent("C", b"{}")], 1) == 2
+        assert [e.type for e in out.read_stream("s")] == ["X", "Y", "C"]
+    assert [t for _, _, t in _before(path)] == ["X", "Y", "C"]
+    with JsonlStore(path, "a") as out:
+        path.unlink()
+        with pytest.raises(StoreError, match="removed") as removed:
+            out.append("s", [NewEvent("D", b"{}")])
+        assert removed.value.context.file == str(path)
+    assert not path.exists()
+
+
+# -- what a file store's writer refuses: what its readers would refuse ---------------------
+
+
+def test_versions_and_positions_beyond_int64_are_refused_at_the_append(
+        tmp_path: Path) -> None:
+    """A stream at version 2**63-1 (a file of another tool): its next version had been
+    written, and the file could no longer be read (JSONL), or lost at close (Parquet)."""
+    top = 2**63 - 1
+    jsonl = tmp_path / "top.jsonl"
+    jsonl.write_bytes(b'{"stream": "s", "version": %d, "type": "T", "position": 4}\n'
+                      b'{"stream": "t", "version": 0, "type": "T", "position": %d}\n'
+                      % (top, top))
+    before = jsonl.read_bytes()
+    with JsonlStore(jsonl, "a") as out:
+        for stream in ("s", "u"):
+            with pytest.raises(UsageError, match="beyond 2\\*\\*63-1"):
+                out.append(stream, [NewEvent("U", b"{}")])
+    assert jsonl.read_bytes() == before
+    parquet = tmp_path / "top.parquet"
+    pl.DataFrame({"stream": ["s"], "version": [top], "type": ["T"],
+                  "data": [b"{}"]}).write_parquet(parquet)
+    with ParquetStore(parquet, "a") as out:
+        with pytest.raises(UsageError, match="beyond 2\\*\\*63-1"):
+            out.append("s", [NewEvent("U", b"{}")])
+        out.append("t", [NewEvent("U", b"{}")])
+        with pytest.raises(UsageError, match="2\\*\\*63-1"):  # had failed at close: all lost
+            out.append("u", [NewEvent("U", b"{}", schema_version=2**63)])
+    with ParquetStore(parquet) as back:
+        assert [(e.stream, e.version) for e in back.read_all()] == [("s", top), ("t", 0)]
+
+
+def test_a_time_with_nanoseconds_is_refused_and_a_timestamp_without_written_plain(
+        tmp_path: Path) -> None:
+    """``recorded_at=pandas.Timestamp(...123456789Z)`` had been written with its nine
+    digits, which the JSONL reader refuses: the file could not be read any more."""
+    import pandas as pd
+
+    ns = pd.Timestamp("2024-01-01T00:00:00.123456789Z")
+    us = pd.Timestamp("2024-01-01T00:00:00.123456Z")
+    for suffix in (".jsonl", ".parquet"):
+        path = _fresh(tmp_path, suffix)
+        with open_store(str(path), mode="w") as out:
+            with pytest.raises(UsageError, match="sub-microsecond") as info:
+                out.append("s", [NewEvent("T", b"{}"), NewEvent("T", b"{}", recorded_at=ns)])
+            assert (info.value.context.stream, info.value.context.version) == ("s", 1)
+            out.append("s", [NewEvent("T", b"{}", recorded_at=us)])
+            # the file store's own check, whatever the events' preparation lets through
+            store: Any = out
+            raw = RawEvent.new("s", 1, "T", b"{}", recorded_at=ns)
+            with pytest.raises(UsageError, match="sub-microsecond"):
+                store._writable("s", [raw])  # private access, test only
+            plain = store._writable("s", [RawEvent.new("s", 1, "T", b"{}", recorded_at=us)])
+            assert type(plain[0].recorded_at) is datetime and plain[0].recorded_at == us
+        with open_store(str(path)) as back:
+            got = [e.recorded_at for e in back.read_all()]
+        assert got == [datetime(2024, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)]
+        assert type(got[0]) is datetime
+
+
+def test_a_cloudevents_line_needs_an_id_a_flat_record_keeps_an_empty_one(
+        tmp_path: Path) -> None:
+    """A copied ``RawEvent`` keeps its empty id: a CloudEvents envelope cannot hold one (its
+    readers refuse it), so the JSONL store refuses it rather than invent one."""
+    event = RawEvent("x", 0, "T", b"{}", id="", recorded_at=None)
+    ce = JsonlStore(tmp_path / "ce.jsonl", "w")
+    with pytest.raises(UsageError, match="empty id"):
+        ce._fit("s", event, 0)  # private access, test only
+    ce.close()
+    flat = tmp_path / "flat.jsonl"
+    with JsonlStore(flat, "w", format="flat") as out:
+        assert out._fit("s", event, 0) is event
+
+
+# -- the flat form: numbers beyond int64 ---------------------------------------------------
+
+
+@pytest.mark.parametrize("member, value", [("version", 2**63), ("schema_version", 2**63),
+                                           ("position", 2**63), ("version", 2**64)])
+def test_a_flat_number_beyond_int64_names_file_line_and_member(tmp_path: Path, member: str,
+                                                               value: int) -> None:
+    """Read as it was (2**63 as a version), as CloudEvents envelopes are not."""
+    file = tmp_path / "big.jsonl"
+    rec = {"stream": "a", "version": 1, "type": "T", member: value}
+    file.write_bytes(b'{"stream": "a", "version": 0, "type": "T"}\n'
+                     + json.dumps(rec).encode() + b"\n")
+    with JsonlStore(file) as store, pytest.raises(
+            EnvelopeError, match=f"'{member}' must be .* <= 2\\*\\*63-1, not {value}") as info:
+        list(store.read_all())
+    assert (info.value.context.file, info.value.context.line) == (str(file), 2)
+    assert info.value.context.path == f"/{member}"
+
+
+# -- Parquet: values out of range in files of other tools; an export that fails ------------
+
+
+@pytest.mark.parametrize("columns, row, holds", [
+    ({"schema_version": pl.Series([2**64 - 1, 1], dtype=pl.UInt64)}, 1,
+     "column schema_version holds 18446744073709551615"),
+    ({"version": pl.Series([0, 2**63], dtype=pl.UInt64)}, 2,
+     "column version holds 9223372036854775808"),
+    ({"position": pl.Series([1, 2**63], dtype=pl.UInt64)}, 2,
+     "column position holds 9223372036854775808"),
+    ({"recorded_at": pl.Series([0, 253402300800000000]).cast(pl.Datetime("us", "UTC"))}, 2,
+     "column recorded_at holds '\\+10000-01-01 .*years 1 to 9999"),
+    ({"recorded_at": pl.Series([-62135596800001, 0]).cast(pl.Datetime("ms", "UTC"))}, 1,
+     "years 1 to 9999"),
+    ({"recorded_at": pl.Series([1704067200_123456789, 0]).cast(pl.Datetime("ns", "UTC"))}, 1,
+     "holds '2024-01-01 00:00:00.123456789.*whole microseconds"),
+])
+def test_a_parquet_value_out_of_range_is_an_input_error_naming_the_row(
+        tmp_path: Path, columns: dict[str, Any], row: int, holds: str) -> None:
+    """Had been read as it was (a schema version of 2**64-1, a version of 2**63), or been a
+    bare OverflowError (year 10000), or lost its nanoseconds silently."""
+    path = _parquet(tmp_path, **columns)
+    with ParquetStore(path, batch_size=1) as store:
+        reads: list[Any] = [lambda: list(store.read_all()), lambda: list(store.read_stream("a"))]
+        if columns.keys() & {"version", "position"}:  # what the index reads
+            reads.append(lambda: store.stream_version("a"))
+        for read in reads:
+            with pytest.raises(InputError, match=holds) as info:
+                read()
+            assert f"Parquet {path}: row {row} is not a usable event" in str(info.value)
+            assert info.value.context.file == str(path)
+
+
+def test_parquet_nanoseconds_that_are_zeros_and_unsigned_values_in_range_are_read(
+        tmp_path: Path) -> None:
+    when = datetime(2024, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)
+    path = _parquet(tmp_path, recorded_at=pl.Series([when, when]).cast(pl.Datetime("ns", "UTC")),
+                    position=pl.Series([7, 2**63 - 1], dtype=pl.UInt64),
+                    version=pl.Series([0, 1], dtype=pl.UInt64))
+    with ParquetStore(path) as store:
+        assert [(e.recorded_at, e.position) for e in store.read_all()] == [
+            (when, 7), (when, 2**63 - 1)]
+        assert store.stream_version("a") == 1
+
+
+def test_a_parquet_export_that_cannot_be_written_at_close_leaves_the_file_as_it_was(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure at close had lost every buffered event (a bare TypeError), and left a
+    file that could not be read in place of the one appended to."""
+    path = tmp_path / "kept.parquet"
+    with ParquetStore(path, "w") as out:
+        out.append("s", [NewEvent("A", b"{}")])
+    before = path.read_bytes()
+    for mode in ("a", "w"):
+        store = ParquetStore(path, mode)  # type: ignore[arg-type]
+        store.append("t", [NewEvent("B", b"{}")])
+
+        def broken(table: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(store._writer, "write_table", broken)  # private access, test only
+        with pytest.raises(StoreError, match="No space left") as info:
+            store.close()
+        assert info.value.context.file == str(path) and str(path) in str(info.value)
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.parquet"]  # no new file
+        with ParquetStore(path) as back:
+            assert [(e.stream, e.type) for e in back.read_all()] == [("s", "A")]
+        store.close()  # closed: nothing more to do
+
+
+def test_a_parquet_append_that_fills_a_row_group_and_fails_abandons_the_export(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "rows.parquet"
+    with ParquetStore(path, "w") as out:
+        out.append("s", [NewEvent("A", b"{}")])
+    before = path.read_bytes()
+    store = ParquetStore(path, "a", row_group_size=2)
+
+    def broken(table: Any) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(store._writer, "write_table", broken)  # private access, test only
+    with pytest.raises(StoreError, match="export is abandoned"):
+        store.append("t", [NewEvent("B", b"{}"), NewEvent("C", b"{}")])
+    with pytest.raises(UsageError, match="closed"):
+        store.append("t", [NewEvent("D", b"{}")])
+    store.close()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.parquet"]
+
+
+def test_a_parquet_export_replaces_the_file_only_when_closed(tmp_path: Path) -> None:
+    path = tmp_path / "swap.parquet"
+    with ParquetStore(path, "w") as out:
+        out.append("s", [NewEvent("A", b"{}")])
+    with ParquetStore(path, "a") as out:
+        out.append("s", [NewEvent("B", b"{}")], 0)
+        with ParquetStore(path) as meanwhile:  # the file as it was, whole, until the close
+            assert [e.type for e in meanwhile.read_all()] == ["A"]
+    with ParquetStore(path) as back:
+        assert [e.type for e in back.read_all()] == ["A", "B"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["swap.parquet"]

@@ -22,7 +22,18 @@ from evtools.errors import (
     StoreUnavailable,
     UsageError,
 )
-from evtools.stores import ANY, NO_STREAM, EventStore, NatsStore, NewEvent, open_store
+from evtools.events import RawEvent
+from evtools.stores import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    EventStore,
+    NatsStore,
+    NewEvent,
+    SqliteStore,
+    copy,
+    open_store,
+)
 from evtools.stores.nats import parse_nats_url, stream_from_token, subject_token
 
 from .conftest import NatsServer, free_port, nats_cluster
@@ -269,6 +280,28 @@ def test_a_time_without_offset_is_an_envelope_error_and_offsets_read_as_utc(
     got = next(store.read_stream("offset")).recorded_at
     assert got == datetime(2024, 5, 1, 12, 0, 0, 500000, tzinfo=UTC)
     assert got is not None and got.tzinfo is UTC
+
+
+@network
+@pytest.mark.parametrize("header, value, refused", [
+    ("ce-time", "2024-05-01T12:00:00.123456789Z", "digits beyond the microsecond"),
+    ("ce-time", "0001-01-01T00:00:00+01:00", "outside the years 1-9999"),
+    ("ce-evschemaversion", str(2**63), "above 2\\*\\*63-1"),
+])
+def test_a_header_no_event_can_hold_is_an_envelope_error(
+        store: NatsStore, nats_server: NatsServer, header: str, value: str,
+        refused: str) -> None:
+    """Another tool's message: nanoseconds had been dropped silently, year 1 in +01:00 a raw
+    OverflowError, a schema version beyond int64 read as it is."""
+    async def put(js: Any, nc: Any) -> Any:
+        await js.publish(f"{store.prefix}.odd", b"{}", headers={
+            "ce-evversion": "0", "ce-type": "T", "ce-id": "x",
+            "ce-time": "2024-05-01T12:00:00Z", header: value})
+
+    _raw(nats_server.url, put)
+    with pytest.raises(EnvelopeError, match=refused) as info:
+        list(store.read_stream("odd"))
+    assert info.value.context.stream == "odd"
 
 
 @network
@@ -597,3 +630,137 @@ def test_bad_options_are_usage_errors(option: dict[str, Any]) -> None:
     if not isinstance(value, str) or name == "prefix":  # a URL's "5" is a number
         with pytest.raises(UsageError):
             open_store(f"nats://127.0.0.1:{free_port()}/S?{name}={value}")
+
+
+# -- event ids: JetStream keeps one message per id ------------------------------------------
+
+
+@network
+def test_another_event_reusing_an_id_is_refused_not_reported_as_stored(
+        store: NatsStore) -> None:
+    """JetStream drops a message whose id it has: the Withdrawn event had been dropped and
+    append had returned 0, the version of the Deposited event that holds the id."""
+    assert store.append("acct-1", [NewEvent("Deposited", b'{"amount":100}', id="evt-42")],
+                        NO_STREAM) == 0
+    with pytest.raises(StoreError, match=r"event id 'evt-42' \(event 0 of the batch\) is "
+                                         r"already used by another event \(type 'Deposited'\) "
+                                         r"at version 0 of this stream.*nothing of this "
+                                         r"append was stored") as info:
+        store.append("acct-1", [NewEvent("Withdrawn", b'{"amount":70}', id="evt-42")], 0)
+    assert not isinstance(info.value, ConcurrencyError)  # asking again would fail again
+    assert (info.value.context.stream, info.value.context.version) == ("acct-1", 1)
+    assert "\n" not in str(info.value)
+    assert [(e.type, e.id) for e in store.read_stream("acct-1")] == [("Deposited", "evt-42")]
+
+
+@network
+def test_a_retry_is_a_success_only_where_the_append_is_stored(store: NatsStore) -> None:
+    a = NewEvent("A", b"{}", id="a-1")
+    assert store.append("s", [a], NO_STREAM) == 0
+    assert store.append("s", [a]) == 0  # a retry with ANY: the stored version
+    # the same event, where the expected version asks for a new one
+    for expected in (0, STREAM_EXISTS):
+        with pytest.raises(StoreError, match=r"'a-1' .* already used by the same event "
+                                             r"\(type 'A'\) at version 0 .* asks for a new "
+                                             r"event"):
+            store.append("s", [a], expected)
+    # the time the producer gave is part of the event
+    later = NewEvent("A", b"{}", id="a-1", recorded_at=datetime(2030, 1, 1, tzinfo=UTC))
+    with pytest.raises(StoreError, match="already used by another event"):
+        store.append("s", [later])
+    batch = [NewEvent("B", b"%d" % i, id=f"b-{i}") for i in range(3)]
+    assert store.append("s", batch, 0) == 3
+    assert store.append("s", batch) == 3
+    # one event of a batch reusing an id: the whole batch is refused, naming it
+    with pytest.raises(StoreError, match=r"'b-1' \(event 1 of the batch\) is already used "
+                                         r"by another event \(type 'B'\) at version 2") as info:
+        store.append("s", [NewEvent("C", b"{}", id="c-1"), NewEvent("C", b"{}", id="b-1")], 3)
+    assert info.value.context.version == 5
+    # an id another event stream holds
+    with pytest.raises(StoreError, match=r"'a-1'\) is already used by another message of "
+                                         r"JetStream stream"):
+        store.append("t", [NewEvent("A", b"{}", id="a-1")])
+    assert store.stream_version("t") is None
+    assert [e.id for e in store.read_stream("s")] == ["a-1", "b-0", "b-1", "b-2"]
+
+
+@network
+def test_a_batch_repeating_an_id_is_refused_before_anything_is_sent(store: NatsStore) -> None:
+    """The duplicate fault of generated data stores one event twice: copying it had said
+    "event ids of this batch are already stored", which they were not."""
+    batch = [NewEvent("A", b"{}", id="d-1"), NewEvent("B", b"{}", id="d-2"),
+             NewEvent("A", b"{}", id="d-1")]
+    with pytest.raises(UsageError, match=r"event id 'd-1' is repeated within the batch "
+                                         r"\(events 0 and 2\)") as info:
+        store.append("s", batch, NO_STREAM)
+    assert (info.value.context.stream, info.value.context.version) == ("s", 2)
+    assert store.stream_version("s") is None
+
+
+@network
+def test_a_copied_event_keeps_a_missing_time_and_needs_an_id(store: NatsStore,
+                                                             nats_server: NatsServer) -> None:
+    store.append("s", [RawEvent("elsewhere", 3, "T", b"{}", id="r-1")], NO_STREAM)
+    got = next(store.read_stream("s"))
+    assert (got.id, got.recorded_at) == ("r-1", None)
+
+    async def headers(js: Any, nc: Any) -> Any:
+        return (await js.get_last_msg(store.stream, f"{store.prefix}.s")).headers
+
+    assert "ce-time" not in _raw(nats_server.url, headers)
+    for call in (lambda: store.append("s", [RawEvent("x", 0, "T", b"{}")], 0),
+                 lambda: store.check_appendable("s", RawEvent("x", 0, "T", b"{}"), 1)):
+        with pytest.raises(UsageError, match="empty id") as info:
+            call()
+        assert (info.value.context.stream, info.value.context.version) == ("s", 1)
+    assert store.stream_version("s") == 0
+    assert store.append("s", [NewEvent("T", b"{}")]) == 1  # a new event gets an id
+    last = store.last_event("s")
+    assert last is not None and last.id and last.recorded_at is not None
+
+
+# -- copy into NATS is checked before anything is written -----------------------------------
+
+
+def _source(tmp_path: Path, *later: tuple[str, list[Any]]) -> SqliteStore:
+    source = SqliteStore(tmp_path / f"src-{_tag()}.db")
+    for i in range(3):
+        source.append(f"good-{i}", [NewEvent("T", b"{}") for _ in range(4)])
+    for stream, events in later:
+        source.append(stream, events)
+    return source
+
+
+@network
+def test_copy_into_nats_writes_nothing_when_an_event_does_not_fit(
+        store: NatsStore, tmp_path: Path) -> None:
+    """A 5,000-character stream name had stopped the copy after 12 of its events."""
+    too_big = b"x" * (store._nc.max_payload + 1)
+    for later, refused in [
+            (("x" * 5000, [NewEvent("T", b"{}")]), "is too long: its subject is 5,0"),
+            (("big", [NewEvent("T", b"{}"), NewEvent("T", too_big)]), "max_payload"),
+            (("no-id", [RawEvent("x", 0, "T", b"{}")]), "empty id")]:
+        with _source(tmp_path, later) as source, pytest.raises(UsageError) as info:
+            copy(source, store)
+        text = str(info.value)
+        assert refused in text and "nothing was copied" in text, text
+        assert text.startswith(f"copy {source.url} -> {store.url}: ")
+        assert list(store.list_streams()) == []
+
+
+@network
+def test_copy_into_nats_refuses_a_source_that_holds_an_id_twice(store: NatsStore,
+                                                                 tmp_path: Path) -> None:
+    twice = [NewEvent("T", b"{}", id="dup-1"), NewEvent("T", b"{}", id="dup-1")]
+    with _source(tmp_path, ("order-1", twice)) as source:
+        with pytest.raises(StoreError, match=r"event id 'dup-1' is used by two events of "
+                                             r"the source \(stream 'order-1' version 0 and "
+                                             r"stream 'order-1' version 1: a duplicate "
+                                             r"delivery, say\); JetStream keeps one message "
+                                             r"per id .*nothing was copied") as info:
+            copy(source, store)
+        assert (info.value.context.stream, info.value.context.version) == ("order-1", 1)
+        assert list(store.list_streams()) == []
+        # without the check, the append says what is wrong (and the rest is not copied)
+        with pytest.raises(UsageError, match="repeated within the batch"):
+            copy(source, store, check_first=False)

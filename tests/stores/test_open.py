@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from evtools.stores import (
     copy,
     open_store,
 )
+from evtools.stores.base import PreparedEvent
 
 from .contract import sample_appends
 
@@ -146,6 +148,97 @@ def test_copy_writes_nothing_when_a_later_stream_exists_in_the_destination() -> 
     with pytest.raises(StoreError, match=r"'z' already exists.*nothing was copied"):
         copy(source, dest)
     assert dest.stream_version("a") is None
+
+
+def _timeless(tmp_path: Path) -> JsonlStore:
+    """A flat JSONL export of events without a time, one of them without an id."""
+    path = tmp_path / "timeless.jsonl"
+    path.write_text('{"stream": "s", "version": 0, "type": "T", "data": {}, "id": "e1"}\n'
+                    '{"stream": "s", "version": 1, "type": "T", "data": {}, "id": ""}\n'
+                    '{"stream": "t", "version": 0, "type": "U", "data": [], "id": "e2"}\n')
+    return JsonlStore(path)
+
+
+def test_copy_keeps_a_missing_time_and_an_empty_id(tmp_path: Path) -> None:
+    """A source event without a time had been copied with the time of the copy and one
+    without an id with a random UUID: two copies of one store differed."""
+    with _timeless(tmp_path) as source:
+        want = _fields(source.read_all())
+        assert [(w[5], w[8]) for w in want] == [("e1", None), ("", None), ("e2", None)]
+        copies = []
+        for dest in (SqliteStore(tmp_path / "a.db"), SqliteStore(tmp_path / "b.db"),
+                     MemoryStore()):
+            with dest:
+                assert copy(source, dest) == 3
+                copies.append(_fields(dest.read_all()))
+        with ParquetStore(tmp_path / "c.parquet", "w") as out:
+            copy(source, out)
+        with open_store(str(tmp_path / "c.parquet")) as back:
+            copies.append(_fields(back.read_all()))
+        assert copies == [want] * 4
+
+
+class _Picky(MemoryStore):
+    """A destination that holds no stream named "big" (as NATS a name too long for a
+    subject) and, with unique_ids, one event per id."""
+
+    def check_appendable(self, stream: str, event: AppendEvent,
+                         version: int | None = None) -> PreparedEvent:
+        prepared = super().check_appendable(stream, event, version)
+        if stream == "big":
+            raise UsageError(f"{self.url}: stream {stream!r} is too big for me",
+                             stream=stream, version=version)
+        return prepared
+
+    def append(self, stream: str, events: Sequence[AppendEvent],
+               expected_version: ExpectedVersion = ANY) -> int:
+        for i, event in enumerate(events):
+            self.check_appendable(stream, event, i)
+        return super().append(stream, events, expected_version)
+
+
+class _Unique(MemoryStore):
+    unique_ids = "I keep one event per id"
+
+
+def test_copy_checks_every_event_against_the_destination_before_writing(
+        tmp_path: Path) -> None:
+    source = MemoryStore()
+    source.append("a", [NewEvent("A", b"{}"), NewEvent("A", b"{}")])
+    source.append("big", [NewEvent("A", b"{}")])
+    source.append("z", [NewEvent("A", b"{}")])
+    dest = _Picky()
+    with pytest.raises(UsageError, match=r"^copy memory: -> memory:: stream 'big' is too big "
+                                         r"for me \(nothing was copied\)") as info:
+        copy(source, dest, batch_size=1)
+    assert (info.value.context.stream, info.value.context.version) == ("big", 0)
+    assert list(dest.read_all()) == []
+    # what each store refuses of any event, before the first is written: SQLite's row size
+    source = MemoryStore()
+    source.append("a", [NewEvent("A", b"{}")])
+    source.append("b", [NewEvent("A", b"{}"), NewEvent("B", b"x" * 5000)])
+    with SqliteStore(tmp_path / "d.db") as dest:
+        dest._connection().setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 4000)
+        with pytest.raises(UsageError, match=r"stream 'b': an event of .* larger than "
+                                             r"SQLite's limit .*nothing was copied") as info:
+            copy(source, dest)
+        assert (info.value.context.stream, info.value.context.version) == ("b", 1)
+        assert dest.stream_version("a") is None
+
+
+def test_copy_into_a_store_that_keeps_one_event_per_id_refuses_a_repeated_id() -> None:
+    source = MemoryStore()
+    source.append("a", [NewEvent("A", b"{}", id="x1"), NewEvent("A", b"{}", id="x2")])
+    source.append("b", [NewEvent("B", b"{}", id="x3"), NewEvent("B", b"{}", id="x2")])
+    dest = _Unique()
+    with pytest.raises(StoreError, match=r"event id 'x2' is used by two events of the source "
+                                         r"\(stream 'a' version 1 and stream 'b' version 1: "
+                                         r"a duplicate delivery, say\); I keep one event per "
+                                         r"id.*nothing was copied") as info:
+        copy(source, dest)
+    assert (info.value.context.stream, info.value.context.version) == ("b", 1)
+    assert list(dest.read_all()) == []
+    assert copy(source, MemoryStore()) == 4  # a store that keeps any ids takes it
 
 
 class _Lossy(MemoryStore):

@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evtools.errors import ConcurrencyError, InputError, StoreUnavailable, UsageError
+from evtools.errors import (
+    ConcurrencyError,
+    InputError,
+    StoreError,
+    StoreUnavailable,
+    StreamNotFound,
+    UsageError,
+)
 from evtools.events import RawEvent
 from evtools.stores import NO_STREAM, EventStore, NewEvent, SqliteStore, open_store
 
@@ -471,3 +478,162 @@ def test_reading_all_over_many_pages_while_appending_ends(tmp_path: Path) -> Non
             assert len(read) < 50, "read_all goes on reading what is appended behind it"
         assert read == [1, 2, 3, 4, 5]
         assert [e.position for e in store.read_all(4, limit=4)] == [4, 5, 6, 7]
+
+
+# -- times that are no full timestamp, or hold more than datetime keeps --------------------
+
+
+@pytest.mark.parametrize("text, holds", [
+    # fromisoformat reads a date alone as a naive midnight, ignoring the offset
+    ("2024-01-01+00:00", "TEXT '2024-01-01+00:00'"),
+    ("2024-05-01-05:00", "TEXT '2024-05-01-05:00'"),
+    # and keeps six digits of nine
+    ("2024-01-01T00:00:00.123456789+00:00", "TEXT '2024-01-01T00:00:00.123456789+00:00'"),
+    ("2024-01-01T00:00:00.1234567Z", "TEXT '2024-01-01T00:00:00.1234567Z'"),
+])
+def test_a_time_that_is_no_full_timestamp_or_holds_nanoseconds_is_an_input_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, holds: str) -> None:
+    from evtools.stores import sqlite as module
+
+    db = _damaged(tmp_path, f"recorded_at = '{text}'")
+    # the C look at a page (where it was built), then its Python twin
+    for look in (module._rows_look_right, module._py_rows_look_right):
+        monkeypatch.setattr(module, "_rows_look_right", look)
+        with SqliteStore(db, mode="r", page_size=4) as store:
+            for read in (lambda: list(store.read_all()), lambda: list(store.read_stream("b")),
+                         lambda: list(store.read_stream("b", 1, limit=1))):
+                with pytest.raises(InputError) as info:
+                    read()
+                said = str(info.value)
+                assert f"the row at position 5 is not a usable event: column recorded_at " \
+                       f"holds {holds}" in said, said
+                assert (info.value.context.stream, info.value.context.version) == ("b", 1)
+
+
+def test_the_quick_looks_pass_only_the_form_the_store_writes() -> None:
+    from evtools.stores import sqlite as module
+
+    row = ["s", 0, "T", b"{}", b"", "i", "", 1, None, 1]
+    for text, passes in [("2024-05-01T12:00:00+00:00", True),
+                         ("2024-05-01T12:00:00.123456-05:30", True),
+                         ("2024-01-01+00:00", False), ("2024-05-01T12:00:00Z", False),
+                         ("2024-01-01T00:00:00.123456789+00:00", False),
+                         ("2024-01-01T00:00:00.12345678+00:00", False),  # 32 characters
+                         ("2024-05-01 12:00:00+00:00", False),
+                         ("2024-05-01T12:00:00.1234+00:00", False)]:
+        row[6] = text
+        for look in (module._rows_look_right, module._py_rows_look_right):
+            assert look([tuple(row)], True) is passes, (look, text)
+
+
+def test_trailing_zeros_beyond_the_microsecond_are_read(tmp_path: Path) -> None:
+    db = _damaged(tmp_path, "recorded_at = '2024-05-01T12:00:00.123456000+00:00'")
+    with SqliteStore(db, mode="r") as store:
+        [event] = [e for e in store.read_all() if e.position == 5]
+        assert event.recorded_at == datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+# -- what no store could write or read back is refused at append -----------------------------
+
+
+@pytest.mark.parametrize("event, refused", [
+    (NewEvent("T", b"{}", schema_version=2**63), r"schema_version 9223372036854775808 is "
+                                                  r"above 2\*\*63-1"),
+    (NewEvent("T", b"{}", schema_version=2**64), "above 2"),
+    (NewEvent("T", b"{}", recorded_at=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))),
+     "outside the years 1-9999 once in UTC"),
+    (NewEvent("T", b"{}", recorded_at=datetime(9999, 12, 31, 23, 59,
+                                               tzinfo=timezone(timedelta(hours=-1)))),
+     "outside the years 1-9999 once in UTC"),
+    (NewEvent("T", b"{}", recorded_at="2024-01-01T00:00:00Z"),  # type: ignore[arg-type]
+     "recorded_at must be a datetime or None, not str"),
+])
+def test_what_sqlite_cannot_keep_is_a_usage_error_naming_the_event(
+        tmp_path: Path, event: NewEvent, refused: str) -> None:
+    with SqliteStore(tmp_path / "r.db") as store:
+        with pytest.raises(UsageError, match=refused) as info:
+            store.append("s", [NewEvent("T", b"{}"), event], NO_STREAM)
+        assert "\n" not in str(info.value)
+        assert (info.value.context.stream, info.value.context.version) == ("s", 1)
+        assert store.stream_version("s") is None
+        with pytest.raises(UsageError, match=refused):
+            store.check_appendable("s", event, 1)
+        assert store.append("s", [NewEvent("T", b"{}", schema_version=2**63 - 1)]) == 0
+        assert next(store.read_stream("s")).schema_version == 2**63 - 1
+
+
+def test_a_time_with_nanoseconds_is_refused_and_one_without_is_a_plain_datetime(
+        tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    with SqliteStore(tmp_path / "ns.db") as store:
+        with pytest.raises(UsageError, match=r"sub-microsecond digits \(789 ns\)"):
+            store.append("s", [NewEvent("T", b"{}", recorded_at=pd.Timestamp(
+                "2024-01-01T00:00:00.123456789Z"))])
+        assert store.stream_version("s") is None
+        store.append("s", [NewEvent("T", b"{}", recorded_at=pd.Timestamp(
+            "2024-01-01T02:00:00.123456+02:00"))])
+        got = next(store.read_stream("s")).recorded_at
+        assert type(got) is datetime
+        assert got == datetime(2024, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)
+
+
+def test_reading_from_beyond_every_version_or_position_reads_nothing(tmp_path: Path) -> None:
+    """SQLite's INTEGER is 64-bit: binding 2**64 had been a raw OverflowError."""
+    with SqliteStore(tmp_path / "far.db") as store:
+        store.append("s", [NewEvent("T", b"{}")])
+        for start in (2**63 - 1, 2**63, 2**64, 2**100):
+            assert list(store.read_stream("s", start)) == []
+            assert list(store.read_stream("s", start, limit=2**64)) == []
+            assert list(store.read_all(start)) == []
+            with pytest.raises(StreamNotFound):
+                store.read_stream("missing", start)
+        assert len(list(store.read_all(0, limit=2**64))) == 1
+
+
+def test_an_event_larger_than_a_row_is_refused_naming_it(tmp_path: Path) -> None:
+    """A payload over 2 GiB had been a raw OverflowError ("BLOB longer than INT_MAX
+    bytes"), one over SQLite's limit a StoreError naming no event: the limit is lowered
+    here instead of allocating gigabytes."""
+    with SqliteStore(tmp_path / "big.db") as store:
+        store._connection().setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 4000)
+        store.append("s", [NewEvent("T", b"x" * 3000)])
+        for event in (NewEvent("T", b"x" * 4000), NewEvent("T", b"x" * 2000, b"y" * 2000),
+                      NewEvent("T" * 4000, b"{}")):
+            with pytest.raises(UsageError, match=r"larger than SQLite's limit for a row "
+                                                 r"\(4,000 bytes") as info:
+                store.append("s", [NewEvent("T", b"{}"), event], 0)
+            assert (info.value.context.stream, info.value.context.version) == ("s", 2)
+            with pytest.raises(UsageError, match="larger than SQLite's limit"):
+                store.check_appendable("s", event, 2)
+        assert store.stream_version("s") == 0
+
+
+def test_what_sqlite_refuses_as_too_big_is_a_store_error_naming_the_stream(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with SqliteStore(tmp_path / "big.db") as store:
+        store._connection().setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 4000)
+        # should the size check miss one, SQLite's "string or blob too big"
+        monkeypatch.setattr(SqliteStore, "_check_row_size", lambda *args: None)
+        with pytest.raises(StoreError, match=r"larger than SQLite takes in a row \(string "
+                                             r"or blob too big\)") as info:
+            store.append("s", [NewEvent("T", b"x" * 5000)])
+        assert not isinstance(info.value, ConcurrencyError)
+        assert info.value.context.stream == "s"
+        assert store.stream_version("s") is None
+        # and the sqlite3 module's own refusal of a value over INT_MAX bytes
+        error = store._write_failure(OverflowError("BLOB longer than INT_MAX bytes"), "s",
+                                     NO_STREAM)
+        assert type(error) is StoreError and error.context.stream == "s"
+        assert "BLOB longer than INT_MAX bytes" in str(error)
+
+
+def test_a_copied_event_without_time_or_id_is_kept_so(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "c.db") as store:
+        store.append("s", [RawEvent("elsewhere", 7, "T", b"{}"),
+                           RawEvent("elsewhere", 8, "T", b"{}", id="e1")])
+        assert [(e.id, e.recorded_at) for e in store.read_stream("s")] == [
+            ("", None), ("e1", None)]
+        # a new event is given both
+        store.append("s", [NewEvent("T", b"{}")])
+        last = store.last_event("s")
+        assert last is not None and last.id and last.recorded_at is not None
