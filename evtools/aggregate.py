@@ -170,38 +170,50 @@ class FrozenDict(dict[Any, Any]):
     """A dict of a frozen aggregate: reads work, every mutation raises
     :class:`~evtools.errors.FrozenAggregateError`. Copies and pickles stay frozen."""
 
-    __slots__ = ("_sealed",)
+    __slots__ = ()
     _kind: ClassVar[str] = "dict"
     __setitem__ = __delitem__ = _refuse
     clear = pop = popitem = setdefault = update = __ior__ = _refuse
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if getattr(self, "_sealed", False):  # __init__ again would refill it
+        if self:  # __init__ again would refill it
             _refuse(self)
         super().__init__(*args, **kwargs)
-        self._sealed = True
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (FrozenDict, (dict(self),))  # filled by dict.__init__, not __setitem__
+        return (_frozen_dict, (dict(self),))
 
 
 class FrozenList(list[Any]):
     """A list of a frozen aggregate: reads work, every mutation raises
     :class:`~evtools.errors.FrozenAggregateError`. Copies and pickles stay frozen."""
 
-    __slots__ = ("_sealed",)
+    __slots__ = ()
     _kind: ClassVar[str] = "list"
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
     append = extend = insert = pop = remove = clear = sort = reverse = _refuse
 
     def __init__(self, *args: Any) -> None:
-        if getattr(self, "_sealed", False):  # __init__ again would refill it
+        if self:  # __init__ again would refill it
             _refuse(self)
         super().__init__(*args)
-        self._sealed = True
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (FrozenList, (list(self),))  # filled by list.__init__, not extend
+        return (_frozen_list, (list(self),))
+
+
+def _frozen_dict(items: Mapping[Any, Any]) -> FrozenDict:
+    """A :class:`FrozenDict` of ``items``, filled in C (freezing makes one per dict)."""
+    frozen = dict.__new__(FrozenDict)
+    dict.update(frozen, items)
+    return frozen
+
+
+def _frozen_list(items: Iterable[Any]) -> FrozenList:
+    """A :class:`FrozenList` of ``items``, filled in C (freezing makes one per list)."""
+    frozen = list.__new__(FrozenList)
+    list.extend(frozen, items)
+    return frozen
 
 
 class FrozenSet(frozenset[Any]):
@@ -284,8 +296,8 @@ def _deep_freeze(value: Any, settled: set[type]) -> Any:
             nested = _needs_freezing(kind, settled) or nested
     if isinstance(value, dict):
         if not nested:
-            return FrozenDict(value)  # one C copy
-        return FrozenDict({k: _deep_freeze(v, settled) if isinstance(v, _CONTAINERS)
+            return _frozen_dict(value)  # one C copy
+        return _frozen_dict({k: _deep_freeze(v, settled) if isinstance(v, _CONTAINERS)
                            else v for k, v in value.items()})
     if isinstance(value, tuple):  # stays a tuple (of its own class), its items frozen
         if not nested:
@@ -294,8 +306,8 @@ def _deep_freeze(value: Any, settled: set[type]) -> Any:
                   for v in value]
         return type(value)(frozen) if type(value) is tuple else _remake(value, frozen)
     if not nested:
-        return FrozenList(value)
-    return FrozenList(_deep_freeze(v, settled) if isinstance(v, _CONTAINERS) else v
+        return _frozen_list(value)
+    return _frozen_list(_deep_freeze(v, settled) if isinstance(v, _CONTAINERS) else v
                       for v in value)
 
 
