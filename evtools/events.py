@@ -109,6 +109,10 @@ class RawEvent(msgspec.Struct, frozen=True, gc=False):
 
         Every field is checked (see :meth:`check`): a value that cannot work is a
         :class:`~evtools.errors.UsageError` naming the field, the stream and the version.
+        A store keeps a RawEvent's time as it is, none included (it copies stored events
+        faithfully): pass ``recorded_at``, or append a
+        :class:`~evtools.stores.base.NewEvent`, which the store stamps with the time of
+        the append.
         """
         return cls(stream, version, type, _bytes(data, True), _bytes(metadata, False),
                    id or str(uuid.uuid4()), recorded_at, position, content_type,

@@ -796,7 +796,8 @@ class Registry:
         """Wrap a typed event into a :class:`RawEvent` with its registered type and version.
 
         ``fields`` are those of :meth:`RawEvent.new` that the event does not decide:
-        ``metadata``, ``recorded_at``, ``id``, ``position`` and ``content_type``.
+        ``metadata``, ``recorded_at``, ``id``, ``position`` and ``content_type``. Without
+        ``recorded_at`` the event has no time, and a store appends it so.
         """
         unexpected = sorted(fields.keys() - _TO_RAW_FIELDS)
         if unexpected:

@@ -1445,12 +1445,13 @@ def load_snapshot(store: StoreLike, stream: str) -> RawEvent | None:
 
 
 def write_snapshot(store: Any, snapshot: Snapshot) -> int:
-    """Append ``snapshot`` to its snapshot stream; returns the snapshot stream's version."""
+    """Append ``snapshot`` to its snapshot stream, recorded now (a stored event appended
+    keeps the time it has, none included); returns the snapshot stream's version."""
     from .stores.base import NO_STREAM  # I/O helper: the pure core does not import stores
 
     snap_stream = snapshot_stream(snapshot.stream)
     head = store.stream_version(snap_stream)
-    raw = snapshot.to_raw(0 if head is None else head + 1)
+    raw = snapshot.to_raw(0 if head is None else head + 1, recorded_at=datetime.now(UTC))
     result: int = store.append(snap_stream, [raw], NO_STREAM if head is None else head)
     return result
 

@@ -1528,3 +1528,23 @@ def test_an_event_field_of_the_wrong_type_is_a_usage_error_naming_it(
                         r.feed_all(events)
                 assert "build events with RawEvent.new" in str(info.value)
                 assert r.events_applied == at  # refused before it was applied
+
+
+def test_write_snapshot_records_the_time_it_was_written() -> None:
+    # a RawEvent appended keeps the time it has (a copy invents none), so the snapshot's
+    # event is given the time it is written, as a new event would get from the store
+    from datetime import UTC, datetime
+
+    from evtools.rehydration import load_snapshot, write_snapshot
+    from evtools.stores import open_store
+
+    before = datetime.now(UTC)
+    with open_store("memory:") as store:
+        events = list(generate(30, seed=4))
+        stream = events[0].stream
+        mine = [e for e in events if e.stream == stream]
+        result = rehydrate(mine, order_registry(), Order, policy="audit")
+        write_snapshot(store, take_snapshot(result.aggregate))
+        raw = load_snapshot(store, stream)
+    assert raw is not None and raw.recorded_at is not None
+    assert before <= raw.recorded_at <= datetime.now(UTC)
