@@ -83,6 +83,15 @@ the last ones. An append goes to the file that the path names when the append ru
 when another tool has replaced the file since the store opened it (a new file renamed
 onto the path); its expected version is checked against that file.
 
+Known limits. Readers take no lock: a reader that has read part of a killed append's
+tail, while the next writer removes that tail and writes a batch of the same line lengths
+in its place, can hand out the killed lines with the new batch's last ones (a narrow
+race; the index behind ``read_stream`` and ``stream_version`` is not affected). Flat
+records that carry the mark are refused by evtools versions from before it (their flat
+records allow no other key); CloudEvents readers ignore an extension they do not know.
+A file cut inside an append (``head -n``) loses that append, logged at INFO, and the next
+append removes its lines.
+
 Parquet
 =======
 
