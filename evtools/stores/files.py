@@ -83,14 +83,15 @@ the last ones. An append goes to the file that the path names when the append ru
 when another tool has replaced the file since the store opened it (a new file renamed
 onto the path); its expected version is checked against that file.
 
-Known limits. Readers take no lock: a reader that has read part of a killed append's
-tail, while the next writer removes that tail and writes a batch of the same line lengths
-in its place, can hand out the killed lines with the new batch's last ones (a narrow
-race; the index behind ``read_stream`` and ``stream_version`` is not affected). Flat
-records that carry the mark are refused by evtools versions from before it (their flat
-records allow no other key); CloudEvents readers ignore an extension they do not know.
-A file cut inside an append (``head -n``) loses that append, logged at INFO, and the next
-append removes its lines.
+Readers take no lock. A reader that has read part of a killed append's tail while the
+next writer removes it and writes another append in its place sees that the bytes it
+holds are no longer in the file, and raises a :class:`~evtools.errors.StoreError` saying
+so (read again), rather than hand out lines of both.
+
+Known limits: flat records that carry the mark are refused by evtools versions from
+before it (their flat records allow no other key); CloudEvents readers ignore an
+extension they do not know. A file cut inside an append (``head -n``) loses that append,
+logged at INFO, and the next append removes its lines.
 
 Parquet
 =======
@@ -687,6 +688,10 @@ class JsonlStore(_FileStore):
             remaining = 0  # lines still to come of the append being read
             held: list[tuple[int, int, bytes]] = []  # its lines, until its last is read
             size = 0  # their bytes
+            # the bytes of the file from its first line held on, as read: handed out only
+            # if the file still holds them (a writer may have cut a killed append away and
+            # written another in its place meanwhile: readers take no lock)
+            span = bytearray()
             skip = 0  # lines still to leave out of an append that did not finish
             for lineno, raw in enumerate(f, first_line):
                 offset = pos
@@ -694,6 +699,8 @@ class JsonlStore(_FileStore):
                     return
                 pos += len(raw)
                 stripped = (_without_bom(raw) if offset == 0 else raw).strip(JSON_WHITESPACE)
+                if held:
+                    span += raw
                 if not stripped or skip:
                     if stripped:
                         skip -= 1
@@ -718,6 +725,7 @@ class JsonlStore(_FileStore):
                         held.append((offset, lineno, line))
                         size += len(line)
                         if not remaining:  # its last line: the append is whole
+                            self._check_held(f, held[0][0], span, lineno)
                             yield from held
                             held.clear()
                             done = (pos, lineno)
@@ -726,6 +734,7 @@ class JsonlStore(_FileStore):
                                 ahead = self._open_for_reading()
                             found, whole = self._rest_of_append(ahead, pos, remaining, stop)
                             if whole:
+                                self._check_held(f, held[0][0], span, lineno)
                                 yield from held
                             elif found is None:  # up to the end: unfinished, or being written
                                 break
@@ -747,6 +756,7 @@ class JsonlStore(_FileStore):
                 if mark:  # the first line of an append of mark + 1 lines
                     held.append((offset, lineno, line))
                     size = len(line)
+                    span[:] = raw
                     remaining = mark
                     continue
                 yield offset, lineno, line
@@ -761,6 +771,13 @@ class JsonlStore(_FileStore):
             f.close()
             if ahead is not None:
                 ahead.close()
+
+    def _check_held(self, f: io.BufferedReader, start: int, span: bytearray,
+                    lineno: int) -> None:
+        """The lines held from byte ``start`` on (``span``, as read) are still what the
+        file holds there, or the :class:`StoreError` of a file changed under the read."""
+        if os.pread(f.fileno(), len(span), start) != span:
+            raise self._changed_under_read(lineno)
 
     def _changed_under_read(self, lineno: int | None) -> StoreError:
         where = "its end" if lineno is None else f"line {lineno}"

@@ -1276,3 +1276,42 @@ def test_a_parquet_export_replaces_the_file_only_when_closed(tmp_path: Path) -> 
     with ParquetStore(path) as back:
         assert [e.type for e in back.read_all()] == ["A", "B"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["swap.parquet"]
+
+
+@pytest.mark.parametrize("pad", [3000, 100])  # held lines only, and a held line cut by B's
+def test_a_reader_never_hands_out_a_killed_append_rewritten_under_it(
+        tmp_path: Path, pad: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readers take no lock: writer A is killed inside an append; a reader holds its first
+    lines; writer B (the retry) cuts A's tail away and appends a batch of the same line
+    lengths in its place. The reader had handed out A's lines with B's last ones (events
+    that never were in the file together); now it sees the change and says so."""
+    path = tmp_path / "race.jsonl"
+
+    def batch(tag: str, year: int) -> list[NewEvent]:
+        return [NewEvent("T", b'{"k":%d,"p":"%s"}' % (k, b"x" * pad), id=f"{tag}-{k}",
+                         recorded_at=datetime(year, 1, 1, tzinfo=UTC)) for k in range(5)]
+
+    with JsonlStore(path, "w") as store:
+        store.append("s", [NewEvent("T", b"{}", id="first")], NO_STREAM)
+    base = path.read_bytes()
+    with JsonlStore(path, "a") as store:
+        store.append("t", batch("A", 2024), NO_STREAM)
+    written = path.read_bytes()[len(base):]
+    path.write_bytes(base + written[:int(len(written) * 0.9)])  # writer A killed
+    split = files.split_mark
+    fired: list[bool] = []
+
+    def retry_meanwhile(line: bytes, *args: Any) -> Any:
+        if not fired and b'"A-1"' in line:
+            fired.append(True)
+            with JsonlStore(path, "a") as writer:  # cleans A's tail up, appends B
+                writer.append("t", batch("B", 2025), NO_STREAM)
+        return split(line, *args)
+
+    monkeypatch.setattr(files, "split_mark", retry_meanwhile)
+    with pytest.raises(StoreError, match="changed while it was being read"):
+        list(JsonlStore(path).read_all())
+    monkeypatch.setattr(files, "split_mark", split)
+    assert fired
+    assert [e.id for e in JsonlStore(path).read_all()] == ["first"] + [
+        f"B-{k}" for k in range(5)]  # read again: what the file holds
